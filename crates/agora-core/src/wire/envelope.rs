@@ -1,0 +1,142 @@
+//! `PKE(X, Sign(X))` (ARCHITECTURE section 3): the signed message, HPKE-sealed
+//! to the recipient's X25519 key.
+//!
+//! On the wire an envelope is the CBOR array
+//! `[tag, recipient key id (bstr 32), enc (bstr 32), ciphertext (bstr)]`
+//! where the plaintext is the `COSE_Sign1` of X ([`super::cose::sign`]).
+//! HPKE (RFC 9180 base mode) binds the tag and the recipient:
+//! `info = "agora/1" || cbor(tag)`, `aad = cbor(tag) || recipient key id`.
+//!
+//! [`open`] checks, in order: the total size; the outer tag (before anything
+//! else); that the envelope is addressed to us; the HPKE decryption; the
+//! inner signature, whose payload must carry the outer tag; then the
+//! message's fields.
+
+use super::cose::{self, SIGN1_OVERHEAD};
+use super::{decode, Decoder, Encoder, Field, Message, Tag, MAX_MESSAGE_LEN};
+use crate::crypto::{hpke, Rng, SigningKey, VerifyingKey, X25519Public, X25519Secret};
+use crate::{DecodeError, Error, KeyId, Result};
+
+/// The HPKE `info` prefix; the tag follows it.
+pub const INFO_PREFIX: &[u8] = b"agora/1";
+
+/// Bytes an envelope adds around the ciphertext, rounded up: array head (1),
+/// tag (up to 10), key id (34), enc (34), ciphertext head (up to 5) = 84.
+pub const ENVELOPE_OVERHEAD: usize = 96;
+
+/// The largest ciphertext an envelope for `M` may carry.
+fn max_ciphertext<M: Message>() -> usize {
+    M::MAX_LEN.min(MAX_MESSAGE_LEN) + SIGN1_OVERHEAD + hpke::OVERHEAD
+}
+
+/// The largest envelope accepted for `M`.
+pub fn max_len<M: Message>() -> usize {
+    max_ciphertext::<M>() + ENVELOPE_OVERHEAD
+}
+
+fn info(tag: Tag) -> Vec<u8> {
+    let mut v = INFO_PREFIX.to_vec();
+    v.extend_from_slice(&tag.to_cbor());
+    v
+}
+
+fn aad(tag: Tag, recipient: &KeyId) -> Vec<u8> {
+    let mut v = tag.to_cbor();
+    v.extend_from_slice(&recipient.0);
+    v
+}
+
+/// Seals `Sign_{sender}(m)` to `recipient`.
+pub fn seal<M: Message>(
+    rng: &mut impl Rng,
+    sender: &SigningKey,
+    recipient: &X25519Public,
+    m: &M,
+) -> Result<Vec<u8>> {
+    let signed = cose::sign(sender, m);
+    let rid = recipient.key_id();
+    let (enc, ct) = hpke::seal(rng, recipient, &info(M::TAG), &aad(M::TAG, &rid), &signed)?;
+    let mut e = Encoder::with_capacity(ct.len() + ENVELOPE_OVERHEAD);
+    e.array(4).field(&M::TAG).field(&rid).bytes(&enc).bytes(&ct);
+    Ok(e.into_bytes())
+}
+
+/// An opened envelope.
+#[derive(Debug, Clone)]
+pub struct Opened<M> {
+    /// The message.
+    pub message: M,
+    /// The key id of the signer (the sender).
+    pub signer: KeyId,
+    /// The inner `COSE_Sign1` of the message: evidence a third party can
+    /// verify.
+    pub signed: Vec<u8>,
+}
+
+/// The tag an envelope claims, checked against the registry, without
+/// opening it: to route an incoming envelope to its handler.
+pub fn peek_tag(bytes: &[u8]) -> Result<Tag, DecodeError> {
+    let mut d = Decoder::new(bytes);
+    d.array_any()?;
+    let tag = Tag::decode(&mut d)?;
+    if !super::tags::is_registered(tag) {
+        return Err(DecodeError::UnknownTag(tag));
+    }
+    Ok(tag)
+}
+
+/// Opens an envelope carrying an `M` addressed to `recipient`; the sender's
+/// key is found by its key id through `sender`. Safe on arbitrary input.
+pub fn open<M: Message>(
+    bytes: &[u8],
+    recipient: &X25519Secret,
+    sender: impl Fn(&KeyId) -> Option<VerifyingKey>,
+) -> Result<Opened<M>> {
+    let limit = max_len::<M>();
+    if bytes.len() > limit {
+        return Err(DecodeError::TooLarge {
+            what: "envelope",
+            limit,
+        }
+        .into());
+    }
+    let mut d = Decoder::new(bytes);
+    let len = d.array_any()?;
+    if len == 0 {
+        return Err(DecodeError::Unexpected("envelope array starting with a tag").into());
+    }
+    let tag = Tag::decode(&mut d)?;
+    if tag != M::TAG {
+        return Err(if super::tags::is_registered(tag) {
+            DecodeError::WrongTag {
+                expected: M::TAG,
+                found: tag,
+            }
+        } else {
+            DecodeError::UnknownTag(tag)
+        }
+        .into());
+    }
+    if len != 4 {
+        return Err(DecodeError::Unexpected("envelope of four items").into());
+    }
+    let rid = KeyId::decode(&mut d)?;
+    let ours = recipient.public().key_id();
+    if rid != ours {
+        return Err(Error::NotAuthorised(
+            "envelope addressed to another party".into(),
+        ));
+    }
+    let enc: hpke::Encapped = d.bytes_exact("HPKE enc")?;
+    let ct = d.bytes("envelope ciphertext", max_ciphertext::<M>())?;
+    d.finish()?;
+    let signed = hpke::open(recipient, &enc, &info(tag), &aad(tag, &ours), ct)?;
+    let inner_limit = M::MAX_LEN.min(MAX_MESSAGE_LEN) + SIGN1_OVERHEAD;
+    let (payload, signer) = cose::verify_tagged_with(&signed, inner_limit, tag, sender)?;
+    let message = decode::<M>(&payload)?;
+    Ok(Opened {
+        message,
+        signer,
+        signed,
+    })
+}
