@@ -1,0 +1,229 @@
+//! SQLite plumbing: opening and configuring connections, schema migrations,
+//! and the pool of read connections.
+
+use agora_core::Error;
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The database file inside a data directory.
+pub const DB_FILE_NAME: &str = "agora.db";
+
+/// Longest `busy_timeout_ms` accepted: a writer of another process holding
+/// the lock longer than this is a fault to report, not to wait out.
+pub const MAX_BUSY_TIMEOUT_MS: u64 = 60_000;
+
+pub(crate) fn storage(e: rusqlite::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+/// Opens (creating if needed) the database at `path` and configures the
+/// connection the way agora needs it:
+///
+/// - `journal_mode=WAL`: readers never block the writer nor the writer them;
+/// - `synchronous=FULL`: a commit is on disk when it returns (the WAL is
+///   fsynced at every commit), because a reply announcing a binding or a
+///   payment is sent only after its commit (ARCHITECTURE 1);
+/// - `busy_timeout`: wait (bounded) for another process's write lock;
+/// - `foreign_keys=ON`: SQLite's default is off.
+pub fn open_connection(path: &Path, busy_timeout_ms: u64) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(storage)?;
+    conn.busy_timeout(Duration::from_millis(
+        busy_timeout_ms.min(MAX_BUSY_TIMEOUT_MS),
+    ))
+    .map_err(storage)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(storage)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Storage(format!(
+            "cannot switch the database to WAL mode (got {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(storage)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(storage)?;
+    Ok(conn)
+}
+
+/// One schema change. Versions start at 1 and increase by one; the database
+/// records the last one applied in `PRAGMA user_version`.
+#[derive(Clone, Copy, Debug)]
+pub struct Migration {
+    /// The schema version this migration produces.
+    pub version: u32,
+    /// What it does, for logs and errors.
+    pub name: &'static str,
+    /// The SQL, run as one batch inside the migration's transaction.
+    pub sql: &'static str,
+}
+
+/// agora's migrations, in order. Append only: a released migration is never
+/// edited, a change is a new migration.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "replay cache and evidence archive",
+        sql: r#"
+        -- ReplayCache: uniqueness of (scope, nonce) is the primary key, so it
+        -- holds across processes sharing the file.
+        CREATE TABLE replay_cache (
+            scope      TEXT    NOT NULL,
+            nonce      BLOB    NOT NULL CHECK (length(nonce) = 32),
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (scope, nonce)
+        ) WITHOUT ROWID;
+        CREATE INDEX replay_cache_expires_at ON replay_cache (expires_at);
+
+        -- EvidenceArchive: append-only, hash-chained (agora_core::ports::archive).
+        CREATE TABLE evidence_archive (
+            seq         INTEGER PRIMARY KEY CHECK (seq >= 1),
+            recorded_at INTEGER NOT NULL,
+            kind        TEXT    NOT NULL,
+            payload     BLOB    NOT NULL,
+            prev_hash   BLOB    NOT NULL CHECK (length(prev_hash) = 32),
+            hash        BLOB    NOT NULL CHECK (length(hash) = 32)
+        );
+        -- Defence in depth against our own bugs: the chain detects tampering,
+        -- these refuse it through ordinary SQL.
+        CREATE TRIGGER evidence_archive_no_update BEFORE UPDATE ON evidence_archive
+        BEGIN SELECT RAISE(ABORT, 'evidence archive is append-only'); END;
+        CREATE TRIGGER evidence_archive_no_delete BEFORE DELETE ON evidence_archive
+        BEGIN SELECT RAISE(ABORT, 'evidence archive is append-only'); END;
+    "#,
+    },
+    Migration {
+        version: 2,
+        name: "agency registers",
+        sql: r#"
+        -- AgencyRegistry (agora_pki::registry): what each agency issued and
+        -- revoked, and its last CRL number. Primary keys make a serial unique
+        -- per agency and let only the first revocation of a serial stand.
+        CREATE TABLE agency_issued (
+            agency    BLOB    NOT NULL CHECK (length(agency) = 32),
+            serial    BLOB    NOT NULL CHECK (length(serial) BETWEEN 1 AND 20),
+            kind      TEXT    NOT NULL CHECK (kind IN ('bond', 'identity')),
+            subject   BLOB    NOT NULL CHECK (length(subject) = 32),
+            issued_at INTEGER NOT NULL,
+            not_after INTEGER NOT NULL,
+            der       BLOB    NOT NULL,
+            PRIMARY KEY (agency, serial)
+        );
+        CREATE TABLE agency_revoked (
+            agency     BLOB    NOT NULL,
+            serial     BLOB    NOT NULL,
+            revoked_at INTEGER NOT NULL,
+            reason     INTEGER NOT NULL,
+            PRIMARY KEY (agency, serial),
+            FOREIGN KEY (agency, serial) REFERENCES agency_issued (agency, serial)
+        );
+        CREATE TABLE agency_crl_number (
+            agency BLOB    NOT NULL PRIMARY KEY CHECK (length(agency) = 32),
+            last   INTEGER NOT NULL CHECK (last >= 1)
+        );
+    "#,
+    },
+];
+
+/// The schema version recorded in the database (0 for a new one).
+pub fn schema_version(conn: &Connection) -> Result<u32, Error> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(storage)
+}
+
+/// Applies every migration newer than the database, each in its own
+/// `BEGIN IMMEDIATE` transaction (re-reading the version inside it, so two
+/// processes opening the same new file do not both migrate). Refuses a
+/// database whose version is newer than the code: running old code on it
+/// could misread data. Returns the resulting version.
+pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<u32, Error> {
+    for (i, m) in migrations.iter().enumerate() {
+        if usize::try_from(m.version).ok() != Some(i + 1) {
+            return Err(Error::ApiMisuse("migrations must be numbered 1, 2, 3, ..."));
+        }
+    }
+    let latest =
+        u32::try_from(migrations.len()).map_err(|_| Error::ApiMisuse("too many migrations"))?;
+    let found = schema_version(conn)?;
+    if found > latest {
+        return Err(Error::Storage(format!(
+            "database schema version {found} is newer than this program's {latest}; upgrade agora"
+        )));
+    }
+    for m in migrations.iter().skip(found as usize) {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(storage)?;
+        if schema_version(&tx)? >= m.version {
+            continue; // another process applied it meanwhile
+        }
+        tx.execute_batch(m.sql).map_err(|e| {
+            Error::Storage(format!("migration {} ({}) failed: {e}", m.version, m.name))
+        })?;
+        // user_version lives in the file header and is part of the transaction.
+        tx.pragma_update(None, "user_version", m.version)
+            .map_err(storage)?;
+        tx.commit().map_err(storage)?;
+    }
+    schema_version(conn)
+}
+
+/// Most read connections in a pool; each holds a file descriptor and a page
+/// cache (2 MiB by default).
+pub const MAX_READ_CONNECTIONS: usize = 64;
+
+/// A fixed set of read-only connections, shared by all readers. WAL lets them
+/// read committed data while the writer writes.
+pub(crate) struct ReadPool {
+    conns: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for ReadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadPool")
+            .field("connections", &self.conns.len())
+            .finish()
+    }
+}
+
+impl ReadPool {
+    pub(crate) fn open(path: &Path, n: usize, busy_timeout_ms: u64) -> Result<ReadPool, Error> {
+        let n = n.clamp(1, MAX_READ_CONNECTIONS);
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            let c = open_connection(path, busy_timeout_ms)?;
+            // A read connection that tries to write is a bug: fail loudly.
+            c.pragma_update(None, "query_only", "ON").map_err(storage)?;
+            conns.push(Mutex::new(c));
+        }
+        Ok(ReadPool {
+            conns,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `f` on a free connection (or waits for one, round-robin).
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let n = self.conns.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Ok(c) = self.conns[(start + i) % n].try_lock() {
+                return f(&c);
+            }
+        }
+        let c = self.conns[start % n]
+            .lock()
+            .map_err(|_| Error::Storage("read connection lock poisoned".into()))?;
+        f(&c)
+    }
+}

@@ -1,0 +1,141 @@
+//! agora-store: the storage ports of agora implemented on SQLite, the only
+//! crate that knows SQL (ARCHITECTURE sections 1 and 5).
+//!
+//! - [`Store`]: one database file (`<data-dir>/agora.db`), configured for
+//!   durability (WAL, `synchronous=FULL`), migrated on open, with one
+//!   group-commit writer and a pool of read connections.
+//! - [`group_commit`]: concurrent write requests batched into one transaction,
+//!   each in its own savepoint, each acknowledged only once durable.
+//! - [`SqliteReplayCache`], [`SqliteArchive`]: the supporting layer's ports
+//!   ([`agora_core::ports`]); [`SqliteAgencyRegistry`]: agora-pki's agency
+//!   register. Their conformance suites run against them in this crate's
+//!   tests.
+#![forbid(unsafe_code)]
+
+mod agency;
+mod archive;
+pub mod db;
+pub mod group_commit;
+mod replay;
+
+pub use agency::SqliteAgencyRegistry;
+pub use archive::SqliteArchive;
+pub use db::{migrate, open_connection, schema_version, Migration, DB_FILE_NAME, MIGRATIONS};
+pub use group_commit::{GroupCommit, GroupCommitConfig, GroupCommitStats, Ticket};
+pub use replay::SqliteReplayCache;
+
+use agora_core::Error;
+use db::ReadPool;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How a [`Store`] is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Queue and batch sizes of the writer.
+    pub group_commit: GroupCommitConfig,
+    /// How long a connection waits for another process's lock before failing
+    /// with [`Error::Storage`] (at most [`db::MAX_BUSY_TIMEOUT_MS`]).
+    pub busy_timeout_ms: u64,
+    /// Read connections in the pool (1..=[`db::MAX_READ_CONNECTIONS`]).
+    pub read_connections: usize,
+}
+
+impl Default for StoreConfig {
+    /// 5 s busy timeout; 4 read connections (twice the cores of the reference
+    /// machine: reads are short and mostly served from the page cache).
+    fn default() -> Self {
+        StoreConfig {
+            group_commit: GroupCommitConfig::default(),
+            busy_timeout_ms: 5_000,
+            read_connections: 4,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    writer: GroupCommit,
+    readers: ReadPool,
+}
+
+/// An open agora database. Cheap to clone (shared); the writer stops, after
+/// finishing what is queued, when the last clone (including the ports made
+/// from it) is dropped.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens `<dir>/agora.db` with the default configuration, creating the
+    /// directory and the database if needed.
+    pub fn open_dir(dir: &Path) -> Result<Store, Error> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Storage(format!("cannot create {}: {e}", dir.display())))?;
+        Store::open(&dir.join(DB_FILE_NAME), StoreConfig::default())
+    }
+
+    /// Opens the database at `path`, applies pending [`MIGRATIONS`] (refusing
+    /// a database newer than this code), starts the writer and the readers.
+    pub fn open(path: &Path, config: StoreConfig) -> Result<Store, Error> {
+        let mut conn = open_connection(path, config.busy_timeout_ms)?;
+        migrate(&mut conn, MIGRATIONS)?;
+        let readers = ReadPool::open(path, config.read_connections, config.busy_timeout_ms)?;
+        let writer = GroupCommit::start(conn, config.group_commit)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer,
+                readers,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The group-commit writer: every write goes through it.
+    pub fn writer(&self) -> &GroupCommit {
+        &self.inner.writer
+    }
+
+    /// Runs a read on a pooled read-only connection. It sees every request
+    /// acknowledged before the call.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.inner.readers.with(f)
+    }
+
+    /// The schema version of the database.
+    pub fn schema_version(&self) -> Result<u32, Error> {
+        self.read(schema_version)
+    }
+
+    /// The replay cache port on this database.
+    pub fn replay_cache(&self) -> SqliteReplayCache {
+        SqliteReplayCache::new(self.clone())
+    }
+
+    /// The evidence archive port on this database.
+    pub fn archive(&self) -> SqliteArchive {
+        SqliteArchive::new(self.clone())
+    }
+
+    /// The agency register port (agora-pki) on this database.
+    pub fn agency_registry(&self) -> SqliteAgencyRegistry {
+        SqliteAgencyRegistry::new(self.clone())
+    }
+}
+
+/// A timestamp as an SQLite integer for columns compared in SQL: clamped to
+/// `i64::MAX` (the year 292 billion), which keeps the order of all real
+/// timestamps.
+pub(crate) fn ts_ordered(t: agora_core::Timestamp) -> i64 {
+    i64::try_from(t.secs()).unwrap_or(i64::MAX)
+}

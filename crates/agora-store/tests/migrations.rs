@@ -1,0 +1,132 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+//! Opening, configuration and migrations of the database.
+
+use agora_core::Error;
+use agora_store::{migrate, open_connection, schema_version, Migration, Store, MIGRATIONS};
+use rusqlite::Connection;
+
+#[test]
+fn open_configures_durability() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_dir(&dir.path().join("data")).unwrap();
+    assert!(s.path().ends_with("data/agora.db"));
+    s.read(|c| {
+        let mode: String = c
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        let fk: i64 = c
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 2, "FULL");
+        assert_eq!(fk, 1);
+        Ok(())
+    })
+    .unwrap();
+    s.writer()
+        .execute(|c| {
+            let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+            assert_eq!(sync, 2, "the writer too");
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(s.schema_version(), Ok(MIGRATIONS.len() as u32));
+}
+
+#[test]
+fn read_connections_refuse_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_dir(dir.path()).unwrap();
+    let r = s.read(|c| {
+        c.execute("DELETE FROM replay_cache", [])
+            .map_err(|e| Error::Storage(e.to_string()))
+    });
+    assert!(r.is_err());
+}
+
+#[test]
+fn reopening_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..3 {
+        let s = Store::open_dir(dir.path()).unwrap();
+        assert_eq!(s.schema_version(), Ok(agora_store::MIGRATIONS.len() as u32));
+    }
+}
+
+#[test]
+fn a_newer_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agora.db");
+    drop(Store::open(&path, Default::default()).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = Store::open(&path, Default::default()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Storage(m) if m.contains("newer")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn migrations_apply_in_order_each_atomically() {
+    const GOOD: &[Migration] = &[
+        Migration {
+            version: 1,
+            name: "a",
+            sql: "CREATE TABLE a (x);",
+        },
+        Migration {
+            version: 2,
+            name: "b",
+            sql: "CREATE TABLE b (x);",
+        },
+    ];
+    const BAD: &[Migration] = &[
+        Migration {
+            version: 1,
+            name: "a",
+            sql: "CREATE TABLE a (x);",
+        },
+        Migration {
+            version: 2,
+            name: "b",
+            sql: "CREATE TABLE b (x);",
+        },
+        Migration {
+            version: 3,
+            name: "half",
+            sql: "CREATE TABLE c (x); THIS IS NOT SQL;",
+        },
+    ];
+    const MISNUMBERED: &[Migration] = &[Migration {
+        version: 2,
+        name: "a",
+        sql: "",
+    }];
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open_connection(&dir.path().join("m.db"), 1_000).unwrap();
+    assert_eq!(migrate(&mut c, &GOOD[..1]), Ok(1));
+    assert_eq!(migrate(&mut c, GOOD), Ok(2));
+    assert_eq!(migrate(&mut c, GOOD), Ok(2));
+    assert!(matches!(migrate(&mut c, BAD), Err(Error::Storage(m)) if m.contains("migration 3")));
+    assert_eq!(
+        schema_version(&c),
+        Ok(2),
+        "the failed migration left nothing"
+    );
+    let c_exists: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'c'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(c_exists, 0);
+    assert!(matches!(
+        migrate(&mut c, MISNUMBERED),
+        Err(Error::ApiMisuse(_))
+    ));
+}
