@@ -1,0 +1,211 @@
+//! The data directory and what lives in it:
+//!
+//! ```text
+//! <data-dir>/agora.db                   SQLite: evidence archive, agency registers, ...
+//! <data-dir>/keystore.toml              private keys, encrypted (Argon2id + ChaCha20-Poly1305)
+//! <data-dir>/trust.toml                 pinned well-known parties (agencies, arbiters, ...)
+//! <data-dir>/agencies/<name>/agency.pem the certificate of each agency run here
+//! <data-dir>/crls/<agency-key-id>.pem   the newest CRL of each agency known here
+//! ```
+
+use crate::Cli;
+use agora_core::crypto::{Argon2Params, SigningKey, X25519Secret};
+use agora_core::Timestamp;
+use agora_pki::Keystore;
+use agora_pki::TrustStore;
+use anyhow::{bail, Context};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// Name of this node's own signing key in the keystore.
+pub const SELF_KEY: &str = "self";
+
+/// Everything a command needs to reach the data directory.
+#[derive(Debug)]
+pub struct Ctx {
+    pub data_dir: PathBuf,
+    passphrase_file: Option<PathBuf>,
+    pub json: bool,
+}
+
+impl Ctx {
+    pub fn new(cli: &Cli) -> Ctx {
+        Ctx {
+            data_dir: cli.data_dir.clone(),
+            passphrase_file: cli.passphrase_file.clone(),
+            json: cli.json,
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("agora.db")
+    }
+    pub fn keystore_path(&self) -> PathBuf {
+        self.data_dir.join("keystore.toml")
+    }
+    pub fn trust_path(&self) -> PathBuf {
+        self.data_dir.join("trust.toml")
+    }
+    pub fn agency_dir(&self, name: &str) -> PathBuf {
+        self.data_dir.join("agencies").join(name)
+    }
+    pub fn crl_dir(&self) -> PathBuf {
+        self.data_dir.join("crls")
+    }
+
+    /// The wall clock: the CLI is a driver, so it may read it.
+    pub fn now(&self) -> Timestamp {
+        Timestamp::now_from_system_clock()
+    }
+
+    /// Fails unless `agora init` has run here.
+    pub fn require_initialised(&self) -> anyhow::Result<()> {
+        if !self.keystore_path().exists() {
+            bail!(
+                "no agora data directory at {} (run `agora init`, or pass --data-dir)",
+                self.data_dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// The keystore passphrase: --passphrase-file, else $AGORA_PASSPHRASE,
+    /// else a prompt if a person is at a terminal.
+    pub fn passphrase(&self) -> anyhow::Result<Zeroizing<String>> {
+        if let Some(p) = &self.passphrase_file {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading passphrase file {}", p.display()))?;
+            return Ok(Zeroizing::new(
+                text.trim_end_matches(['\n', '\r']).to_owned(),
+            ));
+        }
+        if let Ok(p) = std::env::var("AGORA_PASSPHRASE") {
+            return Ok(Zeroizing::new(p));
+        }
+        if std::io::stdin().is_terminal() {
+            let p = rpassword::prompt_password("keystore passphrase: ")
+                .context("reading the passphrase from the terminal")?;
+            return Ok(Zeroizing::new(p));
+        }
+        bail!("no keystore passphrase: set AGORA_PASSPHRASE or pass --passphrase-file")
+    }
+
+    pub fn load_keystore(&self) -> anyhow::Result<Keystore> {
+        self.require_initialised()?;
+        let pass = self.passphrase()?;
+        Keystore::load(&self.keystore_path(), pass.as_bytes())
+            .with_context(|| format!("opening keystore {}", self.keystore_path().display()))
+    }
+
+    pub fn save_keystore(&self, ks: &Keystore) -> anyhow::Result<()> {
+        let pass = self.passphrase()?;
+        ks.save(
+            &self.keystore_path(),
+            pass.as_bytes(),
+            Argon2Params::INTERACTIVE,
+            &mut agora_core::crypto::os_rng(),
+        )
+        .with_context(|| format!("writing keystore {}", self.keystore_path().display()))
+    }
+
+    pub fn load_trust(&self) -> anyhow::Result<TrustStore> {
+        self.require_initialised()?;
+        TrustStore::load(&self.trust_path())
+            .with_context(|| format!("reading trust store {}", self.trust_path().display()))
+    }
+
+    pub fn save_trust(&self, t: &TrustStore) -> anyhow::Result<()> {
+        t.save(&self.trust_path())
+            .with_context(|| format!("writing trust store {}", self.trust_path().display()))
+    }
+
+    /// The SQLite store of this data directory (migrated on open).
+    pub fn store(&self) -> anyhow::Result<agora_store::Store> {
+        self.require_initialised()?;
+        agora_store::Store::open(&self.db_path(), agora_store::StoreConfig::default())
+            .with_context(|| format!("opening database {}", self.db_path().display()))
+    }
+}
+
+/// Write `text` to `path` through a temporary file and a rename, so that a
+/// crash leaves either the old or the new file.
+pub fn write_file_atomic(path: &Path, text: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(text)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `agora init`.
+pub fn init(ctx: &Ctx) -> anyhow::Result<()> {
+    if ctx.keystore_path().exists() {
+        // Idempotent, but only for the owner: the passphrase must open it.
+        let ks = ctx.load_keystore()?;
+        let id = ks
+            .ed25519(SELF_KEY)
+            .map(|k| k.key_id().to_string())
+            .unwrap_or_default();
+        crate::output::emit(
+            ctx.json,
+            &format!(
+                "{} is already an agora data directory (node key {id}); nothing to do",
+                ctx.data_dir.display()
+            ),
+            serde_json::json!({ "data_dir": ctx.data_dir, "node_key_id": id, "created": false }),
+        );
+        return Ok(());
+    }
+    let pass = ctx.passphrase()?;
+    if pass.len() < 4 {
+        bail!("the keystore passphrase must be at least 4 characters");
+    }
+    std::fs::create_dir_all(&ctx.data_dir)
+        .with_context(|| format!("creating {}", ctx.data_dir.display()))?;
+    restrict_permissions(&ctx.data_dir)?;
+    let mut rng = agora_core::crypto::os_rng();
+    let sign = SigningKey::generate(&mut rng);
+    let id = sign.key_id();
+    let mut ks = Keystore::new();
+    ks.insert_ed25519(&crate::key::ed_name(SELF_KEY), sign)?;
+    ks.insert_x25519(
+        &crate::key::x_name(SELF_KEY),
+        X25519Secret::generate(&mut rng),
+    )?;
+    ctx.save_trust(&TrustStore::new())?;
+    // Open the database once so that its schema exists.
+    agora_store::Store::open(&ctx.db_path(), agora_store::StoreConfig::default())
+        .with_context(|| format!("creating database {}", ctx.db_path().display()))?;
+    ctx.save_keystore(&ks)?;
+    crate::output::emit(
+        ctx.json,
+        &format!(
+            "created agora data directory {}\n  database   {}\n  keystore   {} (node key {id})\n  trust      {}\n\
+             next: agora agency create <name>   (see agora --help)",
+            ctx.data_dir.display(),
+            ctx.db_path().display(),
+            ctx.keystore_path().display(),
+            ctx.trust_path().display()
+        ),
+        serde_json::json!({ "data_dir": ctx.data_dir, "node_key_id": id.to_string(), "created": true }),
+    );
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict_permissions(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting permissions of {}", dir.display()))
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_dir: &Path) -> anyhow::Result<()> {
+    Ok(())
+}

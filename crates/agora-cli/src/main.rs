@@ -1,0 +1,99 @@
+//! `agora`: the command-line tool of the agora marketplace.
+//!
+//! A thin driver: it parses arguments, reads the data directory (keystore,
+//! trust store, SQLite), calls agora-pki / agora-core / agora-store, and
+//! prints either a human summary or `--json`. Errors print as one line (and
+//! the chain of causes with `--verbose`) with a non-zero exit code.
+#![forbid(unsafe_code)]
+
+mod agency;
+mod cert;
+mod datadir;
+mod evidence;
+mod key;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EXAMPLES: &str = "\
+Examples:
+  export AGORA_PASSPHRASE='correct horse battery staple'
+  agora init
+  agora agency create acme-bonding
+  agora key new alice
+  agora agency issue-bond --agency acme-bonding --holder alice \\
+      --amount \"500.00 EUR\" --roles buyer --days 365 --out alice-bond.pem
+  agora cert verify alice-bond.pem --price \"120.00 EUR\" --role buyer
+  agora agency revoke --agency acme-bonding alice-bond.pem
+  agora evidence verify --archive";
+
+/// agora: a secure electronic marketplace (Conditional Purchase Orders,
+/// SPEED, STP, lightweight primitives, SEMPER).
+#[derive(Debug, Parser)]
+#[command(name = "agora", version, after_help = EXAMPLES)]
+struct Cli {
+    /// The data directory: SQLite database, keystore, trust store.
+    #[arg(
+        long,
+        global = true,
+        env = "AGORA_DATA_DIR",
+        default_value = "agora-data"
+    )]
+    data_dir: PathBuf,
+    /// Read the keystore passphrase from this file (else $AGORA_PASSPHRASE,
+    /// else a prompt on the terminal).
+    #[arg(long, global = true, env = "AGORA_PASSPHRASE_FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// On failure, print the whole chain of causes.
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create the data directory: SQLite database, encrypted keystore with
+    /// this node's own keys, empty trust store.
+    #[command(after_help = "Example:\n  AGORA_PASSPHRASE=... agora init --data-dir ./agora-data")]
+    Init,
+    /// Manage keys in the keystore.
+    #[command(subcommand)]
+    Key(key::KeyCmd),
+    /// Run a bonding agency (an X.509 CA with an Ed25519 key).
+    #[command(subcommand)]
+    Agency(agency::AgencyCmd),
+    /// Inspect and validate certificates.
+    #[command(subcommand)]
+    Cert(cert::CertCmd),
+    /// Verify signed evidence and the evidence archive.
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCmd),
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let ctx = datadir::Ctx::new(cli);
+    match &cli.cmd {
+        Cmd::Init => datadir::init(&ctx),
+        Cmd::Key(c) => key::run(&ctx, c),
+        Cmd::Agency(c) => agency::run(&ctx, c),
+        Cmd::Cert(c) => cert::run(&ctx, c),
+        Cmd::Evidence(c) => evidence::run(&ctx, c),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::report_error(&e, cli.json, cli.verbose);
+            ExitCode::FAILURE
+        }
+    }
+}

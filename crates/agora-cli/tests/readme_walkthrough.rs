@@ -1,0 +1,123 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+//! Runs the README's walk-through blocks exactly as written, with the
+//! freshly built `agora` first on PATH, in an empty directory. A line that
+//! starts with `! ` must fail; every other line must succeed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn readme() -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    std::fs::read_to_string(p).expect("README.md")
+}
+
+/// The ```sh block that follows `<!-- walkthrough:NAME -->`.
+fn block(readme: &str, name: &str) -> String {
+    let marker = format!("<!-- walkthrough:{name} -->");
+    let start = readme
+        .find(&marker)
+        .unwrap_or_else(|| panic!("README has no {marker}"));
+    let rest = &readme[start..];
+    let open = rest
+        .find("```sh\n")
+        .expect("a ```sh block after the marker")
+        + 6;
+    let close = rest[open..].find("```").expect("the block's end") + open;
+    rest[open..close].to_owned()
+}
+
+/// Turns the block into a bash script: `set -e`, and each `! cmd` line into a
+/// check that `cmd` fails (bash's own `!` would not stop `set -e`).
+fn script(block: &str) -> String {
+    let mut s = String::from("set -euo pipefail\n");
+    for line in block.lines() {
+        match line.strip_prefix("! ") {
+            Some(cmd) => s.push_str(&format!(
+                "echo '+ ! {q}'; if {cmd}; then echo 'UNEXPECTED SUCCESS: {q}' >&2; exit 1; fi\n",
+                q = cmd.replace('\'', "'\\''")
+            )),
+            None if line.trim().is_empty() || line.trim_start().starts_with('#') => {
+                s.push_str(line);
+                s.push('\n');
+            }
+            None => {
+                s.push_str(&format!("echo '+ {}'\n", line.replace('\'', "'\\''")));
+                s.push_str(line);
+                s.push('\n');
+            }
+        }
+    }
+    s
+}
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_agora"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn run_block(name: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script(&block(&readme(), name)))
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env_remove("AGORA_DATA_DIR")
+        .env_remove("AGORA_PASSPHRASE")
+        .env_remove("AGORA_PASSPHRASE_FILE")
+        .output()
+        .expect("bash");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn readme_walkthrough_certificates() {
+    let out = run_block("cert");
+    assert!(
+        out.status.success(),
+        "the README's certificate walk-through failed"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // What a person reading along should see.
+    assert!(stdout.contains("created bonding agency acme-bonding"));
+    assert!(stdout.contains("valid bond of 500.00 EUR for buyer"));
+    assert!(
+        stdout.contains("alice-bond.pem: OK"),
+        "openssl accepted the bond"
+    );
+    assert!(
+        stderr.contains("amount"),
+        "the over-price refusal names the amount: {stderr}"
+    );
+    assert!(
+        stderr.contains("revoked"),
+        "the refusal after revocation says revoked"
+    );
+    assert!(
+        stderr.contains("certificate revoked"),
+        "openssl says revoked"
+    );
+}
+
+#[test]
+fn the_script_transform_checks_expected_failures() {
+    let s = script("true\n! false\n# comment\n");
+    let out = Command::new("bash").arg("-c").arg(&s).output().unwrap();
+    assert!(out.status.success());
+    let s = script("! true\n");
+    let out = Command::new("bash").arg("-c").arg(&s).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "a `!` line that succeeds fails the walk-through"
+    );
+}
