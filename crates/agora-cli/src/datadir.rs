@@ -149,7 +149,7 @@ pub fn init(ctx: &Ctx) -> anyhow::Result<()> {
         // Idempotent, but only for the owner: the passphrase must open it.
         let ks = ctx.load_keystore()?;
         let id = ks
-            .ed25519(SELF_KEY)
+            .ed25519(&crate::key::ed_name(SELF_KEY))
             .map(|k| k.key_id().to_string())
             .unwrap_or_default();
         crate::output::emit(

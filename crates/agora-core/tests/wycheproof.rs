@@ -36,7 +36,14 @@ fn vectors_dir() -> PathBuf {
 fn load(file: &str) -> Option<Value> {
     let dir = vectors_dir();
     if !dir.is_dir() {
-        println!("wycheproof vectors not found at {}: skipped", dir.display());
+        // Written to the process's stderr directly, not through the test
+        // harness's capture, so that a skip shows in every CI log.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "wycheproof vectors not found at {}: {file} skipped",
+            dir.display()
+        );
         return None;
     }
     let path = dir.join(file);

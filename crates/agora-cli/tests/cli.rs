@@ -1,0 +1,248 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+//! The `agora` binary as a person or a script uses it: exit codes, one-line
+//! errors, `--json`, and evidence verification of COSE files.
+
+use agora_core::crypto::SigningKey;
+use agora_core::wire::{self, cose, Ping};
+use agora_core::Timestamp;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn agora(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(args)
+        .current_dir(dir)
+        .env("AGORA_PASSPHRASE", "test passphrase")
+        .env_remove("AGORA_DATA_DIR")
+        .env_remove("AGORA_PASSPHRASE_FILE")
+        .output()
+        .expect("run agora")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = agora(dir, args);
+    assert!(
+        out.status.success(),
+        "agora {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    let out = agora(dir, &a);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "agora {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn ping() -> Ping {
+    Ping {
+        nonce: [7; 32],
+        sent_at: Timestamp(1_700_000_000),
+        sender: agora_core::KeyId([1; 32]),
+        amount: None,
+        note: "evidence".into(),
+        data: vec![1, 2, 3],
+    }
+}
+
+#[test]
+fn evidence_verify_accepts_a_signature_and_refuses_a_tampered_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = SigningKey::from_seed(&[42; 32]);
+    std::fs::write(
+        d.join("signer.pem"),
+        agora_pki::pem::ed25519_public_pem(&key.verifying_key()),
+    )
+    .unwrap();
+    let signed = cose::sign(&key, &ping());
+    std::fs::write(d.join("ev.cose"), &signed).unwrap();
+
+    // Needs no data directory when the key is given.
+    let out = ok(d, &["evidence", "verify", "ev.cose", "--key", "signer.pem"]);
+    assert!(out.contains("valid signature by"), "{out}");
+    assert!(out.contains("TEST_PING"), "names the message: {out}");
+    let v = json(d, &["evidence", "verify", "ev.cose", "--key", "signer.pem"]);
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["signer_key_id"], key.key_id().to_string());
+    assert_eq!(v["tag"], serde_json::json!([0, 0, 1]));
+
+    // A flipped bit in the signature: refused, non-zero exit, code "crypto".
+    let mut bad = signed.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(d.join("bad.cose"), &bad).unwrap();
+    let out = agora(
+        d,
+        &["evidence", "verify", "bad.cose", "--key", "signer.pem"],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one readable line: {stderr}");
+    assert!(stderr.starts_with("error: bad.cose refused"), "{stderr}");
+    let v = json(
+        d,
+        &["evidence", "verify", "bad.cose", "--key", "signer.pem"],
+    );
+    assert_eq!(v["error"]["code"], "crypto");
+
+    // Signed by someone else than the key given: not authorised.
+    let other = SigningKey::from_seed(&[43; 32]);
+    std::fs::write(d.join("other.cose"), cose::sign(&other, &ping())).unwrap();
+    let v = json(
+        d,
+        &["evidence", "verify", "other.cose", "--key", "signer.pem"],
+    );
+    assert_eq!(v["error"]["code"], "not-authorised");
+
+    // Not COSE at all.
+    std::fs::write(d.join("junk.cose"), wire::encode(&ping())).unwrap();
+    let v = json(
+        d,
+        &["evidence", "verify", "junk.cose", "--key", "signer.pem"],
+    );
+    assert_eq!(v["error"]["code"], "decode");
+}
+
+#[test]
+fn init_is_idempotent_for_its_owner_and_the_passphrase_guards_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let first = json(d, &["init"]);
+    assert_eq!(first["created"], true);
+    let again = json(d, &["init"]);
+    assert_eq!(again["created"], false);
+    assert_eq!(again["node_key_id"], first["node_key_id"]);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["key", "list"])
+        .current_dir(d)
+        .env("AGORA_PASSPHRASE", "not the passphrase")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+
+    // No passphrase and no terminal: a clear error, not a hang.
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["key", "list"])
+        .current_dir(d)
+        .env_remove("AGORA_PASSPHRASE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AGORA_PASSPHRASE"));
+}
+
+#[test]
+fn commands_refuse_a_missing_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = agora(dir.path(), &["agency", "create", "x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run `agora init`"));
+}
+
+#[test]
+fn agency_archive_and_register_follow_issue_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["init"]);
+    ok(d, &["agency", "create", "acme"]);
+    ok(d, &["key", "new", "pam"]);
+    ok(d, &["key", "export", "pam", "--out-dir", "pub"]);
+    // A holder elsewhere: the agency sees only public keys.
+    let issued = json(
+        d,
+        &[
+            "agency",
+            "issue-bond",
+            "--agency",
+            "acme",
+            "--holder-ed25519",
+            "pub/pam.ed25519.pem",
+            "--holder-x25519",
+            "pub/pam.x25519.pem",
+            "--amount",
+            "2000 EUR",
+            "--roles",
+            "seller,buyer",
+            "--days",
+            "30",
+            "--out",
+            "pam.pem",
+        ],
+    );
+    let serial = issued["serial"].as_str().unwrap().to_owned();
+    let shown = json(d, &["cert", "show", "pam.pem"]);
+    assert_eq!(shown["kind"], "bond");
+    assert_eq!(shown["bond"]["amount_cents"], 200_000);
+    assert_eq!(
+        shown["bond"]["roles"],
+        serde_json::json!(["buyer", "seller"])
+    );
+    assert_eq!(
+        json(d, &["cert", "verify", "pam.pem", "--role", "seller"])["valid"],
+        true
+    );
+
+    // A currency the bond does not hold; a server it does not allow is fine
+    // (no conditions = any).
+    let v = json(
+        d,
+        &[
+            "cert", "verify", "pam.pem", "--price", "1 USD", "--role", "seller",
+        ],
+    );
+    assert_eq!(v["error"]["code"], "currency-mismatch");
+
+    // Revoke by serial; a second revocation keeps the first.
+    let r = json(
+        d,
+        &[
+            "agency",
+            "revoke",
+            "--agency",
+            "acme",
+            &serial,
+            "--reason",
+            "superseded",
+        ],
+    );
+    assert_eq!(r["outcome"], "revoked");
+    let r = json(d, &["agency", "revoke", "--agency", "acme", &serial]);
+    assert_eq!(r["outcome"], "was already revoked");
+    let v = json(d, &["cert", "verify", "pam.pem", "--role", "seller"]);
+    assert_eq!(v["error"]["code"], "revoked");
+    // An unknown serial is refused and changes nothing.
+    let v = json(d, &["agency", "revoke", "--agency", "acme", "0a0b0c"]);
+    assert_eq!(v["error"]["code"], "refused");
+
+    // Every certificate and CRL the agency signed is in the archive, and the
+    // chain verifies.
+    let list = json(d, &["evidence", "list"]);
+    let kinds: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "pki/bond-certificate")
+            .count(),
+        1
+    );
+    assert!(kinds.iter().filter(|k| **k == "pki/crl").count() >= 3);
+    let v = json(d, &["evidence", "verify", "--archive"]);
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["entries"], list.as_array().unwrap().len());
+}
