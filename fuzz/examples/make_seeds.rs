@@ -1,0 +1,78 @@
+//! Writes one valid input per fuzz target into fuzz/seeds/<target>/ (the
+//! seeds are committed; run again only when a format changes):
+//!   cargo run --example make_seeds
+//! Keys are the fixed ones the targets use, so seeds reach the deep paths.
+use agora_core::crypto::{MacKey, SigningKey, X25519Secret};
+use agora_core::wire::{self, cose, envelope, Ping};
+use agora_core::{Currency, KeyId, Money, Timestamp};
+use rand_chacha::rand_core::SeedableRng;
+use std::path::Path;
+
+fn main() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
+    let put = |target: &str, name: &str, bytes: &[u8]| {
+        std::fs::write(dir.join(target).join(name), bytes).expect("write seed");
+    };
+    let ping = Ping {
+        nonce: [1; 32],
+        sent_at: Timestamp(1_790_000_000),
+        sender: KeyId([2; 32]),
+        amount: Some(Money::new(12_345, Currency::new("EUR").expect("EUR"))),
+        note: "seed".into(),
+        data: vec![0, 1, 2, 3],
+    };
+    put("wire_message", "ping", &wire::encode(&ping));
+    let signer = SigningKey::from_seed(&[7; 32]);
+    put("cose", "sign1_ping", &cose::sign(&signer, &ping));
+    put("cose", "mac0_ping", &cose::mac(&MacKey::new([9; 32]), &ping));
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+    let sender = SigningKey::from_seed(&[5; 32]);
+    let recipient = X25519Secret::from_bytes([3; 32]).public();
+    let sealed = envelope::seal(&mut rng, &sender, &recipient, &ping).expect("seal");
+    put("envelope", "ping", &sealed);
+
+    let now = Timestamp(1_790_000_000);
+    let agency = agora_pki::Agency::create(
+        "seed agency",
+        SigningKey::from_seed(&[11; 32]),
+        now,
+        now.plus_secs(86_400),
+        &mut rng,
+    )
+    .expect("agency");
+    let holder = SigningKey::from_seed(&[12; 32]);
+    let bond = agency
+        .issue_bond(
+            &agora_pki::BondParams {
+                holder: holder.verifying_key(),
+                holder_x25519: X25519Secret::from_bytes([13; 32]).public(),
+                amount: Money::new(50_000, Currency::new("EUR").expect("EUR")),
+                roles: vec![agora_pki::Role::Buyer],
+                conditions: agora_pki::Conditions {
+                    servers: vec![KeyId([14; 32])],
+                    arbiters: vec![],
+                },
+                not_before: now,
+                not_after: now.plus_secs(3_600),
+                crl_uri: agency.crl_uri("http://127.0.0.1:7070"),
+            },
+            &mut rng,
+        )
+        .expect("bond");
+    put("certificate", "agency", agency.certificate_der());
+    put("certificate", "bond", &bond.der);
+    let crl = agency
+        .issue_crl(&agora_pki::CrlParams {
+            this_update: now,
+            next_update: now.plus_secs(600),
+            crl_number: 1,
+            revoked: vec![agora_pki::Revocation {
+                serial: bond.serial.clone(),
+                revoked_at: now,
+                reason: agora_pki::RevocationReason::KeyCompromise,
+            }],
+        })
+        .expect("crl");
+    put("certificate", "crl", crl.der());
+    println!("seeds written to {}", dir.display());
+}
