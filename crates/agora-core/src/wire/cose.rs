@@ -253,6 +253,39 @@ pub(crate) fn verify_tagged_with(
     })
 }
 
+/// Verifies a *self-certified* `Sign(X)`: one whose signer's key travels
+/// inside X itself (the CPO paper's X_0 messages carry the sender's bond
+/// certificate). The payload is decoded strictly **before** the signature is
+/// checked, because the key is in it; `key_from` must validate whatever
+/// vouches for the key (the bond certificate) and return it. The signature
+/// is then checked against that key, whose id must equal the `kid`.
+/// Nothing of an unverified message escapes: the caller gets `M` only after
+/// the signature verified.
+pub fn verify_self_certified<M: Message>(
+    bytes: &[u8],
+    key_from: impl FnOnce(&M) -> Result<VerifyingKey>,
+) -> Result<(M, KeyId)> {
+    verify_self_certified_within(bytes, sign1_limit::<M>(), key_from)
+}
+
+pub(crate) fn verify_self_certified_within<M: Message>(
+    bytes: &[u8],
+    limit: usize,
+    key_from: impl FnOnce(&M) -> Result<VerifyingKey>,
+) -> Result<(M, KeyId)> {
+    let p = parse_sign1(bytes, limit)?;
+    expect_tag(&p.payload, M::TAG)?;
+    let m = decode::<M>(&p.payload)?;
+    let key = key_from(&m)?;
+    if key.key_id() != p.kid {
+        return Err(Error::NotAuthorised(
+            "signed by a key other than the one the message certifies".into(),
+        ));
+    }
+    key.verify(&p.tbs, &p.signature)?;
+    Ok((m, p.kid))
+}
+
 /// The signer's key id of a `COSE_Sign1` (the `kid` of its protected
 /// header), after the structural checks but without verifying anything: to
 /// find the key to verify with.

@@ -85,13 +85,10 @@ pub fn peek_tag(bytes: &[u8]) -> Result<Tag, DecodeError> {
     Ok(tag)
 }
 
-/// Opens an envelope carrying an `M` addressed to `recipient`; the sender's
-/// key is found by its key id through `sender`. Safe on arbitrary input.
-pub fn open<M: Message>(
-    bytes: &[u8],
-    recipient: &X25519Secret,
-    sender: impl Fn(&KeyId) -> Option<VerifyingKey>,
-) -> Result<Opened<M>> {
+/// Checks the envelope around an `M` for `recipient` (size, tag first,
+/// addressee) and decrypts it: the inner `COSE_Sign1` bytes, not yet
+/// verified.
+fn decrypt<M: Message>(bytes: &[u8], recipient: &X25519Secret) -> Result<Vec<u8>> {
     let limit = max_len::<M>();
     if bytes.len() > limit {
         return Err(DecodeError::TooLarge {
@@ -130,10 +127,41 @@ pub fn open<M: Message>(
     let enc: hpke::Encapped = d.bytes_exact("HPKE enc")?;
     let ct = d.bytes("envelope ciphertext", max_ciphertext::<M>())?;
     d.finish()?;
-    let signed = hpke::open(recipient, &enc, &info(tag), &aad(tag, &ours), ct)?;
-    let inner_limit = M::MAX_LEN.min(MAX_MESSAGE_LEN) + SIGN1_OVERHEAD;
-    let (payload, signer) = cose::verify_tagged_with(&signed, inner_limit, tag, sender)?;
+    hpke::open(recipient, &enc, &info(tag), &aad(tag, &ours), ct)
+}
+
+fn inner_limit<M: Message>() -> usize {
+    M::MAX_LEN.min(MAX_MESSAGE_LEN) + SIGN1_OVERHEAD
+}
+
+/// Opens an envelope carrying an `M` addressed to `recipient`; the sender's
+/// key is found by its key id through `sender`. Safe on arbitrary input.
+pub fn open<M: Message>(
+    bytes: &[u8],
+    recipient: &X25519Secret,
+    sender: impl Fn(&KeyId) -> Option<VerifyingKey>,
+) -> Result<Opened<M>> {
+    let signed = decrypt::<M>(bytes, recipient)?;
+    let (payload, signer) = cose::verify_tagged_with(&signed, inner_limit::<M>(), M::TAG, sender)?;
     let message = decode::<M>(&payload)?;
+    Ok(Opened {
+        message,
+        signer,
+        signed,
+    })
+}
+
+/// Opens an envelope whose message certifies its own sender (see
+/// [`cose::verify_self_certified`]): `key_from` validates what the message
+/// carries (a bond certificate) and returns the sender's key.
+pub fn open_self_certified<M: Message>(
+    bytes: &[u8],
+    recipient: &X25519Secret,
+    key_from: impl FnOnce(&M) -> Result<VerifyingKey>,
+) -> Result<Opened<M>> {
+    let signed = decrypt::<M>(bytes, recipient)?;
+    let (message, signer) =
+        cose::verify_self_certified_within(&signed, inner_limit::<M>(), key_from)?;
     Ok(Opened {
         message,
         signer,
