@@ -1,0 +1,100 @@
+//! agora-cpo: Conditional Purchase Orders (Kelsey & Schneier; the paper is
+//! `../shared/papers/000_94df241e33b2a658.txt`) as sans-IO roles.
+//!
+//! Built so far: the CCPO (section 3.4), arbiter approval (protocol 1, and
+//! its bidding variant 5, section 3.6.1 / 3.7) with a configurable arbiter
+//! policy, and posting (protocol 2, section 3.7.1) to a server whose board
+//! is a storage port. Browsing (3), binding (4), bidding (6), delivery and
+//! revocation take-down are still to come.
+//!
+//! Every message X_i travels as `PKE(X_i, Sign(X_i))`
+//! ([`agora_core::wire::envelope`]); each role is a chain of step types
+//! consumed by value (`buyer::ExpectArbiterChallenge` ->
+//! `buyer::ExpectArbiterAcceptance` -> ...), so a step cannot be skipped or
+//! replayed from the same state. Nothing here reads the clock, the OS RNG
+//! or a socket: `now` and `rng` come in as arguments, bytes go out as
+//! return values.
+#![forbid(unsafe_code)]
+
+pub mod arbiter;
+pub mod buyer;
+pub mod ccpo;
+pub mod msg;
+pub mod policy;
+pub mod ports;
+pub mod server;
+
+use agora_core::crypto::{SigningKey, VerifyingKey, X25519Public, X25519Secret};
+use agora_core::KeyId;
+use agora_pki::{Crl, TrustAnchors};
+
+pub use ccpo::{Ccpo, CcpoDraft};
+pub use msg::{Bidding, FirstCome, Mode, Variant};
+
+/// How long a party waits for the next message of a protocol run before it
+/// forgets the run (seconds). The paper's challenge-response steps are
+/// meant to happen "in real time".
+pub const SESSION_TIMEOUT_SECS: u64 = 300;
+/// How far apart two honest parties' clocks may be (seconds).
+pub const MAX_CLOCK_SKEW_SECS: u64 = 120;
+/// How long after T_3 an ARBITER_ACCEPTANCE may be used to post (seconds):
+/// the server refuses older ones as stale (section 3.7.1, "If it's not
+/// stale").
+pub const ACCEPTANCE_MAX_AGE_SECS: u64 = 24 * 3600;
+
+/// A party's own keys: Ed25519 for signing, X25519 for the envelopes sent to
+/// it. For a buyer or seller the public halves are in the bond certificate.
+#[derive(Debug)]
+pub struct Keys {
+    /// SK (signing).
+    pub sign: SigningKey,
+    /// The decryption key of `PKE_{PK}`.
+    pub enc: X25519Secret,
+}
+
+impl Keys {
+    /// The party's key id (of its signing key).
+    pub fn id(&self) -> KeyId {
+        self.sign.key_id()
+    }
+
+    /// What others need to know of this party.
+    pub fn peer(&self) -> Peer {
+        Peer {
+            sign: self.sign.verifying_key(),
+            enc: self.enc.public(),
+        }
+    }
+}
+
+/// A well-known party (arbiter, server) as everyone knows it: its public
+/// signing and encryption keys (paper section 3.2, assumption 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Its Ed25519 key.
+    pub sign: VerifyingKey,
+    /// Its X25519 key.
+    pub enc: X25519Public,
+}
+
+impl Peer {
+    /// Its key id: ArbiterID / ServerID in a CCPO.
+    pub fn id(&self) -> KeyId {
+        self.sign.key_id()
+    }
+
+    /// `Some(key)` if `kid` is this party's, for envelope sender lookups.
+    pub fn key_if(&self, kid: &KeyId) -> Option<VerifyingKey> {
+        (*kid == self.id()).then_some(self.sign)
+    }
+}
+
+/// What a role needs to judge bond certificates: the trusted bonding
+/// agencies and their current CRLs.
+#[derive(Clone, Debug)]
+pub struct BondTrust {
+    /// Trusted bonding agencies.
+    pub agencies: TrustAnchors,
+    /// Their CRLs (a bond is refused unless its agency's CRL is current).
+    pub crls: Vec<Crl>,
+}

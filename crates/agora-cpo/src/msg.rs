@@ -1,0 +1,320 @@
+//! The messages X_i of the CPO protocols, with the paper's fields (section
+//! 3). Each is an agora wire [`Message`] whose tag is the paper's U_i =
+//! [1, protocol, step]; on the wire it travels as `PKE(X, Sign(X))`
+//! ([`agora_core::wire::envelope`]). `hash(X)` is SHA-256 of X's canonical
+//! encoding ([`digest`]).
+
+use crate::ccpo::{Ccpo, MAX_CCPO_LEN};
+use agora_core::crypto::sha256;
+use agora_core::wire::{self, tags, Decoder, Encoder, Message, Tag};
+use agora_core::{DecodeError, KeyId, Timestamp};
+use std::fmt::Debug;
+use std::marker::PhantomData;
+
+/// Longest "Additional Terms" text a buyer sends the arbiter, in bytes.
+pub const MAX_ADDITIONAL_TERMS_LEN: usize = 1024;
+/// Largest ARBITER_ACCEPTANCE (a `COSE_Sign1` of [`ArbiterAcceptance`]).
+pub const MAX_ACCEPTANCE_LEN: usize = MAX_CCPO_LEN + 512 + wire::cose::SIGN1_OVERHEAD;
+
+/// `hash(X)`: SHA-256 of the canonical encoding of `m`.
+pub fn digest<M: Message>(m: &M) -> [u8; 32] {
+    sha256(&wire::encode(m))
+}
+
+/// Which CPO market a protocol run belongs to: first-come binding
+/// (protocol 1 approves, protocol 4 binds) or bidding (protocol 5 approves,
+/// protocol 6 takes bids). Paper section 3.7: "The protocol ID goes from
+/// being 1 to being 5."
+pub trait Variant: Copy + Clone + Debug + Default + PartialEq + Eq + Send + Sync + 'static {
+    /// The protocol number of the arbiter's approval.
+    const APPROVAL_PROTOCOL: u8;
+    /// The market this variant gives.
+    const MODE: Mode;
+}
+
+/// Arbiter approval for a first-come CPO (protocol 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FirstCome;
+/// Arbiter approval for a CPO that takes bids (protocol 5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bidding;
+
+impl Variant for FirstCome {
+    const APPROVAL_PROTOCOL: u8 = 1;
+    const MODE: Mode = Mode::FirstCome;
+}
+impl Variant for Bidding {
+    const APPROVAL_PROTOCOL: u8 = 5;
+    const MODE: Mode = Mode::Bidding;
+}
+
+/// How a posted CPO is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// The first valid binding wins (protocol 4).
+    FirstCome,
+    /// Sellers bid until a deadline; the arbiter picks the winner (protocol 6).
+    Bidding,
+}
+
+impl Mode {
+    /// Stable name for storage and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::FirstCome => "first-come",
+            Mode::Bidding => "bidding",
+        }
+    }
+
+    /// Inverse of [`Self::as_str`].
+    pub fn from_name(s: &str) -> Option<Mode> {
+        match s {
+            "first-come" => Some(Mode::FirstCome),
+            "bidding" => Some(Mode::Bidding),
+            _ => None,
+        }
+    }
+}
+
+const fn cpo(protocol: u8, step: u8) -> Tag {
+    Tag::new(tags::SYSTEM_CPO, protocol, step)
+}
+
+/// Protocol 1 (5), step 1: `X_0 = U_0, CCPO, ID_S, R_0, Additional Terms`,
+/// Bob to Alice, signed by Bob's bond key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArbiterRequest<V: Variant> {
+    /// The candidate CPO.
+    pub ccpo: Ccpo,
+    /// ID_S: the server Bob will post to.
+    pub server: KeyId,
+    /// R_0.
+    pub r0: [u8; 32],
+    /// Anything else Bob agrees to, e.g. `arbiter-fee: 2.50 EUR`.
+    pub additional_terms: String,
+    /// The variant (protocol 1 or 5).
+    pub variant: PhantomData<V>,
+}
+
+impl<V: Variant> Message for ArbiterRequest<V> {
+    const TAG: Tag = cpo(V::APPROVAL_PROTOCOL, 1);
+    const FIELDS: usize = 4;
+    const MAX_LEN: usize = MAX_CCPO_LEN + MAX_ADDITIONAL_TERMS_LEN + 128;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.ccpo)
+            .field(&self.server)
+            .field(&self.r0)
+            .text(&self.additional_terms);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(ArbiterRequest {
+            ccpo: d.field()?,
+            server: d.field()?,
+            r0: d.field()?,
+            additional_terms: d
+                .text("additional terms", MAX_ADDITIONAL_TERMS_LEN)?
+                .to_owned(),
+            variant: PhantomData,
+        })
+    }
+}
+
+/// Protocol 1 (5), step 2: `X_1 = U_1, hash(X_0), R_1`, Alice to Bob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArbiterChallenge<V: Variant> {
+    /// hash(X_0).
+    pub x0_hash: [u8; 32],
+    /// R_1.
+    pub r1: [u8; 32],
+    /// The variant.
+    pub variant: PhantomData<V>,
+}
+
+impl<V: Variant> Message for ArbiterChallenge<V> {
+    const TAG: Tag = cpo(V::APPROVAL_PROTOCOL, 2);
+    const FIELDS: usize = 2;
+    const MAX_LEN: usize = 128;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.x0_hash).field(&self.r1);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(ArbiterChallenge {
+            x0_hash: d.field()?,
+            r1: d.field()?,
+            variant: PhantomData,
+        })
+    }
+}
+
+/// Protocol 1 (5), step 3: `X_2 = U_2, hash(X_1)`, Bob to Alice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArbiterResponse<V: Variant> {
+    /// hash(X_1).
+    pub x1_hash: [u8; 32],
+    /// The variant.
+    pub variant: PhantomData<V>,
+}
+
+impl<V: Variant> Message for ArbiterResponse<V> {
+    const TAG: Tag = cpo(V::APPROVAL_PROTOCOL, 3);
+    const FIELDS: usize = 1;
+    const MAX_LEN: usize = 64;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.x1_hash);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(ArbiterResponse {
+            x1_hash: d.field()?,
+            variant: PhantomData,
+        })
+    }
+}
+
+/// Protocol 1 (5), step 4: `X_3 = U_3, hash(X_2), T_3, CCPO, ID_S`, Alice to
+/// Bob. Signed, it is the ARBITER_ACCEPTANCE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArbiterAcceptance<V: Variant> {
+    /// hash(X_2).
+    pub x2_hash: [u8; 32],
+    /// T_3: when Alice accepted.
+    pub t3: Timestamp,
+    /// The CCPO she accepted.
+    pub ccpo: Ccpo,
+    /// ID_S: the one server it may be posted to.
+    pub server: KeyId,
+    /// The variant.
+    pub variant: PhantomData<V>,
+}
+
+impl<V: Variant> Message for ArbiterAcceptance<V> {
+    const TAG: Tag = cpo(V::APPROVAL_PROTOCOL, 4);
+    const FIELDS: usize = 4;
+    const MAX_LEN: usize = MAX_CCPO_LEN + 256;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.x2_hash)
+            .field(&self.t3)
+            .field(&self.ccpo)
+            .field(&self.server);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(ArbiterAcceptance {
+            x2_hash: d.field()?,
+            t3: d.field()?,
+            ccpo: d.field()?,
+            server: d.field()?,
+            variant: PhantomData,
+        })
+    }
+}
+
+/// Protocol 2, step 1: `X_0 = U_0, R_0, ARBITER_ACCEPTANCE`, Bob to the
+/// server. The acceptance is Alice's `COSE_Sign1` of [`ArbiterAcceptance`]
+/// (protocol 1 or 5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostRequest {
+    /// R_0.
+    pub r0: [u8; 32],
+    /// The ARBITER_ACCEPTANCE, as Alice signed it.
+    pub acceptance: Vec<u8>,
+}
+
+impl Message for PostRequest {
+    const TAG: Tag = tags::CPO_POST_REQUEST;
+    const FIELDS: usize = 2;
+    const MAX_LEN: usize = MAX_ACCEPTANCE_LEN + 128;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.r0).bytes(&self.acceptance);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(PostRequest {
+            r0: d.field()?,
+            acceptance: d.bytes("arbiter acceptance", MAX_ACCEPTANCE_LEN)?.to_vec(),
+        })
+    }
+}
+
+/// Protocol 2, step 2: `X_1 = U_1, hash(X_0), R_1`, server to Bob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostChallenge {
+    /// hash(X_0).
+    pub x0_hash: [u8; 32],
+    /// R_1.
+    pub r1: [u8; 32],
+}
+
+impl Message for PostChallenge {
+    const TAG: Tag = tags::CPO_POST_CHALLENGE;
+    const FIELDS: usize = 2;
+    const MAX_LEN: usize = 128;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.x0_hash).field(&self.r1);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(PostChallenge {
+            x0_hash: d.field()?,
+            r1: d.field()?,
+        })
+    }
+}
+
+/// Protocol 2, step 3: `X_2 = U_2, hash(X_1)`, Bob to the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostResponse {
+    /// hash(X_1).
+    pub x1_hash: [u8; 32],
+}
+
+impl Message for PostResponse {
+    const TAG: Tag = tags::CPO_POST_RESPONSE;
+    const FIELDS: usize = 1;
+    const MAX_LEN: usize = 64;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.x1_hash);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(PostResponse {
+            x1_hash: d.field()?,
+        })
+    }
+}
+
+/// Protocol 2, step 4: `CPO = U_3, hash(X_2), CCPO`, signed by the server:
+/// Bob's receipt that his CPO is posted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostedCpo {
+    /// hash(X_2).
+    pub x2_hash: [u8; 32],
+    /// The CCPO, now a CPO.
+    pub ccpo: Ccpo,
+}
+
+impl Message for PostedCpo {
+    const TAG: Tag = tags::CPO_POSTED;
+    const FIELDS: usize = 2;
+    const MAX_LEN: usize = MAX_CCPO_LEN + 128;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.x2_hash).field(&self.ccpo);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(PostedCpo {
+            x2_hash: d.field()?,
+            ccpo: d.field()?,
+        })
+    }
+}
