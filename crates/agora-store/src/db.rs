@@ -129,6 +129,32 @@ pub const MIGRATIONS: &[Migration] = &[
         );
     "#,
     },
+    Migration {
+        version: 3,
+        name: "cpo board",
+        sql: r#"
+        -- Board (agora_cpo::ports): the posted CPOs. The primary key posts a
+        -- CPO id at most once, across processes sharing the file. `ccpo` (the
+        -- encoded CCPO, checksum included) is the source of truth; the
+        -- columns copied from it serve listing and searching.
+        CREATE TABLE cpo_board (
+            id          BLOB    NOT NULL PRIMARY KEY CHECK (length(id) = 32),
+            mode        TEXT    NOT NULL CHECK (mode IN ('first-come', 'bidding')),
+            buyer       BLOB    NOT NULL CHECK (length(buyer) = 32),
+            price_cents INTEGER NOT NULL,
+            currency    TEXT    NOT NULL,
+            start_at    INTEGER NOT NULL,
+            end_at      INTEGER NOT NULL,
+            goods       TEXT    NOT NULL,
+            terms       TEXT    NOT NULL,
+            posted_at   INTEGER NOT NULL,
+            ccpo        BLOB    NOT NULL,
+            acceptance  BLOB    NOT NULL,
+            posted      BLOB    NOT NULL
+        );
+        CREATE INDEX cpo_board_end_at ON cpo_board (end_at);
+    "#,
+    },
 ];
 
 /// The schema version recorded in the database (0 for a new one).

@@ -8,18 +8,20 @@
 //!   each in its own savepoint, each acknowledged only once durable.
 //! - [`SqliteReplayCache`], [`SqliteArchive`]: the supporting layer's ports
 //!   ([`agora_core::ports`]); [`SqliteAgencyRegistry`]: agora-pki's agency
-//!   register. Their conformance suites run against them in this crate's
-//!   tests.
+//!   register; [`SqliteBoard`]: agora-cpo's board of posted CPOs. Their
+//!   conformance suites run against them in this crate's tests.
 #![forbid(unsafe_code)]
 
 mod agency;
 mod archive;
+mod board;
 pub mod db;
 pub mod group_commit;
 mod replay;
 
 pub use agency::SqliteAgencyRegistry;
 pub use archive::SqliteArchive;
+pub use board::SqliteBoard;
 pub use db::{migrate, open_connection, schema_version, Migration, DB_FILE_NAME, MIGRATIONS};
 pub use group_commit::{GroupCommit, GroupCommitConfig, GroupCommitStats, Ticket};
 pub use replay::SqliteReplayCache;
@@ -130,6 +132,11 @@ impl Store {
     /// The agency register port (agora-pki) on this database.
     pub fn agency_registry(&self) -> SqliteAgencyRegistry {
         SqliteAgencyRegistry::new(self.clone())
+    }
+
+    /// The CPO server's board port (agora-cpo) on this database.
+    pub fn board(&self) -> SqliteBoard {
+        SqliteBoard::new(self.clone())
     }
 }
 

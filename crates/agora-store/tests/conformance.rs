@@ -5,7 +5,7 @@
 use agora_core::ports::conformance::{archive_suite, replay_cache_suite};
 use agora_core::ports::{Freshness, MemoryReplayCache, ReplayCache};
 use agora_core::Timestamp;
-use agora_store::{SqliteAgencyRegistry, SqliteArchive, SqliteReplayCache, Store};
+use agora_store::{SqliteAgencyRegistry, SqliteArchive, SqliteBoard, SqliteReplayCache, Store};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Fresh databases under one temporary directory, removed at the end.
@@ -45,6 +45,59 @@ fn sqlite_agency_registry_passes_conformance_suite() {
     agora_pki::registry::conformance::agency_registry_suite(|| -> SqliteAgencyRegistry {
         dbs.store().agency_registry()
     });
+}
+
+#[test]
+fn sqlite_board_passes_conformance_suite() {
+    let dbs = Dbs::new();
+    agora_cpo::ports::conformance::board_suite(|| -> SqliteBoard { dbs.store().board() });
+}
+
+#[test]
+fn board_survives_reopen() {
+    use agora_core::{Currency, KeyId, Money};
+    use agora_cpo::ports::{Board, BoardEntry, PostOutcome};
+    use agora_cpo::{Ccpo, CcpoDraft, Mode};
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |n: u8, end: u64| BoardEntry {
+        ccpo: Ccpo::with_id(
+            [n; 32],
+            CcpoDraft {
+                arbiter: KeyId([1; 32]),
+                server: KeyId([2; 32]),
+                goods: format!("goods {n}"),
+                price: Money::new(u64::MAX, Currency::new("USD").unwrap()),
+                start: Timestamp(5),
+                end: Timestamp(end),
+                terms: "terms \u{2014} all of them".into(),
+                bond: vec![0x30, 0x03, 1, 2, n],
+            },
+        )
+        .unwrap(),
+        mode: Mode::Bidding,
+        buyer: KeyId([n ^ 0xFF; 32]),
+        posted_at: Timestamp(7),
+        acceptance: vec![n; 100],
+        posted: vec![],
+    };
+    let (a, b) = (entry(1, 1_000), entry(2, u64::MAX));
+    {
+        let board = Store::open_dir(dir.path()).unwrap().board();
+        assert_eq!(board.post(&a).unwrap(), PostOutcome::Posted);
+        assert_eq!(board.post(&b).unwrap(), PostOutcome::Posted);
+    }
+    let board = Store::open_dir(dir.path()).unwrap().board();
+    assert_eq!(board.get(&[1; 32]).unwrap(), Some(a.clone()));
+    assert_eq!(board.get(&[2; 32]).unwrap(), Some(b.clone()));
+    assert_eq!(board.post(&a).unwrap(), PostOutcome::AlreadyPosted);
+    assert_eq!(
+        board.list_open(Timestamp(10), None, 10).unwrap(),
+        vec![a, b.clone()]
+    );
+    assert_eq!(
+        board.list_open(Timestamp(1_000), None, 10).unwrap(),
+        vec![b]
+    );
 }
 
 #[test]
@@ -144,4 +197,34 @@ proptest::proptest! {
             }
         }
     }
+}
+
+#[test]
+fn board_reports_a_corrupt_row_as_a_storage_error() {
+    use agora_cpo::ports::Board;
+    let dbs = Dbs::new();
+    let store = dbs.store();
+    agora_cpo::ports::conformance::post_then_get(&store.board());
+    // Flip a bit of the last byte of the stored CCPO (inside its checksum).
+    store
+        .writer()
+        .execute(|c| {
+            let mut ccpo: Vec<u8> = c
+                .query_row("SELECT ccpo FROM cpo_board", [], |r| r.get(0))
+                .unwrap();
+            *ccpo.last_mut().unwrap() ^= 1;
+            c.execute("UPDATE cpo_board SET ccpo = ?1", [ccpo]).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&1u64.to_be_bytes());
+    assert!(matches!(
+        store.board().get(&id),
+        Err(agora_core::Error::Storage(m)) if m.contains("corrupt board row")
+    ));
+    assert!(matches!(
+        store.board().list_open(Timestamp(0), None, 10),
+        Err(agora_core::Error::Storage(_))
+    ));
 }

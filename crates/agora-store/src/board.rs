@@ -1,0 +1,192 @@
+//! [`Board`] (agora-cpo's port) on SQLite: the CPOs a server posted. "A CPO
+//! id is posted at most once" is the table's primary key, so it holds across
+//! processes sharing the database.
+//!
+//! The encoded CCPO (checksum included) is the source of truth of a row; the
+//! columns copied from it (price, dates, goods, terms) are for listing and
+//! searching in SQL. Reading a row decodes the CCPO again, which re-checks
+//! its checksum, and refuses a row whose CCPO does not carry the row's id.
+
+use crate::db::storage;
+use crate::Store;
+use agora_core::wire::{Decoder, Encoder};
+use agora_core::{Error, KeyId, Timestamp};
+use agora_cpo::ports::{Board, BoardEntry, PostOutcome, MAX_PAGE_LEN};
+use agora_cpo::{Ccpo, Mode};
+use rusqlite::{params, OptionalExtension, Row};
+
+/// The board port on a [`Store`].
+#[derive(Clone, Debug)]
+pub struct SqliteBoard {
+    store: Store,
+}
+
+impl SqliteBoard {
+    /// The board of `store`.
+    pub fn new(store: Store) -> Self {
+        SqliteBoard { store }
+    }
+}
+
+/// The columns a [`BoardEntry`] is rebuilt from, in this order.
+const ENTRY_COLUMNS: &str = "id, ccpo, mode, buyer, posted_at, acceptance, posted";
+
+/// One row of `cpo_board` as read, before it is checked.
+struct RawEntry {
+    id: Vec<u8>,
+    ccpo: Vec<u8>,
+    mode: String,
+    buyer: Vec<u8>,
+    posted_at: i64,
+    acceptance: Vec<u8>,
+    posted: Vec<u8>,
+}
+
+impl RawEntry {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<RawEntry> {
+        Ok(RawEntry {
+            id: r.get(0)?,
+            ccpo: r.get(1)?,
+            mode: r.get(2)?,
+            buyer: r.get(3)?,
+            posted_at: r.get(4)?,
+            acceptance: r.get(5)?,
+            posted: r.get(6)?,
+        })
+    }
+
+    fn into_entry(self) -> Result<BoardEntry, Error> {
+        let ccpo = decode_ccpo(&self.ccpo)?;
+        if ccpo.id.as_slice() != self.id.as_slice() {
+            return Err(corrupt("CCPO id differs from the row id"));
+        }
+        Ok(BoardEntry {
+            ccpo,
+            mode: Mode::from_name(&self.mode).ok_or_else(|| {
+                Error::Storage(format!("corrupt board row: mode {:?}", self.mode))
+            })?,
+            buyer: KeyId::from_slice(&self.buyer).map_err(|_| corrupt("buyer"))?,
+            posted_at: u64::try_from(self.posted_at)
+                .map(Timestamp)
+                .map_err(|_| corrupt("negative posting time"))?,
+            acceptance: self.acceptance,
+            posted: self.posted,
+        })
+    }
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::Storage(format!("corrupt board row: {what}"))
+}
+
+fn encode_ccpo(ccpo: &Ccpo) -> Vec<u8> {
+    let mut e = Encoder::new();
+    e.field(ccpo);
+    e.into_bytes()
+}
+
+fn decode_ccpo(bytes: &[u8]) -> Result<Ccpo, Error> {
+    let mut d = Decoder::new(bytes);
+    let c: Ccpo = d
+        .field()
+        .map_err(|e| Error::Storage(format!("corrupt board row: CCPO: {e}")))?;
+    d.finish()
+        .map_err(|e| Error::Storage(format!("corrupt board row: CCPO: {e}")))?;
+    Ok(c)
+}
+
+impl Board for SqliteBoard {
+    fn post(&self, entry: &BoardEntry) -> Result<PostOutcome, Error> {
+        // The posting time is only in this row: refuse one it could not give
+        // back (the CCPO's own dates are in the encoded CCPO, so their
+        // columns may be clamped, keeping their order).
+        let posted_at = i64::try_from(entry.posted_at.secs())
+            .map_err(|_| Error::ApiMisuse("board posting time beyond i64::MAX seconds"))?;
+        let c = &entry.ccpo;
+        let (id, mode, buyer) = (c.id, entry.mode.as_str(), *entry.buyer.as_bytes());
+        // Copies for SQL, clamped like the timestamps (ordering kept).
+        let price_cents = i64::try_from(c.price.cents).unwrap_or(i64::MAX);
+        let currency = c.price.currency.as_str().to_owned();
+        let (start_at, end_at) = (crate::ts_ordered(c.start), crate::ts_ordered(c.end));
+        let (goods, terms) = (c.goods.clone(), c.terms.clone());
+        let ccpo = encode_ccpo(c);
+        let (acceptance, posted) = (entry.acceptance.clone(), entry.posted.clone());
+        self.store.writer().execute(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "INSERT INTO cpo_board (id, mode, buyer, price_cents, currency, start_at,
+                        end_at, goods, terms, posted_at, ccpo, acceptance, posted)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        id.as_slice(),
+                        mode,
+                        buyer.as_slice(),
+                        price_cents,
+                        currency,
+                        start_at,
+                        end_at,
+                        goods,
+                        terms,
+                        posted_at,
+                        ccpo,
+                        acceptance,
+                        posted
+                    ])
+                })
+                .map_err(storage)?;
+            Ok(if n == 1 {
+                PostOutcome::Posted
+            } else {
+                PostOutcome::AlreadyPosted
+            })
+        })
+    }
+
+    fn get(&self, id: &[u8; 32]) -> Result<Option<BoardEntry>, Error> {
+        let raw = self.store.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM cpo_board WHERE id = ?1"
+            ))
+            .and_then(|mut st| st.query_row([id.as_slice()], RawEntry::from_row).optional())
+            .map_err(storage)
+        })?;
+        raw.map(RawEntry::into_entry).transpose()
+    }
+
+    fn list_open(
+        &self,
+        now: Timestamp,
+        after: Option<[u8; 32]>,
+        limit: usize,
+    ) -> Result<Vec<BoardEntry>, Error> {
+        let limit = limit.min(MAX_PAGE_LEN);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Blobs compare bytewise, shorter first: the empty blob is below
+        // every 32-byte id, so "no `after`" is `id > x''`.
+        let after: Vec<u8> = after.map(|a| a.to_vec()).unwrap_or_default();
+        let rows = self.store.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM cpo_board WHERE end_at > ?1 AND id > ?2
+                 ORDER BY id LIMIT ?3"
+            ))
+            .and_then(|mut st| {
+                st.query_map(
+                    params![
+                        crate::ts_ordered(now),
+                        after,
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    RawEntry::from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(storage)
+        })?;
+        rows.into_iter().map(RawEntry::into_entry).collect()
+    }
+}
