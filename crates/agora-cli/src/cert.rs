@@ -100,7 +100,7 @@ pub fn read_crl(path: &Path) -> anyhow::Result<Crl> {
 }
 
 /// Every CRL in the data directory, plus `extra`.
-fn load_crls(ctx: &Ctx, extra: &[PathBuf]) -> anyhow::Result<Vec<Crl>> {
+pub fn load_crls(ctx: &Ctx, extra: &[PathBuf]) -> anyhow::Result<Vec<Crl>> {
     let mut out = Vec::new();
     if let Ok(dir) = std::fs::read_dir(ctx.crl_dir()) {
         for e in dir.flatten() {

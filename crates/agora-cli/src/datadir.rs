@@ -12,14 +12,18 @@ use crate::Cli;
 use agora_core::crypto::{Argon2Params, SigningKey, X25519Secret};
 use agora_core::Timestamp;
 use agora_pki::Keystore;
-use agora_pki::TrustStore;
+use agora_pki::{Party, PartyRole, TrustStore};
 use anyhow::{bail, Context};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
-/// Name of this node's own signing key in the keystore.
+/// Name of this node's own key pair in the keystore.
 pub const SELF_KEY: &str = "self";
+/// Name of the key pair of this node's CPO arbiter.
+pub const ARBITER_KEY: &str = "arbiter";
+/// Name of the key pair of this node's CPO server.
+pub const SERVER_KEY: &str = "server";
 
 /// Everything a command needs to reach the data directory.
 #[derive(Debug)]
@@ -178,7 +182,27 @@ pub fn init(ctx: &Ctx) -> anyhow::Result<()> {
         &crate::key::x_name(SELF_KEY),
         X25519Secret::generate(&mut rng),
     )?;
-    ctx.save_trust(&TrustStore::new())?;
+    // The node's CPO arbiter and CPO server: their own key pairs, pinned in
+    // the trust store as the well-known parties buyers and sellers address.
+    let mut trust = TrustStore::new();
+    for (name, role) in [
+        (ARBITER_KEY, PartyRole::Arbiter),
+        (SERVER_KEY, PartyRole::Server),
+    ] {
+        let sign = SigningKey::generate(&mut rng);
+        let enc = X25519Secret::generate(&mut rng);
+        trust.add(Party {
+            name: format!("this node's {name}"),
+            role,
+            key_id: sign.key_id(),
+            certificate: None,
+            ed25519: Some(sign.verifying_key()),
+            x25519: Some(enc.public()),
+        })?;
+        ks.insert_ed25519(&crate::key::ed_name(name), sign)?;
+        ks.insert_x25519(&crate::key::x_name(name), enc)?;
+    }
+    ctx.save_trust(&trust)?;
     // Open the database once so that its schema exists.
     agora_store::Store::open(&ctx.db_path(), agora_store::StoreConfig::default())
         .with_context(|| format!("creating database {}", ctx.db_path().display()))?;

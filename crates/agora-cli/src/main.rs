@@ -8,6 +8,7 @@
 
 mod agency;
 mod cert;
+mod cpo;
 mod datadir;
 mod evidence;
 mod key;
@@ -74,6 +75,9 @@ enum Cmd {
     /// Verify signed evidence and the evidence archive.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCmd),
+    /// Conditional Purchase Orders: draft, approve, post, list.
+    #[command(subcommand)]
+    Cpo(cpo::CpoCmd),
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -84,6 +88,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Cmd::Agency(c) => agency::run(&ctx, c),
         Cmd::Cert(c) => cert::run(&ctx, c),
         Cmd::Evidence(c) => evidence::run(&ctx, c),
+        Cmd::Cpo(c) => cpo::run(&ctx, c),
     }
 }
 

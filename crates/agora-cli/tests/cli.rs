@@ -246,3 +246,80 @@ fn agency_archive_and_register_follow_issue_and_revoke() {
     assert_eq!(v["valid"], true);
     assert_eq!(v["entries"], list.as_array().unwrap().len());
 }
+
+#[test]
+fn the_public_cpo_listing_never_names_the_buyer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["init"]);
+    ok(d, &["agency", "create", "acme"]);
+    let bob = json(d, &["key", "new", "bob"]);
+    ok(
+        d,
+        &[
+            "agency",
+            "issue-bond",
+            "--agency",
+            "acme",
+            "--holder",
+            "bob",
+            "--amount",
+            "50 EUR",
+            "--roles",
+            "buyer",
+            "--out",
+            "bond.pem",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "cpo", "draft", "--buyer", "bob", "--bond", "bond.pem", "--goods", "tea", "--price",
+            "5 EUR", "--out", "tea.ccpo",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "cpo",
+            "approve",
+            "tea.ccpo",
+            "--buyer",
+            "bob",
+            "--bidding",
+            "--out",
+            "tea.acc",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "cpo",
+            "post",
+            "tea.acc",
+            "--buyer",
+            "bob",
+            "--out",
+            "tea.posted",
+        ],
+    );
+    let list = json(d, &["cpo", "list"]);
+    let entries = list.as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["mode"], "bidding");
+    assert_eq!(entries[0]["status"], "open");
+    let text = list.to_string();
+    let bob_id = bob["key_id"].as_str().unwrap();
+    assert!(
+        !text.contains(bob_id),
+        "buyer key id in the listing: {text}"
+    );
+    assert!(
+        !text.to_lowercase().contains("bond"),
+        "bond in the listing: {text}"
+    );
+    let id = entries[0]["id"].as_str().unwrap();
+    let status = json(d, &["cpo", "status", id]);
+    assert_eq!(status["goods"], "tea");
+    assert!(!status.to_string().contains(bob_id));
+}

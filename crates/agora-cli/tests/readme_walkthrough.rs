@@ -110,6 +110,28 @@ fn readme_walkthrough_certificates() {
 }
 
 #[test]
+fn readme_walkthrough_cpo() {
+    let out = run_block("cpo");
+    assert!(out.status.success(), "the README's CPO walk-through failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("accepted CPO"), "{stdout}");
+    assert!(stdout.contains("posted (first-come)"));
+    assert!(
+        stdout.contains("120.00 EUR  first-come"),
+        "the listing shows the CPO"
+    );
+    assert!(
+        stderr.contains("bond amount is below the price"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("already posted"));
+    assert!(stdout.contains("over CPO_ARBITER_ACCEPTANCE [1, 1, 4]"));
+    assert!(stdout.contains("over CPO_POSTED [1, 2, 4]"));
+    assert!(stdout.contains("evidence archive intact"));
+}
+
+#[test]
 fn the_script_transform_checks_expected_failures() {
     let s = script("true\n! false\n# comment\n");
     let out = Command::new("bash").arg("-c").arg(&s).output().unwrap();
