@@ -52,6 +52,7 @@ pub const ARGON2_PARAMS_FOR_TESTING_ONLY: Argon2Params = Argon2Params {
 const AAD_PREFIX: &[u8] = b"agora-keystore/1";
 const KIND_ED25519: u8 = 1;
 const KIND_X25519: u8 = 2;
+const KIND_SECRET: u8 = 3;
 
 /// Why a keystore could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -88,11 +89,14 @@ pub enum KeyKind {
     Ed25519,
     /// An X25519 secret.
     X25519,
+    /// A 32-byte symmetric secret (e.g. a CPO binding key K_p).
+    Secret,
 }
 
 enum Entry {
     Ed25519(SigningKey),
     X25519(X25519Secret),
+    Secret(Secret<32>),
 }
 
 impl std::fmt::Debug for Entry {
@@ -100,6 +104,7 @@ impl std::fmt::Debug for Entry {
         match self {
             Entry::Ed25519(k) => write!(f, "{k:?}"),
             Entry::X25519(k) => write!(f, "{k:?}"),
+            Entry::Secret(k) => write!(f, "{k:?}"),
         }
     }
 }
@@ -187,6 +192,19 @@ impl Keystore {
         }
     }
 
+    /// Store a 32-byte symmetric secret under `name` (names are unique).
+    pub fn insert_secret(&mut self, name: &str, secret: Secret<32>) -> Result<(), Error> {
+        self.insert(name, Entry::Secret(secret))
+    }
+
+    /// The symmetric secret named `name`.
+    pub fn secret(&self, name: &str) -> Option<&Secret<32>> {
+        match self.keys.get(name) {
+            Some(Entry::Secret(k)) => Some(k),
+            _ => None,
+        }
+    }
+
     /// Remove the key named `name`; whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
         self.keys.remove(name).is_some()
@@ -200,6 +218,7 @@ impl Keystore {
                 let kind = match e {
                     Entry::Ed25519(_) => KeyKind::Ed25519,
                     Entry::X25519(_) => KeyKind::X25519,
+                    Entry::Secret(_) => KeyKind::Secret,
                 };
                 (n.as_str(), kind)
             })
@@ -214,6 +233,7 @@ impl Keystore {
             let (kind, secret) = match e {
                 Entry::Ed25519(k) => (KIND_ED25519, k.to_seed()),
                 Entry::X25519(k) => (KIND_X25519, k.to_bytes()),
+                Entry::Secret(k) => (KIND_SECRET, Zeroizing::new(*k.expose())),
             };
             p.push(kind);
             // check_name bounds the length by 64.
@@ -247,6 +267,7 @@ impl Keystore {
             let e = match kind {
                 KIND_ED25519 => Entry::Ed25519(SigningKey::from_seed(&seed)),
                 KIND_X25519 => Entry::X25519(X25519Secret::from_bytes(*seed)),
+                KIND_SECRET => Entry::Secret(Secret::new(*seed)),
                 _ => return Err(BAD),
             };
             if ks

@@ -172,3 +172,24 @@ fn keystore_names_are_unique_and_bounded() {
     assert!(ks.remove("a"));
     assert!(!ks.remove("a"));
 }
+
+#[test]
+fn symmetric_secrets_round_trip_and_stay_hidden() {
+    let (mut ks, _, _) = sample();
+    let k_p = agora_core::crypto::Secret::new([0x5c; 32]);
+    ks.insert_secret("cpo-session", k_p.clone()).unwrap();
+    assert!(
+        ks.insert_secret("cpo-session", k_p.clone()).is_err(),
+        "names are unique"
+    );
+    let text = ks
+        .seal(b"pw", ARGON2_PARAMS_FOR_TESTING_ONLY, &mut rng(3))
+        .unwrap();
+    assert!(!text.contains(&hex::encode([0x5c; 32])));
+    let back = Keystore::open(&text, b"pw").unwrap();
+    assert_eq!(back.secret("cpo-session"), Some(&k_p));
+    assert!(back.ed25519("cpo-session").is_none());
+    assert!(back.secret("signing").is_none());
+    assert!(back.list().contains(&("cpo-session", KeyKind::Secret)));
+    assert!(!format!("{back:?}").contains("5c5c5c"));
+}

@@ -67,6 +67,10 @@ pub const CPO_BROWSE_RESPONSE: Tag = Tag::new(SYSTEM_CPO, 3, 3);
 /// CPO protocol 3, step 4, Server to Pam: `X_3 = U_3, hash(X_2), T, K_p`,
 /// the binding key for the session.
 pub const CPO_BROWSE_GRANT: Tag = Tag::new(SYSTEM_CPO, 3, 4);
+/// CPO protocol 3, step 5 (not numbered in the paper, which suggests it in
+/// section 4.3, attack 4): Pam ends her session under `Auth_{K_p}`, which
+/// takes K_p out of action.
+pub const CPO_BROWSE_END: Tag = Tag::new(SYSTEM_CPO, 3, 5);
 
 /// CPO protocol 4 (binding), step 1, Server to Pam, under `Auth_{K_p}`:
 /// `X_0 = U_0, R_0, CPO description`.
@@ -117,6 +121,7 @@ pub const ALL: &[(Tag, &str)] = &[
     (CPO_BROWSE_CHALLENGE, "CPO_BROWSE_CHALLENGE"),
     (CPO_BROWSE_RESPONSE, "CPO_BROWSE_RESPONSE"),
     (CPO_BROWSE_GRANT, "CPO_BROWSE_GRANT"),
+    (CPO_BROWSE_END, "CPO_BROWSE_END"),
     (CPO_BIND_LISTING, "CPO_BIND_LISTING"),
     (CPO_BIND_OFFER, "CPO_BIND_OFFER"),
     (CPO_BOUND_CPO, "CPO_BOUND_CPO"),
