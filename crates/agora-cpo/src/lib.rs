@@ -2,10 +2,12 @@
 //! `../shared/papers/000_94df241e33b2a658.txt`) as sans-IO roles.
 //!
 //! Built so far: the CCPO (section 3.4), arbiter approval (protocol 1, and
-//! its bidding variant 5, section 3.6.1 / 3.7) with a configurable arbiter
-//! policy, and posting (protocol 2, section 3.7.1) to a server whose board
-//! is a storage port. Browsing (3), binding (4), bidding (6), delivery and
-//! revocation take-down are still to come.
+//! its bidding variant 5, sections 3.6.1 and 3.7) with a configurable
+//! arbiter policy, posting (protocol 2, section 3.7.1), browse sessions that
+//! give a seller K_p (protocol 3, section 3.8; a seller may end hers), and
+//! first-come binding (protocol 4, section 3.9). The board and the sessions
+//! are storage ports. Bidding (6), delivery and revocation take-down of
+//! posted CPOs are still to come.
 //!
 //! Every message X_i travels as `PKE(X_i, Sign(X_i))`
 //! ([`agora_core::wire::envelope`]); each role is a chain of step types
@@ -22,7 +24,9 @@ pub mod ccpo;
 pub mod msg;
 pub mod policy;
 pub mod ports;
+pub mod seller;
 pub mod server;
+pub mod session;
 
 use agora_core::crypto::{SigningKey, VerifyingKey, X25519Public, X25519Secret};
 use agora_core::KeyId;
@@ -41,6 +45,12 @@ pub const MAX_CLOCK_SKEW_SECS: u64 = 120;
 /// the server refuses older ones as stale (section 3.7.1, "If it's not
 /// stale").
 pub const ACCEPTANCE_MAX_AGE_SECS: u64 = 24 * 3600;
+/// The longest browse session a seller may ask for (T in protocol 3).
+pub const MAX_SESSION_SECS: u64 = 7 * 24 * 3600;
+/// How long a listing (protocol 4, step 1) may be answered with an offer.
+pub const LISTING_TTL_SECS: u64 = 600;
+/// Most listings a server keeps waiting for an offer, across all sessions.
+pub const MAX_ISSUED_LISTINGS: usize = 100_000;
 
 /// A party's own keys: Ed25519 for signing, X25519 for the envelopes sent to
 /// it. For a buyer or seller the public halves are in the bond certificate.

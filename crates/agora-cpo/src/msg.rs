@@ -318,3 +318,263 @@ impl Message for PostedCpo {
         })
     }
 }
+
+/// Longest "Offer Details" text, in bytes.
+pub const MAX_OFFER_LEN: usize = 2048;
+
+/// Protocol 3, step 1: `X_0 = U_0, R_0, T, BC_P`, Pam to the server,
+/// signed with her bond key (self-certified: BC_P is in the message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrowseRequest {
+    /// R_0.
+    pub r0: [u8; 32],
+    /// T: the time range she asks to browse in (start).
+    pub from: Timestamp,
+    /// T (end).
+    pub until: Timestamp,
+    /// BC_P, DER.
+    pub bond: Vec<u8>,
+}
+
+impl Message for BrowseRequest {
+    const TAG: Tag = tags::CPO_BROWSE_REQUEST;
+    const FIELDS: usize = 4;
+    const MAX_LEN: usize = agora_pki::MAX_CERT_LEN + 256;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.r0)
+            .field(&self.from)
+            .field(&self.until)
+            .bytes(&self.bond);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(BrowseRequest {
+            r0: d.field()?,
+            from: d.field()?,
+            until: d.field()?,
+            bond: d.bytes("BC_P", agora_pki::MAX_CERT_LEN)?.to_vec(),
+        })
+    }
+}
+
+/// Protocol 3, step 2: `X_1 = U_1, hash(X_0), R_1`, server to Pam.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrowseChallenge {
+    /// hash(X_0).
+    pub x0_hash: [u8; 32],
+    /// R_1.
+    pub r1: [u8; 32],
+}
+
+impl Message for BrowseChallenge {
+    const TAG: Tag = tags::CPO_BROWSE_CHALLENGE;
+    const FIELDS: usize = 2;
+    const MAX_LEN: usize = 128;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.x0_hash).field(&self.r1);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(BrowseChallenge {
+            x0_hash: d.field()?,
+            r1: d.field()?,
+        })
+    }
+}
+
+/// Protocol 3, step 3: `X_2 = U_2, hash(X_1)`, Pam to the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrowseResponse {
+    /// hash(X_1).
+    pub x1_hash: [u8; 32],
+}
+
+impl Message for BrowseResponse {
+    const TAG: Tag = tags::CPO_BROWSE_RESPONSE;
+    const FIELDS: usize = 1;
+    const MAX_LEN: usize = 64;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.x1_hash);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(BrowseResponse {
+            x1_hash: d.field()?,
+        })
+    }
+}
+
+/// Protocol 3, step 4: `X_3 = U_3, hash(X_2), T, K_p`, server to Pam. It
+/// carries the secret K_p: it only ever travels sealed to Pam.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrowseGrant {
+    /// hash(X_2).
+    pub x2_hash: [u8; 32],
+    /// T (start), as Pam asked.
+    pub from: Timestamp,
+    /// T (end).
+    pub until: Timestamp,
+    /// K_p.
+    pub k_p: [u8; 32],
+}
+
+impl Debug for BrowseGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowseGrant")
+            .field("from", &self.from)
+            .field("until", &self.until)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for BrowseGrant {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.k_p);
+    }
+}
+
+impl Message for BrowseGrant {
+    const TAG: Tag = tags::CPO_BROWSE_GRANT;
+    const FIELDS: usize = 4;
+    const MAX_LEN: usize = 160;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.x2_hash)
+            .field(&self.from)
+            .field(&self.until)
+            .field(&self.k_p);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(BrowseGrant {
+            x2_hash: d.field()?,
+            from: d.field()?,
+            until: d.field()?,
+            k_p: d.field()?,
+        })
+    }
+}
+
+/// Protocol 3, step 5 (agora's; paper section 4.3, attack 4 suggests it):
+/// `U, session id`, under `Auth_{K_p}`: Pam ends her session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndSession {
+    /// The session she ends.
+    pub session: [u8; 32],
+}
+
+impl Message for EndSession {
+    const TAG: Tag = tags::CPO_BROWSE_END;
+    const FIELDS: usize = 1;
+    const MAX_LEN: usize = 64;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.session);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(EndSession {
+            session: d.field()?,
+        })
+    }
+}
+
+/// Protocol 4, step 1: `X_0 = U_0, R_0, CPO description`, server to Pam
+/// under `Auth_{K_p}`; one per CPO she browses, each with a fresh R_0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindListing {
+    /// R_0.
+    pub r0: [u8; 32],
+    /// The CPO.
+    pub ccpo: Ccpo,
+}
+
+impl Message for BindListing {
+    const TAG: Tag = tags::CPO_BIND_LISTING;
+    const FIELDS: usize = 2;
+    const MAX_LEN: usize = MAX_CCPO_LEN + 128;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.r0).field(&self.ccpo);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(BindListing {
+            r0: d.field()?,
+            ccpo: d.field()?,
+        })
+    }
+}
+
+/// Protocol 4, step 2: `X_1 = U_1, hash(X_0), R_1, Offer Details`, Pam to
+/// the server under `Auth_{K_p}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindOffer {
+    /// hash(X_0): the listing she binds.
+    pub x0_hash: [u8; 32],
+    /// R_1.
+    pub r1: [u8; 32],
+    /// How Pam and Bob are to finish the deal (section 3.11).
+    pub offer: String,
+}
+
+impl Message for BindOffer {
+    const TAG: Tag = tags::CPO_BIND_OFFER;
+    const FIELDS: usize = 3;
+    const MAX_LEN: usize = MAX_OFFER_LEN + 128;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.x0_hash).field(&self.r1).text(&self.offer);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(BindOffer {
+            x0_hash: d.field()?,
+            r1: d.field()?,
+            offer: d.text("offer details", MAX_OFFER_LEN)?.to_owned(),
+        })
+    }
+}
+
+/// Protocol 4, step 3: `X_2 = U_2, hash(X_1), BC_P, T, CPO, Offer Details`,
+/// signed by the server: BOUND_CPO, the contract.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundCpo {
+    /// hash(X_1).
+    pub x1_hash: [u8; 32],
+    /// BC_P, DER: who bound it.
+    pub seller_bond: Vec<u8>,
+    /// T: when.
+    pub t: Timestamp,
+    /// The CPO.
+    pub ccpo: Ccpo,
+    /// Pam's offer details.
+    pub offer: String,
+}
+
+impl Message for BoundCpo {
+    const TAG: Tag = tags::CPO_BOUND_CPO;
+    const FIELDS: usize = 5;
+    const MAX_LEN: usize = MAX_CCPO_LEN + agora_pki::MAX_CERT_LEN + MAX_OFFER_LEN + 256;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.x1_hash)
+            .bytes(&self.seller_bond)
+            .field(&self.t)
+            .field(&self.ccpo)
+            .text(&self.offer);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(BoundCpo {
+            x1_hash: d.field()?,
+            seller_bond: d.bytes("BC_P", agora_pki::MAX_CERT_LEN)?.to_vec(),
+            t: d.field()?,
+            ccpo: d.field()?,
+            offer: d.text("offer details", MAX_OFFER_LEN)?.to_owned(),
+        })
+    }
+}

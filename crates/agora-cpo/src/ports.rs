@@ -28,6 +28,149 @@ pub struct BoardEntry {
     pub posted: Vec<u8>,
 }
 
+/// Who bound a CPO, when, and the contract the server signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The key id of the seller's bond key.
+    pub seller: KeyId,
+    /// When.
+    pub bound_at: Timestamp,
+    /// BOUND_CPO as the server signed it (COSE_Sign1): the evidence.
+    pub bound_cpo: Vec<u8>,
+}
+
+/// The result of a binding attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindOutcome {
+    /// This binding won.
+    Bound,
+    /// Someone bound it first; nothing changed.
+    AlreadyBound,
+    /// No such CPO on the board; nothing changed.
+    NotPosted,
+}
+
+/// A browse session (protocol 3) as the server keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The session id (SHA-256 of a label and K_p).
+    pub id: [u8; 32],
+    /// K_p.
+    pub k_p: [u8; 32],
+    /// The key id of the seller's bond key.
+    pub seller: KeyId,
+    /// BC_P, DER (it goes into every BOUND_CPO of the session).
+    pub bond: Vec<u8>,
+    /// The bond's serial, to check the agency's CRL at each bind.
+    pub bond_serial: Vec<u8>,
+    /// The bonding agency's key id.
+    pub agency: KeyId,
+    /// T: the session's time range (start).
+    pub from: Timestamp,
+    /// T (end).
+    pub until: Timestamp,
+    /// When the seller ended it, if she did (K_p is then out of action).
+    pub ended_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &hex::encode(&self.id[..8]))
+            .field("seller", &self.seller)
+            .field("from", &self.from)
+            .field("until", &self.until)
+            .field("ended_at", &self.ended_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.k_p);
+    }
+}
+
+/// The result of ending a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndOutcome {
+    /// Ended now.
+    Ended,
+    /// It had ended before.
+    AlreadyEnded,
+    /// No such session.
+    Unknown,
+}
+
+/// The browse sessions of a server.
+pub trait Sessions: Send + Sync {
+    /// Store a new session (durably; refused if its id exists).
+    fn create(&self, s: &Session) -> Result<(), Error>;
+    /// The session `id`.
+    fn get(&self, id: &[u8; 32]) -> Result<Option<Session>, Error>;
+    /// End session `id` at `at`: its K_p binds nothing afterwards.
+    fn end(&self, id: &[u8; 32], at: Timestamp) -> Result<EndOutcome, Error>;
+    /// End every live session of `seller` (her bond was revoked); returns
+    /// how many ended.
+    fn end_all_of(&self, seller: &KeyId, at: Timestamp) -> Result<usize, Error>;
+}
+
+/// The in-memory twin of [`Sessions`].
+#[derive(Debug, Default)]
+pub struct MemorySessions(Mutex<BTreeMap<[u8; 32], Session>>);
+
+impl MemorySessions {
+    /// No sessions.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<[u8; 32], Session>>, Error> {
+        self.0
+            .lock()
+            .map_err(|_| Error::Storage("sessions lock poisoned".into()))
+    }
+}
+
+impl Sessions for MemorySessions {
+    fn create(&self, s: &Session) -> Result<(), Error> {
+        let mut m = self.lock()?;
+        if m.contains_key(&s.id) {
+            return Err(Error::Refused("session id exists".into()));
+        }
+        m.insert(s.id, s.clone());
+        Ok(())
+    }
+
+    fn get(&self, id: &[u8; 32]) -> Result<Option<Session>, Error> {
+        Ok(self.lock()?.get(id).cloned())
+    }
+
+    fn end(&self, id: &[u8; 32], at: Timestamp) -> Result<EndOutcome, Error> {
+        let mut m = self.lock()?;
+        Ok(match m.get_mut(id) {
+            None => EndOutcome::Unknown,
+            Some(s) if s.ended_at.is_some() => EndOutcome::AlreadyEnded,
+            Some(s) => {
+                s.ended_at = Some(at);
+                EndOutcome::Ended
+            }
+        })
+    }
+
+    fn end_all_of(&self, seller: &KeyId, at: Timestamp) -> Result<usize, Error> {
+        let mut m = self.lock()?;
+        let mut n = 0;
+        for s in m.values_mut() {
+            if &s.seller == seller && s.ended_at.is_none() {
+                s.ended_at = Some(at);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// The result of posting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PostOutcome {
@@ -44,8 +187,14 @@ pub trait Board: Send + Sync {
     fn post(&self, entry: &BoardEntry) -> Result<PostOutcome, Error>;
     /// The entry with CPO id `id`.
     fn get(&self, id: &[u8; 32]) -> Result<Option<BoardEntry>, Error>;
-    /// CPOs not yet expired at `now` (EndDate > now), ordered by CPO id,
-    /// starting after `after`, at most `limit` (capped at [`MAX_PAGE_LEN`]).
+    /// Bind the CPO `id` to `binding` unless it is bound already: the first
+    /// valid binding wins, exactly once, across processes sharing the store.
+    fn try_bind(&self, id: &[u8; 32], binding: &Binding) -> Result<BindOutcome, Error>;
+    /// The binding of CPO `id`, if it is bound.
+    fn binding(&self, id: &[u8; 32]) -> Result<Option<Binding>, Error>;
+    /// CPOs not yet expired at `now` (EndDate > now) and not bound, ordered
+    /// by CPO id, starting after `after`, at most `limit` (capped at
+    /// [`MAX_PAGE_LEN`]).
     fn list_open(
         &self,
         now: Timestamp,
@@ -56,7 +205,10 @@ pub trait Board: Send + Sync {
 
 /// The in-memory twin of [`Board`].
 #[derive(Debug, Default)]
-pub struct MemoryBoard(Mutex<BTreeMap<[u8; 32], BoardEntry>>);
+pub struct MemoryBoard(Mutex<BoardMap>);
+
+/// Posted CPOs by id, each with its binding if bound.
+type BoardMap = BTreeMap<[u8; 32], (BoardEntry, Option<Binding>)>;
 
 impl MemoryBoard {
     /// An empty board.
@@ -64,7 +216,7 @@ impl MemoryBoard {
         Self::default()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<[u8; 32], BoardEntry>>, Error> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BoardMap>, Error> {
         self.0
             .lock()
             .map_err(|_| Error::Storage("board lock poisoned".into()))
@@ -77,12 +229,28 @@ impl Board for MemoryBoard {
         if m.contains_key(&entry.ccpo.id) {
             return Ok(PostOutcome::AlreadyPosted);
         }
-        m.insert(entry.ccpo.id, entry.clone());
+        m.insert(entry.ccpo.id, (entry.clone(), None));
         Ok(PostOutcome::Posted)
     }
 
     fn get(&self, id: &[u8; 32]) -> Result<Option<BoardEntry>, Error> {
-        Ok(self.lock()?.get(id).cloned())
+        Ok(self.lock()?.get(id).map(|(e, _)| e.clone()))
+    }
+
+    fn try_bind(&self, id: &[u8; 32], binding: &Binding) -> Result<BindOutcome, Error> {
+        let mut m = self.lock()?;
+        Ok(match m.get_mut(id) {
+            None => BindOutcome::NotPosted,
+            Some((_, Some(_))) => BindOutcome::AlreadyBound,
+            Some((_, b)) => {
+                *b = Some(binding.clone());
+                BindOutcome::Bound
+            }
+        })
+    }
+
+    fn binding(&self, id: &[u8; 32]) -> Result<Option<Binding>, Error> {
+        Ok(self.lock()?.get(id).and_then(|(_, b)| b.clone()))
     }
 
     fn list_open(
@@ -97,7 +265,8 @@ impl Board for MemoryBoard {
             None => std::ops::Bound::Unbounded,
         };
         Ok(m.range((start, std::ops::Bound::Unbounded))
-            .map(|(_, e)| e)
+            .filter(|(_, (_, b))| b.is_none())
+            .map(|(_, (e, _))| e)
             .filter(|e| e.ccpo.end > now)
             .take(limit.min(MAX_PAGE_LEN))
             .cloned()
@@ -148,6 +317,130 @@ pub mod conformance {
         post_then_get(&make());
         list_open_pages_and_skips_expired(&make());
         concurrent_posts_of_one_id_post_once(&make());
+        bind_once_and_leave_the_listing(&make());
+        concurrent_binds_of_one_cpo_bind_once(&make());
+    }
+
+    fn binding(n: u8) -> Binding {
+        Binding {
+            seller: KeyId([n; 32]),
+            bound_at: Timestamp(500 + u64::from(n)),
+            bound_cpo: vec![n, n, n],
+        }
+    }
+
+    /// The first binding wins; later ones change nothing; a bound CPO is no
+    /// longer listed; an unknown id is NotPosted.
+    pub fn bind_once_and_leave_the_listing<B: Board>(b: &B) {
+        let e = entry(5, 1_000);
+        b.post(&e).expect("post");
+        b.post(&entry(6, 1_000)).expect("post");
+        assert_eq!(b.binding(&e.ccpo.id).expect("binding"), None);
+        assert_eq!(
+            b.try_bind(&e.ccpo.id, &binding(1)).expect("bind"),
+            BindOutcome::Bound
+        );
+        assert_eq!(
+            b.try_bind(&e.ccpo.id, &binding(2)).expect("bind"),
+            BindOutcome::AlreadyBound
+        );
+        assert_eq!(b.binding(&e.ccpo.id).expect("binding"), Some(binding(1)));
+        assert_eq!(
+            b.try_bind(&[0xAB; 32], &binding(3)).expect("bind"),
+            BindOutcome::NotPosted
+        );
+        let open = b.list_open(Timestamp(100), None, 10).expect("list");
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].ccpo.id, entry(6, 1_000).ccpo.id);
+        assert_eq!(b.get(&e.ccpo.id).expect("get"), Some(e), "still readable");
+    }
+
+    /// Many sellers race to bind one CPO: exactly one wins.
+    pub fn concurrent_binds_of_one_cpo_bind_once<B: Board + Sync>(b: &B) {
+        let e = entry(9, 1_000);
+        b.post(&e).expect("post");
+        let outcomes: Vec<BindOutcome> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..16u8)
+                .map(|i| {
+                    let id = e.ccpo.id;
+                    s.spawn(move || b.try_bind(&id, &binding(i)).expect("bind"))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("thread")).collect()
+        });
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == BindOutcome::Bound)
+                .count(),
+            1
+        );
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == BindOutcome::AlreadyBound)
+                .count(),
+            15
+        );
+    }
+
+    fn session(n: u8, seller: u8) -> Session {
+        Session {
+            id: [n; 32],
+            k_p: [n.wrapping_add(100); 32],
+            seller: KeyId([seller; 32]),
+            bond: vec![0x30, n],
+            bond_serial: vec![n, 1],
+            agency: KeyId([7; 32]),
+            from: Timestamp(100),
+            until: Timestamp(200),
+            ended_at: None,
+        }
+    }
+
+    /// Runs every check of [`Sessions`] on fresh stores from `make`.
+    pub fn sessions_suite<S: Sessions>(make: impl Fn() -> S) {
+        let s = make();
+        s.create(&session(1, 1)).expect("create");
+        assert!(s.create(&session(1, 1)).is_err(), "ids are unique");
+        assert_eq!(s.get(&[1; 32]).expect("get"), Some(session(1, 1)));
+        assert_eq!(s.get(&[2; 32]).expect("get"), None);
+        assert_eq!(
+            s.end(&[1; 32], Timestamp(150)).expect("end"),
+            EndOutcome::Ended
+        );
+        assert_eq!(
+            s.end(&[1; 32], Timestamp(160)).expect("end"),
+            EndOutcome::AlreadyEnded
+        );
+        assert_eq!(
+            s.end(&[2; 32], Timestamp(160)).expect("end"),
+            EndOutcome::Unknown
+        );
+        assert_eq!(
+            s.get(&[1; 32]).expect("get").and_then(|x| x.ended_at),
+            Some(Timestamp(150)),
+            "the first end stands"
+        );
+        let s = make();
+        for (n, seller) in [(1, 1), (2, 1), (3, 2)] {
+            s.create(&session(n, seller)).expect("create");
+        }
+        s.end(&[2; 32], Timestamp(120)).expect("end");
+        assert_eq!(
+            s.end_all_of(&KeyId([1; 32]), Timestamp(130))
+                .expect("end all"),
+            1
+        );
+        assert_eq!(
+            s.get(&[1; 32]).expect("get").and_then(|x| x.ended_at),
+            Some(Timestamp(130))
+        );
+        assert_eq!(
+            s.get(&[2; 32]).expect("get").and_then(|x| x.ended_at),
+            Some(Timestamp(120))
+        );
+        assert_eq!(s.get(&[3; 32]).expect("get").and_then(|x| x.ended_at), None);
     }
 
     /// An entry comes back as it went in; a second post of its id changes nothing.
@@ -209,5 +502,10 @@ mod tests {
     #[test]
     fn memory_board_passes_the_conformance_suite() {
         super::conformance::board_suite(super::MemoryBoard::new);
+    }
+
+    #[test]
+    fn memory_sessions_pass_the_conformance_suite() {
+        super::conformance::sessions_suite(super::MemorySessions::new);
     }
 }

@@ -1,30 +1,50 @@
-//! The CPO server: posting (protocol 2, paper section 3.7.1). The server
-//! posts a CPO only when "it is convinced that the CPO has a fresh
-//! ARBITER_ACCEPTANCE, and that it is guaranteed by a bonding agency", and
-//! after Bob answered its challenge in real time.
+//! The CPO server: posting (protocol 2, paper section 3.7.1), browse
+//! sessions (protocol 3, section 3.8) and first-come binding (protocol 4,
+//! section 3.9). The server posts a CPO only when "it is convinced that the
+//! CPO has a fresh ARBITER_ACCEPTANCE, and that it is guaranteed by a
+//! bonding agency", and after Bob answered its challenge in real time; it
+//! binds a CPO exactly once, for the first valid offer under a live K_p.
 //!
-//! State: the [`Board`] port (posted CPOs) and the [`ReplayCache`] port
-//! (R_0 of every post request, so that a replayed M_0 is refused). A run in
-//! progress is a [`PendingPost`] held by the driver.
+//! State: the [`Board`] port (posted CPOs and their bindings), the
+//! [`Sessions`] port (browse sessions and their K_p) and the
+//! [`ReplayCache`] port (R_0 of post and browse requests). Runs in progress
+//! are values ([`PendingPost`], [`PendingBrowse`]) held by the driver;
+//! listings awaiting an offer are a bounded in-memory table.
 
 use crate::msg::{
-    digest, ArbiterAcceptance, Bidding, FirstCome, Mode, PostChallenge, PostRequest, PostResponse,
-    PostedCpo,
+    digest, ArbiterAcceptance, Bidding, BindListing, BindOffer, BoundCpo, BrowseChallenge,
+    BrowseGrant, BrowseRequest, BrowseResponse, EndSession, FirstCome, Mode, PostChallenge,
+    PostRequest, PostResponse, PostedCpo,
 };
-use crate::ports::{Board, BoardEntry, PostOutcome};
+use crate::ports::{
+    BindOutcome, Binding, Board, BoardEntry, EndOutcome, PostOutcome, Session, Sessions,
+};
+use crate::session::{self, BindingKey, Channel, Direction};
 use crate::{BondTrust, Ccpo, Keys};
 use agora_core::crypto::{random_bytes, Rng, VerifyingKey, X25519Public};
 use agora_core::ports::{Freshness, ReplayCache};
 use agora_core::wire::{self, cose, envelope, tags};
 use agora_core::{Error, KeyId, Result, Timestamp};
 use agora_pki::{validate_bond, BondRequirement, Role};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// Replay-cache scope of post requests' R_0.
 pub const POST_NONCE_SCOPE: &str = "cpo/post/r0";
+/// Replay-cache scope of browse requests' R_0.
+pub const BROWSE_NONCE_SCOPE: &str = "cpo/browse/r0";
+
+/// A listing sent to a seller and not yet answered (protocol 4, step 1).
+#[derive(Clone, Copy, Debug)]
+struct IssuedListing {
+    session: [u8; 32],
+    cpo: [u8; 32],
+    issued_at: Timestamp,
+}
 
 /// A CPO server: its keys, whom it trusts, and its storage.
 #[derive(Debug)]
-pub struct Server<B, R> {
+pub struct Server<B, R, S> {
     keys: Keys,
     /// Trusted bonding agencies and their CRLs.
     pub trust: BondTrust,
@@ -32,6 +52,10 @@ pub struct Server<B, R> {
     pub arbiters: Vec<VerifyingKey>,
     board: B,
     replay: R,
+    sessions: S,
+    /// Listings waiting for an offer, by hash(X_0). Kept in memory: losing
+    /// them (a restart) only means the seller asks for the listing again.
+    issued: Mutex<HashMap<[u8; 32], IssuedListing>>,
 }
 
 /// A checked ARBITER_ACCEPTANCE.
@@ -109,15 +133,16 @@ pub struct Posted {
     pub entry: BoardEntry,
 }
 
-impl<B: Board, R: ReplayCache> Server<B, R> {
+impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     /// A server with `keys`, trusting `trust` and `arbiters`, storing in
-    /// `board` and `replay`.
+    /// `board`, `replay` and `sessions`.
     pub fn new(
         keys: Keys,
         trust: BondTrust,
         arbiters: Vec<VerifyingKey>,
         board: B,
         replay: R,
+        sessions: S,
     ) -> Self {
         Server {
             keys,
@@ -125,7 +150,14 @@ impl<B: Board, R: ReplayCache> Server<B, R> {
             arbiters,
             board,
             replay,
+            sessions,
+            issued: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The browse sessions.
+    pub fn sessions(&self) -> &S {
+        &self.sessions
     }
 
     /// ServerID.
@@ -229,9 +261,9 @@ impl PendingPost {
 
     /// Step 3 -> 4: Bob answered the challenge; the server posts the CPO
     /// (durably, before replying) and signs `CPO = U_3, hash(X_2), CCPO`.
-    pub fn handle_response<B: Board, R: ReplayCache>(
+    pub fn handle_response<B: Board, R: ReplayCache, S: Sessions>(
         self,
-        server: &Server<B, R>,
+        server: &Server<B, R, S>,
         rng: &mut impl Rng,
         now: Timestamp,
         m2: &[u8],
@@ -264,5 +296,349 @@ impl PendingPost {
         }
         let reply = envelope::seal(rng, &server.keys.sign, &self.buyer_enc, &cpo)?;
         Ok(Posted { reply, entry })
+    }
+}
+
+/// Step 2 of protocol 3 sent: the server waits for Pam's answer.
+#[derive(Debug)]
+pub struct PendingBrowse {
+    x1_hash: [u8; 32],
+    seller: VerifyingKey,
+    seller_enc: X25519Public,
+    bond: Vec<u8>,
+    bond_serial: Vec<u8>,
+    agency: KeyId,
+    from: Timestamp,
+    until: Timestamp,
+    started_at: Timestamp,
+}
+
+/// A session the server has just granted.
+#[derive(Debug)]
+pub struct Granted {
+    /// M_3, to send to Pam.
+    pub reply: Vec<u8>,
+    /// The session id.
+    pub session: [u8; 32],
+}
+
+/// A binding the server has just made.
+#[derive(Clone, Debug)]
+pub struct Bound {
+    /// M_2, to send to Pam.
+    pub reply: Vec<u8>,
+    /// BOUND_CPO as signed (evidence; also stored with the binding).
+    pub signed: Vec<u8>,
+    /// X_2.
+    pub message: BoundCpo,
+}
+
+impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
+    /// Step 1 -> 2 of protocol 3: Pam asks to browse with the right to
+    /// bind. Checks her bond (trusted agency, dates, CRL, seller role, allows
+    /// this server), her signature with the bond key, the time range T
+    /// (ends in the future, at most [`crate::MAX_SESSION_SECS`] long) and
+    /// that R_0 is new; answers with a challenge.
+    pub fn handle_browse_request(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        m0: &[u8],
+    ) -> Result<(Vec<u8>, PendingBrowse)> {
+        let me = self.id();
+        let mut bond = None;
+        let opened = envelope::open_self_certified::<BrowseRequest>(m0, &self.keys.enc, |x0| {
+            let valid = validate_bond(
+                &x0.bond,
+                &self.trust.agencies,
+                &self.trust.crls,
+                now,
+                &BondRequirement {
+                    price: None,
+                    role: Role::Seller,
+                    server: Some(me),
+                    arbiter: None,
+                },
+            )?;
+            let key = *valid.holder();
+            bond = Some(valid);
+            Ok(key)
+        })?;
+        let bond = bond.ok_or(Error::ApiMisuse("bond checked before the signature"))?;
+        let x0 = opened.message;
+        if x0.until <= x0.from || x0.until <= now {
+            return Err(Error::Refused(
+                "the session's time range is empty or over".into(),
+            ));
+        }
+        if x0.until.secs() - x0.from.secs() > crate::MAX_SESSION_SECS {
+            return Err(Error::Refused(format!(
+                "a session lasts at most {} seconds",
+                crate::MAX_SESSION_SECS
+            )));
+        }
+        let expires = now.plus_secs(crate::SESSION_TIMEOUT_SECS + crate::MAX_CLOCK_SKEW_SECS);
+        if self
+            .replay
+            .check_and_insert(BROWSE_NONCE_SCOPE, &x0.r0, expires, now)?
+            == Freshness::Replayed
+        {
+            return Err(Error::Replayed);
+        }
+        let x1 = BrowseChallenge {
+            x0_hash: digest(&x0),
+            r1: random_bytes(rng),
+        };
+        let m1 = envelope::seal(rng, &self.keys.sign, bond.holder_x25519(), &x1)?;
+        Ok((
+            m1,
+            PendingBrowse {
+                x1_hash: digest(&x1),
+                seller: *bond.holder(),
+                seller_enc: *bond.holder_x25519(),
+                bond_serial: bond.serial().0.clone(),
+                agency: bond.agency(),
+                bond: x0.bond,
+                from: x0.from,
+                until: x0.until,
+                started_at: now,
+            },
+        ))
+    }
+
+    /// A live session: it exists, was not ended, and `now` is within T.
+    fn live_session(&self, id: &[u8; 32], now: Timestamp) -> Result<Session> {
+        let s = self
+            .sessions
+            .get(id)?
+            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
+        if s.ended_at.is_some() {
+            return Err(Error::NotAuthorised("the browse session has ended".into()));
+        }
+        if now < s.from || now >= s.until {
+            return Err(Error::Refused(
+                "outside the browse session's time range".into(),
+            ));
+        }
+        Ok(s)
+    }
+
+    /// Fails closed unless a current CRL of the seller's agency is at hand
+    /// and does not list her bond (paper section 4.2, attack 3). A revoked
+    /// seller's sessions all end.
+    fn check_seller_not_revoked(&self, s: &Session, now: Timestamp) -> Result<()> {
+        let serial = agora_pki::Serial(s.bond_serial.clone());
+        let current: Vec<_> = self
+            .trust
+            .crls
+            .iter()
+            .filter(|c| c.authority_key_id.as_deref() == Some(s.agency.as_bytes().as_slice()))
+            .filter(|c| c.is_current(now))
+            .collect();
+        if current.is_empty() {
+            return Err(Error::Refused(
+                "no current CRL of the seller's bonding agency".into(),
+            ));
+        }
+        if current.iter().any(|c| c.is_revoked(&serial)) {
+            self.sessions.end_all_of(&s.seller, now)?;
+            return Err(Error::NotAuthorised("the seller's bond is revoked".into()));
+        }
+        Ok(())
+    }
+
+    /// Protocol 4, step 1: the listing of CPO `cpo` for the session `id`,
+    /// under `Auth_{K_p}`, with a fresh R_0. Only open, unbound,
+    /// first-come CPOs are listed for binding.
+    pub fn listing(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        id: &[u8; 32],
+        cpo: &[u8; 32],
+    ) -> Result<Vec<u8>> {
+        let s = self.live_session(id, now)?;
+        let entry = self
+            .board
+            .get(cpo)?
+            .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
+        if entry.mode != Mode::FirstCome {
+            return Err(Error::Refused(
+                "this CPO takes bids (protocol 6), not bindings".into(),
+            ));
+        }
+        if self.board.binding(cpo)?.is_some() {
+            return Err(Error::Refused("this CPO is already bound".into()));
+        }
+        if entry.ccpo.end <= now {
+            return Err(Error::Refused("this CPO has expired".into()));
+        }
+        let x0 = BindListing {
+            r0: random_bytes(rng),
+            ccpo: entry.ccpo,
+        };
+        {
+            let mut issued = self
+                .issued
+                .lock()
+                .map_err(|_| Error::Storage("listing table lock poisoned".into()))?;
+            if issued.len() >= crate::MAX_ISSUED_LISTINGS {
+                issued.retain(|_, l| now.secs() <= l.issued_at.secs() + crate::LISTING_TTL_SECS);
+            }
+            if issued.len() >= crate::MAX_ISSUED_LISTINGS {
+                return Err(Error::Overloaded);
+            }
+            issued.insert(
+                digest(&x0),
+                IssuedListing {
+                    session: *id,
+                    cpo: *cpo,
+                    issued_at: now,
+                },
+            );
+        }
+        let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
+        Ok(channel.seal_authed(rng, Direction::ToSeller, &x0))
+    }
+
+    /// Protocol 4, step 2 -> 3: Pam's offer under `Auth_{K_p}`. Checks, in
+    /// order: the session exists and the offer's MAC is K_p's; the session is
+    /// live and her bond not revoked; the offer answers a listing this
+    /// session received and has not used, within [`crate::LISTING_TTL_SECS`];
+    /// the CPO is active (StartDate <= now < EndDate). Then the server signs
+    /// BOUND_CPO and binds: the first valid binding wins, exactly once;
+    /// every later one is refused "already bound". The binding (with the
+    /// signed BOUND_CPO) is durable before the reply exists.
+    pub fn handle_bind_offer(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        m1: &[u8],
+    ) -> Result<Bound> {
+        let (tag, id) = session::peek(m1)?;
+        if tag != tags::CPO_BIND_OFFER {
+            return Err(agora_core::DecodeError::WrongTag {
+                expected: tags::CPO_BIND_OFFER,
+                found: tag,
+            }
+            .into());
+        }
+        let s = self
+            .sessions
+            .get(&id)?
+            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
+        let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
+        let x1 = channel.open_authed::<BindOffer>(Direction::ToServer, m1)?;
+        let s = self.live_session(&id, now)?;
+        self.check_seller_not_revoked(&s, now)?;
+        let listing = self
+            .issued
+            .lock()
+            .map_err(|_| Error::Storage("listing table lock poisoned".into()))?
+            .remove(&x1.x0_hash)
+            .ok_or(Error::Replayed)?;
+        if listing.session != id {
+            return Err(Error::NotAuthorised(
+                "the listing was sent to another session".into(),
+            ));
+        }
+        if now.secs() > listing.issued_at.secs() + crate::LISTING_TTL_SECS {
+            return Err(Error::Replayed);
+        }
+        let entry = self
+            .board
+            .get(&listing.cpo)?
+            .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
+        if !entry.ccpo.is_active(now) {
+            return Err(Error::Refused("the CPO is not active now".into()));
+        }
+        let x2 = BoundCpo {
+            x1_hash: digest(&x1),
+            seller_bond: s.bond.clone(),
+            t: now,
+            ccpo: entry.ccpo,
+            offer: x1.offer,
+        };
+        let (reply, signed) = channel.seal_signed(rng, Direction::ToSeller, &self.keys.sign, &x2);
+        let binding = Binding {
+            seller: s.seller,
+            bound_at: now,
+            bound_cpo: signed.clone(),
+        };
+        match self.board.try_bind(&listing.cpo, &binding)? {
+            BindOutcome::Bound => Ok(Bound {
+                reply,
+                signed,
+                message: x2,
+            }),
+            BindOutcome::AlreadyBound => Err(Error::Refused("this CPO is already bound".into())),
+            BindOutcome::NotPosted => Err(Error::Refused("no such CPO on this board".into())),
+        }
+    }
+
+    /// Pam ends her session (under `Auth_{K_p}`): K_p binds nothing more.
+    pub fn handle_end_session(&self, now: Timestamp, m: &[u8]) -> Result<EndOutcome> {
+        let (_, id) = session::peek(m)?;
+        let s = self
+            .sessions
+            .get(&id)?
+            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
+        let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
+        let x = channel.open_authed::<EndSession>(Direction::ToServer, m)?;
+        if x.session != id {
+            return Err(Error::PeerMisbehaved(
+                "the end message names another session",
+            ));
+        }
+        self.sessions.end(&id, now)
+    }
+}
+
+impl PendingBrowse {
+    /// Step 3 -> 4 of protocol 3: Pam answered; the server makes K_p,
+    /// stores the session (durably, before replying) and sends
+    /// `X_3 = U_3, hash(X_2), T, K_p`.
+    pub fn handle_response<B: Board, R: ReplayCache, S: Sessions>(
+        self,
+        server: &Server<B, R, S>,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        m2: &[u8],
+    ) -> Result<Granted> {
+        if now.secs() > self.started_at.secs() + crate::SESSION_TIMEOUT_SECS {
+            return Err(Error::Replayed);
+        }
+        let opened = envelope::open::<BrowseResponse>(m2, &server.keys.enc, |kid| {
+            (*kid == self.seller.key_id()).then_some(self.seller)
+        })?;
+        if opened.message.x1_hash != self.x1_hash {
+            return Err(Error::PeerMisbehaved(
+                "the response answers another challenge",
+            ));
+        }
+        let k_p = BindingKey::random(rng);
+        let session = Session {
+            id: k_p.session_id(),
+            k_p: *k_p.expose(),
+            seller: self.seller.key_id(),
+            bond: self.bond,
+            bond_serial: self.bond_serial,
+            agency: self.agency,
+            from: self.from,
+            until: self.until,
+            ended_at: None,
+        };
+        server.sessions.create(&session)?;
+        let x3 = BrowseGrant {
+            x2_hash: digest(&opened.message),
+            from: self.from,
+            until: self.until,
+            k_p: *k_p.expose(),
+        };
+        let reply = envelope::seal(rng, &server.keys.sign, &self.seller_enc, &x3)?;
+        Ok(Granted {
+            reply,
+            session: session.id,
+        })
     }
 }

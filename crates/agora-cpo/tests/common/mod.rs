@@ -10,7 +10,7 @@ use agora_core::{Currency, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
 use agora_cpo::buyer::{self, Acceptance, PostReceipt};
 use agora_cpo::policy::ArbiterPolicy;
-use agora_cpo::ports::MemoryBoard;
+use agora_cpo::ports::{MemoryBoard, MemorySessions};
 use agora_cpo::server::{Posted, Server};
 use agora_cpo::{BondTrust, Ccpo, CcpoDraft, Keys, Peer, Variant};
 use agora_pki::{Agency, BondParams, Conditions, CrlParams, Role, TrustAnchors};
@@ -49,7 +49,7 @@ pub struct Market {
     /// A copy of Alice's keys, for tests that play a careless or corrupt
     /// Alice (signing what the honest `Arbiter` would refuse).
     pub alice_keys: Keys,
-    pub server: Server<MemoryBoard, MemoryReplayCache>,
+    pub server: Server<MemoryBoard, MemoryReplayCache, MemorySessions>,
     pub server_peer: Peer,
     /// A copy of the server's keys, for a second instance of the same
     /// server (other arbiters, fresh storage).
@@ -140,6 +140,7 @@ impl Market {
             vec![alice_peer.sign],
             MemoryBoard::new(),
             MemoryReplayCache::new(),
+            MemorySessions::new(),
         );
         Market {
             rng,
@@ -175,13 +176,14 @@ impl Market {
     pub fn server_with_arbiters(
         &self,
         arbiters: Vec<agora_core::crypto::VerifyingKey>,
-    ) -> Server<MemoryBoard, MemoryReplayCache> {
+    ) -> Server<MemoryBoard, MemoryReplayCache, MemorySessions> {
         Server::new(
             clone_keys(&self.server_keys),
             self.trust.clone(),
             arbiters,
             MemoryBoard::new(),
             MemoryReplayCache::new(),
+            MemorySessions::new(),
         )
     }
 

@@ -1,0 +1,402 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+//! Protocols 3 and 4: a seller's browse session gives her K_p; under it she
+//! binds a CPO, first come, exactly once; and the attacks of section 4.3 on
+//! binding (no K_p, another seller's K_p, a retired K_p, replays, a revoked
+//! seller) are refused.
+
+mod common;
+
+use agora_core::wire::cose;
+use agora_core::{Error, Timestamp};
+use agora_cpo::msg::BoundCpo;
+use agora_cpo::ports::{Board, EndOutcome, Sessions};
+use agora_cpo::seller::{self, SellerSession};
+use agora_cpo::session::{BindingKey, Channel, Direction};
+use agora_cpo::{Ccpo, FirstCome, Keys};
+use agora_pki::{Conditions, CrlParams, Revocation, RevocationReason, Role};
+use common::*;
+
+struct Seller {
+    keys: Keys,
+    bond: Vec<u8>,
+}
+
+fn seller(m: &mut Market) -> Seller {
+    let keys = keys(&mut m.rng);
+    let bond = bond(
+        &m.agency,
+        &mut m.rng,
+        &keys,
+        eur(50_000),
+        vec![Role::Seller],
+        Conditions::default(),
+        NOW.plus_secs(365 * DAY),
+    );
+    Seller { keys, bond }
+}
+
+/// Protocol 3 run honestly: the seller's session.
+fn session(m: &mut Market, s: &Seller, from: Timestamp, until: Timestamp) -> SellerSession {
+    let (m0, pam) = seller::request_session(
+        &s.keys,
+        &mut m.rng,
+        s.bond.clone(),
+        from,
+        until,
+        &m.server_peer,
+    )
+    .unwrap();
+    let (m1, pending) = m
+        .server
+        .handle_browse_request(&mut m.rng, NOW, &m0)
+        .unwrap();
+    let (m2, pam) = pam.handle(&s.keys, &mut m.rng, &m1).unwrap();
+    let granted = pending
+        .handle_response(&m.server, &mut m.rng, NOW, &m2)
+        .unwrap();
+    let session = pam.handle(&s.keys, &granted.reply).unwrap();
+    assert_eq!(session.id(), granted.session);
+    session
+}
+
+/// A posted first-come CPO.
+fn posted_cpo(m: &mut Market) -> Ccpo {
+    let ccpo = m.ccpo();
+    let (acceptance, _) = m.approve::<FirstCome>(ccpo.clone(), "");
+    m.post(&acceptance);
+    ccpo
+}
+
+fn day_session(m: &mut Market, s: &Seller) -> SellerSession {
+    session(m, s, NOW.minus_secs(60), NOW.plus_secs(DAY))
+}
+
+fn refused_with(r: Result<impl std::fmt::Debug, Error>, needle: &str) {
+    match r {
+        Err(Error::Refused(msg)) if msg.contains(needle) => {}
+        other => panic!("expected Refused({needle:?}), got {other:?}"),
+    }
+}
+
+#[test]
+fn pam_binds_first_and_quinn_is_told_already_bound() {
+    let mut m = Market::new(10);
+    let ccpo = posted_cpo(&mut m);
+    let (pam, quinn) = (seller(&mut m), seller(&mut m));
+    let pam_s = day_session(&mut m, &pam);
+    let quinn_s = day_session(&mut m, &quinn);
+
+    // Both browse the CPO before either binds.
+    let l_pam = m
+        .server
+        .listing(&mut m.rng, NOW, &pam_s.id(), &ccpo.id)
+        .unwrap();
+    let l_quinn = m
+        .server
+        .listing(&mut m.rng, NOW, &quinn_s.id(), &ccpo.id)
+        .unwrap();
+    let l_pam = pam_s.open_listing(&l_pam).unwrap();
+    let l_quinn = quinn_s.open_listing(&l_quinn).unwrap();
+    assert_eq!(l_pam.ccpo(), &ccpo);
+
+    let (o_pam, exp_pam) = pam_s
+        .offer(&mut m.rng, &l_pam, "ship to the intermediary")
+        .unwrap();
+    let (o_quinn, _) = quinn_s
+        .offer(&mut m.rng, &l_quinn, "hand delivery")
+        .unwrap();
+    let bound = m.server.handle_bind_offer(&mut m.rng, NOW, &o_pam).unwrap();
+    refused_with(
+        m.server.handle_bind_offer(&mut m.rng, NOW, &o_quinn),
+        "already bound",
+    );
+
+    // Pam's BOUND_CPO: the contract, signed by the server.
+    let receipt = exp_pam.handle(&pam_s, &bound.reply).unwrap();
+    let x2: BoundCpo = cose::verify(&receipt.signed, &m.server_peer.sign).unwrap();
+    assert_eq!(x2.ccpo, ccpo);
+    assert_eq!(x2.seller_bond, pam.bond);
+    assert_eq!(x2.offer, "ship to the intermediary");
+    assert_eq!(x2.t, NOW);
+    // The board keeps it, and the CPO left the listing.
+    let b = m.server.board().binding(&ccpo.id).unwrap().unwrap();
+    assert_eq!(b.seller, pam.keys.id());
+    assert_eq!(b.bound_cpo, receipt.signed);
+    assert!(m
+        .server
+        .board()
+        .list_open(NOW, None, 10)
+        .unwrap()
+        .is_empty());
+    // Asking for the listing again: already bound.
+    refused_with(
+        m.server.listing(&mut m.rng, NOW, &quinn_s.id(), &ccpo.id),
+        "already bound",
+    );
+}
+
+#[test]
+fn binding_without_k_p() {
+    let mut m = Market::new(11);
+    let ccpo = posted_cpo(&mut m);
+    let pam = seller(&mut m);
+    let pam_s = day_session(&mut m, &pam);
+    let listing = pam_s
+        .open_listing(
+            &m.server
+                .listing(&mut m.rng, NOW, &pam_s.id(), &ccpo.id)
+                .unwrap(),
+        )
+        .unwrap();
+    // Mallory knows Pam's session id (it travels in the clear) but not K_p.
+    let mallory = SellerSession::from_parts(
+        BindingKey::random(&mut m.rng),
+        m.server_peer,
+        pam.bond.clone(),
+        pam_s.from,
+        pam_s.until,
+    );
+    let (forged, _) = mallory.offer(&mut m.rng, &listing, "mine").unwrap();
+    // Under an unknown session id: no such session.
+    assert!(matches!(
+        m.server.handle_bind_offer(&mut m.rng, NOW, &forged),
+        Err(Error::NotAuthorised(_))
+    ));
+    // Re-framed under Pam's session id: the AEAD under K_p refuses it.
+    let mut reframed = forged.clone();
+    let at = find(&reframed, &mallory.id()).unwrap();
+    reframed[at..at + 32].copy_from_slice(&pam_s.id());
+    assert_eq!(
+        m.server
+            .handle_bind_offer(&mut m.rng, NOW, &reframed)
+            .unwrap_err(),
+        Error::Crypto
+    );
+    assert!(m.server.board().binding(&ccpo.id).unwrap().is_none());
+}
+
+#[test]
+fn binding_with_another_sellers_k_p() {
+    let mut m = Market::new(12);
+    let ccpo = posted_cpo(&mut m);
+    let (pam, quinn) = (seller(&mut m), seller(&mut m));
+    let pam_s = day_session(&mut m, &pam);
+    let quinn_s = day_session(&mut m, &quinn);
+    let quinn_listing = quinn_s
+        .open_listing(
+            &m.server
+                .listing(&mut m.rng, NOW, &quinn_s.id(), &ccpo.id)
+                .unwrap(),
+        )
+        .unwrap();
+    // Quinn authenticates her offer with Pam's K_p but sends it in her own
+    // session: the keys do not match the session's.
+    let with_pams_key = Channel::new(pam_s.k_p());
+    let offer = agora_cpo::msg::BindOffer {
+        x0_hash: agora_cpo::msg::digest(&quinn_listing.message),
+        r1: [1; 32],
+        offer: "x".into(),
+    };
+    let mut m1 = with_pams_key.seal_authed(&mut m.rng, Direction::ToServer, &offer);
+    let at = find(&m1, &pam_s.id()).unwrap();
+    m1[at..at + 32].copy_from_slice(&quinn_s.id());
+    assert_eq!(
+        m.server
+            .handle_bind_offer(&mut m.rng, NOW, &m1)
+            .unwrap_err(),
+        Error::Crypto
+    );
+    // And Pam's session cannot bind a listing sent to Quinn's session.
+    let (m1, _) = pam_s.offer(&mut m.rng, &quinn_listing, "y").unwrap();
+    assert!(matches!(
+        m.server.handle_bind_offer(&mut m.rng, NOW, &m1),
+        Err(Error::NotAuthorised(_))
+    ));
+    assert!(m.server.board().binding(&ccpo.id).unwrap().is_none());
+}
+
+#[test]
+fn an_ended_session_binds_nothing() {
+    let mut m = Market::new(13);
+    let ccpo = posted_cpo(&mut m);
+    let pam = seller(&mut m);
+    let pam_s = day_session(&mut m, &pam);
+    let listing = pam_s
+        .open_listing(
+            &m.server
+                .listing(&mut m.rng, NOW, &pam_s.id(), &ccpo.id)
+                .unwrap(),
+        )
+        .unwrap();
+    let (offer, _) = pam_s.offer(&mut m.rng, &listing, "z").unwrap();
+    let end = pam_s.end(&mut m.rng);
+    assert_eq!(
+        m.server.handle_end_session(NOW, &end).unwrap(),
+        EndOutcome::Ended
+    );
+    assert_eq!(
+        m.server.handle_end_session(NOW, &end).unwrap(),
+        EndOutcome::AlreadyEnded
+    );
+    assert!(matches!(
+        m.server.handle_bind_offer(&mut m.rng, NOW, &offer),
+        Err(Error::NotAuthorised(_))
+    ));
+    assert!(matches!(
+        m.server.listing(&mut m.rng, NOW, &pam_s.id(), &ccpo.id),
+        Err(Error::NotAuthorised(_))
+    ));
+    assert!(m.server.board().binding(&ccpo.id).unwrap().is_none());
+}
+
+#[test]
+fn a_replayed_offer_binds_nothing_more() {
+    let mut m = Market::new(14);
+    let (c1, c2) = (posted_cpo(&mut m), posted_cpo(&mut m));
+    let pam = seller(&mut m);
+    let pam_s = day_session(&mut m, &pam);
+    let l1 = pam_s
+        .open_listing(
+            &m.server
+                .listing(&mut m.rng, NOW, &pam_s.id(), &c1.id)
+                .unwrap(),
+        )
+        .unwrap();
+    let (offer, _) = pam_s.offer(&mut m.rng, &l1, "o").unwrap();
+    m.server.handle_bind_offer(&mut m.rng, NOW, &offer).unwrap();
+    // The listing was used up: a replay is stale, and cannot be turned
+    // against the other CPO.
+    assert_eq!(
+        m.server
+            .handle_bind_offer(&mut m.rng, NOW, &offer)
+            .unwrap_err(),
+        Error::Replayed
+    );
+    assert!(m.server.board().binding(&c2.id).unwrap().is_none());
+}
+
+#[test]
+fn binding_only_within_the_session_and_the_cpo_dates() {
+    let mut m = Market::new(15);
+    let ccpo = posted_cpo(&mut m);
+    let pam = seller(&mut m);
+    // A session that starts tomorrow: no listing today.
+    let later = session(&mut m, &pam, NOW.plus_secs(DAY), NOW.plus_secs(2 * DAY));
+    refused_with(
+        m.server.listing(&mut m.rng, NOW, &later.id(), &ccpo.id),
+        "time range",
+    );
+    // A listing answered after the listing's time to live: stale.
+    let pam_s = day_session(&mut m, &pam);
+    let l = pam_s
+        .open_listing(
+            &m.server
+                .listing(&mut m.rng, NOW, &pam_s.id(), &ccpo.id)
+                .unwrap(),
+        )
+        .unwrap();
+    let (offer, _) = pam_s.offer(&mut m.rng, &l, "late").unwrap();
+    let late = NOW.plus_secs(agora_cpo::LISTING_TTL_SECS + 1);
+    assert_eq!(
+        m.server
+            .handle_bind_offer(&mut m.rng, late, &offer)
+            .unwrap_err(),
+        Error::Replayed
+    );
+    // A session longer than allowed is refused at once.
+    let (m0, _) = seller::request_session(
+        &pam.keys,
+        &mut m.rng,
+        pam.bond.clone(),
+        NOW,
+        NOW.plus_secs(agora_cpo::MAX_SESSION_SECS + 1),
+        &m.server_peer,
+    )
+    .unwrap();
+    refused_with(
+        m.server.handle_browse_request(&mut m.rng, NOW, &m0),
+        "at most",
+    );
+}
+
+#[test]
+fn a_buyer_bond_cannot_open_a_browse_session() {
+    let mut m = Market::new(16);
+    let bob = Seller {
+        keys: clone_keys(&m.bob),
+        bond: m.bob_bond.clone(),
+    };
+    let (m0, _) = seller::request_session(
+        &bob.keys,
+        &mut m.rng,
+        bob.bond,
+        NOW,
+        NOW.plus_secs(DAY),
+        &m.server_peer,
+    )
+    .unwrap();
+    refused_with(m.server.handle_browse_request(&mut m.rng, NOW, &m0), "role");
+}
+
+#[test]
+fn a_revoked_seller_binds_nothing_and_her_sessions_end() {
+    let mut m = Market::new(17);
+    let ccpo = posted_cpo(&mut m);
+    let pam = seller(&mut m);
+    let pam_s = day_session(&mut m, &pam);
+    let listing = pam_s
+        .open_listing(
+            &m.server
+                .listing(&mut m.rng, NOW, &pam_s.id(), &ccpo.id)
+                .unwrap(),
+        )
+        .unwrap();
+    let (offer, _) = pam_s.offer(&mut m.rng, &listing, "o").unwrap();
+    // The agency revokes Pam's bond; the server loads the new CRL.
+    let serial = agora_pki::parse_certificate(&pam.bond).unwrap().serial;
+    let crl = m
+        .agency
+        .issue_crl(&CrlParams {
+            this_update: NOW.minus_secs(10),
+            next_update: NOW.plus_secs(DAY),
+            crl_number: 2,
+            revoked: vec![Revocation {
+                serial,
+                revoked_at: NOW.minus_secs(10),
+                reason: RevocationReason::KeyCompromise,
+            }],
+        })
+        .unwrap();
+    m.server.trust.crls = vec![crl];
+    assert!(matches!(
+        m.server.handle_bind_offer(&mut m.rng, NOW, &offer),
+        Err(Error::NotAuthorised(_))
+    ));
+    assert!(m
+        .server
+        .sessions()
+        .get(&pam_s.id())
+        .unwrap()
+        .unwrap()
+        .ended_at
+        .is_some());
+    assert!(m.server.board().binding(&ccpo.id).unwrap().is_none());
+}
+
+#[test]
+fn bidding_cpos_are_not_bound_first_come() {
+    let mut m = Market::new(18);
+    let ccpo = m.ccpo();
+    let (acceptance, _) = m.approve::<agora_cpo::Bidding>(ccpo.clone(), "");
+    m.post(&acceptance);
+    let pam = seller(&mut m);
+    let pam_s = day_session(&mut m, &pam);
+    refused_with(
+        m.server.listing(&mut m.rng, NOW, &pam_s.id(), &ccpo.id),
+        "bids",
+    );
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
