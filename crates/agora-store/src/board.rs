@@ -1,6 +1,7 @@
-//! [`Board`] (agora-cpo's port) on SQLite: the CPOs a server posted. "A CPO
-//! id is posted at most once" is the table's primary key, so it holds across
-//! processes sharing the database.
+//! [`Board`] (agora-cpo's port) on SQLite: the CPOs a server posted and
+//! their bindings. "A CPO id is posted at most once" is the primary key of
+//! `cpo_board`, and "a CPO is bound at most once" that of `cpo_binding`, so
+//! both hold across processes sharing the database.
 //!
 //! The encoded CCPO (checksum included) is the source of truth of a row; the
 //! columns copied from it (price, dates, goods, terms) are for listing and
@@ -11,7 +12,7 @@ use crate::db::storage;
 use crate::Store;
 use agora_core::wire::{Decoder, Encoder};
 use agora_core::{Error, KeyId, Timestamp};
-use agora_cpo::ports::{Board, BoardEntry, PostOutcome, MAX_PAGE_LEN};
+use agora_cpo::ports::{BindOutcome, Binding, Board, BoardEntry, PostOutcome, MAX_PAGE_LEN};
 use agora_cpo::{Ccpo, Mode};
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -145,6 +146,76 @@ impl Board for SqliteBoard {
         })
     }
 
+    fn try_bind(&self, id: &[u8; 32], binding: &Binding) -> Result<BindOutcome, Error> {
+        // The binding time is only in this row: refuse one it could not give
+        // back.
+        let bound_at = i64::try_from(binding.bound_at.secs())
+            .map_err(|_| Error::ApiMisuse("binding time beyond i64::MAX seconds"))?;
+        let (id, seller) = (*id, *binding.seller.as_bytes());
+        let bound_cpo = binding.bound_cpo.clone();
+        // One request, so one savepoint of one write transaction: the check
+        // and the insert see the same state. Across processes the primary
+        // key of `cpo_binding` decides (another process's binding committed
+        // first makes this insert do nothing).
+        self.store.writer().execute(move |conn| {
+            let posted = conn
+                .prepare_cached("SELECT 1 FROM cpo_board WHERE id = ?1")
+                .and_then(|mut st| st.exists([id.as_slice()]))
+                .map_err(storage)?;
+            if !posted {
+                return Ok(BindOutcome::NotPosted);
+            }
+            let n = conn
+                .prepare_cached(
+                    "INSERT INTO cpo_binding (id, seller, bound_at, bound_cpo)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        id.as_slice(),
+                        seller.as_slice(),
+                        bound_at,
+                        bound_cpo
+                    ])
+                })
+                .map_err(storage)?;
+            Ok(if n == 1 {
+                BindOutcome::Bound
+            } else {
+                BindOutcome::AlreadyBound
+            })
+        })
+    }
+
+    fn binding(&self, id: &[u8; 32]) -> Result<Option<Binding>, Error> {
+        let row = self.store.read(|conn| {
+            conn.prepare_cached("SELECT seller, bound_at, bound_cpo FROM cpo_binding WHERE id = ?1")
+                .and_then(|mut st| {
+                    st.query_row([id.as_slice()], |r| {
+                        Ok((
+                            r.get::<_, Vec<u8>>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                        ))
+                    })
+                    .optional()
+                })
+                .map_err(storage)
+        })?;
+        let Some((seller, bound_at, bound_cpo)) = row else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str| Error::Storage(format!("corrupt binding row: {what}"));
+        Ok(Some(Binding {
+            seller: KeyId::from_slice(&seller).map_err(|_| corrupt("seller"))?,
+            bound_at: u64::try_from(bound_at)
+                .map(Timestamp)
+                .map_err(|_| corrupt("negative binding time"))?,
+            bound_cpo,
+        }))
+    }
+
     fn get(&self, id: &[u8; 32]) -> Result<Option<BoardEntry>, Error> {
         let raw = self.store.read(|conn| {
             conn.prepare_cached(&format!(
@@ -172,6 +243,7 @@ impl Board for SqliteBoard {
         let rows = self.store.read(|conn| {
             conn.prepare_cached(&format!(
                 "SELECT {ENTRY_COLUMNS} FROM cpo_board WHERE end_at > ?1 AND id > ?2
+                 AND NOT EXISTS (SELECT 1 FROM cpo_binding b WHERE b.id = cpo_board.id)
                  ORDER BY id LIMIT ?3"
             ))
             .and_then(|mut st| {

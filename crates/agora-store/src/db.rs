@@ -155,6 +155,41 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE INDEX cpo_board_end_at ON cpo_board (end_at);
     "#,
     },
+    Migration {
+        version: 4,
+        name: "cpo bindings and sessions",
+        sql: r#"
+        -- Board bindings (agora_cpo::ports::Board::try_bind): the primary key
+        -- binds a CPO at most once, so "the first valid binding wins" holds
+        -- across processes sharing the file. `bound_cpo` is BOUND_CPO as the
+        -- server signed it (COSE_Sign1): the evidence.
+        CREATE TABLE cpo_binding (
+            id        BLOB    NOT NULL PRIMARY KEY REFERENCES cpo_board (id),
+            seller    BLOB    NOT NULL CHECK (length(seller) = 32),
+            bound_at  INTEGER NOT NULL,
+            bound_cpo BLOB    NOT NULL
+        );
+
+        -- Sessions (agora_cpo::ports::Sessions): browse sessions of protocol 3.
+        -- SECURITY: `k_p` is each session's secret binding key, stored here in
+        -- the clear; whoever reads it can bind CPOs in the seller's name while
+        -- the session lives. The database file (and its -wal file, and every
+        -- backup of them) must be protected like the keystore. Encrypting K_p
+        -- under a node key is future work.
+        CREATE TABLE cpo_session (
+            id          BLOB    NOT NULL PRIMARY KEY CHECK (length(id) = 32),
+            k_p         BLOB    NOT NULL CHECK (length(k_p) = 32),
+            seller      BLOB    NOT NULL CHECK (length(seller) = 32),
+            bond        BLOB    NOT NULL,
+            bond_serial BLOB    NOT NULL,
+            agency      BLOB    NOT NULL CHECK (length(agency) = 32),
+            from_at     INTEGER NOT NULL,
+            until_at    INTEGER NOT NULL,
+            ended_at    INTEGER NULL
+        );
+        CREATE INDEX cpo_session_seller ON cpo_session (seller);
+    "#,
+    },
 ];
 
 /// The schema version recorded in the database (0 for a new one).

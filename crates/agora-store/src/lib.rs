@@ -8,7 +8,8 @@
 //!   each in its own savepoint, each acknowledged only once durable.
 //! - [`SqliteReplayCache`], [`SqliteArchive`]: the supporting layer's ports
 //!   ([`agora_core::ports`]); [`SqliteAgencyRegistry`]: agora-pki's agency
-//!   register; [`SqliteBoard`]: agora-cpo's board of posted CPOs. Their
+//!   register; [`SqliteBoard`]: agora-cpo's board of posted CPOs and their
+//!   bindings; [`SqliteSessions`]: agora-cpo's browse sessions. Their
 //!   conformance suites run against them in this crate's tests.
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ mod board;
 pub mod db;
 pub mod group_commit;
 mod replay;
+mod sessions;
 
 pub use agency::SqliteAgencyRegistry;
 pub use archive::SqliteArchive;
@@ -25,6 +27,7 @@ pub use board::SqliteBoard;
 pub use db::{migrate, open_connection, schema_version, Migration, DB_FILE_NAME, MIGRATIONS};
 pub use group_commit::{GroupCommit, GroupCommitConfig, GroupCommitStats, Ticket};
 pub use replay::SqliteReplayCache;
+pub use sessions::SqliteSessions;
 
 use agora_core::Error;
 use db::ReadPool;
@@ -137,6 +140,13 @@ impl Store {
     /// The CPO server's board port (agora-cpo) on this database.
     pub fn board(&self) -> SqliteBoard {
         SqliteBoard::new(self.clone())
+    }
+
+    /// The CPO server's browse sessions port (agora-cpo) on this database.
+    /// It stores each session's K_p in the clear: protect the database file
+    /// like the keystore.
+    pub fn sessions(&self) -> SqliteSessions {
+        SqliteSessions::new(self.clone())
     }
 }
 

@@ -5,7 +5,9 @@
 use agora_core::ports::conformance::{archive_suite, replay_cache_suite};
 use agora_core::ports::{Freshness, MemoryReplayCache, ReplayCache};
 use agora_core::Timestamp;
-use agora_store::{SqliteAgencyRegistry, SqliteArchive, SqliteBoard, SqliteReplayCache, Store};
+use agora_store::{
+    SqliteAgencyRegistry, SqliteArchive, SqliteBoard, SqliteReplayCache, SqliteSessions, Store,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Fresh databases under one temporary directory, removed at the end.
@@ -51,6 +53,75 @@ fn sqlite_agency_registry_passes_conformance_suite() {
 fn sqlite_board_passes_conformance_suite() {
     let dbs = Dbs::new();
     agora_cpo::ports::conformance::board_suite(|| -> SqliteBoard { dbs.store().board() });
+}
+
+#[test]
+fn sqlite_sessions_pass_conformance_suite() {
+    let dbs = Dbs::new();
+    agora_cpo::ports::conformance::sessions_suite(|| -> SqliteSessions { dbs.store().sessions() });
+}
+
+#[test]
+fn sessions_and_bindings_survive_reopen() {
+    use agora_core::KeyId;
+    use agora_cpo::ports::{BindOutcome, Binding, Board, EndOutcome, Session, Sessions};
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session {
+        id: [1; 32],
+        k_p: [2; 32],
+        seller: KeyId([3; 32]),
+        bond: vec![0x30, 0x01, 0x00],
+        bond_serial: vec![0x7F; 20],
+        agency: KeyId([4; 32]),
+        from: Timestamp(100),
+        until: Timestamp(i64::MAX as u64),
+        ended_at: None,
+    };
+    let binding = Binding {
+        seller: KeyId([3; 32]),
+        bound_at: Timestamp(150),
+        bound_cpo: vec![9; 300],
+    };
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&1u64.to_be_bytes());
+    {
+        let store = Store::open_dir(dir.path()).unwrap();
+        store.sessions().create(&session).unwrap();
+        agora_cpo::ports::conformance::post_then_get(&store.board());
+        assert_eq!(
+            store.board().try_bind(&id, &binding).unwrap(),
+            BindOutcome::Bound
+        );
+    }
+    let store = Store::open_dir(dir.path()).unwrap();
+    let sessions = store.sessions();
+    assert_eq!(sessions.get(&[1; 32]).unwrap(), Some(session.clone()));
+    assert!(matches!(
+        sessions.create(&session),
+        Err(agora_core::Error::Refused(_))
+    ));
+    assert_eq!(
+        sessions.end(&[1; 32], Timestamp(120)).unwrap(),
+        EndOutcome::Ended
+    );
+    assert_eq!(store.board().binding(&id).unwrap(), Some(binding.clone()));
+    assert_eq!(
+        store.board().try_bind(&id, &binding).unwrap(),
+        BindOutcome::AlreadyBound
+    );
+    assert!(store
+        .board()
+        .list_open(Timestamp(0), None, 10)
+        .unwrap()
+        .is_empty());
+    // Times a row could not give back are refused, not clamped.
+    let mut far = session.clone();
+    far.id = [5; 32];
+    far.until = Timestamp(u64::MAX);
+    assert!(matches!(
+        sessions.create(&far),
+        Err(agora_core::Error::ApiMisuse(_))
+    ));
 }
 
 #[test]

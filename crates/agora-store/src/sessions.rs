@@ -1,0 +1,193 @@
+//! [`Sessions`] (agora-cpo's port) on SQLite: the browse sessions of a CPO
+//! server (protocol 3). A session id is unique by the primary key; ending
+//! is one conditional `UPDATE`, so "the first end stands" holds across
+//! processes sharing the database.
+//!
+//! K_p is stored in the clear (see migration 4): the database file must be
+//! protected like the keystore.
+
+use crate::db::storage;
+use crate::Store;
+use agora_core::{Error, KeyId, Timestamp};
+use agora_cpo::ports::{EndOutcome, Session, Sessions};
+use rusqlite::{params, OptionalExtension, Row};
+
+/// The sessions port on a [`Store`].
+#[derive(Clone, Debug)]
+pub struct SqliteSessions {
+    store: Store,
+}
+
+impl SqliteSessions {
+    /// The browse sessions of `store`.
+    pub fn new(store: Store) -> Self {
+        SqliteSessions { store }
+    }
+}
+
+/// A time stored only in a session row: refused unless it comes back as is.
+fn ts_exact(t: Timestamp, what: &'static str) -> Result<i64, Error> {
+    i64::try_from(t.secs()).map_err(|_| Error::ApiMisuse(what))
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::Storage(format!("corrupt session row: {what}"))
+}
+
+fn ts_back(v: i64) -> Result<Timestamp, Error> {
+    u64::try_from(v)
+        .map(Timestamp)
+        .map_err(|_| corrupt("negative time"))
+}
+
+/// One row of `cpo_session` as read, before it is checked. Holds K_p only
+/// until it is copied into the [`Session`] (which wipes it on drop).
+struct RawSession {
+    id: Vec<u8>,
+    k_p: Vec<u8>,
+    seller: Vec<u8>,
+    bond: Vec<u8>,
+    bond_serial: Vec<u8>,
+    agency: Vec<u8>,
+    from_at: i64,
+    until_at: i64,
+    ended_at: Option<i64>,
+}
+
+impl Drop for RawSession {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.k_p);
+    }
+}
+
+/// The columns a [`Session`] is rebuilt from, in this order.
+const SESSION_COLUMNS: &str =
+    "id, k_p, seller, bond, bond_serial, agency, from_at, until_at, ended_at";
+
+impl RawSession {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<RawSession> {
+        Ok(RawSession {
+            id: r.get(0)?,
+            k_p: r.get(1)?,
+            seller: r.get(2)?,
+            bond: r.get(3)?,
+            bond_serial: r.get(4)?,
+            agency: r.get(5)?,
+            from_at: r.get(6)?,
+            until_at: r.get(7)?,
+            ended_at: r.get(8)?,
+        })
+    }
+
+    fn to_session(&self) -> Result<Session, Error> {
+        Ok(Session {
+            id: self.id.as_slice().try_into().map_err(|_| corrupt("id"))?,
+            k_p: self.k_p.as_slice().try_into().map_err(|_| corrupt("K_p"))?,
+            seller: KeyId::from_slice(&self.seller).map_err(|_| corrupt("seller"))?,
+            bond: self.bond.clone(),
+            bond_serial: self.bond_serial.clone(),
+            agency: KeyId::from_slice(&self.agency).map_err(|_| corrupt("agency"))?,
+            from: ts_back(self.from_at)?,
+            until: ts_back(self.until_at)?,
+            ended_at: self.ended_at.map(ts_back).transpose()?,
+        })
+    }
+}
+
+impl Sessions for SqliteSessions {
+    fn create(&self, s: &Session) -> Result<(), Error> {
+        let from_at = ts_exact(s.from, "session start beyond i64::MAX seconds")?;
+        let until_at = ts_exact(s.until, "session end beyond i64::MAX seconds")?;
+        let ended_at = s
+            .ended_at
+            .map(|t| ts_exact(t, "session end time beyond i64::MAX seconds"))
+            .transpose()?;
+        // Cloned, not moved out of: `Session` wipes K_p on drop.
+        let s = s.clone();
+        self.store.writer().execute(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "INSERT INTO cpo_session (id, k_p, seller, bond, bond_serial, agency,
+                        from_at, until_at, ended_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        s.id.as_slice(),
+                        s.k_p.as_slice(),
+                        s.seller.as_bytes().as_slice(),
+                        s.bond.as_slice(),
+                        s.bond_serial.as_slice(),
+                        s.agency.as_bytes().as_slice(),
+                        from_at,
+                        until_at,
+                        ended_at
+                    ])
+                })
+                .map_err(storage)?;
+            if n == 0 {
+                return Err(Error::Refused("session id exists".into()));
+            }
+            Ok(())
+        })
+    }
+
+    fn get(&self, id: &[u8; 32]) -> Result<Option<Session>, Error> {
+        let raw = self.store.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM cpo_session WHERE id = ?1"
+            ))
+            .and_then(|mut st| {
+                st.query_row([id.as_slice()], RawSession::from_row)
+                    .optional()
+            })
+            .map_err(storage)
+        })?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let s = raw.to_session()?;
+        if &s.id != id {
+            return Err(corrupt("id differs from the one asked for"));
+        }
+        Ok(Some(s))
+    }
+
+    fn end(&self, id: &[u8; 32], at: Timestamp) -> Result<EndOutcome, Error> {
+        let at = ts_exact(at, "session end time beyond i64::MAX seconds")?;
+        let id = *id;
+        self.store.writer().execute(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE cpo_session SET ended_at = ?1 WHERE id = ?2 AND ended_at IS NULL",
+                )
+                .and_then(|mut st| st.execute(params![at, id.as_slice()]))
+                .map_err(storage)?;
+            if n == 1 {
+                return Ok(EndOutcome::Ended);
+            }
+            let exists = conn
+                .prepare_cached("SELECT 1 FROM cpo_session WHERE id = ?1")
+                .and_then(|mut st| st.exists([id.as_slice()]))
+                .map_err(storage)?;
+            Ok(if exists {
+                EndOutcome::AlreadyEnded
+            } else {
+                EndOutcome::Unknown
+            })
+        })
+    }
+
+    fn end_all_of(&self, seller: &KeyId, at: Timestamp) -> Result<usize, Error> {
+        let at = ts_exact(at, "session end time beyond i64::MAX seconds")?;
+        let seller = *seller;
+        self.store.writer().execute(move |conn| {
+            conn.prepare_cached(
+                "UPDATE cpo_session SET ended_at = ?1 WHERE seller = ?2 AND ended_at IS NULL",
+            )
+            .and_then(|mut st| st.execute(params![at, seller.as_bytes().as_slice()]))
+            .map_err(storage)
+        })
+    }
+}
