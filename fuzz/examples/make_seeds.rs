@@ -8,6 +8,9 @@ use agora_core::{Currency, KeyId, Money, Timestamp};
 use rand_chacha::rand_core::SeedableRng;
 use std::path::Path;
 
+#[path = "../fuzz_targets/cpo_fixture.rs"]
+mod cpo_fixture;
+
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
     let put = |target: &str, name: &str, bytes: &[u8]| {
@@ -24,7 +27,11 @@ fn main() {
     put("wire_message", "ping", &wire::encode(&ping));
     let signer = SigningKey::from_seed(&[7; 32]);
     put("cose", "sign1_ping", &cose::sign(&signer, &ping));
-    put("cose", "mac0_ping", &cose::mac(&MacKey::new([9; 32]), &ping));
+    put(
+        "cose",
+        "mac0_ping",
+        &cose::mac(&MacKey::new([9; 32]), &ping),
+    );
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
     let sender = SigningKey::from_seed(&[5; 32]);
     let recipient = X25519Secret::from_bytes([3; 32]).public();
@@ -74,5 +81,86 @@ fn main() {
         })
         .expect("crl");
     put("certificate", "crl", crl.der());
+    cpo_seeds(&put);
     println!("seeds written to {}", dir.display());
+}
+
+/// Valid M_0 for the CPO targets, sealed to their fixed keys, and one of
+/// each CPO message for the decoder target.
+fn cpo_seeds(put: &impl Fn(&str, &str, &[u8])) {
+    use agora_cpo::buyer;
+    use agora_cpo::msg::{ArbiterRequest, PostChallenge, PostResponse, PostedCpo};
+    use agora_cpo::{Bidding, FirstCome};
+    use cpo_fixture::{keys, Market, BOB, NOW};
+    let market = Market::new();
+    let alice = market.arbiter();
+    let server = market.server();
+    let bob = keys(BOB);
+    let mut rng = cpo_fixture::rng();
+    let (m0, _) =
+        buyer::request_approval::<Bidding>(&bob, &mut rng, market.ccpo(), "", &market.alice_peer())
+            .expect("request");
+    alice
+        .handle_request::<Bidding>(&mut rng, NOW, &m0)
+        .expect("the arbiter target accepts its seed");
+    put("cpo_arbiter", "m0_bidding", &m0);
+    // The full protocol 1 run, for an acceptance to post.
+    let (m0, bob1) = buyer::request_approval::<FirstCome>(
+        &bob,
+        &mut rng,
+        market.ccpo(),
+        "arbiter-fee: 2.50 EUR",
+        &market.alice_peer(),
+    )
+    .expect("request");
+    put("cpo_arbiter", "m0_first_come", &m0);
+    let (m1, pending) = alice
+        .handle_request::<FirstCome>(&mut rng, NOW, &m0)
+        .expect("the arbiter target accepts its seed");
+    let (m2, bob1) = bob1.handle(&bob, &mut rng, &m1).expect("challenge");
+    let issued = pending
+        .handle_response(&alice, &mut rng, NOW, &m2)
+        .expect("response");
+    let acceptance = bob1.handle(&bob, NOW, &issued.reply).expect("acceptance");
+    let (p0, _) = buyer::request_post(&bob, &mut rng, &acceptance, &market.server_peer())
+        .expect("post request");
+    server
+        .handle_post_request(&mut rng, NOW, &p0)
+        .expect("the server target accepts its seed");
+    put("cpo_server", "m0", &p0);
+
+    // The decoder target: one X of each shape.
+    let x0 = ArbiterRequest::<FirstCome> {
+        ccpo: market.ccpo(),
+        server: market.server_peer().id(),
+        r0: [1; 32],
+        additional_terms: "arbiter-fee: 2.50 EUR".into(),
+        variant: std::marker::PhantomData,
+    };
+    put("cpo_messages", "arbiter_request", &wire::encode(&x0));
+    put(
+        "cpo_messages",
+        "arbiter_acceptance",
+        &wire::encode(&issued.message),
+    );
+    let post = agora_cpo::msg::PostRequest {
+        r0: [2; 32],
+        acceptance: acceptance.signed.clone(),
+    };
+    put("cpo_messages", "post_request", &wire::encode(&post));
+    let challenge = PostChallenge {
+        x0_hash: [3; 32],
+        r1: [4; 32],
+    };
+    put("cpo_messages", "post_challenge", &wire::encode(&challenge));
+    put(
+        "cpo_messages",
+        "post_response",
+        &wire::encode(&PostResponse { x1_hash: [5; 32] }),
+    );
+    let posted = PostedCpo {
+        x2_hash: [6; 32],
+        ccpo: market.ccpo(),
+    };
+    put("cpo_messages", "posted_cpo", &wire::encode(&posted));
 }

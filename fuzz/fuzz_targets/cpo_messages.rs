@@ -1,0 +1,31 @@
+//! Every CPO message's strict decoder on arbitrary bytes: no input may
+//! panic, and whatever decodes must re-encode to exactly the same bytes.
+#![no_main]
+use agora_core::wire::{self, Message};
+use agora_cpo::msg::{
+    ArbiterAcceptance, ArbiterChallenge, ArbiterRequest, ArbiterResponse, PostChallenge,
+    PostRequest, PostResponse, PostedCpo,
+};
+use agora_cpo::{Bidding, FirstCome};
+use libfuzzer_sys::fuzz_target;
+
+fn roundtrip<M: Message>(data: &[u8]) {
+    if let Ok(m) = wire::decode::<M>(data) {
+        assert_eq!(wire::encode(&m), data, "decoded a non-canonical encoding");
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    roundtrip::<ArbiterRequest<FirstCome>>(data);
+    roundtrip::<ArbiterRequest<Bidding>>(data);
+    roundtrip::<ArbiterChallenge<FirstCome>>(data);
+    roundtrip::<ArbiterChallenge<Bidding>>(data);
+    roundtrip::<ArbiterResponse<FirstCome>>(data);
+    roundtrip::<ArbiterResponse<Bidding>>(data);
+    roundtrip::<ArbiterAcceptance<FirstCome>>(data);
+    roundtrip::<ArbiterAcceptance<Bidding>>(data);
+    roundtrip::<PostRequest>(data);
+    roundtrip::<PostChallenge>(data);
+    roundtrip::<PostResponse>(data);
+    roundtrip::<PostedCpo>(data);
+});
