@@ -13,7 +13,9 @@ use agora_cpo::arbiter::Arbiter;
 use agora_cpo::buyer::{self, Acceptance};
 use agora_cpo::policy::{ArbiterPolicy, Template};
 use agora_cpo::ports::{Board, BoardEntry};
+use agora_cpo::seller::{self, SellerSession};
 use agora_cpo::server::{check_acceptance, Server};
+use agora_cpo::session::BindingKey;
 use agora_cpo::{Bidding, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys, Peer};
 use agora_pki::{Keystore, PartyRole};
 use anyhow::{bail, Context};
@@ -105,12 +107,125 @@ pub enum CpoCmd {
         /// List CPOs whose id follows this one (paging).
         #[arg(long)]
         after: Option<String>,
+        /// Print only the ids, one per line (for scripts).
+        #[arg(long)]
+        ids: bool,
     },
     /// Show one CPO of this node's board.
     Status {
         /// The CPO id (hex).
         id: String,
     },
+    /// Open a seller's browse session with this node's server (protocol 3):
+    /// her bond is checked and she receives K_p, kept in the keystore.
+    #[command(
+        after_help = "Example:\n  agora cpo session --seller pam --bond pam-bond.pem --hours 8"
+    )]
+    Session {
+        /// The seller's key pair (the one her bond certifies).
+        #[arg(long)]
+        seller: String,
+        /// Her bond certificate (role seller).
+        #[arg(long)]
+        bond: PathBuf,
+        /// How long the session lasts.
+        #[arg(long, default_value_t = 24)]
+        hours: u64,
+    },
+    /// Bind a CPO under the seller's session (protocol 4): the first valid
+    /// binding wins; the server's signed BOUND_CPO is the contract.
+    #[command(
+        after_help = "Example:\n  agora cpo bind <cpo-id> --seller pam --offer \"Ships tomorrow\" --out book.bound"
+    )]
+    Bind {
+        /// The CPO id (hex), from `agora cpo list`.
+        id: String,
+        /// The seller's key pair.
+        #[arg(long)]
+        seller: String,
+        /// Offer details: how she and the buyer finish the deal.
+        #[arg(long, default_value = "")]
+        offer: String,
+        /// Write BOUND_CPO (COSE_Sign1) here.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// End the seller's browse session: K_p is taken out of action.
+    EndSession {
+        /// The seller's key pair.
+        #[arg(long)]
+        seller: String,
+    },
+}
+
+/// Keystore name of a seller's K_p.
+fn k_p_name(seller: &str) -> String {
+    format!("{seller}.cpo-session")
+}
+
+/// What a seller keeps of her session besides K_p (which is in the keystore).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SessionFile {
+    session: String,
+    from: u64,
+    until: u64,
+    bond_der_hex: String,
+}
+
+fn session_file(ctx: &Ctx, seller: &str) -> PathBuf {
+    ctx.data_dir
+        .join("cpo-sessions")
+        .join(format!("{seller}.json"))
+}
+
+/// This node's server on the data directory's SQLite store.
+fn local_server(
+    ctx: &Ctx,
+    ks: &Keystore,
+    store: &agora_store::Store,
+) -> anyhow::Result<(
+    Server<agora_store::SqliteBoard, agora_store::SqliteReplayCache, agora_store::SqliteSessions>,
+    Peer,
+)> {
+    let trust = ctx.load_trust()?;
+    let arbiters: Vec<_> = trust
+        .by_role(PartyRole::Arbiter)
+        .filter_map(|p| p.verifying_key())
+        .collect();
+    let server_keys = keys(ks, SERVER_KEY)?;
+    let peer = server_keys.peer();
+    Ok((
+        Server::new(
+            server_keys,
+            bond_trust(ctx)?,
+            arbiters,
+            store.board(),
+            store.replay_cache(),
+            store.sessions(),
+        ),
+        peer,
+    ))
+}
+
+fn seller_session(
+    ctx: &Ctx,
+    ks: &Keystore,
+    seller: &str,
+    server: Peer,
+) -> anyhow::Result<SellerSession> {
+    let k_p = ks.secret(&k_p_name(seller)).with_context(|| {
+        format!("{seller} has no browse session (agora cpo session --seller {seller})")
+    })?;
+    let path = session_file(ctx, seller);
+    let f: SessionFile = serde_json::from_slice(&read_limited(&path)?)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(SellerSession::from_parts(
+        BindingKey::from_bytes(*k_p.expose()),
+        server,
+        hex::decode(&f.bond_der_hex).context("session file: bond")?,
+        Timestamp(f.from),
+        Timestamp(f.until),
+    ))
 }
 
 fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -388,16 +503,8 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 mode: checked.mode,
             };
             let bob = keys(&ks, buyer)?;
-            let server_keys = keys(&ks, SERVER_KEY)?;
-            let server_peer = server_keys.peer();
             let store = ctx.store()?;
-            let server = Server::new(
-                server_keys,
-                bond_trust(ctx)?,
-                arbiters,
-                store.board(),
-                store.replay_cache(),
-            );
+            let (server, server_peer) = local_server(ctx, &ks, &store)?;
             let now = ctx.now();
             let (m0, b) = buyer::request_post(&bob, &mut rng, &acc, &server_peer)?;
             let (m1, pending) = server
@@ -425,7 +532,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 }),
             );
         }
-        CpoCmd::List { limit, after } => {
+        CpoCmd::List { limit, after, ids } => {
             let after = after
                 .as_deref()
                 .map(|h| {
@@ -436,7 +543,11 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let now = ctx.now();
             let entries = ctx.store()?.board().list_open(now, after, *limit)?;
             let mut text = String::new();
-            for e in &entries {
+            for e in entries.iter().filter(|_| *ids) {
+                text.push_str(&hex::encode(e.ccpo.id));
+                text.push('\n');
+            }
+            for e in entries.iter().filter(|_| !*ids) {
                 text.push_str(&format!(
                     "{}  {:>14}  {:<10}  until {}  {}\n",
                     hex::encode(e.ccpo.id),
@@ -446,7 +557,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                     e.ccpo.goods
                 ));
             }
-            if entries.is_empty() {
+            if entries.is_empty() && !*ids {
                 text.push_str("no open CPOs");
             }
             crate::output::emit(
@@ -465,10 +576,12 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 .board()
                 .get(&id)?
                 .with_context(|| format!("no CPO {} on this node's board", hex::encode(id)))?;
-            let status = public_json(&e, now)["status"]
-                .as_str()
-                .unwrap_or("open")
-                .to_owned();
+            let mut json = public_json(&e, now);
+            if let Some(b) = ctx.store()?.board().binding(&id)? {
+                json["status"] = "bound".into();
+                json["bound_at"] = b.bound_at.secs().into();
+            }
+            let status = json["status"].as_str().unwrap_or("open").to_owned();
             crate::output::emit(
                 ctx.json,
                 &format!(
@@ -477,7 +590,114 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                     e.mode.as_str(),
                     crate::cert::fmt_time(e.posted_at)
                 ),
-                public_json(&e, now),
+                json,
+            );
+        }
+        CpoCmd::Session {
+            seller: name,
+            bond,
+            hours,
+        } => {
+            let mut ks = ctx.load_keystore()?;
+            let pam = keys(&ks, name)?;
+            let bond = crate::cert::read_cert_der(bond)?;
+            let store = ctx.store()?;
+            let (server, server_peer) = local_server(ctx, &ks, &store)?;
+            let now = ctx.now();
+            let until =
+                now.plus_secs(hours.clamp(&1, &(agora_cpo::MAX_SESSION_SECS / 3600)) * 3600);
+            let (m0, p) =
+                seller::request_session(&pam, &mut rng, bond.clone(), now, until, &server_peer)?;
+            let (m1, pending) = server
+                .handle_browse_request(&mut rng, now, &m0)
+                .context("the server refused the session")?;
+            let (m2, p) = p.handle(&pam, &mut rng, &m1)?;
+            let granted = pending.handle_response(&server, &mut rng, now, &m2)?;
+            let session = p.handle(&pam, &granted.reply)?;
+            // One session per seller name here: a new one replaces the old,
+            // which the server is told to end.
+            if let Ok(old) = seller_session(ctx, &ks, name, server_peer) {
+                let _ = server.handle_end_session(now, &old.end(&mut rng));
+            }
+            ks.remove(&k_p_name(name));
+            ks.insert_secret(
+                &k_p_name(name),
+                agora_core::crypto::Secret::new(*session.k_p().expose()),
+            )?;
+            ctx.save_keystore(&ks)?;
+            let f = SessionFile {
+                session: hex::encode(session.id()),
+                from: now.secs(),
+                until: until.secs(),
+                bond_der_hex: hex::encode(&bond),
+            };
+            crate::datadir::write_file_atomic(
+                &session_file(ctx, name),
+                &serde_json::to_vec_pretty(&f)?,
+            )?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "browse session {} for {name} until {}; K_p is in the keystore\nnext: agora cpo list, then agora cpo bind <id> --seller {name}",
+                    hex::encode(&session.id()[..8]),
+                    crate::cert::fmt_time(until)
+                ),
+                serde_json::json!({ "session": f.session, "until": until.secs() }),
+            );
+        }
+        CpoCmd::Bind {
+            id,
+            seller: name,
+            offer,
+            out,
+        } => {
+            let cpo = KeyId::from_hex(id)
+                .with_context(|| format!("CPO id {id:?}"))?
+                .0;
+            let ks = ctx.load_keystore()?;
+            let store = ctx.store()?;
+            let (server, server_peer) = local_server(ctx, &ks, &store)?;
+            let session = seller_session(ctx, &ks, name, server_peer)?;
+            let now = ctx.now();
+            let m0 = server
+                .listing(&mut rng, now, &session.id(), &cpo)
+                .context("the server refused the listing")?;
+            let listing = session.open_listing(&m0)?;
+            let (m1, exp) = session.offer(&mut rng, &listing, offer)?;
+            let bound = server
+                .handle_bind_offer(&mut rng, now, &m1)
+                .context("the server refused the binding")?;
+            let receipt = exp.handle(&session, &bound.reply)?;
+            store
+                .archive()
+                .append("cpo/bound-cpo", &receipt.signed, now)?;
+            crate::datadir::write_file_atomic(out, &receipt.signed)?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "{name} bound CPO {} ({}); BOUND_CPO, signed by the server, is in {}",
+                    hex::encode(cpo),
+                    receipt.message.ccpo.goods,
+                    out.display()
+                ),
+                serde_json::json!({ "id": hex::encode(cpo), "bound_at": now.secs(), "file": out }),
+            );
+        }
+        CpoCmd::EndSession { seller: name } => {
+            let mut ks = ctx.load_keystore()?;
+            let store = ctx.store()?;
+            let (server, server_peer) = local_server(ctx, &ks, &store)?;
+            let session = seller_session(ctx, &ks, name, server_peer)?;
+            let outcome = server.handle_end_session(ctx.now(), &session.end(&mut rng))?;
+            ks.remove(&k_p_name(name));
+            ctx.save_keystore(&ks)?;
+            let _ = std::fs::remove_file(session_file(ctx, name));
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "{name}'s browse session ended ({outcome:?}); K_p removed from the keystore"
+                ),
+                serde_json::json!({ "outcome": format!("{outcome:?}") }),
             );
         }
     }

@@ -129,6 +129,15 @@ fn readme_walkthrough_cpo() {
     assert!(stdout.contains("over CPO_ARBITER_ACCEPTANCE [1, 1, 4]"));
     assert!(stdout.contains("over CPO_POSTED [1, 2, 4]"));
     assert!(stdout.contains("evidence archive intact"));
+    assert!(stdout.contains("pam bound CPO"), "{stdout}");
+    assert!(stderr.contains("already bound"), "Quinn is told: {stderr}");
+    assert!(
+        stderr.contains("role-not-allowed"),
+        "a buyer bond opens no session"
+    );
+    assert!(stdout.contains("status   bound"));
+    assert!(stdout.contains("over CPO_BOUND_CPO [1, 4, 3]"));
+    assert!(stdout.contains("browse session ended"));
 }
 
 #[test]
