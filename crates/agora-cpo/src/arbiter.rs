@@ -62,6 +62,14 @@ impl Arbiter {
         self.keys.id()
     }
 
+    pub(crate) fn sign_key(&self) -> &agora_core::crypto::SigningKey {
+        &self.keys.sign
+    }
+
+    pub(crate) fn enc_key(&self) -> &agora_core::crypto::X25519Secret {
+        &self.keys.enc
+    }
+
     /// Step 1 -> 2: Bob's M_0. Checks, in order: the envelope is for her
     /// and of this protocol; Bob's bond (trusted agency, dates, CRL, buyer
     /// role, covers the price, allows her and the server); Bob's signature

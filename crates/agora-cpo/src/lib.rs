@@ -5,9 +5,10 @@
 //! its bidding variant 5, sections 3.6.1 and 3.7) with a configurable
 //! arbiter policy, posting (protocol 2, section 3.7.1), browse sessions that
 //! give a seller K_p (protocol 3, section 3.8; a seller may end hers), and
-//! first-come binding (protocol 4, section 3.9). The board and the sessions
-//! are storage ports. Bidding (6), delivery and revocation take-down of
-//! posted CPOs are still to come.
+//! first-come binding (protocol 4, section 3.9), and bidding (protocol 6,
+//! section 3.10) with the arbiter's award and signed notices. The board, the
+//! sessions and the bids are storage ports. Delivery and revocation
+//! take-down of posted CPOs are still to come.
 //!
 //! Every message X_i travels as `PKE(X_i, Sign(X_i))`
 //! ([`agora_core::wire::envelope`]); each role is a chain of step types
@@ -19,8 +20,10 @@
 #![forbid(unsafe_code)]
 
 pub mod arbiter;
+pub mod bidding;
 pub mod buyer;
 pub mod ccpo;
+pub mod delivery;
 pub mod msg;
 pub mod policy;
 pub mod ports;

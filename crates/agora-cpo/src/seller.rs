@@ -138,6 +138,12 @@ impl Listing {
     pub fn ccpo(&self) -> &Ccpo {
         &self.message.ccpo
     }
+
+    /// A listing made by hand with any hash: lets tests offer on something
+    /// the server never listed for binding (e.g. a bidding listing).
+    pub fn for_testing_only(message: BindListing, hash: [u8; 32]) -> Listing {
+        Listing { message, hash }
+    }
 }
 
 /// Step 2 of protocol 4 sent; Pam waits for BOUND_CPO.
@@ -189,6 +195,10 @@ impl SellerSession {
     /// The server of this session.
     pub fn server(&self) -> &Peer {
         &self.server
+    }
+
+    pub(crate) fn channel(&self) -> &Channel {
+        &self.channel
     }
 
     /// Opens a listing (protocol 4, step 1) and checks it is under K_p.

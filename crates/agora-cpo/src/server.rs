@@ -36,26 +36,29 @@ pub const BROWSE_NONCE_SCOPE: &str = "cpo/browse/r0";
 
 /// A listing sent to a seller and not yet answered (protocol 4, step 1).
 #[derive(Clone, Copy, Debug)]
-struct IssuedListing {
-    session: [u8; 32],
-    cpo: [u8; 32],
-    issued_at: Timestamp,
+pub(crate) struct IssuedListing {
+    pub(crate) session: [u8; 32],
+    pub(crate) cpo: [u8; 32],
+    pub(crate) issued_at: Timestamp,
+    /// First-come listings (protocol 4) answer offers; bidding listings
+    /// (protocol 6) answer bids. One cannot stand for the other.
+    pub(crate) mode: Mode,
 }
 
 /// A CPO server: its keys, whom it trusts, and its storage.
 #[derive(Debug)]
 pub struct Server<B, R, S> {
-    keys: Keys,
+    pub(crate) keys: Keys,
     /// Trusted bonding agencies and their CRLs.
     pub trust: BondTrust,
     /// The arbiters it works with (the well-known parties of assumption 4).
     pub arbiters: Vec<VerifyingKey>,
-    board: B,
+    pub(crate) board: B,
     replay: R,
-    sessions: S,
+    pub(crate) sessions: S,
     /// Listings waiting for an offer, by hash(X_0). Kept in memory: losing
     /// them (a restart) only means the seller asks for the listing again.
-    issued: Mutex<HashMap<[u8; 32], IssuedListing>>,
+    pub(crate) issued: Mutex<HashMap<[u8; 32], IssuedListing>>,
 }
 
 /// A checked ARBITER_ACCEPTANCE.
@@ -158,6 +161,11 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     /// The browse sessions.
     pub fn sessions(&self) -> &S {
         &self.sessions
+    }
+
+    /// The replay cache.
+    pub fn replay_cache(&self) -> &R {
+        &self.replay
     }
 
     /// ServerID.
@@ -406,8 +414,72 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         ))
     }
 
+    /// Remembers a listing sent to session `id` (bounded: expired listings
+    /// are dropped when the table is full; still full means overload).
+    pub(crate) fn issue_listing(
+        &self,
+        id: &[u8; 32],
+        cpo: &[u8; 32],
+        mode: Mode,
+        x0_hash: [u8; 32],
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut issued = self
+            .issued
+            .lock()
+            .map_err(|_| Error::Storage("listing table lock poisoned".into()))?;
+        if issued.len() >= crate::MAX_ISSUED_LISTINGS {
+            issued.retain(|_, l| now.secs() <= l.issued_at.secs() + crate::LISTING_TTL_SECS);
+        }
+        if issued.len() >= crate::MAX_ISSUED_LISTINGS {
+            return Err(Error::Overloaded);
+        }
+        issued.insert(
+            x0_hash,
+            IssuedListing {
+                session: *id,
+                cpo: *cpo,
+                issued_at: now,
+                mode,
+            },
+        );
+        Ok(())
+    }
+
+    /// Uses up the listing an offer or bid answers: it must exist (else the
+    /// message is stale or replayed), have been sent to session `id`, be of
+    /// `mode`, and be younger than [`crate::LISTING_TTL_SECS`].
+    pub(crate) fn take_listing(
+        &self,
+        x0_hash: &[u8; 32],
+        id: &[u8; 32],
+        mode: Mode,
+        now: Timestamp,
+    ) -> Result<IssuedListing> {
+        let listing = self
+            .issued
+            .lock()
+            .map_err(|_| Error::Storage("listing table lock poisoned".into()))?
+            .remove(x0_hash)
+            .ok_or(Error::Replayed)?;
+        if listing.session != *id {
+            return Err(Error::NotAuthorised(
+                "the listing was sent to another session".into(),
+            ));
+        }
+        if listing.mode != mode {
+            return Err(Error::PeerMisbehaved(
+                "the answer is for another kind of listing",
+            ));
+        }
+        if now.secs() > listing.issued_at.secs() + crate::LISTING_TTL_SECS {
+            return Err(Error::Replayed);
+        }
+        Ok(listing)
+    }
+
     /// A live session: it exists, was not ended, and `now` is within T.
-    fn live_session(&self, id: &[u8; 32], now: Timestamp) -> Result<Session> {
+    pub(crate) fn live_session(&self, id: &[u8; 32], now: Timestamp) -> Result<Session> {
         let s = self
             .sessions
             .get(id)?
@@ -426,7 +498,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     /// Fails closed unless a current CRL of the seller's agency is at hand
     /// and does not list her bond (paper section 4.2, attack 3). A revoked
     /// seller's sessions all end.
-    fn check_seller_not_revoked(&self, s: &Session, now: Timestamp) -> Result<()> {
+    pub(crate) fn check_seller_not_revoked(&self, s: &Session, now: Timestamp) -> Result<()> {
         let serial = agora_pki::Serial(s.bond_serial.clone());
         let current: Vec<_> = self
             .trust
@@ -477,26 +549,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             r0: random_bytes(rng),
             ccpo: entry.ccpo,
         };
-        {
-            let mut issued = self
-                .issued
-                .lock()
-                .map_err(|_| Error::Storage("listing table lock poisoned".into()))?;
-            if issued.len() >= crate::MAX_ISSUED_LISTINGS {
-                issued.retain(|_, l| now.secs() <= l.issued_at.secs() + crate::LISTING_TTL_SECS);
-            }
-            if issued.len() >= crate::MAX_ISSUED_LISTINGS {
-                return Err(Error::Overloaded);
-            }
-            issued.insert(
-                digest(&x0),
-                IssuedListing {
-                    session: *id,
-                    cpo: *cpo,
-                    issued_at: now,
-                },
-            );
-        }
+        self.issue_listing(id, cpo, Mode::FirstCome, digest(&x0), now)?;
         let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
         Ok(channel.seal_authed(rng, Direction::ToSeller, &x0))
     }
@@ -531,20 +584,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         let x1 = channel.open_authed::<BindOffer>(Direction::ToServer, m1)?;
         let s = self.live_session(&id, now)?;
         self.check_seller_not_revoked(&s, now)?;
-        let listing = self
-            .issued
-            .lock()
-            .map_err(|_| Error::Storage("listing table lock poisoned".into()))?
-            .remove(&x1.x0_hash)
-            .ok_or(Error::Replayed)?;
-        if listing.session != id {
-            return Err(Error::NotAuthorised(
-                "the listing was sent to another session".into(),
-            ));
-        }
-        if now.secs() > listing.issued_at.secs() + crate::LISTING_TTL_SECS {
-            return Err(Error::Replayed);
-        }
+        let listing = self.take_listing(&x1.x0_hash, &id, Mode::FirstCome, now)?;
         let entry = self
             .board
             .get(&listing.cpo)?

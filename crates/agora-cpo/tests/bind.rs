@@ -400,3 +400,93 @@ fn bidding_cpos_are_not_bound_first_come() {
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// Pam binds the CPO; returns her session and receipt.
+fn bound(m: &mut Market) -> (Ccpo, Seller, agora_cpo::seller::BoundReceipt) {
+    let ccpo = posted_cpo(m);
+    let pam = seller(m);
+    let s = day_session(m, &pam);
+    let l = s
+        .open_listing(
+            &m.server
+                .listing(&mut m.rng, NOW, &s.id(), &ccpo.id)
+                .unwrap(),
+        )
+        .unwrap();
+    let (o, exp) = s.offer(&mut m.rng, &l, "courier").unwrap();
+    let b = m.server.handle_bind_offer(&mut m.rng, NOW, &o).unwrap();
+    (ccpo, pam, exp.handle(&s, &b.reply).unwrap())
+}
+
+#[test]
+fn the_buyer_fetches_his_binding_with_a_signed_request() {
+    use agora_cpo::delivery::{open_binding_reply, request_binding};
+    let mut m = Market::new(40);
+    let (ccpo, _, receipt) = bound(&mut m);
+    let (req_bytes, req) = request_binding(&m.bob, &mut m.rng, NOW, ccpo.id);
+    let reply = m
+        .server
+        .binding_for_buyer(&mut m.rng, NOW, &req_bytes)
+        .unwrap();
+    let evidence = open_binding_reply(&m.bob, &m.server_peer.sign, &req, &reply).unwrap();
+    assert_eq!(
+        evidence, receipt.signed,
+        "Bob gets Pam's BOUND_CPO, with her BC_P inside"
+    );
+    // The same request again: replayed.
+    assert_eq!(
+        m.server
+            .binding_for_buyer(&mut m.rng, NOW, &req_bytes)
+            .unwrap_err(),
+        Error::Replayed
+    );
+    // A stale one: refused.
+    let (old, _) = request_binding(
+        &m.bob,
+        &mut m.rng,
+        NOW.minus_secs(agora_cpo::MAX_CLOCK_SKEW_SECS + 1),
+        ccpo.id,
+    );
+    assert_eq!(
+        m.server
+            .binding_for_buyer(&mut m.rng, NOW, &old)
+            .unwrap_err(),
+        Error::Replayed
+    );
+    // Someone else asking for Bob's binding: not his key.
+    let mallory = keys(&mut m.rng);
+    let (forged, _) = request_binding(&mallory, &mut m.rng, NOW, ccpo.id);
+    assert!(matches!(
+        m.server.binding_for_buyer(&mut m.rng, NOW, &forged),
+        Err(Error::NotAuthorised(_))
+    ));
+}
+
+#[test]
+fn delivery_proves_the_seller_holds_bc_p() {
+    use agora_cpo::delivery::{challenge, check_proof, prove};
+    let mut m = Market::new(41);
+    let (_, pam, receipt) = bound(&mut m);
+    let c = challenge(&mut m.rng, NOW, &receipt.signed, "Bob's intermediary").unwrap();
+    let proof = prove(&pam.keys, &c, &receipt.signed).unwrap();
+    let who = check_proof(&proof, &c, &receipt.signed, &m.server_peer.sign, NOW).unwrap();
+    assert_eq!(who, pam.keys.id());
+    // Quinn, who did not bind it, cannot answer for Pam.
+    let quinn = keys(&mut m.rng);
+    let fake = prove(&quinn, &c, &receipt.signed).unwrap();
+    assert!(check_proof(&fake, &c, &receipt.signed, &m.server_peer.sign, NOW).is_err());
+    // An old proof does not answer a new challenge; an old challenge expires.
+    let c2 = challenge(&mut m.rng, NOW, &receipt.signed, "Bob").unwrap();
+    assert!(matches!(
+        check_proof(&proof, &c2, &receipt.signed, &m.server_peer.sign, NOW),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    let late = NOW.plus_secs(agora_cpo::delivery::CHALLENGE_TTL_SECS + 1);
+    assert_eq!(
+        check_proof(&proof, &c, &receipt.signed, &m.server_peer.sign, late).unwrap_err(),
+        Error::Replayed
+    );
+    // Pam refuses to sign a challenge about another binding.
+    let other = challenge(&mut m.rng, NOW, b"some other contract", "Bob").unwrap();
+    assert!(prove(&pam.keys, &other, &receipt.signed).is_err());
+}

@@ -81,6 +81,12 @@ pub const CPO_BIND_OFFER: Tag = Tag::new(SYSTEM_CPO, 4, 2);
 /// CPO protocol 4, step 3, Server to Pam:
 /// `X_2 = U_2, hash(X_1), BC_P, T, CPO, Offer Details`, kept as BOUND_CPO.
 pub const CPO_BOUND_CPO: Tag = Tag::new(SYSTEM_CPO, 4, 3);
+/// CPO protocol 4, agora's addition: the buyer asks the server for the
+/// binding of his CPO, signed with his bond key.
+pub const CPO_BINDING_REQUEST: Tag = Tag::new(SYSTEM_CPO, 4, 4);
+/// CPO protocol 4, agora's addition: the server's answer, sealed to the
+/// buyer: the BOUND_CPO (or, for bidding, the winner's notice).
+pub const CPO_BINDING_REPLY: Tag = Tag::new(SYSTEM_CPO, 4, 5);
 
 /// CPO protocol 5 (arbiter's approval for bidding), step 1: as
 /// [`CPO_ARBITER_REQUEST`] with protocol 5.
@@ -103,6 +109,21 @@ pub const CPO_BID: Tag = Tag::new(SYSTEM_CPO, 6, 2);
 /// `X_2 = U_2, hash(X_1), BC_P, T, T_Response, CPO, Bid Details`, kept as
 /// BID_RECEIPT.
 pub const CPO_BID_RECEIPT: Tag = Tag::new(SYSTEM_CPO, 6, 3);
+/// CPO protocol 6, step 5 (paper 3.10: "the Server presents these to the
+/// Arbiter"): the server hands the bids of a closed CPO to the arbiter.
+pub const CPO_BID_AWARD_REQUEST: Tag = Tag::new(SYSTEM_CPO, 6, 4);
+/// CPO protocol 6, step 5: the arbiter's signed choice of the best bid.
+pub const CPO_BID_AWARD: Tag = Tag::new(SYSTEM_CPO, 6, 5);
+/// CPO protocol 6, step 5: "The winning bid is notified, as are all losing
+/// bids": the server's signed notice to each bidder.
+pub const CPO_BID_NOTICE: Tag = Tag::new(SYSTEM_CPO, 6, 6);
+
+/// CPO delivery (paper section 3.11; agora numbers it protocol 7), step 1:
+/// the buyer's (or an intermediary's) challenge to the seller of a
+/// BOUND_CPO.
+pub const CPO_PROOF_CHALLENGE: Tag = Tag::new(SYSTEM_CPO, 7, 1);
+/// CPO delivery, step 2: the seller's answer, signed with the key of BC_P.
+pub const CPO_PROOF: Tag = Tag::new(SYSTEM_CPO, 7, 2);
 
 /// Every registered tag with its name. The one place a tag is defined.
 pub const ALL: &[(Tag, &str)] = &[
@@ -125,6 +146,8 @@ pub const ALL: &[(Tag, &str)] = &[
     (CPO_BIND_LISTING, "CPO_BIND_LISTING"),
     (CPO_BIND_OFFER, "CPO_BIND_OFFER"),
     (CPO_BOUND_CPO, "CPO_BOUND_CPO"),
+    (CPO_BINDING_REQUEST, "CPO_BINDING_REQUEST"),
+    (CPO_BINDING_REPLY, "CPO_BINDING_REPLY"),
     (CPO_BID_ARBITER_REQUEST, "CPO_BID_ARBITER_REQUEST"),
     (CPO_BID_ARBITER_CHALLENGE, "CPO_BID_ARBITER_CHALLENGE"),
     (CPO_BID_ARBITER_RESPONSE, "CPO_BID_ARBITER_RESPONSE"),
@@ -132,6 +155,11 @@ pub const ALL: &[(Tag, &str)] = &[
     (CPO_BID_LISTING, "CPO_BID_LISTING"),
     (CPO_BID, "CPO_BID"),
     (CPO_BID_RECEIPT, "CPO_BID_RECEIPT"),
+    (CPO_BID_AWARD_REQUEST, "CPO_BID_AWARD_REQUEST"),
+    (CPO_BID_AWARD, "CPO_BID_AWARD"),
+    (CPO_BID_NOTICE, "CPO_BID_NOTICE"),
+    (CPO_PROOF_CHALLENGE, "CPO_PROOF_CHALLENGE"),
+    (CPO_PROOF, "CPO_PROOF"),
 ];
 
 /// The registered name of `tag`, if any.

@@ -1,0 +1,914 @@
+//! Bidding (protocol 6, paper section 3.10), for CPOs whose arbiter
+//! approved them with protocol 5.
+//!
+//! Steps 1-4 mirror binding: the server lists the CPO under K_p (BidListing),
+//! Pam answers with a Bid (her price and details) under K_p, and the server
+//! signs a BID_RECEIPT `X_2 = U_2, hash(X_1), BC_P, T, T_Response, CPO, Bid
+//! Details`. Bids are taken while the CPO is active (StartDate <= now <
+//! EndDate); T_Response is EndDate + [`AWARD_GRACE_SECS`].
+//!
+//! Step 5, which the paper describes without messages: "When the time for
+//! accepting bids is over, the Server presents these to the Arbiter, who
+//! selects one as being the best bid. The winning bid is notified, as are all
+//! losing bids." agora's messages for it:
+//!
+//! - [`AwardRequest`] [1,6,4], server to arbiter, `PKE(X, Sign(X))`: the
+//!   CPO and a summary of every bid (receipt hash, seller, price, time). The
+//!   server vouches for the list with its signature; a seller whose receipt
+//!   hash is missing from the award holds the server-signed receipt that
+//!   proves the omission.
+//! - [`Award`] [1,6,5], arbiter's signature: the winner under the stated
+//!   rule ([`AWARD_RULE`]: the lowest price at or under the CPO's price, ties
+//!   to the earliest bid, then the smaller receipt hash) and every receipt
+//!   hash she considered.
+//! - [`Notice`] [1,6,6], server's signature, one per bid: won or lost, with
+//!   the arbiter's award inside so the seller can check it herself.
+//!   Notices are not stored: Ed25519 is deterministic, so the server signs
+//!   the same notice again whenever a bidder asks.
+
+use crate::arbiter::Arbiter;
+use crate::ccpo::{Ccpo, MAX_CCPO_LEN};
+use crate::msg::{digest, Mode};
+use crate::ports::{BindOutcome, Binding, Board, Sessions};
+use crate::seller::SellerSession;
+use crate::server::Server;
+use crate::session::{self, BindingKey, Channel, Direction};
+use crate::Peer;
+use agora_core::crypto::{random_bytes, Rng, VerifyingKey};
+use agora_core::ports::ReplayCache;
+use agora_core::wire::{cose, envelope, tags, Decoder, Encoder, Field, Message, Tag};
+use agora_core::{DecodeError, Error, KeyId, Money, Result, Timestamp};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// How long after EndDate bidders wait for the award at most (T_Response).
+pub const AWARD_GRACE_SECS: u64 = 24 * 3600;
+/// Most bids one CPO takes.
+pub const MAX_BIDS_PER_CPO: usize = 1000;
+/// Longest bid details text, in bytes.
+pub const MAX_BID_DETAILS_LEN: usize = 2048;
+/// The rule the arbiter states in every award.
+pub const AWARD_RULE: &str =
+    "lowest price at or under the CPO price; ties to the earliest bid, then the smaller receipt hash";
+
+/// Protocol 6, step 1: `X_0 = U_0, R_0, CPO description`, under K_p.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BidListing {
+    /// R_0.
+    pub r0: [u8; 32],
+    /// The CPO.
+    pub ccpo: Ccpo,
+}
+
+impl Message for BidListing {
+    const TAG: Tag = tags::CPO_BID_LISTING;
+    const FIELDS: usize = 2;
+    const MAX_LEN: usize = MAX_CCPO_LEN + 128;
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.r0).field(&self.ccpo);
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(BidListing {
+            r0: d.field()?,
+            ccpo: d.field()?,
+        })
+    }
+}
+
+/// Protocol 6, step 2: `X_1 = U_1, hash(X_0), R_1, Bid Details`, under K_p.
+/// The details are her price and her text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bid {
+    /// hash(X_0).
+    pub x0_hash: [u8; 32],
+    /// R_1.
+    pub r1: [u8; 32],
+    /// What she asks.
+    pub price: Money,
+    /// How she would deliver.
+    pub details: String,
+}
+
+impl Message for Bid {
+    const TAG: Tag = tags::CPO_BID;
+    const FIELDS: usize = 4;
+    const MAX_LEN: usize = MAX_BID_DETAILS_LEN + 160;
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.x0_hash)
+            .field(&self.r1)
+            .field(&self.price)
+            .text(&self.details);
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(Bid {
+            x0_hash: d.field()?,
+            r1: d.field()?,
+            price: d.field()?,
+            details: d.text("bid details", MAX_BID_DETAILS_LEN)?.to_owned(),
+        })
+    }
+}
+
+/// Protocol 6, step 3: `X_2 = U_2, hash(X_1), BC_P, T, T_Response, CPO,
+/// Bid Details`, signed by the server: BID_RECEIPT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BidReceipt {
+    /// hash(X_1).
+    pub x1_hash: [u8; 32],
+    /// BC_P, DER.
+    pub seller_bond: Vec<u8>,
+    /// T: when the bid was taken.
+    pub t: Timestamp,
+    /// T_Response: the time by which the bid gets a response.
+    pub t_response: Timestamp,
+    /// The CPO.
+    pub ccpo: Ccpo,
+    /// Her price.
+    pub price: Money,
+    /// Her details.
+    pub details: String,
+}
+
+impl Message for BidReceipt {
+    const TAG: Tag = tags::CPO_BID_RECEIPT;
+    const FIELDS: usize = 7;
+    const MAX_LEN: usize = MAX_CCPO_LEN + agora_pki::MAX_CERT_LEN + MAX_BID_DETAILS_LEN + 256;
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.x1_hash)
+            .bytes(&self.seller_bond)
+            .field(&self.t)
+            .field(&self.t_response)
+            .field(&self.ccpo)
+            .field(&self.price)
+            .text(&self.details);
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(BidReceipt {
+            x1_hash: d.field()?,
+            seller_bond: d.bytes("BC_P", agora_pki::MAX_CERT_LEN)?.to_vec(),
+            t: d.field()?,
+            t_response: d.field()?,
+            ccpo: d.field()?,
+            price: d.field()?,
+            details: d.text("bid details", MAX_BID_DETAILS_LEN)?.to_owned(),
+        })
+    }
+}
+
+/// One bid as the server summarises it for the arbiter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BidSummary {
+    /// hash(X_2) of its BID_RECEIPT.
+    pub receipt_hash: [u8; 32],
+    /// The bidder's bond key id.
+    pub seller: KeyId,
+    /// Her price.
+    pub price: Money,
+    /// When the server took it.
+    pub t: Timestamp,
+}
+
+impl Field for BidSummary {
+    fn encode(&self, e: &mut Encoder) {
+        e.array(4)
+            .field(&self.receipt_hash)
+            .field(&self.seller)
+            .field(&self.price)
+            .field(&self.t);
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        d.array(4)?;
+        Ok(BidSummary {
+            receipt_hash: d.field()?,
+            seller: d.field()?,
+            price: d.field()?,
+            t: d.field()?,
+        })
+    }
+}
+
+/// Protocol 6, step 5a: the server hands a closed CPO's bids to the arbiter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwardRequest {
+    /// The CPO's id.
+    pub cpo: [u8; 32],
+    /// Its checksum (which CCPO exactly).
+    pub checksum: [u8; 32],
+    /// Its price: no winning bid may ask more.
+    pub price: Money,
+    /// When bidding closed (EndDate).
+    pub closed_at: Timestamp,
+    /// Every bid taken, in the order taken.
+    pub bids: Vec<BidSummary>,
+}
+
+fn encode_list<T: Field>(e: &mut Encoder, items: &[T]) {
+    e.array(items.len());
+    for i in items {
+        e.field(i);
+    }
+}
+
+fn decode_list<T: Field>(d: &mut Decoder<'_>, what: &'static str) -> Result<Vec<T>, DecodeError> {
+    let n = d.array_max(what, MAX_BIDS_PER_CPO)?;
+    (0..n).map(|_| d.field()).collect()
+}
+
+impl Message for AwardRequest {
+    const TAG: Tag = tags::CPO_BID_AWARD_REQUEST;
+    const FIELDS: usize = 5;
+    const MAX_LEN: usize = 256 + MAX_BIDS_PER_CPO * 128;
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.cpo)
+            .field(&self.checksum)
+            .field(&self.price)
+            .field(&self.closed_at);
+        encode_list(e, &self.bids);
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(AwardRequest {
+            cpo: d.field()?,
+            checksum: d.field()?,
+            price: d.field()?,
+            closed_at: d.field()?,
+            bids: decode_list(d, "bids")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_bids_pass_the_conformance_suite() {
+        super::conformance::bids_suite(super::MemoryBids::new);
+    }
+}
+
+/// Protocol 6, step 5b: the arbiter's award, signed by her.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Award {
+    /// hash of the [`AwardRequest`] she answers.
+    pub request_hash: [u8; 32],
+    /// The CPO's id.
+    pub cpo: [u8; 32],
+    /// The winning receipt's hash; none if no bid qualified.
+    pub winner: Option<[u8; 32]>,
+    /// The rule she applied ([`AWARD_RULE`]).
+    pub rule: String,
+    /// Every receipt hash she considered, in the request's order.
+    pub considered: Vec<[u8; 32]>,
+    /// When she decided.
+    pub t: Timestamp,
+}
+
+impl Message for Award {
+    const TAG: Tag = tags::CPO_BID_AWARD;
+    const FIELDS: usize = 6;
+    const MAX_LEN: usize = 512 + MAX_BIDS_PER_CPO * 40;
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.request_hash)
+            .field(&self.cpo)
+            .field(&self.winner)
+            .text(&self.rule);
+        encode_list(e, &self.considered);
+        e.field(&self.t);
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(Award {
+            request_hash: d.field()?,
+            cpo: d.field()?,
+            winner: d.field()?,
+            rule: d.text("award rule", 256)?.to_owned(),
+            considered: decode_list(d, "considered bids")?,
+            t: d.field()?,
+        })
+    }
+}
+
+/// Protocol 6, step 5c: the server's notice to one bidder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// The CPO's id.
+    pub cpo: [u8; 32],
+    /// The bidder's receipt hash.
+    pub receipt_hash: [u8; 32],
+    /// Whether this bid won.
+    pub won: bool,
+    /// The arbiter's signed [`Award`] (COSE_Sign1).
+    pub award: Vec<u8>,
+}
+
+impl Message for Notice {
+    const TAG: Tag = tags::CPO_BID_NOTICE;
+    const FIELDS: usize = 4;
+    const MAX_LEN: usize = Award::MAX_LEN + cose::SIGN1_OVERHEAD + 256;
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.cpo)
+            .field(&self.receipt_hash)
+            .field(&self.won)
+            .bytes(&self.award);
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(Notice {
+            cpo: d.field()?,
+            receipt_hash: d.field()?,
+            won: d.field()?,
+            award: d
+                .bytes("award", Award::MAX_LEN + cose::SIGN1_OVERHEAD)?
+                .to_vec(),
+        })
+    }
+}
+
+/// The arbiter's rule, as a pure function: the winner among `bids` for a
+/// CPO of `price` (see [`AWARD_RULE`]).
+pub fn choose_winner(bids: &[BidSummary], price: &Money) -> Option<[u8; 32]> {
+    bids.iter()
+        .filter(|b| b.price.currency == price.currency && b.price.cents <= price.cents)
+        .min_by_key(|b| (b.price.cents, b.t, b.receipt_hash))
+        .map(|b| b.receipt_hash)
+}
+
+// ---------------------------------------------------------------- storage
+
+/// A bid as the server keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BidRecord {
+    /// The summary the arbiter will see.
+    pub summary: BidSummary,
+    /// The signed BID_RECEIPT (evidence).
+    pub receipt: Vec<u8>,
+}
+
+/// The result of recording an award.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AwardOutcome {
+    /// Recorded now.
+    Recorded,
+    /// An award was recorded before; it stands (here it is).
+    AlreadyAwarded(Vec<u8>),
+}
+
+/// The bids port: what the server keeps of protocol 6.
+pub trait Bids: Send + Sync {
+    /// Record a bid on CPO `cpo` (durably), unless the CPO already has
+    /// [`MAX_BIDS_PER_CPO`] bids or an award (`Error::Refused`).
+    fn record_bid(&self, cpo: &[u8; 32], bid: &BidRecord) -> Result<()>;
+    /// The bids on `cpo`, in the order taken.
+    fn bids(&self, cpo: &[u8; 32]) -> Result<Vec<BidRecord>>;
+    /// Record the signed award of `cpo`; the first award stands.
+    fn record_award(&self, cpo: &[u8; 32], award: &[u8]) -> Result<AwardOutcome>;
+    /// The signed award of `cpo`, if any.
+    fn award(&self, cpo: &[u8; 32]) -> Result<Option<Vec<u8>>>;
+}
+
+/// The in-memory twin of [`Bids`].
+#[derive(Debug, Default)]
+pub struct MemoryBids(Mutex<BidsMap>);
+
+/// Bids by CPO id, in the order taken, with the signed award if any.
+type BidsMap = BTreeMap<[u8; 32], (Vec<BidRecord>, Option<Vec<u8>>)>;
+
+impl MemoryBids {
+    /// No bids.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Bids for MemoryBids {
+    fn record_bid(&self, cpo: &[u8; 32], bid: &BidRecord) -> Result<()> {
+        let mut m = self
+            .0
+            .lock()
+            .map_err(|_| Error::Storage("bids lock poisoned".into()))?;
+        let (bids, award) = m.entry(*cpo).or_default();
+        if award.is_some() {
+            return Err(Error::Refused("bidding on this CPO is over".into()));
+        }
+        if bids.len() >= MAX_BIDS_PER_CPO {
+            return Err(Error::Refused(
+                "this CPO has taken all the bids it can".into(),
+            ));
+        }
+        bids.push(bid.clone());
+        Ok(())
+    }
+
+    fn bids(&self, cpo: &[u8; 32]) -> Result<Vec<BidRecord>> {
+        let m = self
+            .0
+            .lock()
+            .map_err(|_| Error::Storage("bids lock poisoned".into()))?;
+        Ok(m.get(cpo).map(|(b, _)| b.clone()).unwrap_or_default())
+    }
+
+    fn record_award(&self, cpo: &[u8; 32], award: &[u8]) -> Result<AwardOutcome> {
+        let mut m = self
+            .0
+            .lock()
+            .map_err(|_| Error::Storage("bids lock poisoned".into()))?;
+        let (_, a) = m.entry(*cpo).or_default();
+        match a {
+            Some(prev) => Ok(AwardOutcome::AlreadyAwarded(prev.clone())),
+            None => {
+                *a = Some(award.to_vec());
+                Ok(AwardOutcome::Recorded)
+            }
+        }
+    }
+
+    fn award(&self, cpo: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+        let m = self
+            .0
+            .lock()
+            .map_err(|_| Error::Storage("bids lock poisoned".into()))?;
+        Ok(m.get(cpo).and_then(|(_, a)| a.clone()))
+    }
+}
+
+/// The conformance suite of [`Bids`].
+#[cfg(any(test, feature = "testkit"))]
+pub mod conformance {
+    use super::*;
+
+    fn bid(n: u8, cents: u64) -> BidRecord {
+        BidRecord {
+            summary: BidSummary {
+                receipt_hash: [n; 32],
+                seller: KeyId([n; 32]),
+                price: Money::new(cents, agora_core::Currency::new("EUR").expect("EUR")),
+                t: Timestamp(100 + u64::from(n)),
+            },
+            receipt: vec![n; 3],
+        }
+    }
+
+    /// Every check, on fresh stores from `make`.
+    pub fn bids_suite<D: Bids>(make: impl Fn() -> D) {
+        let d = make();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        assert!(d.bids(&a).expect("bids").is_empty());
+        d.record_bid(&a, &bid(1, 500)).expect("bid");
+        d.record_bid(&a, &bid(2, 400)).expect("bid");
+        d.record_bid(&b, &bid(3, 300)).expect("bid");
+        assert_eq!(
+            d.bids(&a).expect("bids"),
+            vec![bid(1, 500), bid(2, 400)],
+            "in order taken"
+        );
+        assert_eq!(d.award(&a).expect("award"), None);
+        assert_eq!(
+            d.record_award(&a, b"first").expect("award"),
+            AwardOutcome::Recorded
+        );
+        assert_eq!(
+            d.record_award(&a, b"second").expect("award"),
+            AwardOutcome::AlreadyAwarded(b"first".to_vec())
+        );
+        assert_eq!(d.award(&a).expect("award"), Some(b"first".to_vec()));
+        assert!(
+            matches!(d.record_bid(&a, &bid(4, 1)), Err(Error::Refused(_))),
+            "closed after award"
+        );
+        assert_eq!(d.bids(&a).expect("bids").len(), 2, "nothing changed");
+        assert_eq!(d.award(&b).expect("award"), None);
+    }
+}
+
+// ---------------------------------------------------------------- roles
+
+/// A bid the server has just taken.
+#[derive(Clone, Debug)]
+pub struct BidTaken {
+    /// M_2, to send to Pam.
+    pub reply: Vec<u8>,
+    /// BID_RECEIPT as signed.
+    pub signed: Vec<u8>,
+    /// X_2.
+    pub message: BidReceipt,
+}
+
+/// Step 5a sent: the server waits for the arbiter's award.
+#[derive(Debug)]
+pub struct PendingAward {
+    request: AwardRequest,
+    arbiter: Peer,
+}
+
+/// What the server has after an award: the signed award, the binding to
+/// the winner (if any), and a notice for every bidder.
+#[derive(Clone, Debug)]
+pub struct Awarded {
+    /// The arbiter's signed award.
+    pub award: Vec<u8>,
+    /// The winner's bond key id, if a bid won.
+    pub winner: Option<KeyId>,
+    /// `(seller, receipt hash, signed notice)` for every bid.
+    pub notices: Vec<(KeyId, [u8; 32], Vec<u8>)>,
+}
+
+impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
+    /// Protocol 6, step 1: the listing of bidding CPO `cpo` for session `id`.
+    pub fn bid_listing(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        id: &[u8; 32],
+        cpo: &[u8; 32],
+    ) -> Result<Vec<u8>> {
+        let s = self.live_session(id, now)?;
+        let entry = self
+            .board
+            .get(cpo)?
+            .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
+        if entry.mode != Mode::Bidding {
+            return Err(Error::Refused(
+                "this CPO is bound first-come (protocol 4), not by bids".into(),
+            ));
+        }
+        if !entry.ccpo.is_active(now) {
+            return Err(Error::Refused("this CPO is not taking bids now".into()));
+        }
+        let x0 = BidListing {
+            r0: random_bytes(rng),
+            ccpo: entry.ccpo,
+        };
+        self.issue_listing(id, cpo, Mode::Bidding, digest(&x0), now)?;
+        Ok(Channel::new(&BindingKey::from_bytes(s.k_p)).seal_authed(rng, Direction::ToSeller, &x0))
+    }
+
+    /// Protocol 6, step 2 -> 3: Pam's bid under K_p. The same session and
+    /// listing checks as a binding; her price must be in the CPO's currency,
+    /// above zero and at most the CPO's price. The bid is stored before the
+    /// BID_RECEIPT is sent.
+    pub fn handle_bid<D: Bids>(
+        &self,
+        bids: &D,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        m1: &[u8],
+    ) -> Result<BidTaken> {
+        let (tag, id) = session::peek(m1)?;
+        if tag != tags::CPO_BID {
+            return Err(DecodeError::WrongTag {
+                expected: tags::CPO_BID,
+                found: tag,
+            }
+            .into());
+        }
+        let s = self
+            .sessions
+            .get(&id)?
+            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
+        let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
+        let x1 = channel.open_authed::<Bid>(Direction::ToServer, m1)?;
+        let s = self.live_session(&id, now)?;
+        self.check_seller_not_revoked(&s, now)?;
+        let listing = self.take_listing(&x1.x0_hash, &id, Mode::Bidding, now)?;
+        let entry = self
+            .board
+            .get(&listing.cpo)?
+            .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
+        if !entry.ccpo.is_active(now) {
+            return Err(Error::Refused("this CPO is not taking bids now".into()));
+        }
+        let cap = entry.ccpo.price;
+        if x1.price.currency != cap.currency || x1.price.cents == 0 || x1.price.cents > cap.cents {
+            return Err(Error::Refused(format!(
+                "a bid must ask between 0.01 and {cap}"
+            )));
+        }
+        let x2 = BidReceipt {
+            x1_hash: digest(&x1),
+            seller_bond: s.bond.clone(),
+            t: now,
+            t_response: entry.ccpo.end.plus_secs(AWARD_GRACE_SECS),
+            ccpo: entry.ccpo,
+            price: x1.price,
+            details: x1.details,
+        };
+        let (reply, signed) = channel.seal_signed(rng, Direction::ToSeller, &self.keys.sign, &x2);
+        bids.record_bid(
+            &listing.cpo,
+            &BidRecord {
+                summary: BidSummary {
+                    receipt_hash: digest(&x2),
+                    seller: s.seller,
+                    price: x2.price,
+                    t: now,
+                },
+                receipt: signed.clone(),
+            },
+        )?;
+        Ok(BidTaken {
+            reply,
+            signed,
+            message: x2,
+        })
+    }
+
+    /// Protocol 6, step 5a: bidding on `cpo` is over (now >= EndDate); the
+    /// server seals every bid's summary to the arbiter the CPO names.
+    pub fn request_award<D: Bids>(
+        &self,
+        bids: &D,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        cpo: &[u8; 32],
+        arbiter: &Peer,
+    ) -> Result<(Vec<u8>, PendingAward)> {
+        let entry = self
+            .board
+            .get(cpo)?
+            .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
+        if entry.mode != Mode::Bidding {
+            return Err(Error::Refused("this CPO does not take bids".into()));
+        }
+        if now < entry.ccpo.end {
+            return Err(Error::Refused("bidding on this CPO is still open".into()));
+        }
+        if arbiter.id() != entry.ccpo.arbiter {
+            return Err(Error::ApiMisuse("the CPO names another arbiter"));
+        }
+        if bids.award(cpo)?.is_some() {
+            return Err(Error::Refused("this CPO has been awarded already".into()));
+        }
+        let request = AwardRequest {
+            cpo: *cpo,
+            checksum: *entry.ccpo.checksum(),
+            price: entry.ccpo.price,
+            closed_at: entry.ccpo.end,
+            bids: bids.bids(cpo)?.into_iter().map(|b| b.summary).collect(),
+        };
+        let m = envelope::seal(rng, &self.keys.sign, &arbiter.enc, &request)?;
+        Ok((
+            m,
+            PendingAward {
+                request,
+                arbiter: *arbiter,
+            },
+        ))
+    }
+
+    /// The server's signed notice for the bid with `receipt_hash` on `cpo`,
+    /// once awarded. Deterministic: asking again gives the same bytes.
+    pub fn notice<D: Bids>(
+        &self,
+        bids: &D,
+        cpo: &[u8; 32],
+        receipt_hash: &[u8; 32],
+    ) -> Result<Vec<u8>> {
+        let award_bytes = bids
+            .award(cpo)?
+            .ok_or_else(|| Error::Refused("this CPO has not been awarded yet".into()))?;
+        // Stored only after it verified; checked again here because the
+        // notice vouches for it.
+        let (a, _) = cose::verify_with::<Award>(&award_bytes, |kid| {
+            self.arbiters.iter().find(|k| k.key_id() == *kid).copied()
+        })?;
+        if a.cpo != *cpo || !a.considered.contains(receipt_hash) {
+            return Err(Error::Refused("no such bid on this CPO".into()));
+        }
+        Ok(cose::sign(
+            &self.keys.sign,
+            &Notice {
+                cpo: *cpo,
+                receipt_hash: *receipt_hash,
+                won: a.winner.as_ref() == Some(receipt_hash),
+                award: award_bytes,
+            },
+        ))
+    }
+}
+
+impl PendingAward {
+    /// Step 5b -> 5c: the arbiter's award. It must answer this request,
+    /// consider exactly its bids, and name the winner the rule gives. The
+    /// award is stored (the first one stands), the CPO is bound to the
+    /// winner, and a notice is signed for every bidder.
+    pub fn handle_award<B: Board, R: ReplayCache, S: Sessions, D: Bids>(
+        self,
+        server: &Server<B, R, S>,
+        bids: &D,
+        now: Timestamp,
+        m: &[u8],
+    ) -> Result<Awarded> {
+        let opened = envelope::open::<Award>(m, &server.keys.enc, |kid| self.arbiter.key_if(kid))?;
+        let a = opened.message;
+        let hashes: Vec<[u8; 32]> = self.request.bids.iter().map(|b| b.receipt_hash).collect();
+        if a.request_hash != digest(&self.request)
+            || a.cpo != self.request.cpo
+            || a.considered != hashes
+        {
+            return Err(Error::PeerMisbehaved("the award answers another request"));
+        }
+        if a.winner != choose_winner(&self.request.bids, &self.request.price) {
+            return Err(Error::PeerMisbehaved(
+                "the award does not follow the stated rule",
+            ));
+        }
+        let award = match bids.record_award(&self.request.cpo, &opened.signed)? {
+            AwardOutcome::Recorded => opened.signed,
+            AwardOutcome::AlreadyAwarded(prev) => prev,
+        };
+        let winner = a
+            .winner
+            .and_then(|w| self.request.bids.iter().find(|b| b.receipt_hash == w))
+            .map(|b| (b.seller, b.receipt_hash));
+        if let Some((seller, receipt_hash)) = winner {
+            let notice = server.notice(bids, &self.request.cpo, &receipt_hash)?;
+            match server.board.try_bind(
+                &self.request.cpo,
+                &Binding {
+                    seller,
+                    bound_at: now,
+                    bound_cpo: notice,
+                },
+            )? {
+                BindOutcome::Bound | BindOutcome::AlreadyBound => {}
+                BindOutcome::NotPosted => {
+                    return Err(Error::Refused("no such CPO on this board".into()))
+                }
+            }
+        }
+        let notices = self
+            .request
+            .bids
+            .iter()
+            .map(|b| {
+                Ok((
+                    b.seller,
+                    b.receipt_hash,
+                    server.notice(bids, &self.request.cpo, &b.receipt_hash)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Awarded {
+            award,
+            winner: winner.map(|(s, _)| s),
+            notices,
+        })
+    }
+}
+
+impl Arbiter {
+    /// Protocol 6, step 5a -> 5b: the server's bids for a closed CPO; Alice
+    /// signs the winner under [`AWARD_RULE`]. She checks the request comes
+    /// from `server` and that the CPO names her; she does not need to keep
+    /// any state.
+    pub fn handle_award_request(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        m: &[u8],
+        server: &Peer,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let opened = envelope::open::<AwardRequest>(m, self.enc_key(), |kid| server.key_if(kid))?;
+        let req = opened.message;
+        let award = Award {
+            request_hash: digest(&req),
+            cpo: req.cpo,
+            winner: choose_winner(&req.bids, &req.price),
+            rule: AWARD_RULE.to_owned(),
+            considered: req.bids.iter().map(|b| b.receipt_hash).collect(),
+            t: now,
+        };
+        let signed = cose::sign(self.sign_key(), &award);
+        let reply = envelope::seal(rng, self.sign_key(), &server.enc, &award)?;
+        Ok((reply, signed))
+    }
+}
+
+/// A bidding listing Pam received.
+#[derive(Clone, Debug)]
+pub struct BidListingOpened {
+    /// X_0.
+    pub message: BidListing,
+    hash: [u8; 32],
+}
+
+/// Step 2 sent: Pam waits for her BID_RECEIPT.
+#[derive(Debug)]
+pub struct ExpectBidReceipt {
+    x1_hash: [u8; 32],
+    ccpo: Ccpo,
+    price: Money,
+}
+
+/// BID_RECEIPT as Pam stores it (step 4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldReceipt {
+    /// The signed receipt.
+    pub signed: Vec<u8>,
+    /// X_2.
+    pub message: BidReceipt,
+}
+
+impl HeldReceipt {
+    /// hash(X_2): how the award names this bid.
+    pub fn hash(&self) -> [u8; 32] {
+        digest(&self.message)
+    }
+}
+
+/// What a notice told a bidder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Her bid won: the CPO is hers.
+    Won,
+    /// Another bid won, or none.
+    Lost,
+}
+
+impl SellerSession {
+    /// Opens a bidding listing (protocol 6, step 1).
+    pub fn open_bid_listing(&self, m0: &[u8]) -> Result<BidListingOpened> {
+        let message = self
+            .channel()
+            .open_authed::<BidListing>(Direction::ToSeller, m0)?;
+        Ok(BidListingOpened {
+            hash: digest(&message),
+            message,
+        })
+    }
+
+    /// Step 2: her bid on `listing`.
+    pub fn bid(
+        &self,
+        rng: &mut impl Rng,
+        listing: &BidListingOpened,
+        price: Money,
+        details: &str,
+    ) -> Result<(Vec<u8>, ExpectBidReceipt)> {
+        if details.len() > MAX_BID_DETAILS_LEN {
+            return Err(Error::ApiMisuse("bid details over their limit"));
+        }
+        let x1 = Bid {
+            x0_hash: listing.hash,
+            r1: random_bytes(rng),
+            price,
+            details: details.to_owned(),
+        };
+        Ok((
+            self.channel().seal_authed(rng, Direction::ToServer, &x1),
+            ExpectBidReceipt {
+                x1_hash: digest(&x1),
+                ccpo: listing.message.ccpo.clone(),
+                price,
+            },
+        ))
+    }
+}
+
+impl ExpectBidReceipt {
+    /// Step 3 -> 4: the receipt must be signed by the server and answer
+    /// this bid, with the CPO and price unchanged and T_Response after the
+    /// CPO's EndDate.
+    pub fn handle(self, session: &SellerSession, m2: &[u8]) -> Result<HeldReceipt> {
+        let (x2, signed) = session.channel().open_signed::<BidReceipt>(
+            Direction::ToSeller,
+            m2,
+            &session.server().sign,
+        )?;
+        if x2.x1_hash != self.x1_hash || x2.ccpo != self.ccpo || x2.price != self.price {
+            return Err(Error::PeerMisbehaved("BID_RECEIPT differs from the bid"));
+        }
+        if x2.t_response < x2.ccpo.end {
+            return Err(Error::PeerMisbehaved("T_Response before bidding closes"));
+        }
+        Ok(HeldReceipt {
+            signed,
+            message: x2,
+        })
+    }
+}
+
+/// Checks a notice for `receipt`: signed by `server`, its award signed by
+/// `arbiter` (the one the CPO names) and considering this bid; returns
+/// whether it won. A notice claiming a win the award does not give is
+/// refused.
+pub fn check_notice(
+    notice: &[u8],
+    receipt: &HeldReceipt,
+    server: &VerifyingKey,
+    arbiter: &VerifyingKey,
+) -> Result<Outcome> {
+    let n = cose::verify::<Notice>(notice, server)?;
+    if arbiter.key_id() != receipt.message.ccpo.arbiter {
+        return Err(Error::NotAuthorised("not the arbiter the CPO names".into()));
+    }
+    let a = cose::verify::<Award>(&n.award, arbiter)?;
+    let mine = receipt.hash();
+    if n.cpo != receipt.message.ccpo.id || a.cpo != n.cpo || n.receipt_hash != mine {
+        return Err(Error::PeerMisbehaved("the notice is for another bid"));
+    }
+    if !a.considered.contains(&mine) {
+        return Err(Error::PeerMisbehaved("the award leaves out this bid"));
+    }
+    let won = a.winner == Some(mine);
+    if won != n.won {
+        return Err(Error::PeerMisbehaved("the notice contradicts the award"));
+    }
+    Ok(if won { Outcome::Won } else { Outcome::Lost })
+}

@@ -1,0 +1,278 @@
+//! After binding (paper section 3.11): the buyer fetches his binding from
+//! the server with a request signed by his bond key, and anyone holding a
+//! BOUND_CPO (the buyer, or an intermediary acting for him) checks that the
+//! party delivering is the seller who bound it: "since that also includes
+//! BC_P, she can prove her identity to Bob or an intermediary with a simple
+//! challenge-response protocol".
+//!
+//! Delivery is agora's protocol 7: [`ProofChallenge`] [1,7,1] (a fresh
+//! nonce bound to one BOUND_CPO) and [`Proof`] [1,7,2] (the seller's
+//! signature over it with the key BC_P certifies).
+
+use crate::msg::{digest, BoundCpo};
+use crate::ports::{Board, Sessions};
+use crate::server::Server;
+use crate::Keys;
+use agora_core::crypto::{random_bytes, sha256, Rng, VerifyingKey, X25519Public};
+use agora_core::ports::{Freshness, ReplayCache};
+use agora_core::wire::{cose, envelope, tags, Decoder, Encoder, Message, Tag};
+use agora_core::{DecodeError, Error, KeyId, Result, Timestamp};
+
+/// Replay-cache scope of binding requests.
+pub const BINDING_REQUEST_SCOPE: &str = "cpo/binding-request";
+/// How long a delivery challenge may be answered (seconds).
+pub const CHALLENGE_TTL_SECS: u64 = 300;
+/// Longest verifier name in a challenge, in bytes.
+pub const MAX_VERIFIER_LEN: usize = 128;
+/// Largest stored binding evidence a reply carries.
+const MAX_EVIDENCE_LEN: usize = 64 * 1024;
+
+/// The buyer's request for his binding, signed with his bond key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingRequest {
+    /// The CPO id.
+    pub cpo: [u8; 32],
+    /// A fresh nonce.
+    pub nonce: [u8; 32],
+    /// When he asks.
+    pub t: Timestamp,
+}
+
+impl Message for BindingRequest {
+    const TAG: Tag = tags::CPO_BINDING_REQUEST;
+    const FIELDS: usize = 3;
+    const MAX_LEN: usize = 128;
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.cpo).field(&self.nonce).field(&self.t);
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(BindingRequest {
+            cpo: d.field()?,
+            nonce: d.field()?,
+            t: d.field()?,
+        })
+    }
+}
+
+/// The server's reply, sealed to the buyer: the stored binding evidence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingReply {
+    /// hash of the request it answers.
+    pub request_hash: [u8; 32],
+    /// BOUND_CPO as the server signed it (first-come), or the winner's
+    /// notice (bidding).
+    pub evidence: Vec<u8>,
+}
+
+impl Message for BindingReply {
+    const TAG: Tag = tags::CPO_BINDING_REPLY;
+    const FIELDS: usize = 2;
+    const MAX_LEN: usize = MAX_EVIDENCE_LEN + 128;
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.request_hash).bytes(&self.evidence);
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(BindingReply {
+            request_hash: d.field()?,
+            evidence: d.bytes("binding evidence", MAX_EVIDENCE_LEN)?.to_vec(),
+        })
+    }
+}
+
+/// Bob signs a request for the binding of `cpo`.
+pub fn request_binding(
+    keys: &Keys,
+    rng: &mut impl Rng,
+    now: Timestamp,
+    cpo: [u8; 32],
+) -> (Vec<u8>, BindingRequest) {
+    let req = BindingRequest {
+        cpo,
+        nonce: random_bytes(rng),
+        t: now,
+    };
+    (cose::sign(&keys.sign, &req), req)
+}
+
+/// Bob opens the reply: sealed to him, signed by `server`, answering `req`.
+pub fn open_binding_reply(
+    keys: &Keys,
+    server: &VerifyingKey,
+    req: &BindingRequest,
+    reply: &[u8],
+) -> Result<Vec<u8>> {
+    let opened = envelope::open::<BindingReply>(reply, &keys.enc, |kid| {
+        (*kid == server.key_id()).then_some(*server)
+    })?;
+    if opened.message.request_hash != digest(req) {
+        return Err(Error::PeerMisbehaved("the reply answers another request"));
+    }
+    Ok(opened.message.evidence)
+}
+
+impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
+    /// Answers a buyer's signed request for his binding: the signature must
+    /// be by the key of the bond in the CPO (only the buyer may ask), the
+    /// request fresh (within the clock skew) and not seen before. The reply
+    /// is sealed to the buyer's encryption key from his bond.
+    pub fn binding_for_buyer(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        request: &[u8],
+    ) -> Result<Vec<u8>> {
+        let mut buyer_enc: Option<X25519Public> = None;
+        let (req, _) = cose::verify_self_certified::<BindingRequest>(request, |x| {
+            let entry = self
+                .board
+                .get(&x.cpo)?
+                .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
+            let cert = agora_pki::parse_certificate(&entry.ccpo.bond)?;
+            buyer_enc = cert.bond.as_ref().map(|b| b.holder_x25519);
+            Ok(cert.public_key)
+        })?;
+        let enc = buyer_enc.ok_or(Error::ApiMisuse("a posted CPO carries a bond"))?;
+        if req.t.distance_secs(now) > crate::MAX_CLOCK_SKEW_SECS {
+            return Err(Error::Replayed);
+        }
+        let expires = now.plus_secs(2 * crate::MAX_CLOCK_SKEW_SECS + 1);
+        if self
+            .replay_cache()
+            .check_and_insert(BINDING_REQUEST_SCOPE, &req.nonce, expires, now)?
+            == Freshness::Replayed
+        {
+            return Err(Error::Replayed);
+        }
+        let binding = self
+            .board
+            .binding(&req.cpo)?
+            .ok_or_else(|| Error::Refused("this CPO is not bound yet".into()))?;
+        envelope::seal(
+            rng,
+            &self.keys.sign,
+            &enc,
+            &BindingReply {
+                request_hash: digest(&req),
+                evidence: binding.bound_cpo,
+            },
+        )
+    }
+}
+
+/// Delivery, step 1: a challenge for the seller of one BOUND_CPO.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProofChallenge {
+    /// SHA-256 of the BOUND_CPO (as signed) it is about.
+    pub bound_hash: [u8; 32],
+    /// A fresh nonce.
+    pub nonce: [u8; 32],
+    /// Who asks (the buyer, or an intermediary's name).
+    pub verifier: String,
+    /// When.
+    pub t: Timestamp,
+}
+
+impl Message for ProofChallenge {
+    const TAG: Tag = tags::CPO_PROOF_CHALLENGE;
+    const FIELDS: usize = 4;
+    const MAX_LEN: usize = MAX_VERIFIER_LEN + 128;
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.bound_hash)
+            .field(&self.nonce)
+            .text(&self.verifier)
+            .field(&self.t);
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(ProofChallenge {
+            bound_hash: d.field()?,
+            nonce: d.field()?,
+            verifier: d.text("verifier", MAX_VERIFIER_LEN)?.to_owned(),
+            t: d.field()?,
+        })
+    }
+}
+
+/// Delivery, step 2: the seller's answer, signed with BC_P's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proof {
+    /// hash of the challenge it answers.
+    pub challenge_hash: [u8; 32],
+}
+
+impl Message for Proof {
+    const TAG: Tag = tags::CPO_PROOF;
+    const FIELDS: usize = 1;
+    const MAX_LEN: usize = 64;
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.challenge_hash);
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(Proof {
+            challenge_hash: d.field()?,
+        })
+    }
+}
+
+/// The verifier makes a challenge about `bound_cpo` (the signed bytes).
+pub fn challenge(
+    rng: &mut impl Rng,
+    now: Timestamp,
+    bound_cpo: &[u8],
+    verifier: &str,
+) -> Result<ProofChallenge> {
+    if verifier.len() > MAX_VERIFIER_LEN {
+        return Err(Error::ApiMisuse("verifier name over its limit"));
+    }
+    Ok(ProofChallenge {
+        bound_hash: sha256(bound_cpo),
+        nonce: random_bytes(rng),
+        verifier: verifier.to_owned(),
+        t: now,
+    })
+}
+
+/// The seller answers a challenge about her `bound_cpo`; she refuses one
+/// about another binding (she would otherwise sign for anything).
+pub fn prove(keys: &Keys, challenge: &ProofChallenge, bound_cpo: &[u8]) -> Result<Vec<u8>> {
+    if sha256(bound_cpo) != challenge.bound_hash {
+        return Err(Error::PeerMisbehaved(
+            "the challenge is about another binding",
+        ));
+    }
+    Ok(cose::sign(
+        &keys.sign,
+        &Proof {
+            challenge_hash: digest(challenge),
+        },
+    ))
+}
+
+/// The verifier checks: BOUND_CPO is signed by `server`; the challenge is
+/// about it and not older than [`CHALLENGE_TTL_SECS`]; the proof is signed
+/// by the key of the BC_P inside it and answers this challenge. Returns the
+/// seller's key id.
+pub fn check_proof(
+    proof: &[u8],
+    challenge: &ProofChallenge,
+    bound_cpo: &[u8],
+    server: &VerifyingKey,
+    now: Timestamp,
+) -> Result<KeyId> {
+    let x2: BoundCpo = cose::verify(bound_cpo, server)?;
+    if sha256(bound_cpo) != challenge.bound_hash {
+        return Err(Error::PeerMisbehaved(
+            "the challenge is about another binding",
+        ));
+    }
+    if now.secs() > challenge.t.secs() + CHALLENGE_TTL_SECS
+        || challenge.t.secs() > now.secs() + crate::MAX_CLOCK_SKEW_SECS
+    {
+        return Err(Error::Replayed);
+    }
+    let seller = agora_pki::parse_certificate(&x2.seller_bond)?.public_key;
+    let p: Proof = cose::verify(proof, &seller)?;
+    if p.challenge_hash != digest(challenge) {
+        return Err(Error::PeerMisbehaved("the proof answers another challenge"));
+    }
+    Ok(seller.key_id())
+}
