@@ -14,6 +14,7 @@ mod cpo_fixture;
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
     let put = |target: &str, name: &str, bytes: &[u8]| {
+        std::fs::create_dir_all(dir.join(target)).expect("seed directory");
         std::fs::write(dir.join(target).join(name), bytes).expect("write seed");
     };
     let ping = Ping {
@@ -82,6 +83,7 @@ fn main() {
         .expect("crl");
     put("certificate", "crl", crl.der());
     cpo_seeds(&put);
+    session_seeds(&put);
     println!("seeds written to {}", dir.display());
 }
 
@@ -163,4 +165,97 @@ fn cpo_seeds(put: &impl Fn(&str, &str, &[u8])) {
         ccpo: market.ccpo(),
     };
     put("cpo_messages", "posted_cpo", &wire::encode(&posted));
+}
+
+/// Valid inputs for the protocol 3 and 4 targets (`cpo_browse`,
+/// `cpo_bind`, `cpo_seller`): sealed to the server's fixed keys, or under the
+/// fixture's fixed K_p; and one of each protocol 3 and 4 message for the
+/// decoder target.
+fn session_seeds(put: &impl Fn(&str, &str, &[u8])) {
+    use agora_cpo::msg::{BrowseChallenge, BrowseGrant, BrowseRequest, BrowseResponse, EndSession};
+    use agora_cpo::ports::EndOutcome;
+    use agora_cpo::seller;
+    use cpo_fixture::{keys, rng, Market, NOW, OFFER, PAM};
+    let market = Market::new();
+    let (from, until) = market.session_range();
+
+    // Protocol 3, step 1.
+    let (m0, _) = seller::request_session(
+        &keys(PAM),
+        &mut rng(),
+        market.pam_bond.clone(),
+        from,
+        until,
+        &market.server_peer(),
+    )
+    .expect("browse request");
+    market
+        .server()
+        .handle_browse_request(&mut rng(), NOW, &m0)
+        .expect("the browse target accepts its seed");
+    put("cpo_browse", "m0", &m0);
+
+    // Protocol 4 as the targets replay it: the fixture's listing, Pam's
+    // offer made with a fresh fixed RNG, the server's BOUND_CPO.
+    let (server, listing_m0) = market.bind_server();
+    let pam = market.pam_seller_session();
+    let listing = pam
+        .open_listing(&listing_m0)
+        .expect("the seller target accepts its listing");
+    put("cpo_seller", "listing", &listing_m0);
+    let (offer, expect) = pam.offer(&mut rng(), &listing, OFFER).expect("offer");
+    let bound = server
+        .handle_bind_offer(&mut rng(), NOW, &offer)
+        .expect("the bind target accepts its seed");
+    put("cpo_bind", "offer", &offer);
+    let receipt = expect
+        .handle(&pam, &bound.reply)
+        .expect("the seller target accepts its BOUND_CPO");
+    assert_eq!(receipt.signed, bound.signed);
+    put("cpo_seller", "bound_cpo", &bound.reply);
+    let end = pam.end(&mut rng());
+    let (fresh, _) = market.bind_server();
+    assert_eq!(
+        fresh.handle_end_session(NOW, &end).expect("end"),
+        EndOutcome::Ended,
+        "the bind target accepts its end-session seed"
+    );
+    put("cpo_bind", "end_session", &end);
+
+    // The decoder target.
+    let x0 = BrowseRequest {
+        r0: [8; 32],
+        from,
+        until,
+        bond: market.pam_bond.clone(),
+    };
+    put("cpo_messages", "browse_request", &wire::encode(&x0));
+    let x1 = BrowseChallenge {
+        x0_hash: [9; 32],
+        r1: [10; 32],
+    };
+    put("cpo_messages", "browse_challenge", &wire::encode(&x1));
+    let x2 = BrowseResponse { x1_hash: [11; 32] };
+    put("cpo_messages", "browse_response", &wire::encode(&x2));
+    let x3 = BrowseGrant {
+        x2_hash: [12; 32],
+        from,
+        until,
+        k_p: [13; 32],
+    };
+    put("cpo_messages", "browse_grant", &wire::encode(&x3));
+    let end = EndSession { session: pam.id() };
+    put("cpo_messages", "end_session", &wire::encode(&end));
+    put(
+        "cpo_messages",
+        "bind_listing",
+        &wire::encode(&listing.message),
+    );
+    let x1 = agora_cpo::msg::BindOffer {
+        x0_hash: [14; 32],
+        r1: [15; 32],
+        offer: OFFER.into(),
+    };
+    put("cpo_messages", "bind_offer", &wire::encode(&x1));
+    put("cpo_messages", "bound_cpo", &wire::encode(&bound.message));
 }

@@ -1,5 +1,4 @@
-//! The fixed CPO market of the `cpo_arbiter` and `cpo_server` targets and
-//! of their seeds (`examples/make_seeds.rs` includes this file too, so the
+//! The fixed CPO market of the `cpo_*` targets and of their seeds (`examples/make_seeds.rs` includes this file too, so the
 //! seeds are sealed to the very keys the targets hold). Every key comes
 //! from a fixed seed and every random choice from a fixed ChaCha20 seed.
 #![allow(dead_code)] // each includer uses part of it
@@ -9,10 +8,14 @@ use agora_core::ports::MemoryReplayCache;
 use agora_core::{Currency, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
 use agora_cpo::policy::ArbiterPolicy;
-use agora_cpo::ports::{MemoryBoard, MemorySessions};
+use agora_cpo::ports::{Board, BoardEntry, MemoryBoard, MemorySessions, Session, Sessions};
+use agora_cpo::seller::SellerSession;
 use agora_cpo::server::Server;
-use agora_cpo::{BondTrust, Ccpo, CcpoDraft, Keys, Peer};
-use agora_pki::{Agency, BondParams, Conditions, CrlParams, Role, TrustAnchors};
+use agora_cpo::session::BindingKey;
+use agora_cpo::{BondTrust, Ccpo, CcpoDraft, Keys, Mode, Peer};
+use agora_pki::{
+    validate_bond, Agency, BondParams, BondRequirement, Conditions, CrlParams, Role, TrustAnchors,
+};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -28,10 +31,16 @@ pub fn keys(seed: u8) -> Keys {
     }
 }
 
-/// Bob (the buyer), Alice (the arbiter) and the server.
+/// Bob (the buyer), Alice (the arbiter), the server and Pam (a seller).
 pub const BOB: u8 = 21;
 pub const ALICE: u8 = 22;
 pub const SERVER: u8 = 23;
+pub const PAM: u8 = 24;
+
+/// K_p of Pam's browse session in the `cpo_bind` and `cpo_seller` targets.
+pub const K_P: [u8; 32] = [0x4b; 32];
+/// Pam's offer in the `cpo_seller` target (and in its BOUND_CPO seed).
+pub const OFFER: &str = "ship to the buyer's intermediary";
 
 /// An RNG for one run: deterministic, so a crash replays exactly.
 pub fn rng() -> ChaCha20Rng {
@@ -42,10 +51,12 @@ fn eur(cents: u64) -> Money {
     Money::new(cents, Currency::new("EUR").expect("EUR"))
 }
 
-/// The market's fixed, expensive part: the agency, its CRL, Bob's bond.
+/// The market's fixed, expensive part: the agency, its CRL, Bob's and
+/// Pam's bonds.
 pub struct Market {
     pub trust: BondTrust,
     pub bob_bond: Vec<u8>,
+    pub pam_bond: Vec<u8>,
 }
 
 impl Market {
@@ -88,13 +99,111 @@ impl Market {
             )
             .expect("bond")
             .der;
+        let pam = keys(PAM);
+        let pam_bond = agency
+            .issue_bond(
+                &BondParams {
+                    holder: pam.sign.verifying_key(),
+                    holder_x25519: pam.enc.public(),
+                    amount: eur(50_000),
+                    roles: vec![Role::Seller],
+                    conditions: Conditions::default(),
+                    not_before: NOW.minus_secs(DAY),
+                    not_after: NOW.plus_secs(365 * DAY),
+                    crl_uri: agency.crl_uri("http://127.0.0.1:7070"),
+                },
+                &mut rng,
+            )
+            .expect("bond")
+            .der;
         Market {
             trust: BondTrust {
                 agencies,
                 crls: vec![crl],
             },
             bob_bond,
+            pam_bond,
         }
+    }
+
+    /// Pam's browse session T: from a minute ago for a day.
+    pub fn session_range(&self) -> (Timestamp, Timestamp) {
+        (NOW.minus_secs(60), NOW.plus_secs(DAY))
+    }
+
+    /// Pam's live browse session under [`K_P`], as the server keeps it.
+    pub fn pam_session(&self) -> Session {
+        let valid = validate_bond(
+            &self.pam_bond,
+            &self.trust.agencies,
+            &self.trust.crls,
+            NOW,
+            &BondRequirement {
+                price: None,
+                role: Role::Seller,
+                server: Some(self.server_peer().id()),
+                arbiter: None,
+            },
+        )
+        .expect("Pam's bond");
+        let (from, until) = self.session_range();
+        Session {
+            id: BindingKey::from_bytes(K_P).session_id(),
+            k_p: K_P,
+            seller: valid.holder_key_id(),
+            bond: self.pam_bond.clone(),
+            bond_serial: valid.serial().0.clone(),
+            agency: valid.agency(),
+            from,
+            until,
+            ended_at: None,
+        }
+    }
+
+    /// Pam's side of that session.
+    pub fn pam_seller_session(&self) -> SellerSession {
+        let (from, until) = self.session_range();
+        SellerSession::from_parts(
+            BindingKey::from_bytes(K_P),
+            self.server_peer(),
+            self.pam_bond.clone(),
+            from,
+            until,
+        )
+    }
+
+    /// Bob's CCPO as the server posted it (first-come; the evidence fields
+    /// are not read by binding, so they stay empty).
+    pub fn board_entry(&self) -> BoardEntry {
+        BoardEntry {
+            ccpo: self.ccpo(),
+            mode: Mode::FirstCome,
+            buyer: keys(BOB).id(),
+            posted_at: NOW,
+            acceptance: vec![],
+            posted: vec![],
+        }
+    }
+
+    /// A server on fresh in-memory storage with Bob's CPO posted, Pam's
+    /// session live, and one listing of the CPO sent to her (made with a
+    /// fresh [`rng`], so it is the same every time); returns the server and
+    /// the listing as sent (M_0 of protocol 4).
+    pub fn bind_server(
+        &self,
+    ) -> (
+        Server<MemoryBoard, MemoryReplayCache, MemorySessions>,
+        Vec<u8>,
+    ) {
+        let server = self.server();
+        let entry = self.board_entry();
+        server.board().post(&entry).expect("post");
+        let session = self.pam_session();
+        server.sessions().create(&session).expect("session");
+        let listing = server
+            .listing(&mut rng(), NOW, &session.id, &entry.ccpo.id)
+            .expect("listing");
+        (server, listing)
     }
 
     /// Alice, with an empty policy.

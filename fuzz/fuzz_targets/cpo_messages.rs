@@ -3,8 +3,9 @@
 #![no_main]
 use agora_core::wire::{self, Message};
 use agora_cpo::msg::{
-    ArbiterAcceptance, ArbiterChallenge, ArbiterRequest, ArbiterResponse, PostChallenge,
-    PostRequest, PostResponse, PostedCpo,
+    ArbiterAcceptance, ArbiterChallenge, ArbiterRequest, ArbiterResponse, BindListing, BindOffer,
+    BoundCpo, BrowseChallenge, BrowseGrant, BrowseRequest, BrowseResponse, EndSession,
+    PostChallenge, PostRequest, PostResponse, PostedCpo,
 };
 use agora_cpo::{Bidding, FirstCome};
 use libfuzzer_sys::fuzz_target;
@@ -28,4 +29,12 @@ fuzz_target!(|data: &[u8]| {
     roundtrip::<PostChallenge>(data);
     roundtrip::<PostResponse>(data);
     roundtrip::<PostedCpo>(data);
+    roundtrip::<BrowseRequest>(data);
+    roundtrip::<BrowseChallenge>(data);
+    roundtrip::<BrowseResponse>(data);
+    roundtrip::<BrowseGrant>(data);
+    roundtrip::<EndSession>(data);
+    roundtrip::<BindListing>(data);
+    roundtrip::<BindOffer>(data);
+    roundtrip::<BoundCpo>(data);
 });

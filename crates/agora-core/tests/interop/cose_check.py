@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Independent COSE check for agora (ARCHITECTURE section 3: signed evidence
 must verify with an independent COSE implementation). Driven by
-tests/cose_interop.rs; uses pycose (RFC 9052/9053).
+tests/cose_interop.rs and agora-cpo's tests/evidence_interop.rs; uses pycose
+(RFC 9052/9053).
 
 Modes (all keys and messages are files; keys as hex):
   verify-sign1 <cose_sign1> <ed25519_pub_hex>
       exit 0 if pycose verifies the COSE_Sign1 (EdDSA, kid = SHA-256(pub)), 1 if not
+  verify-sign1-payload <cose_sign1> <ed25519_pub_hex> <out>
+      as verify-sign1, and if it verifies, write the payload pycose read to <out>
   verify-mac0 <cose_mac0> <hmac_key_hex>
       exit 0 if pycose verifies the COSE_Mac0 (HMAC 256/256), 1 if not
   make-sign1 <ed25519_seed_hex> <ed25519_pub_hex> <payload> <out>
@@ -54,25 +57,38 @@ def read_hex(path):
 
 
 def verify_sign1(cose_path, pub_path):
+    return check_sign1(cose_path, pub_path)[0]
+
+
+def verify_sign1_payload(cose_path, pub_path, out_path):
+    code, payload = check_sign1(cose_path, pub_path)
+    if code == 0:
+        with open(out_path, "wb") as f:
+            f.write(payload)
+    return code
+
+
+def check_sign1(cose_path, pub_path):
+    """(exit code, payload): (0, payload) if pycose verifies, (1, None) if not."""
     pub = read_hex(pub_path)
     try:
         msg = decode_compat(Sign1Message, read(cose_path), 18)
         if msg.phdr.get(Algorithm) is not EdDSA and msg.phdr.get(Algorithm) != EdDSA:
             print("algorithm is not EdDSA")
-            return 1
+            return 1, None
         if msg.phdr.get(KID) != hashlib.sha256(pub).digest():
             print("kid is not SHA-256 of the public key")
-            return 1
+            return 1, None
         if msg.uhdr:
             print("unprotected header is not empty")
-            return 1
+            return 1, None
         msg.key = OKPKey(crv=Ed25519, x=pub)
         ok = msg.verify_signature()
     except Exception as e:  # malformed input is a rejection, not a crash
         print(f"rejected: {type(e).__name__}: {e}")
-        return 1
+        return 1, None
     print("valid" if ok else "bad signature")
-    return 0 if ok else 1
+    return (0, msg.payload) if ok else (1, None)
 
 
 def verify_mac0(cose_path, key_path):
@@ -107,6 +123,7 @@ def make_sign1(seed_path, pub_path, payload_path, out_path):
 def main(argv):
     modes = {
         "verify-sign1": (verify_sign1, 2),
+        "verify-sign1-payload": (verify_sign1_payload, 3),
         "verify-mac0": (verify_mac0, 2),
         "make-sign1": (make_sign1, 4),
     }
