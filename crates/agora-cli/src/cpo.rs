@@ -98,8 +98,13 @@ pub enum CpoCmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// List the open CPOs on this node's board: public fields only, never
-    /// the buyer.
+    /// List the open CPOs on this node's board, optionally searched and
+    /// filtered: public fields only, never the buyer; no login needed.
+    #[command(
+        after_help = "Examples:\n  agora cpo list --search \"bicycle red\" --max-price \"200 EUR\"\n  \
+        agora cpo list --min-price \"10 EUR\" --max-price \"200 EUR\" --mode first-come\n  \
+        agora cpo list --currency USD --active-at 1767225600 --limit 20 --after <last-id>"
+    )]
     List {
         /// Most CPOs to list.
         #[arg(long, default_value_t = 50)]
@@ -110,6 +115,25 @@ pub enum CpoCmd {
         /// Print only the ids, one per line (for scripts).
         #[arg(long)]
         ids: bool,
+        /// Words that must all occur in the goods or the terms (substrings;
+        /// ASCII letters match either case). At most 200 bytes, 8 words.
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
+        /// Lowest price, inclusive, e.g. "10 EUR" (also selects its currency).
+        #[arg(long, value_name = "MONEY")]
+        min_price: Option<Money>,
+        /// Highest price, inclusive, e.g. "200 EUR" (also selects its currency).
+        #[arg(long, value_name = "MONEY")]
+        max_price: Option<Money>,
+        /// Only CPOs priced in this currency, e.g. EUR.
+        #[arg(long)]
+        currency: Option<agora_core::Currency>,
+        /// Only CPOs active at this time (Unix seconds): start <= t < end.
+        #[arg(long, value_name = "UNIX")]
+        active_at: Option<u64>,
+        /// Only first-come or only bidding CPOs.
+        #[arg(long, value_parser = ["first-come", "bidding"])]
+        mode: Option<String>,
     },
     /// Show one CPO of this node's board.
     Status {
@@ -532,7 +556,17 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 }),
             );
         }
-        CpoCmd::List { limit, after, ids } => {
+        CpoCmd::List {
+            limit,
+            after,
+            ids,
+            search,
+            min_price,
+            max_price,
+            currency,
+            active_at,
+            mode,
+        } => {
             let after = after
                 .as_deref()
                 .map(|h| {
@@ -540,8 +574,31 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                     Ok::<_, anyhow::Error>(k.0)
                 })
                 .transpose()?;
+            // A price names its currency: the bounds and --currency must agree.
+            let mut currency = *currency;
+            for m in [min_price, max_price].into_iter().flatten() {
+                match currency {
+                    Some(c) if c != m.currency => bail!(
+                        "--min-price, --max-price and --currency name different currencies ({c} and {})",
+                        m.currency
+                    ),
+                    _ => currency = Some(m.currency),
+                }
+            }
+            let filter = agora_cpo::ports::ListFilter {
+                text: search.clone(),
+                min_price_cents: min_price.map(|m| m.cents),
+                max_price_cents: max_price.map(|m| m.cents),
+                currency,
+                active_at: active_at.map(Timestamp),
+                mode: mode
+                    .as_deref()
+                    .map(|m| agora_cpo::Mode::from_name(m).with_context(|| format!("mode {m:?}")))
+                    .transpose()?,
+            };
+            let filtered = filter != agora_cpo::ports::ListFilter::default();
             let now = ctx.now();
-            let entries = ctx.store()?.board().list_open(now, after, *limit)?;
+            let entries = ctx.store()?.board().search(now, &filter, after, *limit)?;
             let mut text = String::new();
             for e in entries.iter().filter(|_| *ids) {
                 text.push_str(&hex::encode(e.ccpo.id));
@@ -558,7 +615,11 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 ));
             }
             if entries.is_empty() && !*ids {
-                text.push_str("no open CPOs");
+                text.push_str(if filtered {
+                    "no open CPOs match"
+                } else {
+                    "no open CPOs"
+                });
             }
             crate::output::emit(
                 ctx.json,

@@ -4,7 +4,7 @@
 
 use crate::msg::Mode;
 use crate::Ccpo;
-use agora_core::{Error, KeyId, Timestamp};
+use agora_core::{Currency, Error, KeyId, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -192,15 +192,146 @@ pub trait Board: Send + Sync {
     fn try_bind(&self, id: &[u8; 32], binding: &Binding) -> Result<BindOutcome, Error>;
     /// The binding of CPO `id`, if it is bound.
     fn binding(&self, id: &[u8; 32]) -> Result<Option<Binding>, Error>;
+    /// The open CPOs at `now` that `filter` selects, ordered by CPO id,
+    /// starting after `after`, at most `limit` (capped at [`MAX_PAGE_LEN`]).
+    /// Open: not bound, and not expired (EndDate > now). Which entries the
+    /// filter selects is defined by [`matches`]; refuses a filter over its
+    /// limits ([`ListFilter::check`]) with [`Error::Refused`].
+    fn search(
+        &self,
+        now: Timestamp,
+        filter: &ListFilter,
+        after: Option<[u8; 32]>,
+        limit: usize,
+    ) -> Result<Vec<BoardEntry>, Error>;
+
     /// CPOs not yet expired at `now` (EndDate > now) and not bound, ordered
     /// by CPO id, starting after `after`, at most `limit` (capped at
-    /// [`MAX_PAGE_LEN`]).
+    /// [`MAX_PAGE_LEN`]): [`Self::search`] with the default (empty) filter.
     fn list_open(
         &self,
         now: Timestamp,
         after: Option<[u8; 32]>,
         limit: usize,
-    ) -> Result<Vec<BoardEntry>, Error>;
+    ) -> Result<Vec<BoardEntry>, Error> {
+        self.search(now, &ListFilter::default(), after, limit)
+    }
+}
+
+/// Longest search text of a [`ListFilter`], in bytes.
+pub const MAX_SEARCH_LEN: usize = 200;
+/// Most words in the search text of a [`ListFilter`].
+pub const MAX_SEARCH_WORDS: usize = 8;
+
+/// What a public listing of the board selects (every field optional; the
+/// default selects every open CPO). Nothing here concerns the buyer: the
+/// listing never shows nor filters by him. [`matches`] defines the meaning.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Words that must each occur (AND), as substrings, in the goods or the
+    /// terms; case folded for ASCII letters only. Split at whitespace; at
+    /// most [`MAX_SEARCH_LEN`] bytes and [`MAX_SEARCH_WORDS`] words. Empty
+    /// or blank selects everything.
+    pub text: Option<String>,
+    /// Lowest price, in cents, inclusive.
+    pub min_price_cents: Option<u64>,
+    /// Highest price, in cents, inclusive.
+    pub max_price_cents: Option<u64>,
+    /// Only CPOs priced in this currency. (The price bounds compare cents
+    /// whatever the currency: set this with them.)
+    pub currency: Option<Currency>,
+    /// Only CPOs active at this time: StartDate <= t < EndDate.
+    pub active_at: Option<Timestamp>,
+    /// Only first-come or only bidding CPOs.
+    pub mode: Option<Mode>,
+}
+
+impl ListFilter {
+    /// Refuses a search text longer than [`MAX_SEARCH_LEN`] bytes or of
+    /// more than [`MAX_SEARCH_WORDS`] words.
+    pub fn check(&self) -> Result<(), Error> {
+        let Some(t) = &self.text else {
+            return Ok(());
+        };
+        if t.len() > MAX_SEARCH_LEN {
+            return Err(Error::Refused(format!(
+                "search text longer than {MAX_SEARCH_LEN} bytes"
+            )));
+        }
+        if t.split_whitespace().nth(MAX_SEARCH_WORDS).is_some() {
+            return Err(Error::Refused(format!(
+                "search text of more than {MAX_SEARCH_WORDS} words"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The search words, case folded ([`fold_case`]): what must each occur
+    /// in the folded goods or terms. Does not check the limits.
+    pub fn words(&self) -> Vec<String> {
+        self.text
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(fold_case)
+            .collect()
+    }
+}
+
+/// The case folding of searches: ASCII letters to lower case, every other
+/// character unchanged (so "CAFÉ" finds "café" only through "caf"). This
+/// is exactly what SQLite's built-in `lower()` does, so a board searching in
+/// SQL and [`matches`] agree.
+pub fn fold_case(s: &str) -> String {
+    s.to_ascii_lowercase()
+}
+
+/// Numbers (cents, seconds) as the SQL store compares them: saturated at
+/// `i64::MAX`, the range of an SQLite integer. Only values beyond it (92
+/// quadrillion cents, the year 292 billion) are affected, and their order
+/// among real values is kept.
+fn sat(x: u64) -> u64 {
+    x.min(i64::MAX.unsigned_abs())
+}
+
+/// Whether a listing at `now` with `filter` shows `entry`, bindings aside
+/// (a bound CPO is never listed; the board knows which are): the one
+/// definition of the listing's semantics, which every [`Board`] follows.
+///
+/// - not expired: EndDate > now;
+/// - every word of [`ListFilter::text`] occurs in the goods or in the terms
+///   (substring, ASCII case folded: [`fold_case`]);
+/// - min <= price <= max (cents), the currency and the mode equal, when given;
+/// - StartDate <= active_at < EndDate, when given.
+///
+/// Prices and times compare saturated at `i64::MAX` (see the store).
+pub fn matches(filter: &ListFilter, entry: &BoardEntry, now: Timestamp) -> bool {
+    let c = &entry.ccpo;
+    let (start, end, price) = (sat(c.start.secs()), sat(c.end.secs()), sat(c.price.cents));
+    if end <= sat(now.secs()) {
+        return false;
+    }
+    if filter.min_price_cents.is_some_and(|m| price < sat(m))
+        || filter.max_price_cents.is_some_and(|m| price > sat(m))
+        || filter.currency.is_some_and(|cur| c.price.currency != cur)
+        || filter.mode.is_some_and(|m| entry.mode != m)
+    {
+        return false;
+    }
+    if let Some(t) = filter.active_at {
+        let t = sat(t.secs());
+        if !(start <= t && t < end) {
+            return false;
+        }
+    }
+    let words = filter.words();
+    if words.is_empty() {
+        return true;
+    }
+    let (goods, terms) = (fold_case(&c.goods), fold_case(&c.terms));
+    words
+        .iter()
+        .all(|w| goods.contains(w.as_str()) || terms.contains(w.as_str()))
 }
 
 /// The in-memory twin of [`Board`].
@@ -253,12 +384,14 @@ impl Board for MemoryBoard {
         Ok(self.lock()?.get(id).and_then(|(_, b)| b.clone()))
     }
 
-    fn list_open(
+    fn search(
         &self,
         now: Timestamp,
+        filter: &ListFilter,
         after: Option<[u8; 32]>,
         limit: usize,
     ) -> Result<Vec<BoardEntry>, Error> {
+        filter.check()?;
         let m = self.lock()?;
         let start = match after {
             Some(a) => std::ops::Bound::Excluded(a),
@@ -267,7 +400,7 @@ impl Board for MemoryBoard {
         Ok(m.range((start, std::ops::Bound::Unbounded))
             .filter(|(_, (_, b))| b.is_none())
             .map(|(_, (e, _))| e)
-            .filter(|e| e.ccpo.end > now)
+            .filter(|e| matches(filter, e, now))
             .take(limit.min(MAX_PAGE_LEN))
             .cloned()
             .collect())
@@ -319,6 +452,304 @@ pub mod conformance {
         concurrent_posts_of_one_id_post_once(&make());
         bind_once_and_leave_the_listing(&make());
         concurrent_binds_of_one_cpo_bind_once(&make());
+        search_filters_alone_and_combined(&make());
+        search_pages_through_filtered_results(&make());
+        search_never_lists_bound_or_expired(&make());
+        search_refuses_oversized_text(&make());
+    }
+
+    /// An entry with the given public fields (id `n`).
+    fn item(
+        n: u64,
+        goods: &str,
+        terms: &str,
+        price: &str,
+        start: u64,
+        end: u64,
+        mode: Mode,
+    ) -> BoardEntry {
+        let mut e = entry(n, end);
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        e.ccpo = Ccpo::with_id(
+            id,
+            CcpoDraft {
+                arbiter: KeyId([1; 32]),
+                server: KeyId([2; 32]),
+                goods: goods.into(),
+                price: price.parse().expect("price"),
+                start: Timestamp(start),
+                end: Timestamp(end),
+                terms: terms.into(),
+                bond: vec![0x30, 0x03, 1, 2, 3],
+            },
+        )
+        .expect("valid CCPO");
+        e.mode = mode;
+        e
+    }
+
+    /// The board the search checks run on, at `SEARCH_NOW`: 1-4 and 7 are
+    /// open, 5 is bound, 6 expired.
+    fn search_board<B: Board>(b: &B) {
+        use Mode::{Bidding as B_, FirstCome as F};
+        let items = [
+            item(1, "Red bicycle", "Pickup in Paris", "150 EUR", 0, 1_000, F),
+            item(
+                2,
+                "Blue bicycle helmet",
+                "ships worldwide",
+                "40 EUR",
+                0,
+                1_000,
+                B_,
+            ),
+            item(
+                3,
+                "Vintage camera",
+                "Bicycle courier only",
+                "300 USD",
+                200,
+                1_000,
+                F,
+            ),
+            item(4, "Camera lens", "", "90 USD", 0, 150, B_),
+            item(5, "RED wine", "case of 6 bicycle", "60 EUR", 0, 1_000, B_),
+            item(6, "red bicycle", "", "120 EUR", 0, 50, F),
+            item(7, "Crème brûlée torch", "", "25 EUR", 0, 1_000, F),
+        ];
+        for e in &items {
+            assert_eq!(b.post(e).expect("post"), PostOutcome::Posted);
+        }
+        assert_eq!(
+            b.try_bind(&items[4].ccpo.id, &binding(1)).expect("bind"),
+            BindOutcome::Bound
+        );
+    }
+
+    const SEARCH_NOW: Timestamp = Timestamp(100);
+
+    fn ids(es: &[BoardEntry]) -> Vec<u64> {
+        es.iter()
+            .map(|e| u64::from_be_bytes(e.ccpo.id[..8].try_into().expect("8")))
+            .collect()
+    }
+
+    fn found<B: Board>(b: &B, now: Timestamp, f: &ListFilter) -> Vec<u64> {
+        ids(&b.search(now, f, None, MAX_PAGE_LEN).expect("search"))
+    }
+
+    fn text(t: &str) -> ListFilter {
+        ListFilter {
+            text: Some(t.into()),
+            ..ListFilter::default()
+        }
+    }
+
+    /// Each filter alone, then together.
+    pub fn search_filters_alone_and_combined<B: Board>(b: &B) {
+        search_board(b);
+        let eur = Currency::new("EUR").expect("EUR");
+        let usd = Currency::new("USD").expect("USD");
+        let f = |f: ListFilter| found(b, SEARCH_NOW, &f);
+        assert_eq!(f(ListFilter::default()), vec![1, 2, 3, 4, 7]);
+        // Text: words AND, goods or terms, ASCII case folded.
+        assert_eq!(f(text("")), vec![1, 2, 3, 4, 7]);
+        assert_eq!(f(text("  \t ")), vec![1, 2, 3, 4, 7]);
+        assert_eq!(f(text("bicycle")), vec![1, 2, 3], "3 by its terms");
+        assert_eq!(f(text("BICYCLE red")), vec![1]);
+        assert_eq!(f(text("red bicycle")), vec![1]);
+        assert_eq!(f(text("camera LENS")), vec![4]);
+        assert_eq!(f(text("cam")), vec![3, 4], "substrings match");
+        assert_eq!(f(text("bicycle zebra")), Vec::<u64>::new());
+        assert_eq!(
+            f(text("paris red")),
+            vec![1],
+            "one word each in goods and terms"
+        );
+        assert_eq!(f(text("CRème")), vec![7], "ASCII letters fold");
+        assert_eq!(f(text("CRÈME")), Vec::<u64>::new(), "other letters do not");
+        // Price range, inclusive, in cents.
+        let price = |min: Option<u64>, max: Option<u64>| ListFilter {
+            min_price_cents: min,
+            max_price_cents: max,
+            ..ListFilter::default()
+        };
+        assert_eq!(f(price(Some(10_000), None)), vec![1, 3]);
+        assert_eq!(f(price(None, Some(10_000))), vec![2, 4, 7]);
+        assert_eq!(
+            f(price(Some(9_000), Some(15_000))),
+            vec![1, 4],
+            "bounds inclusive"
+        );
+        assert_eq!(f(price(Some(20_000), Some(10_000))), Vec::<u64>::new());
+        // Currency.
+        let cur = |c| ListFilter {
+            currency: Some(c),
+            ..ListFilter::default()
+        };
+        assert_eq!(f(cur(eur)), vec![1, 2, 7]);
+        assert_eq!(f(cur(usd)), vec![3, 4]);
+        // Active dates: start <= t < end.
+        let at = |t| ListFilter {
+            active_at: Some(Timestamp(t)),
+            ..ListFilter::default()
+        };
+        assert_eq!(f(at(120)), vec![1, 2, 4, 7], "3 starts at 200");
+        assert_eq!(
+            f(at(200)),
+            vec![1, 2, 3, 7],
+            "start inclusive, 4 ended at 150"
+        );
+        assert_eq!(f(at(150)), vec![1, 2, 7], "end exclusive");
+        assert_eq!(f(at(1_000)), Vec::<u64>::new());
+        // Mode.
+        let mode = |m| ListFilter {
+            mode: Some(m),
+            ..ListFilter::default()
+        };
+        assert_eq!(f(mode(Mode::Bidding)), vec![2, 4]);
+        assert_eq!(f(mode(Mode::FirstCome)), vec![1, 3, 7]);
+        // Combined.
+        assert_eq!(
+            f(ListFilter {
+                currency: Some(eur),
+                max_price_cents: Some(10_000),
+                ..text("bicycle")
+            }),
+            vec![2]
+        );
+        assert_eq!(
+            f(ListFilter {
+                mode: Some(Mode::Bidding),
+                active_at: Some(Timestamp(120)),
+                ..text("camera")
+            }),
+            vec![4]
+        );
+        assert_eq!(
+            f(ListFilter {
+                min_price_cents: Some(10_000),
+                active_at: Some(Timestamp(120)),
+                ..text("bicycle")
+            }),
+            vec![1]
+        );
+        assert_eq!(
+            f(ListFilter {
+                text: Some("bicycle".into()),
+                min_price_cents: Some(1),
+                max_price_cents: Some(1_000_000),
+                currency: Some(usd),
+                active_at: Some(Timestamp(500)),
+                mode: Some(Mode::FirstCome),
+            }),
+            vec![3]
+        );
+    }
+
+    /// Paging (keyset, by id) through filtered results gives them all, once.
+    pub fn search_pages_through_filtered_results<B: Board>(b: &B) {
+        search_board(b);
+        let filters = [
+            ListFilter::default(),
+            text("bicycle"),
+            ListFilter {
+                currency: Some(Currency::new("EUR").expect("EUR")),
+                ..ListFilter::default()
+            },
+            ListFilter {
+                mode: Some(Mode::FirstCome),
+                ..text("e")
+            },
+        ];
+        for filter in &filters {
+            let all = found(b, SEARCH_NOW, filter);
+            for k in 1..=3 {
+                let mut paged = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = b.search(SEARCH_NOW, filter, after, k).expect("search");
+                    assert!(page.len() <= k);
+                    let Some(last) = page.last() else { break };
+                    after = Some(last.ccpo.id);
+                    paged.extend(ids(&page));
+                }
+                assert_eq!(paged, all, "{filter:?} by pages of {k}");
+            }
+            // After an id that is not on the board: the ids above it.
+            let mut gap = [0u8; 32];
+            gap[..8].copy_from_slice(&2u64.to_be_bytes());
+            gap[31] = 1;
+            let above: Vec<u64> = all.iter().copied().filter(|n| *n > 2).collect();
+            assert_eq!(
+                ids(&b
+                    .search(SEARCH_NOW, filter, Some(gap), 100)
+                    .expect("search")),
+                above
+            );
+        }
+        assert!(b
+            .search(SEARCH_NOW, &ListFilter::default(), None, 0)
+            .expect("search")
+            .is_empty());
+    }
+
+    /// Whatever the filter, a bound CPO is never listed, nor an expired one.
+    pub fn search_never_lists_bound_or_expired<B: Board>(b: &B) {
+        search_board(b);
+        assert_eq!(
+            found(b, SEARCH_NOW, &text("red")),
+            vec![1],
+            "5 bound, 6 expired"
+        );
+        assert_eq!(found(b, SEARCH_NOW, &text("wine")), Vec::<u64>::new());
+        // Before 6 expired it is listed; 5 stays bound.
+        assert_eq!(found(b, Timestamp(10), &text("red")), vec![1, 6]);
+        assert_eq!(
+            found(
+                b,
+                Timestamp(10),
+                &ListFilter {
+                    active_at: Some(Timestamp(20)),
+                    ..text("red")
+                }
+            ),
+            vec![1, 6]
+        );
+        // A filter on the past does not bring back what expired.
+        assert_eq!(
+            found(
+                b,
+                SEARCH_NOW,
+                &ListFilter {
+                    active_at: Some(Timestamp(20)),
+                    ..text("red")
+                }
+            ),
+            vec![1]
+        );
+        assert!(found(b, Timestamp(1_000), &ListFilter::default()).is_empty());
+    }
+
+    /// Search texts over the limits are refused; at the limits they run.
+    pub fn search_refuses_oversized_text<B: Board>(b: &B) {
+        search_board(b);
+        let run = |t: String| b.search(SEARCH_NOW, &text(&t), None, 10);
+        assert!(run("a".repeat(MAX_SEARCH_LEN)).is_ok());
+        assert!(matches!(
+            run("a".repeat(MAX_SEARCH_LEN + 1)),
+            Err(Error::Refused(_))
+        ));
+        assert!(run(["e"; MAX_SEARCH_WORDS].join(" ")).is_ok());
+        assert!(matches!(
+            run(["e"; MAX_SEARCH_WORDS + 1].join(" ")),
+            Err(Error::Refused(_))
+        ));
+        assert_eq!(
+            ids(&run(["e"; MAX_SEARCH_WORDS].join(" ")).expect("search")),
+            found(b, SEARCH_NOW, &text("e"))
+        );
     }
 
     fn binding(n: u8) -> Binding {

@@ -12,9 +12,12 @@ use crate::db::storage;
 use crate::Store;
 use agora_core::wire::{Decoder, Encoder};
 use agora_core::{Error, KeyId, Timestamp};
-use agora_cpo::ports::{BindOutcome, Binding, Board, BoardEntry, PostOutcome, MAX_PAGE_LEN};
+use agora_cpo::ports::{
+    BindOutcome, Binding, Board, BoardEntry, ListFilter, PostOutcome, MAX_PAGE_LEN,
+};
 use agora_cpo::{Ccpo, Mode};
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 
 /// The board port on a [`Store`].
 #[derive(Clone, Debug)]
@@ -227,38 +230,88 @@ impl Board for SqliteBoard {
         raw.map(RawEntry::into_entry).transpose()
     }
 
-    fn list_open(
+    fn search(
         &self,
         now: Timestamp,
+        filter: &ListFilter,
         after: Option<[u8; 32]>,
         limit: usize,
     ) -> Result<Vec<BoardEntry>, Error> {
+        filter.check()?;
         let limit = limit.min(MAX_PAGE_LEN);
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // Blobs compare bytewise, shorter first: the empty blob is below
-        // every 32-byte id, so "no `after`" is `id > x''`.
-        let after: Vec<u8> = after.map(|a| a.to_vec()).unwrap_or_default();
+        let (sql, args) = search_query(now, filter, after, limit);
         let rows = self.store.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {ENTRY_COLUMNS} FROM cpo_board WHERE end_at > ?1 AND id > ?2
-                 AND NOT EXISTS (SELECT 1 FROM cpo_binding b WHERE b.id = cpo_board.id)
-                 ORDER BY id LIMIT ?3"
-            ))
-            .and_then(|mut st| {
-                st.query_map(
-                    params![
-                        crate::ts_ordered(now),
-                        after,
-                        i64::try_from(limit).unwrap_or(i64::MAX)
-                    ],
-                    RawEntry::from_row,
-                )?
-                .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(storage)
+            conn.prepare_cached(&sql)
+                .and_then(|mut st| {
+                    st.query_map(params_from_iter(args), RawEntry::from_row)?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(storage)
         })?;
         rows.into_iter().map(RawEntry::into_entry).collect()
     }
+}
+
+/// The one query of [`SqliteBoard::search`] and its arguments: the clauses
+/// of [`agora_cpo::ports::matches`] on the columns copied from the CCPO
+/// (numbers saturated at `i64::MAX` on both sides, as `matches` compares
+/// them), keyset paging by id. Only the clauses of the filter's fields are
+/// there, so the statement cache holds one statement per shape.
+fn search_query(
+    now: Timestamp,
+    filter: &ListFilter,
+    after: Option<[u8; 32]>,
+    limit: usize,
+) -> (String, Vec<Value>) {
+    let sat = |x: u64| Value::Integer(i64::try_from(x).unwrap_or(i64::MAX));
+    let mut sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM cpo_board WHERE end_at > ?1 AND id > ?2
+         AND NOT EXISTS (SELECT 1 FROM cpo_binding b WHERE b.id = cpo_board.id)"
+    );
+    // Blobs compare bytewise, shorter first: the empty blob is below every
+    // 32-byte id, so "no `after`" is `id > x''`.
+    let mut args = vec![
+        sat(now.secs()),
+        Value::Blob(after.map(|a| a.to_vec()).unwrap_or_default()),
+    ];
+    let mut clause = |sql_fmt: &dyn Fn(usize) -> String, v: Value| {
+        args.push(v);
+        sql.push_str(" AND ");
+        sql.push_str(&sql_fmt(args.len()));
+    };
+    if let Some(m) = filter.min_price_cents {
+        clause(&|i| format!("price_cents >= ?{i}"), sat(m));
+    }
+    if let Some(m) = filter.max_price_cents {
+        clause(&|i| format!("price_cents <= ?{i}"), sat(m));
+    }
+    if let Some(c) = filter.currency {
+        clause(
+            &|i| format!("currency = ?{i}"),
+            Value::Text(c.as_str().into()),
+        );
+    }
+    if let Some(t) = filter.active_at {
+        clause(
+            &|i| format!("start_at <= ?{i} AND end_at > ?{i}"),
+            sat(t.secs()),
+        );
+    }
+    if let Some(m) = filter.mode {
+        clause(&|i| format!("mode = ?{i}"), Value::Text(m.as_str().into()));
+    }
+    // SQLite's built-in lower() folds ASCII letters only, like
+    // agora_cpo::ports::fold_case, which folded the words.
+    for w in filter.words() {
+        clause(
+            &|i| format!("(instr(lower(goods), ?{i}) > 0 OR instr(lower(terms), ?{i}) > 0)"),
+            Value::Text(w),
+        );
+    }
+    args.push(sat(u64::try_from(limit).unwrap_or(u64::MAX)));
+    sql.push_str(&format!(" ORDER BY id LIMIT ?{}", args.len()));
+    (sql, args)
 }
