@@ -530,6 +530,9 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         if !entry.ccpo.is_active(now) {
             return Err(Error::Refused("this CPO is not taking bids now".into()));
         }
+        if self.board.taken_down(cpo)?.is_some() {
+            return Err(Error::Refused("this CPO was taken down".into()));
+        }
         let x0 = BidListing {
             r0: random_bytes(rng),
             ccpo: entry.ccpo,
@@ -729,6 +732,9 @@ impl PendingAward {
                 BindOutcome::Bound | BindOutcome::AlreadyBound => {}
                 BindOutcome::NotPosted => {
                     return Err(Error::Refused("no such CPO on this board".into()))
+                }
+                BindOutcome::TakenDown => {
+                    return Err(Error::Refused("this CPO was taken down".into()))
                 }
             }
         }

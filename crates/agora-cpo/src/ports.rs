@@ -48,6 +48,21 @@ pub enum BindOutcome {
     AlreadyBound,
     /// No such CPO on the board; nothing changed.
     NotPosted,
+    /// The CPO was taken down (its buyer's bond was revoked); nothing changed.
+    TakenDown,
+}
+
+/// The result of taking a CPO down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TakeDownOutcome {
+    /// Taken down now: it leaves the listing and can no longer be bound.
+    TakenDown,
+    /// It was taken down before.
+    AlreadyTakenDown,
+    /// It is bound: a contract stands; nothing changed.
+    AlreadyBound,
+    /// No such CPO; nothing changed.
+    NotPosted,
 }
 
 /// A browse session (protocol 3) as the server keeps it.
@@ -113,6 +128,10 @@ pub trait Sessions: Send + Sync {
     /// End every live session of `seller` (her bond was revoked); returns
     /// how many ended.
     fn end_all_of(&self, seller: &KeyId, at: Timestamp) -> Result<usize, Error>;
+    /// Sessions not ended and not over at `now` (until > now), at most
+    /// [`MAX_PAGE_LEN`] after session id `after`, ordered by id: for the
+    /// revocation sweep.
+    fn live(&self, now: Timestamp, after: Option<[u8; 32]>) -> Result<Vec<Session>, Error>;
 }
 
 /// The in-memory twin of [`Sessions`].
@@ -158,6 +177,20 @@ impl Sessions for MemorySessions {
         })
     }
 
+    fn live(&self, now: Timestamp, after: Option<[u8; 32]>) -> Result<Vec<Session>, Error> {
+        let m = self.lock()?;
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(a),
+            None => std::ops::Bound::Unbounded,
+        };
+        Ok(m.range((start, std::ops::Bound::Unbounded))
+            .map(|(_, s)| s)
+            .filter(|s| s.ended_at.is_none() && s.until > now)
+            .take(MAX_PAGE_LEN)
+            .cloned()
+            .collect())
+    }
+
     fn end_all_of(&self, seller: &KeyId, at: Timestamp) -> Result<usize, Error> {
         let mut m = self.lock()?;
         let mut n = 0;
@@ -192,9 +225,15 @@ pub trait Board: Send + Sync {
     fn try_bind(&self, id: &[u8; 32], binding: &Binding) -> Result<BindOutcome, Error>;
     /// The binding of CPO `id`, if it is bound.
     fn binding(&self, id: &[u8; 32]) -> Result<Option<Binding>, Error>;
+    /// Take CPO `id` down at `at` (paper 4.2, attack 3: its buyer's key is
+    /// on a CRL): it leaves the listing and can no longer be bound. A bound
+    /// CPO stays bound.
+    fn take_down(&self, id: &[u8; 32], at: Timestamp) -> Result<TakeDownOutcome, Error>;
+    /// When CPO `id` was taken down, if it was.
+    fn taken_down(&self, id: &[u8; 32]) -> Result<Option<Timestamp>, Error>;
     /// The open CPOs at `now` that `filter` selects, ordered by CPO id,
     /// starting after `after`, at most `limit` (capped at [`MAX_PAGE_LEN`]).
-    /// Open: not bound, and not expired (EndDate > now). Which entries the
+    /// Open: not bound, not taken down, and not expired (EndDate > now). Which entries the
     /// filter selects is defined by [`matches`]; refuses a filter over its
     /// limits ([`ListFilter::check`]) with [`Error::Refused`].
     fn search(
@@ -338,8 +377,16 @@ pub fn matches(filter: &ListFilter, entry: &BoardEntry, now: Timestamp) -> bool 
 #[derive(Debug, Default)]
 pub struct MemoryBoard(Mutex<BoardMap>);
 
-/// Posted CPOs by id, each with its binding if bound.
-type BoardMap = BTreeMap<[u8; 32], (BoardEntry, Option<Binding>)>;
+/// What became of a posted CPO.
+#[derive(Clone, Debug)]
+enum Fate {
+    Open,
+    Bound(Binding),
+    TakenDown(Timestamp),
+}
+
+/// Posted CPOs by id, each with what became of it.
+type BoardMap = BTreeMap<[u8; 32], (BoardEntry, Fate)>;
 
 impl MemoryBoard {
     /// An empty board.
@@ -360,7 +407,7 @@ impl Board for MemoryBoard {
         if m.contains_key(&entry.ccpo.id) {
             return Ok(PostOutcome::AlreadyPosted);
         }
-        m.insert(entry.ccpo.id, (entry.clone(), None));
+        m.insert(entry.ccpo.id, (entry.clone(), Fate::Open));
         Ok(PostOutcome::Posted)
     }
 
@@ -372,16 +419,40 @@ impl Board for MemoryBoard {
         let mut m = self.lock()?;
         Ok(match m.get_mut(id) {
             None => BindOutcome::NotPosted,
-            Some((_, Some(_))) => BindOutcome::AlreadyBound,
-            Some((_, b)) => {
-                *b = Some(binding.clone());
+            Some((_, Fate::Bound(_))) => BindOutcome::AlreadyBound,
+            Some((_, Fate::TakenDown(_))) => BindOutcome::TakenDown,
+            Some((_, f)) => {
+                *f = Fate::Bound(binding.clone());
                 BindOutcome::Bound
             }
         })
     }
 
     fn binding(&self, id: &[u8; 32]) -> Result<Option<Binding>, Error> {
-        Ok(self.lock()?.get(id).and_then(|(_, b)| b.clone()))
+        Ok(self.lock()?.get(id).and_then(|(_, f)| match f {
+            Fate::Bound(b) => Some(b.clone()),
+            _ => None,
+        }))
+    }
+
+    fn take_down(&self, id: &[u8; 32], at: Timestamp) -> Result<TakeDownOutcome, Error> {
+        let mut m = self.lock()?;
+        Ok(match m.get_mut(id) {
+            None => TakeDownOutcome::NotPosted,
+            Some((_, Fate::Bound(_))) => TakeDownOutcome::AlreadyBound,
+            Some((_, Fate::TakenDown(_))) => TakeDownOutcome::AlreadyTakenDown,
+            Some((_, f)) => {
+                *f = Fate::TakenDown(at);
+                TakeDownOutcome::TakenDown
+            }
+        })
+    }
+
+    fn taken_down(&self, id: &[u8; 32]) -> Result<Option<Timestamp>, Error> {
+        Ok(self.lock()?.get(id).and_then(|(_, f)| match f {
+            Fate::TakenDown(t) => Some(*t),
+            _ => None,
+        }))
     }
 
     fn search(
@@ -398,7 +469,7 @@ impl Board for MemoryBoard {
             None => std::ops::Bound::Unbounded,
         };
         Ok(m.range((start, std::ops::Bound::Unbounded))
-            .filter(|(_, (_, b))| b.is_none())
+            .filter(|(_, (_, f))| matches!(f, Fate::Open))
             .map(|(_, (e, _))| e)
             .filter(|e| matches(filter, e, now))
             .take(limit.min(MAX_PAGE_LEN))
@@ -456,6 +527,47 @@ pub mod conformance {
         search_pages_through_filtered_results(&make());
         search_never_lists_bound_or_expired(&make());
         search_refuses_oversized_text(&make());
+        take_down_rules(&make());
+    }
+
+    /// A taken-down CPO leaves the listing and cannot be bound; a bound one
+    /// is not taken down; unknown ids change nothing.
+    pub fn take_down_rules<B: Board>(b: &B) {
+        let (x, y) = (entry(21, 1_000), entry(22, 1_000));
+        b.post(&x).expect("post");
+        b.post(&y).expect("post");
+        assert_eq!(b.taken_down(&x.ccpo.id).expect("taken_down"), None);
+        assert_eq!(
+            b.take_down(&x.ccpo.id, Timestamp(300)).expect("take down"),
+            TakeDownOutcome::TakenDown
+        );
+        assert_eq!(
+            b.take_down(&x.ccpo.id, Timestamp(400)).expect("take down"),
+            TakeDownOutcome::AlreadyTakenDown
+        );
+        assert_eq!(
+            b.taken_down(&x.ccpo.id).expect("taken_down"),
+            Some(Timestamp(300))
+        );
+        assert_eq!(
+            b.try_bind(&x.ccpo.id, &binding(1)).expect("bind"),
+            BindOutcome::TakenDown
+        );
+        assert_eq!(b.binding(&x.ccpo.id).expect("binding"), None);
+        let open = b.list_open(Timestamp(100), None, 10).expect("list");
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].ccpo.id, y.ccpo.id);
+        assert_eq!(b.get(&x.ccpo.id).expect("get"), Some(x), "still readable");
+        b.try_bind(&y.ccpo.id, &binding(2)).expect("bind");
+        assert_eq!(
+            b.take_down(&y.ccpo.id, Timestamp(300)).expect("take down"),
+            TakeDownOutcome::AlreadyBound
+        );
+        assert_eq!(b.taken_down(&y.ccpo.id).expect("taken_down"), None);
+        assert_eq!(
+            b.take_down(&[0xCD; 32], Timestamp(300)).expect("take down"),
+            TakeDownOutcome::NotPosted
+        );
     }
 
     /// An entry with the given public fields (id `n`).
@@ -831,6 +943,22 @@ pub mod conformance {
 
     /// Runs every check of [`Sessions`] on fresh stores from `make`.
     pub fn sessions_suite<S: Sessions>(make: impl Fn() -> S) {
+        let s = make();
+        // live(): not ended and not over, by id, paged.
+        for (n, seller) in [(5, 1), (6, 1), (7, 2)] {
+            s.create(&session(n, seller)).expect("create");
+        }
+        s.end(&[6; 32], Timestamp(110)).expect("end");
+        let ids = |v: Vec<Session>| v.iter().map(|x| x.id[0]).collect::<Vec<u8>>();
+        assert_eq!(ids(s.live(Timestamp(150), None).expect("live")), vec![5, 7]);
+        assert_eq!(
+            ids(s.live(Timestamp(150), Some([5; 32])).expect("live")),
+            vec![7]
+        );
+        assert!(
+            s.live(Timestamp(200), None).expect("live").is_empty(),
+            "over at until"
+        );
         let s = make();
         s.create(&session(1, 1)).expect("create");
         assert!(s.create(&session(1, 1)).is_err(), "ids are unique");

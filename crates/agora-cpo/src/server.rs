@@ -18,6 +18,7 @@ use crate::msg::{
 };
 use crate::ports::{
     BindOutcome, Binding, Board, BoardEntry, EndOutcome, PostOutcome, Session, Sessions,
+    TakeDownOutcome,
 };
 use crate::session::{self, BindingKey, Channel, Direction};
 use crate::{BondTrust, Ccpo, Keys};
@@ -542,6 +543,9 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         if self.board.binding(cpo)?.is_some() {
             return Err(Error::Refused("this CPO is already bound".into()));
         }
+        if self.board.taken_down(cpo)?.is_some() {
+            return Err(Error::Refused("this CPO was taken down".into()));
+        }
         if entry.ccpo.end <= now {
             return Err(Error::Refused("this CPO has expired".into()));
         }
@@ -613,6 +617,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             }),
             BindOutcome::AlreadyBound => Err(Error::Refused("this CPO is already bound".into())),
             BindOutcome::NotPosted => Err(Error::Refused("no such CPO on this board".into())),
+            BindOutcome::TakenDown => Err(Error::Refused("this CPO was taken down".into())),
         }
     }
 
@@ -680,5 +685,65 @@ impl PendingBrowse {
             reply,
             session: session.id,
         })
+    }
+}
+
+/// What a revocation sweep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RevocationReport {
+    /// Open CPOs taken down because their buyer's bond is revoked.
+    pub cpos_taken_down: usize,
+    /// Sessions ended because their seller's bond is revoked.
+    pub sessions_ended: usize,
+}
+
+impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
+    /// Whether a current CRL of `agency` lists `serial`.
+    fn revoked(&self, agency: &[u8], serial: &agora_pki::Serial, now: Timestamp) -> bool {
+        self.trust
+            .crls
+            .iter()
+            .filter(|c| c.authority_key_id.as_deref() == Some(agency))
+            .filter(|c| c.is_current(now))
+            .any(|c| c.is_revoked(serial))
+    }
+
+    /// Applies the CRLs now in [`Self::trust`] (paper 4.2, attack 3: "the
+    /// CPO server checks CRLs each day ... If so, then the CPO is taken down
+    /// immediately"): every open CPO whose buyer's bond is revoked is taken
+    /// down, and every live session of a seller whose bond is revoked ends.
+    /// The driver calls it after loading fresh CRLs.
+    pub fn apply_revocations(&self, now: Timestamp) -> Result<RevocationReport> {
+        let mut report = RevocationReport::default();
+        let mut after = None;
+        loop {
+            let page = self
+                .board
+                .list_open(now, after, crate::ports::MAX_PAGE_LEN)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.ccpo.id);
+            for e in &page {
+                let cert = agora_pki::parse_certificate(&e.ccpo.bond)?;
+                let agency = cert.authority_key_id.clone().unwrap_or_default();
+                if self.revoked(&agency, &cert.serial, now)
+                    && self.board.take_down(&e.ccpo.id, now)? == TakeDownOutcome::TakenDown
+                {
+                    report.cpos_taken_down += 1;
+                }
+            }
+        }
+        let mut after = None;
+        loop {
+            let page = self.sessions.live(now, after)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for s in &page {
+                let serial = agora_pki::Serial(s.bond_serial.clone());
+                if self.revoked(s.agency.as_bytes(), &serial, now) {
+                    report.sessions_ended += self.sessions.end_all_of(&s.seller, now)?;
+                }
+            }
+        }
+        Ok(report)
     }
 }

@@ -490,3 +490,67 @@ fn delivery_proves_the_seller_holds_bc_p() {
     let other = challenge(&mut m.rng, NOW, b"some other contract", "Bob").unwrap();
     assert!(prove(&pam.keys, &other, &receipt.signed).is_err());
 }
+
+#[test]
+fn revoked_buyers_cpos_are_taken_down_and_revoked_sellers_sessions_end() {
+    let mut m = Market::new(42);
+    let ccpo = posted_cpo(&mut m);
+    let pam = seller(&mut m);
+    let pam_s = day_session(&mut m, &pam);
+    let quinn = seller(&mut m);
+    let quinn_s = day_session(&mut m, &quinn);
+    // Nothing revoked: the sweep changes nothing.
+    assert_eq!(m.server.apply_revocations(NOW).unwrap(), Default::default());
+    // The agency revokes Bob's bond and Pam's; the server loads the CRL.
+    let serial = |der: &[u8]| agora_pki::parse_certificate(der).unwrap().serial;
+    let crl = m
+        .agency
+        .issue_crl(&CrlParams {
+            this_update: NOW.minus_secs(10),
+            next_update: NOW.plus_secs(DAY),
+            crl_number: 2,
+            revoked: [serial(&m.bob_bond), serial(&pam.bond)]
+                .into_iter()
+                .map(|serial| Revocation {
+                    serial,
+                    revoked_at: NOW.minus_secs(10),
+                    reason: RevocationReason::KeyCompromise,
+                })
+                .collect(),
+        })
+        .unwrap();
+    m.server.trust.crls = vec![crl];
+    let report = m.server.apply_revocations(NOW).unwrap();
+    assert_eq!(report.cpos_taken_down, 1);
+    assert_eq!(report.sessions_ended, 1);
+    assert_eq!(m.server.board().taken_down(&ccpo.id).unwrap(), Some(NOW));
+    assert!(m
+        .server
+        .board()
+        .list_open(NOW, None, 10)
+        .unwrap()
+        .is_empty());
+    assert!(m
+        .server
+        .sessions()
+        .get(&pam_s.id())
+        .unwrap()
+        .unwrap()
+        .ended_at
+        .is_some());
+    assert!(m
+        .server
+        .sessions()
+        .get(&quinn_s.id())
+        .unwrap()
+        .unwrap()
+        .ended_at
+        .is_none());
+    // Quinn, still in good standing, can no longer bind the taken-down CPO.
+    refused_with(
+        m.server.listing(&mut m.rng, NOW, &quinn_s.id(), &ccpo.id),
+        "taken down",
+    );
+    // A second sweep finds nothing more to do.
+    assert_eq!(m.server.apply_revocations(NOW).unwrap(), Default::default());
+}

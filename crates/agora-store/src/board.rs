@@ -13,7 +13,7 @@ use crate::Store;
 use agora_core::wire::{Decoder, Encoder};
 use agora_core::{Error, KeyId, Timestamp};
 use agora_cpo::ports::{
-    BindOutcome, Binding, Board, BoardEntry, ListFilter, PostOutcome, MAX_PAGE_LEN,
+    BindOutcome, Binding, Board, BoardEntry, ListFilter, PostOutcome, TakeDownOutcome, MAX_PAGE_LEN,
 };
 use agora_cpo::{Ccpo, Mode};
 use rusqlite::types::Value;
@@ -168,6 +168,13 @@ impl Board for SqliteBoard {
             if !posted {
                 return Ok(BindOutcome::NotPosted);
             }
+            let down = conn
+                .prepare_cached("SELECT 1 FROM cpo_takedown WHERE id = ?1")
+                .and_then(|mut st| st.exists([id.as_slice()]))
+                .map_err(storage)?;
+            if down {
+                return Ok(BindOutcome::TakenDown);
+            }
             let n = conn
                 .prepare_cached(
                     "INSERT INTO cpo_binding (id, seller, bound_at, bound_cpo)
@@ -189,6 +196,50 @@ impl Board for SqliteBoard {
                 BindOutcome::AlreadyBound
             })
         })
+    }
+
+    fn take_down(&self, id: &[u8; 32], at: Timestamp) -> Result<TakeDownOutcome, Error> {
+        let at = i64::try_from(at.secs())
+            .map_err(|_| Error::ApiMisuse("take-down time beyond i64::MAX seconds"))?;
+        let id = *id;
+        self.store.writer().execute(move |conn| {
+            let exists = |sql: &str| {
+                conn.prepare_cached(sql)
+                    .and_then(|mut st| st.exists([id.as_slice()]))
+                    .map_err(storage)
+            };
+            if !exists("SELECT 1 FROM cpo_board WHERE id = ?1")? {
+                return Ok(TakeDownOutcome::NotPosted);
+            }
+            if exists("SELECT 1 FROM cpo_binding WHERE id = ?1")? {
+                return Ok(TakeDownOutcome::AlreadyBound);
+            }
+            let n = conn
+                .prepare_cached(
+                    "INSERT INTO cpo_takedown (id, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                )
+                .and_then(|mut st| st.execute(params![id.as_slice(), at]))
+                .map_err(storage)?;
+            Ok(if n == 1 {
+                TakeDownOutcome::TakenDown
+            } else {
+                TakeDownOutcome::AlreadyTakenDown
+            })
+        })
+    }
+
+    fn taken_down(&self, id: &[u8; 32]) -> Result<Option<Timestamp>, Error> {
+        let at: Option<i64> = self.store.read(|conn| {
+            conn.prepare_cached("SELECT at FROM cpo_takedown WHERE id = ?1")
+                .and_then(|mut st| st.query_row([id.as_slice()], |r| r.get(0)).optional())
+                .map_err(storage)
+        })?;
+        at.map(|v| {
+            u64::try_from(v)
+                .map(Timestamp)
+                .map_err(|_| Error::Storage("corrupt take-down row: negative time".into()))
+        })
+        .transpose()
     }
 
     fn binding(&self, id: &[u8; 32]) -> Result<Option<Binding>, Error> {
@@ -269,7 +320,8 @@ fn search_query(
     let sat = |x: u64| Value::Integer(i64::try_from(x).unwrap_or(i64::MAX));
     let mut sql = format!(
         "SELECT {ENTRY_COLUMNS} FROM cpo_board WHERE end_at > ?1 AND id > ?2
-         AND NOT EXISTS (SELECT 1 FROM cpo_binding b WHERE b.id = cpo_board.id)"
+         AND NOT EXISTS (SELECT 1 FROM cpo_binding b WHERE b.id = cpo_board.id)
+         AND NOT EXISTS (SELECT 1 FROM cpo_takedown d WHERE d.id = cpo_board.id)"
     );
     // Blobs compare bytewise, shorter first: the empty blob is below every
     // 32-byte id, so "no `after`" is `id > x''`.

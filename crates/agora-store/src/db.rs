@@ -190,6 +190,34 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE INDEX cpo_session_seller ON cpo_session (seller);
     "#,
     },
+    Migration {
+        version: 5,
+        name: "cpo bids, awards and take-downs",
+        sql: r#"
+        -- Bids (agora_cpo::bidding::Bids), in the order taken (seq).
+        CREATE TABLE cpo_bid (
+            seq          INTEGER PRIMARY KEY,
+            cpo          BLOB    NOT NULL CHECK (length(cpo) = 32),
+            receipt_hash BLOB    NOT NULL CHECK (length(receipt_hash) = 32),
+            seller       BLOB    NOT NULL CHECK (length(seller) = 32),
+            price_cents  INTEGER NOT NULL CHECK (price_cents >= 0),
+            currency     TEXT    NOT NULL,
+            t            INTEGER NOT NULL,
+            receipt      BLOB    NOT NULL
+        );
+        CREATE INDEX cpo_bid_cpo ON cpo_bid (cpo, seq);
+        -- The arbiter's signed award: one per CPO, the first stands.
+        CREATE TABLE cpo_award (
+            cpo   BLOB NOT NULL PRIMARY KEY CHECK (length(cpo) = 32),
+            award BLOB NOT NULL
+        );
+        -- CPOs taken down because their buyer's bond was revoked.
+        CREATE TABLE cpo_takedown (
+            id BLOB    NOT NULL PRIMARY KEY REFERENCES cpo_board (id),
+            at INTEGER NOT NULL
+        );
+    "#,
+    },
 ];
 
 /// The schema version recorded in the database (0 for a new one).

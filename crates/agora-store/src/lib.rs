@@ -15,6 +15,7 @@
 
 mod agency;
 mod archive;
+mod bids;
 mod board;
 pub mod db;
 pub mod group_commit;
@@ -23,6 +24,7 @@ mod sessions;
 
 pub use agency::SqliteAgencyRegistry;
 pub use archive::SqliteArchive;
+pub use bids::SqliteBids;
 pub use board::SqliteBoard;
 pub use db::{migrate, open_connection, schema_version, Migration, DB_FILE_NAME, MIGRATIONS};
 pub use group_commit::{GroupCommit, GroupCommitConfig, GroupCommitStats, Ticket};
@@ -130,6 +132,11 @@ impl Store {
     /// The evidence archive port on this database.
     pub fn archive(&self) -> SqliteArchive {
         SqliteArchive::new(self.clone())
+    }
+
+    /// The bids port (CPO protocol 6) on this database.
+    pub fn bids(&self) -> SqliteBids {
+        SqliteBids::new(self.clone())
     }
 
     /// The agency register port (agora-pki) on this database.

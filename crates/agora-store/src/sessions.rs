@@ -179,6 +179,27 @@ impl Sessions for SqliteSessions {
         })
     }
 
+    fn live(&self, now: Timestamp, after: Option<[u8; 32]>) -> Result<Vec<Session>, Error> {
+        let now = crate::ts_ordered(now);
+        let after = after.map(|a| a.to_vec()).unwrap_or_default();
+        let raws = self.store.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM cpo_session
+                 WHERE ended_at IS NULL AND until_at > ?1 AND id > ?2
+                 ORDER BY id LIMIT ?3"
+            ))
+            .and_then(|mut st| {
+                st.query_map(
+                    params![now, after, agora_cpo::ports::MAX_PAGE_LEN as i64],
+                    RawSession::from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(storage)
+        })?;
+        raws.iter().map(RawSession::to_session).collect()
+    }
+
     fn end_all_of(&self, seller: &KeyId, at: Timestamp) -> Result<usize, Error> {
         let at = ts_exact(at, "session end time beyond i64::MAX seconds")?;
         let seller = *seller;

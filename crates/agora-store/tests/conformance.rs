@@ -299,3 +299,9 @@ fn board_reports_a_corrupt_row_as_a_storage_error() {
         Err(agora_core::Error::Storage(_))
     ));
 }
+
+#[test]
+fn sqlite_bids_pass_conformance_suite() {
+    let dbs = Dbs::new();
+    agora_cpo::bidding::conformance::bids_suite(|| dbs.store().bids());
+}
