@@ -10,6 +10,7 @@ use agora_core::ports::EvidenceArchive;
 use agora_core::wire::{Decoder, Encoder};
 use agora_core::{KeyId, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
+use agora_cpo::bidding::{check_notice, BidReceipt, HeldReceipt, Outcome};
 use agora_cpo::buyer::{self, Acceptance};
 use agora_cpo::policy::{ArbiterPolicy, Template};
 use agora_cpo::ports::{Board, BoardEntry};
@@ -51,8 +52,12 @@ pub enum CpoCmd {
         #[arg(long, default_value = "")]
         terms: String,
         /// Days from now until the CPO expires.
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 30, conflicts_with = "ends_in")]
         days: u64,
+        /// Or: how long until it expires, e.g. 90s, 15m, 8h, 3d (for a
+        /// bidding CPO this is the bidding window).
+        #[arg(long)]
+        ends_in: Option<String>,
         /// The arbiter (key id); default: this node's arbiter.
         #[arg(long)]
         arbiter: Option<String>,
@@ -180,6 +185,143 @@ pub enum CpoCmd {
         #[arg(long)]
         seller: String,
     },
+    /// Bid on a CPO that takes bids, under the seller's session (protocol
+    /// 6); the server's signed BID_RECEIPT says when the award is due.
+    #[command(
+        after_help = "Example:\n  agora cpo bid <cpo-id> --seller pam --price \"95.00 EUR\" --details \"3 days\" --out pam.receipt"
+    )]
+    Bid {
+        /// The CPO id (hex).
+        id: String,
+        /// The seller's key pair.
+        #[arg(long)]
+        seller: String,
+        /// Her price (at most the CPO's, in its currency).
+        #[arg(long)]
+        price: Money,
+        /// How she would deliver.
+        #[arg(long, default_value = "")]
+        details: String,
+        /// Write BID_RECEIPT (COSE_Sign1) here.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// After bidding closes: the server hands the bids to this node's
+    /// arbiter, who signs the winner (lowest price at or under the CPO's,
+    /// ties to the earliest); writes the award and every bidder's notice.
+    #[command(after_help = "Example:\n  agora cpo award <cpo-id> --out-dir award/")]
+    Award {
+        /// The CPO id (hex).
+        id: String,
+        /// Directory for award.cose and notice-<receipt>.cose files.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    /// A bidder fetches and checks her notice: won or lost.
+    #[command(
+        after_help = "Example:\n  agora cpo notice <cpo-id> --receipt pam.receipt --out pam.notice"
+    )]
+    Notice {
+        /// The CPO id (hex).
+        id: String,
+        /// Her BID_RECEIPT file.
+        #[arg(long)]
+        receipt: PathBuf,
+        /// Write the notice here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The buyer fetches his binding (BOUND_CPO with the seller's bond, or
+    /// the winning notice) with a request signed by his bond key.
+    #[command(
+        after_help = "Example:\n  agora cpo binding <cpo-id> --buyer bob --out book.contract"
+    )]
+    Binding {
+        /// The CPO id (hex).
+        id: String,
+        /// The buyer's key pair.
+        #[arg(long)]
+        buyer: String,
+        /// Write the binding evidence here.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a delivery challenge for the seller of a BOUND_CPO (section 3.11).
+    #[command(
+        after_help = "Example:\n  agora cpo challenge --bound book.contract --verifier bob --out book.challenge"
+    )]
+    Challenge {
+        /// The BOUND_CPO file.
+        #[arg(long)]
+        bound: PathBuf,
+        /// Who asks (the buyer or an intermediary).
+        #[arg(long)]
+        verifier: String,
+        /// Write the challenge here.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The seller answers a delivery challenge with the key of her bond.
+    #[command(
+        after_help = "Example:\n  agora cpo prove --challenge book.challenge --bound book.bound --seller pam --out book.proof"
+    )]
+    Prove {
+        /// The challenge file.
+        #[arg(long)]
+        challenge: PathBuf,
+        /// Her BOUND_CPO file.
+        #[arg(long)]
+        bound: PathBuf,
+        /// The seller's key pair.
+        #[arg(long)]
+        seller: String,
+        /// Write the proof here.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a seller's proof against the challenge and the BOUND_CPO.
+    #[command(
+        after_help = "Example:\n  agora cpo verify-proof --proof book.proof --challenge book.challenge --bound book.contract"
+    )]
+    VerifyProof {
+        /// The proof file.
+        #[arg(long)]
+        proof: PathBuf,
+        /// The challenge file.
+        #[arg(long)]
+        challenge: PathBuf,
+        /// The BOUND_CPO file.
+        #[arg(long)]
+        bound: PathBuf,
+    },
+    /// Apply the CRLs of the data directory to this node's server: CPOs of
+    /// revoked buyers are taken down, sessions of revoked sellers end.
+    Sweep,
+}
+
+/// "90s", "15m", "8h", "3d" as seconds (at least one second).
+fn parse_duration_secs(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("duration {s:?}: use e.g. 90s, 15m, 8h, 3d"))?;
+    let mul = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => DAY_SECS,
+        _ => bail!("duration {s:?}: use e.g. 90s, 15m, 8h, 3d"),
+    };
+    n.checked_mul(mul)
+        .filter(|v| *v > 0)
+        .with_context(|| format!("duration {s:?} out of range"))
+}
+
+fn cpo_id(hex_id: &str) -> anyhow::Result<[u8; 32]> {
+    Ok(KeyId::from_hex(hex_id)
+        .with_context(|| format!("CPO id {hex_id:?}"))?
+        .0)
 }
 
 /// Keystore name of a seller's K_p.
@@ -389,6 +531,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             price,
             terms,
             days,
+            ends_in,
             arbiter,
             server,
             out,
@@ -414,7 +557,10 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                     goods: goods.clone(),
                     price: *price,
                     start: now,
-                    end: now.plus_secs(days.max(&1) * DAY_SECS),
+                    end: now.plus_secs(match ends_in {
+                        Some(d) => parse_duration_secs(d)?,
+                        None => days.max(&1) * DAY_SECS,
+                    }),
                     terms: terms.clone(),
                     bond,
                 },
@@ -638,9 +784,14 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 .get(&id)?
                 .with_context(|| format!("no CPO {} on this node's board", hex::encode(id)))?;
             let mut json = public_json(&e, now);
-            if let Some(b) = ctx.store()?.board().binding(&id)? {
+            let store = ctx.store()?;
+            if let Some(b) = store.board().binding(&id)? {
                 json["status"] = "bound".into();
                 json["bound_at"] = b.bound_at.secs().into();
+            }
+            if let Some(t) = store.board().taken_down(&id)? {
+                json["status"] = "taken down".into();
+                json["taken_down_at"] = t.secs().into();
             }
             let status = json["status"].as_str().unwrap_or("open").to_owned();
             crate::output::emit(
@@ -742,6 +893,218 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                     out.display()
                 ),
                 serde_json::json!({ "id": hex::encode(cpo), "bound_at": now.secs(), "file": out }),
+            );
+        }
+        CpoCmd::Bid {
+            id,
+            seller: name,
+            price,
+            details,
+            out,
+        } => {
+            let cpo = cpo_id(id)?;
+            let ks = ctx.load_keystore()?;
+            let store = ctx.store()?;
+            let (server, server_peer) = local_server(ctx, &ks, &store)?;
+            let session = seller_session(ctx, &ks, name, server_peer)?;
+            let now = ctx.now();
+            let m0 = server
+                .bid_listing(&mut rng, now, &session.id(), &cpo)
+                .context("the server refused the listing")?;
+            let listing = session.open_bid_listing(&m0)?;
+            let (m1, exp) = session.bid(&mut rng, &listing, *price, details)?;
+            let taken = server
+                .handle_bid(&store.bids(), &mut rng, now, &m1)
+                .context("the server refused the bid")?;
+            let receipt = exp.handle(&session, &taken.reply)?;
+            store
+                .archive()
+                .append("cpo/bid-receipt", &receipt.signed, now)?;
+            crate::datadir::write_file_atomic(out, &receipt.signed)?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "{name} bid {price} on CPO {}; BID_RECEIPT in {} (award due by {})",
+                    hex::encode(cpo),
+                    out.display(),
+                    crate::cert::fmt_time(receipt.message.t_response)
+                ),
+                serde_json::json!({
+                    "id": hex::encode(cpo),
+                    "receipt_hash": hex::encode(receipt.hash()),
+                    "t_response": receipt.message.t_response.secs(),
+                    "file": out,
+                }),
+            );
+        }
+        CpoCmd::Award { id, out_dir } => {
+            let cpo = cpo_id(id)?;
+            let ks = ctx.load_keystore()?;
+            let store = ctx.store()?;
+            let (server, server_peer) = local_server(ctx, &ks, &store)?;
+            let arbiter_keys = keys(&ks, ARBITER_KEY)?;
+            let alice = arbiter_keys.peer();
+            let arbiter = Arbiter::new(arbiter_keys, arbiter_policy(ctx)?, bond_trust(ctx)?);
+            let bids = store.bids();
+            let now = ctx.now();
+            let (m, pending) = server
+                .request_award(&bids, &mut rng, now, &cpo, &alice)
+                .context("no award")?;
+            let (reply, _) = arbiter.handle_award_request(&mut rng, now, &m, &server_peer)?;
+            let awarded = pending.handle_award(&server, &bids, now, &reply)?;
+            store.archive().append("cpo/award", &awarded.award, now)?;
+            crate::datadir::write_file_atomic(&out_dir.join("award.cose"), &awarded.award)?;
+            for (_, receipt, notice) in &awarded.notices {
+                let f = out_dir.join(format!("notice-{}.cose", hex::encode(&receipt[..8])));
+                crate::datadir::write_file_atomic(&f, notice)?;
+            }
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "arbiter {} awarded CPO {}: {} of {} bids; award and notices in {}",
+                    alice.id(),
+                    hex::encode(cpo),
+                    match awarded.winner {
+                        Some(w) => format!("winner {w}"),
+                        None => "no winner".into(),
+                    },
+                    awarded.notices.len(),
+                    out_dir.display()
+                ),
+                serde_json::json!({
+                    "id": hex::encode(cpo),
+                    "winner": awarded.winner.map(|w| w.to_string()),
+                    "bids": awarded.notices.len(),
+                    "dir": out_dir,
+                }),
+            );
+        }
+        CpoCmd::Notice { id, receipt, out } => {
+            let cpo = cpo_id(id)?;
+            let ks = ctx.load_keystore()?;
+            let store = ctx.store()?;
+            let (server, server_peer) = local_server(ctx, &ks, &store)?;
+            let alice = node_peer(&ks, ARBITER_KEY)?;
+            let signed = read_limited(receipt)?;
+            let message: BidReceipt = agora_core::wire::cose::verify(&signed, &server_peer.sign)
+                .with_context(|| {
+                    format!("{} is not a BID_RECEIPT of this server", receipt.display())
+                })?;
+            let held = HeldReceipt { signed, message };
+            let notice = server.notice(&store.bids(), &cpo, &held.hash())?;
+            let outcome = check_notice(&notice, &held, &server_peer.sign, &alice.sign)?;
+            if let Some(out) = out {
+                crate::datadir::write_file_atomic(out, &notice)?;
+            }
+            let word = match outcome {
+                Outcome::Won => "won",
+                Outcome::Lost => "lost",
+            };
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "the bid of {} {word} (notice checked against the arbiter's award)",
+                    held.message.price
+                ),
+                serde_json::json!({ "outcome": word, "receipt_hash": hex::encode(held.hash()) }),
+            );
+        }
+        CpoCmd::Binding { id, buyer, out } => {
+            let cpo = cpo_id(id)?;
+            let ks = ctx.load_keystore()?;
+            let bob = keys(&ks, buyer)?;
+            let store = ctx.store()?;
+            let (server, server_peer) = local_server(ctx, &ks, &store)?;
+            let now = ctx.now();
+            let (req_bytes, req) = agora_cpo::delivery::request_binding(&bob, &mut rng, now, cpo);
+            let reply = server
+                .binding_for_buyer(&mut rng, now, &req_bytes)
+                .context("the server refused")?;
+            let evidence =
+                agora_cpo::delivery::open_binding_reply(&bob, &server_peer.sign, &req, &reply)?;
+            crate::datadir::write_file_atomic(out, &evidence)?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "the binding of CPO {} is in {}",
+                    hex::encode(cpo),
+                    out.display()
+                ),
+                serde_json::json!({ "id": hex::encode(cpo), "file": out }),
+            );
+        }
+        CpoCmd::Challenge {
+            bound,
+            verifier,
+            out,
+        } => {
+            let bound = read_limited(bound)?;
+            let c = agora_cpo::delivery::challenge(&mut rng, ctx.now(), &bound, verifier)?;
+            crate::datadir::write_file_atomic(out, &agora_core::wire::encode(&c))?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "challenge written to {}: the seller answers with agora cpo prove",
+                    out.display()
+                ),
+                serde_json::json!({ "file": out }),
+            );
+        }
+        CpoCmd::Prove {
+            challenge,
+            bound,
+            seller: name,
+            out,
+        } => {
+            let ks = ctx.load_keystore()?;
+            let pam = keys(&ks, name)?;
+            let c: agora_cpo::delivery::ProofChallenge =
+                agora_core::wire::decode(&read_limited(challenge)?)
+                    .context("not a delivery challenge")?;
+            let proof = agora_cpo::delivery::prove(&pam, &c, &read_limited(bound)?)?;
+            crate::datadir::write_file_atomic(out, &proof)?;
+            crate::output::emit(
+                ctx.json,
+                &format!("proof for {:?} written to {}", c.verifier, out.display()),
+                serde_json::json!({ "file": out }),
+            );
+        }
+        CpoCmd::VerifyProof {
+            proof,
+            challenge,
+            bound,
+        } => {
+            let ks = ctx.load_keystore()?;
+            let server = node_peer(&ks, SERVER_KEY)?;
+            let c: agora_cpo::delivery::ProofChallenge =
+                agora_core::wire::decode(&read_limited(challenge)?)
+                    .context("not a delivery challenge")?;
+            let seller = agora_cpo::delivery::check_proof(
+                &read_limited(proof)?,
+                &c,
+                &read_limited(bound)?,
+                &server.sign,
+                ctx.now(),
+            )
+            .context("the proof is refused")?;
+            crate::output::emit(
+                ctx.json,
+                &format!("proof valid: the deliverer holds the key of the bond that bound the CPO ({seller})"),
+                serde_json::json!({ "valid": true, "seller_key_id": seller.to_string() }),
+            );
+        }
+        CpoCmd::Sweep => {
+            let ks = ctx.load_keystore()?;
+            let store = ctx.store()?;
+            let (server, _) = local_server(ctx, &ks, &store)?;
+            let r = server.apply_revocations(ctx.now())?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "revocation sweep: {} CPOs taken down, {} sessions ended",
+                    r.cpos_taken_down, r.sessions_ended
+                ),
+                serde_json::json!({ "cpos_taken_down": r.cpos_taken_down, "sessions_ended": r.sessions_ended }),
             );
         }
         CpoCmd::EndSession { seller: name } => {
