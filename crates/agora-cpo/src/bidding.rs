@@ -31,8 +31,8 @@ use crate::ccpo::{Ccpo, MAX_CCPO_LEN};
 use crate::msg::{digest, Mode};
 use crate::ports::{BindOutcome, Binding, Board, Sessions};
 use crate::seller::SellerSession;
-use crate::server::Server;
-use crate::session::{self, BindingKey, Channel, Direction};
+use crate::server::{Answer, Server};
+use crate::session::{BindingKey, Channel, Direction};
 use crate::Peer;
 use agora_core::crypto::{random_bytes, Rng, VerifyingKey};
 use agora_core::ports::ReplayCache;
@@ -552,30 +552,13 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         now: Timestamp,
         m1: &[u8],
     ) -> Result<BidTaken> {
-        let (tag, id) = session::peek(m1)?;
-        if tag != tags::CPO_BID {
-            return Err(DecodeError::WrongTag {
-                expected: tags::CPO_BID,
-                found: tag,
-            }
-            .into());
-        }
-        let s = self
-            .sessions
-            .get(&id)?
-            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
-        let x1 = channel.open_authed::<Bid>(Direction::ToServer, m1)?;
-        let s = self.live_session(&id, now)?;
-        self.check_seller_not_revoked(&s, now)?;
-        let listing = self.take_listing(&x1.x0_hash, &id, Mode::Bidding, now)?;
-        let entry = self
-            .board
-            .get(&listing.cpo)?
-            .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
-        if !entry.ccpo.is_active(now) {
-            return Err(Error::Refused("this CPO is not taking bids now".into()));
-        }
+        let Answer {
+            message: x1,
+            session: s,
+            channel,
+            cpo,
+            entry,
+        } = self.open_answer::<Bid>(now, m1, Mode::Bidding, |x| x.x0_hash)?;
         let cap = entry.ccpo.price;
         if x1.price.currency != cap.currency || x1.price.cents == 0 || x1.price.cents > cap.cents {
             return Err(Error::Refused(format!(
@@ -593,7 +576,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         };
         let (reply, signed) = channel.seal_signed(rng, Direction::ToSeller, &self.keys.sign, &x2);
         bids.record_bid(
-            &listing.cpo,
+            &cpo,
             &BidRecord {
                 summary: BidSummary {
                     receipt_hash: digest(&x2),

@@ -27,6 +27,7 @@ pub mod delivery;
 pub mod msg;
 pub mod policy;
 pub mod ports;
+pub mod recovery;
 pub mod seller;
 pub mod server;
 pub mod session;

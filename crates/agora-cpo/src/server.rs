@@ -35,6 +35,29 @@ pub const POST_NONCE_SCOPE: &str = "cpo/post/r0";
 /// Replay-cache scope of browse requests' R_0.
 pub const BROWSE_NONCE_SCOPE: &str = "cpo/browse/r0";
 
+/// An answer to a listing (an offer or a bid) that passed
+/// [`Server::open_answer`].
+pub(crate) struct Answer<M> {
+    pub(crate) message: M,
+    pub(crate) session: Session,
+    pub(crate) channel: Channel,
+    pub(crate) cpo: [u8; 32],
+    pub(crate) entry: BoardEntry,
+}
+
+/// A session binds only if not ended and `now` is within its T.
+fn check_live(s: &Session, now: Timestamp) -> Result<()> {
+    if s.ended_at.is_some() {
+        return Err(Error::NotAuthorised("the browse session has ended".into()));
+    }
+    if now < s.from || now >= s.until {
+        return Err(Error::Refused(
+            "outside the browse session's time range".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A listing sent to a seller and not yet answered (protocol 4, step 1).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct IssuedListing {
@@ -485,15 +508,53 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             .sessions
             .get(id)?
             .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        if s.ended_at.is_some() {
-            return Err(Error::NotAuthorised("the browse session has ended".into()));
-        }
-        if now < s.from || now >= s.until {
-            return Err(Error::Refused(
-                "outside the browse session's time range".into(),
-            ));
-        }
+        check_live(&s, now)?;
         Ok(s)
+    }
+
+    /// The checks every answer to a listing goes through, in this order
+    /// (binding offers, protocol 4, and bids, protocol 6): the message is of
+    /// type `M` for a known session and authentic under its K_p; the session
+    /// is live and the seller not revoked; it answers a listing of `mode`
+    /// sent to this session, unused and not stale; the CPO is active.
+    pub(crate) fn open_answer<M: agora_core::wire::Message>(
+        &self,
+        now: Timestamp,
+        m: &[u8],
+        mode: Mode,
+        x0_hash: impl FnOnce(&M) -> [u8; 32],
+    ) -> Result<Answer<M>> {
+        let (tag, id) = session::peek(m)?;
+        if tag != M::TAG {
+            return Err(agora_core::DecodeError::WrongTag {
+                expected: M::TAG,
+                found: tag,
+            }
+            .into());
+        }
+        let session = self
+            .sessions
+            .get(&id)?
+            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
+        let channel = Channel::new(&BindingKey::from_bytes(session.k_p));
+        let message = channel.open_authed::<M>(Direction::ToServer, m)?;
+        check_live(&session, now)?;
+        self.check_seller_not_revoked(&session, now)?;
+        let listing = self.take_listing(&x0_hash(&message), &id, mode, now)?;
+        let entry = self
+            .board
+            .get(&listing.cpo)?
+            .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
+        if !entry.ccpo.is_active(now) {
+            return Err(Error::Refused("the CPO is not active now".into()));
+        }
+        Ok(Answer {
+            message,
+            session,
+            channel,
+            cpo: listing.cpo,
+            entry,
+        })
     }
 
     /// Fails closed unless a current CRL of the seller's agency is at hand
@@ -572,30 +633,13 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         now: Timestamp,
         m1: &[u8],
     ) -> Result<Bound> {
-        let (tag, id) = session::peek(m1)?;
-        if tag != tags::CPO_BIND_OFFER {
-            return Err(agora_core::DecodeError::WrongTag {
-                expected: tags::CPO_BIND_OFFER,
-                found: tag,
-            }
-            .into());
-        }
-        let s = self
-            .sessions
-            .get(&id)?
-            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
-        let x1 = channel.open_authed::<BindOffer>(Direction::ToServer, m1)?;
-        let s = self.live_session(&id, now)?;
-        self.check_seller_not_revoked(&s, now)?;
-        let listing = self.take_listing(&x1.x0_hash, &id, Mode::FirstCome, now)?;
-        let entry = self
-            .board
-            .get(&listing.cpo)?
-            .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
-        if !entry.ccpo.is_active(now) {
-            return Err(Error::Refused("the CPO is not active now".into()));
-        }
+        let Answer {
+            message: x1,
+            session: s,
+            channel,
+            cpo,
+            entry,
+        } = self.open_answer::<BindOffer>(now, m1, Mode::FirstCome, |x| x.x0_hash)?;
         let x2 = BoundCpo {
             x1_hash: digest(&x1),
             seller_bond: s.bond.clone(),
@@ -609,7 +653,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             bound_at: now,
             bound_cpo: signed.clone(),
         };
-        match self.board.try_bind(&listing.cpo, &binding)? {
+        match self.board.try_bind(&cpo, &binding)? {
             BindOutcome::Bound => Ok(Bound {
                 reply,
                 signed,
