@@ -318,6 +318,25 @@ fn parse_duration_secs(s: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("duration {s:?} out of range"))
 }
 
+/// Protocol 1 (or 5) between the buyer and this node's arbiter.
+fn approve<V: agora_cpo::Variant>(
+    arbiter: &Arbiter,
+    bob: &Keys,
+    alice: &Peer,
+    ccpo: Ccpo,
+    additional_terms: &str,
+    now: Timestamp,
+    rng: &mut impl agora_core::crypto::Rng,
+) -> anyhow::Result<Acceptance> {
+    let (m0, b) = buyer::request_approval::<V>(bob, rng, ccpo, additional_terms, alice)?;
+    let (m1, a) = arbiter
+        .handle_request::<V>(rng, now, &m0)
+        .context("the arbiter refused")?;
+    let (m2, b) = b.handle(bob, rng, &m1)?;
+    let issued = a.handle_response(arbiter, rng, now, &m2)?;
+    Ok(b.handle(bob, now, &issued.reply)?)
+}
+
 fn cpo_id(hex_id: &str) -> anyhow::Result<[u8; 32]> {
     Ok(KeyId::from_hex(hex_id)
         .with_context(|| format!("CPO id {hex_id:?}"))?
@@ -600,34 +619,26 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             }
             let arbiter = Arbiter::new(arbiter_keys, arbiter_policy(ctx)?, bond_trust(ctx)?);
             let now = ctx.now();
-            let acceptance: Acceptance = if *bidding {
-                let (m0, b) = buyer::request_approval::<Bidding>(
+            let acceptance = if *bidding {
+                approve::<Bidding>(
+                    &arbiter,
                     &bob,
-                    &mut rng,
+                    &alice,
                     ccpo,
                     additional_terms,
-                    &alice,
-                )?;
-                let (m1, a) = arbiter
-                    .handle_request::<Bidding>(&mut rng, now, &m0)
-                    .context("the arbiter refused")?;
-                let (m2, b) = b.handle(&bob, &mut rng, &m1)?;
-                let issued = a.handle_response(&arbiter, &mut rng, now, &m2)?;
-                b.handle(&bob, now, &issued.reply)?
+                    now,
+                    &mut rng,
+                )?
             } else {
-                let (m0, b) = buyer::request_approval::<FirstCome>(
+                approve::<FirstCome>(
+                    &arbiter,
                     &bob,
-                    &mut rng,
+                    &alice,
                     ccpo,
                     additional_terms,
-                    &alice,
-                )?;
-                let (m1, a) = arbiter
-                    .handle_request::<FirstCome>(&mut rng, now, &m0)
-                    .context("the arbiter refused")?;
-                let (m2, b) = b.handle(&bob, &mut rng, &m1)?;
-                let issued = a.handle_response(&arbiter, &mut rng, now, &m2)?;
-                b.handle(&bob, now, &issued.reply)?
+                    now,
+                    &mut rng,
+                )?
             };
             ctx.store()?
                 .archive()
