@@ -8,14 +8,8 @@
 //! only under K_p, and the BOUND_CPO inside is the server-signed evidence,
 //! checked by Pam as in step 4.
 //!
-//! Tags: until dedicated tags are allotted, the query travels with
-//! [`tags::CPO_BINDING_REQUEST`] [1,4,4] and the answer with
-//! [`tags::CPO_BINDING_REPLY`] [1,4,5], the tags of the buyer's binding
-//! request in [`crate::delivery`]. The two never meet: the buyer's request
-//! is an envelope (`PKE(X, Sign(X))`) while the seller's is a session-channel
-//! message (`[tag, session id, nonce, ciphertext]`); a driver routes
-//! `[1,4,4]` by its framing ([`crate::session::peek`] succeeds only on the
-//! channel frame).
+//! Tags: [`tags::CPO_SELLER_BINDING_QUERY`] [1,4,6] and
+//! [`tags::CPO_SELLER_BINDING_ANSWER`] [1,4,7].
 
 use crate::msg::{digest, BoundCpo, Mode};
 use crate::ports::{Board, Sessions};
@@ -40,7 +34,7 @@ pub struct BindingQuery {
 }
 
 impl Message for BindingQuery {
-    const TAG: Tag = tags::CPO_BINDING_REQUEST;
+    const TAG: Tag = tags::CPO_SELLER_BINDING_QUERY;
     const FIELDS: usize = 3;
     const MAX_LEN: usize = 160;
 
@@ -72,7 +66,7 @@ pub struct BindingAnswer {
 }
 
 impl Message for BindingAnswer {
-    const TAG: Tag = tags::CPO_BINDING_REPLY;
+    const TAG: Tag = tags::CPO_SELLER_BINDING_ANSWER;
     const FIELDS: usize = 3;
     const MAX_LEN: usize = MAX_BOUND_CPO_LEN + 128;
 
@@ -161,9 +155,9 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         m: &[u8],
     ) -> Result<Vec<u8>> {
         let (tag, id) = session::peek(m)?;
-        if tag != tags::CPO_BINDING_REQUEST {
+        if tag != tags::CPO_SELLER_BINDING_QUERY {
             return Err(DecodeError::WrongTag {
-                expected: tags::CPO_BINDING_REQUEST,
+                expected: tags::CPO_SELLER_BINDING_QUERY,
                 found: tag,
             }
             .into());

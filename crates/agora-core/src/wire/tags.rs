@@ -87,6 +87,12 @@ pub const CPO_BINDING_REQUEST: Tag = Tag::new(SYSTEM_CPO, 4, 4);
 /// CPO protocol 4, agora's addition: the server's answer, sealed to the
 /// buyer: the BOUND_CPO (or, for bidding, the winner's notice).
 pub const CPO_BINDING_REPLY: Tag = Tag::new(SYSTEM_CPO, 4, 5);
+/// CPO protocol 4, agora's addition: a seller asks, under `Auth_{K_p}`, for
+/// the BOUND_CPO of a binding she won but whose reply she lost.
+pub const CPO_SELLER_BINDING_QUERY: Tag = Tag::new(SYSTEM_CPO, 4, 6);
+/// CPO protocol 4, agora's addition: the server's answer to it, on the
+/// session's channel.
+pub const CPO_SELLER_BINDING_ANSWER: Tag = Tag::new(SYSTEM_CPO, 4, 7);
 
 /// CPO protocol 5 (arbiter's approval for bidding), step 1: as
 /// [`CPO_ARBITER_REQUEST`] with protocol 5.
@@ -148,6 +154,8 @@ pub const ALL: &[(Tag, &str)] = &[
     (CPO_BOUND_CPO, "CPO_BOUND_CPO"),
     (CPO_BINDING_REQUEST, "CPO_BINDING_REQUEST"),
     (CPO_BINDING_REPLY, "CPO_BINDING_REPLY"),
+    (CPO_SELLER_BINDING_QUERY, "CPO_SELLER_BINDING_QUERY"),
+    (CPO_SELLER_BINDING_ANSWER, "CPO_SELLER_BINDING_ANSWER"),
     (CPO_BID_ARBITER_REQUEST, "CPO_BID_ARBITER_REQUEST"),
     (CPO_BID_ARBITER_CHALLENGE, "CPO_BID_ARBITER_CHALLENGE"),
     (CPO_BID_ARBITER_RESPONSE, "CPO_BID_ARBITER_RESPONSE"),

@@ -1,0 +1,910 @@
+//! The actors: each wraps an agora-cpo role, keeps its current step value,
+//! dispatches incoming bytes by tag, drops (and counts) whatever fails its
+//! checks, and restarts its protocol run with fresh randomness when it sees
+//! no progress for a while (a bounded number of times).
+
+use crate::net::Addr;
+use crate::{now_of, EPOCH};
+use agora_core::crypto::VerifyingKey;
+use agora_core::ports::MemoryReplayCache;
+use agora_core::wire::{envelope, tags};
+use agora_core::KeyId;
+use agora_core::Money;
+use agora_cpo::arbiter::{Arbiter, PendingApproval};
+use agora_cpo::bidding::{
+    check_notice, ExpectBidReceipt, HeldReceipt, MemoryBids, Outcome, PendingAward,
+};
+use agora_cpo::buyer::{
+    self, Acceptance, ExpectArbiterAcceptance, ExpectArbiterChallenge, ExpectPostChallenge,
+    ExpectPosted, PostReceipt,
+};
+use agora_cpo::ports::{MemoryBoard, MemorySessions, Sessions};
+use agora_cpo::recovery::ExpectBinding;
+use agora_cpo::seller::{
+    self, BoundReceipt, ExpectBound, ExpectBrowseChallenge, ExpectBrowseGrant, SellerSession,
+};
+use agora_cpo::server::{PendingBrowse, PendingPost, Server};
+use agora_cpo::{Bidding, Ccpo, FirstCome, Keys, Mode, Peer};
+use rand_chacha::ChaCha20Rng;
+use std::collections::BTreeMap;
+
+/// Transport frame kinds (first byte of every simulated message).
+pub(crate) const PROTO: u8 = 0;
+/// "List CPO X for session S" (mode byte: 0 first-come, 1 bidding).
+pub(crate) const LIST: u8 = 1;
+/// A signed notice (protocol 6, step 5c).
+pub(crate) const NOTICE: u8 = 2;
+/// "Send me the notice for receipt R of CPO X".
+pub(crate) const NOTICE_REQUEST: u8 = 3;
+
+/// The server's storage: in-memory ports.
+pub type SimServer = Server<MemoryBoard, MemoryReplayCache, MemorySessions>;
+
+/// How patient an actor is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// No progress for this long: restart the protocol run.
+    pub timeout_ms: u64,
+    /// Most runs of one phase before giving up.
+    pub max_attempts: u32,
+}
+
+/// What one actor's handling produced.
+#[derive(Debug)]
+pub(crate) struct Out {
+    pub(crate) now_ms: u64,
+    pub(crate) sends: Vec<(Addr, Vec<u8>)>,
+}
+
+impl Out {
+    pub(crate) fn new(now_ms: u64) -> Out {
+        Out {
+            now_ms,
+            sends: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> agora_core::Timestamp {
+        now_of(self.now_ms)
+    }
+
+    fn frame(&mut self, to: Addr, kind: u8, body: &[u8]) {
+        let mut b = Vec::with_capacity(body.len() + 1);
+        b.push(kind);
+        b.extend_from_slice(body);
+        self.sends.push((to, b));
+    }
+
+    fn proto(&mut self, to: Addr, m: &[u8]) {
+        self.frame(to, PROTO, m);
+    }
+}
+
+/// The tag of a protocol message (envelope or channel frame alike).
+fn split(bytes: &[u8]) -> Option<(u8, &[u8])> {
+    bytes.split_first().map(|(k, b)| (*k, b))
+}
+
+fn tag_of(body: &[u8]) -> Option<agora_core::wire::Tag> {
+    envelope::peek_tag(body).ok()
+}
+
+// ------------------------------------------------------------------ buyer
+
+#[derive(Debug)]
+enum BuyerStep {
+    Idle,
+    FcChallenge(ExpectArbiterChallenge<FirstCome>),
+    FcAcceptance(ExpectArbiterAcceptance<FirstCome>),
+    BidChallenge(ExpectArbiterChallenge<Bidding>),
+    BidAcceptance(ExpectArbiterAcceptance<Bidding>),
+    PostChallenge(ExpectPostChallenge),
+    Posted(ExpectPosted),
+    Stalled,
+    Done,
+    GaveUp,
+}
+
+/// Bob: protocol 1 (or 5), then protocol 2, for one CPO.
+#[derive(Debug)]
+pub struct BuyerActor {
+    pub(crate) keys: Keys,
+    rng: ChaCha20Rng,
+    arbiter: Peer,
+    server: Peer,
+    /// His CPO.
+    pub ccpo: Ccpo,
+    /// First-come or bidding.
+    pub mode: Mode,
+    step: BuyerStep,
+    /// The ARBITER_ACCEPTANCE, once he has it.
+    pub acceptance: Option<Acceptance>,
+    /// The server's receipt, once he has it.
+    pub receipt: Option<PostReceipt>,
+    attempts: u32,
+    pub(crate) deadline: Option<u64>,
+    limits: Limits,
+    /// Messages he dropped (failed checks or unexpected).
+    pub rejected: u64,
+    /// Runs restarted after a timeout.
+    pub restarts: u64,
+}
+
+impl BuyerActor {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        keys: Keys,
+        rng: ChaCha20Rng,
+        arbiter: Peer,
+        server: Peer,
+        ccpo: Ccpo,
+        mode: Mode,
+        limits: Limits,
+        start_ms: u64,
+    ) -> BuyerActor {
+        BuyerActor {
+            keys,
+            rng,
+            arbiter,
+            server,
+            ccpo,
+            mode,
+            step: BuyerStep::Idle,
+            acceptance: None,
+            receipt: None,
+            attempts: 0,
+            deadline: Some(start_ms),
+            limits,
+            rejected: 0,
+            restarts: 0,
+        }
+    }
+
+    /// Starts (or restarts) the current phase with fresh randomness.
+    pub(crate) fn on_timer(&mut self, out: &mut Out) {
+        if matches!(self.step, BuyerStep::Done | BuyerStep::GaveUp) {
+            self.deadline = None;
+            return;
+        }
+        if self.attempts >= self.limits.max_attempts {
+            self.step = BuyerStep::GaveUp;
+            self.deadline = None;
+            return;
+        }
+        if self.attempts > 0 {
+            self.restarts += 1;
+        }
+        self.attempts += 1;
+        self.deadline = Some(out.now_ms + self.limits.timeout_ms);
+        let (k, rng) = (&self.keys, &mut self.rng);
+        self.step = match &self.acceptance {
+            None => match self.mode {
+                Mode::FirstCome => match buyer::request_approval::<FirstCome>(
+                    k,
+                    rng,
+                    self.ccpo.clone(),
+                    "",
+                    &self.arbiter,
+                ) {
+                    Ok((m, s)) => {
+                        out.proto(Addr::Arbiter, &m);
+                        BuyerStep::FcChallenge(s)
+                    }
+                    Err(_) => BuyerStep::Stalled,
+                },
+                Mode::Bidding => match buyer::request_approval::<Bidding>(
+                    k,
+                    rng,
+                    self.ccpo.clone(),
+                    "",
+                    &self.arbiter,
+                ) {
+                    Ok((m, s)) => {
+                        out.proto(Addr::Arbiter, &m);
+                        BuyerStep::BidChallenge(s)
+                    }
+                    Err(_) => BuyerStep::Stalled,
+                },
+            },
+            Some(acc) => match buyer::request_post(k, rng, acc, &self.server) {
+                Ok((m, s)) => {
+                    out.proto(Addr::Server, &m);
+                    BuyerStep::PostChallenge(s)
+                }
+                Err(_) => BuyerStep::Stalled,
+            },
+        };
+    }
+
+    pub(crate) fn on_message(&mut self, out: &mut Out, _from: Addr, bytes: &[u8]) {
+        let Some((PROTO, m)) = split(bytes) else {
+            self.rejected += 1;
+            return;
+        };
+        let Some(tag) = tag_of(m) else {
+            self.rejected += 1;
+            return;
+        };
+        let now = out.now();
+        let progress = out.now_ms + self.limits.timeout_ms;
+        let (k, rng) = (&self.keys, &mut self.rng);
+        let step = std::mem::replace(&mut self.step, BuyerStep::Stalled);
+        let mut ok = true;
+        let mut next_phase = false;
+        self.step = match step {
+            BuyerStep::FcChallenge(s) if tag == tags::CPO_ARBITER_CHALLENGE => {
+                match s.handle(k, rng, m) {
+                    Ok((m2, s)) => {
+                        out.proto(Addr::Arbiter, &m2);
+                        BuyerStep::FcAcceptance(s)
+                    }
+                    Err(_) => {
+                        ok = false;
+                        BuyerStep::Stalled
+                    }
+                }
+            }
+            BuyerStep::BidChallenge(s) if tag == tags::CPO_BID_ARBITER_CHALLENGE => {
+                match s.handle(k, rng, m) {
+                    Ok((m2, s)) => {
+                        out.proto(Addr::Arbiter, &m2);
+                        BuyerStep::BidAcceptance(s)
+                    }
+                    Err(_) => {
+                        ok = false;
+                        BuyerStep::Stalled
+                    }
+                }
+            }
+            BuyerStep::FcAcceptance(s) if tag == tags::CPO_ARBITER_ACCEPTANCE => {
+                match s.handle(k, now, m) {
+                    Ok(a) => {
+                        self.acceptance = Some(a);
+                        next_phase = true;
+                        BuyerStep::Idle
+                    }
+                    Err(_) => {
+                        ok = false;
+                        BuyerStep::Stalled
+                    }
+                }
+            }
+            BuyerStep::BidAcceptance(s) if tag == tags::CPO_BID_ARBITER_ACCEPTANCE => {
+                match s.handle(k, now, m) {
+                    Ok(a) => {
+                        self.acceptance = Some(a);
+                        next_phase = true;
+                        BuyerStep::Idle
+                    }
+                    Err(_) => {
+                        ok = false;
+                        BuyerStep::Stalled
+                    }
+                }
+            }
+            BuyerStep::PostChallenge(s) if tag == tags::CPO_POST_CHALLENGE => {
+                match s.handle(k, rng, m) {
+                    Ok((m2, s)) => {
+                        out.proto(Addr::Server, &m2);
+                        BuyerStep::Posted(s)
+                    }
+                    Err(_) => {
+                        ok = false;
+                        BuyerStep::Stalled
+                    }
+                }
+            }
+            BuyerStep::Posted(s) if tag == tags::CPO_POSTED => match s.handle(k, m) {
+                Ok(r) => {
+                    self.receipt = Some(r);
+                    self.deadline = None;
+                    return;
+                }
+                Err(_) => {
+                    ok = false;
+                    BuyerStep::Stalled
+                }
+            },
+            other => {
+                ok = false;
+                other
+            }
+        };
+        if !ok {
+            self.rejected += 1;
+            return;
+        }
+        self.deadline = Some(progress);
+        if next_phase {
+            self.attempts = 0;
+            self.on_timer(out);
+        }
+        if self.receipt.is_some() {
+            self.step = BuyerStep::Done;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- arbiter
+
+/// Alice: protocols 1 and 5, and the award of protocol 6. Runs in progress
+/// are kept per peer (a new request from a peer replaces its old run).
+#[derive(Debug)]
+pub struct ArbiterActor {
+    pub(crate) arbiter: Arbiter,
+    rng: ChaCha20Rng,
+    server: Peer,
+    pending_fc: BTreeMap<Addr, PendingApproval<FirstCome>>,
+    pending_bid: BTreeMap<Addr, PendingApproval<Bidding>>,
+    /// Messages she dropped.
+    pub rejected: u64,
+}
+
+impl ArbiterActor {
+    pub(crate) fn new(arbiter: Arbiter, rng: ChaCha20Rng, server: Peer) -> ArbiterActor {
+        ArbiterActor {
+            arbiter,
+            rng,
+            server,
+            pending_fc: BTreeMap::new(),
+            pending_bid: BTreeMap::new(),
+            rejected: 0,
+        }
+    }
+
+    pub(crate) fn on_message(&mut self, out: &mut Out, from: Addr, bytes: &[u8]) {
+        if self.handle(out, from, bytes).is_none() {
+            self.rejected += 1;
+        }
+    }
+
+    fn handle(&mut self, out: &mut Out, from: Addr, bytes: &[u8]) -> Option<()> {
+        let (PROTO, m) = split(bytes)? else {
+            return None;
+        };
+        let tag = tag_of(m)?;
+        let now = out.now();
+        let (a, rng) = (&self.arbiter, &mut self.rng);
+        if tag == tags::CPO_ARBITER_REQUEST {
+            let (m1, p) = a.handle_request::<FirstCome>(rng, now, m).ok()?;
+            self.pending_fc.insert(from, p);
+            out.proto(from, &m1);
+        } else if tag == tags::CPO_BID_ARBITER_REQUEST {
+            let (m1, p) = a.handle_request::<Bidding>(rng, now, m).ok()?;
+            self.pending_bid.insert(from, p);
+            out.proto(from, &m1);
+        } else if tag == tags::CPO_ARBITER_RESPONSE {
+            let p = self.pending_fc.remove(&from)?;
+            out.proto(from, &p.handle_response(a, rng, now, m).ok()?.reply);
+        } else if tag == tags::CPO_BID_ARBITER_RESPONSE {
+            let p = self.pending_bid.remove(&from)?;
+            out.proto(from, &p.handle_response(a, rng, now, m).ok()?.reply);
+        } else if tag == tags::CPO_BID_AWARD_REQUEST {
+            let (reply, _) = a.handle_award_request(rng, now, m, &self.server).ok()?;
+            out.proto(from, &reply);
+        } else {
+            return None;
+        }
+        Some(())
+    }
+}
+
+// ----------------------------------------------------------------- server
+
+/// The award of one bidding CPO, driven by the server's clock.
+#[derive(Debug)]
+pub(crate) struct AwardJob {
+    pub(crate) cpo: [u8; 32],
+    pending: Option<PendingAward>,
+    attempts: u32,
+    pub(crate) done: bool,
+}
+
+/// The CPO server on in-memory ports, with the bids port of protocol 6.
+#[derive(Debug)]
+pub struct ServerActor {
+    pub(crate) server: SimServer,
+    pub(crate) bids: MemoryBids,
+    rng: ChaCha20Rng,
+    arbiter: Peer,
+    pending_post: BTreeMap<Addr, PendingPost>,
+    pending_browse: BTreeMap<Addr, PendingBrowse>,
+    /// Where each seller (by bond key id) was last heard from.
+    addr_of: Vec<(KeyId, Addr)>,
+    pub(crate) award: Option<AwardJob>,
+    pub(crate) deadline: Option<u64>,
+    limits: Limits,
+    recovery: bool,
+    /// Messages it dropped.
+    pub rejected: u64,
+}
+
+impl ServerActor {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        server: SimServer,
+        rng: ChaCha20Rng,
+        arbiter: Peer,
+        award: Option<([u8; 32], u64)>,
+        limits: Limits,
+        recovery: bool,
+    ) -> ServerActor {
+        ServerActor {
+            server,
+            bids: MemoryBids::new(),
+            rng,
+            arbiter,
+            pending_post: BTreeMap::new(),
+            pending_browse: BTreeMap::new(),
+            addr_of: Vec::new(),
+            deadline: award.map(|(_, at)| at),
+            award: award.map(|(cpo, _)| AwardJob {
+                cpo,
+                pending: None,
+                attempts: 0,
+                done: false,
+            }),
+            limits,
+            recovery,
+            rejected: 0,
+        }
+    }
+
+    /// Bidding closed: ask the arbiter for the award (again, if no award
+    /// came back in time).
+    pub(crate) fn on_timer(&mut self, out: &mut Out) {
+        self.deadline = None;
+        let Some(job) = &mut self.award else { return };
+        if job.done || job.attempts >= self.limits.max_attempts {
+            return;
+        }
+        job.attempts += 1;
+        self.deadline = Some(out.now_ms + self.limits.timeout_ms);
+        match self.server.request_award(
+            &self.bids,
+            &mut self.rng,
+            out.now(),
+            &job.cpo,
+            &self.arbiter,
+        ) {
+            Ok((m, p)) => {
+                job.pending = Some(p);
+                out.proto(Addr::Arbiter, &m);
+            }
+            Err(_) => job.pending = None,
+        }
+    }
+
+    pub(crate) fn on_message(&mut self, out: &mut Out, from: Addr, bytes: &[u8]) {
+        if self.handle(out, from, bytes).is_none() {
+            self.rejected += 1;
+        }
+    }
+
+    fn handle(&mut self, out: &mut Out, from: Addr, bytes: &[u8]) -> Option<()> {
+        let (kind, body) = split(bytes)?;
+        let now = out.now();
+        let (srv, rng) = (&self.server, &mut self.rng);
+        match kind {
+            LIST => {
+                let (session, rest) = body.split_first_chunk::<32>()?;
+                let (cpo, rest) = rest.split_first_chunk::<32>()?;
+                let m = match rest {
+                    [0] => srv.listing(rng, now, session, cpo).ok()?,
+                    [1] => srv.bid_listing(rng, now, session, cpo).ok()?,
+                    _ => return None,
+                };
+                out.proto(from, &m);
+            }
+            NOTICE_REQUEST => {
+                let (cpo, rest) = body.split_first_chunk::<32>()?;
+                let hash: &[u8; 32] = rest.try_into().ok()?;
+                let n = srv.notice(&self.bids, cpo, hash).ok()?;
+                out.frame(from, NOTICE, &n);
+            }
+            PROTO => {
+                let tag = tag_of(body)?;
+                if tag == tags::CPO_POST_REQUEST {
+                    let (m1, p) = srv.handle_post_request(rng, now, body).ok()?;
+                    self.pending_post.insert(from, p);
+                    out.proto(from, &m1);
+                } else if tag == tags::CPO_POST_RESPONSE {
+                    let p = self.pending_post.remove(&from)?;
+                    out.proto(from, &p.handle_response(srv, rng, now, body).ok()?.reply);
+                } else if tag == tags::CPO_BROWSE_REQUEST {
+                    let (m1, p) = srv.handle_browse_request(rng, now, body).ok()?;
+                    self.pending_browse.insert(from, p);
+                    out.proto(from, &m1);
+                } else if tag == tags::CPO_BROWSE_RESPONSE {
+                    let p = self.pending_browse.remove(&from)?;
+                    let g = p.handle_response(srv, rng, now, body).ok()?;
+                    if let Ok(Some(s)) = srv.sessions().get(&g.session) {
+                        self.addr_of.retain(|(k, _)| *k != s.seller);
+                        self.addr_of.push((s.seller, from));
+                    }
+                    out.proto(from, &g.reply);
+                } else if tag == tags::CPO_BIND_OFFER {
+                    out.proto(from, &srv.handle_bind_offer(rng, now, body).ok()?.reply);
+                } else if tag == tags::CPO_BID {
+                    out.proto(
+                        from,
+                        &srv.handle_bid(&self.bids, rng, now, body).ok()?.reply,
+                    );
+                } else if tag == tags::CPO_SELLER_BINDING_QUERY && self.recovery {
+                    out.proto(from, &srv.handle_binding_query(rng, now, body).ok()?);
+                } else if tag == tags::CPO_BID_AWARD {
+                    let job = self.award.as_mut()?;
+                    let p = job.pending.take()?;
+                    let awarded = p.handle_award(srv, &self.bids, now, body).ok()?;
+                    job.done = true;
+                    self.deadline = None;
+                    for (seller, _, notice) in &awarded.notices {
+                        if let Some((_, to)) = self.addr_of.iter().find(|(k, _)| k == seller) {
+                            out.frame(*to, NOTICE, notice);
+                        }
+                    }
+                } else {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+}
+
+// ----------------------------------------------------------------- seller
+
+/// What a seller is after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Goal {
+    /// Bind the first-come CPO `cpo` (protocol 4).
+    Bind {
+        /// Its id.
+        cpo: [u8; 32],
+    },
+    /// Bid `price` on the bidding CPO `cpo` (protocol 6), which closes at
+    /// `closes_ms`, and learn the outcome.
+    Bid {
+        /// Its id.
+        cpo: [u8; 32],
+        /// Her price.
+        price: Money,
+        /// When bidding closes (simulated ms).
+        closes_ms: u64,
+    },
+}
+
+#[derive(Debug)]
+enum SellerStep {
+    Idle,
+    BrowseChallenge(ExpectBrowseChallenge),
+    BrowseGrant(ExpectBrowseGrant),
+    AwaitListing,
+    AwaitBound(ExpectBound),
+    AwaitReceipt(ExpectBidReceipt),
+    AwaitNotice,
+    Stalled,
+    Done,
+    GaveUp,
+}
+
+/// Pam (or Quinn, ...): protocol 3, then a listing, then protocol 4 or 6.
+#[derive(Debug)]
+pub struct SellerActor {
+    pub(crate) keys: Keys,
+    rng: ChaCha20Rng,
+    bond: Vec<u8>,
+    server: Peer,
+    arbiter_sign: VerifyingKey,
+    /// What she is after.
+    pub goal: Goal,
+    session: Option<SellerSession>,
+    step: SellerStep,
+    recovery_wait: Option<ExpectBinding>,
+    offered: bool,
+    recovery: bool,
+    /// BOUND_CPO, if she believes she bound the CPO.
+    pub bound: Option<BoundReceipt>,
+    /// Whether she learnt of her binding through the recovery query.
+    pub recovered: bool,
+    /// Her BID_RECEIPT, once she has it.
+    pub receipt: Option<HeldReceipt>,
+    /// The notice she holds (it passed `check_notice`) and what it says.
+    pub notice: Option<(Vec<u8>, Outcome)>,
+    attempts: u32,
+    pub(crate) deadline: Option<u64>,
+    limits: Limits,
+    /// Messages she dropped.
+    pub rejected: u64,
+    /// Runs restarted after a timeout.
+    pub restarts: u64,
+}
+
+impl SellerActor {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        keys: Keys,
+        rng: ChaCha20Rng,
+        bond: Vec<u8>,
+        server: Peer,
+        arbiter_sign: VerifyingKey,
+        goal: Goal,
+        limits: Limits,
+        recovery: bool,
+        start_ms: u64,
+    ) -> SellerActor {
+        SellerActor {
+            keys,
+            rng,
+            bond,
+            server,
+            arbiter_sign,
+            goal,
+            session: None,
+            step: SellerStep::Idle,
+            recovery_wait: None,
+            offered: false,
+            recovery,
+            bound: None,
+            recovered: false,
+            receipt: None,
+            notice: None,
+            attempts: 0,
+            deadline: Some(start_ms),
+            limits,
+            rejected: 0,
+            restarts: 0,
+        }
+    }
+
+    /// Whether she gave up before reaching her goal.
+    pub fn gave_up(&self) -> bool {
+        matches!(self.step, SellerStep::GaveUp)
+    }
+
+    pub(crate) fn on_timer(&mut self, out: &mut Out) {
+        if matches!(self.step, SellerStep::Done | SellerStep::GaveUp) {
+            self.deadline = None;
+            return;
+        }
+        if self.attempts >= self.limits.max_attempts {
+            self.step = SellerStep::GaveUp;
+            self.deadline = None;
+            return;
+        }
+        if self.attempts > 0 {
+            self.restarts += 1;
+        }
+        self.attempts += 1;
+        self.deadline = Some(out.now_ms + self.limits.timeout_ms);
+        let Some(s) = &self.session else {
+            self.step = match seller::request_session(
+                &self.keys,
+                &mut self.rng,
+                self.bond.clone(),
+                EPOCH.minus_secs(60),
+                EPOCH.plus_secs(86_400),
+                &self.server,
+            ) {
+                Ok((m, p)) => {
+                    out.proto(Addr::Server, &m);
+                    SellerStep::BrowseChallenge(p)
+                }
+                Err(_) => SellerStep::Stalled,
+            };
+            return;
+        };
+        let list = |out: &mut Out, cpo: &[u8; 32], mode: u8| {
+            let mut b = s.id().to_vec();
+            b.extend_from_slice(cpo);
+            b.push(mode);
+            out.frame(Addr::Server, LIST, &b);
+        };
+        match self.goal {
+            Goal::Bind { cpo } => {
+                if self.recovery && self.offered {
+                    let (m, e) = s.ask_binding(&mut self.rng, &cpo, &self.bond);
+                    out.proto(Addr::Server, &m);
+                    self.recovery_wait = Some(e);
+                }
+                list(out, &cpo, 0);
+                self.step = SellerStep::AwaitListing;
+            }
+            Goal::Bid { cpo, .. } => match &self.receipt {
+                None => {
+                    list(out, &cpo, 1);
+                    self.step = SellerStep::AwaitListing;
+                }
+                Some(r) => {
+                    let mut b = cpo.to_vec();
+                    b.extend_from_slice(&r.hash());
+                    out.frame(Addr::Server, NOTICE_REQUEST, &b);
+                    self.step = SellerStep::AwaitNotice;
+                }
+            },
+        }
+    }
+
+    pub(crate) fn on_message(&mut self, out: &mut Out, _from: Addr, bytes: &[u8]) {
+        if !self.handle(out, bytes) {
+            self.rejected += 1;
+        }
+    }
+
+    fn done(&mut self) {
+        self.step = SellerStep::Done;
+        self.deadline = None;
+    }
+
+    fn handle(&mut self, out: &mut Out, bytes: &[u8]) -> bool {
+        let Some((kind, m)) = split(bytes) else {
+            return false;
+        };
+        if kind == NOTICE {
+            let (Some(r), None) = (&self.receipt, &self.notice) else {
+                return false;
+            };
+            return match check_notice(m, r, &self.server.sign, &self.arbiter_sign) {
+                Ok(o) => {
+                    self.notice = Some((m.to_vec(), o));
+                    self.done();
+                    true
+                }
+                Err(_) => false,
+            };
+        }
+        if kind != PROTO {
+            return false;
+        }
+        let Some(tag) = tag_of(m) else { return false };
+        if tag == tags::CPO_SELLER_BINDING_ANSWER {
+            let (Some(e), Some(s)) = (self.recovery_wait.take(), &self.session) else {
+                return false;
+            };
+            if self.bound.is_some() {
+                return false;
+            }
+            return match e.handle(s, m) {
+                Ok(r) => {
+                    self.bound = Some(r);
+                    self.recovered = true;
+                    self.done();
+                    true
+                }
+                Err(_) => false,
+            };
+        }
+        let progress = out.now_ms + self.limits.timeout_ms;
+        let step = std::mem::replace(&mut self.step, SellerStep::Stalled);
+        let (k, rng) = (&self.keys, &mut self.rng);
+        let mut ok = true;
+        let mut next_phase = false;
+        self.step = match (step, &self.session) {
+            (SellerStep::BrowseChallenge(p), _) if tag == tags::CPO_BROWSE_CHALLENGE => {
+                match p.handle(k, rng, m) {
+                    Ok((m2, p)) => {
+                        out.proto(Addr::Server, &m2);
+                        SellerStep::BrowseGrant(p)
+                    }
+                    Err(_) => {
+                        ok = false;
+                        SellerStep::Stalled
+                    }
+                }
+            }
+            (SellerStep::BrowseGrant(p), _) if tag == tags::CPO_BROWSE_GRANT => {
+                match p.handle(k, m) {
+                    Ok(s) => {
+                        self.session = Some(s);
+                        next_phase = true;
+                        SellerStep::Idle
+                    }
+                    Err(_) => {
+                        ok = false;
+                        SellerStep::Stalled
+                    }
+                }
+            }
+            (SellerStep::AwaitListing, Some(s)) if tag == tags::CPO_BIND_LISTING => {
+                match (s.open_listing(m), self.goal) {
+                    (Ok(l), Goal::Bind { cpo }) if l.ccpo().id == cpo => {
+                        match s.offer(rng, &l, "delivered within 5 days") {
+                            Ok((m1, e)) => {
+                                self.offered = true;
+                                out.proto(Addr::Server, &m1);
+                                SellerStep::AwaitBound(e)
+                            }
+                            Err(_) => {
+                                ok = false;
+                                SellerStep::AwaitListing
+                            }
+                        }
+                    }
+                    _ => {
+                        ok = false;
+                        SellerStep::AwaitListing
+                    }
+                }
+            }
+            (SellerStep::AwaitListing, Some(s)) if tag == tags::CPO_BID_LISTING => {
+                match (s.open_bid_listing(m), self.goal) {
+                    (Ok(l), Goal::Bid { cpo, price, .. }) if l.message.ccpo.id == cpo => {
+                        match s.bid(rng, &l, price, "delivered in 3 days") {
+                            Ok((m1, e)) => {
+                                out.proto(Addr::Server, &m1);
+                                SellerStep::AwaitReceipt(e)
+                            }
+                            Err(_) => {
+                                ok = false;
+                                SellerStep::AwaitListing
+                            }
+                        }
+                    }
+                    _ => {
+                        ok = false;
+                        SellerStep::AwaitListing
+                    }
+                }
+            }
+            (SellerStep::AwaitBound(e), Some(s)) if tag == tags::CPO_BOUND_CPO => {
+                match e.handle(s, m) {
+                    Ok(r) => {
+                        self.bound = Some(r);
+                        self.recovery_wait = None;
+                        self.deadline = None;
+                        SellerStep::Done
+                    }
+                    Err(_) => {
+                        ok = false;
+                        SellerStep::Stalled
+                    }
+                }
+            }
+            (SellerStep::AwaitReceipt(e), Some(s)) if tag == tags::CPO_BID_RECEIPT => {
+                match e.handle(s, m) {
+                    Ok(r) => {
+                        self.receipt = Some(r);
+                        SellerStep::AwaitNotice
+                    }
+                    Err(_) => {
+                        ok = false;
+                        SellerStep::Stalled
+                    }
+                }
+            }
+            (other, _) => {
+                ok = false;
+                other
+            }
+        };
+        if !ok {
+            return false;
+        }
+        match self.step {
+            SellerStep::Done => {}
+            SellerStep::AwaitNotice => {
+                // Wait for the award's notice; ask for it if none comes.
+                self.attempts = 0;
+                let closes = match self.goal {
+                    Goal::Bid { closes_ms, .. } => closes_ms,
+                    Goal::Bind { .. } => 0,
+                };
+                self.deadline = Some(closes.max(out.now_ms) + 2 * self.limits.timeout_ms);
+            }
+            _ => self.deadline = Some(progress),
+        }
+        if next_phase {
+            self.attempts = 0;
+            self.on_timer(out);
+        }
+        true
+    }
+}
+
+impl SellerActor {
+    /// Whether she is after a first-come binding (not a bid).
+    pub fn goal_is_bind(&self) -> bool {
+        matches!(self.goal, Goal::Bind { .. })
+    }
+}
