@@ -297,6 +297,10 @@ pub enum CpoCmd {
     /// Apply the CRLs of the data directory to this node's server: CPOs of
     /// revoked buyers are taken down, sessions of revoked sellers end.
     Sweep,
+    /// Protocols 1 and 2 one message at a time through files, as by
+    /// e-mail: each party handles a message when it arrives.
+    #[command(subcommand)]
+    Mail(crate::mail::MailCmd),
 }
 
 /// "90s", "15m", "8h", "3d" as seconds (at least one second).
@@ -364,7 +368,7 @@ fn session_file(ctx: &Ctx, seller: &str) -> PathBuf {
 }
 
 /// This node's server on the data directory's SQLite store.
-fn local_server(
+pub(crate) fn local_server(
     ctx: &Ctx,
     ks: &Keystore,
     store: &agora_store::Store,
@@ -413,7 +417,7 @@ fn seller_session(
     ))
 }
 
-fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {
     use std::io::Read;
     let mut buf = Vec::new();
     std::fs::File::open(path)
@@ -426,7 +430,7 @@ fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn read_ccpo(path: &Path) -> anyhow::Result<Ccpo> {
+pub(crate) fn read_ccpo(path: &Path) -> anyhow::Result<Ccpo> {
     let bytes = read_limited(path)?;
     let mut d = Decoder::new(&bytes);
     let c: Ccpo = d
@@ -438,7 +442,7 @@ fn read_ccpo(path: &Path) -> anyhow::Result<Ccpo> {
 }
 
 /// A key pair of the keystore as protocol keys.
-fn keys(ks: &Keystore, name: &str) -> anyhow::Result<Keys> {
+pub(crate) fn keys(ks: &Keystore, name: &str) -> anyhow::Result<Keys> {
     let sign = ks
         .ed25519(&crate::key::ed_name(name))
         .with_context(|| format!("no key pair named {name:?} in the keystore"))?;
@@ -451,7 +455,7 @@ fn keys(ks: &Keystore, name: &str) -> anyhow::Result<Keys> {
     })
 }
 
-fn bond_trust(ctx: &Ctx) -> anyhow::Result<BondTrust> {
+pub(crate) fn bond_trust(ctx: &Ctx) -> anyhow::Result<BondTrust> {
     Ok(BondTrust {
         agencies: ctx.load_trust()?.agency_anchors(),
         crls: crate::cert::load_crls(ctx, &[])?,
@@ -460,7 +464,7 @@ fn bond_trust(ctx: &Ctx) -> anyhow::Result<BondTrust> {
 
 /// This node's arbiter's policy: `<data-dir>/arbiter-policy.toml` if
 /// present, else a policy that refuses nothing but invalid bonds.
-fn arbiter_policy(ctx: &Ctx) -> anyhow::Result<ArbiterPolicy> {
+pub(crate) fn arbiter_policy(ctx: &Ctx) -> anyhow::Result<ArbiterPolicy> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct PolicyFile {
@@ -1104,6 +1108,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 serde_json::json!({ "valid": true, "seller_key_id": seller.to_string() }),
             );
         }
+        CpoCmd::Mail(c) => crate::mail::run(ctx, c)?,
         CpoCmd::Sweep => {
             let ks = ctx.load_keystore()?;
             let store = ctx.store()?;

@@ -12,6 +12,7 @@ mod cpo;
 mod datadir;
 mod evidence;
 mod key;
+mod mail;
 mod output;
 
 use clap::{Parser, Subcommand};

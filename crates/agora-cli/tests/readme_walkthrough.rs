@@ -138,23 +138,56 @@ fn readme_walkthrough_cpo() {
     assert!(stdout.contains("status   bound"));
     assert!(stdout.contains("over CPO_BOUND_CPO [1, 4, 3]"));
     assert!(stdout.contains("browse session ended"));
-    assert!(stdout.contains("proof valid"), "Pam proves she holds BC_P's key");
-    assert!(stderr.contains("the proof is refused"), "Quinn cannot: {stderr}");
+    assert!(
+        stdout.contains("proof valid"),
+        "Pam proves she holds BC_P's key"
+    );
+    assert!(
+        stderr.contains("the proof is refused"),
+        "Quinn cannot: {stderr}"
+    );
 }
 
 #[test]
 fn readme_walkthrough_bidding() {
     let out = run_block("bidding");
-    assert!(out.status.success(), "the README's bidding walk-through failed");
+    assert!(
+        out.status.success(),
+        "the README's bidding walk-through failed"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stdout.contains("accepted CPO") && stdout.contains("(bidding)"), "{stdout}");
+    assert!(
+        stdout.contains("accepted CPO") && stdout.contains("(bidding)"),
+        "{stdout}"
+    );
     assert!(stderr.contains("a bid must ask between"), "{stderr}");
     assert!(stdout.contains("of 2 bids"));
     assert!(stdout.contains("the bid of 75.00 EUR lost"));
     assert!(stdout.contains("the bid of 70.00 EUR won"));
     assert!(stdout.contains("over CPO_BID_AWARD [1, 6, 5]"));
     assert!(stdout.contains("status   bound"));
+}
+
+#[test]
+fn readme_walkthrough_mail() {
+    let out = run_block("mail");
+    assert!(
+        out.status.success(),
+        "the README's e-mail walk-through failed"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("ARBITER_ACCEPTANCE: written to press.acceptance"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("300.00 EUR  first-come"));
+    assert!(
+        stderr.contains("no run in progress expects this message"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("over CPO_POSTED [1, 2, 4]"));
 }
 
 #[test]

@@ -24,6 +24,9 @@ pub struct Arbiter {
     pub policy: ArbiterPolicy,
     /// Trusted agencies and their CRLs.
     pub trust: BondTrust,
+    /// How long she waits for Bob's answer to her challenge; default
+    /// [`crate::SESSION_TIMEOUT_SECS`], longer when runs go by e-mail.
+    pub session_timeout_secs: u64,
 }
 
 /// Step 2 done: Alice waits for Bob's answer to her challenge.
@@ -54,6 +57,7 @@ impl Arbiter {
             keys,
             policy,
             trust,
+            session_timeout_secs: crate::SESSION_TIMEOUT_SECS,
         }
     }
 
@@ -151,7 +155,12 @@ impl<V: Variant> PendingApproval<V> {
         now: Timestamp,
         m2: &[u8],
     ) -> Result<Issued<V>> {
-        if now.secs() > self.started_at.secs() + crate::SESSION_TIMEOUT_SECS {
+        if now.secs()
+            > self
+                .started_at
+                .secs()
+                .saturating_add(arbiter.session_timeout_secs)
+        {
             return Err(Error::Replayed);
         }
         let opened = envelope::open::<ArbiterResponse<V>>(m2, &arbiter.keys.enc, |kid| {
@@ -176,5 +185,42 @@ impl<V: Variant> PendingApproval<V> {
             acceptance,
             message: x3,
         })
+    }
+}
+
+impl<V: Variant> PendingApproval<V> {
+    /// The state as bytes (saved state kind 5), to resume later with
+    /// [`Self::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut e = crate::state::start(5, 6);
+        e.uint(u64::from(V::APPROVAL_PROTOCOL))
+            .bytes(&agora_core::wire::encode(&self.request))
+            .field(&self.x1_hash)
+            .field(&self.buyer)
+            .field(&self.buyer_enc)
+            .field(&self.started_at);
+        e.into_bytes()
+    }
+
+    /// A state saved by [`Self::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+        let mut d = crate::state::open(b, 5, 6)?;
+        if d.uint()? != u64::from(V::APPROVAL_PROTOCOL) {
+            return Err(agora_core::DecodeError::Invalid(
+                "saved state of the other approval protocol",
+            ));
+        }
+        let request = agora_core::wire::decode::<ArbiterRequest<V>>(
+            d.bytes("saved request", crate::state::MAX_LEN)?,
+        )?;
+        let s = PendingApproval {
+            request,
+            x1_hash: d.field()?,
+            buyer: d.field()?,
+            buyer_enc: d.field()?,
+            started_at: d.field()?,
+        };
+        d.finish()?;
+        Ok(s)
     }
 }

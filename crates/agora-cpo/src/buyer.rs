@@ -239,3 +239,109 @@ impl ExpectPosted {
         })
     }
 }
+
+// Saved states (see `crate::state`): kinds 1-4.
+
+fn check_protocol<V: Variant>(p: u64) -> Result<(), agora_core::DecodeError> {
+    if p == u64::from(V::APPROVAL_PROTOCOL) {
+        Ok(())
+    } else {
+        Err(agora_core::DecodeError::Invalid(
+            "saved state of the other approval protocol",
+        ))
+    }
+}
+
+impl<V: Variant> ExpectArbiterChallenge<V> {
+    /// The state as bytes, to resume later with [`Self::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut e = crate::state::start(1, 4);
+        e.uint(u64::from(V::APPROVAL_PROTOCOL))
+            .field(&self.arbiter)
+            .field(&self.x0_hash)
+            .field(&self.ccpo);
+        e.into_bytes()
+    }
+
+    /// A state saved by [`Self::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+        let mut d = crate::state::open(b, 1, 4)?;
+        check_protocol::<V>(d.uint()?)?;
+        let s = ExpectArbiterChallenge {
+            arbiter: d.field()?,
+            x0_hash: d.field()?,
+            ccpo: d.field()?,
+            variant: PhantomData,
+        };
+        d.finish()?;
+        Ok(s)
+    }
+}
+
+impl<V: Variant> ExpectArbiterAcceptance<V> {
+    /// The state as bytes, to resume later with [`Self::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut e = crate::state::start(2, 4);
+        e.uint(u64::from(V::APPROVAL_PROTOCOL))
+            .field(&self.arbiter)
+            .field(&self.x2_hash)
+            .field(&self.ccpo);
+        e.into_bytes()
+    }
+
+    /// A state saved by [`Self::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+        let mut d = crate::state::open(b, 2, 4)?;
+        check_protocol::<V>(d.uint()?)?;
+        let s = ExpectArbiterAcceptance {
+            arbiter: d.field()?,
+            x2_hash: d.field()?,
+            ccpo: d.field()?,
+            variant: PhantomData,
+        };
+        d.finish()?;
+        Ok(s)
+    }
+}
+
+impl ExpectPostChallenge {
+    /// The state as bytes, to resume later with [`Self::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut e = crate::state::start(3, 3);
+        e.field(&self.server).field(&self.x0_hash).field(&self.ccpo);
+        e.into_bytes()
+    }
+
+    /// A state saved by [`Self::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+        let mut d = crate::state::open(b, 3, 3)?;
+        let s = ExpectPostChallenge {
+            server: d.field()?,
+            x0_hash: d.field()?,
+            ccpo: d.field()?,
+        };
+        d.finish()?;
+        Ok(s)
+    }
+}
+
+impl ExpectPosted {
+    /// The state as bytes, to resume later with [`Self::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut e = crate::state::start(4, 3);
+        e.field(&self.server).field(&self.x2_hash).field(&self.ccpo);
+        e.into_bytes()
+    }
+
+    /// A state saved by [`Self::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+        let mut d = crate::state::open(b, 4, 3)?;
+        let s = ExpectPosted {
+            server: d.field()?,
+            x2_hash: d.field()?,
+            ccpo: d.field()?,
+        };
+        d.finish()?;
+        Ok(s)
+    }
+}

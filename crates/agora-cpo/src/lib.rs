@@ -103,6 +103,61 @@ impl Peer {
     }
 }
 
+impl agora_core::wire::Field for Peer {
+    fn encode(&self, e: &mut agora_core::wire::Encoder) {
+        e.array(2).field(&self.sign).field(&self.enc);
+    }
+    fn decode(d: &mut agora_core::wire::Decoder<'_>) -> Result<Self, agora_core::DecodeError> {
+        d.array(2)?;
+        Ok(Peer {
+            sign: d.field()?,
+            enc: d.field()?,
+        })
+    }
+}
+
+/// Saved protocol states (for runs that span program runs, e.g. over
+/// e-mail: paper 3.6, "this part of the protocol really ought to be
+/// possible with nothing more than encrypted e-mail"). A state is the CBOR
+/// array `[version, kind, fields...]`; it is local data, but decoded as
+/// strictly as peer input.
+pub(crate) mod state {
+    use agora_core::wire::{Decoder, Encoder};
+    use agora_core::DecodeError;
+
+    /// Format version of saved states.
+    pub const VERSION: u64 = 1;
+    /// Largest saved state, in bytes.
+    pub const MAX_LEN: usize = 256 * 1024;
+
+    /// Starts a state of `kind` with `fields` fields after the header.
+    pub fn start(kind: u64, fields: usize) -> Encoder {
+        let mut e = Encoder::new();
+        e.array(fields + 2).uint(VERSION).uint(kind);
+        e
+    }
+
+    /// Opens a state of `kind` with `fields` fields; the caller reads them
+    /// and then calls `finish`.
+    pub fn open(bytes: &[u8], kind: u64, fields: usize) -> Result<Decoder<'_>, DecodeError> {
+        if bytes.len() > MAX_LEN {
+            return Err(DecodeError::TooLarge {
+                what: "saved state",
+                limit: MAX_LEN,
+            });
+        }
+        let mut d = Decoder::new(bytes);
+        d.array(fields + 2)?;
+        if d.uint()? != VERSION {
+            return Err(DecodeError::Invalid("saved state of another version"));
+        }
+        if d.uint()? != kind {
+            return Err(DecodeError::Invalid("saved state of another kind"));
+        }
+        Ok(d)
+    }
+}
+
 /// What a role needs to judge bond certificates: the trusted bonding
 /// agencies and their current CRLs.
 #[derive(Clone, Debug)]

@@ -83,6 +83,10 @@ pub struct Server<B, R, S> {
     /// Listings waiting for an offer, by hash(X_0). Kept in memory: losing
     /// them (a restart) only means the seller asks for the listing again.
     pub(crate) issued: Mutex<HashMap<[u8; 32], IssuedListing>>,
+    /// How long the server waits for the answer to its challenge in
+    /// protocols 2 and 3; default [`crate::SESSION_TIMEOUT_SECS`], longer
+    /// when posting goes by e-mail.
+    pub session_timeout_secs: u64,
 }
 
 /// A checked ARBITER_ACCEPTANCE.
@@ -179,6 +183,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             replay,
             sessions,
             issued: Mutex::new(HashMap::new()),
+            session_timeout_secs: crate::SESSION_TIMEOUT_SECS,
         }
     }
 
@@ -258,7 +263,10 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         if self.board.get(&acc.ccpo.id)?.is_some() {
             return Err(Error::Refused("this CPO is already posted".into()));
         }
-        let expires = now.plus_secs(crate::ACCEPTANCE_MAX_AGE_SECS + crate::MAX_CLOCK_SKEW_SECS);
+        let expires = now.plus_secs(
+            (crate::ACCEPTANCE_MAX_AGE_SECS + crate::MAX_CLOCK_SKEW_SECS)
+                .max(self.session_timeout_secs),
+        );
         if self
             .replay
             .check_and_insert(POST_NONCE_SCOPE, &x0.r0, expires, now)?
@@ -300,7 +308,12 @@ impl PendingPost {
         now: Timestamp,
         m2: &[u8],
     ) -> Result<Posted> {
-        if now.secs() > self.started_at.secs() + crate::SESSION_TIMEOUT_SECS {
+        if now.secs()
+            > self
+                .started_at
+                .secs()
+                .saturating_add(server.session_timeout_secs)
+        {
             return Err(Error::Replayed);
         }
         let opened = envelope::open::<PostResponse>(m2, &server.keys.enc, |kid| {
@@ -694,7 +707,12 @@ impl PendingBrowse {
         now: Timestamp,
         m2: &[u8],
     ) -> Result<Granted> {
-        if now.secs() > self.started_at.secs() + crate::SESSION_TIMEOUT_SECS {
+        if now.secs()
+            > self
+                .started_at
+                .secs()
+                .saturating_add(server.session_timeout_secs)
+        {
             return Err(Error::Replayed);
         }
         let opened = envelope::open::<BrowseResponse>(m2, &server.keys.enc, |kid| {
@@ -789,5 +807,59 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             }
         }
         Ok(report)
+    }
+}
+
+impl PendingPost {
+    /// The state as bytes (saved state kind 6), to resume later with
+    /// [`Self::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let c = &self.checked;
+        let mode = match c.mode {
+            Mode::FirstCome => 1u64,
+            Mode::Bidding => 5,
+        };
+        let mut e = crate::state::start(6, 10);
+        e.bytes(&self.acceptance)
+            .field(&c.ccpo)
+            .uint(mode)
+            .field(&c.t3)
+            .field(&c.server)
+            .field(&c.arbiter)
+            .field(&self.x1_hash)
+            .field(&self.buyer)
+            .field(&self.buyer_enc)
+            .field(&self.started_at);
+        e.into_bytes()
+    }
+
+    /// A state saved by [`Self::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+        let mut d = crate::state::open(b, 6, 10)?;
+        let acceptance = d
+            .bytes("saved acceptance", crate::msg::MAX_ACCEPTANCE_LEN)?
+            .to_vec();
+        let ccpo = d.field()?;
+        let mode = match d.uint()? {
+            1 => Mode::FirstCome,
+            5 => Mode::Bidding,
+            _ => return Err(agora_core::DecodeError::Invalid("saved mode")),
+        };
+        let s = PendingPost {
+            acceptance,
+            checked: CheckedAcceptance {
+                ccpo,
+                mode,
+                t3: d.field()?,
+                server: d.field()?,
+                arbiter: d.field()?,
+            },
+            x1_hash: d.field()?,
+            buyer: d.field()?,
+            buyer_enc: d.field()?,
+            started_at: d.field()?,
+        };
+        d.finish()?;
+        Ok(s)
     }
 }

@@ -76,3 +76,76 @@ fn messages_carry_the_papers_numbering() {
         vec![(1, 2, 1), (1, 2, 2), (1, 2, 3), (1, 2, 4)]
     );
 }
+
+#[test]
+fn every_party_can_save_its_state_between_messages_as_by_email() {
+    use agora_cpo::arbiter::PendingApproval;
+    use agora_cpo::buyer::{
+        self, ExpectArbiterAcceptance, ExpectArbiterChallenge, ExpectPostChallenge, ExpectPosted,
+    };
+    use agora_cpo::server::PendingPost;
+    let mut m = Market::new(5);
+    let ccpo = m.ccpo();
+    // Protocol 1, each state saved and restored from bytes before its step.
+    let (m0, b) =
+        buyer::request_approval::<FirstCome>(&m.bob, &mut m.rng, ccpo.clone(), "", &m.alice_peer)
+            .unwrap();
+    let b = ExpectArbiterChallenge::<FirstCome>::from_bytes(&b.to_bytes()).unwrap();
+    assert!(
+        ExpectArbiterChallenge::<Bidding>::from_bytes(&b.to_bytes()).is_err(),
+        "other protocol"
+    );
+    let (m1, a) = m
+        .alice
+        .handle_request::<FirstCome>(&mut m.rng, NOW, &m0)
+        .unwrap();
+    let a = PendingApproval::<FirstCome>::from_bytes(&a.to_bytes()).unwrap();
+    let (m2, b) = b.handle(&m.bob, &mut m.rng, &m1).unwrap();
+    let b = ExpectArbiterAcceptance::<FirstCome>::from_bytes(&b.to_bytes()).unwrap();
+    let later = NOW.plus_secs(3 * DAY);
+    // An e-mail answer days later: the default five minutes refuse it...
+    let saved = a.to_bytes();
+    assert_eq!(
+        a.handle_response(&m.alice, &mut m.rng, later, &m2)
+            .unwrap_err(),
+        agora_core::Error::Replayed
+    );
+    // ...an arbiter who works by e-mail waits longer.
+    m.alice.session_timeout_secs = 7 * DAY;
+    let a = PendingApproval::<FirstCome>::from_bytes(&saved).unwrap();
+    let issued = a.handle_response(&m.alice, &mut m.rng, later, &m2).unwrap();
+    let acceptance = b.handle(&m.bob, later, &issued.reply).unwrap();
+    // Protocol 2 the same way.
+    let (p0, b) = buyer::request_post(&m.bob, &mut m.rng, &acceptance, &m.server_peer).unwrap();
+    let b = ExpectPostChallenge::from_bytes(&b.to_bytes()).unwrap();
+    let (p1, s) = m
+        .server
+        .handle_post_request(&mut m.rng, later, &p0)
+        .unwrap();
+    let s = PendingPost::from_bytes(&s.to_bytes()).unwrap();
+    let (p2, b) = b.handle(&m.bob, &mut m.rng, &p1).unwrap();
+    let b = ExpectPosted::from_bytes(&b.to_bytes()).unwrap();
+    let posted = s
+        .handle_response(&m.server, &mut m.rng, later, &p2)
+        .unwrap();
+    let receipt = b.handle(&m.bob, &posted.reply).unwrap();
+    assert_eq!(receipt.cpo.ccpo, ccpo);
+    // A damaged saved state is refused, not half-read.
+    let (_, fresh) = buyer::request_post(&m.bob, &mut m.rng, &acceptance, &m.server_peer).unwrap();
+    let bytes = fresh.to_bytes();
+    for i in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad.truncate(i);
+        assert!(
+            ExpectPostChallenge::from_bytes(&bad).is_err(),
+            "truncated at {i}"
+        );
+    }
+    let mut extended = bytes.clone();
+    extended.push(0);
+    assert!(ExpectPostChallenge::from_bytes(&extended).is_err());
+    assert!(
+        ExpectPosted::from_bytes(&bytes).is_err(),
+        "another kind of state"
+    );
+}
