@@ -319,3 +319,112 @@ fn the_rule_prefers_lower_then_earlier_then_smaller_hash() {
         Some([2; 32])
     );
 }
+
+#[test]
+fn a_flipped_bit_anywhere_in_protocol_6_is_refused() {
+    use rand_chacha::rand_core::SeedableRng;
+    let flip = |msg: &[u8], i: usize| {
+        let mut b = msg.to_vec();
+        b[i] ^= 1 << (i % 8);
+        b
+    };
+    let mut m = Market::new(35);
+    let bids = MemoryBids::new();
+    let ccpo = bidding_cpo(&mut m);
+    let p = bidder(&mut m);
+    // The listing and the bid.
+    let l = m
+        .server
+        .bid_listing(&mut m.rng, NOW, &p.session.id(), &ccpo.id)
+        .unwrap();
+    for i in 0..l.len() {
+        assert!(
+            p.session.open_bid_listing(&flip(&l, i)).is_err(),
+            "bid M_0 byte {i}"
+        );
+    }
+    let l = p.session.open_bid_listing(&l).unwrap();
+    let bid_rng = rand_chacha::ChaCha20Rng::seed_from_u64(3535);
+    let (m1, _) = p
+        .session
+        .bid(&mut bid_rng.clone(), &l, eur(9_000), "d")
+        .unwrap();
+    for i in 0..m1.len() {
+        assert!(
+            m.server
+                .handle_bid(&bids, &mut m.rng, NOW, &flip(&m1, i))
+                .is_err(),
+            "bid M_1 byte {i}"
+        );
+    }
+    assert!(bids.bids(&ccpo.id).unwrap().is_empty(), "nothing recorded");
+    let taken = m.server.handle_bid(&bids, &mut m.rng, NOW, &m1).unwrap();
+    // BID_RECEIPT: the bidder's state rebuilt for each try.
+    for i in 0..taken.reply.len() {
+        let (_, exp) = p
+            .session
+            .bid(&mut bid_rng.clone(), &l, eur(9_000), "d")
+            .unwrap();
+        assert!(
+            exp.handle(&p.session, &flip(&taken.reply, i)).is_err(),
+            "BID_RECEIPT byte {i}"
+        );
+    }
+    // The award request and the award.
+    let closed = ccpo.end;
+    let award_rng = rand_chacha::ChaCha20Rng::seed_from_u64(3536);
+    let (req, _) = m
+        .server
+        .request_award(
+            &bids,
+            &mut award_rng.clone(),
+            closed,
+            &ccpo.id,
+            &m.alice_peer,
+        )
+        .unwrap();
+    for i in 0..req.len() {
+        assert!(
+            m.alice
+                .handle_award_request(&mut m.rng, closed, &flip(&req, i), &m.server_peer)
+                .is_err(),
+            "award request byte {i}"
+        );
+    }
+    let (reply, _) = m
+        .alice
+        .handle_award_request(&mut m.rng, closed, &req, &m.server_peer)
+        .unwrap();
+    for i in 0..reply.len() {
+        let (_, pending) = m
+            .server
+            .request_award(
+                &bids,
+                &mut award_rng.clone(),
+                closed,
+                &ccpo.id,
+                &m.alice_peer,
+            )
+            .unwrap();
+        assert!(
+            pending
+                .handle_award(&m.server, &bids, closed, &flip(&reply, i))
+                .is_err(),
+            "award byte {i}"
+        );
+    }
+    assert_eq!(bids.award(&ccpo.id).unwrap(), None, "nothing recorded");
+    let (_, pending) = m
+        .server
+        .request_award(
+            &bids,
+            &mut award_rng.clone(),
+            closed,
+            &ccpo.id,
+            &m.alice_peer,
+        )
+        .unwrap();
+    pending
+        .handle_award(&m.server, &bids, closed, &reply)
+        .unwrap();
+}

@@ -262,3 +262,94 @@ fn cpo_evidence_verifies_in_pycose() {
         &pam.sign.verifying_key(),
     );
 }
+
+#[test]
+fn bidding_evidence_verifies_in_pycose() {
+    use agora_cpo::bidding::{Award, BidReceipt, MemoryBids, Notice};
+    if !pycose_available() {
+        return;
+    }
+    let mut m = Market::new(41);
+    let ccpo = m.ccpo();
+    let (acceptance, _) = m.approve::<agora_cpo::Bidding>(ccpo.clone(), "");
+    m.post(&acceptance);
+    let bids = MemoryBids::new();
+    let pam = keys(&mut m.rng);
+    let pam_bond = bond(
+        &m.agency,
+        &mut m.rng,
+        &pam,
+        eur(50_000),
+        vec![Role::Seller],
+        Conditions::default(),
+        NOW.plus_secs(365 * DAY),
+    );
+    let (m0, run) = seller::request_session(
+        &pam,
+        &mut m.rng,
+        pam_bond,
+        NOW.minus_secs(60),
+        NOW.plus_secs(DAY),
+        &m.server_peer,
+    )
+    .unwrap();
+    let (m1, pending) = m
+        .server
+        .handle_browse_request(&mut m.rng, NOW, &m0)
+        .unwrap();
+    let (m2, run) = run.handle(&pam, &mut m.rng, &m1).unwrap();
+    let granted = pending
+        .handle_response(&m.server, &mut m.rng, NOW, &m2)
+        .unwrap();
+    let session = run.handle(&pam, &granted.reply).unwrap();
+    let l = m
+        .server
+        .bid_listing(&mut m.rng, NOW, &session.id(), &ccpo.id)
+        .unwrap();
+    let l = session.open_bid_listing(&l).unwrap();
+    let (b1, exp) = session
+        .bid(&mut m.rng, &l, eur(9_000), "in a week")
+        .unwrap();
+    let taken = m.server.handle_bid(&bids, &mut m.rng, NOW, &b1).unwrap();
+    let held = exp.handle(&session, &taken.reply).unwrap();
+    let closed = ccpo.end;
+    let (req, pa) = m
+        .server
+        .request_award(&bids, &mut m.rng, closed, &ccpo.id, &m.alice_peer)
+        .unwrap();
+    let (reply, _) = m
+        .alice
+        .handle_award_request(&mut m.rng, closed, &req, &m.server_peer)
+        .unwrap();
+    let awarded = pa.handle_award(&m.server, &bids, closed, &reply).unwrap();
+    let award: Award = cose::verify(&awarded.award, &m.alice_peer.sign).unwrap();
+    let (_, _, notice_bytes) = &awarded.notices[0];
+    let notice: Notice = cose::verify(notice_bytes, &m.server_peer.sign).unwrap();
+
+    let dir = TempDir::new("bidding-evidence-interop");
+    let d = &dir.0;
+    check_evidence::<BidReceipt>(
+        d,
+        "bid_receipt",
+        &held.signed,
+        &held.message,
+        &m.server_peer.sign,
+        &m.alice_peer.sign,
+    );
+    check_evidence::<Award>(
+        d,
+        "award",
+        &awarded.award,
+        &award,
+        &m.alice_peer.sign,
+        &m.server_peer.sign,
+    );
+    check_evidence::<Notice>(
+        d,
+        "notice",
+        notice_bytes,
+        &notice,
+        &m.server_peer.sign,
+        &m.alice_peer.sign,
+    );
+}
