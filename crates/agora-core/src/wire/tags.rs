@@ -205,14 +205,17 @@ mod tests {
             assert!(t.step >= 1, "{n}: steps count from 1");
             if t.system == SYSTEM_CPO {
                 assert!(n.starts_with("CPO_"), "{n}");
-                assert!((1..=6).contains(&t.protocol), "{n}: CPO protocols are 1-6");
+                // Protocols 1-6 as the paper numbers them; 7 is agora's
+                // delivery proof (paper section 3.11 gives it no number).
+                assert!((1..=7).contains(&t.protocol), "{n}: CPO protocols are 1-7");
             }
             assert_eq!(lookup(*t), Some(*n));
             assert_eq!(by_name(n), Some(*t));
         }
         assert_eq!(CPO_ARBITER_ACCEPTANCE, Tag::new(1, 1, 4));
         assert_eq!(CPO_BID_RECEIPT, Tag::new(1, 6, 3));
-        assert!(!is_registered(Tag::new(1, 7, 1)));
+        assert_eq!(CPO_PROOF, Tag::new(1, 7, 2));
+        assert!(!is_registered(Tag::new(1, 8, 1)));
         assert!(!is_registered(Tag::new(9, 9, 9)));
     }
 }
