@@ -84,6 +84,9 @@ fn main() {
     put("certificate", "crl", crl.der());
     cpo_seeds(&put);
     session_seeds(&put);
+    state_seeds(&put);
+    bid_seeds(&put);
+    delivery_seeds(&put);
     println!("seeds written to {}", dir.display());
 }
 
@@ -258,4 +261,257 @@ fn session_seeds(put: &impl Fn(&str, &str, &[u8])) {
     };
     put("cpo_messages", "bind_offer", &wire::encode(&x1));
     put("cpo_messages", "bound_cpo", &wire::encode(&bound.message));
+}
+
+/// One approval run of variant `V` (protocol 1 or 5) for the saved-state
+/// target: the buyer's and the arbiter's states on the way, each checked to
+/// load and save again unchanged; returns Bob's acceptance.
+fn approval_states<V: agora_cpo::Variant>(
+    put: &impl Fn(&str, &str, &[u8]),
+    name: &str,
+    rng: &mut rand_chacha::ChaCha20Rng,
+) -> agora_cpo::buyer::Acceptance {
+    use agora_cpo::arbiter::PendingApproval;
+    use agora_cpo::buyer::{self, ExpectArbiterAcceptance, ExpectArbiterChallenge};
+    use cpo_fixture::{keys, Market, BOB, NOW};
+    let market = Market::new();
+    let alice = market.arbiter();
+    let bob = keys(BOB);
+    let (m0, s1) = buyer::request_approval::<V>(&bob, rng, market.ccpo(), "", &market.alice_peer())
+        .expect("request");
+    let b = s1.to_bytes();
+    let loaded = ExpectArbiterChallenge::<V>::from_bytes(&b).expect("the states target loads it");
+    assert_eq!(loaded.to_bytes(), b);
+    put(
+        "cpo_states",
+        &format!("expect_arbiter_challenge_{name}"),
+        &b,
+    );
+    let (m1, pending) = alice.handle_request::<V>(rng, NOW, &m0).expect("request");
+    let b = pending.to_bytes();
+    let loaded = PendingApproval::<V>::from_bytes(&b).expect("the states target loads it");
+    assert_eq!(loaded.to_bytes(), b);
+    put("cpo_states", &format!("pending_approval_{name}"), &b);
+    let (m2, s2) = s1.handle(&bob, rng, &m1).expect("challenge");
+    let b = s2.to_bytes();
+    let loaded = ExpectArbiterAcceptance::<V>::from_bytes(&b).expect("the states target loads it");
+    assert_eq!(loaded.to_bytes(), b);
+    put(
+        "cpo_states",
+        &format!("expect_arbiter_acceptance_{name}"),
+        &b,
+    );
+    let issued = pending
+        .handle_response(&alice, rng, NOW, &m2)
+        .expect("response");
+    s2.handle(&bob, NOW, &issued.reply).expect("acceptance")
+}
+
+/// One of each saved state (kinds 1-6) for `cpo_states`, from real runs of
+/// protocols 1, 5 and 2.
+fn state_seeds(put: &impl Fn(&str, &str, &[u8])) {
+    use agora_cpo::buyer::{self, ExpectPostChallenge, ExpectPosted};
+    use agora_cpo::server::PendingPost;
+    use agora_cpo::{Bidding, FirstCome};
+    use cpo_fixture::{keys, Market, BOB, NOW};
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+    let first_come = approval_states::<FirstCome>(put, "first_come", &mut rng);
+    let bidding = approval_states::<Bidding>(put, "bidding", &mut rng);
+    let market = Market::new();
+    let server = market.server();
+    let bob = keys(BOB);
+    for (name, acceptance) in [("first_come", &first_come), ("bidding", &bidding)] {
+        let (p0, s3) = buyer::request_post(&bob, &mut rng, acceptance, &market.server_peer())
+            .expect("post request");
+        let b = s3.to_bytes();
+        let loaded = ExpectPostChallenge::from_bytes(&b).expect("the states target loads it");
+        assert_eq!(loaded.to_bytes(), b);
+        put("cpo_states", &format!("expect_post_challenge_{name}"), &b);
+        let (p1, pending) = server
+            .handle_post_request(&mut rng, NOW, &p0)
+            .expect("post request");
+        let b = pending.to_bytes();
+        let loaded = PendingPost::from_bytes(&b).expect("the states target loads it");
+        assert_eq!(loaded.to_bytes(), b);
+        put("cpo_states", &format!("pending_post_{name}"), &b);
+        let (_, s4) = s3.handle(&bob, &mut rng, &p1).expect("post challenge");
+        let b = s4.to_bytes();
+        let loaded = ExpectPosted::from_bytes(&b).expect("the states target loads it");
+        assert_eq!(loaded.to_bytes(), b);
+        put("cpo_states", &format!("expect_posted_{name}"), &b);
+    }
+}
+
+/// Valid inputs for `cpo_bid` (protocol 6 as the target replays it: the
+/// fixture's bid listing, Pam's bid made with a fresh fixed RNG, the award
+/// of the fixture's closed CPO), and one of each protocol 6 message for the
+/// decoder target.
+fn bid_seeds(put: &impl Fn(&str, &str, &[u8])) {
+    use agora_core::wire::cose;
+    use agora_cpo::bidding::{self, Award, AwardRequest, Bid, Bids, MemoryBids, Notice, Outcome};
+    use agora_cpo::msg::Mode;
+    use agora_cpo::ports::Board;
+    use cpo_fixture::{end, eur, rng, Market, BID_CENTS, BID_DETAILS, NOW};
+    let market = Market::new();
+    let (server_peer, alice_peer) = (market.server_peer(), market.alice_peer());
+    let id = market.ccpo().id;
+    let pam = market.pam_seller_session();
+    let (server, m0) = market.bid_server();
+    let listing = pam
+        .open_bid_listing(&m0)
+        .expect("the bid target accepts its listing");
+    put("cpo_bid", "bid_listing", &m0);
+    let (m1, expect) = pam
+        .bid(&mut rng(), &listing, eur(BID_CENTS), BID_DETAILS)
+        .expect("bid");
+    let bids = MemoryBids::new();
+    let taken = server
+        .handle_bid(&bids, &mut rng(), NOW, &m1)
+        .expect("the bid target accepts its bid");
+    put("cpo_bid", "bid", &m1);
+    let receipt = expect
+        .handle(&pam, &taken.reply)
+        .expect("the bid target accepts its BID_RECEIPT");
+    assert_eq!(receipt.signed, taken.signed);
+    put("cpo_bid", "bid_receipt", &taken.reply);
+    let record = bids.bids(&id).expect("bids").pop().expect("the bid");
+    let (server, bids, request, pending) = market.award_server(&record);
+    assert_eq!(
+        server.board().get(&id).expect("get").expect("posted").mode,
+        Mode::Bidding
+    );
+    let (reply, signed) = market
+        .arbiter()
+        .handle_award_request(&mut rng(), end(), &request, &server_peer)
+        .expect("the bid target accepts its award request");
+    put("cpo_bid", "award_request", &request);
+    let awarded = pending
+        .handle_award(&server, &bids, end(), &reply)
+        .expect("the bid target accepts its award");
+    assert_eq!(awarded.award, signed);
+    assert_eq!(awarded.winner, Some(record.summary.seller));
+    put("cpo_bid", "award", &reply);
+    let notice = &awarded.notices[0].2;
+    assert_eq!(
+        bidding::check_notice(notice, &receipt, &server_peer.sign, &alice_peer.sign)
+            .expect("the bid target accepts its notice"),
+        Outcome::Won
+    );
+    put("cpo_bid", "notice", notice);
+
+    // The decoder target.
+    put(
+        "cpo_messages",
+        "bid_listing",
+        &wire::encode(&listing.message),
+    );
+    let bid = Bid {
+        x0_hash: [16; 32],
+        r1: [17; 32],
+        price: eur(BID_CENTS),
+        details: BID_DETAILS.into(),
+    };
+    put("cpo_messages", "bid", &wire::encode(&bid));
+    put("cpo_messages", "bid_receipt", &wire::encode(&taken.message));
+    let x = AwardRequest {
+        cpo: id,
+        checksum: *market.ccpo().checksum(),
+        price: market.ccpo().price,
+        closed_at: end(),
+        bids: vec![record.summary.clone()],
+    };
+    put("cpo_messages", "award_request", &wire::encode(&x));
+    let award = cose::verify::<Award>(&awarded.award, &alice_peer.sign).expect("award");
+    put("cpo_messages", "award", &wire::encode(&award));
+    let n = cose::verify::<Notice>(notice, &server_peer.sign).expect("notice");
+    put("cpo_messages", "notice", &wire::encode(&n));
+}
+
+/// Valid inputs for `cpo_delivery` (the fixture's binding, Bob's request
+/// and Pam's query made with a fresh fixed RNG, the fixed challenge and its
+/// proof), and one of each delivery and recovery message for the decoder
+/// target.
+fn delivery_seeds(put: &impl Fn(&str, &str, &[u8])) {
+    use agora_cpo::delivery::{self, BindingReply, Proof};
+    use agora_cpo::ports::Board;
+    use agora_cpo::recovery::{BindingAnswer, BindingQuery};
+    use cpo_fixture::{keys, rng, Market, BOB, NOW, OFFER, PAM, VERIFIER};
+    let market = Market::new();
+    let server_peer = market.server_peer();
+    let id = market.ccpo().id;
+    let pam = market.pam_seller_session();
+    let (server, m0) = market.bind_server();
+    let listing = pam.open_listing(&m0).expect("listing");
+    let (offer, _) = pam.offer(&mut rng(), &listing, OFFER).expect("offer");
+    server
+        .handle_bind_offer(&mut rng(), NOW, &offer)
+        .expect("binding");
+    let binding = server
+        .board()
+        .binding(&id)
+        .expect("binding")
+        .expect("bound");
+
+    let server = market.bound_server(&binding);
+    let bob = keys(BOB);
+    let (request, req) = delivery::request_binding(&bob, &mut rng(), NOW, id);
+    let reply = server
+        .binding_for_buyer(&mut rng(), NOW, &request)
+        .expect("the delivery target accepts its binding request");
+    put("cpo_delivery", "binding_request", &request);
+    let evidence = delivery::open_binding_reply(&bob, &server_peer.sign, &req, &reply)
+        .expect("the delivery target accepts its binding reply");
+    assert_eq!(evidence, binding.bound_cpo);
+    put("cpo_delivery", "binding_reply", &reply);
+    let (query, expect) = pam.ask_binding(&mut rng(), &id, &market.pam_bond);
+    let answer = server
+        .handle_binding_query(&mut rng(), NOW, &query)
+        .expect("the delivery target accepts its binding query");
+    put("cpo_delivery", "binding_query", &query);
+    let receipt = expect
+        .handle(&pam, &answer)
+        .expect("the delivery target accepts its binding answer");
+    assert_eq!(receipt.signed, binding.bound_cpo);
+    put("cpo_delivery", "binding_answer", &answer);
+    let challenge =
+        delivery::challenge(&mut rng(), NOW, &binding.bound_cpo, VERIFIER).expect("challenge");
+    let proof = delivery::prove(&keys(PAM), &challenge, &binding.bound_cpo).expect("proof");
+    assert_eq!(
+        delivery::check_proof(
+            &proof,
+            &challenge,
+            &binding.bound_cpo,
+            &server_peer.sign,
+            NOW
+        )
+        .expect("the delivery target accepts its proof"),
+        keys(PAM).sign.verifying_key().key_id()
+    );
+    put("cpo_delivery", "proof", &proof);
+    put("cpo_delivery", "bound_cpo", &binding.bound_cpo);
+
+    // The decoder target.
+    put("cpo_messages", "binding_request", &wire::encode(&req));
+    let x = BindingReply {
+        request_hash: [18; 32],
+        evidence: binding.bound_cpo.clone(),
+    };
+    put("cpo_messages", "binding_reply", &wire::encode(&x));
+    put("cpo_messages", "proof_challenge", &wire::encode(&challenge));
+    let x = Proof {
+        challenge_hash: [19; 32],
+    };
+    put("cpo_messages", "proof", &wire::encode(&x));
+    let x = BindingQuery {
+        session: pam.id(),
+        cpo: id,
+        r: [20; 32],
+    };
+    put("cpo_messages", "binding_query", &wire::encode(&x));
+    let x = BindingAnswer {
+        query_hash: [21; 32],
+        cpo: id,
+        bound_cpo: binding.bound_cpo.clone(),
+    };
+    put("cpo_messages", "binding_answer", &wire::encode(&x));
 }

@@ -7,8 +7,11 @@ use agora_core::crypto::{SigningKey, X25519Secret};
 use agora_core::ports::MemoryReplayCache;
 use agora_core::{Currency, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
+use agora_cpo::bidding::{BidRecord, Bids, MemoryBids, PendingAward};
 use agora_cpo::policy::ArbiterPolicy;
-use agora_cpo::ports::{Board, BoardEntry, MemoryBoard, MemorySessions, Session, Sessions};
+use agora_cpo::ports::{
+    BindOutcome, Binding, Board, BoardEntry, MemoryBoard, MemorySessions, Session, Sessions,
+};
 use agora_cpo::seller::SellerSession;
 use agora_cpo::server::Server;
 use agora_cpo::session::BindingKey;
@@ -18,6 +21,7 @@ use agora_pki::{
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use std::sync::OnceLock;
 
 /// The targets' clock.
 pub const NOW: Timestamp = Timestamp(1_800_000_000);
@@ -41,13 +45,23 @@ pub const PAM: u8 = 24;
 pub const K_P: [u8; 32] = [0x4b; 32];
 /// Pam's offer in the `cpo_seller` target (and in its BOUND_CPO seed).
 pub const OFFER: &str = "ship to the buyer's intermediary";
+/// Pam's bid in the `cpo_bid` target (and in its seeds): price and details.
+pub const BID_CENTS: u64 = 11_000;
+pub const BID_DETAILS: &str = "courier to the buyer's intermediary, 3 days";
+/// The verifier of the `cpo_delivery` target's fixed delivery challenge.
+pub const VERIFIER: &str = "fuzz intermediary";
+
+/// When Bob's CPO closes (its EndDate): bidding is over from then on.
+pub fn end() -> Timestamp {
+    NOW.plus_secs(30 * DAY)
+}
 
 /// An RNG for one run: deterministic, so a crash replays exactly.
 pub fn rng() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(0x5eed)
 }
 
-fn eur(cents: u64) -> Money {
+pub fn eur(cents: u64) -> Money {
     Money::new(cents, Currency::new("EUR").expect("EUR"))
 }
 
@@ -57,6 +71,14 @@ pub struct Market {
     pub trust: BondTrust,
     pub bob_bond: Vec<u8>,
     pub pam_bond: Vec<u8>,
+    /// Pam's session as the server keeps it, made on first use (validating
+    /// her bond is the dear part of a fresh server's setup).
+    pam_session: OnceLock<Session>,
+    /// Alice's and the server's public keys and Bob's CCPO, made on first
+    /// use (each public key is a scalar multiplication).
+    alice_peer: OnceLock<Peer>,
+    server_peer: OnceLock<Peer>,
+    ccpo: OnceLock<Ccpo>,
 }
 
 impl Market {
@@ -123,6 +145,10 @@ impl Market {
             },
             bob_bond,
             pam_bond,
+            pam_session: OnceLock::new(),
+            alice_peer: OnceLock::new(),
+            server_peer: OnceLock::new(),
+            ccpo: OnceLock::new(),
         }
     }
 
@@ -133,6 +159,12 @@ impl Market {
 
     /// Pam's live browse session under [`K_P`], as the server keeps it.
     pub fn pam_session(&self) -> Session {
+        self.pam_session
+            .get_or_init(|| self.make_pam_session())
+            .clone()
+    }
+
+    fn make_pam_session(&self) -> Session {
         let valid = validate_bond(
             &self.pam_bond,
             &self.trust.agencies,
@@ -206,6 +238,78 @@ impl Market {
         (server, listing)
     }
 
+    /// Bob's CCPO as the server posted it for bidding (protocol 5).
+    pub fn bidding_entry(&self) -> BoardEntry {
+        BoardEntry {
+            mode: Mode::Bidding,
+            ..self.board_entry()
+        }
+    }
+
+    /// Like [`Self::bind_server`], but Bob's CPO is posted for bidding and
+    /// the listing sent to Pam is a bid listing (M_0 of protocol 6).
+    pub fn bid_server(
+        &self,
+    ) -> (
+        Server<MemoryBoard, MemoryReplayCache, MemorySessions>,
+        Vec<u8>,
+    ) {
+        let server = self.server();
+        let entry = self.bidding_entry();
+        server.board().post(&entry).expect("post");
+        let session = self.pam_session();
+        server.sessions().create(&session).expect("session");
+        let listing = server
+            .bid_listing(&mut rng(), NOW, &session.id, &entry.ccpo.id)
+            .expect("bid listing");
+        (server, listing)
+    }
+
+    /// Bidding on Bob's CPO has closed ([`end`]) with `bid` taken: a server
+    /// on fresh storage with the CPO posted for bidding, its bids, and the
+    /// award request it sealed to Alice (made with a fresh [`rng`]) with the
+    /// pending award waiting for her answer.
+    pub fn award_server(
+        &self,
+        bid: &BidRecord,
+    ) -> (
+        Server<MemoryBoard, MemoryReplayCache, MemorySessions>,
+        MemoryBids,
+        Vec<u8>,
+        PendingAward,
+    ) {
+        let server = self.server();
+        let entry = self.bidding_entry();
+        server.board().post(&entry).expect("post");
+        let bids = MemoryBids::new();
+        bids.record_bid(&entry.ccpo.id, bid).expect("bid");
+        let (m, pending) = server
+            .request_award(&bids, &mut rng(), end(), &entry.ccpo.id, &self.alice_peer())
+            .expect("award request");
+        (server, bids, m, pending)
+    }
+
+    /// A server on fresh storage with Bob's first-come CPO posted and bound
+    /// by `binding`, and Pam's session under [`K_P`] live.
+    pub fn bound_server(
+        &self,
+        binding: &Binding,
+    ) -> Server<MemoryBoard, MemoryReplayCache, MemorySessions> {
+        let server = self.server();
+        let entry = self.board_entry();
+        server.board().post(&entry).expect("post");
+        let bound = server
+            .board()
+            .try_bind(&entry.ccpo.id, binding)
+            .expect("bind");
+        assert_eq!(bound, BindOutcome::Bound);
+        server
+            .sessions()
+            .create(&self.pam_session())
+            .expect("session");
+        server
+    }
+
     /// Alice, with an empty policy.
     pub fn arbiter(&self) -> Arbiter {
         Arbiter::new(keys(ALICE), ArbiterPolicy::default(), self.trust.clone())
@@ -216,7 +320,7 @@ impl Market {
         Server::new(
             keys(SERVER),
             self.trust.clone(),
-            vec![keys(ALICE).sign.verifying_key()],
+            vec![self.alice_peer().sign],
             MemoryBoard::new(),
             MemoryReplayCache::new(),
             MemorySessions::new(),
@@ -224,15 +328,19 @@ impl Market {
     }
 
     pub fn alice_peer(&self) -> Peer {
-        keys(ALICE).peer()
+        *self.alice_peer.get_or_init(|| keys(ALICE).peer())
     }
 
     pub fn server_peer(&self) -> Peer {
-        keys(SERVER).peer()
+        *self.server_peer.get_or_init(|| keys(SERVER).peer())
     }
 
     /// Bob's CCPO.
     pub fn ccpo(&self) -> Ccpo {
+        self.ccpo.get_or_init(|| self.make_ccpo()).clone()
+    }
+
+    fn make_ccpo(&self) -> Ccpo {
         Ccpo::with_id(
             [7; 32],
             CcpoDraft {

@@ -2,11 +2,14 @@
 //! panic, and whatever decodes must re-encode to exactly the same bytes.
 #![no_main]
 use agora_core::wire::{self, Message};
+use agora_cpo::bidding::{Award, AwardRequest, Bid, BidListing, BidReceipt, Notice};
+use agora_cpo::delivery::{BindingReply, BindingRequest, Proof, ProofChallenge};
 use agora_cpo::msg::{
     ArbiterAcceptance, ArbiterChallenge, ArbiterRequest, ArbiterResponse, BindListing, BindOffer,
     BoundCpo, BrowseChallenge, BrowseGrant, BrowseRequest, BrowseResponse, EndSession,
     PostChallenge, PostRequest, PostResponse, PostedCpo,
 };
+use agora_cpo::recovery::{BindingAnswer, BindingQuery};
 use agora_cpo::{Bidding, FirstCome};
 use libfuzzer_sys::fuzz_target;
 
@@ -37,4 +40,16 @@ fuzz_target!(|data: &[u8]| {
     roundtrip::<BindListing>(data);
     roundtrip::<BindOffer>(data);
     roundtrip::<BoundCpo>(data);
+    roundtrip::<BidListing>(data);
+    roundtrip::<Bid>(data);
+    roundtrip::<BidReceipt>(data);
+    roundtrip::<AwardRequest>(data);
+    roundtrip::<Award>(data);
+    roundtrip::<Notice>(data);
+    roundtrip::<BindingRequest>(data);
+    roundtrip::<BindingReply>(data);
+    roundtrip::<ProofChallenge>(data);
+    roundtrip::<Proof>(data);
+    roundtrip::<BindingQuery>(data);
+    roundtrip::<BindingAnswer>(data);
 });
