@@ -165,6 +165,7 @@ fn readme_walkthrough_bidding() {
     assert!(stdout.contains("of 2 bids"));
     assert!(stdout.contains("the bid of 75.00 EUR lost"));
     assert!(stdout.contains("the bid of 70.00 EUR won"));
+    assert!(stdout.contains("over CPO_BID_RECEIPT [1, 6, 3]"));
     assert!(stdout.contains("over CPO_BID_AWARD [1, 6, 5]"));
     assert!(stdout.contains("status   bound"));
 }
