@@ -648,21 +648,36 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         let award_bytes = bids
             .award(cpo)?
             .ok_or_else(|| Error::Refused("this CPO has not been awarded yet".into()))?;
-        // Stored only after it verified; checked again here because the
-        // notice vouches for it.
-        let (a, _) = cose::verify_with::<Award>(&award_bytes, |kid| {
+        let award = self.stored_award(&award_bytes)?;
+        self.sign_notice(&award_bytes, &award, receipt_hash)
+    }
+
+    /// An award read back from storage. It was stored only after it
+    /// verified; it is checked again because a notice vouches for it.
+    fn stored_award(&self, award_bytes: &[u8]) -> Result<Award> {
+        let (a, _) = cose::verify_with::<Award>(award_bytes, |kid| {
             self.arbiters.iter().find(|k| k.key_id() == *kid).copied()
         })?;
-        if a.cpo != *cpo || !a.considered.contains(receipt_hash) {
+        Ok(a)
+    }
+
+    /// The notice for the bid `receipt_hash` under a verified `award`.
+    fn sign_notice(
+        &self,
+        award_bytes: &[u8],
+        award: &Award,
+        receipt_hash: &[u8; 32],
+    ) -> Result<Vec<u8>> {
+        if !award.considered.contains(receipt_hash) {
             return Err(Error::Refused("no such bid on this CPO".into()));
         }
         Ok(cose::sign(
             &self.keys.sign,
             &Notice {
-                cpo: *cpo,
+                cpo: award.cpo,
                 receipt_hash: *receipt_hash,
-                won: a.winner.as_ref() == Some(receipt_hash),
-                award: award_bytes,
+                won: award.winner.as_ref() == Some(receipt_hash),
+                award: award_bytes.to_vec(),
             },
         ))
     }
@@ -694,16 +709,24 @@ impl PendingAward {
                 "the award does not follow the stated rule",
             ));
         }
-        let award = match bids.record_award(&self.request.cpo, &opened.signed)? {
-            AwardOutcome::Recorded => opened.signed,
-            AwardOutcome::AlreadyAwarded(prev) => prev,
+        // The award that stands: this one, or one recorded before (read
+        // back and checked, so that every notice agrees with storage).
+        let (award_bytes, award) = match bids.record_award(&self.request.cpo, &opened.signed)? {
+            AwardOutcome::Recorded => (opened.signed, a),
+            AwardOutcome::AlreadyAwarded(prev) => {
+                let stored = server.stored_award(&prev)?;
+                (prev, stored)
+            }
         };
-        let winner = a
+        if award.cpo != self.request.cpo {
+            return Err(Error::Refused("the stored award is for another CPO".into()));
+        }
+        let winner = award
             .winner
             .and_then(|w| self.request.bids.iter().find(|b| b.receipt_hash == w))
             .map(|b| (b.seller, b.receipt_hash));
         if let Some((seller, receipt_hash)) = winner {
-            let notice = server.notice(bids, &self.request.cpo, &receipt_hash)?;
+            let notice = server.sign_notice(&award_bytes, &award, &receipt_hash)?;
             match server.board.try_bind(
                 &self.request.cpo,
                 &Binding {
@@ -729,12 +752,12 @@ impl PendingAward {
                 Ok((
                     b.seller,
                     b.receipt_hash,
-                    server.notice(bids, &self.request.cpo, &b.receipt_hash)?,
+                    server.sign_notice(&award_bytes, &award, &b.receipt_hash)?,
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Awarded {
-            award,
+            award: award_bytes,
             winner: winner.map(|(s, _)| s),
             notices,
         })
