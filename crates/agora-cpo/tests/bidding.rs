@@ -12,9 +12,8 @@ use agora_cpo::bidding::{
     Outcome, AWARD_GRACE_SECS, AWARD_RULE,
 };
 use agora_cpo::ports::Board;
-use agora_cpo::seller::{self, SellerSession};
+use agora_cpo::seller::SellerSession;
 use agora_cpo::{Bidding, Ccpo, Keys};
-use agora_pki::{Conditions, Role};
 use common::*;
 
 struct Bidder {
@@ -23,34 +22,8 @@ struct Bidder {
 }
 
 fn bidder(m: &mut Market) -> Bidder {
-    let keys = keys(&mut m.rng);
-    let bond = bond(
-        &m.agency,
-        &mut m.rng,
-        &keys,
-        eur(50_000),
-        vec![Role::Seller],
-        Conditions::default(),
-        NOW.plus_secs(365 * DAY),
-    );
-    let (m0, p) = seller::request_session(
-        &keys,
-        &mut m.rng,
-        bond,
-        NOW.minus_secs(60),
-        NOW.plus_secs(DAY),
-        &m.server_peer,
-    )
-    .unwrap();
-    let (m1, pending) = m
-        .server
-        .handle_browse_request(&mut m.rng, NOW, &m0)
-        .unwrap();
-    let (m2, p) = p.handle(&keys, &mut m.rng, &m1).unwrap();
-    let granted = pending
-        .handle_response(&m.server, &mut m.rng, NOW, &m2)
-        .unwrap();
-    let session = p.handle(&keys, &granted.reply).unwrap();
+    let (keys, bond) = m.seller_keys();
+    let session = m.day_session(&keys, &bond);
     Bidder { keys, session }
 }
 

@@ -13,7 +13,7 @@ use agora_cpo::ports::{Board, EndOutcome, Sessions};
 use agora_cpo::seller::{self, SellerSession};
 use agora_cpo::session::{BindingKey, Channel, Direction};
 use agora_cpo::{Ccpo, FirstCome, Keys};
-use agora_pki::{Conditions, CrlParams, Revocation, RevocationReason, Role};
+use agora_pki::{CrlParams, Revocation, RevocationReason};
 use common::*;
 use rand_chacha::rand_core::SeedableRng;
 
@@ -23,41 +23,13 @@ struct Seller {
 }
 
 fn seller(m: &mut Market) -> Seller {
-    let keys = keys(&mut m.rng);
-    let bond = bond(
-        &m.agency,
-        &mut m.rng,
-        &keys,
-        eur(50_000),
-        vec![Role::Seller],
-        Conditions::default(),
-        NOW.plus_secs(365 * DAY),
-    );
+    let (keys, bond) = m.seller_keys();
     Seller { keys, bond }
 }
 
 /// Protocol 3 run honestly: the seller's session.
 fn session(m: &mut Market, s: &Seller, from: Timestamp, until: Timestamp) -> SellerSession {
-    let (m0, pam) = seller::request_session(
-        &s.keys,
-        &mut m.rng,
-        s.bond.clone(),
-        from,
-        until,
-        &m.server_peer,
-    )
-    .unwrap();
-    let (m1, pending) = m
-        .server
-        .handle_browse_request(&mut m.rng, NOW, &m0)
-        .unwrap();
-    let (m2, pam) = pam.handle(&s.keys, &mut m.rng, &m1).unwrap();
-    let granted = pending
-        .handle_response(&m.server, &mut m.rng, NOW, &m2)
-        .unwrap();
-    let session = pam.handle(&s.keys, &granted.reply).unwrap();
-    assert_eq!(session.id(), granted.session);
-    session
+    m.browse_session(&s.keys, &s.bond, from, until)
 }
 
 /// A posted first-come CPO.

@@ -20,9 +20,7 @@ mod common;
 use agora_core::crypto::VerifyingKey;
 use agora_core::wire::{self, cose, Message};
 use agora_cpo::msg::{ArbiterAcceptance, BoundCpo, PostedCpo};
-use agora_cpo::seller;
 use agora_cpo::FirstCome;
-use agora_pki::{Conditions, Role};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -189,34 +187,8 @@ fn cpo_evidence_verifies_in_pycose() {
     );
 
     // Protocol 3: Pam's browse session.
-    let pam = keys(&mut m.rng);
-    let pam_bond = bond(
-        &m.agency,
-        &mut m.rng,
-        &pam,
-        eur(50_000),
-        vec![Role::Seller],
-        Conditions::default(),
-        NOW.plus_secs(365 * DAY),
-    );
-    let (m0, pam_run) = seller::request_session(
-        &pam,
-        &mut m.rng,
-        pam_bond.clone(),
-        NOW.minus_secs(60),
-        NOW.plus_secs(DAY),
-        &m.server_peer,
-    )
-    .unwrap();
-    let (m1, pending) = m
-        .server
-        .handle_browse_request(&mut m.rng, NOW, &m0)
-        .unwrap();
-    let (m2, pam_run) = pam_run.handle(&pam, &mut m.rng, &m1).unwrap();
-    let granted = pending
-        .handle_response(&m.server, &mut m.rng, NOW, &m2)
-        .unwrap();
-    let session = pam_run.handle(&pam, &granted.reply).unwrap();
+    let (pam, pam_bond) = m.seller_keys();
+    let session = m.day_session(&pam, &pam_bond);
 
     // Protocol 4: she binds the CPO; BOUND_CPO.
     let listing = m
@@ -274,34 +246,8 @@ fn bidding_evidence_verifies_in_pycose() {
     let (acceptance, _) = m.approve::<agora_cpo::Bidding>(ccpo.clone(), "");
     m.post(&acceptance);
     let bids = MemoryBids::new();
-    let pam = keys(&mut m.rng);
-    let pam_bond = bond(
-        &m.agency,
-        &mut m.rng,
-        &pam,
-        eur(50_000),
-        vec![Role::Seller],
-        Conditions::default(),
-        NOW.plus_secs(365 * DAY),
-    );
-    let (m0, run) = seller::request_session(
-        &pam,
-        &mut m.rng,
-        pam_bond,
-        NOW.minus_secs(60),
-        NOW.plus_secs(DAY),
-        &m.server_peer,
-    )
-    .unwrap();
-    let (m1, pending) = m
-        .server
-        .handle_browse_request(&mut m.rng, NOW, &m0)
-        .unwrap();
-    let (m2, run) = run.handle(&pam, &mut m.rng, &m1).unwrap();
-    let granted = pending
-        .handle_response(&m.server, &mut m.rng, NOW, &m2)
-        .unwrap();
-    let session = run.handle(&pam, &granted.reply).unwrap();
+    let (pam, pam_bond) = m.seller_keys();
+    let session = m.day_session(&pam, &pam_bond);
     let l = m
         .server
         .bid_listing(&mut m.rng, NOW, &session.id(), &ccpo.id)

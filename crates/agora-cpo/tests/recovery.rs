@@ -5,9 +5,8 @@
 mod common;
 
 use agora_core::Error;
-use agora_cpo::seller::{self, SellerSession};
+use agora_cpo::seller::SellerSession;
 use agora_cpo::{Ccpo, FirstCome, Keys};
-use agora_pki::{Conditions, Role};
 use common::*;
 
 struct Seller {
@@ -17,34 +16,8 @@ struct Seller {
 }
 
 fn seller(m: &mut Market) -> Seller {
-    let keys = keys(&mut m.rng);
-    let bond = bond(
-        &m.agency,
-        &mut m.rng,
-        &keys,
-        eur(50_000),
-        vec![Role::Seller],
-        Conditions::default(),
-        NOW.plus_secs(365 * DAY),
-    );
-    let (m0, p) = seller::request_session(
-        &keys,
-        &mut m.rng,
-        bond.clone(),
-        NOW.minus_secs(60),
-        NOW.plus_secs(DAY),
-        &m.server_peer,
-    )
-    .unwrap();
-    let (m1, pending) = m
-        .server
-        .handle_browse_request(&mut m.rng, NOW, &m0)
-        .unwrap();
-    let (m2, p) = p.handle(&keys, &mut m.rng, &m1).unwrap();
-    let granted = pending
-        .handle_response(&m.server, &mut m.rng, NOW, &m2)
-        .unwrap();
-    let session = p.handle(&keys, &granted.reply).unwrap();
+    let (keys, bond) = m.seller_keys();
+    let session = m.day_session(&keys, &bond);
     Seller {
         bond,
         session,

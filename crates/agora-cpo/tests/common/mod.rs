@@ -279,6 +279,58 @@ impl Market {
         (acceptance, [m0, m1, m2, issued.reply])
     }
 
+    /// A seller's keys and her bond from the agency: 500.00 EUR, seller role,
+    /// valid for a year.
+    pub fn seller_keys(&mut self) -> (Keys, Vec<u8>) {
+        let k = keys(&mut self.rng);
+        let b = bond(
+            &self.agency,
+            &mut self.rng,
+            &k,
+            eur(50_000),
+            vec![Role::Seller],
+            Conditions::default(),
+            NOW.plus_secs(365 * DAY),
+        );
+        (k, b)
+    }
+
+    /// Protocol 3 run honestly at `NOW`: the seller's browse session for
+    /// [from, until).
+    pub fn browse_session(
+        &mut self,
+        k: &Keys,
+        bond: &[u8],
+        from: Timestamp,
+        until: Timestamp,
+    ) -> agora_cpo::seller::SellerSession {
+        let (m0, run) = agora_cpo::seller::request_session(
+            k,
+            &mut self.rng,
+            bond.to_vec(),
+            from,
+            until,
+            &self.server_peer,
+        )
+        .unwrap();
+        let (m1, pending) = self
+            .server
+            .handle_browse_request(&mut self.rng, NOW, &m0)
+            .unwrap();
+        let (m2, run) = run.handle(k, &mut self.rng, &m1).unwrap();
+        let granted = pending
+            .handle_response(&self.server, &mut self.rng, NOW, &m2)
+            .unwrap();
+        let session = run.handle(k, &granted.reply).unwrap();
+        assert_eq!(session.id(), granted.session);
+        session
+    }
+
+    /// [`Self::browse_session`] for a day, from a minute ago.
+    pub fn day_session(&mut self, k: &Keys, bond: &[u8]) -> agora_cpo::seller::SellerSession {
+        self.browse_session(k, bond, NOW.minus_secs(60), NOW.plus_secs(DAY))
+    }
+
     /// Protocol 2 run honestly to the end; every message as sent.
     pub fn post(&mut self, acceptance: &Acceptance) -> (PostReceipt, Posted, [Vec<u8>; 4]) {
         let (m0, bob) =
