@@ -155,24 +155,18 @@ impl<V: Variant> PendingApproval<V> {
         now: Timestamp,
         m2: &[u8],
     ) -> Result<Issued<V>> {
-        if now.secs()
-            > self
-                .started_at
-                .secs()
-                .saturating_add(arbiter.session_timeout_secs)
-        {
-            return Err(Error::Replayed);
-        }
-        let opened = envelope::open::<ArbiterResponse<V>>(m2, &arbiter.keys.enc, |kid| {
-            (*kid == self.buyer.key_id()).then_some(self.buyer)
-        })?;
-        if opened.message.x1_hash != self.x1_hash {
-            return Err(Error::PeerMisbehaved(
-                "the response answers another challenge",
-            ));
-        }
+        let x2 = crate::open_answer_to_challenge::<ArbiterResponse<V>>(
+            m2,
+            &arbiter.keys.enc,
+            &self.buyer,
+            self.started_at,
+            arbiter.session_timeout_secs,
+            now,
+            &self.x1_hash,
+            |x| x.x1_hash,
+        )?;
         let x3 = ArbiterAcceptance::<V> {
-            x2_hash: digest(&opened.message),
+            x2_hash: digest(&x2),
             t3: now,
             ccpo: self.request.ccpo,
             server: self.request.server,

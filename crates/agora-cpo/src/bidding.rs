@@ -517,22 +517,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         id: &[u8; 32],
         cpo: &[u8; 32],
     ) -> Result<Vec<u8>> {
-        let s = self.live_session(id, now)?;
-        let entry = self
-            .board
-            .get(cpo)?
-            .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
-        if entry.mode != Mode::Bidding {
-            return Err(Error::Refused(
-                "this CPO is bound first-come (protocol 4), not by bids".into(),
-            ));
-        }
-        if !entry.ccpo.is_active(now) {
-            return Err(Error::Refused("this CPO is not taking bids now".into()));
-        }
-        if self.board.taken_down(cpo)?.is_some() {
-            return Err(Error::Refused("this CPO was taken down".into()));
-        }
+        let (s, entry) = self.listable(id, cpo, Mode::Bidding, now)?;
         let x0 = BidListing {
             r0: random_bytes(rng),
             ccpo: entry.ccpo,

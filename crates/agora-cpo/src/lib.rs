@@ -158,6 +158,35 @@ pub(crate) mod state {
     }
 }
 
+/// Step 3 of the challenge-response openings (protocols 1, 2 and 3): the
+/// answer must arrive within `timeout_secs` of the challenge, be sealed to
+/// `enc` and signed by `from`, and name the challenge (`hash(X_1)`) this run
+/// sent. A late answer is stale ([`agora_core::Error::Replayed`]).
+#[allow(clippy::too_many_arguments)] // each is one of the step's checks
+pub(crate) fn open_answer_to_challenge<M: agora_core::wire::Message>(
+    m: &[u8],
+    enc: &X25519Secret,
+    from: &VerifyingKey,
+    started_at: agora_core::Timestamp,
+    timeout_secs: u64,
+    now: agora_core::Timestamp,
+    x1_hash: &[u8; 32],
+    answered: impl FnOnce(&M) -> [u8; 32],
+) -> agora_core::Result<M> {
+    if now.secs() > started_at.secs().saturating_add(timeout_secs) {
+        return Err(agora_core::Error::Replayed);
+    }
+    let opened = agora_core::wire::envelope::open::<M>(m, enc, |kid| {
+        (*kid == from.key_id()).then_some(*from)
+    })?;
+    if answered(&opened.message) != *x1_hash {
+        return Err(agora_core::Error::PeerMisbehaved(
+            "the response answers another challenge",
+        ));
+    }
+    Ok(opened.message)
+}
+
 /// What a role needs to judge bond certificates: the trusted bonding
 /// agencies and their current CRLs.
 #[derive(Clone, Debug)]

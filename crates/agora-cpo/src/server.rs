@@ -308,24 +308,18 @@ impl PendingPost {
         now: Timestamp,
         m2: &[u8],
     ) -> Result<Posted> {
-        if now.secs()
-            > self
-                .started_at
-                .secs()
-                .saturating_add(server.session_timeout_secs)
-        {
-            return Err(Error::Replayed);
-        }
-        let opened = envelope::open::<PostResponse>(m2, &server.keys.enc, |kid| {
-            (*kid == self.buyer.key_id()).then_some(self.buyer)
-        })?;
-        if opened.message.x1_hash != self.x1_hash {
-            return Err(Error::PeerMisbehaved(
-                "the response answers another challenge",
-            ));
-        }
+        let x2 = crate::open_answer_to_challenge::<PostResponse>(
+            m2,
+            &server.keys.enc,
+            &self.buyer,
+            self.started_at,
+            server.session_timeout_secs,
+            now,
+            &self.x1_hash,
+            |x| x.x1_hash,
+        )?;
         let cpo = PostedCpo {
-            x2_hash: digest(&opened.message),
+            x2_hash: digest(&x2),
             ccpo: self.checked.ccpo,
         };
         let entry = BoardEntry {
@@ -449,6 +443,39 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 started_at: now,
             },
         ))
+    }
+
+    /// What a listing (protocol 4 or 6, step 1) needs: a live session, and
+    /// a CPO on the board of `mode`, not bound, not taken down, and active
+    /// (StartDate <= now < EndDate).
+    pub(crate) fn listable(
+        &self,
+        id: &[u8; 32],
+        cpo: &[u8; 32],
+        mode: Mode,
+        now: Timestamp,
+    ) -> Result<(Session, BoardEntry)> {
+        let s = self.live_session(id, now)?;
+        let entry = self
+            .board
+            .get(cpo)?
+            .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
+        if entry.mode != mode {
+            return Err(Error::Refused(match mode {
+                Mode::FirstCome => "this CPO takes bids (protocol 6), not bindings".into(),
+                Mode::Bidding => "this CPO is bound first-come (protocol 4), not by bids".into(),
+            }));
+        }
+        if self.board.binding(cpo)?.is_some() {
+            return Err(Error::Refused("this CPO is already bound".into()));
+        }
+        if self.board.taken_down(cpo)?.is_some() {
+            return Err(Error::Refused("this CPO was taken down".into()));
+        }
+        if !entry.ccpo.is_active(now) {
+            return Err(Error::Refused("this CPO is not active now".into()));
+        }
+        Ok((s, entry))
     }
 
     /// Remembers a listing sent to session `id` (bounded: expired listings
@@ -604,25 +631,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         id: &[u8; 32],
         cpo: &[u8; 32],
     ) -> Result<Vec<u8>> {
-        let s = self.live_session(id, now)?;
-        let entry = self
-            .board
-            .get(cpo)?
-            .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
-        if entry.mode != Mode::FirstCome {
-            return Err(Error::Refused(
-                "this CPO takes bids (protocol 6), not bindings".into(),
-            ));
-        }
-        if self.board.binding(cpo)?.is_some() {
-            return Err(Error::Refused("this CPO is already bound".into()));
-        }
-        if self.board.taken_down(cpo)?.is_some() {
-            return Err(Error::Refused("this CPO was taken down".into()));
-        }
-        if entry.ccpo.end <= now {
-            return Err(Error::Refused("this CPO has expired".into()));
-        }
+        let (s, entry) = self.listable(id, cpo, Mode::FirstCome, now)?;
         let x0 = BindListing {
             r0: random_bytes(rng),
             ccpo: entry.ccpo,
@@ -707,22 +716,16 @@ impl PendingBrowse {
         now: Timestamp,
         m2: &[u8],
     ) -> Result<Granted> {
-        if now.secs()
-            > self
-                .started_at
-                .secs()
-                .saturating_add(server.session_timeout_secs)
-        {
-            return Err(Error::Replayed);
-        }
-        let opened = envelope::open::<BrowseResponse>(m2, &server.keys.enc, |kid| {
-            (*kid == self.seller.key_id()).then_some(self.seller)
-        })?;
-        if opened.message.x1_hash != self.x1_hash {
-            return Err(Error::PeerMisbehaved(
-                "the response answers another challenge",
-            ));
-        }
+        let x2 = crate::open_answer_to_challenge::<BrowseResponse>(
+            m2,
+            &server.keys.enc,
+            &self.seller,
+            self.started_at,
+            server.session_timeout_secs,
+            now,
+            &self.x1_hash,
+            |x| x.x1_hash,
+        )?;
         let k_p = BindingKey::random(rng);
         let session = Session {
             id: k_p.session_id(),
@@ -737,7 +740,7 @@ impl PendingBrowse {
         };
         server.sessions.create(&session)?;
         let x3 = BrowseGrant {
-            x2_hash: digest(&opened.message),
+            x2_hash: digest(&x2),
             from: self.from,
             until: self.until,
             k_p: *k_p.expose(),
