@@ -360,6 +360,9 @@ pub trait Bids: Send + Sync {
     fn record_award(&self, cpo: &[u8; 32], award: &[u8]) -> Result<AwardOutcome>;
     /// The signed award of `cpo`, if any.
     fn award(&self, cpo: &[u8; 32]) -> Result<Option<Vec<u8>>>;
+    /// Up to `limit` CPOs that have bids and no award yet, in id order: what
+    /// a node's housekeeping hands to the arbiter once bidding closes.
+    fn awaiting_award(&self, limit: usize) -> Result<Vec<[u8; 32]>>;
 }
 
 /// The in-memory twin of [`Bids`].
@@ -425,6 +428,18 @@ impl Bids for MemoryBids {
             .map_err(|_| Error::Storage("bids lock poisoned".into()))?;
         Ok(m.get(cpo).and_then(|(_, a)| a.clone()))
     }
+
+    fn awaiting_award(&self, limit: usize) -> Result<Vec<[u8; 32]>> {
+        let m = self
+            .0
+            .lock()
+            .map_err(|_| Error::Storage("bids lock poisoned".into()))?;
+        Ok(m.iter()
+            .filter(|(_, (bids, award))| !bids.is_empty() && award.is_none())
+            .map(|(id, _)| *id)
+            .take(limit)
+            .collect())
+    }
 }
 
 /// The conformance suite of [`Bids`].
@@ -449,6 +464,7 @@ pub mod conformance {
         let d = make();
         let (a, b) = ([1u8; 32], [2u8; 32]);
         assert!(d.bids(&a).expect("bids").is_empty());
+        assert!(d.awaiting_award(10).expect("awaiting").is_empty());
         d.record_bid(&a, &bid(1, 500)).expect("bid");
         d.record_bid(&a, &bid(2, 400)).expect("bid");
         d.record_bid(&b, &bid(3, 300)).expect("bid");
@@ -458,6 +474,8 @@ pub mod conformance {
             "in order taken"
         );
         assert_eq!(d.award(&a).expect("award"), None);
+        assert_eq!(d.awaiting_award(10).expect("awaiting"), vec![a, b]);
+        assert_eq!(d.awaiting_award(1).expect("awaiting"), vec![a], "limit");
         assert_eq!(
             d.record_award(&a, b"first").expect("award"),
             AwardOutcome::Recorded
@@ -472,6 +490,7 @@ pub mod conformance {
             "closed after award"
         );
         assert_eq!(d.bids(&a).expect("bids").len(), 2, "nothing changed");
+        assert_eq!(d.awaiting_award(10).expect("awaiting"), vec![b]);
         assert_eq!(d.award(&b).expect("award"), None);
     }
 }

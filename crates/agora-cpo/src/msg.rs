@@ -482,6 +482,40 @@ impl Message for EndSession {
     }
 }
 
+/// agora's pull for protocols 4 and 6 over the network: `session id, CPO id,
+/// mode`, Pam to the server under `Auth_{K_p}`, asking for the step-1
+/// listing of one CPO. The answer is a [`BindListing`] or a
+/// `BidListing`, each with a fresh R_0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListingRequest {
+    /// Her session (repeated inside the MAC so that it cannot be swapped).
+    pub session: [u8; 32],
+    /// The CPO she wants to bind or bid on.
+    pub cpo: [u8; 32],
+    /// First-come (protocol 4) or bidding (protocol 6).
+    pub mode: Mode,
+}
+
+impl Message for ListingRequest {
+    const TAG: Tag = tags::CPO_LISTING_REQUEST;
+    const FIELDS: usize = 3;
+    const MAX_LEN: usize = 128;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.session)
+            .field(&self.cpo)
+            .text(self.mode.as_str());
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        let session = d.field()?;
+        let cpo = d.field()?;
+        let mode =
+            Mode::from_name(d.text("mode", 16)?).ok_or(DecodeError::Invalid("listing mode"))?;
+        Ok(ListingRequest { session, cpo, mode })
+    }
+}
+
 /// Protocol 4, step 1: `X_0 = U_0, R_0, CPO description`, server to Pam
 /// under `Auth_{K_p}`; one per CPO she browses, each with a fresh R_0.
 #[derive(Clone, Debug, PartialEq, Eq)]

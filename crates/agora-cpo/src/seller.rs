@@ -3,7 +3,7 @@
 
 use crate::msg::{
     digest, BindListing, BindOffer, BoundCpo, BrowseChallenge, BrowseGrant, BrowseRequest,
-    BrowseResponse, EndSession,
+    BrowseResponse, EndSession, ListingRequest, Mode,
 };
 use crate::session::{BindingKey, Channel, Direction};
 use crate::{Ccpo, Keys, Peer};
@@ -236,6 +236,18 @@ impl SellerSession {
                 offer: x1.offer,
             },
         ))
+    }
+
+    /// Asks the server for the step-1 listing of `cpo` (protocol 4 for
+    /// first-come, 6 for bidding), under K_p: the network's pull of what the
+    /// paper's server sends while she browses.
+    pub fn request_listing(&self, rng: &mut impl Rng, cpo: [u8; 32], mode: Mode) -> Vec<u8> {
+        let x = ListingRequest {
+            session: self.id(),
+            cpo,
+            mode,
+        };
+        self.channel.seal_authed(rng, Direction::ToServer, &x)
     }
 
     /// Ends the session: the message to send, under K_p.

@@ -13,8 +13,8 @@
 
 use crate::msg::{
     digest, ArbiterAcceptance, Bidding, BindListing, BindOffer, BoundCpo, BrowseChallenge,
-    BrowseGrant, BrowseRequest, BrowseResponse, EndSession, FirstCome, Mode, PostChallenge,
-    PostRequest, PostResponse, PostedCpo,
+    BrowseGrant, BrowseRequest, BrowseResponse, EndSession, FirstCome, ListingRequest, Mode,
+    PostChallenge, PostRequest, PostResponse, PostedCpo,
 };
 use crate::ports::{
     BindOutcome, Binding, Board, BoardEntry, EndOutcome, PostOutcome, Session, Sessions,
@@ -684,6 +684,32 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             BindOutcome::AlreadyBound => Err(Error::Refused("this CPO is already bound".into())),
             BindOutcome::NotPosted => Err(Error::Refused("no such CPO on this board".into())),
             BindOutcome::TakenDown => Err(Error::Refused("this CPO was taken down".into())),
+        }
+    }
+
+    /// Pam's [`ListingRequest`] (under `Auth_{K_p}`): the step-1 listing of
+    /// protocol 4 or 6 for one CPO, with every check of [`Self::listing`].
+    pub fn handle_listing_request(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        m: &[u8],
+    ) -> Result<Vec<u8>> {
+        let (_, id) = session::peek(m)?;
+        let s = self
+            .sessions
+            .get(&id)?
+            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
+        let x = Channel::new(&BindingKey::from_bytes(s.k_p))
+            .open_authed::<ListingRequest>(Direction::ToServer, m)?;
+        if x.session != id {
+            return Err(Error::PeerMisbehaved(
+                "the listing request names another session",
+            ));
+        }
+        match x.mode {
+            Mode::FirstCome => self.listing(rng, now, &id, &x.cpo),
+            Mode::Bidding => self.bid_listing(rng, now, &id, &x.cpo),
         }
     }
 

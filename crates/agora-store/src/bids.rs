@@ -142,4 +142,26 @@ impl Bids for SqliteBids {
                 .map_err(storage)
         })
     }
+
+    fn awaiting_award(&self, limit: usize) -> Result<Vec<[u8; 32]>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.store.read(|conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT DISTINCT b.cpo FROM cpo_bid b \
+                     WHERE NOT EXISTS (SELECT 1 FROM cpo_award a WHERE a.cpo = b.cpo) \
+                     ORDER BY b.cpo LIMIT ?1",
+                )
+                .map_err(storage)?;
+            let rows = st
+                .query_map([limit], |r| r.get::<_, Vec<u8>>(0))
+                .map_err(storage)?;
+            rows.map(|r| {
+                r.map_err(storage)?
+                    .try_into()
+                    .map_err(|_| corrupt("cpo id"))
+            })
+            .collect()
+        })
+    }
 }

@@ -69,6 +69,11 @@ impl X25519Public {
     pub fn key_id(&self) -> KeyId {
         KeyId::of(&self.0)
     }
+
+    /// The raw 32 bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
+    }
 }
 
 impl std::fmt::Debug for X25519Public {

@@ -293,6 +293,14 @@ pub fn peek_kid(bytes: &[u8]) -> Result<KeyId> {
     parse_sign1(bytes, MAX_SIGN1_LEN).map(|p| p.kid)
 }
 
+/// The tag of the message a `COSE_Sign1` carries, after the structural
+/// checks but without verifying anything: to route it to its handler, which
+/// verifies.
+pub fn peek_tag(bytes: &[u8]) -> Result<Tag> {
+    let p = parse_sign1(bytes, MAX_SIGN1_LEN)?;
+    Ok(super::peek_tag(&p.payload)?)
+}
+
 /// `Auth_K(payload)` for arbitrary payload bytes.
 pub fn mac_raw(key: &MacKey, payload: &[u8]) -> Vec<u8> {
     let protected = mac0_protected();

@@ -93,6 +93,10 @@ pub const CPO_SELLER_BINDING_QUERY: Tag = Tag::new(SYSTEM_CPO, 4, 6);
 /// CPO protocol 4, agora's addition: the server's answer to it, on the
 /// session's channel.
 pub const CPO_SELLER_BINDING_ANSWER: Tag = Tag::new(SYSTEM_CPO, 4, 7);
+/// CPO protocols 4 and 6, agora's addition for the network: a seller asks,
+/// under `Auth_{K_p}`, for the step-1 listing of one CPO (the paper's server
+/// "sends" it while she browses; over HTTP she pulls it).
+pub const CPO_LISTING_REQUEST: Tag = Tag::new(SYSTEM_CPO, 4, 8);
 
 /// CPO protocol 5 (arbiter's approval for bidding), step 1: as
 /// [`CPO_ARBITER_REQUEST`] with protocol 5.
@@ -156,6 +160,7 @@ pub const ALL: &[(Tag, &str)] = &[
     (CPO_BINDING_REPLY, "CPO_BINDING_REPLY"),
     (CPO_SELLER_BINDING_QUERY, "CPO_SELLER_BINDING_QUERY"),
     (CPO_SELLER_BINDING_ANSWER, "CPO_SELLER_BINDING_ANSWER"),
+    (CPO_LISTING_REQUEST, "CPO_LISTING_REQUEST"),
     (CPO_BID_ARBITER_REQUEST, "CPO_BID_ARBITER_REQUEST"),
     (CPO_BID_ARBITER_CHALLENGE, "CPO_BID_ARBITER_CHALLENGE"),
     (CPO_BID_ARBITER_RESPONSE, "CPO_BID_ARBITER_RESPONSE"),
