@@ -639,3 +639,60 @@ fn a_flipped_bit_anywhere_in_protocols_3_and_4_is_refused() {
         exp.handle(&session, b).is_ok()
     });
 }
+
+#[test]
+fn listings_are_pulled_under_k_p_and_only_by_its_holder() {
+    let mut m = Market::new(41);
+    let ccpo = posted_cpo(&mut m);
+    let (pam, quinn) = (seller(&mut m), seller(&mut m));
+    let pam_s = day_session(&mut m, &pam);
+    let quinn_s = day_session(&mut m, &quinn);
+
+    // Pam's request gives her the protocol-4 listing she can bind with.
+    let req = pam_s.request_listing(&mut m.rng, ccpo.id, agora_cpo::Mode::FirstCome);
+    let m0 = m
+        .server
+        .handle_listing_request(&mut m.rng, NOW, &req)
+        .unwrap();
+    let listing = pam_s.open_listing(&m0).unwrap();
+    assert_eq!(listing.message.ccpo, ccpo);
+    let (m1, exp) = pam_s.offer(&mut m.rng, &listing, "").unwrap();
+    let bound = m.server.handle_bind_offer(&mut m.rng, NOW, &m1).unwrap();
+    exp.handle(&pam_s, &bound.reply).unwrap();
+
+    // A request under Pam's K_p relabelled as Quinn's session: the MAC key
+    // is not the session's.
+    let mut forged = pam_s.request_listing(&mut m.rng, ccpo.id, agora_cpo::Mode::FirstCome);
+    let at = find(&forged, &pam_s.id()).unwrap();
+    forged[at..at + 32].copy_from_slice(&quinn_s.id());
+    assert_eq!(
+        m.server
+            .handle_listing_request(&mut m.rng, NOW, &forged)
+            .unwrap_err(),
+        Error::Crypto
+    );
+    // A request naming another session inside the MAC is refused.
+    let inner = agora_cpo::msg::ListingRequest {
+        session: pam_s.id(),
+        cpo: ccpo.id,
+        mode: agora_cpo::Mode::FirstCome,
+    };
+    let quinn_channel = Channel::new(quinn_s.k_p());
+    let swapped = quinn_channel.seal_authed(&mut m.rng, Direction::ToServer, &inner);
+    assert!(matches!(
+        m.server.handle_listing_request(&mut m.rng, NOW, &swapped),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    // An unknown session, and a bound CPO, give no listing.
+    let stranger = Channel::new(&BindingKey::from_bytes([9; 32]));
+    let unknown = stranger.seal_authed(&mut m.rng, Direction::ToServer, &inner);
+    assert!(matches!(
+        m.server.handle_listing_request(&mut m.rng, NOW, &unknown),
+        Err(Error::NotAuthorised(_))
+    ));
+    let again = quinn_s.request_listing(&mut m.rng, ccpo.id, agora_cpo::Mode::FirstCome);
+    refused_with(
+        m.server.handle_listing_request(&mut m.rng, NOW, &again),
+        "bound",
+    );
+}
