@@ -1,0 +1,306 @@
+//! Clients of the CPO service: over HTTP ([`NodeClient`]), or with the roles
+//! hosted in the caller's own process ([`LocalCpo`]). Both speak through
+//! [`CpoTransport`], so a buyer or seller runs the same protocol code
+//! whichever way the messages travel.
+
+use crate::cpo::{award_json, BoardQuery, CpoService, Reply, Role};
+use crate::exchange::{parse_id, ExchangeId};
+use crate::{Exchanges, Problem, CBOR, EXCHANGE_HEADER};
+use agora_core::Timestamp;
+use std::time::Duration;
+
+/// A problem document as a client reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProblemDoc {
+    /// The HTTP status.
+    pub status: u16,
+    /// The stable code.
+    pub code: String,
+    /// What went wrong, if told.
+    pub detail: Option<String>,
+}
+
+impl std::fmt::Display for ProblemDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.detail {
+            Some(d) => write!(f, "{}: {d}", self.code),
+            None => write!(f, "{}", self.code),
+        }
+    }
+}
+
+impl From<Problem> for ProblemDoc {
+    fn from(p: Problem) -> ProblemDoc {
+        ProblemDoc {
+            status: p.status.as_u16(),
+            code: p.code.to_owned(),
+            detail: p.detail,
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The node (or the local role) refused, with a problem document.
+    #[error("{0}")]
+    Problem(ProblemDoc),
+    /// The node could not be reached, or answered something that is not
+    /// this API.
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl ClientError {
+    /// The problem's code, or `transport`.
+    pub fn code(&self) -> &str {
+        match self {
+            ClientError::Problem(p) => &p.code,
+            ClientError::Transport(_) => "transport",
+        }
+    }
+}
+
+impl From<Problem> for ClientError {
+    fn from(p: Problem) -> ClientError {
+        ClientError::Problem(p.into())
+    }
+}
+
+/// How a buyer or a seller reaches the CPO roles.
+pub trait CpoTransport {
+    /// Sends one protocol message to `role`.
+    fn call(
+        &self,
+        role: Role,
+        body: &[u8],
+        exchange: Option<ExchangeId>,
+    ) -> Result<Reply, ClientError>;
+    /// The public listing.
+    fn board(&self, q: &BoardQuery) -> Result<Vec<serde_json::Value>, ClientError>;
+    /// One CPO's public fields and status.
+    fn cpo(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError>;
+    /// A bidder's signed notice.
+    fn notice(&self, id: &[u8; 32], receipt: &[u8; 32]) -> Result<Vec<u8>, ClientError>;
+    /// Awards a closed bidding CPO (idempotent).
+    fn award(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError>;
+}
+
+/// The CPO roles hosted in this process, with their own exchange table.
+#[derive(Debug)]
+pub struct LocalCpo {
+    service: CpoService,
+    exchanges: Exchanges,
+}
+
+impl LocalCpo {
+    /// Hosts `service` here.
+    pub fn new(service: CpoService) -> LocalCpo {
+        LocalCpo {
+            service,
+            exchanges: Exchanges::new(64, Duration::from_secs(600)),
+        }
+    }
+
+    /// The service.
+    pub fn service(&self) -> &CpoService {
+        &self.service
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::now_from_system_clock()
+}
+
+impl CpoTransport for LocalCpo {
+    fn call(
+        &self,
+        role: Role,
+        body: &[u8],
+        exchange: Option<ExchangeId>,
+    ) -> Result<Reply, ClientError> {
+        Ok(self
+            .service
+            .handle(&self.exchanges, role, exchange, body, now())?)
+    }
+
+    fn board(&self, q: &BoardQuery) -> Result<Vec<serde_json::Value>, ClientError> {
+        Ok(self.service.board_json(q, now())?)
+    }
+
+    fn cpo(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError> {
+        Ok(self.service.cpo_json(id, now())?)
+    }
+
+    fn notice(&self, id: &[u8; 32], receipt: &[u8; 32]) -> Result<Vec<u8>, ClientError> {
+        Ok(self.service.notice(id, receipt)?)
+    }
+
+    fn award(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError> {
+        let s = self.service.award(id, now())?;
+        Ok(award_json(id, &s))
+    }
+}
+
+/// Attempts per request when the node answers `503` (shed before any work,
+/// so a retry cannot do anything twice).
+const ATTEMPTS: u32 = 4;
+/// Largest reply read, in bytes.
+const MAX_REPLY: u64 = 4 * 1024 * 1024;
+
+/// A node over HTTP.
+#[derive(Clone, Debug)]
+pub struct NodeClient {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl NodeClient {
+    /// A client of the node at `base` (e.g. `http://127.0.0.1:7878`).
+    pub fn new(base: &str) -> Result<NodeClient, ClientError> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Transport(format!(
+                "node URL {base:?}: use http://host:port"
+            )));
+        }
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Transport(format!("HTTP client: {e}")))?;
+        Ok(NodeClient { base, http })
+    }
+
+    /// The node's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn send(
+        &self,
+        make: impl Fn() -> reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response, ClientError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r = make()
+                .send()
+                .map_err(|e| ClientError::Transport(format!("{}: {e}", self.base)))?;
+            if r.status().is_success() {
+                return Ok(r);
+            }
+            let retry = r
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if r.status().as_u16() == 503 && attempt < ATTEMPTS {
+                std::thread::sleep(Duration::from_secs(retry.unwrap_or(1).min(5)));
+                continue;
+            }
+            return Err(problem_of(r));
+        }
+    }
+
+    fn body(r: reqwest::blocking::Response) -> Result<Vec<u8>, ClientError> {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        r.take(MAX_REPLY + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| ClientError::Transport(format!("reading the reply: {e}")))?;
+        if buf.len() as u64 > MAX_REPLY {
+            return Err(ClientError::Transport("the reply is too large".into()));
+        }
+        Ok(buf)
+    }
+
+    /// `GET path` as JSON.
+    pub fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let r = self.send(|| self.http.get(format!("{}{path}", self.base)))?;
+        serde_json::from_slice(&Self::body(r)?)
+            .map_err(|e| ClientError::Transport(format!("{path}: not the JSON expected: {e}")))
+    }
+
+    /// `GET path` as bytes.
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        Self::body(self.send(|| self.http.get(format!("{}{path}", self.base)))?)
+    }
+
+    /// `POST path` (no body) answered with JSON.
+    pub fn post_empty(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        let r = self.send(|| self.http.post(format!("{}{path}", self.base)))?;
+        serde_json::from_slice(&Self::body(r)?)
+            .map_err(|e| ClientError::Transport(format!("{path}: not JSON: {e}")))
+    }
+}
+
+fn problem_of(r: reqwest::blocking::Response) -> ClientError {
+    let status = r.status().as_u16();
+    let doc: Option<serde_json::Value> = NodeClient::body(r)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    match doc {
+        Some(d) if d.get("code").is_some() => ClientError::Problem(ProblemDoc {
+            status,
+            code: d["code"].as_str().unwrap_or("unknown").to_owned(),
+            detail: d["detail"].as_str().map(str::to_owned),
+        }),
+        _ => ClientError::Transport(format!("the node answered HTTP {status}")),
+    }
+}
+
+impl CpoTransport for NodeClient {
+    fn call(
+        &self,
+        role: Role,
+        body: &[u8],
+        exchange: Option<ExchangeId>,
+    ) -> Result<Reply, ClientError> {
+        let url = format!("{}{}", self.base, role.path());
+        let r = self.send(|| {
+            let mut b = self
+                .http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, CBOR)
+                .body(body.to_vec());
+            if let Some(id) = exchange {
+                b = b.header(EXCHANGE_HEADER, hex::encode(id));
+            }
+            b
+        })?;
+        let exchange = match r.headers().get(EXCHANGE_HEADER) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| ClientError::Transport("bad exchange header".into()))
+                    .and_then(|v| parse_id(v).map_err(ClientError::from))?,
+            ),
+        };
+        Ok(Reply {
+            body: Self::body(r)?,
+            exchange,
+        })
+    }
+
+    fn board(&self, q: &BoardQuery) -> Result<Vec<serde_json::Value>, ClientError> {
+        let qs = serde_urlencoded::to_string(q)
+            .map_err(|e| ClientError::Transport(format!("query: {e}")))?;
+        self.get_json(&format!("/v1/cpo/board?{qs}"))
+    }
+
+    fn cpo(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError> {
+        self.get_json(&format!("/v1/cpo/board/{}", hex::encode(id)))
+    }
+
+    fn notice(&self, id: &[u8; 32], receipt: &[u8; 32]) -> Result<Vec<u8>, ClientError> {
+        self.get_bytes(&format!(
+            "/v1/cpo/notices/{}/{}",
+            hex::encode(id),
+            hex::encode(receipt)
+        ))
+    }
+
+    fn award(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError> {
+        self.post_empty(&format!("/v1/cpo/awards/{}", hex::encode(id)))
+    }
+}

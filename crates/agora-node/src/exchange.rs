@@ -1,0 +1,190 @@
+//! The bounded table of protocol exchanges in progress.
+//!
+//! A four-message protocol (the arbiter's approval, posting, a browse
+//! session) leaves the role holding a pending state between its first reply
+//! and the client's answer. The node keeps those states here, under a random
+//! exchange id that travels in the [`EXCHANGE_HEADER`] of the reply and of
+//! the answer. The table is bounded (a full table answers `503`, after
+//! dropping what has expired) and every entry expires; a state is taken out
+//! exactly once, so an answer cannot be replayed against it.
+//!
+//! The states live in this process's memory: several nodes behind a load
+//! balancer need sticky routing for these exchanges (the exchange id is a
+//! natural key for it), or this table moved into the shared store.
+
+use crate::problem::Problem;
+use axum::http::StatusCode;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The HTTP header that carries an exchange id (32 hex digits).
+pub const EXCHANGE_HEADER: &str = "agora-exchange";
+
+/// An exchange id: 128 random bits.
+pub type ExchangeId = [u8; 16];
+
+struct Entry {
+    deadline: Instant,
+    state: Box<dyn Any + Send>,
+}
+
+/// Pending protocol states by exchange id.
+pub struct Exchanges {
+    capacity: usize,
+    ttl: Duration,
+    map: Mutex<HashMap<ExchangeId, Entry>>,
+}
+
+impl std::fmt::Debug for Exchanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchanges")
+            .field("capacity", &self.capacity)
+            .field("ttl", &self.ttl)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Exchanges {
+    /// A table of at most `capacity` exchanges, each living `ttl`.
+    pub fn new(capacity: usize, ttl: Duration) -> Exchanges {
+        Exchanges {
+            capacity,
+            ttl,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ExchangeId, Entry>> {
+        // A panic while holding this lock cannot leave the map half-updated
+        // (every operation is one HashMap call), so a poisoned lock is safe
+        // to keep using.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `state` under a fresh id, unless the table is full of live
+    /// exchanges.
+    pub fn insert<T: Any + Send>(&self, state: T) -> Result<ExchangeId, Problem> {
+        let id: ExchangeId = agora_core::crypto::random_bytes(&mut agora_core::crypto::os_rng());
+        let now = Instant::now();
+        let mut m = self.lock();
+        if m.len() >= self.capacity {
+            m.retain(|_, e| e.deadline > now);
+            if m.len() >= self.capacity {
+                return Err(Problem::overloaded(
+                    "too many protocol exchanges in progress",
+                ));
+            }
+        }
+        m.insert(
+            id,
+            Entry {
+                deadline: now + self.ttl,
+                state: Box::new(state),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Takes out the state of exchange `id`, if it is live and a `T`. A state
+    /// of another type stays (a client cannot destroy another protocol's
+    /// exchange by naming it in the wrong message).
+    pub fn take<T: Any + Send>(&self, id: &ExchangeId) -> Result<T, Problem> {
+        let unknown = || {
+            Problem::new(StatusCode::NOT_FOUND, "unknown-exchange").with_detail(
+                "no such exchange in progress (expired, finished, or another protocol's)",
+            )
+        };
+        let mut m = self.lock();
+        match m.get(id) {
+            Some(e) if e.deadline > Instant::now() && e.state.is::<T>() => {}
+            Some(e) if e.deadline <= Instant::now() => {
+                m.remove(id);
+                return Err(unknown());
+            }
+            _ => return Err(unknown()),
+        }
+        let e = m.remove(id).ok_or_else(unknown)?;
+        e.state.downcast::<T>().map(|b| *b).map_err(|_| unknown())
+    }
+
+    /// Drops expired exchanges; returns how many.
+    pub fn purge(&self) -> usize {
+        let now = Instant::now();
+        let mut m = self.lock();
+        let before = m.len();
+        m.retain(|_, e| e.deadline > now);
+        before - m.len()
+    }
+
+    /// Exchanges in the table (live or not yet purged).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Parses an exchange id header value.
+pub fn parse_id(v: &str) -> Result<ExchangeId, Problem> {
+    let bytes =
+        hex::decode(v.trim()).map_err(|_| Problem::bad_request("the exchange id is not hex"))?;
+    bytes
+        .try_into()
+        .map_err(|_| Problem::bad_request("the exchange id is not 16 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_is_taken_once_and_only_as_its_type() {
+        let t = Exchanges::new(4, Duration::from_secs(60));
+        let id = t.insert(7u32).expect("room");
+        assert!(t.take::<String>(&id).is_err(), "wrong type");
+        assert_eq!(
+            t.take::<u32>(&id).expect("live"),
+            7,
+            "the wrong type left it"
+        );
+        assert!(t.take::<u32>(&id).is_err(), "taken once");
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_full_table_refuses_until_entries_expire() {
+        let t = Exchanges::new(2, Duration::from_millis(50));
+        t.insert(1u8).expect("room");
+        t.insert(2u8).expect("room");
+        let p = t.insert(3u8).expect_err("full");
+        assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE);
+        std::thread::sleep(Duration::from_millis(80));
+        t.insert(4u8).expect("the expired ones made room");
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn expired_states_are_gone() {
+        let t = Exchanges::new(2, Duration::from_millis(10));
+        let id = t.insert(1u8).expect("room");
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            t.take::<u8>(&id).expect_err("expired").code,
+            "unknown-exchange"
+        );
+        assert_eq!(t.purge(), 0);
+    }
+
+    #[test]
+    fn ids_parse_strictly() {
+        assert!(parse_id(&"ab".repeat(16)).is_ok());
+        assert!(parse_id("abc").is_err());
+        assert!(parse_id(&"ab".repeat(17)).is_err());
+    }
+}

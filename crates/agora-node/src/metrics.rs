@@ -1,0 +1,177 @@
+//! `/metrics`: request counts and latencies by route and status, requests in
+//! flight, exchanges pending, and housekeeping runs, in the Prometheus text
+//! format (prometheus-client, the Prometheus project's own Rust crate).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatus {
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Route {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Job {
+    service: String,
+    outcome: String,
+}
+
+/// The node's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RouteStatus, Counter>,
+    latency: Family<Route, Histogram>,
+    /// Requests being served now.
+    pub in_flight: Gauge,
+    /// Protocol exchanges waiting for the client's answer.
+    pub exchanges: Gauge,
+    /// Requests refused before routing because the node was full.
+    pub shed: Counter,
+    /// Requests refused by a client's rate limit.
+    pub rate_limited: Counter,
+    housekeeping: Family<Job, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics(..)")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~6.5 s, doubling.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0001, 2.0, 17,
+    ))
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("agora");
+        let requests = Family::<RouteStatus, Counter>::default();
+        let latency =
+            Family::<Route, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        let in_flight = Gauge::default();
+        let exchanges = Gauge::default();
+        let shed = Counter::default();
+        let rate_limited = Counter::default();
+        let housekeeping = Family::<Job, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by route",
+            latency.clone(),
+        );
+        registry.register(
+            "http_in_flight",
+            "HTTP requests being served",
+            in_flight.clone(),
+        );
+        registry.register(
+            "exchanges_pending",
+            "Protocol exchanges waiting for the client's answer",
+            exchanges.clone(),
+        );
+        registry.register(
+            "http_shed",
+            "Requests answered 503 because the node was full",
+            shed.clone(),
+        );
+        registry.register(
+            "http_rate_limited",
+            "Requests answered 429 by a client's rate limit",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "housekeeping_runs",
+            "Housekeeping runs by service and outcome",
+            housekeeping.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            in_flight,
+            exchanges,
+            shed,
+            rate_limited,
+            housekeeping,
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn observe(&self, route: &str, status: u16, secs: f64) {
+        self.requests
+            .get_or_create(&RouteStatus {
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&Route {
+                route: route.to_owned(),
+            })
+            .observe(secs);
+    }
+
+    /// Counts one housekeeping run.
+    pub fn housekeeping_ran(&self, service: &str, ok: bool) {
+        self.housekeeping
+            .get_or_create(&Job {
+                service: service.to_owned(),
+                outcome: if ok { "ok" } else { "error" }.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_what_was_observed() {
+        let m = Metrics::new();
+        m.observe("/v1/cpo/server", 200, 0.002);
+        m.observe("/v1/cpo/server", 409, 0.001);
+        m.in_flight.set(3);
+        let text = m.render();
+        assert!(
+            text.contains(r#"agora_http_requests_total{route="/v1/cpo/server",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"status="409"} 1"#));
+        assert!(text.contains("agora_http_in_flight 3"));
+        assert!(text.contains("agora_http_request_duration_seconds_bucket"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
