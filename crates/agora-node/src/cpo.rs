@@ -789,3 +789,65 @@ impl Service for CpoService {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_text() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(proptest::string::string_regex(".{0,300}").expect("regex"))
+    }
+
+    proptest! {
+        /// Whatever a client puts in the query, the filter is built or
+        /// refused with a 400; it never panics, and a page is 1..=MAX_PAGE.
+        #[test]
+        fn any_board_query_is_filtered_or_refused_cleanly(
+            q in any_text(), min in any_text(), max in any_text(), cur in any_text(),
+            mode in any_text(), after in any_text(), active in any::<Option<u64>>(),
+            limit in any::<Option<usize>>(),
+        ) {
+            let query = BoardQuery {
+                q, min_price: min, max_price: max, currency: cur, active_at: active,
+                mode, after, limit,
+            };
+            match query.filter() {
+                Ok((_, _, n)) => prop_assert!((1..=MAX_PAGE).contains(&n)),
+                Err(p) => prop_assert_eq!(p.status, StatusCode::BAD_REQUEST),
+            }
+        }
+
+        /// Any bytes to either role get an answer, never a panic, and
+        /// unroutable bytes are a 400.
+        #[test]
+        fn any_body_gets_a_problem_not_a_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = message_tag(&body);
+        }
+    }
+
+    #[test]
+    fn prices_and_currency_must_agree() {
+        let q = BoardQuery {
+            min_price: Some("10 EUR".into()),
+            currency: Some("USD".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            q.filter().expect_err("disagree").status,
+            StatusCode::BAD_REQUEST
+        );
+        let q = BoardQuery {
+            min_price: Some("10 EUR".into()),
+            max_price: Some("20.50 EUR".into()),
+            mode: Some("bidding".into()),
+            limit: Some(100_000),
+            ..Default::default()
+        };
+        let (f, after, limit) = q.filter().expect("valid");
+        assert_eq!(f.min_price_cents, Some(1000));
+        assert_eq!(f.max_price_cents, Some(2050));
+        assert_eq!(f.mode, Some(Mode::Bidding));
+        assert_eq!((after, limit), (None, MAX_PAGE));
+    }
+}
