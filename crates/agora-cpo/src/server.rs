@@ -28,7 +28,7 @@ use agora_core::wire::{self, cose, envelope, tags};
 use agora_core::{Error, KeyId, Result, Timestamp};
 use agora_pki::{validate_bond, BondRequirement, Role};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Replay-cache scope of post requests' R_0.
 pub const POST_NONCE_SCOPE: &str = "cpo/post/r0";
@@ -73,8 +73,9 @@ pub(crate) struct IssuedListing {
 #[derive(Debug)]
 pub struct Server<B, R, S> {
     pub(crate) keys: Keys,
-    /// Trusted bonding agencies and their CRLs.
-    pub trust: BondTrust,
+    /// Trusted bonding agencies and their CRLs; replaced whole (a node
+    /// reloads CRLs on a schedule) without disturbing listings in flight.
+    trust: RwLock<Arc<BondTrust>>,
     /// The arbiters it works with (the well-known parties of assumption 4).
     pub arbiters: Vec<VerifyingKey>,
     pub(crate) board: B,
@@ -177,7 +178,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     ) -> Self {
         Server {
             keys,
-            trust,
+            trust: RwLock::new(Arc::new(trust)),
             arbiters,
             board,
             replay,
@@ -185,6 +186,19 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             issued: Mutex::new(HashMap::new()),
             session_timeout_secs: crate::SESSION_TIMEOUT_SECS,
         }
+    }
+
+    /// The trusted bonding agencies and their CRLs, as now.
+    pub fn trust(&self) -> Arc<BondTrust> {
+        // Only whole values are stored under the lock: a poisoned lock still
+        // holds a complete one.
+        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the trusted agencies and CRLs (a node's CRL refresh). Issued
+    /// listings, sessions and everything stored stay as they are.
+    pub fn set_trust(&self, trust: BondTrust) {
+        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(trust);
     }
 
     /// The browse sessions.
@@ -236,10 +250,11 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             {
                 return Err(Error::Replayed);
             }
+            let trust = self.trust();
             let valid = validate_bond(
                 &acc.ccpo.bond,
-                &self.trust.agencies,
-                &self.trust.crls,
+                &trust.agencies,
+                &trust.crls,
                 now,
                 &BondRequirement {
                     price: Some(acc.ccpo.price),
@@ -387,10 +402,11 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         let me = self.id();
         let mut bond = None;
         let opened = envelope::open_self_certified::<BrowseRequest>(m0, &self.keys.enc, |x0| {
+            let trust = self.trust();
             let valid = validate_bond(
                 &x0.bond,
-                &self.trust.agencies,
-                &self.trust.crls,
+                &trust.agencies,
+                &trust.crls,
                 now,
                 &BondRequirement {
                     price: None,
@@ -602,8 +618,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     /// seller's sessions all end.
     pub(crate) fn check_seller_not_revoked(&self, s: &Session, now: Timestamp) -> Result<()> {
         let serial = agora_pki::Serial(s.bond_serial.clone());
-        let current: Vec<_> = self
-            .trust
+        let trust = self.trust();
+        let current: Vec<_> = trust
             .crls
             .iter()
             .filter(|c| c.authority_key_id.as_deref() == Some(s.agency.as_bytes().as_slice()))
@@ -791,7 +807,7 @@ pub struct RevocationReport {
 impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     /// Whether a current CRL of `agency` lists `serial`.
     fn revoked(&self, agency: &[u8], serial: &agora_pki::Serial, now: Timestamp) -> bool {
-        self.trust
+        self.trust()
             .crls
             .iter()
             .filter(|c| c.authority_key_id.as_deref() == Some(agency))

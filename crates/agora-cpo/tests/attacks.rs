@@ -279,7 +279,9 @@ fn revoked_buyer_bond_refused() {
     // Both learn the new CRL and keep the old one: a listing in any current
     // CRL counts, so an older CRL cannot hide it.
     m.alice.trust.crls.push(crl.clone());
-    m.server.trust.crls.push(crl);
+    let mut trust = (*m.server.trust()).clone();
+    trust.crls.push(crl);
+    m.server.set_trust(trust);
     // The acceptance Bob got before the revocation no longer posts.
     assert_cert_refused(&err(server_judges(&mut m, &acceptance)), "revoked");
     let ccpo = m.ccpo();

@@ -12,7 +12,7 @@ use agora_cpo::msg::BoundCpo;
 use agora_cpo::ports::{Board, EndOutcome, Sessions};
 use agora_cpo::seller::{self, SellerSession};
 use agora_cpo::session::{BindingKey, Channel, Direction};
-use agora_cpo::{Ccpo, FirstCome, Keys};
+use agora_cpo::{BondTrust, Ccpo, FirstCome, Keys};
 use agora_pki::{CrlParams, Revocation, RevocationReason};
 use common::*;
 use rand_chacha::rand_core::SeedableRng;
@@ -340,7 +340,10 @@ fn a_revoked_seller_binds_nothing_and_her_sessions_end() {
             }],
         })
         .unwrap();
-    m.server.trust.crls = vec![crl];
+    m.server.set_trust(BondTrust {
+        crls: vec![crl],
+        ..(*m.server.trust()).clone()
+    });
     assert!(matches!(
         m.server.handle_bind_offer(&mut m.rng, NOW, &offer),
         Err(Error::NotAuthorised(_))
@@ -492,7 +495,10 @@ fn revoked_buyers_cpos_are_taken_down_and_revoked_sellers_sessions_end() {
                 .collect(),
         })
         .unwrap();
-    m.server.trust.crls = vec![crl];
+    m.server.set_trust(BondTrust {
+        crls: vec![crl],
+        ..(*m.server.trust()).clone()
+    });
     let report = m.server.apply_revocations(NOW).unwrap();
     assert_eq!(report.cpos_taken_down, 1);
     assert_eq!(report.sessions_ended, 1);

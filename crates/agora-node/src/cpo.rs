@@ -76,8 +76,9 @@ impl std::fmt::Debug for CpoSpec {
 
 struct ServerRole {
     keys: Keys,
-    arbiters: Vec<Peer>,
-    current: RwLock<Arc<CpoServer>>,
+    /// One server for the node's life: it holds the listings issued and
+    /// not yet answered, so a trust reload must not replace it.
+    server: Arc<CpoServer>,
 }
 
 struct ArbiterRole {
@@ -123,14 +124,8 @@ impl CpoService {
         let trust = spec.trust.bond_trust()?;
         let store = spec.store;
         let server = spec.server.map(|(keys, arbiters)| ServerRole {
-            current: RwLock::new(Arc::new(make_server(
-                &store,
-                &keys,
-                &arbiters,
-                trust.clone(),
-            ))),
+            server: Arc::new(make_server(&store, &keys, &arbiters, trust.clone())),
             keys,
-            arbiters,
         });
         let arbiter = spec.arbiter.map(|(keys, policy, servers)| ArbiterRole {
             current: RwLock::new(Arc::new(Arbiter::new(
@@ -153,7 +148,7 @@ impl CpoService {
     fn server(&self) -> Result<Arc<CpoServer>, Problem> {
         self.server
             .as_ref()
-            .map(|s| read(&s.current))
+            .map(|s| s.server.clone())
             .ok_or_else(|| Problem::not_found("this node hosts no CPO server"))
     }
 
@@ -164,17 +159,12 @@ impl CpoService {
             .ok_or_else(|| Problem::not_found("this node hosts no CPO arbiter"))
     }
 
-    /// Reloads the trust and rebuilds the roles with it.
+    /// Reloads the trust: the server takes it in place (its issued
+    /// listings stay valid), the stateless arbiter is rebuilt with it.
     pub fn reload_trust(&self) -> Result<(), String> {
         let trust = self.trust.bond_trust()?;
         if let Some(s) = &self.server {
-            let fresh = Arc::new(make_server(
-                &self.store,
-                &s.keys,
-                &s.arbiters,
-                trust.clone(),
-            ));
-            *s.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+            s.server.set_trust(trust.clone());
         }
         if let Some(a) = &self.arbiter {
             let fresh = Arc::new(Arbiter::new(clone_keys(&a.keys), a.policy.clone(), trust));
@@ -190,10 +180,24 @@ impl CpoService {
         let server = self.server()?;
         let bids = self.store.bids();
         if let Some(award) = bids.award(cpo)? {
+            // Made before (by housekeeping, or an earlier call): the winner
+            // is the seller of the winning receipt among the recorded bids.
+            let recorded = bids.bids(cpo)?;
+            let arbiter_key = self
+                .arbiter
+                .as_ref()
+                .map(|a| a.keys.sign.verifying_key())
+                .ok_or_else(|| Problem::not_found("this node hosts no CPO arbiter"))?;
+            let winner =
+                agora_core::wire::cose::verify::<agora_cpo::bidding::Award>(&award, &arbiter_key)
+                    .ok()
+                    .and_then(|a| a.winner)
+                    .and_then(|w| recorded.iter().find(|b| b.summary.receipt_hash == w))
+                    .map(|b| b.summary.seller.to_string());
             return Ok(AwardSummary {
                 award,
-                winner: None,
-                bids: bids.bids(cpo)?.len(),
+                winner,
+                bids: recorded.len(),
                 new: false,
             });
         }
@@ -731,9 +735,7 @@ impl Service for CpoService {
         self.reload_trust()?;
         let mut said = Vec::new();
         if let Some(s) = &self.server {
-            let r = read(&s.current)
-                .apply_revocations(now)
-                .map_err(|e| e.to_string())?;
+            let r = s.server.apply_revocations(now).map_err(|e| e.to_string())?;
             if r.cpos_taken_down + r.sessions_ended > 0 {
                 said.push(format!(
                     "revocations: {} CPOs taken down, {} sessions ended",

@@ -584,6 +584,11 @@ fn housekeeping_awards_closed_bidding_and_takes_down_revoked_buyers() {
     assert!(said.contains("awarded CPO"), "{said}");
     let award = n.client.award(&id).unwrap();
     assert_eq!(award["new"], false, "housekeeping made it already");
+    assert_eq!(award["bids"], 2);
+    assert!(
+        award["winner"].is_string(),
+        "the winner is told again: {award}"
+    );
     let server_vk = n.server.sign;
     let outcomes: Vec<_> = receipts
         .iter()
@@ -742,4 +747,34 @@ fn graceful_shutdown_returns_after_requests_in_flight() {
             .is_err(),
         "stopped"
     );
+}
+
+#[test]
+fn a_listing_issued_before_housekeeping_still_binds_after_it() {
+    let n = TestNode::start(NodeConfig::default());
+    let bob = keys();
+    let bob_bond = n.bond(&bob, BondRole::Buyer);
+    let ccpo = n.ccpo(&bob_bond, "A clock", DAY);
+    let id = ccpo.id;
+    n.approve_and_post::<FirstCome>(&bob, ccpo);
+    let pam = keys();
+    let s = n.session(&pam, &n.bond(&pam, BondRole::Seller));
+    let rng = &mut os_rng();
+    let l = n
+        .client
+        .call(
+            Role::Server,
+            &s.request_listing(rng, id, Mode::FirstCome),
+            None,
+        )
+        .unwrap();
+    // The node reloads its CRLs between Pam's listing and her offer.
+    n.svc.housekeeping(now()).unwrap();
+    let listing = s.open_listing(&l.body).unwrap();
+    let (m1, exp) = s.offer(rng, &listing, "").unwrap();
+    let r = n
+        .client
+        .call(Role::Server, &m1, None)
+        .expect("the listing survived");
+    exp.handle(&s, &r.body).unwrap();
 }
