@@ -9,7 +9,7 @@ use agora_core::crypto::SigningKey;
 use agora_core::ports::EvidenceArchive;
 use agora_core::{KeyId, Money};
 use agora_pki::registry::{AgencyRegistry, IssuedKind, IssuedRecord, RevokeOutcome};
-use agora_pki::{Agency, BondParams, CrlParams, RevocationReason};
+use agora_pki::{Agency, BondParams, RevocationReason};
 use agora_pki::{Conditions, PartyRole, Role};
 use agora_pki::{Crl, Serial};
 use anyhow::{bail, Context};
@@ -19,7 +19,7 @@ use std::path::PathBuf;
 const DAY_SECS: u64 = 86_400;
 /// Where agencies say their CRLs are published, unless told otherwise: the
 /// address `agora up` will serve them from.
-const DEFAULT_CRL_BASE: &str = "http://127.0.0.1:7070";
+const DEFAULT_CRL_BASE: &str = "http://127.0.0.1:7878";
 
 #[derive(Debug, Subcommand)]
 pub enum AgencyCmd {
@@ -111,7 +111,7 @@ fn key_name(agency: &str) -> String {
 }
 
 /// The agency `name` run from this data directory.
-fn load_agency(ctx: &Ctx, name: &str) -> anyhow::Result<Agency> {
+pub(crate) fn load_agency(ctx: &Ctx, name: &str) -> anyhow::Result<Agency> {
     crate::key::check_name(name)?;
     let cert_path = ctx.agency_dir(name).join("agency.pem");
     if !cert_path.exists() {
@@ -152,20 +152,27 @@ pub fn parse_key_ids(list: &[String]) -> anyhow::Result<Vec<KeyId>> {
 
 /// Issue the agency's next CRL, keep it as the current one in the data
 /// directory, and archive it.
-fn publish_crl(ctx: &Ctx, agency: &Agency, days: u64) -> anyhow::Result<Crl> {
-    let store = ctx.store()?;
-    let reg = store.agency_registry();
-    let now = ctx.now();
-    let crl = agency.issue_crl(&CrlParams {
-        this_update: now,
-        next_update: now.plus_secs(days.max(1) * DAY_SECS),
-        crl_number: reg.next_crl_number(&agency.key_id())?,
-        revoked: reg.revocations(&agency.key_id())?,
-    })?;
-    store.archive().append("pki/crl", crl.der(), now)?;
-    let path = ctx.crl_dir().join(format!("{}.pem", agency.key_id()));
-    crate::datadir::write_file_atomic(&path, crl.to_pem().as_bytes())?;
-    Ok(crl)
+pub(crate) fn publish_crl(ctx: &Ctx, agency: &Agency, days: u64) -> anyhow::Result<Crl> {
+    Ok(agora_node::pki::publish_crl(
+        &ctx.store()?,
+        agency,
+        &ctx.crl_dir(),
+        days,
+        ctx.now(),
+    )?)
+}
+
+/// The names of the agencies run from this data directory.
+pub(crate) fn agency_names(ctx: &Ctx) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(ctx.data_dir.join("agencies"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("agency.pem").exists())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
 }
 
 pub fn run(ctx: &Ctx, cmd: &AgencyCmd) -> anyhow::Result<()> {
@@ -175,33 +182,8 @@ pub fn run(ctx: &Ctx, cmd: &AgencyCmd) -> anyhow::Result<()> {
             days,
             crl_base,
         } => {
-            crate::key::check_name(name)?;
-            let mut ks = ctx.load_keystore()?;
-            let mut trust = ctx.load_trust()?;
-            if ks.ed25519(&key_name(name)).is_some() || ctx.agency_dir(name).exists() {
-                bail!("an agency named {name:?} already exists here");
-            }
-            let mut rng = agora_core::crypto::os_rng();
-            let key = SigningKey::generate(&mut rng);
-            let now = ctx.now();
-            let agency = Agency::create(
-                name,
-                SigningKey::from_seed(&key.to_seed()),
-                now,
-                now.plus_secs(days.max(&1) * DAY_SECS),
-                &mut rng,
-            )?;
-            ks.insert_ed25519(&key_name(name), key)?;
-            ctx.save_keystore(&ks)?;
+            let agency = create(ctx, name, *days, crl_base)?;
             let dir = ctx.agency_dir(name);
-            crate::datadir::write_file_atomic(&dir.join("crl-base"), crl_base.as_bytes())?;
-            crate::datadir::write_file_atomic(
-                &dir.join("agency.pem"),
-                agency.certificate_pem().as_bytes(),
-            )?;
-            trust.add_ca(name, PartyRole::Agency, agency.certificate_der())?;
-            ctx.save_trust(&trust)?;
-            publish_crl(ctx, &agency, 7)?;
             crate::output::emit(
                 ctx.json,
                 &format!(
@@ -388,4 +370,37 @@ fn target_serial(target: &str) -> anyhow::Result<Serial> {
     }
     Serial::from_hex(target)
         .with_context(|| format!("{target:?} is neither a certificate file nor a serial in hex"))
+}
+
+/// Creates agency `name` here: its key in the keystore, its certificate,
+/// its CRL base, pinned in the trust store, with a first CRL.
+pub(crate) fn create(ctx: &Ctx, name: &str, days: u64, crl_base: &str) -> anyhow::Result<Agency> {
+    crate::key::check_name(name)?;
+    let mut ks = ctx.load_keystore()?;
+    let mut trust = ctx.load_trust()?;
+    if ks.ed25519(&key_name(name)).is_some() || ctx.agency_dir(name).exists() {
+        bail!("an agency named {name:?} already exists here");
+    }
+    let mut rng = agora_core::crypto::os_rng();
+    let key = SigningKey::generate(&mut rng);
+    let now = ctx.now();
+    let agency = Agency::create(
+        name,
+        SigningKey::from_seed(&key.to_seed()),
+        now,
+        now.plus_secs(days.max(1) * DAY_SECS),
+        &mut rng,
+    )?;
+    ks.insert_ed25519(&key_name(name), key)?;
+    ctx.save_keystore(&ks)?;
+    let dir = ctx.agency_dir(name);
+    crate::datadir::write_file_atomic(&dir.join("crl-base"), crl_base.as_bytes())?;
+    crate::datadir::write_file_atomic(
+        &dir.join("agency.pem"),
+        agency.certificate_pem().as_bytes(),
+    )?;
+    trust.add_ca(name, PartyRole::Agency, agency.certificate_der())?;
+    ctx.save_trust(&trust)?;
+    publish_crl(ctx, &agency, 7)?;
+    Ok(agency)
 }

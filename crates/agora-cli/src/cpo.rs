@@ -1,26 +1,38 @@
-//! `agora cpo draft | approve | post | list | status`: Conditional Purchase
-//! Orders. Until the network node exists, the buyer, this node's arbiter and
-//! this node's server run in one process on the data directory: every
-//! protocol message is still built, sealed, opened and checked exactly as
-//! it would be between machines; only the transport is a function call.
+//! `agora cpo ...`: Conditional Purchase Orders, the buyer's and the
+//! seller's side. Every protocol message is built, sealed, opened and
+//! checked here with the buyer and seller state machines; the arbiter and
+//! the server are reached through a [`CpoTransport`]:
+//!
+//! - with `--node URL` (or `$AGORA_NODE`), a node over HTTP
+//!   ([`NodeClient`]);
+//! - without it, this data directory's own arbiter and server hosted in this
+//!   process ([`LocalCpo`] on [`crate::node::cpo_service`]): the very code
+//!   `agora up` runs.
+//!
+//! The arbiter's and the server's public keys always come from the trust
+//! store: `agora init` pins this data directory's own, and
+//! `agora cpo trust-node URL` pins a node's. The client keeps its own copies
+//! of the evidence it receives in this data directory's archive.
 
 use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
 use agora_core::crypto::{SigningKey, X25519Secret};
 use agora_core::ports::EvidenceArchive;
-use agora_core::wire::{Decoder, Encoder};
+use agora_core::wire::{cose, Decoder, Encoder};
 use agora_core::{KeyId, Money, Timestamp};
-use agora_cpo::arbiter::Arbiter;
-use agora_cpo::bidding::{check_notice, BidReceipt, HeldReceipt, Outcome};
+use agora_cpo::bidding::{check_notice, Award, BidReceipt, HeldReceipt, Notice, Outcome};
 use agora_cpo::buyer::{self, Acceptance};
 use agora_cpo::policy::{ArbiterPolicy, Template};
-use agora_cpo::ports::{Board, BoardEntry};
 use agora_cpo::seller::{self, SellerSession};
 use agora_cpo::server::{check_acceptance, Server};
 use agora_cpo::session::BindingKey;
-use agora_cpo::{Bidding, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys, Peer};
-use agora_pki::{Keystore, PartyRole};
+use agora_cpo::{Bidding, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys, Mode, Peer};
+use agora_node::client::{ClientError, CpoTransport, LocalCpo, NodeClient};
+use agora_node::cpo::{BoardQuery, Reply, Role};
+use agora_node::exchange::ExchangeId;
+use agora_pki::{Keystore, Party, PartyRole, TrustStore};
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 const DAY_SECS: u64 = 86_400;
@@ -294,9 +306,29 @@ pub enum CpoCmd {
         #[arg(long)]
         bound: PathBuf,
     },
-    /// Apply the CRLs of the data directory to this node's server: CPOs of
-    /// revoked buyers are taken down, sessions of revoked sellers end.
+    /// Apply the CRLs of the data directory to this data directory's own
+    /// server: CPOs of revoked buyers are taken down, sessions of revoked
+    /// sellers end. Not with --node: a running node does this itself on
+    /// every housekeeping run.
     Sweep,
+    /// Pin a node's CPO server and arbiter, and its bonding agencies, in the
+    /// trust store, as its /v1/node and /v1/pki/agencies describe them.
+    /// Compare the key ids printed with the ones the node's operator gives
+    /// you (`agora up` prints them), or pass them with --expect-server.
+    #[command(
+        after_help = "Example:\n  agora cpo trust-node http://127.0.0.1:7878 --expect-server <key id>\n  \
+        export AGORA_NODE=http://127.0.0.1:7878"
+    )]
+    TrustNode {
+        /// The node's URL, e.g. http://127.0.0.1:7878.
+        url: String,
+        /// Pin nothing unless the node's CPO server has this key id.
+        #[arg(long, value_name = "KEY_ID")]
+        expect_server: Option<String>,
+        /// Pin nothing unless the node's CPO arbiter has this key id.
+        #[arg(long, value_name = "KEY_ID")]
+        expect_arbiter: Option<String>,
+    },
     /// Protocols 1 and 2 one message at a time through files, as by
     /// e-mail: each party handles a message when it arrives.
     #[command(subcommand)]
@@ -322,30 +354,189 @@ fn parse_duration_secs(s: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("duration {s:?} out of range"))
 }
 
-/// Protocol 1 (or 5) between the buyer and this node's arbiter.
-fn approve<V: agora_cpo::Variant>(
-    arbiter: &Arbiter,
-    bob: &Keys,
-    alice: &Peer,
-    ccpo: Ccpo,
-    additional_terms: &str,
-    now: Timestamp,
-    rng: &mut impl agora_core::crypto::Rng,
-) -> anyhow::Result<Acceptance> {
-    let (m0, b) = buyer::request_approval::<V>(bob, rng, ccpo, additional_terms, alice)?;
-    let (m1, a) = arbiter
-        .handle_request::<V>(rng, now, &m0)
-        .context("the arbiter refused")?;
-    let (m2, b) = b.handle(bob, rng, &m1)?;
-    let issued = a.handle_response(arbiter, rng, now, &m2)?;
-    Ok(b.handle(bob, now, &issued.reply)?)
-}
-
 fn cpo_id(hex_id: &str) -> anyhow::Result<[u8; 32]> {
     Ok(KeyId::from_hex(hex_id)
         .with_context(|| format!("CPO id {hex_id:?}"))?
         .0)
 }
+
+// ------------------------------------------------------------ transport
+
+/// How this command reaches the arbiter and the server: the node named by
+/// `--node` over HTTP, else this data directory's roles in this process.
+pub(crate) fn transport(ctx: &Ctx, ks: &Keystore) -> anyhow::Result<Box<dyn CpoTransport>> {
+    match &ctx.node {
+        Some(url) => Ok(Box::new(NodeClient::new(url)?)),
+        None => Ok(Box::new(LocalCpo::new(crate::node::cpo_service(ctx, ks)?))),
+    }
+}
+
+/// [`transport`] for the public queries (the board, a CPO's status, awards,
+/// notices): with `--node` no keystore is opened.
+fn public_transport(ctx: &Ctx) -> anyhow::Result<Box<dyn CpoTransport>> {
+    match &ctx.node {
+        Some(url) => Ok(Box::new(NodeClient::new(url)?)),
+        None => transport(ctx, &ctx.load_keystore()?),
+    }
+}
+
+/// A refusal of the node (or of the in-process roles) as one line with its
+/// code, under `what`. The codes agora's own errors have are given back
+/// their type, so that `--json` reports the same code as the role did and
+/// the text reads the same with and without `--node`.
+fn node_error(e: ClientError, what: &str) -> anyhow::Error {
+    use agora_core::Error as E;
+    match e {
+        ClientError::Transport(m) => anyhow::anyhow!(m).context("could not reach the node"),
+        ClientError::Problem(p) => {
+            let detail = || p.detail.clone().unwrap_or_default();
+            let typed = match p.code.as_str() {
+                "refused" => Some(E::Refused(detail())),
+                "not-authorised" => Some(E::NotAuthorised(detail())),
+                "crypto" => Some(E::Crypto),
+                "replayed" => Some(E::Replayed),
+                "overloaded" => Some(E::Overloaded),
+                _ => None,
+            };
+            match typed {
+                Some(t) => anyhow::Error::new(t).context(what.to_owned()),
+                None => anyhow::Error::new(ClientError::Problem(p)).context(what.to_owned()),
+            }
+        }
+    }
+}
+
+/// Sends one protocol message to `role`; a refusal reads "`what`: code: detail".
+fn send(
+    t: &dyn CpoTransport,
+    role: Role,
+    body: &[u8],
+    exchange: Option<ExchangeId>,
+    what: &str,
+) -> anyhow::Result<Reply> {
+    t.call(role, body, exchange)
+        .map_err(|e| node_error(e, what))
+}
+
+/// The exchange id the first reply of a two-step protocol carries.
+fn exchange_of(r: &Reply, who: &str) -> anyhow::Result<ExchangeId> {
+    r.exchange
+        .with_context(|| format!("{who} answered without an exchange id"))
+}
+
+/// The node's `/v1/node` document.
+fn node_doc(url: &str) -> anyhow::Result<(NodeClient, Value)> {
+    let c = NodeClient::new(url)?;
+    let doc: Value = c
+        .get_json("/v1/node")
+        .map_err(|e| node_error(e, &format!("reading {url}/v1/node")))?;
+    Ok((c, doc))
+}
+
+/// The key ids of the server and the arbiter the transport reaches.
+struct Hosted {
+    server: Option<KeyId>,
+    arbiter: Option<KeyId>,
+    /// How to name the node in messages ("this node's").
+    name: String,
+    /// Where the roles are ("this data directory", a URL).
+    place: String,
+}
+
+fn hosted(ctx: &Ctx, ks: &Keystore) -> anyhow::Result<Hosted> {
+    match &ctx.node {
+        None => Ok(Hosted {
+            server: Some(node_peer(ks, SERVER_KEY)?.id()),
+            arbiter: Some(node_peer(ks, ARBITER_KEY)?.id()),
+            name: "this node's".into(),
+            place: "this data directory".into(),
+        }),
+        Some(url) => {
+            let (_, doc) = node_doc(url)?;
+            let kid = |role: &str| -> anyhow::Result<Option<KeyId>> {
+                match doc["services"]["cpo"][role]["key_id"].as_str() {
+                    None => Ok(None),
+                    Some(h) => Ok(Some(KeyId::from_hex(h).with_context(|| {
+                        format!("{url}/v1/node: the {role}'s key id {h:?}")
+                    })?)),
+                }
+            };
+            Ok(Hosted {
+                server: kid("server")?,
+                arbiter: kid("arbiter")?,
+                name: format!("the node's at {url}"),
+                place: url.clone(),
+            })
+        }
+    }
+}
+
+impl Hosted {
+    fn server(&self) -> anyhow::Result<KeyId> {
+        self.server
+            .with_context(|| format!("{} hosts no CPO server", self.place))
+    }
+    fn arbiter(&self) -> anyhow::Result<KeyId> {
+        self.arbiter
+            .with_context(|| format!("{} hosts no CPO arbiter", self.place))
+    }
+}
+
+/// The public keys of the party pinned as `role` with key id `id`.
+pub(crate) fn pinned(
+    trust: &TrustStore,
+    role: PartyRole,
+    id: &KeyId,
+    whose: &str,
+) -> anyhow::Result<Peer> {
+    let what = match role {
+        PartyRole::Server => "server",
+        PartyRole::Arbiter => "arbiter",
+        _ => "party",
+    };
+    let p = trust
+        .by_key_id(id)
+        .filter(|p| p.role == role)
+        .with_context(|| {
+            format!(
+                "{whose} {id} is not pinned in the trust store as a CPO {what} \
+                 (pin a node's server and arbiter with `agora cpo trust-node <URL>`)"
+            )
+        })?;
+    Ok(Peer {
+        sign: p
+            .verifying_key()
+            .with_context(|| format!("the pinned {what} {id} has no Ed25519 key"))?,
+        enc: p
+            .x25519()
+            .with_context(|| format!("the pinned {what} {id} has no X25519 key"))?,
+    })
+}
+
+/// The server the transport reaches, with its pinned keys.
+fn node_server(ctx: &Ctx, ks: &Keystore, trust: &TrustStore) -> anyhow::Result<Peer> {
+    let h = hosted(ctx, ks)?;
+    pinned(
+        trust,
+        PartyRole::Server,
+        &h.server()?,
+        &format!("{} server", h.name),
+    )
+}
+
+/// Keeps the client's own copy of evidence it received. Without `--node`
+/// the in-process node archives what it issues (`node_archives_it`: the
+/// acceptance, the posted CPO, the award) in this very archive already, so
+/// it is not kept twice.
+fn keep(ctx: &Ctx, kind: &str, bytes: &[u8], node_archives_it: bool) -> anyhow::Result<()> {
+    if node_archives_it && ctx.node.is_none() {
+        return Ok(());
+    }
+    ctx.store()?.archive().append(kind, bytes, ctx.now())?;
+    Ok(())
+}
+
+// ------------------------------------------------------------ sessions
 
 /// Keystore name of a seller's K_p.
 fn k_p_name(seller: &str) -> String {
@@ -359,6 +550,10 @@ struct SessionFile {
     from: u64,
     until: u64,
     bond_der_hex: String,
+    /// The key id of the server the session is with (absent in files
+    /// written before the node existed: this data directory's server).
+    #[serde(default)]
+    server: Option<String>,
 }
 
 fn session_file(ctx: &Ctx, seller: &str) -> PathBuf {
@@ -367,7 +562,41 @@ fn session_file(ctx: &Ctx, seller: &str) -> PathBuf {
         .join(format!("{seller}.json"))
 }
 
-/// This node's server on the data directory's SQLite store.
+fn seller_session(
+    ctx: &Ctx,
+    ks: &Keystore,
+    trust: &TrustStore,
+    seller: &str,
+) -> anyhow::Result<SellerSession> {
+    let k_p = ks.secret(&k_p_name(seller)).with_context(|| {
+        format!("{seller} has no browse session (agora cpo session --seller {seller})")
+    })?;
+    let path = session_file(ctx, seller);
+    let f: SessionFile = serde_json::from_slice(&read_limited(&path)?)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let server = match &f.server {
+        Some(h) => KeyId::from_hex(h).with_context(|| format!("{}: server", path.display()))?,
+        None => node_peer(ks, SERVER_KEY)?.id(),
+    };
+    let server = pinned(
+        trust,
+        PartyRole::Server,
+        &server,
+        &format!("{seller}'s session server"),
+    )?;
+    Ok(SellerSession::from_parts(
+        BindingKey::from_bytes(*k_p.expose()),
+        server,
+        hex::decode(&f.bond_der_hex).context("session file: bond")?,
+        Timestamp(f.from),
+        Timestamp(f.until),
+    ))
+}
+
+// ------------------------------------------------------------ local roles
+
+/// This data directory's own server on its SQLite store, for what only the
+/// node's operator does (`sweep`, `mail server`).
 pub(crate) fn local_server(
     ctx: &Ctx,
     ks: &Keystore,
@@ -393,27 +622,6 @@ pub(crate) fn local_server(
             store.sessions(),
         ),
         peer,
-    ))
-}
-
-fn seller_session(
-    ctx: &Ctx,
-    ks: &Keystore,
-    seller: &str,
-    server: Peer,
-) -> anyhow::Result<SellerSession> {
-    let k_p = ks.secret(&k_p_name(seller)).with_context(|| {
-        format!("{seller} has no browse session (agora cpo session --seller {seller})")
-    })?;
-    let path = session_file(ctx, seller);
-    let f: SessionFile = serde_json::from_slice(&read_limited(&path)?)
-        .with_context(|| format!("reading {}", path.display()))?;
-    Ok(SellerSession::from_parts(
-        BindingKey::from_bytes(*k_p.expose()),
-        server,
-        hex::decode(&f.bond_der_hex).context("session file: bond")?,
-        Timestamp(f.from),
-        Timestamp(f.until),
     ))
 }
 
@@ -525,23 +733,49 @@ fn describe(c: &Ccpo) -> String {
     )
 }
 
-/// Public fields of a board entry: no buyer, no bond.
-fn public_json(e: &BoardEntry, now: Timestamp) -> serde_json::Value {
-    let c = &e.ccpo;
-    serde_json::json!({
-        "id": hex::encode(c.id),
-        "goods": c.goods,
-        "price": c.price.to_string(),
-        "price_cents": c.price.cents,
-        "currency": c.price.currency.as_str(),
-        "start": c.start.secs(),
-        "end": c.end.secs(),
-        "terms": c.terms,
-        "mode": e.mode.as_str(),
-        "arbiter": c.arbiter.to_string(),
-        "posted_at": e.posted_at.secs(),
-        "status": if c.end <= now { "expired" } else if c.start > now { "not yet active" } else { "open" },
-    })
+/// [`describe`] for a board entry as the node's JSON gives it.
+fn describe_json(e: &Value) -> String {
+    let terms = text_of(e, "terms");
+    format!(
+        "CPO {}\n  goods    {}\n  price    {}\n  active   {} .. {}\n  terms    {}",
+        text_of(e, "id"),
+        text_of(e, "goods"),
+        text_of(e, "price"),
+        crate::cert::fmt_time(time_of(e, "start")),
+        crate::cert::fmt_time(time_of(e, "end")),
+        if terms.is_empty() { "-" } else { terms }
+    )
+}
+
+fn text_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("?")
+}
+
+fn time_of(v: &Value, key: &str) -> Timestamp {
+    Timestamp(v[key].as_u64().unwrap_or(0))
+}
+
+/// Protocol 1 (or 5) between the buyer and the arbiter, through `t`.
+fn approve<V: agora_cpo::Variant>(
+    t: &dyn CpoTransport,
+    bob: &Keys,
+    alice: &Peer,
+    ccpo: Ccpo,
+    additional_terms: &str,
+    now: Timestamp,
+    rng: &mut impl agora_core::crypto::Rng,
+) -> anyhow::Result<Acceptance> {
+    let (m0, b) = buyer::request_approval::<V>(bob, rng, ccpo, additional_terms, alice)?;
+    let r1 = send(t, Role::Arbiter, &m0, None, "the arbiter refused")?;
+    let (m2, b) = b.handle(bob, rng, &r1.body)?;
+    let r3 = send(
+        t,
+        Role::Arbiter,
+        &m2,
+        Some(exchange_of(&r1, "the arbiter")?),
+        "the arbiter refused",
+    )?;
+    Ok(b.handle(bob, now, &r3.body)?)
 }
 
 pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
@@ -566,17 +800,32 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             if holder != me.sign.verifying_key() {
                 bail!("the bond certifies another key than {buyer:?}'s");
             }
-            let id_or = |given: &Option<String>, local: &str| -> anyhow::Result<KeyId> {
-                match given {
-                    Some(h) => KeyId::from_hex(h).with_context(|| format!("key id {h:?}")),
-                    None => Ok(node_peer(&ks, local)?.id()),
-                }
+            // The node's roles are the default: it is asked only if needed,
+            // and a node's roles must be pinned here already.
+            let node = match (arbiter, server) {
+                (Some(_), Some(_)) => None,
+                _ => Some(hosted(ctx, &ks)?),
             };
+            let trust = ctx.load_trust()?;
+            let id_or = |given: &Option<String>, role: PartyRole| -> anyhow::Result<KeyId> {
+                if let Some(h) = given {
+                    return KeyId::from_hex(h).with_context(|| format!("key id {h:?}"));
+                }
+                let h = node.as_ref().context("the node's roles")?;
+                let (id, what) = match role {
+                    PartyRole::Server => (h.server()?, "server"),
+                    _ => (h.arbiter()?, "arbiter"),
+                };
+                pinned(&trust, role, &id, &format!("{} {what}", h.name))?;
+                Ok(id)
+            };
+            let arbiter = id_or(arbiter, PartyRole::Arbiter)?;
+            let server = id_or(server, PartyRole::Server)?;
             let now = ctx.now();
             let ccpo = Ccpo::new(
                 CcpoDraft {
-                    arbiter: id_or(arbiter, ARBITER_KEY)?,
-                    server: id_or(server, SERVER_KEY)?,
+                    arbiter,
+                    server,
                     goods: goods.clone(),
                     price: *price,
                     start: now,
@@ -612,41 +861,30 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let ccpo = read_ccpo(ccpo)?;
             let ks = ctx.load_keystore()?;
             let bob = keys(&ks, buyer)?;
-            let arbiter_keys = keys(&ks, ARBITER_KEY)?;
-            let alice = arbiter_keys.peer();
-            if ccpo.arbiter != alice.id() {
+            let trust = ctx.load_trust()?;
+            let h = hosted(ctx, &ks)?;
+            let theirs = h.arbiter()?;
+            if ccpo.arbiter != theirs {
                 bail!(
-                    "the CCPO names arbiter {}, not this node's ({})",
+                    "the CCPO names arbiter {}, not {} ({theirs})",
                     ccpo.arbiter,
-                    alice.id()
+                    h.name
                 );
             }
-            let arbiter = Arbiter::new(arbiter_keys, arbiter_policy(ctx)?, bond_trust(ctx)?);
+            let alice = pinned(
+                &trust,
+                PartyRole::Arbiter,
+                &ccpo.arbiter,
+                "the CCPO's arbiter",
+            )?;
+            let t = transport(ctx, &ks)?;
             let now = ctx.now();
             let acceptance = if *bidding {
-                approve::<Bidding>(
-                    &arbiter,
-                    &bob,
-                    &alice,
-                    ccpo,
-                    additional_terms,
-                    now,
-                    &mut rng,
-                )?
+                approve::<Bidding>(&*t, &bob, &alice, ccpo, additional_terms, now, &mut rng)?
             } else {
-                approve::<FirstCome>(
-                    &arbiter,
-                    &bob,
-                    &alice,
-                    ccpo,
-                    additional_terms,
-                    now,
-                    &mut rng,
-                )?
+                approve::<FirstCome>(&*t, &bob, &alice, ccpo, additional_terms, now, &mut rng)?
             };
-            ctx.store()?
-                .archive()
-                .append("cpo/arbiter-acceptance", &acceptance.signed, now)?;
+            keep(ctx, "cpo/arbiter-acceptance", &acceptance.signed, true)?;
             crate::datadir::write_file_atomic(out, &acceptance.signed)?;
             crate::output::emit(
                 ctx.json,
@@ -688,31 +926,46 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 mode: checked.mode,
             };
             let bob = keys(&ks, buyer)?;
-            let store = ctx.store()?;
-            let (server, server_peer) = local_server(ctx, &ks, &store)?;
-            let now = ctx.now();
-            let (m0, b) = buyer::request_post(&bob, &mut rng, &acc, &server_peer)?;
-            let (m1, pending) = server
-                .handle_post_request(&mut rng, now, &m0)
-                .context("the server refused")?;
-            let (m2, b) = b.handle(&bob, &mut rng, &m1)?;
-            let posted = pending
-                .handle_response(&server, &mut rng, now, &m2)
-                .context("the server refused")?;
-            let receipt = b.handle(&bob, &posted.reply)?;
-            store.archive().append("cpo/posted", &receipt.signed, now)?;
+            let h = hosted(ctx, &ks)?;
+            let theirs = h.server()?;
+            if acc.ccpo.server != theirs {
+                bail!(
+                    "the acceptance names server {}, not {} ({theirs})",
+                    acc.ccpo.server,
+                    h.name
+                );
+            }
+            let server = pinned(
+                &trust,
+                PartyRole::Server,
+                &acc.ccpo.server,
+                "the CPO's server",
+            )?;
+            let t = transport(ctx, &ks)?;
+            let (m0, b) = buyer::request_post(&bob, &mut rng, &acc, &server)?;
+            let r1 = send(&*t, Role::Server, &m0, None, "the server refused")?;
+            let (m2, b) = b.handle(&bob, &mut rng, &r1.body)?;
+            let r3 = send(
+                &*t,
+                Role::Server,
+                &m2,
+                Some(exchange_of(&r1, "the server")?),
+                "the server refused",
+            )?;
+            let receipt = b.handle(&bob, &r3.body)?;
+            keep(ctx, "cpo/posted", &receipt.signed, true)?;
             crate::datadir::write_file_atomic(out, &receipt.signed)?;
             crate::output::emit(
                 ctx.json,
                 &format!(
                     "{}\nposted ({}); the server's signed CPO is in {}",
                     describe(&receipt.cpo.ccpo),
-                    posted.entry.mode.as_str(),
+                    acc.mode.as_str(),
                     out.display()
                 ),
                 serde_json::json!({
                     "id": hex::encode(receipt.cpo.ccpo.id),
-                    "mode": posted.entry.mode.as_str(),
+                    "mode": acc.mode.as_str(),
                     "file": out,
                 }),
             );
@@ -728,13 +981,9 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             active_at,
             mode,
         } => {
-            let after = after
-                .as_deref()
-                .map(|h| {
-                    let k = KeyId::from_hex(h).with_context(|| format!("CPO id {h:?}"))?;
-                    Ok::<_, anyhow::Error>(k.0)
-                })
-                .transpose()?;
+            if let Some(h) = after {
+                KeyId::from_hex(h).with_context(|| format!("CPO id {h:?}"))?;
+            }
             // A price names its currency: the bounds and --currency must agree.
             let mut currency = *currency;
             for m in [min_price, max_price].into_iter().flatten() {
@@ -746,33 +995,38 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                     _ => currency = Some(m.currency),
                 }
             }
-            let filter = agora_cpo::ports::ListFilter {
-                text: search.clone(),
-                min_price_cents: min_price.map(|m| m.cents),
-                max_price_cents: max_price.map(|m| m.cents),
-                currency,
-                active_at: active_at.map(Timestamp),
-                mode: mode
-                    .as_deref()
-                    .map(|m| agora_cpo::Mode::from_name(m).with_context(|| format!("mode {m:?}")))
-                    .transpose()?,
+            let q = BoardQuery {
+                q: search.clone(),
+                min_price: min_price.map(|m| m.to_string()),
+                max_price: max_price.map(|m| m.to_string()),
+                currency: currency.map(|c| c.as_str().to_owned()),
+                active_at: *active_at,
+                mode: mode.clone(),
+                after: after.clone(),
+                limit: Some(*limit),
             };
-            let filtered = filter != agora_cpo::ports::ListFilter::default();
-            let now = ctx.now();
-            let entries = ctx.store()?.board().search(now, &filter, after, *limit)?;
+            let filtered = q.q.is_some()
+                || q.min_price.is_some()
+                || q.max_price.is_some()
+                || q.currency.is_some()
+                || q.active_at.is_some()
+                || q.mode.is_some();
+            let entries = public_transport(ctx)?
+                .board(&q)
+                .map_err(|e| node_error(e, "the board refused the query"))?;
             let mut text = String::new();
             for e in entries.iter().filter(|_| *ids) {
-                text.push_str(&hex::encode(e.ccpo.id));
+                text.push_str(text_of(e, "id"));
                 text.push('\n');
             }
             for e in entries.iter().filter(|_| !*ids) {
                 text.push_str(&format!(
                     "{}  {:>14}  {:<10}  until {}  {}\n",
-                    hex::encode(e.ccpo.id),
-                    e.ccpo.price.to_string(),
-                    e.mode.as_str(),
-                    crate::cert::fmt_time(e.ccpo.end),
-                    e.ccpo.goods
+                    text_of(e, "id"),
+                    text_of(e, "price"),
+                    text_of(e, "mode"),
+                    crate::cert::fmt_time(time_of(e, "end")),
+                    text_of(e, "goods")
                 ));
             }
             if entries.is_empty() && !*ids {
@@ -782,40 +1036,24 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                     "no open CPOs"
                 });
             }
-            crate::output::emit(
-                ctx.json,
-                text.trim_end(),
-                serde_json::Value::Array(entries.iter().map(|e| public_json(e, now)).collect()),
-            );
+            crate::output::emit(ctx.json, text.trim_end(), Value::Array(entries));
         }
         CpoCmd::Status { id } => {
-            let id = KeyId::from_hex(id)
-                .with_context(|| format!("CPO id {id:?}"))?
-                .0;
-            let now = ctx.now();
-            let e = ctx
-                .store()?
-                .board()
-                .get(&id)?
-                .with_context(|| format!("no CPO {} on this node's board", hex::encode(id)))?;
-            let mut json = public_json(&e, now);
-            let store = ctx.store()?;
-            if let Some(b) = store.board().binding(&id)? {
-                json["status"] = "bound".into();
-                json["bound_at"] = b.bound_at.secs().into();
-            }
-            if let Some(t) = store.board().taken_down(&id)? {
-                json["status"] = "taken down".into();
-                json["taken_down_at"] = t.secs().into();
-            }
-            let status = json["status"].as_str().unwrap_or("open").to_owned();
+            let id = cpo_id(id)?;
+            let json = public_transport(ctx)?.cpo(&id).map_err(|e| match e {
+                ClientError::Problem(p) if p.code == "not-found" => {
+                    anyhow::anyhow!("no CPO {} on this node's board", hex::encode(id))
+                }
+                e => node_error(e, "the node refused"),
+            })?;
             crate::output::emit(
                 ctx.json,
                 &format!(
-                    "{}\n  mode     {}\n  status   {status}\n  posted   {}",
-                    describe(&e.ccpo),
-                    e.mode.as_str(),
-                    crate::cert::fmt_time(e.posted_at)
+                    "{}\n  mode     {}\n  status   {}\n  posted   {}",
+                    describe_json(&json),
+                    text_of(&json, "mode"),
+                    json["status"].as_str().unwrap_or("open"),
+                    crate::cert::fmt_time(time_of(&json, "posted_at"))
                 ),
                 json,
             );
@@ -824,81 +1062,39 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             seller: name,
             bond,
             hours,
-        } => {
-            let mut ks = ctx.load_keystore()?;
-            let pam = keys(&ks, name)?;
-            let bond = crate::cert::read_cert_der(bond)?;
-            let store = ctx.store()?;
-            let (server, server_peer) = local_server(ctx, &ks, &store)?;
-            let now = ctx.now();
-            let until =
-                now.plus_secs(hours.clamp(&1, &(agora_cpo::MAX_SESSION_SECS / 3600)) * 3600);
-            let (m0, p) =
-                seller::request_session(&pam, &mut rng, bond.clone(), now, until, &server_peer)?;
-            let (m1, pending) = server
-                .handle_browse_request(&mut rng, now, &m0)
-                .context("the server refused the session")?;
-            let (m2, p) = p.handle(&pam, &mut rng, &m1)?;
-            let granted = pending.handle_response(&server, &mut rng, now, &m2)?;
-            let session = p.handle(&pam, &granted.reply)?;
-            // One session per seller name here: a new one replaces the old,
-            // which the server is told to end.
-            if let Ok(old) = seller_session(ctx, &ks, name, server_peer) {
-                let _ = server.handle_end_session(now, &old.end(&mut rng));
-            }
-            ks.remove(&k_p_name(name));
-            ks.insert_secret(
-                &k_p_name(name),
-                agora_core::crypto::Secret::new(*session.k_p().expose()),
-            )?;
-            ctx.save_keystore(&ks)?;
-            let f = SessionFile {
-                session: hex::encode(session.id()),
-                from: now.secs(),
-                until: until.secs(),
-                bond_der_hex: hex::encode(&bond),
-            };
-            crate::datadir::write_file_atomic(
-                &session_file(ctx, name),
-                &serde_json::to_vec_pretty(&f)?,
-            )?;
-            crate::output::emit(
-                ctx.json,
-                &format!(
-                    "browse session {} for {name} until {}; K_p is in the keystore\nnext: agora cpo list, then agora cpo bind <id> --seller {name}",
-                    hex::encode(&session.id()[..8]),
-                    crate::cert::fmt_time(until)
-                ),
-                serde_json::json!({ "session": f.session, "until": until.secs() }),
-            );
-        }
+        } => session(ctx, name, bond, *hours, &mut rng)?,
         CpoCmd::Bind {
             id,
             seller: name,
             offer,
             out,
         } => {
-            let cpo = KeyId::from_hex(id)
-                .with_context(|| format!("CPO id {id:?}"))?
-                .0;
+            let cpo = cpo_id(id)?;
             let ks = ctx.load_keystore()?;
-            let store = ctx.store()?;
-            let (server, server_peer) = local_server(ctx, &ks, &store)?;
-            let session = seller_session(ctx, &ks, name, server_peer)?;
-            let now = ctx.now();
-            let m0 = server
-                .listing(&mut rng, now, &session.id(), &cpo)
-                .context("the server refused the listing")?;
-            let listing = session.open_listing(&m0)?;
+            let trust = ctx.load_trust()?;
+            let session = seller_session(ctx, &ks, &trust, name)?;
+            let t = transport(ctx, &ks)?;
+            let m0 = session.request_listing(&mut rng, cpo, Mode::FirstCome);
+            let r0 = send(
+                &*t,
+                Role::Server,
+                &m0,
+                None,
+                "the server refused the binding",
+            )?;
+            let listing = session.open_listing(&r0.body)?;
             let (m1, exp) = session.offer(&mut rng, &listing, offer)?;
-            let bound = server
-                .handle_bind_offer(&mut rng, now, &m1)
-                .context("the server refused the binding")?;
-            let receipt = exp.handle(&session, &bound.reply)?;
-            store
-                .archive()
-                .append("cpo/bound-cpo", &receipt.signed, now)?;
+            let r2 = send(
+                &*t,
+                Role::Server,
+                &m1,
+                None,
+                "the server refused the binding",
+            )?;
+            let receipt = exp.handle(&session, &r2.body)?;
+            keep(ctx, "cpo/bound-cpo", &receipt.signed, false)?;
             crate::datadir::write_file_atomic(out, &receipt.signed)?;
+            let now = ctx.now();
             crate::output::emit(
                 ctx.json,
                 &format!(
@@ -919,22 +1115,16 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
         } => {
             let cpo = cpo_id(id)?;
             let ks = ctx.load_keystore()?;
-            let store = ctx.store()?;
-            let (server, server_peer) = local_server(ctx, &ks, &store)?;
-            let session = seller_session(ctx, &ks, name, server_peer)?;
-            let now = ctx.now();
-            let m0 = server
-                .bid_listing(&mut rng, now, &session.id(), &cpo)
-                .context("the server refused the listing")?;
-            let listing = session.open_bid_listing(&m0)?;
+            let trust = ctx.load_trust()?;
+            let session = seller_session(ctx, &ks, &trust, name)?;
+            let t = transport(ctx, &ks)?;
+            let m0 = session.request_listing(&mut rng, cpo, Mode::Bidding);
+            let r0 = send(&*t, Role::Server, &m0, None, "the server refused the bid")?;
+            let listing = session.open_bid_listing(&r0.body)?;
             let (m1, exp) = session.bid(&mut rng, &listing, *price, details)?;
-            let taken = server
-                .handle_bid(&store.bids(), &mut rng, now, &m1)
-                .context("the server refused the bid")?;
-            let receipt = exp.handle(&session, &taken.reply)?;
-            store
-                .archive()
-                .append("cpo/bid-receipt", &receipt.signed, now)?;
+            let r2 = send(&*t, Role::Server, &m1, None, "the server refused the bid")?;
+            let receipt = exp.handle(&session, &r2.body)?;
+            keep(ctx, "cpo/bid-receipt", &receipt.signed, false)?;
             crate::datadir::write_file_atomic(out, &receipt.signed)?;
             crate::output::emit(
                 ctx.json,
@@ -952,62 +1142,42 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 }),
             );
         }
-        CpoCmd::Award { id, out_dir } => {
-            let cpo = cpo_id(id)?;
-            let ks = ctx.load_keystore()?;
-            let store = ctx.store()?;
-            let (server, server_peer) = local_server(ctx, &ks, &store)?;
-            let arbiter_keys = keys(&ks, ARBITER_KEY)?;
-            let alice = arbiter_keys.peer();
-            let arbiter = Arbiter::new(arbiter_keys, arbiter_policy(ctx)?, bond_trust(ctx)?);
-            let bids = store.bids();
-            let now = ctx.now();
-            let (m, pending) = server
-                .request_award(&bids, &mut rng, now, &cpo, &alice)
-                .context("no award")?;
-            let (reply, _) = arbiter.handle_award_request(&mut rng, now, &m, &server_peer)?;
-            let awarded = pending.handle_award(&server, &bids, now, &reply)?;
-            store.archive().append("cpo/award", &awarded.award, now)?;
-            crate::datadir::write_file_atomic(&out_dir.join("award.cose"), &awarded.award)?;
-            for (_, receipt, notice) in &awarded.notices {
-                let f = out_dir.join(format!("notice-{}.cose", hex::encode(&receipt[..8])));
-                crate::datadir::write_file_atomic(&f, notice)?;
-            }
-            crate::output::emit(
-                ctx.json,
-                &format!(
-                    "arbiter {} awarded CPO {}: {} of {} bids; award and notices in {}",
-                    alice.id(),
-                    hex::encode(cpo),
-                    match awarded.winner {
-                        Some(w) => format!("winner {w}"),
-                        None => "no winner".into(),
-                    },
-                    awarded.notices.len(),
-                    out_dir.display()
-                ),
-                serde_json::json!({
-                    "id": hex::encode(cpo),
-                    "winner": awarded.winner.map(|w| w.to_string()),
-                    "bids": awarded.notices.len(),
-                    "dir": out_dir,
-                }),
-            );
-        }
+        CpoCmd::Award { id, out_dir } => award(ctx, id, out_dir)?,
         CpoCmd::Notice { id, receipt, out } => {
             let cpo = cpo_id(id)?;
-            let ks = ctx.load_keystore()?;
-            let store = ctx.store()?;
-            let (server, server_peer) = local_server(ctx, &ks, &store)?;
-            let alice = node_peer(&ks, ARBITER_KEY)?;
+            let trust = ctx.load_trust()?;
             let signed = read_limited(receipt)?;
-            let message: BidReceipt = agora_core::wire::cose::verify(&signed, &server_peer.sign)
-                .with_context(|| {
-                    format!("{} is not a BID_RECEIPT of this server", receipt.display())
-                })?;
+            let not_a_receipt = || {
+                format!(
+                    "{} is not a BID_RECEIPT of a pinned server",
+                    receipt.display()
+                )
+            };
+            let kid = cose::peek_kid(&signed).with_context(not_a_receipt)?;
+            let server = pinned(&trust, PartyRole::Server, &kid, "the receipt's signer")
+                .with_context(not_a_receipt)?;
+            let message: BidReceipt =
+                cose::verify(&signed, &server.sign).with_context(not_a_receipt)?;
+            if message.ccpo.id != cpo {
+                bail!(
+                    "{} is a receipt for CPO {}, not {}",
+                    receipt.display(),
+                    hex::encode(message.ccpo.id),
+                    hex::encode(cpo)
+                );
+            }
+            let alice = pinned(
+                &trust,
+                PartyRole::Arbiter,
+                &message.ccpo.arbiter,
+                "the CPO's arbiter",
+            )?;
             let held = HeldReceipt { signed, message };
-            let notice = server.notice(&store.bids(), &cpo, &held.hash())?;
-            let outcome = check_notice(&notice, &held, &server_peer.sign, &alice.sign)?;
+            let notice = public_transport(ctx)?
+                .notice(&cpo, &held.hash())
+                .map_err(|e| node_error(e, "no notice"))?;
+            let outcome = check_notice(&notice, &held, &server.sign, &alice.sign)?;
+            keep(ctx, "cpo/bid-notice", &notice, false)?;
             if let Some(out) = out {
                 crate::datadir::write_file_atomic(out, &notice)?;
             }
@@ -1028,15 +1198,15 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let cpo = cpo_id(id)?;
             let ks = ctx.load_keystore()?;
             let bob = keys(&ks, buyer)?;
-            let store = ctx.store()?;
-            let (server, server_peer) = local_server(ctx, &ks, &store)?;
-            let now = ctx.now();
-            let (req_bytes, req) = agora_cpo::delivery::request_binding(&bob, &mut rng, now, cpo);
-            let reply = server
-                .binding_for_buyer(&mut rng, now, &req_bytes)
-                .context("the server refused")?;
+            let trust = ctx.load_trust()?;
+            let server = node_server(ctx, &ks, &trust)?;
+            let t = transport(ctx, &ks)?;
+            let (req_bytes, req) =
+                agora_cpo::delivery::request_binding(&bob, &mut rng, ctx.now(), cpo);
+            let r = send(&*t, Role::Server, &req_bytes, None, "the server refused")?;
             let evidence =
-                agora_cpo::delivery::open_binding_reply(&bob, &server_peer.sign, &req, &reply)?;
+                agora_cpo::delivery::open_binding_reply(&bob, &server.sign, &req, &r.body)?;
+            keep(ctx, "cpo/binding", &evidence, false)?;
             crate::datadir::write_file_atomic(out, &evidence)?;
             crate::output::emit(
                 ctx.json,
@@ -1089,15 +1259,18 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             challenge,
             bound,
         } => {
-            let ks = ctx.load_keystore()?;
-            let server = node_peer(&ks, SERVER_KEY)?;
+            let trust = ctx.load_trust()?;
+            let bound_bytes = read_limited(bound)?;
+            let kid = cose::peek_kid(&bound_bytes)
+                .with_context(|| format!("{} is not a BOUND_CPO", bound.display()))?;
+            let server = pinned(&trust, PartyRole::Server, &kid, "the BOUND_CPO's signer")?;
             let c: agora_cpo::delivery::ProofChallenge =
                 agora_core::wire::decode(&read_limited(challenge)?)
                     .context("not a delivery challenge")?;
             let seller = agora_cpo::delivery::check_proof(
                 &read_limited(proof)?,
                 &c,
-                &read_limited(bound)?,
+                &bound_bytes,
                 &server.sign,
                 ctx.now(),
             )
@@ -1110,6 +1283,12 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
         }
         CpoCmd::Mail(c) => crate::mail::run(ctx, c)?,
         CpoCmd::Sweep => {
+            if let Some(url) = &ctx.node {
+                bail!(
+                    "the node at {url} sweeps by itself (its housekeeping applies new CRLs every \
+                     run); `agora cpo sweep` without --node sweeps this data directory's own server"
+                );
+            }
             let ks = ctx.load_keystore()?;
             let store = ctx.store()?;
             let (server, _) = local_server(ctx, &ks, &store)?;
@@ -1123,23 +1302,313 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 serde_json::json!({ "cpos_taken_down": r.cpos_taken_down, "sessions_ended": r.sessions_ended }),
             );
         }
+        CpoCmd::TrustNode {
+            url,
+            expect_server,
+            expect_arbiter,
+        } => trust_node(
+            ctx,
+            url,
+            expect_server.as_deref(),
+            expect_arbiter.as_deref(),
+        )?,
         CpoCmd::EndSession { seller: name } => {
             let mut ks = ctx.load_keystore()?;
-            let store = ctx.store()?;
-            let (server, server_peer) = local_server(ctx, &ks, &store)?;
-            let session = seller_session(ctx, &ks, name, server_peer)?;
-            let outcome = server.handle_end_session(ctx.now(), &session.end(&mut rng))?;
+            let trust = ctx.load_trust()?;
+            let session = seller_session(ctx, &ks, &trust, name)?;
+            let t = transport(ctx, &ks)?;
+            let r = send(
+                &*t,
+                Role::Server,
+                &session.end(&mut rng),
+                None,
+                "the server refused to end the session",
+            )?;
+            let outcome = Decoder::new(&r.body)
+                .text("the outcome", 64)
+                .context("the server's answer to the end of a session")?
+                .to_owned();
             ks.remove(&k_p_name(name));
             ctx.save_keystore(&ks)?;
             let _ = std::fs::remove_file(session_file(ctx, name));
             crate::output::emit(
                 ctx.json,
                 &format!(
-                    "{name}'s browse session ended ({outcome:?}); K_p removed from the keystore"
+                    "{name}'s browse session ended ({outcome}); K_p removed from the keystore"
                 ),
-                serde_json::json!({ "outcome": format!("{outcome:?}") }),
+                serde_json::json!({ "outcome": outcome }),
             );
         }
     }
+    Ok(())
+}
+
+/// `agora cpo session`: protocol 3 with the node's server.
+fn session(
+    ctx: &Ctx,
+    name: &str,
+    bond: &Path,
+    hours: u64,
+    rng: &mut impl agora_core::crypto::Rng,
+) -> anyhow::Result<()> {
+    let mut ks = ctx.load_keystore()?;
+    let pam = keys(&ks, name)?;
+    let bond = crate::cert::read_cert_der(bond)?;
+    let trust = ctx.load_trust()?;
+    let server_peer = node_server(ctx, &ks, &trust)?;
+    let t = transport(ctx, &ks)?;
+    let now = ctx.now();
+    let until = now.plus_secs(hours.clamp(1, agora_cpo::MAX_SESSION_SECS / 3600) * 3600);
+    let (m0, p) = seller::request_session(&pam, rng, bond.clone(), now, until, &server_peer)?;
+    let r1 = send(
+        &*t,
+        Role::Server,
+        &m0,
+        None,
+        "the server refused the session",
+    )?;
+    let (m2, p) = p.handle(&pam, rng, &r1.body)?;
+    let r3 = send(
+        &*t,
+        Role::Server,
+        &m2,
+        Some(exchange_of(&r1, "the server")?),
+        "the server refused the session",
+    )?;
+    let session = p.handle(&pam, &r3.body)?;
+    // One session per seller name here: a new one replaces the old, which
+    // its server is told to end (if it can still be reached: best effort).
+    if let Ok(old) = seller_session(ctx, &ks, &trust, name) {
+        let _ = t.call(Role::Server, &old.end(rng), None);
+    }
+    ks.remove(&k_p_name(name));
+    ks.insert_secret(
+        &k_p_name(name),
+        agora_core::crypto::Secret::new(*session.k_p().expose()),
+    )?;
+    ctx.save_keystore(&ks)?;
+    let f = SessionFile {
+        session: hex::encode(session.id()),
+        from: now.secs(),
+        until: until.secs(),
+        bond_der_hex: hex::encode(&bond),
+        server: Some(server_peer.id().to_string()),
+    };
+    crate::datadir::write_file_atomic(&session_file(ctx, name), &serde_json::to_vec_pretty(&f)?)?;
+    crate::output::emit(
+        ctx.json,
+        &format!(
+            "browse session {} for {name} until {}; K_p is in the keystore\nnext: agora cpo list, then agora cpo bind <id> --seller {name}",
+            hex::encode(&session.id()[..8]),
+            crate::cert::fmt_time(until)
+        ),
+        serde_json::json!({ "session": f.session, "until": until.secs() }),
+    );
+    Ok(())
+}
+
+/// `agora cpo award`: the node hands the bids of a closed bidding CPO to
+/// the arbiter (or gives the award it made already); the award is checked
+/// against the arbiter the CPO names, and every bidder's notice against the
+/// server, before they are written.
+fn award(ctx: &Ctx, id: &str, out_dir: &Path) -> anyhow::Result<()> {
+    let cpo = cpo_id(id)?;
+    let trust = ctx.load_trust()?;
+    let t = public_transport(ctx)?;
+    let entry = t.cpo(&cpo).map_err(|e| match e {
+        ClientError::Problem(p) if p.code == "not-found" => {
+            anyhow::anyhow!("no CPO {} on this node's board", hex::encode(cpo))
+        }
+        e => node_error(e, "the node refused"),
+    })?;
+    let arbiter_id = KeyId::from_hex(text_of(&entry, "arbiter"))
+        .context("the node's entry for the CPO names no arbiter")?;
+    let alice = pinned(&trust, PartyRole::Arbiter, &arbiter_id, "the CPO's arbiter")?;
+    let a = t.award(&cpo).map_err(|e| node_error(e, "no award"))?;
+    let signed = hex::decode(text_of(&a, "award")).context("the node's award is not hex")?;
+    let award: Award = cose::verify(&signed, &alice.sign)
+        .context("the award is not signed by the CPO's arbiter")?;
+    if award.cpo != cpo {
+        bail!("the node answered with the award of another CPO");
+    }
+    keep(ctx, "cpo/award", &signed, true)?;
+    crate::datadir::write_file_atomic(&out_dir.join("award.cose"), &signed)?;
+    for receipt in &award.considered {
+        let notice = t
+            .notice(&cpo, receipt)
+            .map_err(|e| node_error(e, "no notice"))?;
+        let kid = cose::peek_kid(&notice).context("a notice is not COSE_Sign1")?;
+        let server = pinned(&trust, PartyRole::Server, &kid, "the notice's signer")?;
+        let n: Notice = cose::verify(&notice, &server.sign).context("a notice is refused")?;
+        if n.cpo != cpo || n.receipt_hash != *receipt {
+            bail!("the node answered with the notice of another bid");
+        }
+        let f = out_dir.join(format!("notice-{}.cose", hex::encode(&receipt[..8])));
+        crate::datadir::write_file_atomic(&f, &notice)?;
+    }
+    // The winner's bond key id is known to the node when this call made the
+    // award; otherwise the award names the winning bid by its receipt.
+    let winner = a["winner"].as_str().map(str::to_owned);
+    let winner_receipt = award.winner.map(hex::encode);
+    crate::output::emit(
+        ctx.json,
+        &format!(
+            "arbiter {} awarded CPO {}: {} of {} bids; award and notices in {}",
+            alice.id(),
+            hex::encode(cpo),
+            match (&winner, &winner_receipt) {
+                (Some(w), _) => format!("winner {w}"),
+                (None, Some(r)) => format!("winner the bid with receipt {}", &r[..16]),
+                (None, None) => "no winner".into(),
+            },
+            award.considered.len(),
+            out_dir.display()
+        ),
+        serde_json::json!({
+            "id": hex::encode(cpo),
+            "winner": winner,
+            "winner_receipt": winner_receipt,
+            "bids": award.considered.len(),
+            "dir": out_dir,
+        }),
+    );
+    Ok(())
+}
+
+/// A role's public keys as `/v1/node` describes them.
+fn advertised(v: &Value, what: &str) -> anyhow::Result<Option<Peer>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let key = |field: &str| -> anyhow::Result<[u8; 32]> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text_of(v, field), &mut out)
+            .with_context(|| format!("/v1/node: the {what}'s {field} is not 64 hex digits"))?;
+        Ok(out)
+    };
+    let peer = Peer {
+        sign: agora_core::crypto::VerifyingKey::from_bytes(&key("ed25519")?)
+            .with_context(|| format!("/v1/node: the {what}'s ed25519 key"))?,
+        enc: agora_core::crypto::X25519Public::from_slice(&key("x25519")?)?,
+    };
+    if text_of(v, "key_id") != peer.id().to_string() {
+        bail!("/v1/node: the {what}'s key id does not match its key");
+    }
+    Ok(Some(peer))
+}
+
+/// Pins `peer` as `role`; says whether it was pinned already.
+fn pin_peer(
+    trust: &mut TrustStore,
+    peer: &Peer,
+    role: PartyRole,
+    name: String,
+) -> anyhow::Result<&'static str> {
+    let id = peer.id();
+    match trust.by_key_id(&id) {
+        Some(p) if p.role == role && p.x25519().map(|k| k.to_bytes()) == Some(peer.enc.to_bytes()) => {
+            Ok("already pinned")
+        }
+        Some(p) if p.role == role => bail!(
+            "{id} is pinned already with another encryption key ({:?}): remove it from the trust store first",
+            p.name
+        ),
+        Some(p) => bail!("{id} is pinned already, in another role ({:?})", p.name),
+        None => {
+            trust.add(Party {
+                name,
+                role,
+                key_id: id,
+                certificate: None,
+                ed25519: Some(peer.sign),
+                x25519: Some(peer.enc),
+            })?;
+            Ok("pinned")
+        }
+    }
+}
+
+/// `agora cpo trust-node URL`.
+fn trust_node(
+    ctx: &Ctx,
+    url: &str,
+    expect_server: Option<&str>,
+    expect_arbiter: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut trust = ctx.load_trust()?;
+    let (client, doc) = node_doc(url)?;
+    let cpo = &doc["services"]["cpo"];
+    let server = advertised(&cpo["server"], "server")?;
+    let arbiter = advertised(&cpo["arbiter"], "arbiter")?;
+    if server.is_none() && arbiter.is_none() {
+        bail!("{url} hosts no CPO server and no CPO arbiter");
+    }
+    for (expect, got, what) in [
+        (expect_server, &server, "server"),
+        (expect_arbiter, &arbiter, "arbiter"),
+    ] {
+        let Some(e) = expect else { continue };
+        let want = KeyId::from_hex(e.trim()).with_context(|| format!("key id {e:?}"))?;
+        match got {
+            Some(p) if p.id() == want => {}
+            Some(p) => bail!(
+                "the CPO {what} of {url} is {}, not the {want} expected: nothing pinned",
+                p.id()
+            ),
+            None => bail!("{url} hosts no CPO {what}: nothing pinned"),
+        }
+    }
+    let mut text = format!("node {url}\n");
+    let mut json = serde_json::json!({ "url": url, "agencies": [] });
+    for (peer, role, what) in [
+        (&server, PartyRole::Server, "server"),
+        (&arbiter, PartyRole::Arbiter, "arbiter"),
+    ] {
+        let Some(p) = peer else { continue };
+        let state = pin_peer(&mut trust, p, role, format!("CPO {what} of {url}"))?;
+        text.push_str(&format!("  CPO {what:<8} {}  {state}\n", p.id()));
+        json[what] = serde_json::json!({ "key_id": p.id().to_string(), "state": state });
+    }
+    // Its agencies, so that bonds they issue are trusted here too. A node
+    // without the agency role has none to tell.
+    let agencies: Vec<Value> = match client.get_json("/v1/pki/agencies") {
+        Ok(a) => a,
+        Err(ClientError::Problem(p)) if p.code == "not-found" => Vec::new(),
+        Err(e) => return Err(node_error(e, "reading the node's agencies")),
+    };
+    for a in &agencies {
+        let kid = KeyId::from_hex(text_of(a, "key_id"))
+            .context("/v1/pki/agencies: an agency's key id")?;
+        let name = a["name"].as_str().unwrap_or("agency");
+        let der = client
+            .get_bytes(&format!("/v1/pki/{kid}/cert"))
+            .map_err(|e| node_error(e, &format!("reading the certificate of agency {name}")))?;
+        let cert = agora_pki::parse_certificate(&der)
+            .with_context(|| format!("the certificate of agency {name}"))?;
+        if cert.key_id() != kid {
+            bail!("the certificate of agency {name} is not of key {kid}");
+        }
+        let state = match trust.by_key_id(&kid) {
+            Some(p) if p.role == PartyRole::Agency => "already pinned",
+            Some(p) => bail!("{kid} is pinned already, in another role ({:?})", p.name),
+            None => {
+                trust
+                    .add_ca(name, PartyRole::Agency, &der)
+                    .with_context(|| format!("pinning agency {name}"))?;
+                "pinned"
+            }
+        };
+        text.push_str(&format!("  agency {name} {kid}  {state}\n"));
+        if let Some(list) = json["agencies"].as_array_mut() {
+            list.push(
+                serde_json::json!({ "name": name, "key_id": kid.to_string(), "state": state }),
+            );
+        }
+    }
+    ctx.save_trust(&trust)?;
+    text.push_str(&format!(
+        "compare these key ids with the ones the node's operator gives you\nnext: export AGORA_NODE={url}"
+    ));
+    crate::output::emit(ctx.json, &text, json);
     Ok(())
 }

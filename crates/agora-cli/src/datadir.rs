@@ -31,6 +31,9 @@ pub struct Ctx {
     pub data_dir: PathBuf,
     passphrase_file: Option<PathBuf>,
     pub json: bool,
+    /// The node to talk to (`--node`, `$AGORA_NODE`); `None`: host the roles
+    /// in this process, on the data directory.
+    pub node: Option<String>,
 }
 
 impl Ctx {
@@ -39,6 +42,7 @@ impl Ctx {
             data_dir: cli.data_dir.clone(),
             passphrase_file: cli.passphrase_file.clone(),
             json: cli.json,
+            node: cli.node.clone(),
         }
     }
 
@@ -166,6 +170,38 @@ pub fn init(ctx: &Ctx) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let id = init_quiet(ctx)?;
+    crate::output::emit(
+        ctx.json,
+        &format!(
+            "created agora data directory {}\n  database   {}\n  keystore   {} (node key {id})\n  trust      {}\n\
+             next: agora agency create <name>   (see agora --help)",
+            ctx.data_dir.display(),
+            ctx.db_path().display(),
+            ctx.keystore_path().display(),
+            ctx.trust_path().display()
+        ),
+        serde_json::json!({ "data_dir": ctx.data_dir, "node_key_id": id.to_string(), "created": true }),
+    );
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict_permissions(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting permissions of {}", dir.display()))
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_dir: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// Creates the data directory (database, keystore with the node's own keys
+/// and its CPO arbiter and server keys, trust store pinning them); returns
+/// the node key's id.
+pub fn init_quiet(ctx: &Ctx) -> anyhow::Result<agora_core::KeyId> {
     let pass = ctx.passphrase()?;
     if pass.len() < 4 {
         bail!("the keystore passphrase must be at least 4 characters");
@@ -207,29 +243,5 @@ pub fn init(ctx: &Ctx) -> anyhow::Result<()> {
     agora_store::Store::open(&ctx.db_path(), agora_store::StoreConfig::default())
         .with_context(|| format!("creating database {}", ctx.db_path().display()))?;
     ctx.save_keystore(&ks)?;
-    crate::output::emit(
-        ctx.json,
-        &format!(
-            "created agora data directory {}\n  database   {}\n  keystore   {} (node key {id})\n  trust      {}\n\
-             next: agora agency create <name>   (see agora --help)",
-            ctx.data_dir.display(),
-            ctx.db_path().display(),
-            ctx.keystore_path().display(),
-            ctx.trust_path().display()
-        ),
-        serde_json::json!({ "data_dir": ctx.data_dir, "node_key_id": id.to_string(), "created": true }),
-    );
-    Ok(())
-}
-
-#[cfg(unix)]
-fn restrict_permissions(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("restricting permissions of {}", dir.display()))
-}
-
-#[cfg(not(unix))]
-fn restrict_permissions(_dir: &Path) -> anyhow::Result<()> {
-    Ok(())
+    Ok(id)
 }

@@ -13,8 +13,16 @@
 //! buyer:   agora cpo mail buyer m3.msg --buyer bob --out book.acceptance
 //! ```
 //! and the same with `start-post` and `server` for protocol 2.
+//!
+//! The buyer's steps take the arbiter's and the server's keys from the trust
+//! store, as `agora cpo approve` and `post` do. The arbiter's and the
+//! server's steps are this data directory's own roles, whatever `--node`
+//! says: the file is the transport here. They do not go through the node's
+//! `CpoService`, whose pending exchanges live in one process's memory for
+//! minutes; a run by e-mail spans processes and days, so its pending states
+//! are saved to files between messages instead.
 
-use crate::cpo::{arbiter_policy, bond_trust, keys, local_server, read_limited};
+use crate::cpo::{arbiter_policy, bond_trust, keys, local_server, pinned, read_limited};
 use crate::datadir::{Ctx, ARBITER_KEY};
 use agora_core::ports::EvidenceArchive;
 use agora_core::wire::{envelope, tags, Tag};
@@ -182,16 +190,12 @@ fn start_approval<V: Variant>(
     let ks = ctx.load_keystore()?;
     let bob = keys(&ks, buyer)?;
     let trust = ctx.load_trust()?;
-    let party = trust
-        .by_key_id(&ccpo.arbiter)
-        .filter(|p| p.role == PartyRole::Arbiter)
-        .context("the CCPO's arbiter is not pinned in the trust store")?;
-    let alice = agora_cpo::Peer {
-        sign: party.verifying_key().context("no key for the arbiter")?,
-        enc: party
-            .x25519()
-            .context("no encryption key for the arbiter")?,
-    };
+    let alice = pinned(
+        &trust,
+        PartyRole::Arbiter,
+        &ccpo.arbiter,
+        "the CCPO's arbiter",
+    )?;
     let (m0, state) =
         buyer::request_approval::<V>(&bob, &mut agora_core::crypto::os_rng(), ccpo, terms, &alice)?;
     save(
@@ -332,14 +336,12 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                 .collect();
             let checked =
                 check_acceptance(&signed, &arbiters).context("not a valid ARBITER_ACCEPTANCE")?;
-            let party = trust
-                .by_key_id(&checked.server)
-                .filter(|p| p.role == PartyRole::Server)
-                .context("the acceptance's server is not pinned in the trust store")?;
-            let server = agora_cpo::Peer {
-                sign: party.verifying_key().context("no key for the server")?,
-                enc: party.x25519().context("no encryption key for the server")?,
-            };
+            let server = pinned(
+                &trust,
+                PartyRole::Server,
+                &checked.server,
+                "the acceptance's server",
+            )?;
             let acc = Acceptance {
                 signed,
                 ccpo: checked.ccpo,

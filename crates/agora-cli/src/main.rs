@@ -7,12 +7,14 @@
 #![forbid(unsafe_code)]
 
 mod agency;
+mod bench;
 mod cert;
 mod cpo;
 mod datadir;
 mod evidence;
 mod key;
 mod mail;
+mod node;
 mod output;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +50,11 @@ struct Cli {
     /// else a prompt on the terminal).
     #[arg(long, global = true, env = "AGORA_PASSPHRASE_FILE")]
     passphrase_file: Option<PathBuf>,
+    /// The agora node to talk to, e.g. http://127.0.0.1:7878 (`agora up`
+    /// prints it). Without it, `agora cpo` runs the node's roles in this
+    /// process on the data directory.
+    #[arg(long, global = true, env = "AGORA_NODE")]
+    node: Option<String>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -79,6 +86,27 @@ enum Cmd {
     /// Conditional Purchase Orders: draft, approve, post, list.
     #[command(subcommand)]
     Cpo(cpo::CpoCmd),
+    /// Start the marketplace on this data directory: every role on one
+    /// loopback port, with the web board. Creates what is missing first.
+    #[command(after_help = "Example:\n  AGORA_PASSPHRASE=... agora up\n  agora up --port 8080")]
+    Up(node::UpArgs),
+    /// Run a node with the roles and limits of a configuration file
+    /// (docs/NODE.md).
+    #[command(after_help = "Example:\n  agora serve --config node.toml")]
+    Serve(node::ServeArgs),
+    /// What the node at --node (or $AGORA_NODE) hosts; with --wait, wait
+    /// until it answers.
+    #[command(after_help = "Example:\n  agora --node http://127.0.0.1:7878 status --wait 30")]
+    Status(node::StatusArgs),
+    /// Load a node started with `agora up` on this data directory, over
+    /// loopback only: cpo-post, cpo-browse or cpo-bind, bounded in requests
+    /// and time; prints throughput, latency per protocol step and the
+    /// crypto bound.
+    #[command(
+        after_help = "Examples:\n  agora up &\n  agora bench cpo-bind --concurrency 64 --cpos 2000 --duration 10\n  \
+        agora bench cpo-post --concurrency 16 --json\n  agora bench cpo-browse --node http://127.0.0.1:7878 --requests 20000"
+    )]
+    Bench(bench::BenchArgs),
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -90,6 +118,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Cmd::Cert(c) => cert::run(&ctx, c),
         Cmd::Evidence(c) => evidence::run(&ctx, c),
         Cmd::Cpo(c) => cpo::run(&ctx, c),
+        Cmd::Up(a) => node::up(&ctx, a),
+        Cmd::Serve(a) => node::serve(&ctx, a),
+        Cmd::Status(a) => node::status(&ctx, a),
+        Cmd::Bench(a) => bench::run(&ctx, a),
     }
 }
 

@@ -11,17 +11,21 @@ pub fn emit(json_mode: bool, human: &str, json: Value) {
     }
 }
 
-/// The stable error code of `e`, if it carries one of agora's typed errors.
-fn code(e: &anyhow::Error) -> &'static str {
+/// The stable error code of `e`, if it carries one of agora's typed errors
+/// (or a node's problem document).
+fn code(e: &anyhow::Error) -> String {
     for cause in e.chain() {
+        if let Some(err) = cause.downcast_ref::<agora_node::client::ClientError>() {
+            return err.code().to_owned();
+        }
         if let Some(err) = cause.downcast_ref::<agora_core::Error>() {
-            return err.code();
+            return err.code().to_owned();
         }
         if let Some(r) = cause.downcast_ref::<agora_pki::Refusal>() {
-            return r.code();
+            return r.code().to_owned();
         }
     }
-    "error"
+    "error".to_owned()
 }
 
 /// One readable line on stderr (the whole chain with `--verbose`); with

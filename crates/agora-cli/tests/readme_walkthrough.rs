@@ -57,8 +57,19 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// A port no one listens on now, for a block's node: the README's blocks
+/// say 7878, the default of `agora up`, and run at once in parallel tests.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn run_block(name: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
     let path = format!(
         "{}:{}",
         bin_dir().display(),
@@ -66,7 +77,9 @@ fn run_block(name: &str) -> std::process::Output {
     );
     let out = Command::new("bash")
         .arg("-c")
-        .arg(script(&block(&readme(), name)))
+        .arg(script(&block(&readme(), name).replace("7878", &port)))
+        .env("AGORA_PORT", &port)
+        .env_remove("AGORA_NODE")
         .current_dir(dir.path())
         .env("PATH", path)
         .env_remove("AGORA_DATA_DIR")
@@ -115,6 +128,10 @@ fn readme_walkthrough_cpo() {
     assert!(out.status.success(), "the README's CPO walk-through failed");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("agora node at http://127.0.0.1:") && stdout.contains("cpo"),
+        "the walk-through runs against `agora up`: {stdout}"
+    );
     assert!(stdout.contains("accepted CPO"), "{stdout}");
     assert!(stdout.contains("posted (first-come)"));
     assert!(

@@ -1,0 +1,1899 @@
+//! `agora bench cpo-post | cpo-browse | cpo-bind`: a load generator for a
+//! node started with `agora up` on the same data directory.
+//!
+//! Loopback only (a `--node` on any other host is refused), and bounded:
+//! at most `--concurrency` clients (256), and the measured phase stops at
+//! `--requests` protocol messages or `--duration` seconds, whichever comes
+//! first. The buyers and sellers are synthetic: their keys live only in
+//! this process, and their bonds are issued by the data directory's own
+//! bonding agency (`agora-bonding`, made by `agora up`). The bonds are not
+//! recorded in the agency's register: validation (arbiter and server) checks
+//! the agency's signature, the dates and the agency's CRL, never the
+//! register, and the bench should not write into the node's database. They
+//! are short-lived (the run's length plus an hour), and so are the CPOs and
+//! the browse sessions it makes; the sessions are ended after the run.
+//!
+//! Scenarios:
+//!
+//! * `cpo-post`: N buyers each run approval (protocol 1, two round trips to
+//!   the arbiter) and posting (protocol 2, two round trips to the server)
+//!   over and over; throughput = CPOs posted per second.
+//! * `cpo-browse`: setup posts a few CPOs and opens N browse sessions
+//!   (protocol 3); then N sellers fetch listings of open CPOs under K_p
+//!   (one round trip each); throughput = listings per second.
+//! * `cpo-bind`: setup posts M CPOs (in parallel) and opens N sessions;
+//!   then the N sellers race over the M CPOs, each in her own shuffled
+//!   order (listing request + offer), until every CPO is bound (or the
+//!   limits stop them); throughput = binds (BOUND_CPO) per second. The
+//!   bench counts the BOUND_CPOs of every CPO: more than one is
+//!   a broken invariant, reported loudly with a non-zero exit.
+//!
+//! Setup (posting, sessions) is not measured. Each run prints requests,
+//! successes, errors by code, throughput, p50/p99/p999 latency per protocol
+//! step (a step is one HTTP round trip), wall time, and the crypto bound:
+//! the same steps' cryptography measured in this process on one core after
+//! the measured phase, scaled to this machine's cores, and the ratio of the
+//! throughput to it.
+//!
+//! The crypto bound counts both sides, client and server: over loopback
+//! the clients run on the same cores as the node, so their crypto takes
+//! the same CPU the node's does, and a server-only bound would promise more
+//! than this machine can do while it also runs the clients. The server-only
+//! bound (what `crates/agora-store/benches/bind.rs` measures: the node on a
+//! machine of its own) is reported next to it.
+//!
+//! Clients are OS threads, one per worker, each with its own blocking
+//! [`NodeClient`] (its own connection): the buyer and seller state machines
+//! are synchronous and CPU-bound (HPKE, Ed25519), so on an async runtime
+//! they would need `spawn_blocking` anyway; `NodeClient` is the transport
+//! the CLI itself uses, so the bench measures what a CLI user meets; and at
+//! most 256 threads is cheap. Its price: reqwest's blocking client hands
+//! each request to a runtime thread of its own (a thread hop per request),
+//! which is inside the measured latencies, small next to the node's work.
+
+use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
+use agora_core::crypto::{os_rng, random_bytes, Rng, SigningKey, X25519Secret};
+use agora_core::ports::MemoryReplayCache;
+use agora_core::{Currency, Money, Timestamp};
+use agora_cpo::arbiter::Arbiter;
+use agora_cpo::msg::{digest, BindListing, BindOffer, BoundCpo, ListingRequest};
+use agora_cpo::policy::ArbiterPolicy;
+use agora_cpo::ports::{MemoryBoard, MemorySessions};
+use agora_cpo::seller::{self, Listing, SellerSession};
+use agora_cpo::server::Server;
+use agora_cpo::session::{BindingKey, Channel, Direction};
+use agora_cpo::{buyer, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys, Mode, Peer};
+use agora_node::client::{ClientError, CpoTransport, NodeClient};
+use agora_node::cpo::{Reply, Role};
+use agora_node::exchange::ExchangeId;
+use agora_pki::{Agency, BondParams, Conditions};
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The node `agora up` serves, unless `--node` says otherwise.
+const DEFAULT_NODE: &str = "http://127.0.0.1:7878";
+/// Most concurrent clients.
+pub const MAX_CONCURRENCY: u16 = 256;
+/// Most threads posting the setup's CPOs.
+const POSTERS: usize = 32;
+/// Failed setup operations tolerated (each is retried) before giving up.
+const MAX_SETUP_FAILURES: usize = 20;
+/// The offer details of every bind.
+const OFFER: &str = "agora bench: synthetic offer";
+/// Goods of every CPO the bench posts (so that they can be told apart).
+const GOODS: &str = "agora bench: synthetic CPO";
+/// The price of every CPO, in cents of EUR.
+const PRICE_CENTS: u64 = 100;
+/// What every bond covers, in cents of EUR.
+const BOND_CENTS: u64 = 100_000;
+/// How long the single-core crypto measurement runs, at most.
+const CRYPTO_SECS: f64 = 1.0;
+/// Latency histograms: 1 µs to 1 hour, 3 significant digits.
+const HIST_MAX_US: u64 = 3_600_000_000;
+
+/// What `agora bench` loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// N buyers repeatedly get approval (protocol 1) and post (protocol 2).
+    #[value(name = "cpo-post")]
+    Post,
+    /// N sellers with browse sessions repeatedly fetch listings.
+    #[value(name = "cpo-browse")]
+    Browse,
+    /// N sellers race to bind M CPOs (listing + offer, protocol 4).
+    #[value(name = "cpo-bind")]
+    Bind,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Post => "cpo-post",
+            Scenario::Browse => "cpo-browse",
+            Scenario::Bind => "cpo-bind",
+        }
+    }
+
+    fn default_concurrency(self) -> usize {
+        match self {
+            Scenario::Bind => 64,
+            _ => 16,
+        }
+    }
+
+    fn default_cpos(self) -> usize {
+        match self {
+            Scenario::Post => 0,
+            Scenario::Browse => 32,
+            Scenario::Bind => 2000,
+        }
+    }
+
+    /// What one success is.
+    fn unit(self) -> &'static str {
+        match self {
+            Scenario::Post => "CPOs posted",
+            Scenario::Browse => "listings",
+            Scenario::Bind => "binds",
+        }
+    }
+
+    /// Protocol messages (HTTP requests) of one operation, at most.
+    fn requests_per_op(self) -> u64 {
+        match self {
+            Scenario::Post => 4,
+            Scenario::Browse => 1,
+            Scenario::Bind => 2,
+        }
+    }
+}
+
+/// `agora bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// cpo-post: approval + posting; cpo-browse: listings under browse
+    /// sessions; cpo-bind: sellers race to bind M CPOs.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Concurrent buyers or sellers, 1-256 (default 16; 64 for cpo-bind).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=(MAX_CONCURRENCY as i64)))]
+    concurrency: Option<u16>,
+    /// CPOs posted during setup (default 2000 for cpo-bind, 32 for
+    /// cpo-browse; cpo-post posts as it goes).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    cpos: Option<u32>,
+    /// Stop after this many protocol messages (HTTP requests) in the
+    /// measured phase.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    requests: u64,
+    /// Stop after this many seconds of the measured phase (setup is not
+    /// counted).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    duration: u64,
+    /// The bonding agency of this data directory that bonds the synthetic
+    /// buyers and sellers.
+    #[arg(long, default_value = crate::node::DEFAULT_AGENCY)]
+    agency: String,
+}
+
+// ------------------------------------------------------------ the node URL
+
+/// `url` as a base URL if it is plain HTTP to a loopback host
+/// (`127.0.0.1`, `localhost`, `[::1]`), else why not: the bench must not
+/// load anyone else's node.
+fn loopback_url(url: &str) -> anyhow::Result<String> {
+    let refuse = |why: &str| anyhow::anyhow!("--node {url:?}: {why}");
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| refuse("use http://127.0.0.1:PORT (the bench runs over loopback only)"))?;
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if !(path.is_empty() || path == "/") {
+        return Err(refuse("give the node's base URL, without a path"));
+    }
+    if authority.contains('@') {
+        return Err(refuse("no user information in the URL"));
+    }
+    let (host, port) = if let Some(r) = authority.strip_prefix('[') {
+        let (h, after) = r
+            .split_once(']')
+            .ok_or_else(|| refuse("unclosed [ in the host"))?;
+        (h, after)
+    } else {
+        authority.split_at(authority.find(':').unwrap_or(authority.len()))
+    };
+    if !port.is_empty() {
+        let digits = port.strip_prefix(':').ok_or_else(|| refuse("bad port"))?;
+        if digits.parse::<u16>().is_err() {
+            return Err(refuse("bad port"));
+        }
+    }
+    let host = host.to_ascii_lowercase();
+    if !matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1") {
+        return Err(refuse(
+            "not a loopback host: the bench only loads a node on this machine \
+             (127.0.0.1, localhost or [::1])",
+        ));
+    }
+    Ok(format!("http://{authority}"))
+}
+
+// ------------------------------------------------------------ statistics
+
+/// `count` per second over `secs` (0 when no time passed).
+fn per_sec(count: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        count as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// `a / b`, or `None` when `b` is not positive.
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("constant, valid histogram bounds")
+}
+
+/// Count, p50, p99, p99.9 and max of a latency histogram, in µs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Percentiles {
+    count: u64,
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Percentiles {
+        Percentiles {
+            count: h.len(),
+            p50: h.value_at_quantile(0.50),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "count": self.count,
+            "p50_us": self.p50,
+            "p99_us": self.p99,
+            "p999_us": self.p999,
+            "max_us": self.max,
+        })
+    }
+}
+
+/// The error kind of a node's refusal: its problem code, except that a
+/// refusal because the CPO is already bound (the expected loss of a bind
+/// race) is `already-bound`.
+fn node_error_kind(e: &ClientError) -> String {
+    match e {
+        ClientError::Problem(p)
+            if p.code == "refused"
+                && p.detail
+                    .as_deref()
+                    .is_some_and(|d| d.contains("already bound")) =>
+        {
+            "already-bound".into()
+        }
+        ClientError::Problem(p) => p.code.clone(),
+        ClientError::Transport(_) => "transport".into(),
+    }
+}
+
+/// Why an operation failed: the node refused or could not be reached, or
+/// the client refused the node's answer.
+#[derive(Debug)]
+enum OpError {
+    Node(ClientError),
+    Client(agora_core::Error),
+}
+
+impl From<ClientError> for OpError {
+    fn from(e: ClientError) -> OpError {
+        OpError::Node(e)
+    }
+}
+
+impl From<agora_core::Error> for OpError {
+    fn from(e: agora_core::Error) -> OpError {
+        OpError::Client(e)
+    }
+}
+
+impl From<agora_core::DecodeError> for OpError {
+    fn from(e: agora_core::DecodeError) -> OpError {
+        OpError::Client(e.into())
+    }
+}
+
+impl OpError {
+    fn kind(&self) -> String {
+        match self {
+            OpError::Node(e) => node_error_kind(e),
+            OpError::Client(e) => format!("client-{}", e.code()),
+        }
+    }
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpError::Node(e) => write!(f, "the node: {e}"),
+            OpError::Client(e) => write!(f, "the client refused the node's answer: {e}"),
+        }
+    }
+}
+
+/// What one worker saw: requests sent, errors by kind, latency per step.
+#[derive(Debug, Default)]
+struct Tally {
+    requests: u64,
+    successes: u64,
+    errors: BTreeMap<String, u64>,
+    /// Latency (µs) by step; a failed round trip under `<step>:error`.
+    steps: BTreeMap<String, Histogram<u64>>,
+}
+
+impl Tally {
+    fn record(&mut self, step: &str, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        if let Some(h) = self.steps.get_mut(step) {
+            h.saturating_record(us);
+        } else {
+            let mut h = new_histogram();
+            h.saturating_record(us);
+            self.steps.insert(step.to_owned(), h);
+        }
+    }
+
+    fn error(&mut self, kind: String) {
+        *self.errors.entry(kind).or_default() += 1;
+    }
+
+    /// One timed protocol message.
+    fn call(
+        &mut self,
+        client: &NodeClient,
+        step: &str,
+        role: Role,
+        body: &[u8],
+        exchange: Option<ExchangeId>,
+    ) -> Result<Reply, ClientError> {
+        let t = Instant::now();
+        let r = client.call(role, body, exchange);
+        let d = t.elapsed();
+        self.requests += 1;
+        match &r {
+            Ok(_) => self.record(step, d),
+            Err(_) => self.record(&format!("{step}:error"), d),
+        }
+        r
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.requests += other.requests;
+        self.successes += other.successes;
+        for (k, n) in other.errors {
+            *self.errors.entry(k).or_default() += n;
+        }
+        for (k, h) in other.steps {
+            match self.steps.get_mut(&k) {
+                // Same bounds on both sides: adding cannot fail.
+                Some(mine) => {
+                    let _ = mine.add(&h);
+                }
+                None => {
+                    self.steps.insert(k, h);
+                }
+            }
+        }
+    }
+
+    fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// The cryptography of one operation measured on one core: `ops`
+/// operations took `client_secs` of client work and `server_secs` of
+/// server work.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct CryptoBound {
+    ops: u64,
+    client_secs: f64,
+    server_secs: f64,
+    /// Cores of this machine (`available_parallelism`).
+    cores: usize,
+}
+
+impl CryptoBound {
+    fn client_us(&self) -> f64 {
+        self.client_secs * 1e6 / self.ops.max(1) as f64
+    }
+
+    fn server_us(&self) -> f64 {
+        self.server_secs * 1e6 / self.ops.max(1) as f64
+    }
+
+    /// Operations per second on one core: both sides' crypto, or the
+    /// server's only.
+    fn per_core(&self, server_only: bool) -> f64 {
+        let secs = if server_only {
+            self.server_secs
+        } else {
+            self.client_secs + self.server_secs
+        };
+        per_sec(self.ops, secs)
+    }
+
+    /// [`Self::per_core`] scaled to every core of this machine (linearly:
+    /// the steps share nothing but the CPU).
+    fn bound(&self, server_only: bool) -> f64 {
+        self.per_core(server_only) * self.cores as f64
+    }
+
+    fn json(&self, throughput: f64, what: &str) -> serde_json::Value {
+        serde_json::json!({
+            "sides": "client+server",
+            "why_both_sides": "over loopback the clients' crypto runs on the node's cores",
+            "what": what,
+            "ops_measured": self.ops,
+            "rounds": CRYPTO_ROUNDS,
+            "method": "one thread in this process after the measured phase; the fastest round",
+            "client_us_per_op": self.client_us(),
+            "server_us_per_op": self.server_us(),
+            "per_core_per_sec": self.per_core(false),
+            "cores": self.cores,
+            "bound_per_sec": self.bound(false),
+            "ratio": ratio(throughput, self.bound(false)),
+            "server_only": {
+                "per_core_per_sec": self.per_core(true),
+                "bound_per_sec": self.bound(true),
+                "ratio": ratio(throughput, self.bound(true)),
+            },
+        })
+    }
+}
+
+/// The CPOs of a `cpo-bind` run whose BOUND_CPO count is not 0 or 1.
+fn violations(counts: &[u32]) -> Vec<(usize, u32)> {
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 1)
+        .map(|(i, c)| (i, *c))
+        .collect()
+}
+
+/// What `cpo-bind` checks at the end.
+#[derive(Debug)]
+struct Invariant {
+    /// CPOs bound by exactly one seller of the bench.
+    bound_once: usize,
+    /// CPOs nobody of the bench bound (the run stopped first).
+    unbound: usize,
+    /// CPOs some seller was told "already bound" although no seller of
+    /// the bench holds a BOUND_CPO for it (a reply lost after the commit,
+    /// or someone else bound it).
+    refused_without_binder: usize,
+    /// CPO ids (hex) with more than one BOUND_CPO, and how many.
+    violations: Vec<(String, u32)>,
+}
+
+impl Invariant {
+    fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": self.ok(),
+            "rule": "each CPO bound by at most one seller (BOUND_CPOs counted per CPO)",
+            "cpos_bound_once": self.bound_once,
+            "cpos_unbound": self.unbound,
+            "cpos_already_bound_without_binder": self.refused_without_binder,
+            "violations": self.violations.iter()
+                .map(|(id, n)| serde_json::json!({ "id": id, "bound_cpos": n }))
+                .collect::<Vec<_>>(),
+        })
+    }
+}
+
+// ------------------------------------------------------------ limits
+
+/// The bounds of the measured phase, shared by its workers.
+#[derive(Debug)]
+struct Limits {
+    budget: u64,
+    duration: Duration,
+    start: OnceLock<Instant>,
+    sent: AtomicU64,
+    halted: AtomicBool,
+    stopped_by: Mutex<Option<&'static str>>,
+}
+
+impl Limits {
+    fn new(budget: u64, duration: Duration) -> Limits {
+        Limits {
+            budget,
+            duration,
+            start: OnceLock::new(),
+            sent: AtomicU64::new(0),
+            halted: AtomicBool::new(false),
+            stopped_by: Mutex::new(None),
+        }
+    }
+
+    fn stop(&self, why: &'static str) {
+        self.halted.store(true, Ordering::Relaxed);
+        let mut s = self.stopped_by.lock().unwrap_or_else(|p| p.into_inner());
+        s.get_or_insert(why);
+    }
+
+    /// Takes `n` requests from the budget, or says stop (time is up or the
+    /// budget is spent).
+    fn reserve(&self, n: u64) -> bool {
+        if self.halted.load(Ordering::Relaxed) {
+            return false;
+        }
+        let start = *self.start.get_or_init(Instant::now);
+        if start.elapsed() >= self.duration {
+            self.stop("duration");
+            return false;
+        }
+        let before = self.sent.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > self.budget {
+            self.sent.fetch_sub(n, Ordering::Relaxed);
+            self.stop("requests");
+            return false;
+        }
+        true
+    }
+
+    /// Gives back requests reserved and not sent.
+    fn release(&self, n: u64) {
+        self.sent.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    fn stopped_by(&self) -> &'static str {
+        self.stopped_by
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or("done")
+    }
+}
+
+/// Runs `work` on one thread per item of `items`, all released at once;
+/// returns their results and the wall time from the release to the last
+/// one's end.
+fn race<W: Send, R: Send>(
+    items: Vec<W>,
+    limits: &Limits,
+    work: impl Fn(usize, W) -> R + Sync,
+) -> (Vec<R>, Duration) {
+    let n = items.len();
+    let ready = Barrier::new(n + 1);
+    let go = Barrier::new(n + 1);
+    let (work, ready_ref, go_ref) = (&work, &ready, &go);
+    let out: Vec<(R, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                s.spawn(move || {
+                    ready_ref.wait();
+                    go_ref.wait();
+                    let r = work(i, item);
+                    (r, Instant::now())
+                })
+            })
+            .collect();
+        ready.wait();
+        let _ = limits.start.set(Instant::now());
+        go.wait();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let start = limits.start.get().copied().unwrap_or_else(Instant::now);
+    let end = out.iter().map(|(_, t)| *t).max().unwrap_or(start);
+    (
+        out.into_iter().map(|(r, _)| r).collect(),
+        end.saturating_duration_since(start),
+    )
+}
+
+// ------------------------------------------------------------ parties
+
+/// A synthetic buyer or seller: keys in memory, a bond of the agency.
+struct Party {
+    keys: Keys,
+    bond: Vec<u8>,
+}
+
+/// What every scenario works with.
+struct Env {
+    url: String,
+    agency: Agency,
+    crl_uri: String,
+    /// This data directory's CPO server and arbiter, as the node serves them.
+    server: Peer,
+    arbiter: Peer,
+    /// The agencies and CRLs of this data directory (for the in-process
+    /// crypto measurement).
+    trust: BondTrust,
+    /// How long bonds, CPOs and sessions last.
+    life_secs: u64,
+}
+
+fn eur(cents: u64) -> anyhow::Result<Money> {
+    Ok(Money::new(cents, Currency::new("EUR")?))
+}
+
+impl Env {
+    fn load(ctx: &Ctx, a: &BenchArgs, url: String) -> anyhow::Result<Env> {
+        let ks = ctx.load_keystore()?;
+        let server = crate::cpo::keys(&ks, SERVER_KEY)
+            .context("this data directory has no CPO server (run `agora up` on it)")?
+            .peer();
+        let arbiter = crate::cpo::keys(&ks, ARBITER_KEY)
+            .context("this data directory has no CPO arbiter (run `agora up` on it)")?
+            .peer();
+        drop(ks);
+        let agency = crate::agency::load_agency(ctx, &a.agency).with_context(|| {
+            format!(
+                "the bench bonds its buyers and sellers with agency {:?} of this data directory",
+                a.agency
+            )
+        })?;
+        let base = std::fs::read_to_string(ctx.agency_dir(&a.agency).join("crl-base"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| url.clone());
+        let crl_uri = agency.crl_uri(&base);
+        // The node must be the one of this data directory: its roles are
+        // the ones whose keys are here.
+        let client = NodeClient::new(&url)?;
+        let node: serde_json::Value = client
+            .get_json("/v1/node")
+            .with_context(|| format!("is a node running at {url}? (agora up)"))?;
+        let cpo = &node["services"]["cpo"];
+        let served = |role: &str| cpo[role]["key_id"].as_str().map(str::to_owned);
+        if served("server") != Some(server.id().to_string())
+            || served("arbiter") != Some(arbiter.id().to_string())
+        {
+            bail!(
+                "the node at {url} does not serve the CPO roles of data directory {} \
+                 (start it with `agora up` on the same --data-dir)",
+                ctx.data_dir.display()
+            );
+        }
+        Ok(Env {
+            url,
+            agency,
+            crl_uri,
+            server,
+            arbiter,
+            trust: crate::cpo::bond_trust(ctx)?,
+            life_secs: a.duration + 3600,
+        })
+    }
+
+    fn client(&self) -> anyhow::Result<NodeClient> {
+        Ok(NodeClient::new(&self.url)?)
+    }
+
+    /// Progress, on stderr (also with `--json`, whose object is on stdout):
+    /// the lines that start with `measuring:` and `measuring the crypto
+    /// bound` mark the measured phase for tools that sample the node meanwhile.
+    fn say(&self, what: &str) {
+        eprintln!("{what}");
+    }
+
+    /// A fresh party bonded as `role`.
+    fn party(&self, role: agora_pki::Role, rng: &mut impl Rng) -> anyhow::Result<Party> {
+        let keys = fresh_keys(rng);
+        let now = Timestamp::now_from_system_clock();
+        let bond = self
+            .agency
+            .issue_bond(
+                &BondParams {
+                    holder: keys.sign.verifying_key(),
+                    holder_x25519: keys.enc.public(),
+                    amount: eur(BOND_CENTS)?,
+                    roles: vec![role],
+                    conditions: Conditions::default(),
+                    not_before: now.minus_secs(300),
+                    not_after: now.plus_secs(self.life_secs),
+                    crl_uri: self.crl_uri.clone(),
+                },
+                rng,
+            )?
+            .der;
+        Ok(Party { keys, bond })
+    }
+
+    fn parties(&self, role: agora_pki::Role, n: usize) -> anyhow::Result<Vec<Party>> {
+        let mut rng = os_rng();
+        (0..n).map(|_| self.party(role, &mut rng)).collect()
+    }
+
+    /// A first-come CPO of `bond`'s holder for `server` and `arbiter`.
+    fn draft(&self, bond: &[u8], server: &Peer, arbiter: &Peer) -> anyhow::Result<CcpoDraft> {
+        let now = Timestamp::now_from_system_clock();
+        Ok(CcpoDraft {
+            arbiter: arbiter.id(),
+            server: server.id(),
+            goods: GOODS.into(),
+            price: eur(PRICE_CENTS)?,
+            start: now.minus_secs(60),
+            end: now.plus_secs(self.life_secs),
+            terms: String::new(),
+            bond: bond.to_vec(),
+        })
+    }
+}
+
+// ------------------------------------------------------------ operations
+
+/// Protocols 1 and 2 over the node: one CPO approved and posted.
+fn post_once(
+    env: &Env,
+    client: &NodeClient,
+    bob: &Party,
+    rng: &mut impl Rng,
+    t: &mut Tally,
+) -> Result<[u8; 32], OpError> {
+    let draft = env
+        .draft(&bob.bond, &env.server, &env.arbiter)
+        .map_err(|_| OpError::Client(agora_core::Error::ApiMisuse("bad CPO draft")))?;
+    let ccpo = Ccpo::new(draft, rng)?;
+    let (m0, b) = buyer::request_approval::<FirstCome>(&bob.keys, rng, ccpo, "", &env.arbiter)?;
+    let r1 = t.call(client, "approval-1", Role::Arbiter, &m0, None)?;
+    let (m2, b) = b.handle(&bob.keys, rng, &r1.body)?;
+    let r3 = t.call(client, "approval-2", Role::Arbiter, &m2, r1.exchange)?;
+    let acceptance = b.handle(&bob.keys, Timestamp::now_from_system_clock(), &r3.body)?;
+    let (m0, p) = buyer::request_post(&bob.keys, rng, &acceptance, &env.server)?;
+    let r1 = t.call(client, "post-1", Role::Server, &m0, None)?;
+    let (m2, p) = p.handle(&bob.keys, rng, &r1.body)?;
+    let r3 = t.call(client, "post-2", Role::Server, &m2, r1.exchange)?;
+    Ok(p.handle(&bob.keys, &r3.body)?.cpo.ccpo.id)
+}
+
+/// Protocol 3 over the node: a browse session with K_p.
+fn open_session(
+    env: &Env,
+    client: &NodeClient,
+    pam: &Party,
+    rng: &mut impl Rng,
+    t: &mut Tally,
+) -> Result<SellerSession, OpError> {
+    let now = Timestamp::now_from_system_clock();
+    let (m0, p) = seller::request_session(
+        &pam.keys,
+        rng,
+        pam.bond.clone(),
+        now.minus_secs(60),
+        now.plus_secs(env.life_secs),
+        &env.server,
+    )?;
+    let r1 = t.call(client, "session-1", Role::Server, &m0, None)?;
+    let (m2, p) = p.handle(&pam.keys, rng, &r1.body)?;
+    let r3 = t.call(client, "session-2", Role::Server, &m2, r1.exchange)?;
+    Ok(p.handle(&pam.keys, &r3.body)?)
+}
+
+/// The listing of `cpo` under the session (one round trip).
+fn listing(
+    session: &SellerSession,
+    client: &NodeClient,
+    cpo: [u8; 32],
+    rng: &mut impl Rng,
+    t: &mut Tally,
+) -> Result<Listing, OpError> {
+    let m = session.request_listing(rng, cpo, Mode::FirstCome);
+    let r = t.call(client, "listing", Role::Server, &m, None)?;
+    let l = session.open_listing(&r.body)?;
+    if l.ccpo().id != cpo {
+        return Err(agora_core::Error::PeerMisbehaved("the listing is of another CPO").into());
+    }
+    Ok(l)
+}
+
+/// Offers to bind a listing and checks BOUND_CPO (signed by the server,
+/// answering this offer).
+fn offer(
+    session: &SellerSession,
+    client: &NodeClient,
+    l: &Listing,
+    rng: &mut impl Rng,
+    t: &mut Tally,
+) -> Result<(), OpError> {
+    let (m1, expect) = session.offer(rng, l, OFFER)?;
+    let r = t.call(client, "offer", Role::Server, &m1, None)?;
+    expect.handle(session, &r.body)?;
+    Ok(())
+}
+
+/// Posts `m` CPOs through the node, in parallel (setup, not measured).
+fn post_many(env: &Env, m: usize) -> anyhow::Result<(Vec<[u8; 32]>, Duration)> {
+    let posters = m.clamp(1, POSTERS);
+    env.say(&format!(
+        "setup: posting {m} CPOs through the node ({posters} buyers in parallel)..."
+    ));
+    let buyers = env.parties(agora_pki::Role::Buyer, posters)?;
+    let clients = (0..posters)
+        .map(|_| env.client())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let next = AtomicUsize::new(0);
+    let failures = AtomicUsize::new(0);
+    let t0 = Instant::now();
+    let results: Vec<anyhow::Result<Vec<[u8; 32]>>> = std::thread::scope(|s| {
+        let hs: Vec<_> = buyers
+            .iter()
+            .zip(&clients)
+            .map(|(bob, client)| {
+                let (next, failures) = (&next, &failures);
+                s.spawn(move || {
+                    let mut rng = os_rng();
+                    let mut ids = Vec::new();
+                    let mut scratch = Tally::default();
+                    while next.fetch_add(1, Ordering::Relaxed) < m {
+                        loop {
+                            match post_once(env, client, bob, &mut rng, &mut scratch) {
+                                Ok(id) => {
+                                    ids.push(id);
+                                    break;
+                                }
+                                Err(e) => {
+                                    if failures.fetch_add(1, Ordering::Relaxed)
+                                        >= MAX_SETUP_FAILURES
+                                    {
+                                        bail!("setup: posting a CPO failed: {e}");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Ok(ids)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut ids = Vec::with_capacity(m);
+    for r in results {
+        ids.extend(r?);
+    }
+    Ok((ids, t0.elapsed()))
+}
+
+/// Opens a browse session for each of `n` fresh sellers, in parallel
+/// (setup, not measured); each keeps the client it opened it with.
+fn open_sessions(env: &Env, n: usize) -> anyhow::Result<(Vec<Seller>, Duration)> {
+    env.say(&format!(
+        "setup: opening {n} browse sessions (protocol 3)..."
+    ));
+    let pams = env.parties(agora_pki::Role::Seller, n)?;
+    let t0 = Instant::now();
+    let results: Vec<anyhow::Result<Seller>> = std::thread::scope(|s| {
+        let hs: Vec<_> = pams
+            .into_iter()
+            .map(|pam| {
+                s.spawn(move || {
+                    let client = env.client()?;
+                    let mut rng = os_rng();
+                    let mut scratch = Tally::default();
+                    let mut last = None;
+                    for _ in 0..3 {
+                        match open_session(env, &client, &pam, &mut rng, &mut scratch) {
+                            Ok(session) => return Ok(Seller { client, session }),
+                            Err(e) => last = Some(e),
+                        }
+                    }
+                    match last {
+                        Some(e) => bail!("setup: opening a browse session failed: {e}"),
+                        None => bail!("setup: opening a browse session failed"),
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let sellers = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((sellers, t0.elapsed()))
+}
+
+/// A seller with a live session and her own connection to the node.
+struct Seller {
+    client: NodeClient,
+    session: SellerSession,
+}
+
+/// Ends the sessions (best effort, after the measured phase).
+fn end_sessions(sellers: &[Seller]) {
+    std::thread::scope(|s| {
+        for seller in sellers {
+            s.spawn(move || {
+                let m = seller.session.end(&mut os_rng());
+                let _ = seller.client.call(Role::Server, &m, None);
+            });
+        }
+    });
+}
+
+/// A number in `0..n` (`n` > 0); the modulo bias of a 64-bit draw is
+/// far below anything a benchmark could notice.
+fn below(rng: &mut impl Rng, n: usize) -> usize {
+    (rng.next_u64() % n.max(1) as u64) as usize
+}
+
+/// A uniformly shuffled `0..n` (Fisher-Yates).
+fn shuffled(n: usize, rng: &mut impl Rng) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = below(rng, i + 1);
+        v.swap(i, j);
+    }
+    v
+}
+
+// ------------------------------------------------------------ crypto bound
+
+/// Rounds of the crypto measurement: the fastest counts.
+const CRYPTO_ROUNDS: u32 = 5;
+
+/// Runs `op` on this thread for about `budget` (after a short warm-up),
+/// in [`CRYPTO_ROUNDS`] rounds, and keeps the fastest round: a bound is
+/// what the CPU can do, and on a shared machine a slower round measured
+/// someone else's load too. `op` returns the client's and the server's
+/// time of one operation.
+fn measure(
+    budget: Duration,
+    mut op: impl FnMut() -> anyhow::Result<(Duration, Duration)>,
+) -> anyhow::Result<CryptoBound> {
+    for _ in 0..3 {
+        op()?;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut best: Option<CryptoBound> = None;
+    for _ in 0..CRYPTO_ROUNDS {
+        let (mut ops, mut client, mut server) = (0u64, Duration::ZERO, Duration::ZERO);
+        let t0 = Instant::now();
+        while ops < 5 || t0.elapsed() < budget / CRYPTO_ROUNDS {
+            let (c, s) = op()?;
+            client += c;
+            server += s;
+            ops += 1;
+        }
+        let round = CryptoBound {
+            ops,
+            client_secs: client.as_secs_f64(),
+            server_secs: server.as_secs_f64(),
+            cores,
+        };
+        if best.is_none_or(|b| round.per_core(false) > b.per_core(false)) {
+            best = Some(round);
+        }
+    }
+    best.context("no crypto measurement")
+}
+
+fn fresh_keys(rng: &mut impl Rng) -> Keys {
+    Keys {
+        sign: SigningKey::generate(rng),
+        enc: X25519Secret::generate(rng),
+    }
+}
+
+/// A seller's session and the server's channel of it, in this process,
+/// with throwaway keys (the cost of the crypto does not depend on whose
+/// keys they are).
+struct LocalChannel {
+    session: SellerSession,
+    channel: Channel,
+    server_sign: SigningKey,
+    bond: Vec<u8>,
+    ccpo: Ccpo,
+}
+
+impl LocalChannel {
+    fn new(env: &Env) -> anyhow::Result<LocalChannel> {
+        let mut rng = os_rng();
+        let server_sign = SigningKey::generate(&mut rng);
+        let server = Peer {
+            sign: server_sign.verifying_key(),
+            enc: X25519Secret::generate(&mut rng).public(),
+        };
+        let pam = env.party(agora_pki::Role::Seller, &mut rng)?;
+        let bob = env.party(agora_pki::Role::Buyer, &mut rng)?;
+        let k_p = BindingKey::random(&mut rng);
+        let now = Timestamp::now_from_system_clock();
+        let channel = Channel::new(&k_p);
+        let session = SellerSession::from_parts(
+            k_p,
+            server,
+            pam.bond.clone(),
+            now,
+            now.plus_secs(env.life_secs),
+        );
+        let ccpo = Ccpo::new(env.draft(&bob.bond, &server, &env.arbiter)?, &mut rng)?;
+        Ok(LocalChannel {
+            session,
+            channel,
+            server_sign,
+            bond: pam.bond,
+            ccpo,
+        })
+    }
+
+    /// One listing: the seller's request, the server's opening of it and
+    /// its sealed listing, the seller's opening of that.
+    fn listing(&self, rng: &mut impl Rng) -> anyhow::Result<(Listing, Duration, Duration)> {
+        let c0 = Instant::now();
+        let m = self
+            .session
+            .request_listing(rng, self.ccpo.id, Mode::FirstCome);
+        let c1 = Instant::now();
+        let x = self
+            .channel
+            .open_authed::<ListingRequest>(Direction::ToServer, &m)?;
+        let x0 = BindListing {
+            r0: random_bytes(rng),
+            ccpo: self.ccpo.clone(),
+        };
+        let m0 = self.channel.seal_authed(rng, Direction::ToSeller, &x0);
+        let c2 = Instant::now();
+        let l = self.session.open_listing(&m0)?;
+        let c3 = Instant::now();
+        if x.cpo != l.ccpo().id {
+            bail!("the in-process listing is of another CPO");
+        }
+        Ok((l, (c1 - c0) + (c3 - c2), c2 - c1))
+    }
+
+    /// One bind: a listing, the seller's offer, the server's opening of it
+    /// and its signed, sealed BOUND_CPO, the seller's check of that.
+    fn bind(&self, rng: &mut impl Rng) -> anyhow::Result<(Duration, Duration)> {
+        let (l, mut client, mut server) = self.listing(rng)?;
+        let c0 = Instant::now();
+        let (m1, expect) = self.session.offer(rng, &l, OFFER)?;
+        let c1 = Instant::now();
+        let x1 = self
+            .channel
+            .open_authed::<BindOffer>(Direction::ToServer, &m1)?;
+        let x2 = BoundCpo {
+            x1_hash: digest(&x1),
+            seller_bond: self.bond.clone(),
+            t: Timestamp::now_from_system_clock(),
+            ccpo: l.message.ccpo,
+            offer: x1.offer,
+        };
+        let (reply, _) = self
+            .channel
+            .seal_signed(rng, Direction::ToSeller, &self.server_sign, &x2);
+        let c2 = Instant::now();
+        expect.handle(&self.session, &reply)?;
+        let c3 = Instant::now();
+        client += (c1 - c0) + (c3 - c2);
+        server += c2 - c1;
+        Ok((client, server))
+    }
+}
+
+/// Protocols 1 and 2 in this process: a buyer, an arbiter and a server
+/// (throwaway keys, this data directory's agencies and CRLs, in-memory
+/// ports), each step timed on the side that runs it.
+fn local_post(
+    env: &Env,
+    bob: &Party,
+    arbiter: &Arbiter,
+    alice: &Peer,
+    server: &Server<MemoryBoard, MemoryReplayCache, MemorySessions>,
+    server_peer: &Peer,
+    rng: &mut impl Rng,
+) -> anyhow::Result<(Duration, Duration)> {
+    let now = Timestamp::now_from_system_clock();
+    let mut client = Duration::ZERO;
+    let mut srv = Duration::ZERO;
+    let mut lap = |on_client: bool, since: Instant| {
+        if on_client {
+            client += since.elapsed();
+        } else {
+            srv += since.elapsed();
+        }
+    };
+    let t = Instant::now();
+    let ccpo = Ccpo::new(env.draft(&bob.bond, server_peer, alice)?, rng)?;
+    let (m0, b) = buyer::request_approval::<FirstCome>(&bob.keys, rng, ccpo, "", alice)?;
+    lap(true, t);
+    let t = Instant::now();
+    let (m1, pending) = arbiter.handle_request::<FirstCome>(rng, now, &m0)?;
+    lap(false, t);
+    let t = Instant::now();
+    let (m2, b) = b.handle(&bob.keys, rng, &m1)?;
+    lap(true, t);
+    let t = Instant::now();
+    let issued = pending.handle_response(arbiter, rng, now, &m2)?;
+    lap(false, t);
+    let t = Instant::now();
+    let acceptance = b.handle(&bob.keys, now, &issued.reply)?;
+    let (m0, p) = buyer::request_post(&bob.keys, rng, &acceptance, server_peer)?;
+    lap(true, t);
+    let t = Instant::now();
+    let (m1, pending) = server.handle_post_request(rng, now, &m0)?;
+    lap(false, t);
+    let t = Instant::now();
+    let (m2, p) = p.handle(&bob.keys, rng, &m1)?;
+    lap(true, t);
+    let t = Instant::now();
+    let posted = pending.handle_response(server, rng, now, &m2)?;
+    lap(false, t);
+    let t = Instant::now();
+    p.handle(&bob.keys, &posted.reply)?;
+    lap(true, t);
+    Ok((client, srv))
+}
+
+/// The crypto bound of `scenario`'s operation, and what it covers.
+fn crypto_bound(
+    env: &Env,
+    scenario: Scenario,
+    budget: Duration,
+) -> anyhow::Result<(CryptoBound, &'static str)> {
+    let mut rng = os_rng();
+    match scenario {
+        Scenario::Bind => {
+            let lc = LocalChannel::new(env)?;
+            let b = measure(budget, || lc.bind(&mut rng))?;
+            Ok((
+                b,
+                "per bind: the K_p channel operations of the listing request, the listing, \
+                 the offer and BOUND_CPO (AEAD + HMAC) and BOUND_CPO's Ed25519 signature and \
+                 its check, on an already derived channel (as benches/bind.rs); no HTTP, no storage",
+            ))
+        }
+        Scenario::Browse => {
+            let lc = LocalChannel::new(env)?;
+            let b = measure(budget, || lc.listing(&mut rng).map(|(_, c, s)| (c, s)))?;
+            Ok((
+                b,
+                "per listing: the K_p channel operations of the listing request and the \
+                 listing (AEAD + HMAC), on an already derived channel; no HTTP, no storage",
+            ))
+        }
+        Scenario::Post => {
+            let (alice_keys, server_keys) = (fresh_keys(&mut rng), fresh_keys(&mut rng));
+            let (alice, server_peer) = (alice_keys.peer(), server_keys.peer());
+            let arbiter = Arbiter::new(alice_keys, ArbiterPolicy::default(), env.trust.clone());
+            let server = Server::new(
+                server_keys,
+                env.trust.clone(),
+                vec![alice.sign],
+                MemoryBoard::new(),
+                MemoryReplayCache::new(),
+                MemorySessions::new(),
+            );
+            let bob = env.party(agora_pki::Role::Buyer, &mut rng)?;
+            let b = measure(budget, || {
+                local_post(env, &bob, &arbiter, &alice, &server, &server_peer, &mut rng)
+            })?;
+            Ok((
+                b,
+                "per CPO: protocols 1 and 2 run in process by the buyer, the arbiter and the \
+                 server on in-memory ports: HPKE envelopes, Ed25519 signatures and checks, \
+                 the bond's validation, plus their CBOR; no HTTP, no storage",
+            ))
+        }
+    }
+}
+
+// ------------------------------------------------------------ scenarios
+
+/// What the setup did (not measured).
+#[derive(Debug, Default)]
+struct Setup {
+    secs: f64,
+    /// CPOs posted, and in how long.
+    cpos: Option<(usize, f64)>,
+    /// Browse sessions opened, and in how long.
+    sessions: Option<(usize, f64)>,
+}
+
+/// What the measured phase gave.
+#[derive(Debug)]
+struct Outcome {
+    tally: Tally,
+    wall: Duration,
+    /// cpo-bind: CPOs tried (listing requests), and how many of them were
+    /// already bound (at the listing or at the offer).
+    attempts: Option<(u64, u64)>,
+    /// cpo-bind: from the start to the last BOUND_CPO (the wall time adds
+    /// the requests in flight then, or, when the limits stop the race
+    /// first, nothing).
+    to_last_bind: Option<Duration>,
+    invariant: Option<Invariant>,
+}
+
+fn merge_all(tallies: impl IntoIterator<Item = Tally>) -> Tally {
+    let mut all = Tally::default();
+    for t in tallies {
+        all.merge(t);
+    }
+    all
+}
+
+/// A connection to the node per worker, opened now (setup).
+fn warm_clients(env: &Env, n: usize) -> anyhow::Result<Vec<NodeClient>> {
+    (0..n)
+        .map(|_| {
+            let c = env.client()?;
+            c.get_bytes("/healthz")
+                .with_context(|| format!("is the node at {} up?", env.url))?;
+            Ok(c)
+        })
+        .collect()
+}
+
+fn run_post(env: &Env, n: usize, limits: &Limits) -> anyhow::Result<(Setup, Outcome)> {
+    let t0 = Instant::now();
+    let buyers = env.parties(agora_pki::Role::Buyer, n)?;
+    let clients = warm_clients(env, n)?;
+    let setup = Setup {
+        secs: t0.elapsed().as_secs_f64(),
+        ..Setup::default()
+    };
+    env.say(&format!(
+        "measuring: {n} buyers approving and posting CPOs..."
+    ));
+    let per_op = Scenario::Post.requests_per_op();
+    let workers: Vec<(Party, NodeClient)> = buyers.into_iter().zip(clients).collect();
+    let (tallies, wall) = race(workers, limits, |_, (bob, client)| {
+        let mut rng = os_rng();
+        let mut t = Tally::default();
+        while limits.reserve(per_op) {
+            let before = t.requests;
+            match post_once(env, &client, &bob, &mut rng, &mut t) {
+                Ok(_) => t.successes += 1,
+                Err(e) => t.error(e.kind()),
+            }
+            limits.release(per_op - (t.requests - before).min(per_op));
+        }
+        t
+    });
+    Ok((
+        setup,
+        Outcome {
+            tally: merge_all(tallies),
+            wall,
+            attempts: None,
+            to_last_bind: None,
+            invariant: None,
+        },
+    ))
+}
+
+fn run_browse(env: &Env, n: usize, m: usize, limits: &Limits) -> anyhow::Result<(Setup, Outcome)> {
+    let t0 = Instant::now();
+    let (cpos, post_time) = post_many(env, m)?;
+    let (sellers, session_time) = open_sessions(env, n)?;
+    let setup = Setup {
+        secs: t0.elapsed().as_secs_f64(),
+        cpos: Some((cpos.len(), post_time.as_secs_f64())),
+        sessions: Some((sellers.len(), session_time.as_secs_f64())),
+    };
+    env.say(&format!(
+        "measuring: {n} sellers fetching listings of {} CPOs...",
+        cpos.len()
+    ));
+    let cpos = &cpos;
+    let (tallies, wall) = race(sellers.iter().collect(), limits, |_, seller: &Seller| {
+        let mut rng = os_rng();
+        let mut t = Tally::default();
+        while limits.reserve(1) {
+            let before = t.requests;
+            let cpo = cpos[below(&mut rng, cpos.len())];
+            match listing(&seller.session, &seller.client, cpo, &mut rng, &mut t) {
+                Ok(_) => t.successes += 1,
+                Err(e) => t.error(e.kind()),
+            }
+            limits.release(1 - (t.requests - before).min(1));
+        }
+        t
+    });
+    end_sessions(&sellers);
+    Ok((
+        setup,
+        Outcome {
+            tally: merge_all(tallies),
+            wall,
+            attempts: None,
+            to_last_bind: None,
+            invariant: None,
+        },
+    ))
+}
+
+fn run_bind(env: &Env, n: usize, m: usize, limits: &Limits) -> anyhow::Result<(Setup, Outcome)> {
+    let t0 = Instant::now();
+    let (cpos, post_time) = post_many(env, m)?;
+    let (sellers, session_time) = open_sessions(env, n)?;
+    let setup = Setup {
+        secs: t0.elapsed().as_secs_f64(),
+        cpos: Some((cpos.len(), post_time.as_secs_f64())),
+        sessions: Some((sellers.len(), session_time.as_secs_f64())),
+    };
+    env.say(&format!(
+        "measuring: {n} sellers racing to bind {} CPOs...",
+        cpos.len()
+    ));
+    let per_op = Scenario::Bind.requests_per_op();
+    let bound: Vec<AtomicU32> = cpos.iter().map(|_| AtomicU32::new(0)).collect();
+    let binds = AtomicUsize::new(0);
+    let refused: Vec<AtomicBool> = cpos.iter().map(|_| AtomicBool::new(false)).collect();
+    let (cpos, bound_ref, refused_ref, binds) = (&cpos, &bound, &refused, &binds);
+    let (results, wall) = race(sellers.iter().collect(), limits, |_, seller: &Seller| {
+        let mut rng = os_rng();
+        let mut t = Tally::default();
+        let (mut attempts, mut already) = (0u64, 0u64);
+        let mut last_bind = None;
+        for i in shuffled(cpos.len(), &mut rng) {
+            if !limits.reserve(per_op) {
+                break;
+            }
+            let before = t.requests;
+            attempts += 1;
+            let r = listing(&seller.session, &seller.client, cpos[i], &mut rng, &mut t)
+                .and_then(|l| offer(&seller.session, &seller.client, &l, &mut rng, &mut t));
+            match r {
+                Ok(()) => {
+                    bound_ref[i].fetch_add(1, Ordering::SeqCst);
+                    t.successes += 1;
+                    last_bind = Some(Instant::now());
+                    // The race is over once every CPO is bound: what is
+                    // left is refusals, which would only dilute binds/s.
+                    if binds.fetch_add(1, Ordering::SeqCst) + 1 >= cpos.len() {
+                        limits.stop("all-bound");
+                    }
+                }
+                Err(e) => {
+                    let kind = e.kind();
+                    if kind == "already-bound" {
+                        already += 1;
+                        refused_ref[i].store(true, Ordering::Relaxed);
+                    }
+                    t.error(kind);
+                }
+            }
+            limits.release(per_op - (t.requests - before).min(per_op));
+        }
+        (t, attempts, already, last_bind)
+    });
+    end_sessions(&sellers);
+    let (mut attempts, mut already, mut last_bind) = (0, 0, None);
+    let tally = merge_all(results.into_iter().map(|(t, a, r, l)| {
+        attempts += a;
+        already += r;
+        last_bind = last_bind.max(l);
+        t
+    }));
+    let start = limits.start.get().copied();
+    let to_last_bind = match (start, last_bind) {
+        (Some(s), Some(l)) => Some(l.saturating_duration_since(s)),
+        _ => None,
+    };
+    let counts: Vec<u32> = bound.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    let invariant = Invariant {
+        bound_once: counts.iter().filter(|c| **c == 1).count(),
+        unbound: counts.iter().filter(|c| **c == 0).count(),
+        refused_without_binder: counts
+            .iter()
+            .zip(&refused)
+            .filter(|(c, r)| **c == 0 && r.load(Ordering::Relaxed))
+            .count(),
+        violations: violations(&counts)
+            .into_iter()
+            .map(|(i, c)| (hex::encode(cpos[i]), c))
+            .collect(),
+    };
+    Ok((
+        setup,
+        Outcome {
+            tally,
+            wall,
+            attempts: Some((attempts, already)),
+            to_last_bind,
+            invariant: Some(invariant),
+        },
+    ))
+}
+
+// ------------------------------------------------------------ the report
+
+/// Everything a run prints.
+#[derive(Debug)]
+struct Report<'a> {
+    scenario: Scenario,
+    url: &'a str,
+    concurrency: usize,
+    cpos: usize,
+    requests_limit: u64,
+    duration_limit: u64,
+    stopped_by: &'static str,
+    setup: Setup,
+    outcome: Outcome,
+    crypto: CryptoBound,
+    crypto_what: &'static str,
+}
+
+impl Report<'_> {
+    fn wall_secs(&self) -> f64 {
+        self.outcome.wall.as_secs_f64()
+    }
+
+    fn throughput(&self) -> f64 {
+        per_sec(self.outcome.tally.successes, self.wall_secs())
+    }
+
+    fn unit_per_sec(&self) -> String {
+        match self.scenario {
+            Scenario::Post => "posted CPOs/s".into(),
+            Scenario::Browse => "listings/s".into(),
+            Scenario::Bind => "binds/s".into(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let t = &self.outcome.tally;
+        let wall = self.wall_secs();
+        let latency: serde_json::Map<String, serde_json::Value> = t
+            .steps
+            .iter()
+            .map(|(k, h)| (k.clone(), Percentiles::of(h).json()))
+            .collect();
+        let mut setup = serde_json::json!({ "secs": self.setup.secs });
+        if let Some((n, secs)) = self.setup.cpos {
+            setup["cpos_posted"] = n.into();
+            setup["cpos_secs"] = secs.into();
+            setup["cpos_per_sec"] = per_sec(n as u64, secs).into();
+        }
+        if let Some((n, secs)) = self.setup.sessions {
+            setup["sessions_opened"] = n.into();
+            setup["sessions_secs"] = secs.into();
+            setup["sessions_per_sec"] = per_sec(n as u64, secs).into();
+        }
+        let mut v = serde_json::json!({
+            "scenario": self.scenario.name(),
+            "node": self.url,
+            "concurrency": self.concurrency,
+            "cpos": self.cpos,
+            "limits": { "requests": self.requests_limit, "duration_secs": self.duration_limit },
+            "stopped_by": self.stopped_by,
+            "setup": setup,
+            "wall_secs": wall,
+            "requests": t.requests,
+            "requests_per_sec": per_sec(t.requests, wall),
+            "successes": t.successes,
+            "unit": self.scenario.unit(),
+            "throughput": self.throughput(),
+            "throughput_unit": self.unit_per_sec(),
+            "errors": t.errors,
+            "errors_total": t.error_count(),
+            "latency": latency,
+            "crypto_bound": self.crypto.json(self.throughput(), self.crypto_what),
+            "invariant": self.outcome.invariant.as_ref().map(Invariant::json),
+        });
+        if let Some((attempts, already)) = self.outcome.attempts {
+            v["attempts"] = attempts.into();
+            v["attempts_per_sec"] = per_sec(attempts, wall).into();
+            v["already_bound"] = already.into();
+        }
+        if let Some(d) = self.outcome.to_last_bind {
+            let secs = d.as_secs_f64();
+            v["to_last_bind_secs"] = secs.into();
+            v["binds_per_sec_to_last_bind"] = per_sec(t.successes, secs).into();
+        }
+        v
+    }
+
+    fn text(&self) -> String {
+        use std::fmt::Write as _;
+        let t = &self.outcome.tally;
+        let wall = self.wall_secs();
+        let mut s = String::new();
+        let who = match self.scenario {
+            Scenario::Post => "buyers",
+            _ => "sellers",
+        };
+        let _ = write!(
+            s,
+            "agora bench {} at {}: {} {who}",
+            self.scenario.name(),
+            self.url,
+            self.concurrency
+        );
+        if self.cpos > 0 {
+            let _ = write!(s, ", {} CPOs", self.cpos);
+        }
+        let mut setup = Vec::new();
+        if let Some((n, secs)) = self.setup.cpos {
+            setup.push(format!("{n} CPOs posted in {secs:.2} s"));
+        }
+        if let Some((n, secs)) = self.setup.sessions {
+            setup.push(format!(
+                "{n} sessions opened in {secs:.2} s ({:.1} sessions/s)",
+                per_sec(n as u64, secs)
+            ));
+        }
+        if setup.is_empty() {
+            setup.push("parties bonded, connections opened".into());
+        }
+        let _ = writeln!(
+            s,
+            "\n  setup        {}; {:.2} s, not measured",
+            setup.join("; "),
+            self.setup.secs
+        );
+        let _ = writeln!(
+            s,
+            "  wall time    {wall:.3} s (stopped by: {}; limits {} requests, {} s)",
+            self.stopped_by, self.requests_limit, self.duration_limit
+        );
+        let _ = writeln!(
+            s,
+            "  requests     {} ({:.1}/s)",
+            t.requests,
+            per_sec(t.requests, wall)
+        );
+        let _ = writeln!(s, "  successes    {} {}", t.successes, self.scenario.unit());
+        let _ = writeln!(
+            s,
+            "  throughput   {:.1} {}",
+            self.throughput(),
+            self.unit_per_sec()
+        );
+        if let Some((attempts, already)) = self.outcome.attempts {
+            let _ = writeln!(
+                s,
+                "  attempts     {attempts} ({:.1}/s); already bound {already}",
+                per_sec(attempts, wall)
+            );
+        }
+        if let Some(d) = self.outcome.to_last_bind {
+            let _ = writeln!(
+                s,
+                "  last bind    at {:.3} s ({:.1} binds/s up to it)",
+                d.as_secs_f64(),
+                per_sec(t.successes, d.as_secs_f64())
+            );
+        }
+        if t.errors.is_empty() {
+            let _ = writeln!(s, "  errors       none");
+        } else {
+            let list: Vec<String> = t.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let _ = writeln!(s, "  errors       {}", list.join(", "));
+        }
+        let _ = writeln!(
+            s,
+            "  latency µs   {:<18} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "step", "count", "p50", "p99", "p99.9", "max"
+        );
+        for (k, h) in &t.steps {
+            let p = Percentiles::of(h);
+            let _ = writeln!(
+                s,
+                "               {k:<18} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                p.count, p.p50, p.p99, p.p999, p.max
+            );
+        }
+        let c = &self.crypto;
+        let one = match self.scenario {
+            Scenario::Post => "CPO",
+            Scenario::Browse => "listing",
+            Scenario::Bind => "bind",
+        };
+        let fmt_ratio = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.3}"));
+        let _ = writeln!(
+            s,
+            "  crypto bound client+server (the clients share the node's cores): {:.1} µs per {one} \
+             (client {:.1}, server {:.1}),\n               {:.0}/s on one core x {} cores = {:.0}/s; \
+             throughput / bound = {}",
+            c.client_us() + c.server_us(),
+            c.client_us(),
+            c.server_us(),
+            c.per_core(false),
+            c.cores,
+            c.bound(false),
+            fmt_ratio(ratio(self.throughput(), c.bound(false)))
+        );
+        let _ = writeln!(
+            s,
+            "               server only: {:.0}/s on one core x {} = {:.0}/s; throughput / bound = {}",
+            c.per_core(true),
+            c.cores,
+            c.bound(true),
+            fmt_ratio(ratio(self.throughput(), c.bound(true)))
+        );
+        let _ = writeln!(s, "               ({})", self.crypto_what);
+        if let Some(inv) = &self.outcome.invariant {
+            if inv.ok() {
+                let _ = write!(
+                    s,
+                    "  invariant    ok: {} CPOs bound by exactly one seller, {} unbound, none twice",
+                    inv.bound_once, inv.unbound
+                );
+            } else {
+                let _ = write!(
+                    s,
+                    "  invariant    VIOLATED: {} CPOs bound more than once",
+                    inv.violations.len()
+                );
+            }
+            if inv.refused_without_binder > 0 {
+                let _ = write!(
+                    s,
+                    "\n               {} CPOs refused as already bound with no BOUND_CPO in the bench \
+                     (a reply lost after the commit?)",
+                    inv.refused_without_binder
+                );
+            }
+        }
+        s.trim_end().to_owned()
+    }
+}
+
+/// `agora bench`.
+pub fn run(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<()> {
+    // Refuse a remote node before anything else (no keystore, no request).
+    let url = loopback_url(ctx.node.as_deref().unwrap_or(DEFAULT_NODE))?;
+    let n = a
+        .concurrency
+        .map_or(a.scenario.default_concurrency(), usize::from)
+        .clamp(1, usize::from(MAX_CONCURRENCY));
+    let m = match a.scenario {
+        Scenario::Post => 0,
+        s => a.cpos.map_or(s.default_cpos(), |c| c as usize).max(1),
+    };
+    let env = Env::load(ctx, a, url)?;
+    let limits = Limits::new(a.requests, Duration::from_secs(a.duration));
+    let (setup, outcome) = match a.scenario {
+        Scenario::Post => run_post(&env, n, &limits)?,
+        Scenario::Browse => run_browse(&env, n, m, &limits)?,
+        Scenario::Bind => run_bind(&env, n, m, &limits)?,
+    };
+    env.say("measuring the crypto bound (in this process, one core)...");
+    let budget = Duration::from_secs_f64(CRYPTO_SECS.min(a.duration as f64 / 2.0));
+    let (crypto, crypto_what) = crypto_bound(&env, a.scenario, budget)?;
+    let report = Report {
+        scenario: a.scenario,
+        url: &env.url,
+        concurrency: n,
+        cpos: m,
+        requests_limit: a.requests,
+        duration_limit: a.duration,
+        stopped_by: limits.stopped_by(),
+        setup,
+        outcome,
+        crypto,
+        crypto_what,
+    };
+    crate::output::emit(ctx.json, &report.text(), report.json());
+    if let Some(inv) = report.outcome.invariant.as_ref().filter(|i| !i.ok()) {
+        let _ = std::io::stdout().flush();
+        eprintln!(
+            "\n!!! INVARIANT VIOLATED: {} CPOs were bound by more than one seller \
+             (each CPO must be bound at most once) !!!",
+            inv.violations.len()
+        );
+        for (id, count) in &inv.violations {
+            eprintln!("!!!   CPO {id}: {count} BOUND_CPOs");
+        }
+        // The report is printed (one JSON object with --json): exit
+        // without a second, error object.
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_nodes_are_loaded() {
+        for ok in [
+            "http://127.0.0.1:7878",
+            "http://127.0.0.1:7878/",
+            "http://localhost:8080",
+            "http://LOCALHOST",
+            "http://[::1]:7878",
+            "http://127.0.0.1",
+        ] {
+            assert!(loopback_url(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            loopback_url("http://127.0.0.1:7878/").unwrap(),
+            "http://127.0.0.1:7878"
+        );
+        for bad in [
+            "http://10.0.0.1:7878",
+            "http://example.com",
+            "https://127.0.0.1:7878",
+            "127.0.0.1:7878",
+            "http://127.0.0.1.example.com:7878",
+            "http://localhost.evil:80",
+            "http://evil@127.0.0.1:7878",
+            "http://127.0.0.1@evil.example:7878",
+            "http://[::2]:7878",
+            "http://::1:7878",
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:7878/v1/cpo",
+            "http://0.0.0.0:7878",
+        ] {
+            assert!(loopback_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rates_and_ratios() {
+        assert_eq!(per_sec(500, 2.0), 250.0);
+        assert_eq!(per_sec(500, 0.0), 0.0);
+        assert_eq!(ratio(1.0, 4.0), Some(0.25));
+        assert_eq!(ratio(1.0, 0.0), None);
+    }
+
+    #[test]
+    fn the_crypto_bound_scales_with_the_cores_and_counts_both_sides() {
+        // 1000 operations: 0.1 s of client work, 0.3 s of server work.
+        let b = CryptoBound {
+            ops: 1000,
+            client_secs: 0.1,
+            server_secs: 0.3,
+            cores: 4,
+        };
+        assert!((b.client_us() - 100.0).abs() < 1e-9);
+        assert!((b.server_us() - 300.0).abs() < 1e-9);
+        assert!((b.per_core(false) - 2500.0).abs() < 1e-6);
+        assert!((b.bound(false) - 10_000.0).abs() < 1e-6);
+        assert!((b.per_core(true) - 1000.0 / 0.3).abs() < 1e-6);
+        let j = b.json(2500.0, "test");
+        assert_eq!(j["sides"], "client+server");
+        assert!((j["ratio"].as_f64().unwrap() - 0.25).abs() < 1e-9);
+        assert!(
+            (j["server_only"]["ratio"].as_f64().unwrap() - 2500.0 / (4000.0 / 0.3)).abs() < 1e-9
+        );
+        let none = CryptoBound {
+            ops: 0,
+            client_secs: 0.0,
+            server_secs: 0.0,
+            cores: 2,
+        };
+        assert_eq!(none.bound(false), 0.0);
+        assert!(none.json(10.0, "none")["ratio"].is_null());
+    }
+
+    #[test]
+    fn percentiles_and_merging() {
+        let mut a = Tally::default();
+        for us in 1..=1000u64 {
+            a.record("listing", Duration::from_micros(us));
+        }
+        a.requests = 1000;
+        a.successes = 990;
+        a.error("already-bound".into());
+        let mut b = Tally::default();
+        b.record("listing", Duration::from_micros(100_000));
+        b.record("offer", Duration::from_micros(50));
+        b.requests = 2;
+        b.error("already-bound".into());
+        b.error("replayed".into());
+        a.merge(b);
+        assert_eq!(a.requests, 1002);
+        assert_eq!(a.successes, 990);
+        assert_eq!(a.errors["already-bound"], 2);
+        assert_eq!(a.error_count(), 3);
+        let p = Percentiles::of(&a.steps["listing"]);
+        assert_eq!(p.count, 1001);
+        // 3 significant digits: within 0.1 %.
+        assert!((499..=501).contains(&p.p50), "{p:?}");
+        assert!((989..=992).contains(&p.p99), "{p:?}");
+        assert!(p.p999 >= 999, "{p:?}");
+        assert!((99_900..=100_100).contains(&p.max), "{p:?}");
+        assert_eq!(Percentiles::of(&a.steps["offer"]).count, 1);
+        // Sub-microsecond round trips count as 1 µs, never as nothing.
+        let mut c = Tally::default();
+        c.record("x", Duration::from_nanos(10));
+        assert_eq!(Percentiles::of(&c.steps["x"]).p50, 1);
+    }
+
+    #[test]
+    fn a_cpo_bound_twice_is_a_violation() {
+        assert!(violations(&[0, 1, 1, 0]).is_empty());
+        assert_eq!(violations(&[1, 2, 0, 3]), vec![(1, 2), (3, 3)]);
+        let inv = Invariant {
+            bound_once: 1,
+            unbound: 1,
+            refused_without_binder: 0,
+            violations: vec![("ab".into(), 2)],
+        };
+        assert!(!inv.ok());
+        assert_eq!(inv.json()["ok"], false);
+        assert_eq!(inv.json()["violations"][0]["bound_cpos"], 2);
+    }
+
+    #[test]
+    fn errors_are_classified_by_code() {
+        use agora_node::client::ProblemDoc;
+        let problem = |code: &str, detail: Option<&str>| {
+            ClientError::Problem(ProblemDoc {
+                status: 409,
+                code: code.into(),
+                detail: detail.map(str::to_owned),
+            })
+        };
+        assert_eq!(
+            node_error_kind(&problem("refused", Some("this CPO is already bound"))),
+            "already-bound"
+        );
+        assert_eq!(
+            node_error_kind(&problem("refused", Some("this CPO was taken down"))),
+            "refused"
+        );
+        assert_eq!(node_error_kind(&problem("replayed", None)), "replayed");
+        assert_eq!(
+            node_error_kind(&ClientError::Transport("down".into())),
+            "transport"
+        );
+        assert_eq!(
+            OpError::Client(agora_core::Error::Crypto).kind(),
+            "client-crypto"
+        );
+    }
+
+    #[test]
+    fn limits_stop_at_the_request_budget() {
+        let l = Limits::new(5, Duration::from_secs(3600));
+        assert!(l.reserve(2));
+        assert!(l.reserve(2));
+        assert!(!l.reserve(2), "5 requests at most");
+        assert_eq!(l.stopped_by(), "requests");
+        let l = Limits::new(5, Duration::from_secs(3600));
+        assert!(l.reserve(4));
+        l.release(3);
+        assert!(l.reserve(4), "released requests can be reserved again");
+        let l = Limits::new(100, Duration::ZERO);
+        assert!(!l.reserve(1));
+        assert_eq!(l.stopped_by(), "duration");
+        assert_eq!(Limits::new(1, Duration::from_secs(1)).stopped_by(), "done");
+    }
+
+    #[test]
+    fn shuffles_are_permutations() {
+        let mut rng = os_rng();
+        let mut v = shuffled(1000, &mut rng);
+        assert_ne!(v, (0..1000).collect::<Vec<_>>(), "1/1000! odds");
+        v.sort_unstable();
+        assert_eq!(v, (0..1000).collect::<Vec<_>>());
+        assert!(shuffled(0, &mut rng).is_empty());
+    }
+}

@@ -1,0 +1,995 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+//! `agora up` as a real process, and buyers and sellers reaching it with
+//! `--node`: the walk-through of the README through HTTP, a client with its
+//! own data directory that pins the node first, a graceful stop on SIGTERM,
+//! and a SIGKILL in the middle of a bind load after which every binding a
+//! seller was told of is still there and no CPO is bound twice.
+//!
+//! Every test kills its node when it ends, also when it fails ([`Node`]'s
+//! `Drop`).
+
+use agora_core::crypto::{os_rng, SigningKey, X25519Secret};
+use agora_core::wire::cose;
+use agora_core::{KeyId, Money, Timestamp};
+use agora_cpo::msg::BoundCpo;
+use agora_cpo::seller::SellerSession;
+use agora_cpo::{buyer, seller, Ccpo, CcpoDraft, FirstCome, Keys, Mode, Peer};
+use agora_node::client::{CpoTransport, NodeClient};
+use agora_node::cpo::Role;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PASS: &str = "node e2e passphrase";
+/// How long a node may take to come up (the first run creates the data
+/// directory: keystore with Argon2, an agency, SQLite).
+const START_DEADLINE: Duration = Duration::from_secs(90);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on 127.0.0.1:port with a bare HTTP/1.1 request: the status
+/// and the body.
+fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A running `agora up`; killed (SIGKILL) when dropped.
+struct Node {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Node {
+    /// Starts `agora --data-dir data up --port port`, logging to `log`
+    /// (appended: a restarted node adds to it), and waits for /healthz.
+    fn start(data: &Path, port: u16, log: &Path) -> Node {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .arg("--data-dir")
+            .arg(data)
+            .args(["up", "--port", &port.to_string()])
+            .env("AGORA_PASSPHRASE", PASS)
+            .env("RUST_LOG", "warn")
+            .env_remove("AGORA_NODE")
+            .env_remove("AGORA_DATA_DIR")
+            .env_remove("AGORA_PASSPHRASE_FILE")
+            .env_remove("AGORA_PORT")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start agora up");
+        let mut node = Node {
+            child,
+            port,
+            log: log.to_owned(),
+        };
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(status) = node.child.try_wait().unwrap() {
+                panic!(
+                    "agora up exited with {status} before serving:\n{}",
+                    node.logs()
+                );
+            }
+            if let Ok((200, body)) = http_get(port, "/healthz") {
+                assert_eq!(body.trim(), "ok");
+                return node;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agora up did not answer /healthz within {START_DEADLINE:?}:\n{}",
+                node.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status within `within`.
+    fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node did not stop within {within:?} of SIGTERM:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, and reap it.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `agora` binary on one data directory, in one working directory,
+/// optionally with `--node`.
+struct Cli {
+    data: PathBuf,
+    work: PathBuf,
+    node: Option<String>,
+}
+
+impl Cli {
+    fn new(data: &Path, work: &Path, node: Option<String>) -> Cli {
+        std::fs::create_dir_all(work).unwrap();
+        Cli {
+            data: data.to_owned(),
+            work: work.to_owned(),
+            node,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_agora"));
+        c.arg("--data-dir").arg(&self.data);
+        if let Some(url) = &self.node {
+            c.args(["--node", url]);
+        }
+        c.args(args)
+            .current_dir(&self.work)
+            .env("AGORA_PASSPHRASE", PASS)
+            .env_remove("AGORA_NODE")
+            .env_remove("AGORA_DATA_DIR")
+            .env_remove("AGORA_PASSPHRASE_FILE")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run agora")
+    }
+
+    /// Runs `args`, which must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "agora {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs `args`, which must fail with one line on stderr; that line.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "agora {args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(stderr.lines().count(), 1, "one readable line: {stderr}");
+        stderr
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.run(&a);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "agora {args:?} printed no JSON ({e}): {} / {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+}
+
+fn issue_bond(cli: &Cli, holder: &str, amount: &str, role: &str, out: &str) {
+    cli.ok(&[
+        "agency",
+        "issue-bond",
+        "--agency",
+        "agora-bonding",
+        "--holder",
+        holder,
+        "--amount",
+        amount,
+        "--roles",
+        role,
+        "--out",
+        out,
+    ]);
+}
+
+#[test]
+fn buyers_and_sellers_walk_through_a_running_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut node = Node::start(&data, free_port(), &tmp.path().join("node.log"));
+    let cli = Cli::new(&data, &tmp.path().join("work"), Some(node.url()));
+
+    for name in ["alice", "pam", "sam"] {
+        cli.ok(&["key", "new", name]);
+    }
+    issue_bond(&cli, "alice", "500.00 EUR", "buyer", "alice-bond.pem");
+    issue_bond(&cli, "pam", "2000.00 EUR", "seller", "pam-bond.pem");
+    issue_bond(&cli, "sam", "2000.00 EUR", "seller", "sam-bond.pem");
+
+    // First come (protocols 1 to 4).
+    let started = Instant::now();
+    cli.ok(&[
+        "cpo",
+        "draft",
+        "--buyer",
+        "alice",
+        "--bond",
+        "alice-bond.pem",
+        "--goods",
+        "A first edition of Applied Cryptography",
+        "--price",
+        "120.00 EUR",
+        "--days",
+        "30",
+        "--out",
+        "book.ccpo",
+    ]);
+    let out = cli.ok(&[
+        "cpo",
+        "approve",
+        "book.ccpo",
+        "--buyer",
+        "alice",
+        "--out",
+        "book.acceptance",
+    ]);
+    assert!(out.contains("accepted CPO"), "{out}");
+    let out = cli.ok(&[
+        "cpo",
+        "post",
+        "book.acceptance",
+        "--buyer",
+        "alice",
+        "--out",
+        "book.posted",
+    ]);
+    assert!(out.contains("posted (first-come)"), "{out}");
+    // The slowest of these three commands sets the bidding window below.
+    let per_command = started.elapsed() / 3;
+    let err = cli.fails(&[
+        "cpo",
+        "post",
+        "book.acceptance",
+        "--buyer",
+        "alice",
+        "--out",
+        "again.posted",
+    ]);
+    assert!(err.contains("already posted"), "{err}");
+    let list = cli.ok(&["cpo", "list"]);
+    assert!(list.contains("120.00 EUR  first-come"), "{list}");
+    let id = cli.ok(&["cpo", "list", "--ids"]).trim().to_owned();
+    assert_eq!(id.len(), 64, "one CPO: {id}");
+
+    cli.ok(&[
+        "cpo",
+        "session",
+        "--seller",
+        "pam",
+        "--bond",
+        "pam-bond.pem",
+        "--hours",
+        "8",
+    ]);
+    cli.ok(&[
+        "cpo",
+        "session",
+        "--seller",
+        "sam",
+        "--bond",
+        "sam-bond.pem",
+        "--hours",
+        "8",
+    ]);
+    let out = cli.ok(&[
+        "cpo",
+        "bind",
+        &id,
+        "--seller",
+        "pam",
+        "--offer",
+        "Ships tomorrow",
+        "--out",
+        "book.bound",
+    ]);
+    assert!(out.contains("pam bound CPO"), "{out}");
+    let err = cli.fails(&["cpo", "bind", &id, "--seller", "sam", "--out", "sam.bound"]);
+    assert!(
+        err.starts_with("error: the server refused the binding: refused: ")
+            && err.contains("already bound"),
+        "{err}"
+    );
+    let v = cli.json(&["cpo", "bind", &id, "--seller", "sam", "--out", "sam.bound"]);
+    assert_eq!(v["error"]["code"], "refused", "{v}");
+    assert!(cli.ok(&["cpo", "status", &id]).contains("status   bound"));
+    assert_eq!(cli.json(&["cpo", "status", &id])["status"], "bound");
+    let (status, body) = http_get(node.port, &format!("/v1/cpo/board/{id}")).unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("\"status\":\"bound\""), "{body}");
+
+    // Alice fetches her binding; Pam proves she holds the bond's key.
+    cli.ok(&[
+        "cpo",
+        "binding",
+        &id,
+        "--buyer",
+        "alice",
+        "--out",
+        "book.contract",
+    ]);
+    cli.ok(&[
+        "cpo",
+        "challenge",
+        "--bound",
+        "book.contract",
+        "--verifier",
+        "alice",
+        "--out",
+        "book.challenge",
+    ]);
+    cli.ok(&[
+        "cpo",
+        "prove",
+        "--challenge",
+        "book.challenge",
+        "--bound",
+        "book.bound",
+        "--seller",
+        "pam",
+        "--out",
+        "pam.proof",
+    ]);
+    let out = cli.ok(&[
+        "cpo",
+        "verify-proof",
+        "--proof",
+        "pam.proof",
+        "--challenge",
+        "book.challenge",
+        "--bound",
+        "book.contract",
+    ]);
+    assert!(out.contains("proof valid"), "{out}");
+    cli.ok(&[
+        "cpo",
+        "prove",
+        "--challenge",
+        "book.challenge",
+        "--bound",
+        "book.bound",
+        "--seller",
+        "sam",
+        "--out",
+        "sam.proof",
+    ]);
+    let err = cli.fails(&[
+        "cpo",
+        "verify-proof",
+        "--proof",
+        "sam.proof",
+        "--challenge",
+        "book.challenge",
+        "--bound",
+        "book.contract",
+    ]);
+    assert!(err.contains("the proof is refused"), "{err}");
+    let out = cli.ok(&["evidence", "verify", "book.bound"]);
+    assert!(out.contains("over CPO_BOUND_CPO"), "{out}");
+
+    // Bidding (protocols 5 and 6): a window of 3 s, longer only if this
+    // machine is too slow to approve, post and bid twice within it.
+    let window = Duration::from_secs(3).max(per_command * 8);
+    let window_arg = format!("{}s", window.as_secs_f64().ceil() as u64);
+    let drafted = Instant::now();
+    cli.ok(&[
+        "cpo",
+        "draft",
+        "--buyer",
+        "alice",
+        "--bond",
+        "alice-bond.pem",
+        "--goods",
+        "A tea set for six",
+        "--price",
+        "80.00 EUR",
+        "--ends-in",
+        &window_arg,
+        "--out",
+        "tea.ccpo",
+    ]);
+    cli.ok(&[
+        "cpo",
+        "approve",
+        "tea.ccpo",
+        "--buyer",
+        "alice",
+        "--bidding",
+        "--out",
+        "tea.acceptance",
+    ]);
+    let posted = cli.json(&[
+        "cpo",
+        "post",
+        "tea.acceptance",
+        "--buyer",
+        "alice",
+        "--out",
+        "tea.posted",
+    ]);
+    assert_eq!(posted["mode"], "bidding", "{posted}");
+    let tea = posted["id"].as_str().unwrap().to_owned();
+    cli.ok(&[
+        "cpo",
+        "bid",
+        &tea,
+        "--seller",
+        "pam",
+        "--price",
+        "75.00 EUR",
+        "--out",
+        "pam.receipt",
+    ]);
+    cli.ok(&[
+        "cpo",
+        "bid",
+        &tea,
+        "--seller",
+        "sam",
+        "--price",
+        "70.00 EUR",
+        "--out",
+        "sam.receipt",
+    ]);
+    let closes = drafted + window + Duration::from_millis(1500);
+    if let Some(left) = closes.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
+    let award = cli.json(&["cpo", "award", &tea, "--out-dir", "tea-award"]);
+    assert_eq!(award["bids"], 2, "{award}");
+    assert!(award["winner_receipt"].is_string(), "{award}");
+    assert!(cli.work.join("tea-award/award.cose").exists());
+    let out = cli.ok(&["cpo", "notice", &tea, "--receipt", "pam.receipt"]);
+    assert!(out.contains("the bid of 75.00 EUR lost"), "{out}");
+    let out = cli.ok(&[
+        "cpo",
+        "notice",
+        &tea,
+        "--receipt",
+        "sam.receipt",
+        "--out",
+        "sam.notice",
+    ]);
+    assert!(out.contains("the bid of 70.00 EUR won"), "{out}");
+    // A second award gives the same one.
+    let again = cli.json(&["cpo", "award", &tea, "--out-dir", "tea-award-2"]);
+    assert_eq!(again["winner_receipt"], award["winner_receipt"]);
+    assert_eq!(
+        std::fs::read(cli.work.join("tea-award/award.cose")).unwrap(),
+        std::fs::read(cli.work.join("tea-award-2/award.cose")).unwrap()
+    );
+    assert!(cli.ok(&["cpo", "status", &tea]).contains("status   bound"));
+    let out = cli.ok(&["evidence", "verify", "tea-award/award.cose"]);
+    assert!(out.contains("over CPO_BID_AWARD"), "{out}");
+
+    let out = cli.ok(&["cpo", "end-session", "--seller", "pam"]);
+    assert!(out.contains("browse session ended"), "{out}");
+    let err = cli.fails(&["cpo", "sweep"]);
+    assert!(err.contains("sweeps by itself"), "{err}");
+
+    // The client's copies of what it received are in the archive beside the
+    // node's, and the chain is intact.
+    let kinds: Vec<String> = cli
+        .json(&["evidence", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect();
+    for k in [
+        "cpo/bound-cpo",
+        "cpo/bid-receipt",
+        "cpo/award",
+        "cpo/bid-notice",
+        "cpo/binding",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "{k} archived: {kinds:?}");
+    }
+    assert!(cli
+        .ok(&["evidence", "verify", "--archive"])
+        .contains("evidence archive intact"));
+
+    // SIGTERM: the node finishes what is in flight and exits 0.
+    let status = node.terminate(Duration::from_secs(10));
+    assert!(status.success(), "exit {status}:\n{}", node.logs());
+    assert!(http_get(node.port, "/healthz").is_err(), "nothing listens");
+}
+
+#[test]
+fn a_client_with_its_own_data_directory_pins_the_node_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node_data = tmp.path().join("node");
+    let node = Node::start(&node_data, free_port(), &tmp.path().join("node.log"));
+    let operator = Cli::new(&node_data, &tmp.path().join("operator"), None);
+    let carol_dir = tmp.path().join("carol");
+    let carol = Cli::new(
+        &carol_dir.join("data"),
+        &carol_dir.join("work"),
+        Some(node.url()),
+    );
+    let carol_local = Cli::new(&carol_dir.join("data"), &carol_dir.join("work"), None);
+
+    carol_local.ok(&["init"]);
+    carol_local.ok(&["key", "new", "carol"]);
+    carol_local.ok(&["key", "export", "carol", "--out-dir", "../../operator"]);
+    operator.ok(&[
+        "agency",
+        "issue-bond",
+        "--agency",
+        "agora-bonding",
+        "--holder-ed25519",
+        "carol.ed25519.pem",
+        "--holder-x25519",
+        "carol.x25519.pem",
+        "--amount",
+        "100 EUR",
+        "--roles",
+        "buyer",
+        "--out",
+        "../carol/work/carol-bond.pem",
+    ]);
+    let draft = [
+        "cpo",
+        "draft",
+        "--buyer",
+        "carol",
+        "--bond",
+        "carol-bond.pem",
+        "--goods",
+        "a bicycle bell",
+        "--price",
+        "9.50 EUR",
+        "--out",
+        "bell.ccpo",
+    ];
+
+    // Her trust store knows her own data directory's roles, not the node's.
+    let err = carol.fails(&draft);
+    assert!(
+        err.contains("is not pinned") && err.contains("agora cpo trust-node"),
+        "{err}"
+    );
+    let (_, doc) = {
+        let c = NodeClient::new(&node.url()).unwrap();
+        let doc: serde_json::Value = c.get_json("/v1/node").unwrap();
+        (c, doc)
+    };
+    let server_id = doc["services"]["cpo"]["server"]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let arbiter_id = doc["services"]["cpo"]["arbiter"]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let err = carol.fails(&[
+        "cpo",
+        "trust-node",
+        &node.url(),
+        "--expect-server",
+        &"0".repeat(64),
+    ]);
+    assert!(err.contains("nothing pinned"), "{err}");
+    carol.fails(&draft);
+    let out = carol_local.ok(&[
+        "cpo",
+        "trust-node",
+        &node.url(),
+        "--expect-server",
+        &server_id,
+    ]);
+    assert!(
+        out.contains(&server_id) && out.contains(&arbiter_id),
+        "{out}"
+    );
+    assert!(out.contains("agora-bonding"), "its agency too: {out}");
+    let again = carol_local.json(&["cpo", "trust-node", &node.url()]);
+    assert_eq!(again["server"]["state"], "already pinned", "{again}");
+    assert_eq!(again["agencies"][0]["state"], "already pinned", "{again}");
+
+    let drafted = carol.json(&draft);
+    let id = drafted["id"].as_str().unwrap().to_owned();
+    // Without --node her own data directory's arbiter is asked: not the one
+    // the CCPO names.
+    let err = carol_local.fails(&[
+        "cpo",
+        "approve",
+        "bell.ccpo",
+        "--buyer",
+        "carol",
+        "--out",
+        "x",
+    ]);
+    assert!(err.contains("not this node's"), "{err}");
+    carol.ok(&[
+        "cpo",
+        "approve",
+        "bell.ccpo",
+        "--buyer",
+        "carol",
+        "--out",
+        "bell.acceptance",
+    ]);
+    carol.ok(&[
+        "cpo",
+        "post",
+        "bell.acceptance",
+        "--buyer",
+        "carol",
+        "--out",
+        "bell.posted",
+    ]);
+    assert_eq!(carol.json(&["cpo", "status", &id])["status"], "open");
+    assert!(carol.ok(&["cpo", "list", "--search", "bell"]).contains(&id));
+    // The operator sees it on the node's board; her own board is empty.
+    assert!(operator.ok(&["cpo", "list", "--ids"]).contains(&id));
+    assert!(carol_local.ok(&["cpo", "list"]).contains("no open CPOs"));
+    // Her archive keeps her copies, which verify against the pinned keys.
+    let kinds = carol_local.ok(&["evidence", "list"]);
+    assert!(
+        kinds.contains("cpo/arbiter-acceptance") && kinds.contains("cpo/posted"),
+        "{kinds}"
+    );
+    let out = carol_local.ok(&["evidence", "verify", "bell.posted"]);
+    assert!(out.contains(&server_id), "{out}");
+
+    // A node that cannot be reached: one line, saying so.
+    let gone = Cli::new(
+        &carol_dir.join("data"),
+        &carol_dir.join("work"),
+        Some(format!("http://127.0.0.1:{}", free_port())),
+    );
+    let err = gone.fails(&["cpo", "list"]);
+    assert!(err.contains("could not reach the node"), "{err}");
+}
+
+// ------------------------------------------------------------ crash test
+
+/// A party made here, with its bond issued by the node's agency.
+struct Party {
+    keys: Keys,
+    bond: Vec<u8>,
+}
+
+fn make_party(operator: &Cli, name: &str, role: &str, amount: &str) -> Party {
+    let mut rng = os_rng();
+    let keys = Keys {
+        sign: SigningKey::generate(&mut rng),
+        enc: X25519Secret::generate(&mut rng),
+    };
+    let dir = &operator.work;
+    std::fs::write(
+        dir.join(format!("{name}.ed.pem")),
+        agora_pki::pem::ed25519_public_pem(&keys.sign.verifying_key()),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.x.pem")),
+        agora_pki::pem::x25519_public_pem(&keys.enc.public()),
+    )
+    .unwrap();
+    let out = format!("{name}-bond.pem");
+    operator.ok(&[
+        "agency",
+        "issue-bond",
+        "--agency",
+        "agora-bonding",
+        "--holder-ed25519",
+        &format!("{name}.ed.pem"),
+        "--holder-x25519",
+        &format!("{name}.x.pem"),
+        "--amount",
+        amount,
+        "--roles",
+        role,
+        "--out",
+        &out,
+    ]);
+    let pem = std::fs::read_to_string(dir.join(&out)).unwrap();
+    Party {
+        keys,
+        bond: agora_pki::pem::decode(&pem, "CERTIFICATE").unwrap(),
+    }
+}
+
+fn node_peer(doc: &serde_json::Value, role: &str) -> Peer {
+    let v = &doc["services"]["cpo"][role];
+    let mut ed = [0u8; 32];
+    hex::decode_to_slice(v["ed25519"].as_str().unwrap(), &mut ed).unwrap();
+    let x = hex::decode(v["x25519"].as_str().unwrap()).unwrap();
+    Peer {
+        sign: agora_core::crypto::VerifyingKey::from_bytes(&ed).unwrap(),
+        enc: agora_core::crypto::X25519Public::from_slice(&x).unwrap(),
+    }
+}
+
+/// Protocols 1 and 2 through `node`: a first-come CPO on its board.
+fn post_cpo(node: &NodeClient, buyer: &Party, arbiter: &Peer, server: &Peer, n: usize) -> [u8; 32] {
+    let mut rng = os_rng();
+    let now = Timestamp::now_from_system_clock();
+    let ccpo = Ccpo::new(
+        CcpoDraft {
+            arbiter: arbiter.id(),
+            server: server.id(),
+            goods: format!("crate number {n}"),
+            price: "10.00 EUR".parse::<Money>().unwrap(),
+            start: now,
+            end: now.plus_secs(86_400),
+            terms: String::new(),
+            bond: buyer.bond.clone(),
+        },
+        &mut rng,
+    )
+    .unwrap();
+    let (m0, b) =
+        buyer::request_approval::<FirstCome>(&buyer.keys, &mut rng, ccpo, "", arbiter).unwrap();
+    let r1 = node.call(Role::Arbiter, &m0, None).unwrap();
+    let (m2, b) = b.handle(&buyer.keys, &mut rng, &r1.body).unwrap();
+    let r3 = node.call(Role::Arbiter, &m2, r1.exchange).unwrap();
+    let acc = b
+        .handle(&buyer.keys, Timestamp::now_from_system_clock(), &r3.body)
+        .unwrap();
+    let (m0, b) = buyer::request_post(&buyer.keys, &mut rng, &acc, server).unwrap();
+    let r1 = node.call(Role::Server, &m0, None).unwrap();
+    let (m2, b) = b.handle(&buyer.keys, &mut rng, &r1.body).unwrap();
+    let r3 = node.call(Role::Server, &m2, r1.exchange).unwrap();
+    b.handle(&buyer.keys, &r3.body).unwrap().cpo.ccpo.id
+}
+
+/// Protocol 3 through `node`.
+fn open_session(node: &NodeClient, party: &Party, server: &Peer) -> SellerSession {
+    let mut rng = os_rng();
+    let now = Timestamp::now_from_system_clock();
+    let (m0, p) = seller::request_session(
+        &party.keys,
+        &mut rng,
+        party.bond.clone(),
+        now,
+        now.plus_secs(3600),
+        server,
+    )
+    .unwrap();
+    let r1 = node.call(Role::Server, &m0, None).unwrap();
+    let (m2, p) = p.handle(&party.keys, &mut rng, &r1.body).unwrap();
+    let r3 = node.call(Role::Server, &m2, r1.exchange).unwrap();
+    p.handle(&party.keys, &r3.body).unwrap()
+}
+
+/// Protocol 4 through `node`: BOUND_CPO if this seller won the CPO.
+fn bind(node: &NodeClient, session: &SellerSession, cpo: [u8; 32]) -> Result<Vec<u8>, String> {
+    let mut rng = os_rng();
+    let r0 = node
+        .call(
+            Role::Server,
+            &session.request_listing(&mut rng, cpo, Mode::FirstCome),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    let listing = session.open_listing(&r0.body).map_err(|e| e.to_string())?;
+    let (m1, exp) = session
+        .offer(&mut rng, &listing, "crash test")
+        .map_err(|e| e.to_string())?;
+    let r2 = node
+        .call(Role::Server, &m1, None)
+        .map_err(|e| e.to_string())?;
+    Ok(exp
+        .handle(session, &r2.body)
+        .map_err(|e| e.to_string())?
+        .signed)
+}
+
+/// A BOUND_CPO a seller received: her index, the CPO, the signed BOUND_CPO.
+type Acked = (usize, [u8; 32], Vec<u8>);
+
+#[test]
+fn every_acknowledged_binding_survives_a_sigkill_and_none_is_doubled() {
+    const CPOS: usize = 48;
+    const SELLERS: usize = 6;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("node.log");
+    let mut node = Node::start(&data, free_port(), &log);
+    let operator = Cli::new(&data, &tmp.path().join("operator"), None);
+    let client = NodeClient::new(&node.url()).unwrap();
+    let doc: serde_json::Value = client.get_json("/v1/node").unwrap();
+    let (arbiter, server) = (node_peer(&doc, "arbiter"), node_peer(&doc, "server"));
+
+    let buyer = make_party(&operator, "buyer", "buyer", "1000 EUR");
+    let sellers: Vec<Party> = (0..SELLERS)
+        .map(|i| make_party(&operator, &format!("seller{i}"), "seller", "1000 EUR"))
+        .collect();
+    let cpos: Vec<[u8; 32]> = (0..CPOS)
+        .map(|n| post_cpo(&client, &buyer, &arbiter, &server, n))
+        .collect();
+    let sessions: Vec<SellerSession> = sellers
+        .iter()
+        .map(|s| open_session(&client, s, &server))
+        .collect();
+
+    // Every seller tries every CPO, each starting elsewhere in the list; a
+    // BOUND_CPO received is an acknowledged binding.
+    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let unreachable = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(i, session)| {
+            let (client, cpos) = (client.clone(), cpos.clone());
+            let (acked, refused, unreachable) =
+                (acked.clone(), refused.clone(), unreachable.clone());
+            std::thread::spawn(move || {
+                for k in 0..CPOS {
+                    let cpo = cpos[(k + i * CPOS / SELLERS) % CPOS];
+                    match bind(&client, &session, cpo) {
+                        Ok(bound) => acked.lock().unwrap().push((i, cpo, bound)),
+                        Err(_) => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            // Once the node is gone, every call fails fast.
+                            if client.board(&Default::default()).is_err() {
+                                unreachable.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    // SIGKILL once a quarter of the CPOs are bound: in the middle of it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.lock().unwrap().len() < CPOS / 4 {
+        assert!(Instant::now() < deadline, "no binds:\n{}", node.logs());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    node.kill();
+    let acked_at_kill = acked.lock().unwrap().len();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = Arc::try_unwrap(acked).unwrap().into_inner().unwrap();
+    println!(
+        "{} bindings acknowledged ({acked_at_kill} when killed), {} attempts refused or failed",
+        acked.len(),
+        refused.load(Ordering::Relaxed)
+    );
+    assert!(
+        unreachable.load(Ordering::Relaxed) || acked.len() < CPOS,
+        "the kill did not land in the middle of the load"
+    );
+
+    // No CPO was acknowledged to two sellers.
+    let mut by_cpo: BTreeMap<[u8; 32], Vec<usize>> = BTreeMap::new();
+    for (i, cpo, _) in &acked {
+        by_cpo.entry(*cpo).or_default().push(*i);
+    }
+    for (cpo, who) in &by_cpo {
+        assert_eq!(
+            who.len(),
+            1,
+            "CPO {} bound to sellers {who:?}",
+            hex::encode(cpo)
+        );
+    }
+
+    // Restarted on the same data directory, the node shows every
+    // acknowledged binding, to the seller who was told of it.
+    let node = Node::start(&data, free_port(), &log);
+    let client = NodeClient::new(&node.url()).unwrap();
+    let mut rng = os_rng();
+    for (i, cpo, bound) in &acked {
+        let status = client.cpo(cpo).unwrap();
+        assert_eq!(status["status"], "bound", "{status}");
+        let (req_bytes, req) = agora_cpo::delivery::request_binding(
+            &buyer.keys,
+            &mut rng,
+            Timestamp::now_from_system_clock(),
+            *cpo,
+        );
+        let r = client.call(Role::Server, &req_bytes, None).unwrap();
+        let evidence =
+            agora_cpo::delivery::open_binding_reply(&buyer.keys, &server.sign, &req, &r.body)
+                .unwrap();
+        let held: BoundCpo = cose::verify(&evidence, &server.sign).unwrap();
+        let told: BoundCpo = cose::verify(bound, &server.sign).unwrap();
+        assert_eq!(held.seller_bond, sellers[*i].bond, "bound to whom it said");
+        assert_eq!(held, told);
+    }
+    // Any CPO bound now is bound once: a second seller is refused.
+    let statuses: BTreeSet<String> = cpos
+        .iter()
+        .map(|c| {
+            client.cpo(c).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        statuses.iter().all(|s| s == "bound" || s == "open"),
+        "{statuses:?}"
+    );
+    let session = open_session(&client, &sellers[0], &server);
+    for (i, cpo, _) in acked.iter().filter(|(i, _, _)| *i != 0).take(3) {
+        let err = bind(&client, &session, *cpo).unwrap_err();
+        assert!(err.contains("already bound"), "seller {i}'s CPO: {err}");
+    }
+    // Through the CLI too, and the archive's chain survived the kill.
+    let cli = Cli::new(&data, &tmp.path().join("operator"), Some(node.url()));
+    if let Some((_, cpo, _)) = acked.first() {
+        let v = cli.json(&["cpo", "status", &KeyId(*cpo).to_string()]);
+        assert_eq!(v["status"], "bound", "{v}");
+    }
+    assert!(cli
+        .ok(&["evidence", "verify", "--archive"])
+        .contains("evidence archive intact"));
+    drop(node);
+}
