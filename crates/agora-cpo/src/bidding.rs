@@ -536,13 +536,9 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         id: &[u8; 32],
         cpo: &[u8; 32],
     ) -> Result<Vec<u8>> {
-        let (s, entry) = self.listable(id, cpo, Mode::Bidding, now)?;
-        let x0 = BidListing {
-            r0: random_bytes(rng),
-            ccpo: entry.ccpo,
-        };
-        self.issue_listing(id, cpo, Mode::Bidding, digest(&x0), now)?;
-        Ok(Channel::new(&BindingKey::from_bytes(s.k_p)).seal_authed(rng, Direction::ToSeller, &x0))
+        let (s, _) = self.listable(id, cpo, Mode::Bidding, now)?;
+        let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
+        self.listing_on(rng, now, &channel, cpo, Mode::Bidding)
     }
 
     /// Protocol 6, step 2 -> 3: Pam's bid under K_p. The same session and

@@ -472,6 +472,17 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         now: Timestamp,
     ) -> Result<(Session, BoardEntry)> {
         let s = self.live_session(id, now)?;
+        let entry = self.listable_for(cpo, mode, now)?;
+        Ok((s, entry))
+    }
+
+    /// The CPO half of [`Self::listable`].
+    pub(crate) fn listable_for(
+        &self,
+        cpo: &[u8; 32],
+        mode: Mode,
+        now: Timestamp,
+    ) -> Result<BoardEntry> {
         let entry = self
             .board
             .get(cpo)?
@@ -491,7 +502,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         if !entry.ccpo.is_active(now) {
             return Err(Error::Refused("this CPO is not active now".into()));
         }
-        Ok((s, entry))
+        Ok(entry)
     }
 
     /// Remembers a listing sent to session `id` (bounded: expired listings
@@ -647,14 +658,42 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         id: &[u8; 32],
         cpo: &[u8; 32],
     ) -> Result<Vec<u8>> {
-        let (s, entry) = self.listable(id, cpo, Mode::FirstCome, now)?;
-        let x0 = BindListing {
-            r0: random_bytes(rng),
-            ccpo: entry.ccpo,
-        };
-        self.issue_listing(id, cpo, Mode::FirstCome, digest(&x0), now)?;
+        let (s, _) = self.listable(id, cpo, Mode::FirstCome, now)?;
         let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
-        Ok(channel.seal_authed(rng, Direction::ToSeller, &x0))
+        self.listing_on(rng, now, &channel, cpo, Mode::FirstCome)
+    }
+
+    /// A listing of `cpo` (protocol 4 or 6, step 1) on `channel`, whose
+    /// session the caller found live; the CPO's checks are made here.
+    pub(crate) fn listing_on(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        channel: &Channel,
+        cpo: &[u8; 32],
+        mode: Mode,
+    ) -> Result<Vec<u8>> {
+        let entry = self.listable_for(cpo, mode, now)?;
+        let r0 = random_bytes(rng);
+        let id = channel.id();
+        match mode {
+            Mode::FirstCome => {
+                let x0 = BindListing {
+                    r0,
+                    ccpo: entry.ccpo,
+                };
+                self.issue_listing(id, cpo, mode, digest(&x0), now)?;
+                Ok(channel.seal_authed(rng, Direction::ToSeller, &x0))
+            }
+            Mode::Bidding => {
+                let x0 = crate::bidding::BidListing {
+                    r0,
+                    ccpo: entry.ccpo,
+                };
+                self.issue_listing(id, cpo, mode, digest(&x0), now)?;
+                Ok(channel.seal_authed(rng, Direction::ToSeller, &x0))
+            }
+        }
     }
 
     /// Protocol 4, step 2 -> 3: Pam's offer under `Auth_{K_p}`. Checks, in
@@ -716,17 +755,15 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             .sessions
             .get(&id)?
             .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        let x = Channel::new(&BindingKey::from_bytes(s.k_p))
-            .open_authed::<ListingRequest>(Direction::ToServer, m)?;
+        let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
+        let x = channel.open_authed::<ListingRequest>(Direction::ToServer, m)?;
         if x.session != id {
             return Err(Error::PeerMisbehaved(
                 "the listing request names another session",
             ));
         }
-        match x.mode {
-            Mode::FirstCome => self.listing(rng, now, &id, &x.cpo),
-            Mode::Bidding => self.bid_listing(rng, now, &id, &x.cpo),
-        }
+        check_live(&s, now)?;
+        self.listing_on(rng, now, &channel, &x.cpo, x.mode)
     }
 
     /// Pam ends her session (under `Auth_{K_p}`): K_p binds nothing more.
