@@ -376,6 +376,7 @@ fn target_serial(target: &str) -> anyhow::Result<Serial> {
 /// its CRL base, pinned in the trust store, with a first CRL.
 pub(crate) fn create(ctx: &Ctx, name: &str, days: u64, crl_base: &str) -> anyhow::Result<Agency> {
     crate::key::check_name(name)?;
+    let _lock = ctx.lock_for_update()?;
     let mut ks = ctx.load_keystore()?;
     let mut trust = ctx.load_trust()?;
     if ks.ed25519(&key_name(name)).is_some() || ctx.agency_dir(name).exists() {

@@ -1313,6 +1313,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             expect_arbiter.as_deref(),
         )?,
         CpoCmd::EndSession { seller: name } => {
+            let _lock = ctx.lock_for_update()?;
             let mut ks = ctx.load_keystore()?;
             let trust = ctx.load_trust()?;
             let session = seller_session(ctx, &ks, &trust, name)?;
@@ -1351,6 +1352,7 @@ fn session(
     hours: u64,
     rng: &mut impl agora_core::crypto::Rng,
 ) -> anyhow::Result<()> {
+    let _lock = ctx.lock_for_update()?;
     let mut ks = ctx.load_keystore()?;
     let pam = keys(&ks, name)?;
     let bond = crate::cert::read_cert_der(bond)?;
@@ -1535,6 +1537,7 @@ fn trust_node(
     expect_server: Option<&str>,
     expect_arbiter: Option<&str>,
 ) -> anyhow::Result<()> {
+    let _lock = ctx.lock_for_update()?;
     let mut trust = ctx.load_trust()?;
     let (client, doc) = node_doc(url)?;
     let cpo = &doc["services"]["cpo"];

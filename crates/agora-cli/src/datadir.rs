@@ -99,6 +99,24 @@ impl Ctx {
         bail!("no keystore passphrase: set AGORA_PASSPHRASE or pass --passphrase-file")
     }
 
+    /// Takes the data directory's update lock: held by a command from before
+    /// it reads the keystore or trust store it will change until after it
+    /// wrote them, so that two commands at once (two sellers opening
+    /// sessions, say) cannot lose each other's changes. Released on drop.
+    pub fn lock_for_update(&self) -> anyhow::Result<std::fs::File> {
+        self.require_initialised()?;
+        let path = self.data_dir.join("update.lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        f.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(f)
+    }
+
     pub fn load_keystore(&self) -> anyhow::Result<Keystore> {
         self.require_initialised()?;
         let pass = self.passphrase()?;

@@ -67,6 +67,7 @@ pub fn run(ctx: &Ctx, cmd: &KeyCmd) -> anyhow::Result<()> {
     match cmd {
         KeyCmd::New { name } => {
             check_name(name)?;
+            let _lock = ctx.lock_for_update()?;
             let mut ks = ctx.load_keystore()?;
             if ks.ed25519(&ed_name(name)).is_some() {
                 bail!("a key pair named {name:?} already exists");

@@ -323,3 +323,34 @@ fn the_public_cpo_listing_never_names_the_buyer() {
     assert_eq!(status["goods"], "tea");
     assert!(!status.to_string().contains(bob_id));
 }
+
+#[test]
+fn concurrent_commands_do_not_lose_each_others_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(dir.path(), &["init"]);
+    // Eight processes add a key pair each at once: every one must be in the
+    // keystore afterwards (each holds the data directory's update lock from
+    // reading the keystore to writing it).
+    let names: Vec<String> = (0..8).map(|i| format!("k{i}")).collect();
+    let children: Vec<_> = names
+        .iter()
+        .map(|n| {
+            Command::new(env!("CARGO_BIN_EXE_agora"))
+                .args(["key", "new", n])
+                .current_dir(dir.path())
+                .env("AGORA_PASSPHRASE", "test passphrase")
+                .env_remove("AGORA_DATA_DIR")
+                .env_remove("AGORA_PASSPHRASE_FILE")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let listed = ok(dir.path(), &["key", "list"]);
+    for n in &names {
+        assert!(listed.contains(n.as_str()), "{n} was lost: {listed}");
+    }
+}
