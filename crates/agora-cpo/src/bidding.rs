@@ -32,7 +32,7 @@ use crate::msg::{digest, Mode};
 use crate::ports::{BindOutcome, Binding, Board, Sessions};
 use crate::seller::SellerSession;
 use crate::server::{Answer, Server};
-use crate::session::{BindingKey, Channel, Direction};
+use crate::session::Direction;
 use crate::Peer;
 use agora_core::crypto::{random_bytes, Rng, VerifyingKey};
 use agora_core::ports::ReplayCache;
@@ -537,7 +537,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         cpo: &[u8; 32],
     ) -> Result<Vec<u8>> {
         let (s, _) = self.listable(id, cpo, Mode::Bidding, now)?;
-        let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
+        let channel = self.channel(&s);
         self.listing_on(rng, now, &channel, cpo, Mode::Bidding)
     }
 

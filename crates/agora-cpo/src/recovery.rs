@@ -15,7 +15,7 @@ use crate::msg::{digest, BoundCpo, Mode};
 use crate::ports::{Board, Sessions};
 use crate::seller::{BoundReceipt, SellerSession};
 use crate::server::Server;
-use crate::session::{self, BindingKey, Channel, Direction};
+use crate::session::{self, Direction};
 use agora_core::crypto::{random_bytes, Rng};
 use agora_core::ports::ReplayCache;
 use agora_core::wire::{cose, tags, Decoder, Encoder, Message, Tag};
@@ -166,7 +166,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             .sessions
             .get(&id)?
             .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
+        let channel = self.channel(&s);
         let q = channel.open_authed::<BindingQuery>(Direction::ToServer, m)?;
         if q.session != id {
             return Err(Error::PeerMisbehaved("the query names another session"));

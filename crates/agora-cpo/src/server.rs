@@ -40,7 +40,7 @@ pub const BROWSE_NONCE_SCOPE: &str = "cpo/browse/r0";
 pub(crate) struct Answer<M> {
     pub(crate) message: M,
     pub(crate) session: Session,
-    pub(crate) channel: Channel,
+    pub(crate) channel: Arc<Channel>,
     pub(crate) cpo: [u8; 32],
     pub(crate) entry: BoardEntry,
 }
@@ -84,6 +84,10 @@ pub struct Server<B, R, S> {
     /// Listings waiting for an offer, by hash(X_0). Kept in memory: losing
     /// them (a restart) only means the seller asks for the listing again.
     pub(crate) issued: Mutex<HashMap<[u8; 32], IssuedListing>>,
+    /// The K_p channels of recent sessions, by session id: deriving one
+    /// costs three HKDFs, and a session's K_p never changes. Bounded
+    /// (cleared when full); a session's liveness is still read per message.
+    channels: Mutex<HashMap<[u8; 32], Arc<Channel>>>,
     /// How long the server waits for the answer to its challenge in
     /// protocols 2 and 3; default [`crate::SESSION_TIMEOUT_SECS`], longer
     /// when posting goes by e-mail.
@@ -184,6 +188,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             replay,
             sessions,
             issued: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
             session_timeout_secs: crate::SESSION_TIMEOUT_SECS,
         }
     }
@@ -569,6 +574,20 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         Ok(listing)
     }
 
+    /// The K_p channel of session `s`, derived once and kept.
+    pub(crate) fn channel(&self, s: &Session) -> Arc<Channel> {
+        let mut m = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = m.get(&s.id) {
+            return c.clone();
+        }
+        if m.len() >= crate::MAX_CACHED_CHANNELS {
+            m.clear();
+        }
+        let c = Arc::new(Channel::new(&BindingKey::from_bytes(s.k_p)));
+        m.insert(s.id, c.clone());
+        c
+    }
+
     /// A live session: it exists, was not ended, and `now` is within T.
     pub(crate) fn live_session(&self, id: &[u8; 32], now: Timestamp) -> Result<Session> {
         let s = self
@@ -603,7 +622,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             .sessions
             .get(&id)?
             .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        let channel = Channel::new(&BindingKey::from_bytes(session.k_p));
+        let channel = self.channel(&session);
         let message = channel.open_authed::<M>(Direction::ToServer, m)?;
         check_live(&session, now)?;
         self.check_seller_not_revoked(&session, now)?;
@@ -659,7 +678,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         cpo: &[u8; 32],
     ) -> Result<Vec<u8>> {
         let (s, _) = self.listable(id, cpo, Mode::FirstCome, now)?;
-        let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
+        let channel = self.channel(&s);
         self.listing_on(rng, now, &channel, cpo, Mode::FirstCome)
     }
 
@@ -755,7 +774,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             .sessions
             .get(&id)?
             .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
+        let channel = self.channel(&s);
         let x = channel.open_authed::<ListingRequest>(Direction::ToServer, m)?;
         if x.session != id {
             return Err(Error::PeerMisbehaved(
@@ -773,7 +792,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             .sessions
             .get(&id)?
             .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        let channel = Channel::new(&BindingKey::from_bytes(s.k_p));
+        let channel = self.channel(&s);
         let x = channel.open_authed::<EndSession>(Direction::ToServer, m)?;
         if x.session != id {
             return Err(Error::PeerMisbehaved(
