@@ -850,6 +850,15 @@ fn post_many(env: &Env, m: usize) -> anyhow::Result<(Vec<[u8; 32]>, Duration)> {
     let next = AtomicUsize::new(0);
     let failures = AtomicUsize::new(0);
     let t0 = Instant::now();
+    // A progress bar on a terminal (indicatif draws nothing otherwise):
+    // posting thousands of CPOs takes seconds.
+    let bar = indicatif::ProgressBar::new(m as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "setup: {bar:40} {pos}/{len} CPOs posted ({per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let bar = &bar;
     let results: Vec<anyhow::Result<Vec<[u8; 32]>>> = std::thread::scope(|s| {
         let hs: Vec<_> = buyers
             .iter()
@@ -865,6 +874,7 @@ fn post_many(env: &Env, m: usize) -> anyhow::Result<(Vec<[u8; 32]>, Duration)> {
                             match post_once(env, client, bob, &mut rng, &mut scratch) {
                                 Ok(id) => {
                                     ids.push(id);
+                                    bar.inc(1);
                                     break;
                                 }
                                 Err(e) => {

@@ -415,18 +415,26 @@ pub fn status(ctx: &Ctx, a: &StatusArgs) -> anyhow::Result<()> {
     })?;
     let client = agora_node::client::NodeClient::new(&url)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(a.wait);
+    // A spinner on a terminal while the node comes up (nothing otherwise).
+    let spinner = indicatif::ProgressBar::new_spinner()
+        .with_message(format!("waiting for the node at {url}"));
     let doc: serde_json::Value = loop {
+        spinner.tick();
         match client.get_json("/v1/node") {
-            Ok(d) => break d,
+            Ok(d) => {
+                spinner.finish_and_clear();
+                break d;
+            }
             Err(agora_node::client::ClientError::Transport(_))
                 if std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(200));
             }
             Err(e) => {
+                spinner.finish_and_clear();
                 return Err(
                     anyhow::Error::new(e).context(format!("could not reach the node at {url}"))
-                )
+                );
             }
         }
     };
