@@ -157,16 +157,8 @@ impl Ctx {
 /// Write `text` to `path` through a temporary file and a rename, so that a
 /// crash leaves either the old or the new file.
 pub fn write_file_atomic(path: &Path, text: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("tmp");
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(text)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    agora_node::pki::write_file_atomic(path, text)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// `agora init`.
