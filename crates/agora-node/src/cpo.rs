@@ -372,20 +372,10 @@ impl CpoService {
                 Ok(go_on(m1, exchanges.insert(pending)?))
             }
             tags::CPO_ARBITER_RESPONSE => {
-                let pending: PendingApproval<FirstCome> = exchanges.take(&need(exchange)?)?;
-                let issued = pending.handle_response(&arbiter, rng, now, body)?;
-                self.store
-                    .archive()
-                    .append("cpo/arbiter-acceptance", &issued.acceptance, now)?;
-                Ok(done(issued.reply))
+                self.accept::<FirstCome>(&arbiter, exchanges, exchange, body, now)
             }
             tags::CPO_BID_ARBITER_RESPONSE => {
-                let pending: PendingApproval<Bidding> = exchanges.take(&need(exchange)?)?;
-                let issued = pending.handle_response(&arbiter, rng, now, body)?;
-                self.store
-                    .archive()
-                    .append("cpo/arbiter-acceptance", &issued.acceptance, now)?;
-                Ok(done(issued.reply))
+                self.accept::<Bidding>(&arbiter, exchanges, exchange, body, now)
             }
             tags::CPO_BID_AWARD_REQUEST => {
                 let role = self
@@ -407,6 +397,24 @@ impl CpoService {
             }
             other => Err(unknown(other)),
         }
+    }
+
+    /// Step 3 -> 4 of protocol 1 (or 5): the exchange's pending approval
+    /// takes Bob's answer; the acceptance is archived before the reply.
+    fn accept<V: agora_cpo::Variant>(
+        &self,
+        arbiter: &Arbiter,
+        exchanges: &crate::Exchanges,
+        exchange: Option<ExchangeId>,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<Reply, Problem> {
+        let pending: PendingApproval<V> = exchanges.take(&need(exchange)?)?;
+        let issued = pending.handle_response(arbiter, &mut os_rng(), now, body)?;
+        self.store
+            .archive()
+            .append("cpo/arbiter-acceptance", &issued.acceptance, now)?;
+        Ok(done(issued.reply))
     }
 
     fn handle_server(

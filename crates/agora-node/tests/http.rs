@@ -38,14 +38,6 @@ fn keys() -> Keys {
     }
 }
 
-#[allow(dead_code)]
-fn clone_keys(k: &Keys) -> Keys {
-    Keys {
-        sign: SigningKey::from_seed(&k.sign.to_seed()),
-        enc: X25519Secret::from_bytes(*k.enc.to_bytes()),
-    }
-}
-
 /// Trust the test can change while the node runs.
 struct SharedTrust(Arc<Mutex<BondTrust>>);
 
