@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod error;
 pub mod id;
 pub mod money;
+pub mod party;
 pub mod ports;
 pub mod time;
 pub mod wire;

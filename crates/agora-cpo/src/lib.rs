@@ -32,10 +32,10 @@ pub mod seller;
 pub mod server;
 pub mod session;
 
-use agora_core::crypto::{SigningKey, VerifyingKey, X25519Public, X25519Secret};
-use agora_core::KeyId;
+use agora_core::crypto::{VerifyingKey, X25519Secret};
 use agora_pki::{Crl, TrustAnchors};
 
+pub use agora_core::party::{Keys, Peer};
 pub use ccpo::{Ccpo, CcpoDraft};
 pub use msg::{Bidding, FirstCome, Mode, Variant};
 
@@ -57,66 +57,6 @@ pub const MAX_CACHED_CHANNELS: usize = 16_384;
 pub const LISTING_TTL_SECS: u64 = 600;
 /// Most listings a server keeps waiting for an offer, across all sessions.
 pub const MAX_ISSUED_LISTINGS: usize = 100_000;
-
-/// A party's own keys: Ed25519 for signing, X25519 for the envelopes sent to
-/// it. For a buyer or seller the public halves are in the bond certificate.
-#[derive(Debug)]
-pub struct Keys {
-    /// SK (signing).
-    pub sign: SigningKey,
-    /// The decryption key of `PKE_{PK}`.
-    pub enc: X25519Secret,
-}
-
-impl Keys {
-    /// The party's key id (of its signing key).
-    pub fn id(&self) -> KeyId {
-        self.sign.key_id()
-    }
-
-    /// What others need to know of this party.
-    pub fn peer(&self) -> Peer {
-        Peer {
-            sign: self.sign.verifying_key(),
-            enc: self.enc.public(),
-        }
-    }
-}
-
-/// A well-known party (arbiter, server) as everyone knows it: its public
-/// signing and encryption keys (paper section 3.2, assumption 4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Peer {
-    /// Its Ed25519 key.
-    pub sign: VerifyingKey,
-    /// Its X25519 key.
-    pub enc: X25519Public,
-}
-
-impl Peer {
-    /// Its key id: ArbiterID / ServerID in a CCPO.
-    pub fn id(&self) -> KeyId {
-        self.sign.key_id()
-    }
-
-    /// `Some(key)` if `kid` is this party's, for envelope sender lookups.
-    pub fn key_if(&self, kid: &KeyId) -> Option<VerifyingKey> {
-        (*kid == self.id()).then_some(self.sign)
-    }
-}
-
-impl agora_core::wire::Field for Peer {
-    fn encode(&self, e: &mut agora_core::wire::Encoder) {
-        e.array(2).field(&self.sign).field(&self.enc);
-    }
-    fn decode(d: &mut agora_core::wire::Decoder<'_>) -> Result<Self, agora_core::DecodeError> {
-        d.array(2)?;
-        Ok(Peer {
-            sign: d.field()?,
-            enc: d.field()?,
-        })
-    }
-}
 
 /// Saved protocol states (for runs that span program runs, e.g. over
 /// e-mail: paper 3.6, "this part of the protocol really ought to be

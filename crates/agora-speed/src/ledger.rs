@@ -1,0 +1,1 @@
+//! The broker's ledger port (in progress).

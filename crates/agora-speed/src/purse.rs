@@ -1,0 +1,1 @@
+//! The e-purse card and the broker's SAM (in progress).
