@@ -64,4 +64,3 @@ impl crate::wire::Field for Peer {
         })
     }
 }
-

@@ -5,7 +5,7 @@ use hmac::Mac;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-pub use sha2::Sha256;
+pub use sha2::{Digest, Sha256};
 
 /// Length of an HMAC-SHA-256 tag.
 pub const HMAC_LEN: usize = 32;

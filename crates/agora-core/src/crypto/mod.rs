@@ -15,7 +15,7 @@ pub mod stream;
 pub use aead::{AeadAlg, AeadKey, NONCE_LEN, TAG_LEN};
 pub use hash::{
     argon2id, ct_eq, hkdf_expand, hkdf_sha256, hmac_sha256, hmac_sha256_verify, sha256,
-    Argon2Params, MacKey, Sha256, HMAC_LEN,
+    Argon2Params, Digest, MacKey, Sha256, HMAC_LEN,
 };
 pub use kex::{SharedSecret, X25519Public, X25519Secret};
 pub use sign::{verify_batch, Signature, SigningKey, VerifyingKey};

@@ -135,6 +135,64 @@ pub const CPO_PROOF_CHALLENGE: Tag = Tag::new(SYSTEM_CPO, 7, 1);
 /// CPO delivery, step 2: the seller's answer, signed with the key of BC_P.
 pub const CPO_PROOF: Tag = Tag::new(SYSTEM_CPO, 7, 2);
 
+/// SPEED normal mode (paper section 4.2), message 1: the customer's signed
+/// NegotiationRequest, sealed to the vendor.
+pub const SPEED_NEGOTIATION_REQUEST: Tag = Tag::new(SYSTEM_SPEED, 1, 1);
+/// SPEED normal mode, message 2: a NegotiationStep, MAC'd under SignKey and
+/// encrypted under EnKey (either party).
+pub const SPEED_NEGOTIATION_STEP: Tag = Tag::new(SYSTEM_SPEED, 1, 2);
+/// SPEED normal mode, message 3: the customer's signed Handshake under EnKey.
+pub const SPEED_HANDSHAKE: Tag = Tag::new(SYSTEM_SPEED, 1, 3);
+/// SPEED normal mode, message 4: CipheredProductDelivery (the signed bill
+/// under EnKey; the product follows as a STREAM).
+pub const SPEED_PRODUCT_DELIVERY: Tag = Tag::new(SYSTEM_SPEED, 1, 4);
+/// SPEED, message 5 (both modes): the customer's signed PaymentOrder, sealed
+/// to the broker: the point of no return.
+pub const SPEED_PAYMENT_ORDER: Tag = Tag::new(SYSTEM_SPEED, 1, 5);
+/// SPEED, message 6 (both modes): the broker's signed PurchaseReceipt under
+/// RecKey.
+pub const SPEED_PURCHASE_RECEIPT: Tag = Tag::new(SYSTEM_SPEED, 1, 6);
+/// SPEED e-purse payment, message a: the broker's S2 under BEncKey/BSignKey.
+pub const SPEED_PURSE_DEBIT: Tag = Tag::new(SYSTEM_SPEED, 1, 7);
+/// SPEED e-purse payment, message b: the card's S3 under BEncKey/BSignKey.
+pub const SPEED_PURSE_CONFIRM: Tag = Tag::new(SYSTEM_SPEED, 1, 8);
+/// SPEED: the Bill, signed by the vendor (inside messages 4 and 5).
+pub const SPEED_BILL: Tag = Tag::new(SYSTEM_SPEED, 1, 9);
+/// SPEED: {AccountNumber, K}_B, the part of the bill sealed to the broker.
+pub const SPEED_BILL_SECRET: Tag = Tag::new(SYSTEM_SPEED, 1, 10);
+/// SPEED aggressive mode (paper section 4.3), message 1: the customer's
+/// signed ProductRequest, sealed to the vendor.
+pub const SPEED_PRODUCT_REQUEST: Tag = Tag::new(SYSTEM_SPEED, 2, 1);
+/// SPEED aggressive mode, message 2: CipheredProductDelivery with the signed
+/// bill sealed to the customer.
+pub const SPEED_AGGRESSIVE_DELIVERY: Tag = Tag::new(SYSTEM_SPEED, 2, 2);
+/// SPEED receipts (paper section 5.7): anyone's request for the receipt of a
+/// PaymentOrderID; the broker resends the sealed receipt.
+pub const SPEED_RECEIPT_REQUEST: Tag = Tag::new(SYSTEM_SPEED, 5, 1);
+/// SPEED complaints (paper section 5.7): the customer's signed complaint.
+pub const SPEED_COMPLAINT: Tag = Tag::new(SYSTEM_SPEED, 5, 2);
+/// SPEED complaints: the broker's signed ruling.
+pub const SPEED_RULING: Tag = Tag::new(SYSTEM_SPEED, 5, 3);
+
+// ---- System 2, protocol 6: the e-purse card and the broker's SAM ---------
+// (paper section 2, CEN WG10; ARCHITECTURE section 2). These travel MAC'd
+// under the card's diversified key, S1 inside the PaymentOrder, S2 and S3
+// inside messages a and b.
+
+/// SPEED e-purse, S1: the card authenticates itself (card id, currency,
+/// balance, transaction counter, fresh card nonce), MAC'd by the card.
+pub const SPEED_PURSE_CARD_AUTH: Tag = Tag::new(SYSTEM_SPEED, 6, 1);
+/// SPEED e-purse, S2: the SAM's debit command (answers one S1: card nonce,
+/// counter, amount, PaymentOrderID, SAM nonce), MAC'd by the SAM.
+pub const SPEED_PURSE_DEBIT_COMMAND: Tag = Tag::new(SYSTEM_SPEED, 6, 2);
+/// SPEED e-purse, S3: the card's confirmation of a debit (new counter, new
+/// balance, amount, PaymentOrderID, SAM nonce), MAC'd by the card.
+pub const SPEED_PURSE_DEBIT_CONFIRMATION: Tag = Tag::new(SYSTEM_SPEED, 6, 3);
+/// SPEED e-purse, load: the SAM's command to add value to the card.
+pub const SPEED_PURSE_LOAD_COMMAND: Tag = Tag::new(SYSTEM_SPEED, 6, 4);
+/// SPEED e-purse, load: the card's confirmation of a load.
+pub const SPEED_PURSE_LOAD_CONFIRMATION: Tag = Tag::new(SYSTEM_SPEED, 6, 5);
+
 /// Every registered tag with its name. The one place a tag is defined.
 pub const ALL: &[(Tag, &str)] = &[
     (TEST_PING, "TEST_PING"),
@@ -173,6 +231,32 @@ pub const ALL: &[(Tag, &str)] = &[
     (CPO_BID_NOTICE, "CPO_BID_NOTICE"),
     (CPO_PROOF_CHALLENGE, "CPO_PROOF_CHALLENGE"),
     (CPO_PROOF, "CPO_PROOF"),
+    (SPEED_NEGOTIATION_REQUEST, "SPEED_NEGOTIATION_REQUEST"),
+    (SPEED_NEGOTIATION_STEP, "SPEED_NEGOTIATION_STEP"),
+    (SPEED_HANDSHAKE, "SPEED_HANDSHAKE"),
+    (SPEED_PRODUCT_DELIVERY, "SPEED_PRODUCT_DELIVERY"),
+    (SPEED_PAYMENT_ORDER, "SPEED_PAYMENT_ORDER"),
+    (SPEED_PURCHASE_RECEIPT, "SPEED_PURCHASE_RECEIPT"),
+    (SPEED_PURSE_DEBIT, "SPEED_PURSE_DEBIT"),
+    (SPEED_PURSE_CONFIRM, "SPEED_PURSE_CONFIRM"),
+    (SPEED_BILL, "SPEED_BILL"),
+    (SPEED_BILL_SECRET, "SPEED_BILL_SECRET"),
+    (SPEED_PRODUCT_REQUEST, "SPEED_PRODUCT_REQUEST"),
+    (SPEED_AGGRESSIVE_DELIVERY, "SPEED_AGGRESSIVE_DELIVERY"),
+    (SPEED_RECEIPT_REQUEST, "SPEED_RECEIPT_REQUEST"),
+    (SPEED_COMPLAINT, "SPEED_COMPLAINT"),
+    (SPEED_RULING, "SPEED_RULING"),
+    (SPEED_PURSE_CARD_AUTH, "SPEED_PURSE_CARD_AUTH"),
+    (SPEED_PURSE_DEBIT_COMMAND, "SPEED_PURSE_DEBIT_COMMAND"),
+    (
+        SPEED_PURSE_DEBIT_CONFIRMATION,
+        "SPEED_PURSE_DEBIT_CONFIRMATION",
+    ),
+    (SPEED_PURSE_LOAD_COMMAND, "SPEED_PURSE_LOAD_COMMAND"),
+    (
+        SPEED_PURSE_LOAD_CONFIRMATION,
+        "SPEED_PURSE_LOAD_CONFIRMATION",
+    ),
 ];
 
 /// The registered name of `tag`, if any.

@@ -1,0 +1,338 @@
+//! The broker (paper sections 3 and 4.2, payment phase): takes the
+//! customer's PaymentOrder, checks the vendor's bill, debits the customer's
+//! account or e-purse card (through its SAM), credits the vendor, and
+//! releases K in a signed receipt under RecKey. Every payment goes through
+//! the [`Ledger`]: one transaction records it in the register and moves the
+//! money, so a PaymentOrderID is paid at most once system-wide (section 5.3:
+//! "it is mandatory for broker to keep track of every processed
+//! transaction"), and the receipt can be sent again (section 5.7).
+
+use crate::ledger::{AccountKind, HoldOutcome, Ledger, PayMode, PayOutcome, PaymentRecord};
+use crate::msg::{
+    Bill, BillSecret, PaymentMode, PaymentOrder, PurseConfirm, PurseDebit, Receipt, ReceiptRequest,
+};
+use crate::purse::{PendingDebit, Sam};
+use crate::{AccountNumber, Keys, PaymentOrderId, SpeedTrust};
+use agora_core::crypto::{MacKey, Rng, Secret, VerifyingKey};
+use agora_core::wire::{cose, decode, envelope, sym, Decoder, Encoder};
+use agora_core::{Currency, DecodeError, Error, KeyId, Money, Result, Timestamp};
+use agora_pki::PartyRole;
+use std::collections::BTreeMap;
+use zeroize::Zeroize;
+
+/// The broker: its keys, the CAs it trusts for customers, its SAM, the
+/// vendors registered with it and its purse float accounts (one per
+/// currency: the value loaded onto cards).
+#[derive(Debug)]
+pub struct Broker {
+    keys: Keys,
+    trust: SpeedTrust,
+    sam: Sam,
+    vendors: BTreeMap<KeyId, VerifyingKey>,
+    floats: BTreeMap<Currency, AccountNumber>,
+}
+
+/// The broker's answer to a PaymentOrder.
+#[derive(Debug)]
+pub enum BrokerReply {
+    /// Paid from the customer's account: message 6, the sealed receipt.
+    Receipt(Vec<u8>),
+    /// Paying by card: message a, the SAM's debit command. The debit is held
+    /// (durably) until message b.
+    PurseDebit(Vec<u8>),
+}
+
+impl Broker {
+    /// A broker with no vendors and no purse float accounts yet.
+    pub fn new(keys: Keys, trust: SpeedTrust, sam: Sam) -> Broker {
+        Broker {
+            keys,
+            trust,
+            sam,
+            vendors: BTreeMap::new(),
+            floats: BTreeMap::new(),
+        }
+    }
+
+    /// The broker's key id.
+    pub fn id(&self) -> KeyId {
+        self.keys.id()
+    }
+
+    /// Registers a vendor whose identity certificate is valid at `now`; its
+    /// bills are accepted from then on. Returns the vendor's key id.
+    pub fn add_vendor(&mut self, cert: &[u8], now: Timestamp) -> Result<KeyId> {
+        let id = self.trust.identity(cert, now, PartyRole::Vendor)?;
+        let key = *id.key();
+        self.vendors.insert(key.key_id(), key);
+        Ok(key.key_id())
+    }
+
+    /// Names the purse float account of `currency` (an
+    /// [`AccountKind::PurseFloat`] account in the ledger).
+    pub fn set_float(&mut self, currency: Currency, account: AccountNumber) {
+        self.floats.insert(currency, account);
+    }
+
+    /// Replaces the CAs and CRLs (after a CRL refresh).
+    pub fn set_trust(&mut self, trust: SpeedTrust) {
+        self.trust = trust;
+    }
+
+    /// Checks the bill inside a PaymentOrder: signed by a registered vendor,
+    /// its PaymentOrderID naming that vendor, its sealed part opening to an
+    /// account of that vendor. Returns the bill and its secret part.
+    fn check_bill(&self, signed: &[u8], ledger: &dyn Ledger) -> Result<(Bill, BillSecret)> {
+        let (bill, vendor) =
+            cose::verify_with::<Bill>(signed, |kid| self.vendors.get(kid).copied())?;
+        if bill.order.vendor != vendor {
+            return Err(Error::PeerMisbehaved(
+                "PaymentOrderID names another vendor than the bill's signer",
+            ));
+        }
+        if bill.price.cents == 0 {
+            return Err(Error::PeerMisbehaved("bill of zero"));
+        }
+        let secret = BillSecret::open(&bill.secret, &self.keys.enc, &bill.order)?;
+        let account = ledger
+            .account(&secret.account)?
+            .ok_or_else(|| Error::Refused("the bill names an unknown vendor account".into()))?;
+        if account.kind != AccountKind::Vendor || account.owner != vendor {
+            return Err(Error::NotAuthorised(
+                "the bill names an account that is not the vendor's".into(),
+            ));
+        }
+        Ok((bill, secret))
+    }
+
+    /// Message 6: `{PaymentOrderID, Price, K}` signed by the broker, under
+    /// RecKey.
+    fn receipt(&self, rng: &mut impl Rng, bill: &Bill, key: &Secret<32>) -> Vec<u8> {
+        let r = Receipt {
+            order: bill.order,
+            price: bill.price,
+            key: key.clone(),
+        };
+        sym::seal_signed(&bill.rec_key, &self.keys.sign, rng, &r)
+    }
+
+    /// Message 5: a PaymentOrder. Paid from an account, it is answered with
+    /// the receipt; by card, with message a (the debit is held until b).
+    /// A PaymentOrderID paid or held before is [`Error::Replayed`] and
+    /// changes nothing; a customer who lost her receipt asks for it with a
+    /// [`ReceiptRequest`].
+    pub fn on_payment_order(
+        &self,
+        now: Timestamp,
+        rng: &mut impl Rng,
+        bytes: &[u8],
+        ledger: &dyn Ledger,
+    ) -> Result<BrokerReply> {
+        let opened = envelope::open_self_certified::<PaymentOrder>(bytes, &self.keys.enc, |po| {
+            Ok(*self
+                .trust
+                .identity(&po.customer_cert, now, PartyRole::Customer)?
+                .key())
+        })?;
+        let customer = opened.signer;
+        let po = opened.message;
+        let (bill, secret) = self.check_bill(&po.bill, ledger)?;
+        if ledger.payment(&bill.order)?.is_some() {
+            return Err(Error::Replayed);
+        }
+        let receipt = self.receipt(rng, &bill, &secret.key);
+        match po.mode {
+            PaymentMode::Account(number) => {
+                let payer = ledger
+                    .account(&number)?
+                    .ok_or_else(|| Error::Refused("no such customer account".into()))?;
+                if payer.kind != AccountKind::Customer || payer.owner != customer {
+                    return Err(Error::NotAuthorised(
+                        "the account is not the customer's".into(),
+                    ));
+                }
+                let record = PaymentRecord {
+                    id: bill.order,
+                    payer: number,
+                    vendor: secret.account,
+                    price: bill.price,
+                    mode: PayMode::Account,
+                    customer,
+                    bill: po.bill,
+                    receipt: receipt.clone(),
+                    key: secret.key,
+                    paid_at: now,
+                };
+                match ledger.pay(&record)? {
+                    PayOutcome::Paid => Ok(BrokerReply::Receipt(receipt)),
+                    PayOutcome::AlreadyPaid(_) => Err(Error::Replayed),
+                }
+            }
+            PaymentMode::Purse {
+                enc_key,
+                sign_key,
+                s1,
+            } => {
+                let float = self.floats.get(&bill.price.currency).ok_or_else(|| {
+                    Error::Refused(format!("no e-purse in {}", bill.price.currency))
+                })?;
+                let (s2, pending) = self.sam.debit(&s1, bill.price, &bill.order, rng)?;
+                let held = Held {
+                    pending: pending.to_bytes(),
+                    enc_key,
+                    sign_key,
+                    customer,
+                    payer: float.clone(),
+                    vendor: secret.account,
+                    price: bill.price,
+                    bill: po.bill,
+                    receipt,
+                    key: secret.key,
+                };
+                let a = PurseDebit {
+                    order: bill.order,
+                    s2,
+                };
+                let sealed = sym::seal_mac(&held.enc_key, &held.sign_key, rng, &a);
+                match ledger.hold(&bill.order, &held.to_bytes(), now)? {
+                    HoldOutcome::Held => Ok(BrokerReply::PurseDebit(sealed)),
+                    HoldOutcome::AlreadyHeld(_) | HoldOutcome::AlreadyPaid => Err(Error::Replayed),
+                }
+            }
+        }
+    }
+
+    /// Message b for the card payment of `order` (named by the transport;
+    /// the message repeats it): the card's S3 proves the debit; the payment
+    /// is recorded and the receipt returned.
+    pub fn on_purse_confirm(
+        &self,
+        now: Timestamp,
+        order: &PaymentOrderId,
+        bytes: &[u8],
+        ledger: &dyn Ledger,
+    ) -> Result<Vec<u8>> {
+        let Some(state) = ledger.held(order)? else {
+            return Err(match ledger.payment(order)? {
+                Some(_) => Error::Replayed,
+                None => Error::Refused("no card debit pending for this payment".into()),
+            });
+        };
+        let held = Held::from_bytes(&state)?;
+        let b: PurseConfirm = sym::open_mac(bytes, &held.enc_key, &held.sign_key)?;
+        if b.order != *order {
+            return Err(Error::PeerMisbehaved("confirmation for another payment"));
+        }
+        let pending = PendingDebit::from_bytes(&held.pending)?;
+        let proof = self.sam.confirm(&pending, &b.s3)?;
+        let record = PaymentRecord {
+            id: *order,
+            payer: held.payer,
+            vendor: held.vendor,
+            price: held.price,
+            mode: PayMode::Purse {
+                card: proof.card_id(),
+            },
+            customer: held.customer,
+            bill: held.bill,
+            receipt: held.receipt.clone(),
+            key: held.key,
+            paid_at: now,
+        };
+        match ledger.pay(&record)? {
+            PayOutcome::Paid => Ok(held.receipt),
+            PayOutcome::AlreadyPaid(_) => Err(Error::Replayed),
+        }
+    }
+
+    /// A request for the receipt of a payment: the sealed receipt as it was
+    /// sent (readable only under RecKey).
+    pub fn on_receipt_request(&self, bytes: &[u8], ledger: &dyn Ledger) -> Result<Vec<u8>> {
+        let req: ReceiptRequest = decode(bytes)?;
+        ledger
+            .payment(&req.order)?
+            .map(|r| r.receipt)
+            .ok_or_else(|| Error::Refused("no such payment".into()))
+    }
+
+    /// The broker's key, to check its receipts.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.keys.sign.verifying_key()
+    }
+}
+
+/// A card debit held between message a and message b: what the broker
+/// needs to finish the payment, stored durably by [`Ledger::hold`].
+struct Held {
+    pending: Vec<u8>,
+    enc_key: Secret<32>,
+    sign_key: MacKey,
+    customer: KeyId,
+    payer: AccountNumber,
+    vendor: AccountNumber,
+    price: Money,
+    bill: Vec<u8>,
+    receipt: Vec<u8>,
+    key: Secret<32>,
+}
+
+/// Format version of [`Held`].
+const HELD_VERSION: u64 = 1;
+
+impl Held {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.array(11)
+            .uint(HELD_VERSION)
+            .bytes(&self.pending)
+            .bytes(self.enc_key.expose())
+            .bytes(self.sign_key.expose())
+            .field(&self.customer)
+            .field(&self.payer)
+            .field(&self.vendor)
+            .field(&self.price)
+            .bytes(&self.bill)
+            .bytes(&self.receipt)
+            .bytes(self.key.expose());
+        e.into_bytes()
+    }
+
+    fn from_bytes(bytes: &[u8]) -> std::result::Result<Held, DecodeError> {
+        let mut d = Decoder::new(bytes);
+        d.array(11)?;
+        if d.uint()? != HELD_VERSION {
+            return Err(DecodeError::Invalid("held debit of another version"));
+        }
+        let pending = d
+            .bytes("pending debit", crate::purse::MAX_PENDING_LEN)?
+            .to_vec();
+        let mut k: [u8; 32] = d.bytes_exact("BEncKey")?;
+        let enc_key = Secret::new(k);
+        let mut m: [u8; 32] = d.bytes_exact("BSignKey")?;
+        let sign_key = MacKey::new(m);
+        k.zeroize();
+        m.zeroize();
+        let customer = d.field()?;
+        let payer = d.field()?;
+        let vendor = d.field()?;
+        let price = d.field()?;
+        let bill = d.bytes("bill", crate::msg::MAX_SIGNED_BILL_LEN)?.to_vec();
+        let receipt = d.bytes("receipt", 1024)?.to_vec();
+        let mut kk: [u8; 32] = d.bytes_exact("K")?;
+        let key = Secret::new(kk);
+        kk.zeroize();
+        d.finish()?;
+        Ok(Held {
+            pending,
+            enc_key,
+            sign_key,
+            customer,
+            payer,
+            vendor,
+            price,
+            bill,
+            receipt,
+            key,
+        })
+    }
+}
