@@ -1158,6 +1158,26 @@ impl Sam {
         self.load_with(s1, amount, rng, Limits::Check)
     }
 
+    /// [`Sam::load`] with a SAM nonce derived from `request` (the broker's id
+    /// of a load request) instead of drawn at random: the same request for
+    /// the same S1 gets the same command again, so a customer whose command
+    /// was lost can ask again without being debited twice (the broker's
+    /// journal entry has an id derived from the same request), and the card
+    /// applies it at most once (its session and counter).
+    pub fn load_for_request(
+        &self,
+        s1: &[u8],
+        amount: Money,
+        request: &[u8; 32],
+    ) -> Result<(Vec<u8>, PendingLoad)> {
+        let mut rng = DerivedNonces {
+            key: diversify_nonce_key(&self.master),
+            request: *request,
+            block: 0,
+        };
+        self.load_with(s1, amount, &mut rng, Limits::Check)
+    }
+
     /// [`Sam::load`] without the balance-limit check, so that tests can
     /// reach the card's own check. Never use outside tests.
     pub fn load_for_testing_only(
@@ -1197,3 +1217,49 @@ impl Sam {
         })
     }
 }
+
+/// The key of [`Sam::load_for_request`]'s nonces, apart from the card keys.
+fn diversify_nonce_key(master: &Secret<32>) -> Secret<32> {
+    Secret::new(agora_core::crypto::hmac_sha256(
+        master.expose(),
+        b"agora/speed/purse/load-nonce/v1",
+    ))
+}
+
+/// Deterministic "randomness" for one load request: HMAC-SHA-256(key,
+/// request ‖ block) blocks. A CSPRNG in the sense that matters here: nobody
+/// without the SAM's master key can predict it, and each request gets its
+/// own stream.
+struct DerivedNonces {
+    key: Secret<32>,
+    request: [u8; 32],
+    block: u64,
+}
+
+impl rand_core::RngCore for DerivedNonces {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(32) {
+            let mut input = self.request.to_vec();
+            input.extend_from_slice(&self.block.to_be_bytes());
+            self.block += 1;
+            let out = agora_core::crypto::hmac_sha256(self.key.expose(), &input);
+            chunk.copy_from_slice(&out[..chunk.len()]);
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> std::result::Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for DerivedNonces {}

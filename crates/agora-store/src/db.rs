@@ -335,6 +335,110 @@ pub const MIGRATIONS: &[Migration] = &[
         END;
     "#,
     },
+    Migration {
+        version: 7,
+        name: "speed ledger and payment register",
+        sql: r#"
+        -- Ledger (agora_speed::ledger): the SPEED broker's double-entry books
+        -- and payment register. Every write is one request of the writer, so
+        -- one savepoint: a payment's register row, journal entry, postings,
+        -- balances and cleared hold commit together or not at all. The
+        -- bounds below (16 postings, a memo of 200 bytes, a hold state of
+        -- 16 KiB) are those of agora_speed::ledger (MAX_POSTINGS,
+        -- MAX_MEMO_LEN, MAX_HOLD_STATE_LEN); a test checks they agree.
+
+        -- Accounts, each with its balance, updated by the request that posts
+        -- to it. The code refuses an overdraft first ("insufficient funds");
+        -- the CHECK refuses it again through any SQL. Only the balance
+        -- changes, and no account is deleted (its postings refer to it).
+        CREATE TABLE speed_account (
+            number        TEXT    NOT NULL PRIMARY KEY
+                                  CHECK (length(number) BETWEEN 1 AND 34),
+            owner         BLOB    NOT NULL CHECK (length(owner) = 32),
+            kind          TEXT    NOT NULL CHECK (kind IN
+                                  ('customer', 'vendor', 'broker', 'purse-float', 'external')),
+            currency      TEXT    NOT NULL CHECK (length(currency) = 3),
+            allow_credit  INTEGER NOT NULL CHECK (allow_credit IN (0, 1)),
+            balance_cents INTEGER NOT NULL DEFAULT 0,
+            CHECK (balance_cents >= 0 OR allow_credit = 1 OR kind = 'external')
+        ) STRICT;
+        CREATE INDEX speed_account_owner ON speed_account (owner, number);
+        CREATE INDEX speed_account_currency ON speed_account (currency);
+        CREATE TRIGGER speed_account_fixed
+        BEFORE UPDATE OF number, owner, kind, currency, allow_credit ON speed_account
+        BEGIN SELECT RAISE(ABORT, 'only the balance of an account changes'); END;
+        CREATE TRIGGER speed_account_no_delete BEFORE DELETE ON speed_account
+        BEGIN SELECT RAISE(ABORT, 'accounts are never deleted'); END;
+
+        -- The journal, in order (seq), and its postings (n: the posting's
+        -- place in its entry), each with the balance it left. The unique id
+        -- makes a retried post recognisable. Append-only.
+        CREATE TABLE speed_journal (
+            seq  INTEGER PRIMARY KEY,
+            id   BLOB    NOT NULL UNIQUE CHECK (length(id) = 16),
+            at   INTEGER NOT NULL CHECK (at >= 0),
+            memo TEXT    NOT NULL CHECK (length(CAST(memo AS BLOB)) <= 200)
+        ) STRICT;
+        CREATE TABLE speed_posting (
+            seq           INTEGER NOT NULL REFERENCES speed_journal (seq),
+            n             INTEGER NOT NULL CHECK (n BETWEEN 0 AND 15),
+            account       TEXT    NOT NULL REFERENCES speed_account (number),
+            cents         INTEGER NOT NULL CHECK (cents <> 0),
+            balance_after INTEGER NOT NULL,
+            PRIMARY KEY (seq, n),
+            UNIQUE (seq, account)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX speed_posting_account ON speed_posting (account, seq);
+        CREATE TRIGGER speed_journal_no_update BEFORE UPDATE ON speed_journal
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+        CREATE TRIGGER speed_journal_no_delete BEFORE DELETE ON speed_journal
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+        CREATE TRIGGER speed_posting_no_update BEFORE UPDATE ON speed_posting
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+        CREATE TRIGGER speed_posting_no_delete BEFORE DELETE ON speed_posting
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+
+        -- The payment register (paper 5.3, 5.7): the primary key pays a
+        -- PaymentOrderID (vendor key id || NID, 48 bytes) at most once,
+        -- across processes sharing the file. `entry` is the payment's
+        -- journal entry. SECURITY: `k` is the product key K, in the clear;
+        -- the broker learns it anyway and must be able to resend it, but
+        -- whoever reads the file can decrypt the products: protect the
+        -- database (its -wal file, its backups) like the broker's keys.
+        CREATE TABLE speed_payment (
+            id          BLOB    NOT NULL PRIMARY KEY CHECK (length(id) = 48),
+            payer       TEXT    NOT NULL REFERENCES speed_account (number),
+            vendor      TEXT    NOT NULL REFERENCES speed_account (number),
+            price_cents INTEGER NOT NULL CHECK (price_cents > 0),
+            currency    TEXT    NOT NULL CHECK (length(currency) = 3),
+            mode        TEXT    NOT NULL CHECK (mode IN ('account', 'purse')),
+            card        BLOB    CHECK (card IS NULL OR length(card) = 16),
+            customer    BLOB    NOT NULL CHECK (length(customer) = 32),
+            bill        BLOB    NOT NULL,
+            receipt     BLOB    NOT NULL,
+            k           BLOB    NOT NULL CHECK (length(k) = 32),
+            paid_at     INTEGER NOT NULL CHECK (paid_at >= 0),
+            entry       INTEGER NOT NULL UNIQUE REFERENCES speed_journal (seq),
+            CHECK ((mode = 'purse') = (card IS NOT NULL))
+        ) STRICT;
+        CREATE INDEX speed_payment_vendor ON speed_payment (vendor, paid_at, id);
+        CREATE TRIGGER speed_payment_no_update BEFORE UPDATE ON speed_payment
+        BEGIN SELECT RAISE(ABORT, 'the payment register is append-only'); END;
+        CREATE TRIGGER speed_payment_no_delete BEFORE DELETE ON speed_payment
+        BEGIN SELECT RAISE(ABORT, 'the payment register is append-only'); END;
+
+        -- Pending e-purse debits, between the broker's S2 and the card's S3;
+        -- the payment deletes its hold. A paid order is never held.
+        CREATE TABLE speed_hold (
+            id      BLOB    NOT NULL PRIMARY KEY CHECK (length(id) = 48),
+            state   BLOB    NOT NULL CHECK (length(state) <= 16384),
+            held_at INTEGER NOT NULL CHECK (held_at >= 0)
+        ) STRICT;
+        CREATE TRIGGER speed_hold_not_paid BEFORE INSERT ON speed_hold
+        WHEN EXISTS (SELECT 1 FROM speed_payment WHERE id = NEW.id)
+        BEGIN SELECT RAISE(ABORT, 'the payment order is paid'); END;
+    "#,
+    },
 ];
 
 /// The schema version recorded in the database (0 for a new one).

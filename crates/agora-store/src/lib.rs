@@ -9,8 +9,9 @@
 //! - [`SqliteReplayCache`], [`SqliteArchive`]: the supporting layer's ports
 //!   ([`agora_core::ports`]); [`SqliteAgencyRegistry`]: agora-pki's agency
 //!   register; [`SqliteBoard`]: agora-cpo's board of posted CPOs and their
-//!   bindings; [`SqliteSessions`]: agora-cpo's browse sessions. Their
-//!   conformance suites run against them in this crate's tests.
+//!   bindings; [`SqliteSessions`]: agora-cpo's browse sessions;
+//!   [`SqliteLedger`]: agora-speed's broker ledger and payment register.
+//!   Their conformance suites run against them in this crate's tests.
 #![forbid(unsafe_code)]
 
 mod agency;
@@ -19,6 +20,7 @@ mod bids;
 mod board;
 pub mod db;
 pub mod group_commit;
+mod ledger;
 mod replay;
 mod sessions;
 
@@ -28,6 +30,7 @@ pub use bids::SqliteBids;
 pub use board::SqliteBoard;
 pub use db::{migrate, open_connection, schema_version, Migration, DB_FILE_NAME, MIGRATIONS};
 pub use group_commit::{GroupCommit, GroupCommitConfig, GroupCommitStats, Ticket};
+pub use ledger::SqliteLedger;
 pub use replay::SqliteReplayCache;
 pub use sessions::SqliteSessions;
 
