@@ -7,9 +7,12 @@
 //! "it is mandatory for broker to keep track of every processed
 //! transaction"), and the receipt can be sent again (section 5.7).
 
-use crate::ledger::{AccountKind, HoldOutcome, Ledger, PayMode, PayOutcome, PaymentRecord};
+use crate::ledger::{
+    AccountKind, HoldOutcome, JournalEntry, Ledger, PayMode, PayOutcome, PaymentRecord, Posting,
+};
 use crate::msg::{
-    Bill, BillSecret, PaymentMode, PaymentOrder, PurseConfirm, PurseDebit, Receipt, ReceiptRequest,
+    Bill, BillSecret, CardLoadRequest, PaymentMode, PaymentOrder, PurseConfirm, PurseDebit,
+    Receipt, ReceiptRequest,
 };
 use crate::purse::{PendingDebit, Sam};
 use crate::{AccountNumber, Keys, PaymentOrderId, SpeedTrust};
@@ -19,6 +22,10 @@ use agora_core::{Currency, DecodeError, Error, KeyId, Money, Result, Timestamp};
 use agora_pki::PartyRole;
 use std::collections::BTreeMap;
 use zeroize::Zeroize;
+
+/// How far from the broker's clock a card load request may be dated
+/// (seconds): the window in which the same request can be retried.
+pub const LOAD_REQUEST_WINDOW_SECS: u64 = 600;
 
 /// The broker: its keys, the CAs it trusts for customers, its SAM, the
 /// vendors registered with it and its purse float accounts (one per
@@ -243,6 +250,75 @@ impl Broker {
             PayOutcome::Paid => Ok(held.receipt),
             PayOutcome::AlreadyPaid(_) => Err(Error::Replayed),
         }
+    }
+
+    /// A card load: the customer's account is debited and the purse float
+    /// credited (one journal entry, whose id is derived from the request and
+    /// its S1), and the SAM's load command is returned. The same request
+    /// again debits nothing more and gets the same command, which the card
+    /// applies at most once; a request with a fresh S1 is a new load.
+    pub fn on_card_load(
+        &self,
+        now: Timestamp,
+        bytes: &[u8],
+        ledger: &dyn Ledger,
+    ) -> Result<Vec<u8>> {
+        let opened =
+            envelope::open_self_certified::<CardLoadRequest>(bytes, &self.keys.enc, |r| {
+                Ok(*self
+                    .trust
+                    .identity(&r.customer_cert, now, PartyRole::Customer)?
+                    .key())
+            })?;
+        let customer = opened.signer;
+        let req = opened.message;
+        if req.at.distance_secs(now) > LOAD_REQUEST_WINDOW_SECS {
+            return Err(Error::Replayed);
+        }
+        if req.amount.cents == 0 {
+            return Err(Error::Refused("a load of zero".into()));
+        }
+        let cents = i64::try_from(req.amount.cents)
+            .map_err(|_| Error::Refused("amount too large".into()))?;
+        let payer = ledger
+            .account(&req.account)?
+            .ok_or_else(|| Error::Refused("no such customer account".into()))?;
+        if payer.kind != AccountKind::Customer || payer.owner != customer {
+            return Err(Error::NotAuthorised(
+                "the account is not the customer's".into(),
+            ));
+        }
+        let float = self
+            .floats
+            .get(&req.amount.currency)
+            .ok_or_else(|| Error::Refused(format!("no e-purse in {}", req.amount.currency)))?;
+        let mut label = b"agora/speed/card-load/v1".to_vec();
+        label.extend_from_slice(&customer.0);
+        label.extend_from_slice(&req.id);
+        label.extend_from_slice(&agora_core::crypto::sha256(&req.s1));
+        let request = agora_core::crypto::sha256(&label);
+        // The SAM first: it checks S1 and the card's limit before any money
+        // moves.
+        let (cmd, _) = self.sam.load_for_request(&req.s1, req.amount, &request)?;
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&request[..16]);
+        let entry = JournalEntry {
+            id,
+            at: req.at,
+            memo: format!("card load {}", hex::encode(req.id)),
+            postings: vec![
+                Posting {
+                    account: req.account,
+                    cents: -cents,
+                },
+                Posting {
+                    account: float.clone(),
+                    cents,
+                },
+            ],
+        };
+        ledger.post(&entry)?;
+        Ok(cmd)
     }
 
     /// A request for the receipt of a payment: the sealed receipt as it was

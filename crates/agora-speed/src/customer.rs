@@ -365,6 +365,93 @@ pub struct ReadyToPay {
     signed_bill: Vec<u8>,
 }
 
+/// Saved customer states: for a purchase that spans program runs (`agora
+/// speed negotiate`, then `agora speed pay`; a card payment interrupted
+/// between message a and the receipt). A state is the CBOR array `[version,
+/// kind, fields...]`; it holds secrets (RecKey, BEncKey...), so the file
+/// must be private. It is local data, decoded as strictly as peer input,
+/// and the bill in it is verified again with the vendor's key.
+mod saved {
+    use super::*;
+    use agora_core::wire::{Decoder, Encoder};
+    use agora_core::DecodeError;
+
+    const VERSION: u64 = 1;
+    /// Largest saved state.
+    pub const MAX_LEN: usize = 8 * 1024;
+    pub const READY: u64 = 1;
+    pub const RECEIPT: u64 = 2;
+    pub const PURSE: u64 = 3;
+
+    pub fn start(kind: u64, fields: usize) -> Encoder {
+        let mut e = Encoder::new();
+        e.array(fields + 2).uint(VERSION).uint(kind);
+        e
+    }
+
+    pub fn open(
+        bytes: &[u8],
+        kind: u64,
+        fields: usize,
+    ) -> std::result::Result<Decoder<'_>, DecodeError> {
+        if bytes.len() > MAX_LEN {
+            return Err(DecodeError::TooLarge {
+                what: "saved purchase state",
+                limit: MAX_LEN,
+            });
+        }
+        let mut d = Decoder::new(bytes);
+        d.array(fields + 2)?;
+        if d.uint()? != VERSION {
+            return Err(DecodeError::Invalid("saved state of another version"));
+        }
+        if d.uint()? != kind {
+            return Err(DecodeError::Invalid("saved state of another kind"));
+        }
+        Ok(d)
+    }
+
+    pub fn secret(
+        d: &mut Decoder<'_>,
+        what: &'static str,
+    ) -> std::result::Result<Secret<32>, DecodeError> {
+        let mut b: [u8; 32] = d.bytes_exact(what)?;
+        let s = Secret::new(b);
+        zeroize::Zeroize::zeroize(&mut b);
+        Ok(s)
+    }
+
+    /// The signed bill and the vendor's key; the bill verified.
+    pub fn bill(d: &mut Decoder<'_>) -> Result<(Bill, Vec<u8>, VerifyingKey)> {
+        let signed = d.bytes("signed bill", msg::MAX_SIGNED_BILL_LEN)?.to_vec();
+        let vendor: VerifyingKey = d.field()?;
+        let bill = cose::verify::<Bill>(&signed, &vendor)?;
+        if bill.order.vendor != vendor.key_id() {
+            return Err(Error::Decode(DecodeError::Invalid(
+                "saved bill of another vendor",
+            )));
+        }
+        Ok((bill, signed, vendor))
+    }
+}
+
+impl ReadyToPay {
+    /// The state as bytes, to pay later ([`ReadyToPay::from_bytes`]).
+    pub fn to_bytes(&self, vendor: &VerifyingKey) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut e = saved::start(saved::READY, 2);
+        e.bytes(&self.signed_bill).field(vendor);
+        zeroize::Zeroizing::new(e.into_bytes())
+    }
+
+    /// A state saved by [`ReadyToPay::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<ReadyToPay> {
+        let mut d = saved::open(bytes, saved::READY, 2)?;
+        let (bill, signed_bill, _) = saved::bill(&mut d)?;
+        d.finish()?;
+        Ok(ReadyToPay { bill, signed_bill })
+    }
+}
+
 impl ReadyToPay {
     /// The payment this bill asks for.
     pub fn order(&self) -> PaymentOrderId {
@@ -470,6 +557,38 @@ pub struct ExpectPurseDebit {
 }
 
 impl ExpectPurseDebit {
+    /// The state as bytes ([`ExpectPurseDebit::from_bytes`]).
+    pub fn to_bytes(&self, vendor: &VerifyingKey) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut e = saved::start(saved::PURSE, 5);
+        e.bytes(self.enc_key.expose())
+            .bytes(self.sign_key.expose())
+            .bytes(&self.then.signed_bill)
+            .field(vendor)
+            .field(&self.then.broker);
+        zeroize::Zeroizing::new(e.into_bytes())
+    }
+
+    /// A state saved by [`ExpectPurseDebit::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<ExpectPurseDebit> {
+        let mut d = saved::open(bytes, saved::PURSE, 5)?;
+        let enc_key = saved::secret(&mut d, "BEncKey")?;
+        let sign_key = MacKey::new(*saved::secret(&mut d, "BSignKey")?.expose());
+        let (bill, signed_bill, _) = saved::bill(&mut d)?;
+        let broker: VerifyingKey = d.field()?;
+        d.finish()?;
+        Ok(ExpectPurseDebit {
+            enc_key,
+            sign_key,
+            then: ExpectReceipt {
+                order: bill.order,
+                price: bill.price,
+                rec_key: bill.rec_key,
+                broker,
+                signed_bill,
+            },
+        })
+    }
+
     /// The payment.
     pub fn order(&self) -> PaymentOrderId {
         self.then.order
@@ -521,6 +640,29 @@ pub struct ExpectReceipt {
 }
 
 impl ExpectReceipt {
+    /// The state as bytes ([`ExpectReceipt::from_bytes`]): kept until the
+    /// receipt is in, and after, to ask the broker for it again.
+    pub fn to_bytes(&self, vendor: &VerifyingKey) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut e = saved::start(saved::RECEIPT, 3);
+        e.bytes(&self.signed_bill).field(vendor).field(&self.broker);
+        zeroize::Zeroizing::new(e.into_bytes())
+    }
+
+    /// A state saved by [`ExpectReceipt::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<ExpectReceipt> {
+        let mut d = saved::open(bytes, saved::RECEIPT, 3)?;
+        let (bill, signed_bill, _) = saved::bill(&mut d)?;
+        let broker: VerifyingKey = d.field()?;
+        d.finish()?;
+        Ok(ExpectReceipt {
+            order: bill.order,
+            price: bill.price,
+            rec_key: bill.rec_key,
+            broker,
+            signed_bill,
+        })
+    }
+
     /// The payment.
     pub fn order(&self) -> PaymentOrderId {
         self.order
@@ -570,4 +712,27 @@ pub fn verify_receipt(signed: &[u8], broker: &VerifyingKey) -> Result<Receipt> {
 /// answer is readable only under RecKey).
 pub fn receipt_request(order: PaymentOrderId) -> Vec<u8> {
     encode(&msg::ReceiptRequest { order })
+}
+
+/// A request to load `amount` onto the card that made `s1`, from `account`:
+/// sealed to the broker. Keep the bytes until the card has applied the
+/// command: a retry must send the same request.
+pub fn card_load_request(
+    rng: &mut impl Rng,
+    me: &Identity,
+    broker: &Peer,
+    account: AccountNumber,
+    amount: Money,
+    s1: Vec<u8>,
+    now: agora_core::Timestamp,
+) -> Result<Vec<u8>> {
+    let req = msg::CardLoadRequest {
+        id: agora_core::crypto::random_bytes(rng),
+        account,
+        amount,
+        s1,
+        at: now,
+        customer_cert: me.cert.clone(),
+    };
+    envelope::seal(rng, &me.keys.sign, &broker.enc, &req)
 }

@@ -583,6 +583,53 @@ impl Message for Receipt {
     }
 }
 
+/// A request to load value onto an e-purse card from the customer's
+/// account, signed by the customer and sealed to the broker. A retry sends
+/// the same request (same id, S1 and time): the broker debits once and
+/// answers with the same load command.
+#[derive(Debug)]
+pub struct CardLoadRequest {
+    /// The customer's id of this request, random.
+    pub id: [u8; 16],
+    /// The account debited.
+    pub account: AccountNumber,
+    /// How much to load.
+    pub amount: Money,
+    /// S1, the card's authentication.
+    pub s1: Vec<u8>,
+    /// When the customer made the request (the broker refuses it far from
+    /// its own clock).
+    pub at: agora_core::Timestamp,
+    /// The customer's identity certificate (DER).
+    pub customer_cert: Vec<u8>,
+}
+
+impl Message for CardLoadRequest {
+    const TAG: Tag = tags::SPEED_CARD_LOAD_REQUEST;
+    const FIELDS: usize = 6;
+    const MAX_LEN: usize = MAX_PURSE_COMMAND_LEN + MAX_CERT_LEN + 256;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.id)
+            .field(&self.account)
+            .field(&self.amount)
+            .bytes(&self.s1)
+            .field(&self.at)
+            .bytes(&self.customer_cert);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> std::result::Result<Self, DecodeError> {
+        Ok(CardLoadRequest {
+            id: d.field()?,
+            account: d.field()?,
+            amount: d.field()?,
+            s1: d.bytes("S1", MAX_PURSE_COMMAND_LEN)?.to_vec(),
+            at: d.field()?,
+            customer_cert: d.bytes("customer certificate", MAX_CERT_LEN)?.to_vec(),
+        })
+    }
+}
+
 /// A request for the receipt of a payment (section 5.7: "a customer who
 /// lost a receipt"). Not authenticated: the broker answers with the sealed
 /// receipt, which only holders of RecKey can read.

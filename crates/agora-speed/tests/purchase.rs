@@ -95,3 +95,110 @@ fn a_lost_receipt_is_sent_again() {
         .unwrap();
     assert_eq!(again, receipt);
 }
+
+#[test]
+fn card_loaded_from_account_through_the_broker_once_however_often_asked() {
+    let mut m = Market::new(6);
+    let broker = m.broker_peer;
+    let (carol, float, card) = (m.cents(CAROL), m.cents(FLOAT), m.card.balance().cents);
+    let s1 = m.card.authenticate(&mut m.rng);
+    let req = customer::card_load_request(
+        &mut m.rng,
+        &m.carol,
+        &broker,
+        m.carol_account.clone(),
+        eur(2_000),
+        s1,
+        m.now,
+    )
+    .unwrap();
+    let cmd = m.broker.on_card_load(m.now, &req, &m.ledger).unwrap();
+    // The command was lost: the same request again debits nothing more and
+    // gets the same command.
+    let again = m.broker.on_card_load(m.now, &req, &m.ledger).unwrap();
+    assert_eq!(again, cmd);
+    m.card.load(&cmd).unwrap();
+    assert_eq!(m.cents(CAROL), carol - 2_000);
+    assert_eq!(m.cents(FLOAT), float + 2_000);
+    assert_eq!(m.card.balance().cents, card + 2_000);
+    // The card applies it once.
+    assert_eq!(m.card.load(&cmd).unwrap_err(), agora_core::Error::Replayed);
+    assert_eq!(m.cents(FLOAT), m.card.balance().cents as i64);
+    // Too much: refused, nothing moves.
+    let s1 = m.card.authenticate(&mut m.rng);
+    let req = customer::card_load_request(
+        &mut m.rng,
+        &m.carol,
+        &broker,
+        m.carol_account.clone(),
+        eur(9_000),
+        s1,
+        m.now,
+    )
+    .unwrap();
+    let before = (m.cents(CAROL), m.cents(FLOAT));
+    assert!(matches!(
+        m.broker.on_card_load(m.now, &req, &m.ledger),
+        Err(agora_core::Error::Refused(r)) if r.contains("insufficient")
+    ));
+    assert_eq!((m.cents(CAROL), m.cents(FLOAT)), before);
+    // A stale request (an hour old) is refused.
+    let s1 = m.card.authenticate(&mut m.rng);
+    let req = customer::card_load_request(
+        &mut m.rng,
+        &m.carol,
+        &broker,
+        m.carol_account.clone(),
+        eur(100),
+        s1,
+        m.now.minus_secs(3600),
+    )
+    .unwrap();
+    assert_eq!(
+        m.broker.on_card_load(m.now, &req, &m.ledger).unwrap_err(),
+        agora_core::Error::Replayed
+    );
+}
+
+/// `agora speed negotiate` and `agora speed pay` are two program runs: the
+/// customer's states survive as bytes, and a changed byte is refused.
+#[test]
+fn a_purchase_resumes_from_saved_states() {
+    use agora_speed::broker::BrokerReply;
+    use agora_speed::customer::{ExpectPurseDebit, ExpectReceipt, ReadyToPay};
+    let mut m = Market::new(7);
+    let vendor_key = m.vendor.keys.sign.verifying_key();
+    let (ready, ct, _) = m.negotiate_to_pay(SONG, &AcceptFirst);
+    let saved = ready.to_bytes(&vendor_key);
+    for i in 0..saved.len() {
+        let mut t = saved.to_vec();
+        t[i] ^= 0x01;
+        assert!(ReadyToPay::from_bytes(&t).is_err(), "byte {i}");
+    }
+    let ready = ReadyToPay::from_bytes(&saved).unwrap();
+    let broker = m.broker_peer;
+    let order = ready.order();
+    let s1 = m.card.authenticate(&mut m.rng);
+    let (expect, po) = ready
+        .pay_by_card(&mut m.rng, &m.carol, &broker, s1, &|_| false)
+        .unwrap();
+    let expect = ExpectPurseDebit::from_bytes(&expect.to_bytes(&vendor_key)).unwrap();
+    let BrokerReply::PurseDebit(a) = m
+        .broker
+        .on_payment_order(m.now, &mut m.rng, &po, &m.ledger)
+        .unwrap()
+    else {
+        panic!("message a")
+    };
+    let card = &mut m.card;
+    let (expect, b) = expect
+        .on_debit(&mut m.rng, &a, |s2| card.debit(s2))
+        .unwrap();
+    let expect = ExpectReceipt::from_bytes(&expect.to_bytes(&vendor_key)).unwrap();
+    let r = m
+        .broker
+        .on_purse_confirm(m.now, &order, &b, &m.ledger)
+        .unwrap();
+    let purchase = expect.on_receipt(&r).unwrap();
+    assert_eq!(decrypt(&purchase, &ct), m.product(SONG));
+}

@@ -166,6 +166,10 @@ pub const SPEED_PRODUCT_REQUEST: Tag = Tag::new(SYSTEM_SPEED, 2, 1);
 /// SPEED aggressive mode, message 2: CipheredProductDelivery with the signed
 /// bill sealed to the customer.
 pub const SPEED_AGGRESSIVE_DELIVERY: Tag = Tag::new(SYSTEM_SPEED, 2, 2);
+/// SPEED e-purse loading: the customer's signed request, sealed to the
+/// broker, to move value from her account onto her card (with the card's
+/// S1); the broker answers with the SAM's load command.
+pub const SPEED_CARD_LOAD_REQUEST: Tag = Tag::new(SYSTEM_SPEED, 4, 1);
 /// SPEED receipts (paper section 5.7): anyone's request for the receipt of a
 /// PaymentOrderID; the broker resends the sealed receipt.
 pub const SPEED_RECEIPT_REQUEST: Tag = Tag::new(SYSTEM_SPEED, 5, 1);
@@ -243,6 +247,7 @@ pub const ALL: &[(Tag, &str)] = &[
     (SPEED_BILL_SECRET, "SPEED_BILL_SECRET"),
     (SPEED_PRODUCT_REQUEST, "SPEED_PRODUCT_REQUEST"),
     (SPEED_AGGRESSIVE_DELIVERY, "SPEED_AGGRESSIVE_DELIVERY"),
+    (SPEED_CARD_LOAD_REQUEST, "SPEED_CARD_LOAD_REQUEST"),
     (SPEED_RECEIPT_REQUEST, "SPEED_RECEIPT_REQUEST"),
     (SPEED_COMPLAINT, "SPEED_COMPLAINT"),
     (SPEED_RULING, "SPEED_RULING"),
