@@ -466,3 +466,52 @@ pub struct Sale {
     /// The signed bill (evidence).
     pub signed_bill: Vec<u8>,
 }
+
+/// The conformance suite of [`HandshakeRegister`]: every implementation
+/// (the in-memory twin here, SQLite in agora-store) runs it.
+#[cfg(any(test, feature = "testkit"))]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // a test suite may panic
+pub mod conformance {
+    use super::HandshakeRegister;
+    use crate::Nid;
+    use agora_core::{KeyId, Timestamp};
+
+    /// Runs every case on fresh registers from `make`.
+    pub fn handshake_suite<R: HandshakeRegister + Sync>(make: impl Fn() -> R) {
+        a_nid_is_recorded_once(&make());
+        racing_records_of_one_nid_let_exactly_one_through(&make());
+    }
+
+    /// First record fresh, every later one not, whoever the customer.
+    pub fn a_nid_is_recorded_once<R: HandshakeRegister>(r: &R) {
+        let (a, b) = (Nid([1; 16]), Nid([2; 16]));
+        let c = KeyId([7; 32]);
+        assert!(r.record(&a, &c, Timestamp(10)).unwrap());
+        assert!(!r.record(&a, &c, Timestamp(11)).unwrap());
+        assert!(!r.record(&a, &KeyId([8; 32]), Timestamp(12)).unwrap());
+        assert!(r.record(&b, &c, Timestamp(13)).unwrap());
+    }
+
+    /// 16 threads record the same NID: exactly one is told it is fresh.
+    pub fn racing_records_of_one_nid_let_exactly_one_through<R: HandshakeRegister + Sync>(r: &R) {
+        let fresh = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for i in 0..16u8 {
+                let fresh = &fresh;
+                s.spawn(move || {
+                    if r.record(&Nid([9; 16]), &KeyId([i; 32]), Timestamp(1))
+                        .unwrap()
+                    {
+                        fresh.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(fresh.into_inner(), 1);
+    }
+
+    #[test]
+    fn memory_register_passes() {
+        handshake_suite(super::MemoryHandshakes::default);
+    }
+}

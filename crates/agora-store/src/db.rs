@@ -439,6 +439,27 @@ pub const MIGRATIONS: &[Migration] = &[
         BEGIN SELECT RAISE(ABORT, 'the payment order is paid'); END;
     "#,
     },
+    Migration {
+        version: 8,
+        name: "speed handshake register",
+        sql: r#"
+        -- HandshakeRegister (agora_speed::vendor): every NID a vendor has
+        -- delivered for (a Handshake, or an aggressive ProductRequest). The
+        -- primary key delivers a NID at most once, across processes sharing
+        -- the file; rows are never changed or removed.
+        CREATE TABLE speed_handshake (
+            vendor   BLOB    NOT NULL CHECK (length(vendor) = 32),
+            nid      BLOB    NOT NULL CHECK (length(nid) = 16),
+            customer BLOB    NOT NULL CHECK (length(customer) = 32),
+            at       INTEGER NOT NULL CHECK (at >= 0),
+            PRIMARY KEY (vendor, nid)
+        ) STRICT, WITHOUT ROWID;
+        CREATE TRIGGER speed_handshake_no_update BEFORE UPDATE ON speed_handshake
+        BEGIN SELECT RAISE(ABORT, 'the handshake register is append-only'); END;
+        CREATE TRIGGER speed_handshake_no_delete BEFORE DELETE ON speed_handshake
+        BEGIN SELECT RAISE(ABORT, 'the handshake register is append-only'); END;
+    "#,
+    },
 ];
 
 /// The schema version recorded in the database (0 for a new one).

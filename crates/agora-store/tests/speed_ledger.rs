@@ -148,3 +148,21 @@ fn the_schema_bounds_are_the_ports() {
         (16, 200, 16_384)
     );
 }
+
+#[test]
+fn sqlite_handshake_register_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_dir(dir.path()).unwrap();
+    agora_speed::vendor::conformance::handshake_suite(|| {
+        // A fresh vendor per case: one register per vendor key.
+        let mut v = [0u8; 32];
+        v[..8].copy_from_slice(&rand_vendor().to_be_bytes());
+        agora_store::SqliteHandshakes::new(store.clone(), agora_core::KeyId(v))
+    });
+}
+
+fn rand_vendor() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
