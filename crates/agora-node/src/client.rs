@@ -153,6 +153,8 @@ const MAX_REPLY: u64 = 4 * 1024 * 1024;
 pub struct NodeClient {
     base: String,
     http: reqwest::blocking::Client,
+    /// For long bodies (a SPEED delivery): a connect timeout, no total one.
+    streaming: reqwest::blocking::Client,
 }
 
 impl NodeClient {
@@ -168,12 +170,65 @@ impl NodeClient {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| ClientError::Transport(format!("HTTP client: {e}")))?;
-        Ok(NodeClient { base, http })
+        let streaming = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(None)
+            .build()
+            .map_err(|e| ClientError::Transport(format!("HTTP client: {e}")))?;
+        Ok(NodeClient {
+            base,
+            http,
+            streaming,
+        })
     }
 
     /// The node's base URL.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// `POST path` with a CBOR body and extra headers: the reply's body and
+    /// exchange id.
+    pub fn post_cbor(
+        &self,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, String)],
+    ) -> Result<(Vec<u8>, Option<ExchangeId>), ClientError> {
+        let r = self.post_cbor_with(&self.http, path, body, headers)?;
+        let exchange = exchange_of(&r)?;
+        Ok((Self::body(r)?, exchange))
+    }
+
+    /// `POST path` with a CBOR body, the reply left to be read as a stream
+    /// (no total timeout; the caller bounds what it reads).
+    pub fn post_cbor_stream(
+        &self,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::blocking::Response, ClientError> {
+        self.post_cbor_with(&self.streaming, path, body, headers)
+    }
+
+    fn post_cbor_with(
+        &self,
+        http: &reqwest::blocking::Client,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::blocking::Response, ClientError> {
+        let url = format!("{}{path}", self.base);
+        self.send(|| {
+            let mut b = http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, CBOR)
+                .body(body.to_vec());
+            for (k, v) in headers {
+                b = b.header(*k, v.as_str());
+            }
+            b
+        })
     }
 
     fn send(
@@ -234,6 +289,17 @@ impl NodeClient {
     }
 }
 
+fn exchange_of(r: &reqwest::blocking::Response) -> Result<Option<ExchangeId>, ClientError> {
+    match r.headers().get(EXCHANGE_HEADER) {
+        None => Ok(None),
+        Some(v) => Ok(Some(
+            v.to_str()
+                .map_err(|_| ClientError::Transport("bad exchange header".into()))
+                .and_then(|v| parse_id(v).map_err(ClientError::from))?,
+        )),
+    }
+}
+
 fn problem_of(r: reqwest::blocking::Response) -> ClientError {
     let status = r.status().as_u16();
     let doc: Option<serde_json::Value> = NodeClient::body(r)
@@ -268,14 +334,7 @@ impl CpoTransport for NodeClient {
             }
             b
         })?;
-        let exchange = match r.headers().get(EXCHANGE_HEADER) {
-            None => None,
-            Some(v) => Some(
-                v.to_str()
-                    .map_err(|_| ClientError::Transport("bad exchange header".into()))
-                    .and_then(|v| parse_id(v).map_err(ClientError::from))?,
-            ),
-        };
+        let exchange = exchange_of(&r)?;
         Ok(Reply {
             body: Self::body(r)?,
             exchange,

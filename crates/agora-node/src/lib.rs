@@ -28,6 +28,8 @@ pub mod exchange;
 pub mod metrics;
 pub mod pki;
 pub mod problem;
+pub mod speed;
+pub mod speed_client;
 pub mod web;
 
 use axum::body::Bytes;

@@ -1,0 +1,564 @@
+//! SPEED on the network: the broker and a vendor's storefront as a
+//! [`Service`].
+//!
+//! | route | body | what |
+//! |---|---|---|
+//! | `POST /v1/speed/vendor` | CBOR | NegotiationRequest, NegotiationStep, Handshake; ProductRequest (aggressive) |
+//! | `GET /v1/speed/catalogue` | - | the vendor's products and list prices (JSON) |
+//! | `POST /v1/speed/broker` | CBOR | PaymentOrder, message b, ReceiptRequest, CardLoadRequest |
+//!
+//! A negotiation goes on under the exchange id of the
+//! [`EXCHANGE_HEADER`]: the vendor's state waits in the node's table of
+//! pending exchanges between NegotiationSteps. Message b names its payment
+//! in the [`PAYMENT_ORDER_HEADER`] (the broker's held debit is found by it,
+//! durably, so b may come after a restart).
+//!
+//! A delivery (the answer to a Handshake or a ProductRequest) is a stream of
+//! type [`DELIVERY_TYPE`]: `u64` (big-endian) length of `|Product|_K`, the
+//! encrypted product, `u32` length of the head, the head (message 4's
+//! [`agora_speed::msg::ProductDelivery`] or aggressive message 2's
+//! [`agora_speed::msg::AggressiveDelivery`]). The product is read from its
+//! file and encrypted as it is sent, in constant memory; the head comes last
+//! because the bill carries the digest of the encrypted product.
+
+use crate::{blocking, cbor_reply, Cbor, Core, Problem, Service, EXCHANGE_HEADER};
+use agora_core::crypto::{os_rng, Secret};
+use agora_core::wire::{peek_tag, tags};
+use agora_core::{Currency, Money, Timestamp};
+use agora_speed::broker::{Broker, BrokerReply};
+use agora_speed::purse::Sam;
+use agora_speed::strategy::{PriceRule, VendorStrategy};
+use agora_speed::vendor::{Catalogue, Delivery, Offer, Vendor, VendorNegotiation, VendorNext};
+use agora_speed::{AccountNumber, Keys, PaymentOrderId, Peer, SpeedTrust};
+use agora_store::{SqliteHandshakes, SqliteLedger, Store};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+/// The header naming the payment of message b (PaymentOrderID, hex).
+pub const PAYMENT_ORDER_HEADER: &str = "agora-payment-order";
+/// The media type of a delivery stream.
+pub const DELIVERY_TYPE: &str = "application/vnd.agora.speed-delivery";
+/// Bytes of encrypted product per chunk sent.
+const SEND_CHUNK: usize = 64 * 1024;
+/// Chunks buffered between the encrypting thread and the connection.
+const SEND_QUEUE: usize = 4;
+
+/// Where the roles' trust comes from: called at start and by housekeeping,
+/// so that new CRLs take effect without a restart.
+pub trait SpeedTrustSource: Send + Sync {
+    /// The trusted SPEED CAs and their newest CRLs.
+    fn speed_trust(&self) -> Result<SpeedTrust, String>;
+}
+
+/// A product the vendor sells: its ProductID (code and description), the
+/// file it is in, and its price rule.
+#[derive(Clone, Debug)]
+pub struct Product {
+    /// ProductID.
+    pub id: String,
+    /// The file.
+    pub path: PathBuf,
+    /// The price rule.
+    pub rule: PriceRule,
+}
+
+/// The vendor's catalogue, from files.
+#[derive(Debug)]
+struct FileCatalogue {
+    items: BTreeMap<String, (Product, u64, Arc<dyn VendorStrategy>)>,
+}
+
+impl FileCatalogue {
+    fn new(products: Vec<Product>) -> Result<FileCatalogue, String> {
+        let mut items = BTreeMap::new();
+        for p in products {
+            agora_speed::msg::check_product_id(&p.id).map_err(|e| format!("{:?}: {e}", p.id))?;
+            let len = std::fs::metadata(&p.path)
+                .map_err(|e| format!("product {:?} at {}: {e}", p.id, p.path.display()))?
+                .len();
+            let rule: Arc<dyn VendorStrategy> = Arc::new(p.rule);
+            items.insert(p.id.clone(), (p, len, rule));
+        }
+        Ok(FileCatalogue { items })
+    }
+}
+
+impl Catalogue for FileCatalogue {
+    fn offer(&self, product_id: &str) -> Option<Offer> {
+        self.items.get(product_id).map(|(_, len, rule)| Offer {
+            strategy: rule.clone(),
+            len: *len,
+        })
+    }
+}
+
+/// What the node's broker needs.
+pub struct BrokerSpec {
+    /// Its keys.
+    pub keys: Keys,
+    /// The SAM's master key (cards' keys are diversified from it).
+    pub sam_master: Secret<32>,
+    /// The identity certificates (DER) of the vendors registered with it.
+    pub vendors: Vec<Vec<u8>>,
+    /// The purse float account of each currency.
+    pub floats: Vec<(Currency, AccountNumber)>,
+}
+
+impl std::fmt::Debug for BrokerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerSpec")
+            .field("broker", &self.keys.id())
+            .field("vendors", &self.vendors.len())
+            .finish()
+    }
+}
+
+/// What the node's vendor needs.
+#[derive(Debug)]
+pub struct VendorSpec {
+    /// Its keys.
+    pub keys: Keys,
+    /// Its account at the broker.
+    pub account: AccountNumber,
+    /// The broker.
+    pub broker: Peer,
+    /// What it sells.
+    pub products: Vec<Product>,
+    /// Largest product sold in aggressive mode.
+    pub max_aggressive_len: u64,
+}
+
+/// What the node's SPEED service hosts.
+pub struct SpeedSpec {
+    /// The store (ledger, handshake register).
+    pub store: Store,
+    /// The broker, if this node runs one.
+    pub broker: Option<BrokerSpec>,
+    /// The vendor, if this node runs one.
+    pub vendor: Option<VendorSpec>,
+    /// The SPEED CAs and their CRLs.
+    pub trust: Box<dyn SpeedTrustSource>,
+}
+
+impl std::fmt::Debug for SpeedSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpeedSpec")
+            .field("broker", &self.broker)
+            .field("vendor", &self.vendor)
+            .finish()
+    }
+}
+
+struct VendorRole {
+    vendor: RwLock<Vendor>,
+    catalogue: FileCatalogue,
+    handshakes: SqliteHandshakes,
+}
+
+/// The SPEED roles as a node service.
+pub struct SpeedService {
+    ledger: SqliteLedger,
+    broker: Option<RwLock<Broker>>,
+    vendor: Option<VendorRole>,
+    trust: Box<dyn SpeedTrustSource>,
+}
+
+impl std::fmt::Debug for SpeedService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpeedService")
+            .field("broker", &self.broker.is_some())
+            .field("vendor", &self.vendor.is_some())
+            .finish()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // Writers only replace the trust, a whole value: a poisoned lock still
+    // holds a consistent role.
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SpeedService {
+    /// Builds the roles with the trust as it is now.
+    pub fn new(spec: SpeedSpec) -> Result<SpeedService, String> {
+        let trust = spec.trust.speed_trust()?;
+        let now = Timestamp::now_from_system_clock();
+        let broker = match spec.broker {
+            None => None,
+            Some(b) => {
+                let mut broker = Broker::new(b.keys, trust.clone(), Sam::new(b.sam_master));
+                for cert in &b.vendors {
+                    broker
+                        .add_vendor(cert, now)
+                        .map_err(|e| format!("registering a vendor with the broker: {e}"))?;
+                }
+                for (c, a) in b.floats {
+                    broker.set_float(c, a);
+                }
+                Some(RwLock::new(broker))
+            }
+        };
+        let vendor = match spec.vendor {
+            None => None,
+            Some(v) => {
+                let handshakes = SqliteHandshakes::new(spec.store.clone(), v.keys.id());
+                Some(VendorRole {
+                    catalogue: FileCatalogue::new(v.products)?,
+                    vendor: RwLock::new(Vendor {
+                        keys: v.keys,
+                        account: v.account,
+                        broker: v.broker,
+                        trust: trust.clone(),
+                        max_aggressive_len: v.max_aggressive_len,
+                    }),
+                    handshakes,
+                })
+            }
+        };
+        Ok(SpeedService {
+            ledger: SqliteLedger::new(spec.store),
+            broker,
+            vendor,
+            trust: spec.trust,
+        })
+    }
+
+    /// The ledger the broker books on.
+    pub fn ledger(&self) -> &SqliteLedger {
+        &self.ledger
+    }
+
+    fn reload_trust(&self) -> Result<(), String> {
+        let t = self.trust.speed_trust()?;
+        if let Some(b) = &self.broker {
+            write(b).set_trust(t.clone());
+        }
+        if let Some(v) = &self.vendor {
+            write(&v.vendor).trust = t;
+        }
+        Ok(())
+    }
+
+    fn vendor(&self) -> Result<&VendorRole, Problem> {
+        self.vendor
+            .as_ref()
+            .ok_or_else(|| Problem::not_found("this node runs no SPEED vendor"))
+    }
+
+    fn broker(&self) -> Result<&RwLock<Broker>, Problem> {
+        self.broker
+            .as_ref()
+            .ok_or_else(|| Problem::not_found("this node runs no SPEED broker"))
+    }
+
+    /// The catalogue as JSON.
+    pub fn catalogue_json(&self) -> Result<serde_json::Value, Problem> {
+        let v = self.vendor()?;
+        let vendor = read(&v.vendor);
+        let products: Vec<_> = v
+            .catalogue
+            .items
+            .values()
+            .map(|(p, len, _)| {
+                serde_json::json!({
+                    "product_id": p.id,
+                    "size": len,
+                    "list_price": p.rule.list.to_string(),
+                    "negotiable": p.rule.floor.cents < p.rule.list.cents,
+                    "aggressive": *len <= vendor.max_aggressive_len,
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "vendor": vendor.id().to_string(),
+            "products": products,
+        }))
+    }
+}
+
+type Svc = (Arc<SpeedService>, Arc<Core>);
+
+fn exchange_of(headers: &HeaderMap) -> Result<Option<crate::exchange::ExchangeId>, Problem> {
+    match headers.get(EXCHANGE_HEADER) {
+        None => Ok(None),
+        Some(v) => Ok(Some(crate::exchange::parse_id(
+            v.to_str()
+                .map_err(|_| Problem::bad_request("the exchange id is not text"))?,
+        )?)),
+    }
+}
+
+fn need_exchange(
+    id: Option<crate::exchange::ExchangeId>,
+) -> Result<crate::exchange::ExchangeId, Problem> {
+    id.ok_or_else(|| {
+        Problem::bad_request(format!(
+            "this message goes on a negotiation: name it in {EXCHANGE_HEADER}"
+        ))
+    })
+}
+
+/// What the vendor route answers.
+enum VendorAnswer {
+    Step(Vec<u8>, Option<crate::exchange::ExchangeId>),
+    Deliver(Delivery),
+}
+
+async fn vendor_route(
+    State((svc, core)): State<Svc>,
+    headers: HeaderMap,
+    Cbor(body): Cbor,
+) -> Result<Response, Problem> {
+    let exchange = exchange_of(&headers)?;
+    let now = Timestamp::now_from_system_clock();
+    let s = svc.clone();
+    let c = core.clone();
+    let answer = blocking(move || {
+        let v = s.vendor()?;
+        let tag = peek_tag(&body)?;
+        let mut rng = os_rng();
+        match tag {
+            tags::SPEED_NEGOTIATION_REQUEST => {
+                let (state, step) =
+                    read(&v.vendor).on_negotiation_request(now, &mut rng, &body, &v.catalogue)?;
+                let id = c.exchanges.insert(state)?;
+                Ok(VendorAnswer::Step(step, Some(id)))
+            }
+            tags::SPEED_NEGOTIATION_STEP => {
+                let state: VendorNegotiation = c.exchanges.take(&need_exchange(exchange)?)?;
+                match state.on_step(&mut rng, &body)? {
+                    VendorNext::Counter(state, step) => {
+                        let id = c.exchanges.insert(*state)?;
+                        Ok(VendorAnswer::Step(step, Some(id)))
+                    }
+                    VendorNext::Closed => Err(Problem::from(agora_core::Error::Refused(
+                        "the vendor closed the negotiation".into(),
+                    ))),
+                }
+            }
+            tags::SPEED_HANDSHAKE => {
+                let state: VendorNegotiation = c.exchanges.take(&need_exchange(exchange)?)?;
+                Ok(VendorAnswer::Deliver(state.on_handshake(
+                    now,
+                    &body,
+                    &v.handshakes,
+                )?))
+            }
+            tags::SPEED_PRODUCT_REQUEST => Ok(VendorAnswer::Deliver(
+                read(&v.vendor).on_product_request(now, &body, &v.catalogue, &v.handshakes)?,
+            )),
+            other => Err(unknown_message(other)),
+        }
+    })
+    .await?;
+    match answer {
+        VendorAnswer::Step(body, id) => Ok(cbor_reply(body, id)),
+        VendorAnswer::Deliver(d) => deliver(svc, d),
+    }
+}
+
+fn unknown_message(tag: agora_core::wire::Tag) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "unknown-message").with_detail(format!(
+        "this role does not take {}",
+        tag.name().unwrap_or("that message")
+    ))
+}
+
+/// Sends what is written to it as body chunks.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(SEND_CHUNK),
+        ));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the customer went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= SEND_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// Streams the delivery: the encrypted product as it is made, then the
+/// head with the bill.
+fn deliver(svc: Arc<SpeedService>, mut d: Delivery) -> Result<Response, Problem> {
+    let v = svc.vendor()?;
+    let (product, len) = v
+        .catalogue
+        .items
+        .get(d.product_id())
+        .map(|(p, len, _)| (p.path.clone(), *len))
+        .ok_or_else(|| Problem::internal("a product left the catalogue"))?;
+    let file = std::fs::File::open(&product)
+        .map_err(|e| Problem::internal(&format!("{}: {e}", product.display())))?;
+    let ct_len = agora_core::crypto::stream::ciphertext_len(len);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(SEND_QUEUE);
+    let svc2 = svc.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut rng = os_rng();
+        let mut w = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(SEND_CHUNK),
+        };
+        let r = (|| -> io::Result<()> {
+            w.write_all(&ct_len.to_be_bytes())?;
+            let key = d.draw_key(&mut rng).clone();
+            let (mut w, enc) = agora_speed::product::encrypt(
+                &mut rng,
+                &key,
+                io::BufReader::with_capacity(SEND_CHUNK, file),
+                w,
+            )?;
+            if enc.len != ct_len {
+                return Err(io::Error::other(
+                    "the product file changed while it was sent",
+                ));
+            }
+            let vendor = svc2
+                .vendor
+                .as_ref()
+                .ok_or_else(|| io::Error::other("no vendor"))?;
+            let (head, sale) = d
+                .finish(&mut rng, &read(&vendor.vendor), enc)
+                .map_err(io::Error::other)?;
+            let head_len = u32::try_from(head.len()).map_err(io::Error::other)?;
+            w.write_all(&head_len.to_be_bytes())?;
+            w.write_all(&head)?;
+            w.flush()?;
+            tracing::info!(order = %sale.order, price = %sale.price, "SPEED delivery sent");
+            Ok(())
+        })();
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "SPEED delivery aborted");
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(DELIVERY_TYPE),
+    );
+    Ok(r)
+}
+
+async fn broker_route(
+    State((svc, _core)): State<Svc>,
+    headers: HeaderMap,
+    Cbor(body): Cbor,
+) -> Result<Response, Problem> {
+    let order = match headers.get(PAYMENT_ORDER_HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| PaymentOrderId::from_hex(s).ok())
+                .ok_or_else(|| Problem::bad_request("the payment order id is not 96 hex digits"))?,
+        ),
+    };
+    let now = Timestamp::now_from_system_clock();
+    let reply = blocking(move || {
+        let b = read(svc.broker()?);
+        let ledger = &svc.ledger;
+        let tag = peek_tag(&body)?;
+        Ok(match tag {
+            tags::SPEED_PAYMENT_ORDER => {
+                match b.on_payment_order(now, &mut os_rng(), &body, ledger)? {
+                    BrokerReply::Receipt(r) => r,
+                    BrokerReply::PurseDebit(a) => a,
+                }
+            }
+            tags::SPEED_PURSE_CONFIRM => {
+                let order = order.ok_or_else(|| {
+                    Problem::bad_request(format!(
+                        "message b names its payment in {PAYMENT_ORDER_HEADER}"
+                    ))
+                })?;
+                b.on_purse_confirm(now, &order, &body, ledger)?
+            }
+            tags::SPEED_RECEIPT_REQUEST => b.on_receipt_request(&body, ledger)?,
+            tags::SPEED_CARD_LOAD_REQUEST => b.on_card_load(now, &body, ledger)?,
+            other => return Err(unknown_message(other)),
+        })
+    })
+    .await?;
+    Ok(cbor_reply(reply, None))
+}
+
+async fn catalogue_route(State((svc, _)): State<Svc>) -> Result<Response, Problem> {
+    Ok(Json(svc.catalogue_json()?).into_response())
+}
+
+impl Service for SpeedService {
+    fn name(&self) -> &'static str {
+        "speed"
+    }
+
+    fn router(self: Arc<Self>, core: Arc<Core>) -> Router {
+        Router::new()
+            .route("/v1/speed/vendor", post(vendor_route))
+            .route("/v1/speed/catalogue", get(catalogue_route))
+            .route("/v1/speed/broker", post(broker_route))
+            .with_state((self, core))
+    }
+
+    fn housekeeping(&self, _now: Timestamp) -> Result<Option<String>, String> {
+        self.reload_trust()?;
+        Ok(None)
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({});
+        if let Some(b) = &self.broker {
+            let b = read(b);
+            v["broker"] = serde_json::json!({ "key_id": b.id().to_string() });
+        }
+        if let Some(r) = &self.vendor {
+            let vendor = read(&r.vendor);
+            v["vendor"] = serde_json::json!({
+                "key_id": vendor.id().to_string(),
+                "products": r.catalogue.items.len(),
+            });
+        }
+        v
+    }
+}
+
+/// `1.50 EUR` and the like, for the catalogue TOML.
+pub fn parse_money(s: &str) -> Result<Money, String> {
+    s.parse().map_err(|_| format!("not an amount: {s:?}"))
+}

@@ -1,0 +1,414 @@
+//! SPEED over HTTP: a real node on loopback hosting a broker and a vendor
+//! with products in files; a customer buys through `SpeedClient` in normal
+//! mode (negotiated, paid from her account), loads her card and pays by
+//! card, and buys in aggressive mode. The books balance, each product
+//! decrypts, and replays get problem documents.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use agora_core::crypto::{os_rng, Secret, SigningKey, X25519Secret};
+use agora_core::{Currency, Money, Timestamp};
+use agora_node::client::{ClientError, NodeClient};
+use agora_node::speed::{
+    BrokerSpec, Product, SpeedService, SpeedSpec, SpeedTrustSource, VendorSpec,
+};
+use agora_node::speed_client::{Negotiated, SpeedClient};
+use agora_node::{Node, NodeConfig, Service};
+use agora_pki::{Agency, CrlParams, IdentityParams, PartyRole, TrustAnchors};
+use agora_speed::customer::Identity;
+use agora_speed::ledger::{Account, AccountKind, JournalEntry, Ledger, Posting};
+use agora_speed::purse::Sam;
+use agora_speed::strategy::{AcceptFirst, PriceRule, Target};
+use agora_speed::{AccountNumber, CardId, Keys, Peer, SpeedTrust};
+use agora_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+const DAY: u64 = 86_400;
+const SONG: &str = "SONG-1: a song, MP3";
+const KEY: &str = "KEY-1: a 16-byte key to a stream";
+const MASTER: [u8; 32] = [0x5a; 32];
+
+fn eur(c: u64) -> Money {
+    Money::new(c, Currency::new("EUR").unwrap())
+}
+
+fn num(s: &str) -> AccountNumber {
+    AccountNumber::new(s).unwrap()
+}
+
+fn keys() -> Keys {
+    Keys {
+        sign: SigningKey::generate(&mut os_rng()),
+        enc: X25519Secret::generate(&mut os_rng()),
+    }
+}
+
+struct Trust(SpeedTrust);
+
+impl SpeedTrustSource for Trust {
+    fn speed_trust(&self) -> Result<SpeedTrust, String> {
+        Ok(self.0.clone())
+    }
+}
+
+struct TestNode {
+    url: String,
+    svc: Arc<SpeedService>,
+    carol: Identity,
+    vendor: Peer,
+    broker: Peer,
+    song: Vec<u8>,
+    key_product: Vec<u8>,
+    dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn start() -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Timestamp::now_from_system_clock();
+    let mut rng = os_rng();
+    let ca = Agency::create(
+        "SPEED CA",
+        SigningKey::generate(&mut rng),
+        now.minus_secs(DAY),
+        now.plus_secs(365 * DAY),
+        &mut rng,
+    )
+    .unwrap();
+    let issue = |k: &Keys, name: &str, role| {
+        ca.issue_identity(
+            &IdentityParams {
+                name: name.into(),
+                key: k.sign.verifying_key(),
+                role,
+                x25519: Some(k.enc.public()),
+                not_before: now.minus_secs(60),
+                not_after: now.plus_secs(DAY),
+                crl_uri: ca.crl_uri("http://127.0.0.1:1"),
+            },
+            &mut os_rng(),
+        )
+        .unwrap()
+        .der
+    };
+    let mut cas = TrustAnchors::new();
+    cas.add_der(ca.certificate_der()).unwrap();
+    let crl = ca
+        .issue_crl(&CrlParams {
+            this_update: now.minus_secs(60),
+            next_update: now.plus_secs(DAY),
+            crl_number: 1,
+            revoked: vec![],
+        })
+        .unwrap();
+    let trust = SpeedTrust {
+        cas,
+        crls: vec![crl],
+    };
+    let (carol_keys, vendor_keys, broker_keys) = (keys(), keys(), keys());
+    let carol = Identity {
+        cert: issue(&carol_keys, "carol", PartyRole::Customer),
+        keys: carol_keys,
+    };
+    let vendor_cert = issue(&vendor_keys, "shop", PartyRole::Vendor);
+    let (vendor, broker) = (vendor_keys.peer(), broker_keys.peer());
+    let song: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let key_product = b"0123456789abcdef".to_vec();
+    std::fs::write(dir.path().join("song.mp3"), &song).unwrap();
+    std::fs::write(dir.path().join("key.bin"), &key_product).unwrap();
+    let store = Store::open_dir(dir.path()).unwrap();
+    let svc = Arc::new(
+        SpeedService::new(SpeedSpec {
+            store,
+            broker: Some(BrokerSpec {
+                keys: broker_keys,
+                sam_master: Secret::new(MASTER),
+                vendors: vec![vendor_cert],
+                floats: vec![(eur(0).currency, num("B-FLOAT-EUR"))],
+            }),
+            vendor: Some(VendorSpec {
+                keys: vendor_keys,
+                account: num("V-SHOP"),
+                broker,
+                products: vec![
+                    Product {
+                        id: SONG.into(),
+                        path: dir.path().join("song.mp3"),
+                        rule: PriceRule {
+                            list: eur(150),
+                            floor: eur(100),
+                            step: 20,
+                        },
+                    },
+                    Product {
+                        id: KEY.into(),
+                        path: dir.path().join("key.bin"),
+                        rule: PriceRule::fixed(eur(50)),
+                    },
+                ],
+                max_aggressive_len: 1_000_000,
+            }),
+            trust: Box::new(Trust(trust)),
+        })
+        .unwrap(),
+    );
+    let l = svc.ledger();
+    let open = |n: &str, owner, kind| {
+        l.open_account(&Account {
+            number: num(n),
+            owner,
+            kind,
+            currency: eur(0).currency,
+            allow_credit: false,
+        })
+        .unwrap()
+    };
+    open("C-CAROL", carol.keys.id(), AccountKind::Customer);
+    open("V-SHOP", vendor.id(), AccountKind::Vendor);
+    open("B-FLOAT-EUR", broker.id(), AccountKind::PurseFloat);
+    open("B-CASH-EUR", broker.id(), AccountKind::External);
+    l.post(&JournalEntry {
+        id: [1; 16],
+        at: now,
+        memo: "deposit".into(),
+        postings: vec![
+            Posting {
+                account: num("B-CASH-EUR"),
+                cents: -10_000,
+            },
+            Posting {
+                account: num("C-CAROL"),
+                cents: 10_000,
+            },
+        ],
+    })
+    .unwrap();
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{addr}");
+    let node = Node::new(NodeConfig {
+        public_url: url.clone(),
+        housekeeping_every: Duration::from_secs(3600),
+        ..NodeConfig::default()
+    })
+    .with(svc.clone() as Arc<dyn Service>);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            node.serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    });
+    TestNode {
+        url,
+        svc,
+        carol,
+        vendor,
+        broker,
+        song,
+        key_product,
+        dir,
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+impl TestNode {
+    fn client(&self) -> SpeedClient {
+        SpeedClient::new(NodeClient::new(&self.url).unwrap())
+    }
+    fn cents(&self, n: &str) -> i64 {
+        self.svc.ledger().balance(&num(n)).unwrap().cents
+    }
+    fn decrypt(&self, key: &Secret<32>, file: &str) -> Vec<u8> {
+        let ct = std::fs::File::open(self.dir.path().join(file)).unwrap();
+        let mut out = Vec::new();
+        agora_speed::product::decrypt(key, ct, &mut out).unwrap();
+        out
+    }
+}
+
+#[test]
+fn negotiated_purchase_paid_from_account_over_http() {
+    let n = start();
+    let c = n.client();
+    let cat = c.catalogue().unwrap();
+    assert_eq!(cat["products"].as_array().unwrap().len(), 2);
+    let strategy = Target {
+        target: eur(90),
+        step: 10,
+        limit: eur(130),
+    };
+    let out = n.dir.path().join("song.enc");
+    let Negotiated::Ready(ready) = c
+        .negotiate(&mut os_rng(), &n.carol, &n.vendor, SONG, &strategy, &out)
+        .unwrap()
+    else {
+        panic!("no agreement")
+    };
+    // Vendor 1.50, 1.30, 1.10, 1.00 (last); Carol 0.90, 1.00, 1.10: 1.10.
+    assert_eq!(ready.price(), eur(110));
+    let purchase = c
+        .pay_from_account(
+            &mut os_rng(),
+            &n.carol,
+            &n.broker,
+            &n.vendor,
+            ready,
+            num("C-CAROL"),
+            &|_| false,
+            |_| Ok(()),
+        )
+        .unwrap();
+    assert_eq!(n.decrypt(&purchase.key, "song.enc"), n.song);
+    assert_eq!(n.cents("C-CAROL"), 10_000 - 110);
+    assert_eq!(n.cents("V-SHOP"), 110);
+    assert_eq!(n.svc.ledger().total(eur(0).currency).unwrap(), 0);
+}
+
+#[test]
+fn card_loaded_then_aggressive_purchase_paid_by_card_over_http() {
+    let n = start();
+    let c = n.client();
+    let mut card = Sam::new(Secret::new(MASTER)).issue(CardId([3; 16]), eur(0).currency);
+    c.load_card(
+        &mut os_rng(),
+        &n.carol,
+        &n.broker,
+        num("C-CAROL"),
+        eur(500),
+        &mut card,
+        Timestamp::now_from_system_clock(),
+        |_| Ok(()),
+    )
+    .unwrap();
+    assert_eq!(card.balance(), eur(500));
+    assert_eq!(n.cents("B-FLOAT-EUR"), 500);
+    let out = n.dir.path().join("key.enc");
+    let ready = c
+        .request(&mut os_rng(), &n.carol, &n.vendor, KEY, eur(50), &out)
+        .unwrap();
+    let mut saved_card = None;
+    let purchase = c
+        .pay_by_card(
+            &mut os_rng(),
+            &n.carol,
+            &n.broker,
+            &n.vendor,
+            ready,
+            &mut card,
+            &|_| false,
+            |_| Ok(()),
+            |c| {
+                saved_card = Some(c.to_bytes());
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert!(saved_card.is_some(), "the card was saved before S3 left it");
+    assert_eq!(n.decrypt(&purchase.key, "key.enc"), n.key_product);
+    assert_eq!(card.balance(), eur(450));
+    assert_eq!(n.cents("B-FLOAT-EUR"), 450);
+    assert_eq!(n.cents("V-SHOP"), 50);
+    assert_eq!(n.svc.ledger().total(eur(0).currency).unwrap(), 0);
+}
+
+#[test]
+fn walking_away_and_refusals_over_http() {
+    let n = start();
+    let c = n.client();
+    let stingy = Target {
+        target: eur(10),
+        step: 5,
+        limit: eur(40),
+    };
+    let out = n.dir.path().join("x.enc");
+    match c
+        .negotiate(&mut os_rng(), &n.carol, &n.vendor, SONG, &stingy, &out)
+        .unwrap()
+    {
+        Negotiated::WalkedAway { offer, .. } => assert_eq!(offer, eur(100)),
+        Negotiated::Ready(_) => panic!("agreed above her limit"),
+    }
+    // Aggressive mode at a price under the vendor's is refused.
+    let e = c
+        .request(&mut os_rng(), &n.carol, &n.vendor, SONG, eur(1), &out)
+        .unwrap_err();
+    assert_eq!(e.code(), "refused");
+    // An unknown product.
+    let e = c
+        .negotiate(
+            &mut os_rng(),
+            &n.carol,
+            &n.vendor,
+            "NOPE",
+            &AcceptFirst,
+            &out,
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "refused");
+    // A receipt for a payment that never happened.
+    let Negotiated::Ready(ready) = c
+        .negotiate(&mut os_rng(), &n.carol, &n.vendor, KEY, &AcceptFirst, &out)
+        .unwrap()
+    else {
+        panic!()
+    };
+    let (expect, order) = ready
+        .pay_from_account(&mut os_rng(), &n.carol, &n.broker, num("C-CAROL"), &|_| {
+            false
+        })
+        .unwrap();
+    let node = NodeClient::new(&n.url).unwrap();
+    let lost = agora_speed::customer::receipt_request(expect.order());
+    let e = node.post_cbor("/v1/speed/broker", &lost, &[]).unwrap_err();
+    assert_eq!(e.code(), "refused");
+    // Paid once; the same order again is a replay, and changes nothing.
+    node.post_cbor("/v1/speed/broker", &order, &[]).unwrap();
+    let e = node.post_cbor("/v1/speed/broker", &order, &[]).unwrap_err();
+    assert!(matches!(&e, ClientError::Problem(p) if p.status == 409 && p.code == "replayed"));
+    assert_eq!(n.cents("V-SHOP"), 50);
+    // The lost receipt, asked for again.
+    let purchase = c.receipt(expect).unwrap();
+    assert_eq!(purchase.price, eur(50));
+    // A NegotiationStep without the exchange id of its negotiation, and
+    // one under an exchange id the node never gave.
+    let (_, request) =
+        agora_speed::customer::negotiate(&mut os_rng(), &n.carol, &n.vendor, SONG, &AcceptFirst)
+            .unwrap();
+    let (step, id) = node.post_cbor("/v1/speed/vendor", &request, &[]).unwrap();
+    assert!(id.is_some());
+    let e = node.post_cbor("/v1/speed/vendor", &step, &[]).unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Problem(p) if p.detail.as_deref().unwrap_or("").contains("agora-exchange"))
+    );
+    let e = node
+        .post_cbor(
+            "/v1/speed/vendor",
+            &step,
+            &[("agora-exchange", "00".repeat(16))],
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "unknown-exchange");
+}
