@@ -24,10 +24,12 @@
 //! To replay a failure, run the seed the test printed:
 //! `World::new(seed, NetConfig::lossy(), Scenario::default()).run()`.
 //! At the end of a run, [`World::check`] lists every broken invariant.
+//! SPEED purchases (customers, a vendor, the broker) run on the same network in [`speed`].
 #![forbid(unsafe_code)]
 
 pub mod actors;
 pub mod net;
+pub mod speed;
 
 pub use actors::{ArbiterActor, BuyerActor, Goal, Limits, SellerActor, ServerActor};
 pub use net::{Addr, NetConfig, NetStats, Packet, SimNet};

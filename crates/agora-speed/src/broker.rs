@@ -184,7 +184,7 @@ impl Broker {
                     Error::Refused(format!("no e-purse in {}", bill.price.currency))
                 })?;
                 let (s2, pending) = self.sam.debit(&s1, bill.price, &bill.order, rng)?;
-                let held = Held {
+                let mut held = Held {
                     pending: pending.to_bytes(),
                     enc_key,
                     sign_key,
@@ -195,15 +195,27 @@ impl Broker {
                     bill: po.bill,
                     receipt,
                     key: secret.key,
+                    a: Vec::new(),
                 };
                 let a = PurseDebit {
                     order: bill.order,
                     s2,
                 };
-                let sealed = sym::seal_mac(&held.enc_key, &held.sign_key, rng, &a);
+                held.a = sym::seal_mac(&held.enc_key, &held.sign_key, rng, &a);
                 match ledger.hold(&bill.order, &held.to_bytes(), now)? {
-                    HoldOutcome::Held => Ok(BrokerReply::PurseDebit(sealed)),
-                    HoldOutcome::AlreadyHeld(_) | HoldOutcome::AlreadyPaid => Err(Error::Replayed),
+                    HoldOutcome::Held => Ok(BrokerReply::PurseDebit(held.a)),
+                    // The order is held: message a was lost on its way. The
+                    // customer's PaymentOrder again gets the same message a
+                    // (sealed under her BEncKey; worthless to anyone else),
+                    // and her card, still in that session, can answer it.
+                    HoldOutcome::AlreadyHeld(state) => {
+                        let before = Held::from_bytes(&state)?;
+                        if before.customer != customer {
+                            return Err(Error::Replayed);
+                        }
+                        Ok(BrokerReply::PurseDebit(before.a))
+                    }
+                    HoldOutcome::AlreadyPaid => Err(Error::Replayed),
                 }
             }
         }
@@ -350,6 +362,8 @@ struct Held {
     bill: Vec<u8>,
     receipt: Vec<u8>,
     key: Secret<32>,
+    /// Message a as first sent, to send again.
+    a: Vec<u8>,
 }
 
 /// Format version of [`Held`].
@@ -358,7 +372,7 @@ const HELD_VERSION: u64 = 1;
 impl Held {
     fn to_bytes(&self) -> Vec<u8> {
         let mut e = Encoder::new();
-        e.array(11)
+        e.array(12)
             .uint(HELD_VERSION)
             .bytes(&self.pending)
             .bytes(self.enc_key.expose())
@@ -369,13 +383,14 @@ impl Held {
             .field(&self.price)
             .bytes(&self.bill)
             .bytes(&self.receipt)
-            .bytes(self.key.expose());
+            .bytes(self.key.expose())
+            .bytes(&self.a);
         e.into_bytes()
     }
 
     fn from_bytes(bytes: &[u8]) -> std::result::Result<Held, DecodeError> {
         let mut d = Decoder::new(bytes);
-        d.array(11)?;
+        d.array(12)?;
         if d.uint()? != HELD_VERSION {
             return Err(DecodeError::Invalid("held debit of another version"));
         }
@@ -397,6 +412,9 @@ impl Held {
         let mut kk: [u8; 32] = d.bytes_exact("K")?;
         let key = Secret::new(kk);
         kk.zeroize();
+        let a = d
+            .bytes("message a", crate::msg::MAX_PURSE_COMMAND_LEN + 256)?
+            .to_vec();
         d.finish()?;
         Ok(Held {
             pending,
@@ -409,6 +427,7 @@ impl Held {
             bill,
             receipt,
             key,
+            a,
         })
     }
 }

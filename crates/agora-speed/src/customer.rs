@@ -668,8 +668,11 @@ impl ExpectReceipt {
         self.order
     }
 
-    /// Message 6: the broker's receipt, with K.
-    pub fn on_receipt(self, bytes: &[u8]) -> Result<Purchase> {
+    /// Message 6: the broker's receipt, with K. The state is kept when the
+    /// receipt does not open or does not match, so that anyone sending the
+    /// customer a damaged or forged receipt cannot cost her RecKey: she asks
+    /// the broker again ([`receipt_request`]).
+    pub fn on_receipt(&self, bytes: &[u8]) -> Result<Purchase> {
         let (receipt, signed) = open_receipt(bytes, &self.rec_key, &self.broker)?;
         if receipt.order != self.order {
             return Err(Error::PeerMisbehaved("receipt for another payment"));
@@ -682,7 +685,7 @@ impl ExpectReceipt {
             price: self.price,
             key: receipt.key,
             receipt: signed,
-            bill: self.signed_bill,
+            bill: self.signed_bill.clone(),
         })
     }
 }

@@ -202,3 +202,50 @@ fn a_purchase_resumes_from_saved_states() {
     let purchase = expect.on_receipt(&r).unwrap();
     assert_eq!(decrypt(&purchase, &ct), m.product(SONG));
 }
+
+/// Message a lost on its way: the same PaymentOrder again gets the same
+/// message a, the card (still in its session) debits once, and the payment
+/// completes; nothing is paid twice.
+#[test]
+fn a_lost_message_a_is_sent_again() {
+    use agora_speed::broker::BrokerReply;
+    let mut m = Market::new(8);
+    let (ready, ct, _) = m.negotiate_to_pay(SONG, &AcceptFirst);
+    let broker = m.broker_peer;
+    let order = ready.order();
+    let s1 = m.card.authenticate(&mut m.rng);
+    let (expect, po) = ready
+        .pay_by_card(&mut m.rng, &m.carol, &broker, s1, &|_| false)
+        .unwrap();
+    let BrokerReply::PurseDebit(lost) = m
+        .broker
+        .on_payment_order(m.now, &mut m.rng, &po, &m.ledger)
+        .unwrap()
+    else {
+        panic!("message a")
+    };
+    let BrokerReply::PurseDebit(a) = m
+        .broker
+        .on_payment_order(m.now, &mut m.rng, &po, &m.ledger)
+        .unwrap()
+    else {
+        panic!("message a again")
+    };
+    assert_eq!(a, lost);
+    let card = &mut m.card;
+    let (expect, b) = expect
+        .on_debit(&mut m.rng, &a, |s2| card.debit(s2))
+        .unwrap();
+    let r = m
+        .broker
+        .on_purse_confirm(m.now, &order, &b, &m.ledger)
+        .unwrap();
+    let purchase = expect.on_receipt(&r).unwrap();
+    assert_eq!(decrypt(&purchase, &ct), m.product(SONG));
+    assert_eq!(m.cents(FLOAT), m.card.balance().cents as i64);
+    // A damaged receipt does not cost the customer her RecKey.
+    let mut bad = r.clone();
+    bad[20] ^= 1;
+    assert!(expect.on_receipt(&bad).is_err());
+    assert!(expect.on_receipt(&r).is_ok());
+}
