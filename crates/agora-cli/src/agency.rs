@@ -130,7 +130,7 @@ pub(crate) fn load_agency(ctx: &Ctx, name: &str) -> anyhow::Result<Agency> {
     )?)
 }
 
-fn crl_base(ctx: &Ctx, name: &str) -> String {
+pub(crate) fn crl_base(ctx: &Ctx, name: &str) -> String {
     std::fs::read_to_string(ctx.agency_dir(name).join("crl-base"))
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| DEFAULT_CRL_BASE.to_owned())
@@ -182,7 +182,7 @@ pub fn run(ctx: &Ctx, cmd: &AgencyCmd) -> anyhow::Result<()> {
             days,
             crl_base,
         } => {
-            let agency = create(ctx, name, *days, crl_base)?;
+            let agency = create(ctx, name, *days, crl_base, PartyRole::Agency)?;
             let dir = ctx.agency_dir(name);
             crate::output::emit(
                 ctx.json,
@@ -374,7 +374,16 @@ fn target_serial(target: &str) -> anyhow::Result<Serial> {
 
 /// Creates agency `name` here: its key in the keystore, its certificate,
 /// its CRL base, pinned in the trust store, with a first CRL.
-pub(crate) fn create(ctx: &Ctx, name: &str, days: u64, crl_base: &str) -> anyhow::Result<Agency> {
+/// Creates a CA run from this data directory: a bonding agency
+/// ([`PartyRole::Agency`]) or another certification authority (the SPEED CA,
+/// [`PartyRole::Ca`]), pinned in the trust store under that role.
+pub(crate) fn create(
+    ctx: &Ctx,
+    name: &str,
+    days: u64,
+    crl_base: &str,
+    role: PartyRole,
+) -> anyhow::Result<Agency> {
     crate::key::check_name(name)?;
     let _lock = ctx.lock_for_update()?;
     let mut ks = ctx.load_keystore()?;
@@ -400,7 +409,7 @@ pub(crate) fn create(ctx: &Ctx, name: &str, days: u64, crl_base: &str) -> anyhow
         &dir.join("agency.pem"),
         agency.certificate_pem().as_bytes(),
     )?;
-    trust.add_ca(name, PartyRole::Agency, agency.certificate_der())?;
+    trust.add_ca(name, role, agency.certificate_der())?;
     ctx.save_trust(&trust)?;
     publish_crl(ctx, &agency, 7)?;
     Ok(agency)

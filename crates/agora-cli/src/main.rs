@@ -16,6 +16,7 @@ mod key;
 mod mail;
 mod node;
 mod output;
+mod speed;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -86,6 +87,10 @@ enum Cmd {
     /// Conditional Purchase Orders: draft, approve, post, list.
     #[command(subcommand)]
     Cpo(cpo::CpoCmd),
+    /// SPEED purchases: register, catalogue, buy (negotiate, pay, decrypt),
+    /// receipts, e-purse cards, and the broker's books.
+    #[command(subcommand)]
+    Speed(speed::SpeedCmd),
     /// Start the marketplace on this data directory: every role on one
     /// loopback port, with the web board. Creates what is missing first.
     #[command(after_help = "Example:\n  AGORA_PASSPHRASE=... agora up\n  agora up --port 8080")]
@@ -118,6 +123,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Cmd::Cert(c) => cert::run(&ctx, c),
         Cmd::Evidence(c) => evidence::run(&ctx, c),
         Cmd::Cpo(c) => cpo::run(&ctx, c),
+        Cmd::Speed(c) => speed::run(&ctx, c),
         Cmd::Up(a) => node::up(&ctx, a),
         Cmd::Serve(a) => node::serve(&ctx, a),
         Cmd::Status(a) => node::status(&ctx, a),

@@ -38,31 +38,31 @@ struct DirTrust {
 impl TrustSource for DirTrust {
     fn bond_trust(&self) -> Result<BondTrust, String> {
         let trust = TrustStore::load(&self.trust_path).map_err(|e| e.to_string())?;
-        let mut crls = Vec::new();
-        let dir = match std::fs::read_dir(&self.crl_dir) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(BondTrust {
-                    agencies: trust.agency_anchors(),
-                    crls,
-                })
-            }
-            Err(e) => return Err(format!("{}: {e}", self.crl_dir.display())),
-        };
-        for e in dir.flatten() {
-            let name = e.file_name();
-            let Some(kid) = name.to_str().and_then(|n| n.strip_suffix(".pem")) else {
-                continue;
-            };
-            if let Some(c) = agora_node::pki::current_crl(&self.crl_dir, kid)? {
-                crls.push(c);
-            }
-        }
         Ok(BondTrust {
             agencies: trust.agency_anchors(),
-            crls,
+            crls: current_crls(&self.crl_dir)?,
         })
     }
+}
+
+/// The current CRL of every CA in `crl_dir` (`<key id>.pem`).
+pub(crate) fn current_crls(crl_dir: &Path) -> Result<Vec<agora_pki::Crl>, String> {
+    let mut crls = Vec::new();
+    let dir = match std::fs::read_dir(crl_dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(crls),
+        Err(e) => return Err(format!("{}: {e}", crl_dir.display())),
+    };
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(kid) = name.to_str().and_then(|n| n.strip_suffix(".pem")) else {
+            continue;
+        };
+        if let Some(c) = agora_node::pki::current_crl(crl_dir, kid)? {
+            crls.push(c);
+        }
+    }
+    Ok(crls)
 }
 
 fn peers(trust: &TrustStore, role: PartyRole) -> Vec<Peer> {
@@ -142,7 +142,8 @@ pub struct NodeToml {
     pub listen: SocketAddr,
     /// URL clients use; default `http://<listen>`.
     pub public_url: Option<String>,
-    /// Roles: any of `agency`, `cpo` (arbiter and server), `web`.
+    /// Roles: any of `agency`, `cpo` (arbiter and server), `speed` (broker
+    /// and demo vendor), `web`.
     #[serde(default = "default_roles")]
     pub roles: Vec<String>,
     /// Seconds between housekeeping runs (CRL refresh, revocations, awards).
@@ -208,7 +209,7 @@ fn default_log() -> String {
 }
 
 /// The roles a node can host.
-pub const ALL_ROLES: &[&str] = &["agency", "cpo", "web"];
+pub const ALL_ROLES: &[&str] = &["agency", "cpo", "speed", "web"];
 
 impl NodeToml {
     fn defaults(port: u16) -> NodeToml {
@@ -296,6 +297,13 @@ fn build(ctx: &Ctx, t: &NodeToml) -> anyhow::Result<Node> {
             node = node.with(Arc::new(agora_node::web::WebService::new(cpo)));
         }
     }
+    if t.roles.iter().any(|r| r == "speed") {
+        let trust = Box::new(crate::speed::DirSpeedTrust {
+            trust_path: ctx.trust_path(),
+            crl_dir: ctx.crl_dir(),
+        });
+        node = node.with(Arc::new(crate::speed::speed_service(ctx, &ks, trust)?));
+    }
     Ok(node)
 }
 
@@ -327,13 +335,19 @@ pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
         created.push(format!("data directory {}", ctx.data_dir.display()));
     }
     if crate::agency::agency_names(ctx).is_empty() {
-        crate::agency::create(ctx, DEFAULT_AGENCY, 3650, &url)?;
+        crate::agency::create(ctx, DEFAULT_AGENCY, 3650, &url, PartyRole::Agency)?;
         created.push(format!("bonding agency {DEFAULT_AGENCY}"));
     }
+    created.extend(crate::speed::setup(ctx, &url)?);
     let ks = ctx.load_keystore()?;
+    let broker = crate::cpo::keys(&ks, crate::speed::BROKER_KEY)?.id();
+    let vendor = crate::cpo::keys(&ks, crate::speed::VENDOR_KEY)?.id();
     let server = crate::cpo::keys(&ks, SERVER_KEY)?.peer().id();
     let arbiter = crate::cpo::keys(&ks, ARBITER_KEY)?.peer().id();
-    let agencies = crate::agency::agency_names(ctx);
+    let agencies: Vec<String> = crate::agency::agency_names(ctx)
+        .into_iter()
+        .filter(|n| n != crate::speed::SPEED_CA)
+        .collect();
     let json = ctx.json;
     let data_dir = ctx.data_dir.clone();
     let t = NodeToml {
@@ -352,6 +366,8 @@ pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
              \x20 bonding agency  {}  (CRLs at {url}/v1/pki/<key id>/crl)\n\
              \x20 CPO arbiter     {arbiter}\n\
              \x20 CPO server      {server}\n\
+             \x20 SPEED broker    {broker}  (CA {speed_ca})\n\
+             \x20 SPEED vendor    {vendor}  (catalogue: agora speed catalogue)\n\
              \x20 web board       {url}/\n\
              \x20 API             {url}/openapi.json, {url}/healthz, {url}/metrics\n\
              next, in another terminal (same AGORA_PASSPHRASE and data directory):\n\
@@ -359,6 +375,8 @@ pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
              \x20 agora key new alice\n\
              \x20 agora agency issue-bond --agency {} --holder alice --amount \"500.00 EUR\" --roles buyer --days 365 --out alice-bond.pem\n\
              \x20 agora cpo draft --buyer alice --bond alice-bond.pem --goods \"...\" --price \"120.00 EUR\" --out x.ccpo\n\
+             \x20 agora key new carol && agora speed register carol --deposit \"20.00 EUR\" --card carol.card\n\
+             \x20 agora speed buy --as carol --product \"{demo}\" --limit \"1.30 EUR\" --out song.mp3\n\
              \x20 (the README walks through buying and selling step by step)\n\
              stop with Ctrl-C",
             if created.is_empty() {
@@ -369,6 +387,8 @@ pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
             data_dir.display(),
             agencies.join(", "),
             agencies.first().map(String::as_str).unwrap_or(DEFAULT_AGENCY),
+            speed_ca = crate::speed::SPEED_CA,
+            demo = crate::speed::DEMO_SONG,
         );
         crate::output::emit(
             json,
@@ -379,6 +399,8 @@ pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
                 "agencies": agencies,
                 "arbiter": arbiter.to_string(),
                 "server": server.to_string(),
+                "speed_broker": broker.to_string(),
+                "speed_vendor": vendor.to_string(),
                 "created": created,
             }),
         );
@@ -448,12 +470,20 @@ pub fn status(ctx: &Ctx, a: &StatusArgs) -> anyhow::Result<()> {
             .unwrap_or("-")
             .to_owned()
     };
+    let speed = |s: &str| {
+        doc["services"]["speed"][s]["key_id"]
+            .as_str()
+            .map(|k| format!("\n  SPEED {s:<7}{k}"))
+            .unwrap_or_default()
+    };
     crate::output::emit(
         ctx.json,
         &format!(
-            "agora node at {url}: {services}\n  CPO server   {}\n  CPO arbiter  {}",
+            "agora node at {url}: {services}\n  CPO server   {}\n  CPO arbiter  {}{}{}",
             key("server"),
-            key("arbiter")
+            key("arbiter"),
+            speed("broker"),
+            speed("vendor"),
         ),
         doc,
     );

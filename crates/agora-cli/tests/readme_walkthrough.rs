@@ -220,3 +220,29 @@ fn the_script_transform_checks_expected_failures() {
         "a `!` line that succeeds fails the walk-through"
     );
 }
+
+#[test]
+fn readme_walkthrough_speed() {
+    let out = run_block("speed");
+    assert!(
+        out.status.success(),
+        "the README's SPEED walk-through failed"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("registered customer carol"), "{stdout}");
+    assert!(stdout.contains("DEMO-SONG-1: Loopback Blues"));
+    assert!(stdout.contains("loaded 5.00 EUR onto the card"));
+    assert!(
+        stdout.contains("paid 1.20 EUR") && stdout.contains("song.mp3 (3000000 bytes)"),
+        "they meet at 1.20 and the song decrypts: {stdout}"
+    );
+    assert!(stdout.contains(": 3.80 EUR ("), "the card paid: {stdout}");
+    assert!(stdout.contains("over SPEED_PURCHASE_RECEIPT [2, 1, 6]"));
+    assert!(stdout.contains("paid 0.50 EUR") && stdout.contains("stream.key (16 bytes)"));
+    assert!(stderr.contains("no deal"), "{stderr}");
+    assert!(
+        stdout.contains("V-DEMO: 2 payments, 1.70 EUR"),
+        "the vendor was paid twice, once each: {stdout}"
+    );
+}

@@ -1,0 +1,1079 @@
+//! `agora speed ...`: SPEED purchases (a customer buying a digital product
+//! from a vendor through a broker), and the administration of the node's
+//! broker and demo vendor.
+//!
+//! What lives in the data directory:
+//!
+//! ```text
+//! speed/broker.pem, speed/vendor.pem      identity certificates of the node's broker and vendor
+//! speed/catalogue.toml                    the vendor's products and price rules
+//! speed/products/                         the demo vendor's product files
+//! speed/customers/<name>.pem, .account    a registered customer's certificate and account number
+//! speed/purchases/<order>/                a purchase: product.enc, state, bill.cose, receipt.cose
+//! speed/paid                              the customer's register of paid bills (one order per line)
+//! ```
+//!
+//! The customer's commands talk to a node over HTTP (`--node`, default
+//! `http://127.0.0.1:7878`); the operator's (`register`, `broker ...`,
+//! `vendor ...`) work on the data directory of the node.
+
+use crate::datadir::Ctx;
+use agora_core::crypto::{os_rng, Secret, SigningKey, X25519Secret};
+use agora_core::ports::EvidenceArchive;
+use agora_core::{Currency, KeyId, Money};
+use agora_node::client::NodeClient;
+use agora_node::speed::{
+    BrokerSpec, Product, SpeedService, SpeedSpec, SpeedTrustSource, VendorSpec,
+};
+use agora_node::speed_client::{Negotiated, SpeedClient};
+use agora_pki::registry::{AgencyRegistry, IssuedKind, IssuedRecord};
+use agora_pki::{IdentityParams, Party, PartyRole, TrustStore};
+use agora_speed::customer::{ExpectReceipt, Identity, Purchase, ReadyToPay};
+use agora_speed::ledger::{Account, AccountKind, JournalEntry, Ledger, Posting};
+use agora_speed::purse::{Card, Sam};
+use agora_speed::strategy::{AcceptFirst, CustomerStrategy, PriceRule, Target, WalkAwayAbove};
+use agora_speed::{AccountNumber, CardId, Keys, PaymentOrderId, Peer};
+use agora_store::SqliteLedger;
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+/// The SPEED certification authority `agora up` creates.
+pub const SPEED_CA: &str = "agora-speed-ca";
+/// The node's broker key pair.
+pub const BROKER_KEY: &str = "speed-broker";
+/// The node's demo vendor key pair.
+pub const VENDOR_KEY: &str = "speed-vendor";
+/// The SAM's master key (secret in the keystore).
+const SAM_SECRET: &str = "speed-sam";
+/// The broker's purse float account for euros.
+pub const FLOAT_EUR: &str = "B-FLOAT-EUR";
+/// The broker's account for money entering and leaving (deposits).
+pub const CASH_EUR: &str = "B-CASH-EUR";
+/// The demo vendor's account.
+pub const DEMO_VENDOR_ACCOUNT: &str = "V-DEMO";
+/// The demo song's ProductID.
+pub const DEMO_SONG: &str = "DEMO-SONG-1: Loopback Blues, 3 MB (demo bytes)";
+/// The demo key's ProductID.
+pub const DEMO_KEY: &str = "DEMO-KEY-1: a 16-byte key to the demo stream";
+
+const DAY_SECS: u64 = 86_400;
+
+fn speed_dir(ctx: &Ctx) -> PathBuf {
+    ctx.data_dir.join("speed")
+}
+
+fn eur() -> Currency {
+    Currency::new("EUR").expect("EUR is a currency")
+}
+
+fn num(s: &str) -> anyhow::Result<AccountNumber> {
+    AccountNumber::new(s).with_context(|| format!("account number {s:?}"))
+}
+
+/// Writes a file only its owner may read (card files, purchase states).
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension(format!(
+        "tmp.{}.{}",
+        std::process::id(),
+        hex::encode(agora_core::crypto::random_bytes::<8>(&mut os_rng()))
+    ));
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn read_limited(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut buf = Vec::new();
+    f.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        bail!("{} is larger than {limit} bytes", path.display());
+    }
+    Ok(buf)
+}
+
+// ---------------------------------------------------------------- setup
+
+/// Issues an identity certificate from the SPEED CA, records it in the CA's
+/// register (so that it can be revoked) and archives it.
+fn issue_identity(
+    ctx: &Ctx,
+    name: &str,
+    role: PartyRole,
+    keys: &Keys,
+    days: u64,
+) -> anyhow::Result<Vec<u8>> {
+    let ca = crate::agency::load_agency(ctx, SPEED_CA)
+        .context("this data directory runs no SPEED CA (it is made by `agora up`)")?;
+    let now = ctx.now();
+    let not_after = now.plus_secs(days.max(1) * DAY_SECS);
+    let issued = ca.issue_identity(
+        &IdentityParams {
+            name: name.to_owned(),
+            key: keys.sign.verifying_key(),
+            role,
+            x25519: Some(keys.enc.public()),
+            not_before: now,
+            not_after,
+            crl_uri: ca.crl_uri(&crate::agency::crl_base(ctx, SPEED_CA)),
+        },
+        &mut os_rng(),
+    )?;
+    let store = ctx.store()?;
+    store.agency_registry().record_issued(
+        &ca.key_id(),
+        &IssuedRecord {
+            serial: issued.serial.clone(),
+            kind: IssuedKind::Identity,
+            subject: keys.id(),
+            issued_at: now,
+            not_after,
+            der: issued.der.clone(),
+        },
+    )?;
+    store
+        .archive()
+        .append("pki/identity-certificate", &issued.der, now)?;
+    Ok(issued.der)
+}
+
+fn open_account(
+    ledger: &SqliteLedger,
+    number: &str,
+    owner: KeyId,
+    kind: AccountKind,
+) -> anyhow::Result<bool> {
+    let number = num(number)?;
+    if ledger.account(&number)?.is_some() {
+        return Ok(false);
+    }
+    ledger.open_account(&Account {
+        number,
+        owner,
+        kind,
+        currency: eur(),
+        allow_credit: false,
+    })?;
+    Ok(true)
+}
+
+/// A party of the node (broker, vendor): a key pair, an identity
+/// certificate in `speed/<file>`, pinned in the trust store.
+fn make_party(
+    ctx: &Ctx,
+    key: &str,
+    name: &str,
+    role: PartyRole,
+    file: &str,
+) -> anyhow::Result<KeyId> {
+    let mut rng = os_rng();
+    let keys = Keys {
+        sign: SigningKey::generate(&mut rng),
+        enc: X25519Secret::generate(&mut rng),
+    };
+    let der = issue_identity(ctx, name, role, &keys, 3650)?;
+    crate::datadir::write_file_atomic(
+        &speed_dir(ctx).join(file),
+        agora_pki::pem::encode("CERTIFICATE", &der).as_bytes(),
+    )?;
+    let _lock = ctx.lock_for_update()?;
+    let mut ks = ctx.load_keystore()?;
+    let mut trust = ctx.load_trust()?;
+    let id = keys.id();
+    trust.add(Party {
+        name: name.to_owned(),
+        role,
+        key_id: id,
+        certificate: Some(agora_pki::parse_certificate(&der)?),
+        ed25519: None,
+        x25519: Some(keys.enc.public()),
+    })?;
+    ks.insert_ed25519(&crate::key::ed_name(key), keys.sign)?;
+    ks.insert_x25519(&crate::key::x_name(key), keys.enc)?;
+    if role == PartyRole::Broker && ks.secret(SAM_SECRET).is_none() {
+        ks.insert_secret(SAM_SECRET, Secret::random(&mut rng))?;
+    }
+    ctx.save_keystore(&ks)?;
+    ctx.save_trust(&trust)?;
+    Ok(id)
+}
+
+/// The demo products: a 3 MB "song" (deterministic bytes) and a 16-byte key.
+fn demo_catalogue(ctx: &Ctx) -> anyhow::Result<()> {
+    let dir = speed_dir(ctx);
+    let products = dir.join("products");
+    std::fs::create_dir_all(&products)?;
+    let mut song = Vec::with_capacity(3_000_000);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    while song.len() < 3_000_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        song.extend_from_slice(&x.to_le_bytes());
+    }
+    song.truncate(3_000_000);
+    crate::datadir::write_file_atomic(&products.join("loopback-blues.mp3"), &song)?;
+    crate::datadir::write_file_atomic(&products.join("stream.key"), b"agora-demo-key16")?;
+    let toml = format!(
+        "# The node's demo vendor: its account at the broker and its products.\n\
+         # Each product: its ProductID, its file (relative to this directory),\n\
+         # and its price rule (list price, floor, step per negotiation round).\n\
+         [vendor]\naccount = \"{DEMO_VENDOR_ACCOUNT}\"\nmax_aggressive_bytes = 1000000\n\n\
+         [[product]]\nid = \"{DEMO_SONG}\"\nfile = \"products/loopback-blues.mp3\"\n\
+         list = \"1.50 EUR\"\nfloor = \"1.00 EUR\"\nstep = \"0.20 EUR\"\n\n\
+         [[product]]\nid = \"{DEMO_KEY}\"\nfile = \"products/stream.key\"\n\
+         list = \"0.50 EUR\"\nfloor = \"0.50 EUR\"\nstep = \"0.00 EUR\"\n"
+    );
+    crate::datadir::write_file_atomic(&dir.join("catalogue.toml"), toml.as_bytes())
+}
+
+/// What `agora up` creates for SPEED when it is missing: the SPEED CA, the
+/// broker (keys, certificate, SAM key, float and cash accounts), the demo
+/// vendor (keys, certificate, account, catalogue). Returns what it made.
+pub fn setup(ctx: &Ctx, url: &str) -> anyhow::Result<Vec<String>> {
+    let mut made = Vec::new();
+    if !ctx.agency_dir(SPEED_CA).exists() {
+        crate::agency::create(ctx, SPEED_CA, 3650, url, PartyRole::Ca)?;
+        made.push(format!("SPEED CA {SPEED_CA}"));
+    }
+    let ks = ctx.load_keystore()?;
+    let broker = match crate::cpo::keys(&ks, BROKER_KEY) {
+        Ok(k) => k.id(),
+        Err(_) => {
+            made.push("SPEED broker".to_owned());
+            make_party(
+                ctx,
+                BROKER_KEY,
+                "agora-broker",
+                PartyRole::Broker,
+                "broker.pem",
+            )?
+        }
+    };
+    let vendor = match crate::cpo::keys(&ks, VENDOR_KEY) {
+        Ok(k) => k.id(),
+        Err(_) => {
+            made.push("SPEED demo vendor".to_owned());
+            make_party(
+                ctx,
+                VENDOR_KEY,
+                "agora-demo-vendor",
+                PartyRole::Vendor,
+                "vendor.pem",
+            )?
+        }
+    };
+    let ledger = SqliteLedger::new(ctx.store()?);
+    open_account(&ledger, FLOAT_EUR, broker, AccountKind::PurseFloat)?;
+    open_account(&ledger, CASH_EUR, broker, AccountKind::External)?;
+    open_account(&ledger, DEMO_VENDOR_ACCOUNT, vendor, AccountKind::Vendor)?;
+    if !speed_dir(ctx).join("catalogue.toml").exists() {
+        demo_catalogue(ctx)?;
+        made.push("demo catalogue".to_owned());
+    }
+    Ok(made)
+}
+
+// ---------------------------------------------------------------- the node's service
+
+/// `speed/catalogue.toml`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogueToml {
+    vendor: VendorToml,
+    #[serde(default)]
+    product: Vec<ProductToml>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VendorToml {
+    account: String,
+    #[serde(default = "default_aggressive")]
+    max_aggressive_bytes: u64,
+}
+
+fn default_aggressive() -> u64 {
+    agora_speed::vendor::DEFAULT_MAX_AGGRESSIVE_LEN
+}
+
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct ProductToml {
+    id: String,
+    file: String,
+    list: String,
+    floor: String,
+    step: String,
+}
+
+fn money(s: &str) -> anyhow::Result<Money> {
+    s.parse::<Money>()
+        .map_err(|_| anyhow::anyhow!("not an amount: {s:?} (say \"1.50 EUR\")"))
+}
+
+fn load_catalogue(ctx: &Ctx) -> anyhow::Result<(CatalogueToml, Vec<Product>)> {
+    let path = speed_dir(ctx).join("catalogue.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let t: CatalogueToml =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut products = Vec::new();
+    for p in &t.product {
+        let list = money(&p.list)?;
+        let floor = money(&p.floor)?;
+        let step = money(&p.step)?;
+        if floor.currency != list.currency
+            || step.currency != list.currency
+            || floor.cents > list.cents
+        {
+            bail!(
+                "{}: product {:?}: floor above list price, or mixed currencies",
+                path.display(),
+                p.id
+            );
+        }
+        products.push(Product {
+            id: p.id.clone(),
+            path: speed_dir(ctx).join(&p.file),
+            rule: PriceRule {
+                list,
+                floor,
+                step: step.cents,
+            },
+        });
+    }
+    Ok((t, products))
+}
+
+fn pem_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(agora_pki::pem::decode(&text, "CERTIFICATE")?)
+}
+
+/// The SPEED roles of this data directory (its broker and demo vendor).
+pub fn speed_service(
+    ctx: &Ctx,
+    ks: &agora_pki::Keystore,
+    trust: Box<dyn SpeedTrustSource>,
+) -> anyhow::Result<SpeedService> {
+    let broker_keys = crate::cpo::keys(ks, BROKER_KEY)?;
+    let broker_peer = broker_keys.peer();
+    let sam = ks
+        .secret(SAM_SECRET)
+        .context("the keystore holds no SAM key")?
+        .clone();
+    let vendor_keys = crate::cpo::keys(ks, VENDOR_KEY)?;
+    let (cat, products) = load_catalogue(ctx)?;
+    let spec = SpeedSpec {
+        store: ctx.store()?,
+        broker: Some(BrokerSpec {
+            keys: broker_keys,
+            sam_master: sam,
+            vendors: vec![pem_file(&speed_dir(ctx).join("vendor.pem"))?],
+            floats: vec![(eur(), num(FLOAT_EUR)?)],
+        }),
+        vendor: Some(VendorSpec {
+            keys: vendor_keys,
+            account: num(&cat.vendor.account)?,
+            broker: broker_peer,
+            products,
+            max_aggressive_len: cat.vendor.max_aggressive_bytes,
+        }),
+        trust,
+    };
+    SpeedService::new(spec).map_err(|e| anyhow::anyhow!("starting SPEED: {e}"))
+}
+
+// ---------------------------------------------------------------- commands
+
+/// `agora speed ...`
+#[derive(Debug, Subcommand)]
+pub enum SpeedCmd {
+    /// Register a customer with the node's SPEED CA and broker: an identity
+    /// certificate for a key pair of this keystore, an account (with a first
+    /// deposit), and optionally an e-purse card file.
+    #[command(
+        after_help = "Example:\n  agora key new carol\n  agora speed register carol --deposit \"20.00 EUR\" --card carol.card"
+    )]
+    Register {
+        /// The customer's key pair (see `agora key new`).
+        name: String,
+        /// Money paid in to open the account (from outside the system).
+        #[arg(long, default_value = "0.00 EUR")]
+        deposit: Money,
+        /// Also issue an e-purse card into this file (keep it private).
+        #[arg(long)]
+        card: Option<PathBuf>,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+    },
+    /// The vendor's products and prices.
+    #[command(after_help = "Example:\n  agora speed catalogue")]
+    Catalogue,
+    /// Buy a product: negotiate (or, with --aggressive, ask at a fixed
+    /// price), receive it encrypted, pay, and decrypt it with the key from
+    /// the broker's receipt.
+    #[command(
+        after_help = "Examples:\n  agora speed buy --as carol --product \"DEMO-SONG-1: ...\" --target \"1.00 EUR\" --limit \"1.30 EUR\" \\\n      --pay card --card carol.card --out song.mp3\n  \
+        agora speed buy --as carol --product \"DEMO-KEY-1: ...\" --aggressive --price \"0.50 EUR\" --out stream.key"
+    )]
+    Buy(BuyArgs),
+    /// Negotiate and receive the encrypted product, without paying yet:
+    /// prints the PaymentOrderID to pay with `agora speed pay`.
+    Negotiate(DealArgs),
+    /// Pay a negotiated purchase and decrypt the product.
+    Pay(PayArgs),
+    /// Ask the broker again for the receipt of a paid purchase (a lost
+    /// receipt), and decrypt the product with it.
+    Receipt {
+        /// The PaymentOrderID.
+        order: String,
+        /// Write the product here.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// E-purse cards.
+    #[command(subcommand)]
+    Card(CardCmd),
+    /// The broker's administration (on the node's data directory).
+    #[command(subcommand)]
+    Broker(BrokerCmd),
+}
+
+/// Who buys and how she negotiates.
+#[derive(Debug, Args)]
+pub struct DealArgs {
+    /// The customer (a key pair registered with `agora speed register`).
+    #[arg(long = "as")]
+    customer: String,
+    /// The ProductID, as the catalogue lists it.
+    #[arg(long)]
+    product: String,
+    /// Aggressive mode: no negotiation, the product at --price.
+    #[arg(long, requires = "price")]
+    aggressive: bool,
+    /// The price in aggressive mode.
+    #[arg(long)]
+    price: Option<Money>,
+    /// Normal mode: open at this price and raise by --step each round...
+    #[arg(long)]
+    target: Option<Money>,
+    /// ... by this much (default 0.10)...
+    #[arg(long, default_value = "0.10 EUR")]
+    step: Money,
+    /// ... never paying more than this. Without --target: accept the first
+    /// offer up to --limit; without either: accept the first offer.
+    #[arg(long)]
+    limit: Option<Money>,
+}
+
+/// How to pay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PayWith {
+    /// From the customer's account at the broker.
+    Account,
+    /// From an e-purse card (--card).
+    Card,
+}
+
+/// `agora speed buy`.
+#[derive(Debug, Args)]
+pub struct BuyArgs {
+    #[command(flatten)]
+    deal: DealArgs,
+    /// Pay from the account or by card.
+    #[arg(long, value_enum, default_value_t = PayWith::Account)]
+    pay: PayWith,
+    /// The card file (with --pay card).
+    #[arg(long)]
+    card: Option<PathBuf>,
+    /// Write the decrypted product here.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `agora speed pay`.
+#[derive(Debug, Args)]
+pub struct PayArgs {
+    /// The PaymentOrderID `agora speed negotiate` printed.
+    order: String,
+    /// Pay from the account or by card.
+    #[arg(long, value_enum, default_value_t = PayWith::Account)]
+    pay: PayWith,
+    /// The card file (with --pay card).
+    #[arg(long)]
+    card: Option<PathBuf>,
+    /// Write the decrypted product here.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `agora speed card ...`
+#[derive(Debug, Subcommand)]
+pub enum CardCmd {
+    /// Load value onto a card from the customer's account, through the
+    /// broker's SAM.
+    #[command(
+        after_help = "Example:\n  agora speed card load --as carol --card carol.card --amount \"5.00 EUR\""
+    )]
+    Load {
+        /// The customer.
+        #[arg(long = "as")]
+        customer: String,
+        /// The card file.
+        #[arg(long)]
+        card: PathBuf,
+        /// How much.
+        #[arg(long)]
+        amount: Money,
+    },
+    /// What is on a card.
+    #[command(after_help = "Example:\n  agora speed card balance --card carol.card")]
+    Balance {
+        /// The card file.
+        #[arg(long)]
+        card: PathBuf,
+    },
+}
+
+/// `agora speed broker ...`
+#[derive(Debug, Subcommand)]
+pub enum BrokerCmd {
+    /// The payments to a vendor's account over the last days.
+    #[command(after_help = "Example:\n  agora speed broker settlement --account V-DEMO --days 30")]
+    Settlement {
+        /// The vendor's account.
+        #[arg(long, default_value = DEMO_VENDOR_ACCOUNT)]
+        account: String,
+        /// How many days back.
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+    },
+    /// An account's balance and its latest movements.
+    #[command(after_help = "Example:\n  agora speed broker statement --account V-DEMO")]
+    Statement {
+        /// The account.
+        #[arg(long)]
+        account: String,
+    },
+}
+
+pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
+    match cmd {
+        SpeedCmd::Register {
+            name,
+            deposit,
+            card,
+            days,
+        } => register(ctx, name, *deposit, card.as_deref(), *days),
+        SpeedCmd::Catalogue => catalogue(ctx),
+        SpeedCmd::Buy(a) => {
+            let c = Customer::load(ctx, &a.deal.customer)?;
+            let (order, ready) = c.deal(ctx, &a.deal)?;
+            c.pay(ctx, order, ready, a.pay, a.card.as_deref(), &a.out)
+        }
+        SpeedCmd::Negotiate(a) => {
+            let c = Customer::load(ctx, &a.customer)?;
+            let (order, ready) = c.deal(ctx, a)?;
+            let state = ready.to_bytes(&c.vendor.sign);
+            write_private(&purchase_dir(ctx, &order).join("state"), &state)?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "agreed at {}; the encrypted product is checked against the bill\n  order  {order}\n\
+                     next: agora speed pay {order} --out <file>",
+                    ready.price()
+                ),
+                serde_json::json!({ "order": order.to_hex(), "price": ready.price().to_string() }),
+            );
+            Ok(())
+        }
+        SpeedCmd::Pay(a) => {
+            let order = PaymentOrderId::from_hex(a.order.trim()).context("PaymentOrderID")?;
+            let state = read_limited(&purchase_dir(ctx, &order).join("state"), 64 * 1024)
+                .context("no negotiated purchase with that id here (agora speed negotiate)")?;
+            let ready = match ReadyToPay::from_bytes(&state) {
+                Ok(r) => r,
+                Err(_) if ExpectReceipt::from_bytes(&state).is_ok() => bail!(
+                    "this purchase is paid already; a lost receipt: agora speed receipt {}",
+                    order.to_hex()
+                ),
+                Err(e) => return Err(anyhow::Error::new(e).context("the saved purchase")),
+            };
+            // Whose purchase it is: the customer whose certificate signed
+            // nothing yet; the name is kept beside the state.
+            let who = std::fs::read_to_string(purchase_dir(ctx, &order).join("customer"))
+                .context("the saved purchase names no customer")?;
+            let c = Customer::load(ctx, who.trim())?;
+            c.pay(ctx, order, ready, a.pay, a.card.as_deref(), &a.out)
+        }
+        SpeedCmd::Receipt { order, out } => {
+            let order = PaymentOrderId::from_hex(order.trim()).context("PaymentOrderID")?;
+            let state = read_limited(&purchase_dir(ctx, &order).join("state"), 64 * 1024)
+                .context("no purchase with that id here")?;
+            let expect = ExpectReceipt::from_bytes(&state)
+                .context("that purchase has not been paid from here (agora speed pay)")?;
+            let purchase = client(ctx)?.receipt(expect)?;
+            finish(ctx, &purchase, out)
+        }
+        SpeedCmd::Card(CardCmd::Load {
+            customer,
+            card,
+            amount,
+        }) => {
+            let c = Customer::load(ctx, customer)?;
+            let mut k = load_card(card)?;
+            client(ctx)?.load_card(
+                &mut os_rng(),
+                &c.id,
+                &c.broker,
+                c.account.clone(),
+                *amount,
+                &mut k,
+                ctx.now(),
+                |k| save_card(card, k).map_err(std::io::Error::other),
+            )?;
+            crate::output::emit(
+                ctx.json,
+                &format!("loaded {amount} onto the card; it holds {}", k.balance()),
+                serde_json::json!({ "loaded": amount.to_string(), "balance": k.balance().to_string() }),
+            );
+            Ok(())
+        }
+        SpeedCmd::Card(CardCmd::Balance { card }) => {
+            let k = load_card(card)?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "card {}: {} ({} transactions)",
+                    hex::encode(k.card_id().0),
+                    k.balance(),
+                    k.counter()
+                ),
+                serde_json::json!({
+                    "card": hex::encode(k.card_id().0),
+                    "balance": k.balance().to_string(),
+                    "counter": k.counter(),
+                }),
+            );
+            Ok(())
+        }
+        SpeedCmd::Broker(BrokerCmd::Settlement { account, days }) => {
+            let ledger = SqliteLedger::new(ctx.store()?);
+            let now = ctx.now();
+            let s = ledger.settlement(
+                &num(account)?,
+                now.minus_secs(days * DAY_SECS),
+                now.plus_secs(1),
+            )?;
+            let mut text = format!(
+                "{}: {} payments, {} in the last {days} days",
+                s.vendor, s.count, s.total
+            );
+            for (o, p, at) in &s.payments {
+                text.push_str(&format!(
+                    "\n  {}  {p}  {}",
+                    crate::cert::fmt_time(*at),
+                    o.to_hex()
+                ));
+            }
+            crate::output::emit(
+                ctx.json,
+                &text,
+                serde_json::json!({
+                    "account": s.vendor.to_string(),
+                    "count": s.count,
+                    "total": s.total.to_string(),
+                    "payments": s.payments.iter().map(|(o, p, at)| serde_json::json!({
+                        "order": o.to_hex(), "price": p.to_string(), "at": at.secs(),
+                    })).collect::<Vec<_>>(),
+                }),
+            );
+            Ok(())
+        }
+        SpeedCmd::Broker(BrokerCmd::Statement { account }) => {
+            let ledger = SqliteLedger::new(ctx.store()?);
+            let n = num(account)?;
+            let b = ledger.balance(&n)?;
+            let lines = ledger.journal(&n, 20)?;
+            let mut text = format!("{n}: balance {:.2} {}", b.cents as f64 / 100.0, b.currency);
+            for l in &lines {
+                text.push_str(&format!(
+                    "\n  {}  {:+.2}  {}",
+                    crate::cert::fmt_time(l.at),
+                    l.cents as f64 / 100.0,
+                    l.memo
+                ));
+            }
+            crate::output::emit(
+                ctx.json,
+                &text,
+                serde_json::json!({
+                    "account": n.to_string(),
+                    "balance_cents": b.cents,
+                    "currency": b.currency.as_str(),
+                    "lines": lines.iter().map(|l| serde_json::json!({
+                        "at": l.at.secs(), "cents": l.cents, "memo": l.memo,
+                    })).collect::<Vec<_>>(),
+                }),
+            );
+            Ok(())
+        }
+    }
+}
+
+fn register(
+    ctx: &Ctx,
+    name: &str,
+    deposit: Money,
+    card: Option<&Path>,
+    days: u64,
+) -> anyhow::Result<()> {
+    let ks = ctx.load_keystore()?;
+    let keys = crate::cpo::keys(&ks, name)
+        .with_context(|| format!("make the customer's key pair first: agora key new {name}"))?;
+    drop(ks);
+    if deposit.currency != eur() {
+        bail!("the broker keeps euro accounts");
+    }
+    let der = issue_identity(ctx, name, PartyRole::Customer, &keys, days)?;
+    let dir = speed_dir(ctx).join("customers");
+    let cert_path = dir.join(format!("{name}.pem"));
+    crate::datadir::write_file_atomic(
+        &cert_path,
+        agora_pki::pem::encode("CERTIFICATE", &der).as_bytes(),
+    )?;
+    let account = format!("C-{}", &keys.id().to_string()[..16]);
+    let ledger = SqliteLedger::new(ctx.store()?);
+    open_account(&ledger, &account, keys.id(), AccountKind::Customer)?;
+    crate::datadir::write_file_atomic(&dir.join(format!("{name}.account")), account.as_bytes())?;
+    if deposit.cents > 0 {
+        let cents = i64::try_from(deposit.cents).context("deposit too large")?;
+        ledger.post(&JournalEntry {
+            id: agora_core::crypto::random_bytes(&mut os_rng()),
+            at: ctx.now(),
+            memo: format!("deposit for {name}"),
+            postings: vec![
+                Posting {
+                    account: num(CASH_EUR)?,
+                    cents: -cents,
+                },
+                Posting {
+                    account: num(&account)?,
+                    cents,
+                },
+            ],
+        })?;
+    }
+    let mut card_text = String::new();
+    if let Some(path) = card {
+        let ks = ctx.load_keystore()?;
+        let sam = Sam::new(
+            ks.secret(SAM_SECRET)
+                .context("no SAM key here (agora up makes it)")?
+                .clone(),
+        );
+        let id = CardId(agora_core::crypto::random_bytes(&mut os_rng()));
+        save_card(path, &sam.issue(id, eur()))?;
+        card_text = format!(
+            "\n  card         {} (empty; agora speed card load)",
+            path.display()
+        );
+    }
+    crate::output::emit(
+        ctx.json,
+        &format!(
+            "registered customer {name}\n  certificate  {}\n  account      {account} ({deposit} deposited){card_text}",
+            cert_path.display()
+        ),
+        serde_json::json!({
+            "customer": name,
+            "certificate": cert_path,
+            "account": account,
+            "deposit": deposit.to_string(),
+            "card": card,
+        }),
+    );
+    Ok(())
+}
+
+fn load_card(path: &Path) -> anyhow::Result<Card> {
+    let bytes = read_limited(path, agora_speed::purse::MAX_CARD_FILE_LEN as u64)?;
+    Card::from_bytes(&bytes).with_context(|| format!("{} is not a card file", path.display()))
+}
+
+fn save_card(path: &Path, card: &Card) -> anyhow::Result<()> {
+    write_private(path, &card.to_bytes())
+}
+
+fn client(ctx: &Ctx) -> anyhow::Result<SpeedClient> {
+    let url = ctx
+        .node
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", crate::node::DEFAULT_PORT));
+    Ok(SpeedClient::new(NodeClient::new(&url)?))
+}
+
+fn catalogue(ctx: &Ctx) -> anyhow::Result<()> {
+    let cat = client(ctx)?.catalogue()?;
+    let mut text = format!("vendor {}", cat["vendor"].as_str().unwrap_or("?"));
+    for p in cat["products"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "\n  {:<12} {:>10} bytes  {}{}\n    {}",
+            p["list_price"].as_str().unwrap_or("?"),
+            p["size"],
+            if p["negotiable"].as_bool() == Some(true) {
+                "negotiable"
+            } else {
+                "fixed price"
+            },
+            if p["aggressive"].as_bool() == Some(true) {
+                ", aggressive mode"
+            } else {
+                ""
+            },
+            p["product_id"].as_str().unwrap_or("?"),
+        ));
+    }
+    crate::output::emit(ctx.json, &text, cat);
+    Ok(())
+}
+
+fn purchase_dir(ctx: &Ctx, order: &PaymentOrderId) -> PathBuf {
+    speed_dir(ctx).join("purchases").join(order.to_hex())
+}
+
+fn party(trust: &TrustStore, role: PartyRole) -> anyhow::Result<Peer> {
+    trust
+        .by_role(role)
+        .find_map(|p| {
+            Some(Peer {
+                sign: p.verifying_key()?,
+                enc: p.x25519()?,
+            })
+        })
+        .with_context(|| format!("the trust store pins no {role:?} (agora up pins the node's)"))
+}
+
+/// A customer of this data directory: keys, certificate, account, and the
+/// node's vendor and broker from the trust store.
+struct Customer {
+    name: String,
+    id: Identity,
+    account: AccountNumber,
+    vendor: Peer,
+    broker: Peer,
+}
+
+impl Customer {
+    fn load(ctx: &Ctx, name: &str) -> anyhow::Result<Customer> {
+        let ks = ctx.load_keystore()?;
+        let keys = crate::cpo::keys(&ks, name)?;
+        let dir = speed_dir(ctx).join("customers");
+        let cert = pem_file(&dir.join(format!("{name}.pem")))
+            .with_context(|| format!("{name} is not registered (agora speed register {name})"))?;
+        let account = std::fs::read_to_string(dir.join(format!("{name}.account")))
+            .with_context(|| format!("{name} has no account (agora speed register {name})"))?;
+        let trust = ctx.load_trust()?;
+        Ok(Customer {
+            name: name.to_owned(),
+            id: Identity { keys, cert },
+            account: num(account.trim())?,
+            vendor: party(&trust, PartyRole::Vendor)?,
+            broker: party(&trust, PartyRole::Broker)?,
+        })
+    }
+
+    /// Negotiates (or asks, in aggressive mode) and receives the product.
+    fn deal(&self, ctx: &Ctx, a: &DealArgs) -> anyhow::Result<(PaymentOrderId, ReadyToPay)> {
+        let c = client(ctx)?;
+        let incoming = speed_dir(ctx).join("purchases").join(format!(
+            "incoming-{}.enc",
+            hex::encode(agora_core::crypto::random_bytes::<8>(&mut os_rng()))
+        ));
+        std::fs::create_dir_all(incoming.parent().expect("a parent"))?;
+        let spinner = indicatif::ProgressBar::new_spinner().with_message("buying");
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        let r = if a.aggressive {
+            let price = a.price.context("--aggressive needs --price")?;
+            c.request(
+                &mut os_rng(),
+                &self.id,
+                &self.vendor,
+                &a.product,
+                price,
+                &incoming,
+            )
+            .map(Negotiated::Ready)
+        } else {
+            let strategy: Box<dyn CustomerStrategy> = match (a.target, a.limit) {
+                (Some(target), Some(limit)) => Box::new(Target {
+                    target,
+                    step: a.step.cents,
+                    limit,
+                }),
+                (Some(target), None) => Box::new(Target {
+                    target,
+                    step: a.step.cents,
+                    limit: target,
+                }),
+                (None, Some(limit)) => Box::new(WalkAwayAbove { limit }),
+                (None, None) => Box::new(AcceptFirst),
+            };
+            c.negotiate(
+                &mut os_rng(),
+                &self.id,
+                &self.vendor,
+                &a.product,
+                strategy.as_ref(),
+                &incoming,
+            )
+        };
+        spinner.finish_and_clear();
+        let r = r.inspect_err(|_| {
+            let _ = std::fs::remove_file(&incoming);
+        })?;
+        match r {
+            Negotiated::Ready(ready) => {
+                let order = ready.order();
+                let dir = purchase_dir(ctx, &order);
+                std::fs::create_dir_all(&dir)?;
+                std::fs::rename(&incoming, dir.join("product.enc"))?;
+                crate::datadir::write_file_atomic(&dir.join("customer"), self.name.as_bytes())?;
+                crate::datadir::write_file_atomic(&dir.join("bill.cose"), ready.signed_bill())?;
+                Ok((order, ready))
+            }
+            Negotiated::WalkedAway { offer, rounds } => {
+                let _ = std::fs::remove_file(&incoming);
+                bail!("no deal: the vendor's last offer was {offer} after {rounds} rounds")
+            }
+        }
+    }
+
+    fn pay(
+        &self,
+        ctx: &Ctx,
+        order: PaymentOrderId,
+        ready: ReadyToPay,
+        with: PayWith,
+        card: Option<&Path>,
+        out: &Path,
+    ) -> anyhow::Result<()> {
+        let c = client(ctx)?;
+        let paid_path = speed_dir(ctx).join("paid");
+        let paid: Vec<String> = std::fs::read_to_string(&paid_path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let already = |o: &PaymentOrderId| paid.iter().any(|p| *p == o.to_hex());
+        let dir = purchase_dir(ctx, &order);
+        let save = |b: &[u8]| write_private(&dir.join("state"), b).map_err(std::io::Error::other);
+        let purchase = match with {
+            PayWith::Account => c.pay_from_account(
+                &mut os_rng(),
+                &self.id,
+                &self.broker,
+                &self.vendor,
+                ready,
+                self.account.clone(),
+                &already,
+                save,
+            )?,
+            PayWith::Card => {
+                let path = card.context("--pay card needs --card FILE")?;
+                let mut k = load_card(path)?;
+                c.pay_by_card(
+                    &mut os_rng(),
+                    &self.id,
+                    &self.broker,
+                    &self.vendor,
+                    ready,
+                    &mut k,
+                    &already,
+                    save,
+                    |k| save_card(path, k).map_err(std::io::Error::other),
+                )?
+            }
+        };
+        // The customer's register of paid bills (section 5.3).
+        let mut all = paid;
+        all.push(order.to_hex());
+        crate::datadir::write_file_atomic(&paid_path, (all.join("\n") + "\n").as_bytes())?;
+        finish(ctx, &purchase, out)
+    }
+}
+
+/// Decrypts the product with K from the receipt, keeps the receipt, and
+/// says what was bought.
+fn finish(ctx: &Ctx, purchase: &Purchase, out: &Path) -> anyhow::Result<()> {
+    let dir = purchase_dir(ctx, &purchase.order);
+    crate::datadir::write_file_atomic(&dir.join("receipt.cose"), &purchase.receipt)?;
+    ctx.store()?
+        .archive()
+        .append("speed/purchase-receipt", &purchase.receipt, ctx.now())?;
+    let ct = std::fs::File::open(dir.join("product.enc"))?;
+    let tmp = out.with_extension("part");
+    let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let n = agora_speed::product::decrypt(
+        &purchase.key,
+        std::io::BufReader::new(ct),
+        std::io::BufWriter::new(f),
+    )
+    .context(
+        "the key in the receipt does not decrypt the product (keep the receipt: it is evidence)",
+    )?;
+    std::fs::rename(&tmp, out)?;
+    crate::output::emit(
+        ctx.json,
+        &format!(
+            "paid {}; the broker's receipt holds the key\n  product  {} ({n} bytes)\n  order    {}\n  receipt  {}",
+            purchase.price,
+            out.display(),
+            purchase.order,
+            dir.join("receipt.cose").display()
+        ),
+        serde_json::json!({
+            "order": purchase.order.to_hex(),
+            "price": purchase.price.to_string(),
+            "product": out,
+            "bytes": n,
+            "receipt": dir.join("receipt.cose"),
+        }),
+    );
+    Ok(())
+}
+
+/// Trust for SPEED from this data directory: the CAs pinned with role
+/// `Ca` and the CRLs in its CRL directory, read afresh on every call.
+#[derive(Debug)]
+pub struct DirSpeedTrust {
+    pub trust_path: PathBuf,
+    pub crl_dir: PathBuf,
+}
+
+impl SpeedTrustSource for DirSpeedTrust {
+    fn speed_trust(&self) -> Result<agora_speed::SpeedTrust, String> {
+        let trust = TrustStore::load(&self.trust_path).map_err(|e| e.to_string())?;
+        Ok(agora_speed::SpeedTrust {
+            cas: trust.anchors(PartyRole::Ca),
+            crls: crate::node::current_crls(&self.crl_dir)?,
+        })
+    }
+}
