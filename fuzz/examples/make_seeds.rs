@@ -10,6 +10,8 @@ use std::path::Path;
 
 #[path = "../fuzz_targets/cpo_fixture.rs"]
 mod cpo_fixture;
+#[path = "../fuzz_targets/speed_fixture.rs"]
+mod speed_fixture;
 
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
@@ -87,6 +89,7 @@ fn main() {
     state_seeds(&put);
     bid_seeds(&put);
     delivery_seeds(&put);
+    speed_seeds(&put);
     println!("seeds written to {}", dir.display());
 }
 
@@ -514,4 +517,381 @@ fn delivery_seeds(put: &impl Fn(&str, &str, &[u8])) {
         bound_cpo: binding.bound_cpo.clone(),
     };
     put("cpo_messages", "binding_answer", &wire::encode(&x));
+}
+
+/// The SPEED targets' seeds, from the fixture's purchases
+/// (`speed_fixture.rs`): for each handler target, one input per step (the
+/// step byte, then the message as it arrives or the plaintext the target
+/// seals), each checked to pass the step it is for; and one of each
+/// message, purse command and saved state for `speed_messages`.
+fn speed_seeds(put: &impl Fn(&str, &str, &[u8])) {
+    use agora_core::wire::{cose, tags, Message};
+    use agora_speed::broker::BrokerReply;
+    use agora_speed::customer::{self, CustomerNext};
+    use agora_speed::msg::{
+        Bill, BillSecret, CardLoadRequest, NegotiationRequest, PaymentOrder, ProductRequest,
+    };
+    use agora_speed::purse::Card;
+    use agora_speed::vendor::{MemoryHandshakes, VendorNext};
+    use speed_fixture::steps::{broker, customer as carol, purse, vendor};
+    use speed_fixture::{
+        eur, haggler, num, rng, Speed, CARD, CAROL_ACCOUNT, NOW, PRODUCT, R_BROKER, R_DEBIT,
+        R_HANDSHAKE, R_REQUEST, R_VENDOR_STEP, SONG,
+    };
+    let f = Speed::new();
+    let step = |target: &str, name: &str, step: u8, input: &[u8]| {
+        let mut v = vec![step];
+        v.extend_from_slice(input);
+        put(target, name, &v);
+    };
+
+    // Plaintexts, as the targets' sealed steps take them.
+    let request = f.envelope_payload::<NegotiationRequest>(
+        &f.negotiation_request,
+        &f.vendor.keys.enc,
+        &f.carol_peer,
+    );
+    let vendor_step = f.mac_payload(
+        &f.vendor_step,
+        &f.en_key,
+        &f.sign_key,
+        tags::SPEED_NEGOTIATION_STEP,
+    );
+    let handshake = f.signed_sealed_payload(
+        &f.handshake,
+        &f.en_key,
+        &f.carol_peer,
+        tags::SPEED_HANDSHAKE,
+    );
+    let bill = f.signed_payload(&f.signed_bill, &f.vendor_peer);
+    let aggressive_bill = f.signed_payload(&f.aggressive_signed_bill, &f.vendor_peer);
+    let product_request =
+        f.envelope_payload::<ProductRequest>(&f.product_request, &f.vendor.keys.enc, &f.carol_peer);
+    let account_order =
+        f.envelope_payload::<PaymentOrder>(&f.account_order, &f.broker_keys.enc, &f.carol_peer);
+    let card_order =
+        f.envelope_payload::<PaymentOrder>(&f.card_order, &f.broker_keys.enc, &f.carol_peer);
+    let purse_debit = f.mac_payload(
+        &f.purse_debit,
+        &f.b_enc_key,
+        &f.b_sign_key,
+        tags::SPEED_PURSE_DEBIT,
+    );
+    let purse_confirm = f.mac_payload(
+        &f.purse_confirm,
+        &f.b_enc_key,
+        &f.b_sign_key,
+        tags::SPEED_PURSE_CONFIRM,
+    );
+    let receipt = f.signed_sealed_payload(
+        &f.receipt,
+        &f.rec_key,
+        &f.broker_peer,
+        tags::SPEED_PURCHASE_RECEIPT,
+    );
+    let keys = &f.purse_keys;
+    let s1 = cose::verify_mac_raw(&f.s1, &keys.to_sam).expect("S1");
+    let debit_cmd = cose::verify_mac_raw(&f.debit_cmd, &keys.to_card).expect("S2");
+    let debit_conf = cose::verify_mac_raw(&f.debit_conf, &keys.to_sam).expect("S3");
+    let load_cmd = cose::verify_mac_raw(&f.load_cmd, &keys.to_card).expect("load command");
+    let load_conf = cose::verify_mac_raw(&f.load_conf, &keys.to_sam).expect("load confirmation");
+    let secret = agora_core::wire::decode::<Bill>(&bill)
+        .expect("bill")
+        .secret;
+    let bill_secret = BillSecret::open(&secret, &f.broker_keys.enc, &f.order).expect("secret");
+    let card_load = customer::card_load_request(
+        &mut rng(R_REQUEST),
+        &f.carol,
+        &f.broker_peer,
+        num(CAROL_ACCOUNT),
+        eur(1_000),
+        f.s1.clone(),
+        NOW,
+    )
+    .expect("card load request");
+    f.broker
+        .on_card_load(NOW, &card_load, &f.ledger())
+        .expect("the broker target accepts its card load seed");
+    let card_load_plain =
+        f.envelope_payload::<CardLoadRequest>(&card_load, &f.broker_keys.enc, &f.carol_peer);
+
+    // speed_customer. The fixture's run already checked the raw messages
+    // (and its seal helpers are the targets'); the sealed steps are checked
+    // here.
+    let t = "speed_customer";
+    step(t, "vendor_step", carol::STEP, &f.vendor_step);
+    step(t, "vendor_step_plain", carol::STEP_SEALED, &vendor_step);
+    let m = f.seal_mac(
+        &f.en_key,
+        &f.sign_key,
+        tags::SPEED_NEGOTIATION_STEP,
+        &vendor_step,
+    );
+    f.negotiate()
+        .0
+        .on_step(&mut rng(R_HANDSHAKE), &f.carol, &m, &haggler())
+        .expect("the customer target accepts its step seed");
+    step(t, "delivery", carol::DELIVERY, &f.delivery);
+    step(t, "bill_plain", carol::DELIVERY_SEALED, &bill);
+    step(
+        t,
+        "aggressive_delivery",
+        carol::AGGRESSIVE_DELIVERY,
+        &f.aggressive_delivery,
+    );
+    step(
+        t,
+        "aggressive_bill_plain",
+        carol::AGGRESSIVE_DELIVERY_SEALED,
+        &aggressive_bill,
+    );
+    let mut product = PRODUCT.len.to_be_bytes().to_vec();
+    product.extend_from_slice(&PRODUCT.hash);
+    step(t, "product", carol::PRODUCT, &product);
+    step(t, "receipt", carol::RECEIPT, &f.receipt);
+    step(t, "receipt_plain", carol::RECEIPT_SEALED, &receipt);
+    let m = f.seal_signed(
+        &f.rec_key,
+        &f.broker_keys.sign,
+        tags::SPEED_PURCHASE_RECEIPT,
+        &receipt,
+    );
+    f.expect_receipt()
+        .on_receipt(&m)
+        .expect("the customer target accepts its receipt seed");
+    step(t, "purse_debit", carol::PURSE_DEBIT, &f.purse_debit);
+    step(
+        t,
+        "purse_debit_plain",
+        carol::PURSE_DEBIT_SEALED,
+        &purse_debit,
+    );
+    let m = f.seal_mac(
+        &f.b_enc_key,
+        &f.b_sign_key,
+        tags::SPEED_PURSE_DEBIT,
+        &purse_debit,
+    );
+    let mut card = f.card();
+    f.expect_purse_debit()
+        .on_debit(&mut rng(R_DEBIT), &m, |s2| card.debit(s2))
+        .expect("the customer target accepts its message a seed");
+    step(t, "s1", carol::PAY_BY_CARD, &f.s1);
+
+    // speed_vendor.
+    let t = "speed_vendor";
+    step(
+        t,
+        "negotiation_request",
+        vendor::REQUEST,
+        &f.negotiation_request,
+    );
+    step(
+        t,
+        "negotiation_request_plain",
+        vendor::REQUEST_SEALED,
+        &request,
+    );
+    step(
+        t,
+        "product_request",
+        vendor::PRODUCT_REQUEST,
+        &f.product_request,
+    );
+    step(
+        t,
+        "product_request_plain",
+        vendor::PRODUCT_REQUEST_SEALED,
+        &product_request,
+    );
+    let m = f.envelope(
+        &f.carol.keys.sign,
+        &f.vendor_peer.enc,
+        ProductRequest::TAG,
+        &product_request,
+    );
+    f.vendor
+        .on_product_request(NOW, &m, &f.shelf, &MemoryHandshakes::default())
+        .expect("the vendor target accepts its product request seed");
+    // Carol's counter-offer to the vendor's first step.
+    let CustomerNext::Counter(_, counter) = f
+        .negotiate()
+        .0
+        .on_step(&mut rng(R_HANDSHAKE), &f.carol, &f.vendor_step, &haggler())
+        .expect("step")
+    else {
+        panic!("the haggler counters the list price")
+    };
+    let VendorNext::Counter(..) = f
+        .vendor_negotiation()
+        .on_step(&mut rng(R_VENDOR_STEP), &counter)
+        .expect("the vendor target accepts its step seed")
+    else {
+        panic!("the vendor counters")
+    };
+    step(t, "customer_step", vendor::STEP, &counter);
+    let counter_plain = f.mac_payload(
+        &counter,
+        &f.en_key,
+        &f.sign_key,
+        tags::SPEED_NEGOTIATION_STEP,
+    );
+    step(
+        t,
+        "customer_step_plain",
+        vendor::STEP_SEALED,
+        &counter_plain,
+    );
+    step(t, "handshake", vendor::HANDSHAKE, &f.handshake);
+    step(t, "handshake_plain", vendor::HANDSHAKE_SEALED, &handshake);
+    let m = f.seal_signed(
+        &f.en_key,
+        &f.carol.keys.sign,
+        tags::SPEED_HANDSHAKE,
+        &handshake,
+    );
+    f.vendor_negotiation()
+        .on_handshake(NOW, &m, &MemoryHandshakes::default())
+        .expect("the vendor target accepts its handshake seed");
+    step(t, "receipt", vendor::RECEIPT, &f.receipt);
+    step(t, "receipt_plain", vendor::RECEIPT_SEALED, &receipt);
+    f.vendor
+        .open_receipt(&f.receipt, &f.sale())
+        .expect("the vendor target accepts its receipt seed");
+
+    // speed_broker.
+    let t = "speed_broker";
+    step(t, "order_account", broker::ORDER, &f.account_order);
+    step(t, "order_card", broker::ORDER, &f.card_order);
+    step(
+        t,
+        "order_account_plain",
+        broker::ORDER_SEALED,
+        &account_order,
+    );
+    step(t, "order_card_plain", broker::ORDER_SEALED, &card_order);
+    let m = f.envelope(
+        &f.carol.keys.sign,
+        &f.broker_peer.enc,
+        PaymentOrder::TAG,
+        &card_order,
+    );
+    let Ok(BrokerReply::PurseDebit(_)) =
+        f.broker
+            .on_payment_order(NOW, &mut rng(R_BROKER), &m, &f.ledger())
+    else {
+        panic!("the broker target accepts its card order seed")
+    };
+    step(t, "bill_plain", broker::BILL_SEALED, &bill);
+    step(t, "purse_confirm", broker::CONFIRM, &f.purse_confirm);
+    step(
+        t,
+        "purse_confirm_plain",
+        broker::CONFIRM_SEALED,
+        &purse_confirm,
+    );
+    let m = f.seal_mac(
+        &f.b_enc_key,
+        &f.b_sign_key,
+        tags::SPEED_PURSE_CONFIRM,
+        &purse_confirm,
+    );
+    f.broker
+        .on_purse_confirm(NOW, &f.order, &m, &f.held_ledger(&f.held))
+        .expect("the broker target accepts its message b seed");
+    step(t, "held", broker::HELD, &f.held);
+    let receipt_request = customer::receipt_request(f.order);
+    assert_eq!(
+        f.broker
+            .on_receipt_request(&receipt_request, &f.paid_ledger)
+            .expect("the broker target accepts its receipt request seed"),
+        f.receipt
+    );
+    step(
+        t,
+        "receipt_request",
+        broker::RECEIPT_REQUEST,
+        &receipt_request,
+    );
+    step(t, "bill_secret", broker::BILL_SECRET, &secret);
+    step(t, "card_load", broker::CARD_LOAD, &card_load);
+    step(
+        t,
+        "card_load_plain",
+        broker::CARD_LOAD_SEALED,
+        &card_load_plain,
+    );
+
+    // speed_purse. The fixture's SAM run checked the raw commands.
+    let t = "speed_purse";
+    step(t, "s2", purse::DEBIT, &f.debit_cmd);
+    step(t, "s2_plain", purse::DEBIT_SEALED, &debit_cmd);
+    step(t, "load_command", purse::LOAD, &f.load_cmd);
+    step(t, "load_command_plain", purse::LOAD_SEALED, &load_cmd);
+    step(t, "s1", purse::AUTH, &f.s1);
+    step(t, "s1_plain", purse::AUTH_SEALED, &s1);
+    step(t, "s3", purse::CONFIRM, &f.debit_conf);
+    step(t, "load_confirmation", purse::CONFIRM, &f.load_conf);
+    step(t, "s3_plain", purse::CONFIRM_SEALED, &debit_conf);
+    step(
+        t,
+        "load_confirmation_plain",
+        purse::CONFIRM_SEALED,
+        &load_conf,
+    );
+    step(t, "card_open", purse::CARD_FILE, &f.card_open);
+    let fresh = f.sam.issue(CARD, eur(0).currency).to_bytes();
+    step(t, "card_new", purse::CARD_FILE, &fresh);
+    step(
+        t,
+        "pending_debit",
+        purse::PENDING,
+        &f.pending_debit.to_bytes(),
+    );
+    step(
+        t,
+        "pending_load",
+        purse::PENDING,
+        &f.pending_load.to_bytes(),
+    );
+
+    // speed_messages.
+    let t = "speed_messages";
+    put(t, "negotiation_request", &request);
+    put(t, "negotiation_step", &vendor_step);
+    put(t, "handshake", &handshake);
+    put(t, "bill", &bill);
+    put(t, "bill_secret", &agora_core::wire::encode(&bill_secret));
+    put(t, "product_delivery", &f.delivery);
+    put(t, "product_request", &product_request);
+    put(t, "aggressive_delivery", &f.aggressive_delivery);
+    put(t, "payment_order_account", &account_order);
+    put(t, "payment_order_card", &card_order);
+    put(t, "purse_debit", &purse_debit);
+    put(t, "purse_confirm", &purse_confirm);
+    put(t, "receipt", &receipt);
+    put(t, "card_load_request", &card_load_plain);
+    put(t, "receipt_request", &receipt_request);
+    put(t, "card_auth", &s1);
+    put(t, "debit_command", &debit_cmd);
+    put(t, "debit_confirmation", &debit_conf);
+    put(t, "load_command", &load_cmd);
+    put(t, "load_confirmation", &load_conf);
+    put(t, "card_auth_mac0", &f.s1);
+    put(t, "debit_command_mac0", &f.debit_cmd);
+    put(t, "debit_confirmation_mac0", &f.debit_conf);
+    put(t, "load_command_mac0", &f.load_cmd);
+    put(t, "load_confirmation_mac0", &f.load_conf);
+    put(t, "saved_ready_to_pay", &f.saved_ready);
+    put(t, "saved_expect_receipt", &f.saved_receipt);
+    put(t, "saved_expect_purse_debit", &f.saved_purse);
+    put(t, "card_file", &f.card_open);
+    let card = Card::from_bytes(&f.card_open).expect("card");
+    assert_eq!(&card.to_bytes()[..], &f.card_open[..]);
+    put(t, "pending_debit", &f.pending_debit.to_bytes());
+    put(t, "pending_load", &f.pending_load.to_bytes());
+    put(t, "payment_order_id", &f.order.to_bytes());
+    put(t, "payment_order_id_hex", f.order.to_hex().as_bytes());
+    put(t, "account_number", CAROL_ACCOUNT.as_bytes());
+    put(t, "product_id", SONG.as_bytes());
 }

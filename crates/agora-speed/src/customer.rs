@@ -41,7 +41,7 @@ pub(crate) fn check_seq(last: u64, got: u64) -> Result<()> {
             "repeated NegotiationStep sequence number: negotiation ended",
         ));
     }
-    if got != last + 1 {
+    if Some(got) != last.checked_add(1) {
         return Err(Error::PeerMisbehaved(
             "skipped NegotiationStep sequence number: negotiation ended",
         ));

@@ -31,6 +31,10 @@ use std::sync::{Arc, Mutex};
 /// a large product.
 pub const DEFAULT_MAX_AGGRESSIVE_LEN: u64 = 1_000_000;
 
+/// The largest SeqN a NegotiationRequest may start with (the customer
+/// chooses it; honest ones start at 0).
+pub const MAX_FIRST_SEQ: u64 = u32::MAX as u64;
+
 /// A product on offer.
 #[derive(Clone, Debug)]
 pub struct Offer {
@@ -145,6 +149,11 @@ impl Vendor {
             |m| &m.customer_cert,
         )?;
         msg::check_product_id(&req.product_id)?;
+        if req.seq > MAX_FIRST_SEQ {
+            return Err(Error::PeerMisbehaved(
+                "NegotiationRequest sequence number out of range",
+            ));
+        }
         let offer = catalogue
             .offer(&req.product_id)
             .ok_or_else(|| Error::Refused("no such product".into()))?;
@@ -273,7 +282,12 @@ impl VendorNegotiation {
             (Move::Offer { price, last }, _) => (price, last),
             _ => return Ok(VendorNext::Closed),
         };
-        let seq = self.last_seq + 1;
+        // The first SeqN is at most MAX_FIRST_SEQ and a negotiation has at
+        // most MAX_ROUNDS rounds: no overflow, but say so rather than wrap.
+        let seq = self
+            .last_seq
+            .checked_add(1)
+            .ok_or(Error::PeerMisbehaved("sequence number exhausted"))?;
         let step = NegotiationStep {
             nid: self.nid,
             seq,

@@ -703,3 +703,40 @@ fn insufficient_funds_are_refused_and_change_nothing() {
     assert_eq!(balances(&m), before);
     let _ = Timestamp(0);
 }
+
+/// A NegotiationRequest whose first SeqN is near the top of u64 (found by
+/// the fuzz fixture: the vendor's next SeqN overflowed): refused.
+#[test]
+fn negotiation_request_with_an_extreme_seqn_is_refused() {
+    let mut m = Market::new(30);
+    for seq in [
+        u64::MAX,
+        u64::MAX - 1,
+        agora_speed::vendor::MAX_FIRST_SEQ + 1,
+    ] {
+        let req = NegotiationRequest {
+            nid: Nid([seq as u8; 16]),
+            seq,
+            product_id: SONG.into(),
+            price: None,
+            vendor: m.vendor.id(),
+            en_key: Secret::random(&mut m.rng),
+            sign_key: agora_core::crypto::MacKey::random(&mut m.rng),
+            last_offer: false,
+            customer_cert: m.carol.cert.clone(),
+        };
+        let sealed = envelope::seal(
+            &mut m.rng,
+            &m.carol.keys.sign,
+            &m.vendor.keys.enc.public(),
+            &req,
+        )
+        .unwrap();
+        assert_eq!(
+            m.vendor
+                .on_negotiation_request(m.now, &mut m.rng, &sealed, &m.shelf)
+                .unwrap_err(),
+            Error::PeerMisbehaved("NegotiationRequest sequence number out of range")
+        );
+    }
+}
