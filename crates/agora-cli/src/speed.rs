@@ -292,7 +292,7 @@ pub fn setup(ctx: &Ctx, url: &str) -> anyhow::Result<Vec<String>> {
 /// `speed/catalogue.toml`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CatalogueToml {
+pub(crate) struct CatalogueToml {
     vendor: VendorToml,
     #[serde(default)]
     product: Vec<ProductToml>,
@@ -325,7 +325,7 @@ fn money(s: &str) -> anyhow::Result<Money> {
         .map_err(|_| anyhow::anyhow!("not an amount: {s:?} (say \"1.50 EUR\")"))
 }
 
-fn load_catalogue(ctx: &Ctx) -> anyhow::Result<(CatalogueToml, Vec<Product>)> {
+pub(crate) fn load_catalogue(ctx: &Ctx) -> anyhow::Result<(CatalogueToml, Vec<Product>)> {
     let path = speed_dir(ctx).join("catalogue.toml");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -447,6 +447,15 @@ pub enum SpeedCmd {
         /// Write the product here.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Complain to the broker about a paid purchase (section 5.7): the
+    /// product is not as described, or the receipt's key does not decrypt
+    /// it. Sends the description and the encrypted product as delivered;
+    /// prints the broker's signed ruling.
+    #[command(after_help = "Example:\n  agora speed complain <order>")]
+    Complain {
+        /// The PaymentOrderID.
+        order: String,
     },
     /// E-purse cards.
     #[command(subcommand)]
@@ -631,6 +640,47 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
                 .context("that purchase has not been paid from here (agora speed pay)")?;
             let purchase = client(ctx)?.receipt(expect)?;
             finish(ctx, &purchase, out)
+        }
+        SpeedCmd::Complain { order } => {
+            let order = PaymentOrderId::from_hex(order.trim()).context("PaymentOrderID")?;
+            let dir = purchase_dir(ctx, &order);
+            let who = std::fs::read_to_string(dir.join("customer"))
+                .context("no purchase with that id here")?;
+            let product_id = std::fs::read_to_string(dir.join("product_id"))
+                .context("the purchase does not say what was asked for")?;
+            let c = Customer::load(ctx, who.trim())?;
+            let (ruling, signed) = client(ctx)?.complain(
+                &mut os_rng(),
+                &c.id,
+                &c.broker,
+                order,
+                &product_id,
+                &dir.join("product.enc"),
+            )?;
+            crate::datadir::write_file_atomic(&dir.join("ruling.cose"), &signed)?;
+            ctx.store()?
+                .archive()
+                .append("speed/ruling", &signed, ctx.now())?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "ruling: {}\n  decrypts with the receipt's key  {}\n  product digest  {}  ({} bytes)\n  ruling          {}",
+                    ruling.verdict.as_str(),
+                    if ruling.decrypts { "yes" } else { "no" },
+                    hex::encode(ruling.content_hash),
+                    ruling.content_len,
+                    dir.join("ruling.cose").display()
+                ),
+                serde_json::json!({
+                    "order": order.to_hex(),
+                    "verdict": ruling.verdict.as_str(),
+                    "decrypts": ruling.decrypts,
+                    "content_sha256": hex::encode(ruling.content_hash),
+                    "content_len": ruling.content_len,
+                    "ruling": dir.join("ruling.cose"),
+                }),
+            );
+            Ok(())
         }
         SpeedCmd::Card(CardCmd::Load {
             customer,
@@ -956,6 +1006,7 @@ impl Customer {
                 std::fs::create_dir_all(&dir)?;
                 std::fs::rename(&incoming, dir.join("product.enc"))?;
                 crate::datadir::write_file_atomic(&dir.join("customer"), self.name.as_bytes())?;
+                crate::datadir::write_file_atomic(&dir.join("product_id"), a.product.as_bytes())?;
                 crate::datadir::write_file_atomic(&dir.join("bill.cose"), ready.signed_bill())?;
                 Ok((order, ready))
             }

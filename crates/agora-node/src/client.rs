@@ -211,6 +211,38 @@ impl NodeClient {
         self.post_cbor_with(&self.streaming, path, body, headers)
     }
 
+    /// `POST path` with a streamed body of `content_type` (e.g. a SPEED
+    /// complaint with the encrypted product); `body` is called again for a
+    /// retry after `503`.
+    pub fn post_stream(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Fn() -> std::io::Result<(Box<dyn std::io::Read + Send>, u64)>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let opened = std::cell::RefCell::new(None);
+        let r = self.send(|| {
+            let b = match body() {
+                Ok((reader, len)) => reqwest::blocking::Body::sized(reader, len),
+                Err(e) => {
+                    *opened.borrow_mut() = Some(e.to_string());
+                    reqwest::blocking::Body::from(Vec::new())
+                }
+            };
+            self.streaming
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(b)
+        });
+        if let Some(e) = opened.into_inner() {
+            return Err(ClientError::Transport(format!(
+                "reading the body to send: {e}"
+            )));
+        }
+        Self::body(r?)
+    }
+
     fn post_cbor_with(
         &self,
         http: &reqwest::blocking::Client,

@@ -42,6 +42,15 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+/// The media type of a complaint: `u32` (big-endian) length of the
+/// complaint message, the message, then the encrypted product as delivered.
+pub const COMPLAINT_TYPE: &str = "application/vnd.agora.speed-complaint";
+/// The largest complaint message (the encrypted product after it is bounded
+/// by the length the message announces).
+const MAX_COMPLAINT_LEN: u32 = 64 * 1024;
+/// How much of a refused complaint's upload is read before answering.
+const MAX_DRAIN: u64 = 256 << 20;
+
 /// The header naming the payment of message b (PaymentOrderID, hex).
 pub const PAYMENT_ORDER_HEADER: &str = "agora-payment-order";
 /// The media type of a delivery stream.
@@ -165,6 +174,7 @@ struct VendorRole {
 
 /// The SPEED roles as a node service.
 pub struct SpeedService {
+    store: Store,
     ledger: SqliteLedger,
     broker: Option<RwLock<Broker>>,
     vendor: Option<VendorRole>,
@@ -228,7 +238,8 @@ impl SpeedService {
             }
         };
         Ok(SpeedService {
-            ledger: SqliteLedger::new(spec.store),
+            ledger: SqliteLedger::new(spec.store.clone()),
+            store: spec.store,
             broker,
             vendor,
             trust: spec.trust,
@@ -519,6 +530,100 @@ async fn broker_route(
     Ok(cbor_reply(reply, None))
 }
 
+/// Reads what an async body sends, on a blocking thread.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, io::Error>>,
+    cur: Bytes,
+}
+
+impl io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(chunk) => self.cur = chunk?,
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
+/// `POST /v1/speed/complaints`: a complaint and the encrypted product it is
+/// about, streamed through the broker's examination (constant memory); the
+/// answer is the signed ruling, also kept in the evidence archive.
+async fn complaint_route(
+    State((svc, _core)): State<Svc>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct != COMPLAINT_TYPE {
+        return Err(
+            Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+                .with_detail(format!("a complaint is {COMPLAINT_TYPE}")),
+        );
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(SEND_QUEUE);
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            if tx.send(chunk.map_err(io::Error::other)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let now = Timestamp::now_from_system_clock();
+    let signed = blocking(move || {
+        use agora_core::ports::EvidenceArchive;
+        use io::Read;
+        let b = read(svc.broker()?);
+        let mut r = ChannelReader {
+            rx,
+            cur: Bytes::new(),
+        };
+        let cut = |_| Problem::bad_request("the complaint was cut short");
+        let mut len = [0u8; 4];
+        r.read_exact(&mut len).map_err(cut)?;
+        let len = u32::from_be_bytes(len);
+        if len > MAX_COMPLAINT_LEN {
+            return Err(Problem::bad_request("the complaint message is too large"));
+        }
+        let mut msg = vec![0u8; len as usize];
+        r.read_exact(&mut msg).map_err(cut)?;
+        let ruled = (|| -> Result<Vec<u8>, Problem> {
+            let case = b.open_complaint(now, &msg, &svc.ledger)?;
+            let found = case
+                .examine(&mut r)
+                .map_err(|_| Problem::bad_request("the encrypted product could not be read"))?;
+            let ruling = case.rule(&found, now)?;
+            let signed = b.sign_ruling(&ruling);
+            svc.store
+                .archive()
+                .append("speed/ruling", &signed, now)
+                .map_err(Problem::from)?;
+            tracing::info!(order = %ruling.order, verdict = ruling.verdict.as_str(), "SPEED ruling");
+            Ok(signed)
+        })();
+        // A refused complaint still reads (a bounded amount of) what the
+        // customer is sending, so that she gets the refusal rather than a
+        // connection reset in the middle of her upload.
+        if ruled.is_err() {
+            let _ = io::copy(&mut (&mut r).take(MAX_DRAIN), &mut io::sink());
+        }
+        let signed = ruled?;
+        Ok(signed)
+    })
+    .await?;
+    Ok(cbor_reply(signed, None))
+}
+
 async fn catalogue_route(State((svc, _)): State<Svc>) -> Result<Response, Problem> {
     Ok(Json(svc.catalogue_json()?).into_response())
 }
@@ -533,6 +638,7 @@ impl Service for SpeedService {
             .route("/v1/speed/vendor", post(vendor_route))
             .route("/v1/speed/catalogue", get(catalogue_route))
             .route("/v1/speed/broker", post(broker_route))
+            .route("/v1/speed/complaints", post(complaint_route))
             .with_state((self, core))
     }
 

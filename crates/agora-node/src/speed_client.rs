@@ -5,7 +5,7 @@
 //! bill before anything is paid.
 
 use crate::client::{ClientError, NodeClient};
-use crate::speed::{DELIVERY_TYPE, PAYMENT_ORDER_HEADER};
+use crate::speed::{COMPLAINT_TYPE, DELIVERY_TYPE, PAYMENT_ORDER_HEADER};
 use crate::EXCHANGE_HEADER;
 use agora_core::crypto::Rng;
 use agora_core::Money;
@@ -311,6 +311,41 @@ impl SpeedClient {
         card.load(&cmd)?;
         save_card(card)?;
         Ok(())
+    }
+
+    /// A complaint about a paid purchase (section 5.7): the description of
+    /// her request and the encrypted product as delivered (the file at
+    /// `product`), streamed to the broker; returns the broker's signed
+    /// ruling.
+    #[allow(clippy::too_many_arguments)] // each is one party or one piece of evidence
+    pub fn complain(
+        &self,
+        rng: &mut impl Rng,
+        me: &Identity,
+        broker: &Peer,
+        order: PaymentOrderId,
+        product_id: &str,
+        product: &Path,
+    ) -> Result<(agora_speed::msg::Ruling, Vec<u8>)> {
+        let len = std::fs::metadata(product)?.len();
+        let msg = customer::complaint(rng, me, broker, order, product_id, len)?;
+        let head_len = u32::try_from(msg.len()).map_err(io::Error::other)?;
+        let mut head = head_len.to_be_bytes().to_vec();
+        head.extend_from_slice(&msg);
+        let total = head.len() as u64 + len;
+        let path = product.to_path_buf();
+        let signed = self
+            .node
+            .post_stream("/v1/speed/complaints", COMPLAINT_TYPE, || {
+                let f = std::fs::File::open(&path)?;
+                let r: Box<dyn Read + Send> = Box::new(io::Cursor::new(head.clone()).chain(f));
+                Ok((r, total))
+            })?;
+        let ruling = customer::verify_ruling(&signed, &broker.sign)?;
+        if ruling.order != order {
+            return Err(agora_core::Error::PeerMisbehaved("ruling on another payment").into());
+        }
+        Ok((ruling, signed))
     }
 
     /// Sends message b again (the same bytes) for `order` and opens the

@@ -668,6 +668,7 @@ fn metrics_health_node_and_openapi() {
         "/v1/speed/vendor",
         "/v1/speed/catalogue",
         "/v1/speed/broker",
+        "/v1/speed/complaints",
         "/v1/pki/agencies",
         "/v1/pki/{agency}/crl",
         "/v1/pki/{agency}/cert",

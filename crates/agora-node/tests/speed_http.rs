@@ -282,6 +282,35 @@ fn negotiated_purchase_paid_from_account_over_http() {
         )
         .unwrap();
     assert_eq!(n.decrypt(&purchase.key, "song.enc"), n.song);
+    // A complaint, streamed with the encrypted song: the broker checks it
+    // against the bill, decrypts it, and signs a ruling. The description
+    // names no digest, so the facts are recorded for a person.
+    let (ruling, signed) = c
+        .complain(
+            &mut os_rng(),
+            &n.carol,
+            &n.broker,
+            purchase.order,
+            SONG,
+            &out,
+        )
+        .unwrap();
+    assert_eq!(ruling.verdict, agora_speed::msg::Verdict::Recorded);
+    assert!(ruling.decrypts);
+    assert_eq!(ruling.content_hash, agora_core::crypto::sha256(&n.song));
+    assert!(agora_speed::customer::verify_ruling(&signed, &n.broker.sign).is_ok());
+    // Someone else's description is refused.
+    let e = c
+        .complain(
+            &mut os_rng(),
+            &n.carol,
+            &n.broker,
+            purchase.order,
+            KEY,
+            &out,
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "refused");
     assert_eq!(n.cents("C-CAROL"), 10_000 - 110);
     assert_eq!(n.cents("V-SHOP"), 110);
     assert_eq!(n.svc.ledger().total(eur(0).currency).unwrap(), 0);

@@ -11,8 +11,8 @@ use crate::ledger::{
     AccountKind, HoldOutcome, JournalEntry, Ledger, PayMode, PayOutcome, PaymentRecord, Posting,
 };
 use crate::msg::{
-    Bill, BillSecret, CardLoadRequest, PaymentMode, PaymentOrder, PurseConfirm, PurseDebit,
-    Receipt, ReceiptRequest,
+    Bill, BillSecret, CardLoadRequest, Complaint, PaymentMode, PaymentOrder, PurseConfirm,
+    PurseDebit, Receipt, ReceiptRequest, Ruling, Verdict,
 };
 use crate::purse::{PendingDebit, Sam};
 use crate::{AccountNumber, Keys, PaymentOrderId, SpeedTrust};
@@ -333,6 +333,53 @@ impl Broker {
         Ok(cmd)
     }
 
+    /// A complaint (section 5.7): checks it is the payer's, that the
+    /// description she presents is the one the bill's digest names, and
+    /// returns the case; the driver streams the encrypted product she sent
+    /// through [`ComplaintCase::examine`] and the case rules.
+    pub fn open_complaint(
+        &self,
+        now: Timestamp,
+        bytes: &[u8],
+        ledger: &dyn Ledger,
+    ) -> Result<ComplaintCase> {
+        let opened = envelope::open_self_certified::<Complaint>(bytes, &self.keys.enc, |c| {
+            Ok(*self
+                .trust
+                .identity(&c.customer_cert, now, PartyRole::Customer)?
+                .key())
+        })?;
+        let c = opened.message;
+        let record = ledger
+            .payment(&c.order)?
+            .ok_or_else(|| Error::Refused("no such payment".into()))?;
+        if record.customer != opened.signer {
+            return Err(Error::NotAuthorised(
+                "only the customer who paid may complain".into(),
+            ));
+        }
+        let (bill, _) =
+            cose::verify_with::<Bill>(&record.bill, |kid| self.vendors.get(kid).copied())?;
+        if crate::msg::product_id_hash(&c.product_id) != bill.product_id_hash {
+            return Err(Error::Refused(
+                "that description is not the one the bill names".into(),
+            ));
+        }
+        Ok(ComplaintCase {
+            order: c.order,
+            customer: opened.signer,
+            product_id: c.product_id,
+            product_len: c.product_len,
+            product_hash: bill.product_hash,
+            key: record.key,
+        })
+    }
+
+    /// Signs a ruling.
+    pub fn sign_ruling(&self, ruling: &Ruling) -> Vec<u8> {
+        cose::sign(&self.keys.sign, ruling)
+    }
+
     /// A request for the receipt of a payment: the sealed receipt as it was
     /// sent (readable only under RecKey).
     pub fn on_receipt_request(&self, bytes: &[u8], ledger: &dyn Ledger) -> Result<Vec<u8>> {
@@ -428,6 +475,113 @@ impl Held {
             receipt,
             key,
             a,
+        })
+    }
+}
+
+/// A complaint under examination at the broker.
+#[derive(Debug)]
+pub struct ComplaintCase {
+    order: PaymentOrderId,
+    customer: KeyId,
+    product_id: String,
+    product_len: u64,
+    product_hash: [u8; 32],
+    key: Secret<32>,
+}
+
+/// What the broker found in the encrypted product of a complaint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Examined {
+    /// Bytes of `|Product|_K` read.
+    pub product_len: u64,
+    /// Their SHA-256.
+    pub product_hash: [u8; 32],
+    /// The decrypted product's length and SHA-256, if K decrypts it.
+    pub content: Option<(u64, [u8; 32])>,
+}
+
+impl ComplaintCase {
+    /// Bytes of `|Product|_K` the customer sends with the complaint.
+    pub fn product_len(&self) -> u64 {
+        self.product_len
+    }
+
+    /// Reads the encrypted product the customer sent (exactly
+    /// [`ComplaintCase::product_len`] bytes), hashing it and decrypting it
+    /// with K, in constant memory.
+    pub fn examine(&self, ciphertext: impl std::io::Read) -> std::io::Result<Examined> {
+        use agora_core::crypto::Digest;
+        use std::io::Read;
+        struct Tee<R> {
+            inner: R,
+            hasher: agora_core::crypto::Sha256,
+            len: u64,
+        }
+        impl<R: Read> Read for Tee<R> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.inner.read(buf)?;
+                self.hasher.update(&buf[..n]);
+                self.len += n as u64;
+                Ok(n)
+            }
+        }
+        let mut tee = Tee {
+            inner: ciphertext.take(self.product_len),
+            hasher: agora_core::crypto::Sha256::new(),
+            len: 0,
+        };
+        let mut plain = crate::product::HashingWriter::new(std::io::sink());
+        let decrypted = crate::product::decrypt(&self.key, &mut tee, &mut plain);
+        // Whatever decryption made of it, read the rest so that the digest
+        // is of everything sent.
+        std::io::copy(&mut tee, &mut std::io::sink())?;
+        let content = match decrypted {
+            Ok(_) => {
+                let (_, e) = plain.finish();
+                Some((e.len, e.hash))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Examined {
+            product_len: tee.len,
+            product_hash: tee.hasher.finalize().into(),
+            content,
+        })
+    }
+
+    /// The ruling on what [`ComplaintCase::examine`] found: the encrypted
+    /// product must be the one the bill names (else the complaint is
+    /// refused: it is not about this purchase); then the verdict.
+    pub fn rule(self, found: &Examined, now: Timestamp) -> Result<Ruling> {
+        if found.product_len != self.product_len
+            || !agora_core::crypto::ct_eq(&found.product_hash, &self.product_hash)
+        {
+            return Err(Error::Refused(
+                "the encrypted product sent is not the one the bill names".into(),
+            ));
+        }
+        let (decrypts, content_len, content_hash) = match found.content {
+            Some((len, hash)) => (true, len, hash),
+            None => (false, 0, [0u8; 32]),
+        };
+        let verdict = match (decrypts, crate::msg::described_digest(&self.product_id)) {
+            (false, _) => Verdict::Upheld,
+            (true, Some(d)) if d == content_hash => Verdict::Dismissed,
+            (true, Some(_)) => Verdict::Upheld,
+            (true, None) => Verdict::Recorded,
+        };
+        Ok(Ruling {
+            order: self.order,
+            customer: self.customer,
+            product_id: self.product_id,
+            product_hash: self.product_hash,
+            decrypts,
+            content_hash,
+            content_len,
+            verdict,
+            at: now,
         })
     }
 }

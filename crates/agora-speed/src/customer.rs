@@ -739,3 +739,29 @@ pub fn card_load_request(
     };
     envelope::seal(rng, &me.keys.sign, &broker.enc, &req)
 }
+
+/// A complaint about a paid purchase (section 5.7): the description of her
+/// request, sealed to the broker; send the encrypted product as delivered
+/// after it (`product_len` bytes).
+pub fn complaint(
+    rng: &mut impl Rng,
+    me: &Identity,
+    broker: &Peer,
+    order: PaymentOrderId,
+    product_id: &str,
+    product_len: u64,
+) -> Result<Vec<u8>> {
+    msg::check_product_id(product_id)?;
+    let c = msg::Complaint {
+        order,
+        product_id: product_id.to_owned(),
+        product_len,
+        customer_cert: me.cert.clone(),
+    };
+    envelope::seal(rng, &me.keys.sign, &broker.enc, &c)
+}
+
+/// Checks a ruling as a third party would: the broker's signature.
+pub fn verify_ruling(signed: &[u8], broker: &VerifyingKey) -> Result<msg::Ruling> {
+    cose::verify::<msg::Ruling>(signed, broker)
+}

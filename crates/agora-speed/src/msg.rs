@@ -653,6 +653,142 @@ impl Message for ReceiptRequest {
     }
 }
 
+/// A complaint (section 5.7): the customer presents the product
+/// description of her request (the broker holds only its digest, in the
+/// bill) for a payment she made; the encrypted product as delivered follows
+/// the message (its digest is in the bill too). Signed by the customer and
+/// sealed to the broker.
+#[derive(Debug)]
+pub struct Complaint {
+    /// The payment.
+    pub order: PaymentOrderId,
+    /// The ProductID of her request.
+    pub product_id: String,
+    /// Bytes of `|Product|_K` that follow.
+    pub product_len: u64,
+    /// The customer's identity certificate (DER).
+    pub customer_cert: Vec<u8>,
+}
+
+impl Message for Complaint {
+    const TAG: Tag = tags::SPEED_COMPLAINT;
+    const FIELDS: usize = 4;
+    const MAX_LEN: usize = MAX_PRODUCT_ID_LEN + MAX_CERT_LEN + 256;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.order)
+            .text(&self.product_id)
+            .uint(self.product_len)
+            .bytes(&self.customer_cert);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> std::result::Result<Self, DecodeError> {
+        Ok(Complaint {
+            order: d.field()?,
+            product_id: d.text("ProductID", MAX_PRODUCT_ID_LEN)?.to_owned(),
+            product_len: d.uint()?,
+            customer_cert: d.bytes("customer certificate", MAX_CERT_LEN)?.to_vec(),
+        })
+    }
+}
+
+/// The broker's finding on a complaint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The vendor is at fault: K in the receipt does not decrypt the product
+    /// the bill names, or the product is not the one its description names
+    /// by digest.
+    Upheld,
+    /// The product is the one its description names by digest.
+    Dismissed,
+    /// The description names no digest: the facts are recorded (the
+    /// description, the product's digest and length) for a person to judge.
+    Recorded,
+}
+
+impl Verdict {
+    /// A stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Upheld => "upheld",
+            Verdict::Dismissed => "dismissed",
+            Verdict::Recorded => "recorded",
+        }
+    }
+}
+
+/// The broker's signed ruling on a complaint: what it checked and found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ruling {
+    /// The payment.
+    pub order: PaymentOrderId,
+    /// The customer who complained (key id).
+    pub customer: KeyId,
+    /// The description she presented (its digest is the bill's).
+    pub product_id: String,
+    /// SHA-256 of the encrypted product she presented (the bill's).
+    pub product_hash: [u8; 32],
+    /// Whether K from the receipt decrypts it.
+    pub decrypts: bool,
+    /// SHA-256 and length of the decrypted product (zeros and 0 if it does
+    /// not decrypt).
+    pub content_hash: [u8; 32],
+    /// Length of the decrypted product.
+    pub content_len: u64,
+    /// The finding.
+    pub verdict: Verdict,
+    /// When.
+    pub at: agora_core::Timestamp,
+}
+
+impl Message for Ruling {
+    const TAG: Tag = tags::SPEED_RULING;
+    const FIELDS: usize = 9;
+    const MAX_LEN: usize = MAX_PRODUCT_ID_LEN + 512;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.order)
+            .field(&self.customer)
+            .text(&self.product_id)
+            .field(&self.product_hash)
+            .bool(self.decrypts)
+            .field(&self.content_hash)
+            .uint(self.content_len)
+            .text(self.verdict.as_str())
+            .field(&self.at);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> std::result::Result<Self, DecodeError> {
+        Ok(Ruling {
+            order: d.field()?,
+            customer: d.field()?,
+            product_id: d.text("ProductID", MAX_PRODUCT_ID_LEN)?.to_owned(),
+            product_hash: d.field()?,
+            decrypts: d.bool()?,
+            content_hash: d.field()?,
+            content_len: d.uint()?,
+            verdict: match d.text("verdict", 16)? {
+                "upheld" => Verdict::Upheld,
+                "dismissed" => Verdict::Dismissed,
+                "recorded" => Verdict::Recorded,
+                _ => return Err(DecodeError::Invalid("verdict")),
+            },
+            at: d.field()?,
+        })
+    }
+}
+
+/// The content digest a product description names, if any: the first
+/// `sha256:<64 hex digits>` in it. A vendor that puts it in its ProductIDs
+/// lets the broker rule on "not as described" mechanically.
+pub fn described_digest(product_id: &str) -> Option<[u8; 32]> {
+    let at = product_id.find("sha256:")?;
+    let hex_part = product_id.get(at + 7..at + 7 + 64)?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut out).ok()?;
+    Some(out)
+}
+
 /// SHA-256 of a ProductID, as the bill carries it.
 pub fn product_id_hash(product_id: &str) -> [u8; 32] {
     agora_core::crypto::sha256(product_id.as_bytes())

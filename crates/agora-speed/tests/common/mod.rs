@@ -390,3 +390,17 @@ pub fn decrypt(purchase: &Purchase, ct: &[u8]) -> Vec<u8> {
 pub fn accept_first() -> AcceptFirst {
     AcceptFirst
 }
+
+impl Market {
+    /// A second handle on Carol's identity (the keys cloned), for calls
+    /// that borrow the market mutably.
+    pub fn carol_identity(&self) -> Identity {
+        Identity {
+            keys: Keys {
+                sign: SigningKey::from_seed(&self.carol.keys.sign.to_seed()),
+                enc: X25519Secret::from_bytes(*self.carol.keys.enc.to_bytes()),
+            },
+            cert: self.carol.cert.clone(),
+        }
+    }
+}
