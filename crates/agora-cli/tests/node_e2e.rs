@@ -993,3 +993,295 @@ fn every_acknowledged_binding_survives_a_sigkill_and_none_is_doubled() {
         .contains("evidence archive intact"));
     drop(node);
 }
+
+// ---------------------------------------------------------------- SPEED
+
+/// Carol, registered through the CLI on the node's data directory (an
+/// account with 20.00 EUR and a card with 5.00 EUR), as the test process
+/// drives her: keys from the keystore, certificate, account, and the
+/// node's broker and vendor from the trust store.
+struct Carol {
+    id: agora_speed::customer::Identity,
+    account: agora_speed::AccountNumber,
+    broker: Peer,
+    vendor: Peer,
+    card: std::path::PathBuf,
+}
+
+fn register_carol(operator: &Cli, data: &Path) -> Carol {
+    operator.ok(&["key", "new", "carol"]);
+    operator.ok(&[
+        "speed",
+        "register",
+        "carol",
+        "--deposit",
+        "20.00 EUR",
+        "--card",
+        "carol.card",
+    ]);
+    let card = operator.work.join("carol.card");
+    let ks = agora_pki::Keystore::load(&data.join("keystore.toml"), PASS.as_bytes()).unwrap();
+    let keys = Keys {
+        sign: SigningKey::from_seed(&ks.ed25519("carol.ed25519").unwrap().to_seed()),
+        enc: X25519Secret::from_bytes(*ks.x25519("carol.x25519").unwrap().to_bytes()),
+    };
+    let dir = data.join("speed/customers");
+    let pem = std::fs::read_to_string(dir.join("carol.pem")).unwrap();
+    let cert = agora_pki::pem::decode(&pem, "CERTIFICATE").unwrap();
+    let account = std::fs::read_to_string(dir.join("carol.account")).unwrap();
+    let trust = agora_pki::TrustStore::load(&data.join("trust.toml")).unwrap();
+    let peer = |role| {
+        trust
+            .by_role(role)
+            .find_map(|p| {
+                Some(Peer {
+                    sign: p.verifying_key()?,
+                    enc: p.x25519()?,
+                })
+            })
+            .unwrap()
+    };
+    Carol {
+        id: agora_speed::customer::Identity { keys, cert },
+        account: agora_speed::AccountNumber::new(account.trim()).unwrap(),
+        broker: peer(agora_pki::PartyRole::Broker),
+        vendor: peer(agora_pki::PartyRole::Vendor),
+        card,
+    }
+}
+
+fn cents(data: &Path, account: &str) -> i64 {
+    use agora_speed::ledger::Ledger;
+    let l = agora_store::SqliteLedger::new(agora_store::Store::open_dir(data).unwrap());
+    l.balance(&agora_speed::AccountNumber::new(account).unwrap())
+        .unwrap()
+        .cents
+}
+
+fn books_balance(data: &Path) -> i128 {
+    use agora_speed::ledger::Ledger;
+    let l = agora_store::SqliteLedger::new(agora_store::Store::open_dir(data).unwrap());
+    l.total(agora_core::Currency::new("EUR").unwrap()).unwrap()
+}
+
+const DEMO_KEY: &str = "DEMO-KEY-1: a 16-byte key to the demo stream";
+
+/// The broker is SIGKILLed after the card debited and before message b:
+/// after the restart the same b gets the receipt, exactly one payment is
+/// recorded, the vendor is credited once and the books still balance. The
+/// same for an account payment whose reply was lost with the node.
+#[test]
+fn speed_broker_killed_between_debit_and_receipt_pays_exactly_once() {
+    use agora_speed::purse::Card;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("node.log");
+    let port = free_port();
+    let mut node = Node::start(&data, port, &log);
+    let operator = Cli::new(&data, &tmp.path().join("operator"), Some(node.url()));
+    let carol = register_carol(&operator, &data);
+    operator.ok(&[
+        "speed",
+        "card",
+        "load",
+        "--as",
+        "carol",
+        "--card",
+        "carol.card",
+        "--amount",
+        "5.00 EUR",
+    ]);
+    let speed = agora_node::speed_client::SpeedClient::new(NodeClient::new(&node.url()).unwrap());
+    let http = NodeClient::new(&node.url()).unwrap();
+    let rng = &mut os_rng();
+
+    // Card: negotiate, order, message a, the card debits ... and the node dies.
+    let ct = tmp.path().join("key.enc");
+    let agora_node::speed_client::Negotiated::Ready(ready) = speed
+        .negotiate(
+            rng,
+            &carol.id,
+            &carol.vendor,
+            DEMO_KEY,
+            &agora_speed::strategy::AcceptFirst,
+            &ct,
+        )
+        .unwrap()
+    else {
+        panic!("no deal")
+    };
+    let order = ready.order();
+    let mut card = Card::from_bytes(&std::fs::read(&carol.card).unwrap()).unwrap();
+    let s1 = card.authenticate(rng);
+    let (expect, po) = ready
+        .pay_by_card(rng, &carol.id, &carol.broker, s1, &|_| false)
+        .unwrap();
+    let (a, _) = http.post_cbor("/v1/speed/broker", &po, &[]).unwrap();
+    let (expect, b) = expect.on_debit(rng, &a, |s2| card.debit(s2)).unwrap();
+    assert_eq!(card.balance().cents, 450);
+    node.kill();
+    let node = Node::start(&data, port, &log);
+    let order_header = [("agora-payment-order", order.to_hex())];
+    let (receipt, _) = http
+        .post_cbor("/v1/speed/broker", &b, &order_header)
+        .unwrap();
+    let purchase = expect.on_receipt(&receipt).unwrap();
+    let mut key = Vec::new();
+    agora_speed::product::decrypt(&purchase.key, std::fs::File::open(&ct).unwrap(), &mut key)
+        .unwrap();
+    assert_eq!(key, b"agora-demo-key16");
+    // b again pays nothing more; the receipt is there to be asked for.
+    let e = http
+        .post_cbor("/v1/speed/broker", &b, &order_header)
+        .unwrap_err();
+    assert_eq!(e.code(), "replayed");
+    let again = http
+        .post_cbor(
+            "/v1/speed/broker",
+            &agora_speed::customer::receipt_request(order),
+            &[],
+        )
+        .unwrap()
+        .0;
+    assert_eq!(again, receipt);
+
+    // Account: the order is committed, the reply is lost with the node.
+    let agora_node::speed_client::Negotiated::Ready(ready) = speed
+        .negotiate(
+            rng,
+            &carol.id,
+            &carol.vendor,
+            DEMO_KEY,
+            &agora_speed::strategy::AcceptFirst,
+            &ct,
+        )
+        .unwrap()
+    else {
+        panic!("no deal")
+    };
+    let order2 = ready.order();
+    let (expect, po) = ready
+        .pay_from_account(
+            rng,
+            &carol.id,
+            &carol.broker,
+            carol.account.clone(),
+            &|_| false,
+        )
+        .unwrap();
+    let _lost = http.post_cbor("/v1/speed/broker", &po, &[]).unwrap();
+    drop(node);
+    let mut node = Node::start(&data, port, &log);
+    let e = http.post_cbor("/v1/speed/broker", &po, &[]).unwrap_err();
+    assert_eq!(e.code(), "replayed", "the order is paid already");
+    let purchase = speed.receipt(expect).unwrap();
+    assert_eq!(purchase.order, order2);
+
+    assert_eq!(node.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        cents(&data, "V-DEMO"),
+        100,
+        "two purchases, each credited once"
+    );
+    assert_eq!(
+        cents(&data, "B-FLOAT-EUR"),
+        450,
+        "the float is what the card holds"
+    );
+    assert_eq!(cents(&data, &carol.account.to_string()), 20_00 - 5_00 - 50);
+    assert_eq!(books_balance(&data), 0);
+}
+
+/// Peak resident memory of a process (`VmHWM` of /proc), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A 1 GiB product bought through the node with `agora speed buy`: the
+/// vendor encrypts it as it sends it, the customer hashes it as it stores
+/// it and decrypts it to a file; neither process's peak RSS passes 64 MiB.
+#[test]
+fn a_1_gib_product_is_bought_in_constant_memory() {
+    const GIB: u64 = 1 << 30;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("node.log");
+    let port = free_port();
+    // First run creates the data directory and the demo catalogue.
+    let mut node = Node::start(&data, port, &log);
+    node.terminate(Duration::from_secs(30));
+    let big = data.join("speed/products/big.bin");
+    std::fs::File::create(&big).unwrap().set_len(GIB).unwrap();
+    let mut cat = std::fs::read_to_string(data.join("speed/catalogue.toml")).unwrap();
+    cat.push_str(
+        "\n[[product]]\nid = \"BIG-1: a 1 GiB film\"\nfile = \"products/big.bin\"\n\
+         list = \"2.00 EUR\"\nfloor = \"2.00 EUR\"\nstep = \"0.00 EUR\"\n",
+    );
+    std::fs::write(data.join("speed/catalogue.toml"), cat).unwrap();
+    let node = Node::start(&data, port, &log);
+    let buyer = Cli::new(&data, &tmp.path().join("buyer"), Some(node.url()));
+    buyer.ok(&["key", "new", "carol"]);
+    buyer.ok(&["speed", "register", "carol", "--deposit", "10.00 EUR"]);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_agora"));
+    c.arg("--data-dir")
+        .arg(&data)
+        .args(["--node", &node.url()])
+        .args([
+            "speed",
+            "buy",
+            "--as",
+            "carol",
+            "--product",
+            "BIG-1: a 1 GiB film",
+            "--out",
+            "film.bin",
+        ])
+        .current_dir(&buyer.work)
+        .env("AGORA_PASSPHRASE", PASS)
+        .env_remove("AGORA_NODE")
+        .env_remove("AGORA_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    // Sample the buyer's peak until it exits (VmHWM is gone after exit).
+    let mut buyer_peak = 0;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
+            if let Some(v) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                buyer_peak = buyer_peak.max(v);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        status.success(),
+        "agora speed buy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node_peak = peak_rss_kib(node.child.id());
+    let film = buyer.work.join("film.bin");
+    assert_eq!(std::fs::metadata(&film).unwrap().len(), GIB);
+    // The product is all zeros (a sparse file): spot-check it.
+    let mut f = std::fs::File::open(&film).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..4 {
+        f.read_exact(&mut buf).unwrap();
+        assert!(buf.iter().all(|b| *b == 0));
+    }
+    println!("peak RSS: node {node_peak} KiB, buyer {buyer_peak} KiB");
+    assert!(node_peak < 64 * 1024, "node peak RSS {node_peak} KiB");
+    assert!(buyer_peak < 64 * 1024, "buyer peak RSS {buyer_peak} KiB");
+}

@@ -7,7 +7,7 @@
 //! format = "agora-keystore"
 //! version = 1
 //! kdf = "argon2id"
-//! argon2_memory_kib = 65536
+//! argon2_memory_kib = 32768
 //! argon2_iterations = 3
 //! argon2_parallelism = 4
 //! salt = "<16 bytes hex>"
