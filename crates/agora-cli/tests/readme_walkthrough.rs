@@ -239,6 +239,12 @@ fn readme_walkthrough_speed() {
     );
     assert!(stdout.contains(": 3.80 EUR ("), "the card paid: {stdout}");
     assert!(stdout.contains("over SPEED_PURCHASE_RECEIPT [2, 1, 6]"));
+    assert!(stdout.contains("over SPEED_BILL [2, 1, 9]"), "{stdout}");
+    assert!(
+        stdout.contains("ruling: recorded")
+            && stdout.contains("decrypts with the receipt's key  yes"),
+        "{stdout}"
+    );
     assert!(stdout.contains("paid 0.50 EUR") && stdout.contains("stream.key (16 bytes)"));
     assert!(stderr.contains("no deal"), "{stderr}");
     assert!(

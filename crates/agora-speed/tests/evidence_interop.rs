@@ -277,3 +277,37 @@ fn card_paid_purchase_evidence_verifies_in_pycose() {
     };
     check_purchase(&m, &done, "speed-evidence-card");
 }
+
+/// The broker's signed ruling on a complaint (section 5.7) verifies in
+/// pycose under the broker's key, and is refused under the vendor's or
+/// tampered with.
+#[test]
+fn complaint_ruling_verifies_in_pycose() {
+    if !pycose_available() {
+        return;
+    }
+    let mut m = Market::new(62);
+    let (ready, ct, _) = m.negotiate_to_pay(SONG, &AcceptFirst);
+    let order = ready.order();
+    let _ = m.pay_from_account(ready);
+    let broker = m.broker_peer;
+    let carol = m.carol_identity();
+    let c =
+        agora_speed::customer::complaint(&mut m.rng, &carol, &broker, order, SONG, ct.len() as u64)
+            .unwrap();
+    let case = m.broker.open_complaint(m.now, &c, &m.ledger).unwrap();
+    let found = case.examine(&ct[..]).unwrap();
+    let ruling = case.rule(&found, m.now).unwrap();
+    let signed = m.broker.sign_ruling(&ruling);
+    let dir = std::env::temp_dir().join(format!("speed-evidence-ruling-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    check_evidence(
+        &dir,
+        "ruling",
+        &signed,
+        &ruling,
+        &m.broker.verifying_key(),
+        &m.vendor.keys.sign.verifying_key(),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
