@@ -326,7 +326,25 @@ fn money(s: &str) -> anyhow::Result<Money> {
 }
 
 pub(crate) fn load_catalogue(ctx: &Ctx) -> anyhow::Result<(CatalogueToml, Vec<Product>)> {
-    let path = speed_dir(ctx).join("catalogue.toml");
+    catalogue_in(&speed_dir(ctx))
+}
+
+/// The vendor's catalogue in `speed/catalogue.toml`, read afresh on every
+/// call (the node's housekeeping picks up added products).
+struct DirCatalogue {
+    speed_dir: PathBuf,
+}
+
+impl agora_node::speed::CatalogueSource for DirCatalogue {
+    fn products(&self) -> Result<Vec<Product>, String> {
+        catalogue_in(&self.speed_dir)
+            .map(|(_, p)| p)
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
+fn catalogue_in(dir: &Path) -> anyhow::Result<(CatalogueToml, Vec<Product>)> {
+    let path = dir.join("catalogue.toml");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let t: CatalogueToml =
@@ -348,7 +366,7 @@ pub(crate) fn load_catalogue(ctx: &Ctx) -> anyhow::Result<(CatalogueToml, Vec<Pr
         }
         products.push(Product {
             id: p.id.clone(),
-            path: speed_dir(ctx).join(&p.file),
+            path: dir.join(&p.file),
             rule: PriceRule {
                 list,
                 floor,
@@ -365,6 +383,25 @@ fn pem_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(agora_pki::pem::decode(&text, "CERTIFICATE")?)
 }
 
+/// The vendors registered with the broker: the demo vendor's certificate
+/// and those of `speed/vendors/*.pem` (`agora speed broker add-vendor`).
+fn vendor_certs(ctx: &Ctx) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut certs = vec![pem_file(&speed_dir(ctx).join("vendor.pem"))?];
+    let dir = speed_dir(ctx).join("vendors");
+    if dir.exists() {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            certs.push(pem_file(&p)?);
+        }
+    }
+    Ok(certs)
+}
+
 /// The SPEED roles of this data directory (its broker and demo vendor).
 pub fn speed_service(
     ctx: &Ctx,
@@ -378,20 +415,22 @@ pub fn speed_service(
         .context("the keystore holds no SAM key")?
         .clone();
     let vendor_keys = crate::cpo::keys(ks, VENDOR_KEY)?;
-    let (cat, products) = load_catalogue(ctx)?;
+    let (cat, _) = load_catalogue(ctx)?;
     let spec = SpeedSpec {
         store: ctx.store()?,
         broker: Some(BrokerSpec {
             keys: broker_keys,
             sam_master: sam,
-            vendors: vec![pem_file(&speed_dir(ctx).join("vendor.pem"))?],
+            vendors: vendor_certs(ctx)?,
             floats: vec![(eur(), num(FLOAT_EUR)?)],
         }),
         vendor: Some(VendorSpec {
             keys: vendor_keys,
             account: num(&cat.vendor.account)?,
             broker: broker_peer,
-            products,
+            catalogue: Box::new(DirCatalogue {
+                speed_dir: speed_dir(ctx),
+            }),
             max_aggressive_len: cat.vendor.max_aggressive_bytes,
         }),
         trust,
@@ -463,6 +502,38 @@ pub enum SpeedCmd {
     /// The broker's administration (on the node's data directory).
     #[command(subcommand)]
     Broker(BrokerCmd),
+    /// The demo vendor's administration (on the node's data directory).
+    #[command(subcommand)]
+    Vendor(VendorCmd),
+}
+
+/// `agora speed vendor ...`
+#[derive(Debug, Subcommand)]
+pub enum VendorCmd {
+    /// Offer a file: adds it to speed/catalogue.toml; a running node offers
+    /// it after its next housekeeping (30 s by default).
+    #[command(
+        after_help = "Example:\n  agora speed vendor add-product --id \"EBOOK-1: a novel, sha256:<hex of the file>\" \\\n      --file novel.epub --price \"3.00 EUR\" --floor \"2.50 EUR\" --step \"0.10 EUR\""
+    )]
+    AddProduct {
+        /// The ProductID: a code and a description. A description that names
+        /// the file's digest (`sha256:<hex>`) lets the broker rule on
+        /// complaints mechanically.
+        #[arg(long)]
+        id: String,
+        /// The file.
+        #[arg(long)]
+        file: PathBuf,
+        /// The list price.
+        #[arg(long)]
+        price: Money,
+        /// The lowest price the vendor accepts (default: the list price).
+        #[arg(long)]
+        floor: Option<Money>,
+        /// How much the ask drops per negotiation round.
+        #[arg(long, default_value = "0.00 EUR")]
+        step: Money,
+    },
 }
 
 /// Who buys and how she negotiates.
@@ -573,6 +644,22 @@ pub enum BrokerCmd {
         /// How many days back.
         #[arg(long, default_value_t = 30)]
         days: u64,
+    },
+    /// Register another vendor with the broker: its identity certificate
+    /// (from a trusted SPEED CA) and an account for it. The node accepts its
+    /// bills after a restart.
+    #[command(
+        after_help = "Example:\n  agora speed broker add-vendor bookshop --cert bookshop.pem --account V-BOOKSHOP"
+    )]
+    AddVendor {
+        /// A name for it.
+        name: String,
+        /// Its identity certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its account number at the broker.
+        #[arg(long)]
+        account: String,
     },
     /// An account's balance and its latest movements.
     #[command(after_help = "Example:\n  agora speed broker statement --account V-DEMO")]
@@ -754,6 +841,83 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
                         "order": o.to_hex(), "price": p.to_string(), "at": at.secs(),
                     })).collect::<Vec<_>>(),
                 }),
+            );
+            Ok(())
+        }
+        SpeedCmd::Broker(BrokerCmd::AddVendor {
+            name,
+            cert,
+            account,
+        }) => {
+            crate::key::check_name(name)?;
+            let der = pem_file(cert)?;
+            let trust = DirSpeedTrust {
+                trust_path: ctx.trust_path(),
+                crl_dir: ctx.crl_dir(),
+            }
+            .speed_trust()
+            .map_err(|e| anyhow::anyhow!(e))?;
+            let id = trust
+                .identity(&der, ctx.now(), PartyRole::Vendor)
+                .context("the certificate is not a valid vendor identity from a trusted CA")?;
+            let ledger = SqliteLedger::new(ctx.store()?);
+            if !open_account(&ledger, account, id.key().key_id(), AccountKind::Vendor)? {
+                bail!("account {account} exists already");
+            }
+            let path = speed_dir(ctx).join("vendors").join(format!("{name}.pem"));
+            crate::datadir::write_file_atomic(
+                &path,
+                agora_pki::pem::encode("CERTIFICATE", &der).as_bytes(),
+            )?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "registered vendor {name} ({})\n  account  {account}\n  restart the node for its bills to be accepted",
+                    id.key().key_id()
+                ),
+                serde_json::json!({ "vendor": name, "key_id": id.key().key_id().to_string(), "account": account }),
+            );
+            Ok(())
+        }
+        SpeedCmd::Vendor(VendorCmd::AddProduct {
+            id,
+            file,
+            price,
+            floor,
+            step,
+        }) => {
+            agora_speed::msg::check_product_id(id)?;
+            let file = std::fs::canonicalize(file)
+                .with_context(|| format!("the product file {}", file.display()))?;
+            let floor = floor.unwrap_or(*price);
+            if floor.currency != price.currency
+                || step.currency != price.currency
+                || floor.cents > price.cents
+            {
+                bail!("the floor must be at most the price, all in one currency");
+            }
+            let (_, products) = load_catalogue(ctx)?;
+            if products.iter().any(|p| p.id == *id) {
+                bail!("the catalogue has a product {id:?} already");
+            }
+            let path = speed_dir(ctx).join("catalogue.toml");
+            let mut text = std::fs::read_to_string(&path)?;
+            let q = |v: String| toml::Value::String(v).to_string();
+            text.push_str(&format!(
+                "\n[[product]]\nid = {}\nfile = {}\nlist = {}\nfloor = {}\nstep = {}\n",
+                q(id.clone()),
+                q(file.display().to_string()),
+                q(price.to_string()),
+                q(floor.to_string()),
+                q(step.to_string()),
+            ));
+            // What the node will read must parse.
+            toml::from_str::<CatalogueToml>(&text).context("the new catalogue")?;
+            crate::datadir::write_file_atomic(&path, text.as_bytes())?;
+            crate::output::emit(
+                ctx.json,
+                &format!("added {id:?} at {price} (floor {floor}); the node offers it after its next housekeeping"),
+                serde_json::json!({ "product_id": id, "price": price.to_string(), "floor": floor.to_string() }),
             );
             Ok(())
         }

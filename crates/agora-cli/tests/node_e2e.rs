@@ -1215,14 +1215,33 @@ fn a_1_gib_product_is_bought_in_constant_memory() {
     // First run creates the data directory and the demo catalogue.
     let mut node = Node::start(&data, port, &log);
     node.terminate(Duration::from_secs(30));
-    let big = data.join("speed/products/big.bin");
+    let big = tmp.path().join("big.bin");
     std::fs::File::create(&big).unwrap().set_len(GIB).unwrap();
-    let mut cat = std::fs::read_to_string(data.join("speed/catalogue.toml")).unwrap();
-    cat.push_str(
-        "\n[[product]]\nid = \"BIG-1: a 1 GiB film\"\nfile = \"products/big.bin\"\n\
-         list = \"2.00 EUR\"\nfloor = \"2.00 EUR\"\nstep = \"0.00 EUR\"\n",
-    );
-    std::fs::write(data.join("speed/catalogue.toml"), cat).unwrap();
+    let operator = Cli::new(&data, &tmp.path().join("operator"), None);
+    operator.ok(&[
+        "speed",
+        "vendor",
+        "add-product",
+        "--id",
+        "BIG-1: a 1 GiB film",
+        "--file",
+        big.to_str().unwrap(),
+        "--price",
+        "2.00 EUR",
+    ]);
+    assert!(operator
+        .fails(&[
+            "speed",
+            "vendor",
+            "add-product",
+            "--id",
+            "BIG-1: a 1 GiB film",
+            "--file",
+            big.to_str().unwrap(),
+            "--price",
+            "2.00 EUR"
+        ])
+        .contains("already"));
     let node = Node::start(&data, port, &log);
     let buyer = Cli::new(&data, &tmp.path().join("buyer"), Some(node.url()));
     buyer.ok(&["key", "new", "carol"]);
@@ -1284,4 +1303,89 @@ fn a_1_gib_product_is_bought_in_constant_memory() {
     println!("peak RSS: node {node_peak} KiB, buyer {buyer_peak} KiB");
     assert!(node_peak < 64 * 1024, "node peak RSS {node_peak} KiB");
     assert!(buyer_peak < 64 * 1024, "buyer peak RSS {buyer_peak} KiB");
+}
+
+/// `agora speed broker add-vendor`: a vendor certificate from the node's
+/// SPEED CA is registered with an account; a customer's certificate, or an
+/// account number taken, is refused; the node starts with the new vendor.
+#[test]
+fn the_broker_registers_another_vendor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("node.log");
+    let port = free_port();
+    let mut node = Node::start(&data, port, &log);
+    node.terminate(Duration::from_secs(30));
+    let operator = Cli::new(&data, &tmp.path().join("operator"), None);
+    operator.ok(&["key", "new", "carol"]);
+    operator.ok(&["speed", "register", "carol"]);
+    // The bookshop's identity certificate, issued by the node's SPEED CA.
+    let ks = agora_pki::Keystore::load(&data.join("keystore.toml"), PASS.as_bytes()).unwrap();
+    let ca_key = SigningKey::from_seed(
+        &ks.ed25519("agency-agora-speed-ca.ed25519")
+            .unwrap()
+            .to_seed(),
+    );
+    let ca_pem = std::fs::read_to_string(data.join("agencies/agora-speed-ca/agency.pem")).unwrap();
+    let ca = agora_pki::Agency::from_parts(
+        ca_key,
+        &agora_pki::pem::decode(&ca_pem, "CERTIFICATE").unwrap(),
+    )
+    .unwrap();
+    let shop = SigningKey::generate(&mut os_rng());
+    let now = Timestamp::now_from_system_clock();
+    let cert = ca
+        .issue_identity(
+            &agora_pki::IdentityParams {
+                name: "bookshop".into(),
+                key: shop.verifying_key(),
+                role: agora_pki::PartyRole::Vendor,
+                x25519: Some(X25519Secret::generate(&mut os_rng()).public()),
+                not_before: now.minus_secs(60),
+                not_after: now.plus_secs(86_400),
+                crl_uri: ca.crl_uri("http://127.0.0.1:1"),
+            },
+            &mut os_rng(),
+        )
+        .unwrap();
+    std::fs::write(operator.work.join("bookshop.pem"), cert.to_pem()).unwrap();
+    let out = operator.ok(&[
+        "speed",
+        "broker",
+        "add-vendor",
+        "bookshop",
+        "--cert",
+        "bookshop.pem",
+        "--account",
+        "V-BOOKSHOP",
+    ]);
+    assert!(out.contains("registered vendor bookshop"), "{out}");
+    assert!(operator
+        .fails(&[
+            "speed",
+            "broker",
+            "add-vendor",
+            "bookshop2",
+            "--cert",
+            "bookshop.pem",
+            "--account",
+            "V-BOOKSHOP"
+        ])
+        .contains("exists"));
+    let carol_pem = data.join("speed/customers/carol.pem");
+    assert!(operator
+        .fails(&[
+            "speed",
+            "broker",
+            "add-vendor",
+            "carol",
+            "--cert",
+            carol_pem.to_str().unwrap(),
+            "--account",
+            "V-CAROL"
+        ])
+        .contains("not a valid vendor"));
+    assert_eq!(cents(&data, "V-BOOKSHOP"), 0);
+    // The node starts with two vendors registered at its broker.
+    let _node = Node::start(&data, port, &log);
 }

@@ -139,10 +139,23 @@ pub struct VendorSpec {
     pub account: AccountNumber,
     /// The broker.
     pub broker: Peer,
-    /// What it sells.
-    pub products: Vec<Product>,
+    /// What it sells: read at start and again by housekeeping, so that a
+    /// product added to the catalogue is offered without a restart.
+    pub catalogue: Box<dyn CatalogueSource>,
     /// Largest product sold in aggressive mode.
     pub max_aggressive_len: u64,
+}
+
+/// Where the vendor's products come from.
+pub trait CatalogueSource: Send + Sync {
+    /// The products on offer now.
+    fn products(&self) -> Result<Vec<Product>, String>;
+}
+
+impl std::fmt::Debug for dyn CatalogueSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CatalogueSource")
+    }
 }
 
 /// What the node's SPEED service hosts.
@@ -168,8 +181,16 @@ impl std::fmt::Debug for SpeedSpec {
 
 struct VendorRole {
     vendor: RwLock<Vendor>,
-    catalogue: FileCatalogue,
+    /// Swapped whole by housekeeping; a purchase keeps the one it began with.
+    catalogue: RwLock<Arc<FileCatalogue>>,
+    source: Box<dyn CatalogueSource>,
     handshakes: SqliteHandshakes,
+}
+
+impl VendorRole {
+    fn catalogue(&self) -> Arc<FileCatalogue> {
+        read(&self.catalogue).clone()
+    }
 }
 
 /// The SPEED roles as a node service.
@@ -225,7 +246,8 @@ impl SpeedService {
             Some(v) => {
                 let handshakes = SqliteHandshakes::new(spec.store.clone(), v.keys.id());
                 Some(VendorRole {
-                    catalogue: FileCatalogue::new(v.products)?,
+                    catalogue: RwLock::new(Arc::new(FileCatalogue::new(v.catalogue.products()?)?)),
+                    source: v.catalogue,
                     vendor: RwLock::new(Vendor {
                         keys: v.keys,
                         account: v.account,
@@ -262,6 +284,18 @@ impl SpeedService {
         Ok(())
     }
 
+    /// Reads the catalogue again; says so if it changed.
+    fn reload_catalogue(&self) -> Result<Option<String>, String> {
+        let Some(v) = &self.vendor else {
+            return Ok(None);
+        };
+        let fresh = FileCatalogue::new(v.source.products()?)?;
+        let before: Vec<String> = v.catalogue().items.keys().cloned().collect();
+        let after: Vec<String> = fresh.items.keys().cloned().collect();
+        *write(&v.catalogue) = Arc::new(fresh);
+        Ok((before != after).then(|| format!("catalogue: {} products", after.len())))
+    }
+
     fn vendor(&self) -> Result<&VendorRole, Problem> {
         self.vendor
             .as_ref()
@@ -278,8 +312,8 @@ impl SpeedService {
     pub fn catalogue_json(&self) -> Result<serde_json::Value, Problem> {
         let v = self.vendor()?;
         let vendor = read(&v.vendor);
-        let products: Vec<_> = v
-            .catalogue
+        let catalogue = v.catalogue();
+        let products: Vec<_> = catalogue
             .items
             .values()
             .map(|(p, len, _)| {
@@ -342,8 +376,12 @@ async fn vendor_route(
         let mut rng = os_rng();
         match tag {
             tags::SPEED_NEGOTIATION_REQUEST => {
-                let (state, step) =
-                    read(&v.vendor).on_negotiation_request(now, &mut rng, &body, &v.catalogue)?;
+                let (state, step) = read(&v.vendor).on_negotiation_request(
+                    now,
+                    &mut rng,
+                    &body,
+                    v.catalogue().as_ref(),
+                )?;
                 let id = c.exchanges.insert(state)?;
                 Ok(VendorAnswer::Step(step, Some(id)))
             }
@@ -367,9 +405,14 @@ async fn vendor_route(
                     &v.handshakes,
                 )?))
             }
-            tags::SPEED_PRODUCT_REQUEST => Ok(VendorAnswer::Deliver(
-                read(&v.vendor).on_product_request(now, &body, &v.catalogue, &v.handshakes)?,
-            )),
+            tags::SPEED_PRODUCT_REQUEST => {
+                Ok(VendorAnswer::Deliver(read(&v.vendor).on_product_request(
+                    now,
+                    &body,
+                    v.catalogue().as_ref(),
+                    &v.handshakes,
+                )?))
+            }
             other => Err(unknown_message(other)),
         }
     })
@@ -427,7 +470,7 @@ impl Write for ChannelWriter {
 fn deliver(svc: Arc<SpeedService>, mut d: Delivery) -> Result<Response, Problem> {
     let v = svc.vendor()?;
     let (product, len) = v
-        .catalogue
+        .catalogue()
         .items
         .get(d.product_id())
         .map(|(p, len, _)| (p.path.clone(), *len))
@@ -644,7 +687,7 @@ impl Service for SpeedService {
 
     fn housekeeping(&self, _now: Timestamp) -> Result<Option<String>, String> {
         self.reload_trust()?;
-        Ok(None)
+        self.reload_catalogue()
     }
 
     fn describe(&self) -> serde_json::Value {
@@ -657,7 +700,7 @@ impl Service for SpeedService {
             let vendor = read(&r.vendor);
             v["vendor"] = serde_json::json!({
                 "key_id": vendor.id().to_string(),
-                "products": r.catalogue.items.len(),
+                "products": r.catalogue().items.len(),
             });
         }
         v

@@ -9,7 +9,7 @@ use agora_core::crypto::{os_rng, Secret, SigningKey, X25519Secret};
 use agora_core::{Currency, Money, Timestamp};
 use agora_node::client::{ClientError, NodeClient};
 use agora_node::speed::{
-    BrokerSpec, Product, SpeedService, SpeedSpec, SpeedTrustSource, VendorSpec,
+    BrokerSpec, CatalogueSource, Product, SpeedService, SpeedSpec, SpeedTrustSource, VendorSpec,
 };
 use agora_node::speed_client::{Negotiated, SpeedClient};
 use agora_node::{Node, NodeConfig, Service};
@@ -40,6 +40,14 @@ fn keys() -> Keys {
     Keys {
         sign: SigningKey::generate(&mut os_rng()),
         enc: X25519Secret::generate(&mut os_rng()),
+    }
+}
+
+struct Fixed(Vec<Product>);
+
+impl CatalogueSource for Fixed {
+    fn products(&self) -> Result<Vec<Product>, String> {
+        Ok(self.0.clone())
     }
 }
 
@@ -142,7 +150,7 @@ fn start() -> TestNode {
                 keys: vendor_keys,
                 account: num("V-SHOP"),
                 broker,
-                products: vec![
+                catalogue: Box::new(Fixed(vec![
                     Product {
                         id: SONG.into(),
                         path: dir.path().join("song.mp3"),
@@ -157,7 +165,7 @@ fn start() -> TestNode {
                         path: dir.path().join("key.bin"),
                         rule: PriceRule::fixed(eur(50)),
                     },
-                ],
+                ])),
                 max_aggressive_len: 1_000_000,
             }),
             trust: Box::new(Trust(trust)),
