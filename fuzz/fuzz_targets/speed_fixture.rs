@@ -305,10 +305,7 @@ impl Parties {
                 revoked: vec![],
             })
             .expect("CRL");
-        let trust = SpeedTrust {
-            cas,
-            crls: vec![crl],
-        };
+        let trust = SpeedTrust::new(cas, vec![crl]);
         let carol_keys = keys(CAROL);
         let carol_cert = identity(&ca, &mut ca_rng, "carol", PartyRole::Customer, &carol_keys);
         let carol_peer = carol_keys.peer();

@@ -1286,9 +1286,13 @@ pub struct DirSpeedTrust {
 impl SpeedTrustSource for DirSpeedTrust {
     fn speed_trust(&self) -> Result<agora_speed::SpeedTrust, String> {
         let trust = TrustStore::load(&self.trust_path).map_err(|e| e.to_string())?;
-        Ok(agora_speed::SpeedTrust {
-            cas: trust.anchors(PartyRole::Ca),
-            crls: crate::node::current_crls(&self.crl_dir)?,
-        })
+        // The node validates the same customers' certificates on every
+        // purchase: remember them until the CRLs' nextUpdate (a reload makes
+        // a fresh cache).
+        Ok(agora_speed::SpeedTrust::new(
+            trust.anchors(PartyRole::Ca),
+            crate::node::current_crls(&self.crl_dir)?,
+        )
+        .with_cache())
     }
 }

@@ -121,10 +121,7 @@ fn start() -> TestNode {
             revoked: vec![],
         })
         .unwrap();
-    let trust = SpeedTrust {
-        cas,
-        crls: vec![crl],
-    };
+    let trust = SpeedTrust::new(cas, vec![crl]);
     let (carol_keys, vendor_keys, broker_keys) = (keys(), keys(), keys());
     let carol = Identity {
         cert: issue(&carol_keys, "carol", PartyRole::Customer),

@@ -1308,10 +1308,7 @@ fn trust_of(ca: &Agency) -> SpeedTrust {
             revoked: vec![],
         })
         .expect("the simulated CA issues CRLs");
-    SpeedTrust {
-        cas,
-        crls: vec![crl],
-    }
+    SpeedTrust::new(cas, vec![crl])
 }
 
 fn child(rng: &mut ChaCha20Rng) -> ChaCha20Rng {

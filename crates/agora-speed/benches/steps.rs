@@ -138,10 +138,7 @@ impl Market {
                 revoked: vec![],
             })
             .unwrap();
-        let trust = SpeedTrust {
-            cas,
-            crls: vec![crl],
-        };
+        let trust = SpeedTrust::new(cas, vec![crl]);
         let carol_keys = keys(&mut rng);
         let carol_cert = identity(&ca, &mut rng, "carol", PartyRole::Customer, &carol_keys);
         let vendor_keys = keys(&mut rng);

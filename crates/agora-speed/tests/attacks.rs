@@ -740,3 +740,40 @@ fn negotiation_request_with_an_extreme_seqn_is_refused() {
         );
     }
 }
+
+/// The identity cache of a server-side party: a certificate validated once
+/// is not validated again, but never past the CRLs' nextUpdate, and a trust
+/// reload with a CRL revoking it refuses it at once.
+#[test]
+fn a_cached_identity_does_not_outlive_its_crl_or_a_revocation() {
+    let m = Market::new(31);
+    let cached = m.trust.clone().with_cache();
+    let cert = &m.carol.cert;
+    assert!(cached.identity(cert, m.now, PartyRole::Customer).is_ok());
+    assert!(cached
+        .identity(cert, m.now.plus_secs(60), PartyRole::Customer)
+        .is_ok());
+    // Past the CRL's nextUpdate (7 days): validated again, and refused for
+    // want of a current CRL.
+    assert!(matches!(
+        cached.identity(cert, m.now.plus_secs(8 * 86_400), PartyRole::Customer),
+        Err(Error::Refused(r)) if r.contains("no-current-crl")
+    ));
+    // Not for another role.
+    assert!(cached.identity(cert, m.now, PartyRole::Vendor).is_err());
+    // A reload with a CRL that revokes her: a new trust, refused at once.
+    let serial = agora_pki::parse_certificate(cert).unwrap().serial;
+    let reloaded = trust_of(
+        &m.ca,
+        vec![Revocation {
+            serial,
+            revoked_at: m.now.minus_secs(1),
+            reason: RevocationReason::KeyCompromise,
+        }],
+    )
+    .with_cache();
+    assert!(matches!(
+        reloaded.identity(cert, m.now, PartyRole::Customer),
+        Err(Error::Refused(r)) if r.contains("revoked")
+    ));
+}

@@ -87,10 +87,7 @@ pub fn trust_of(ca: &Agency, revoked: Vec<agora_pki::Revocation>) -> SpeedTrust 
             revoked,
         })
         .unwrap();
-    SpeedTrust {
-        cas,
-        crls: vec![crl],
-    }
+    SpeedTrust::new(cas, vec![crl])
 }
 
 pub struct Market {
