@@ -64,39 +64,21 @@ pub const MAX_ISSUED_LISTINGS: usize = 100_000;
 /// array `[version, kind, fields...]`; it is local data, but decoded as
 /// strictly as peer input.
 pub(crate) mod state {
-    use agora_core::wire::{Decoder, Encoder};
+    use agora_core::wire::{saved, Decoder, Encoder};
     use agora_core::DecodeError;
 
-    /// Format version of saved states.
-    pub const VERSION: u64 = 1;
     /// Largest saved state, in bytes.
     pub const MAX_LEN: usize = 256 * 1024;
 
     /// Starts a state of `kind` with `fields` fields after the header.
     pub fn start(kind: u64, fields: usize) -> Encoder {
-        let mut e = Encoder::new();
-        e.array(fields + 2).uint(VERSION).uint(kind);
-        e
+        saved::start(kind, fields)
     }
 
     /// Opens a state of `kind` with `fields` fields; the caller reads them
     /// and then calls `finish`.
     pub fn open(bytes: &[u8], kind: u64, fields: usize) -> Result<Decoder<'_>, DecodeError> {
-        if bytes.len() > MAX_LEN {
-            return Err(DecodeError::TooLarge {
-                what: "saved state",
-                limit: MAX_LEN,
-            });
-        }
-        let mut d = Decoder::new(bytes);
-        d.array(fields + 2)?;
-        if d.uint()? != VERSION {
-            return Err(DecodeError::Invalid("saved state of another version"));
-        }
-        if d.uint()? != kind {
-            return Err(DecodeError::Invalid("saved state of another kind"));
-        }
-        Ok(d)
+        saved::open(bytes, kind, fields, MAX_LEN)
     }
 }
 

@@ -376,7 +376,6 @@ mod saved {
     use agora_core::wire::{Decoder, Encoder};
     use agora_core::DecodeError;
 
-    const VERSION: u64 = 1;
     /// Largest saved state.
     pub const MAX_LEN: usize = 8 * 1024;
     pub const READY: u64 = 1;
@@ -384,9 +383,7 @@ mod saved {
     pub const PURSE: u64 = 3;
 
     pub fn start(kind: u64, fields: usize) -> Encoder {
-        let mut e = Encoder::new();
-        e.array(fields + 2).uint(VERSION).uint(kind);
-        e
+        agora_core::wire::saved::start(kind, fields)
     }
 
     pub fn open(
@@ -394,21 +391,7 @@ mod saved {
         kind: u64,
         fields: usize,
     ) -> std::result::Result<Decoder<'_>, DecodeError> {
-        if bytes.len() > MAX_LEN {
-            return Err(DecodeError::TooLarge {
-                what: "saved purchase state",
-                limit: MAX_LEN,
-            });
-        }
-        let mut d = Decoder::new(bytes);
-        d.array(fields + 2)?;
-        if d.uint()? != VERSION {
-            return Err(DecodeError::Invalid("saved state of another version"));
-        }
-        if d.uint()? != kind {
-            return Err(DecodeError::Invalid("saved state of another kind"));
-        }
-        Ok(d)
+        agora_core::wire::saved::open(bytes, kind, fields, MAX_LEN)
     }
 
     pub fn secret(

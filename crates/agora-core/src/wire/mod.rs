@@ -16,6 +16,7 @@ use std::fmt;
 pub mod cbor;
 pub mod cose;
 pub mod envelope;
+pub mod saved;
 pub mod sym;
 pub mod tags;
 
