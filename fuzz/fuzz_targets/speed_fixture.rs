@@ -26,7 +26,7 @@ use agora_core::crypto::{
 };
 use agora_core::wire::{self, cose, envelope, sym, Encoder, Message, Tag};
 use agora_core::{Currency, Money, Timestamp};
-use agora_pki::{Agency, CrlParams, IdentityParams, PartyRole, TrustAnchors};
+use agora_pki::{Agency, CrlParams, PartyRole, TrustAnchors};
 use agora_speed::broker::{Broker, BrokerReply};
 use agora_speed::customer::{
     self, CustomerNext, ExpectAggressiveDelivery, ExpectDelivery, ExpectPurseDebit, ExpectReceipt,
@@ -245,20 +245,7 @@ pub fn balances(ledger: &MemoryLedger) -> [i64; 4] {
 }
 
 fn identity(ca: &Agency, rng: &mut ChaCha20Rng, name: &str, role: PartyRole, k: &Keys) -> Vec<u8> {
-    ca.issue_identity(
-        &IdentityParams {
-            name: name.into(),
-            key: k.sign.verifying_key(),
-            role,
-            x25519: Some(k.enc.public()),
-            not_before: NOW.minus_secs(DAY),
-            not_after: NOW.plus_secs(365 * DAY),
-            crl_uri: ca.crl_uri("http://127.0.0.1:7070"),
-        },
-        rng,
-    )
-    .expect("identity certificate")
-    .der
+    agora_speed::testkit::identity(ca, rng, name, role, k, NOW)
 }
 
 /// The parties: a CA (with a current CRL) that certified Carol and the

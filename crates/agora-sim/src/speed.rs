@@ -74,7 +74,7 @@ use crate::{now_of, EPOCH, MAX_EVENTS, MAX_RUN_MS};
 use agora_core::crypto::{sha256, Secret, SigningKey, X25519Secret};
 use agora_core::wire::{cose, envelope, tags};
 use agora_core::{Currency, Error, Money, Timestamp};
-use agora_pki::{Agency, CrlParams, IdentityParams, PartyRole, TrustAnchors};
+use agora_pki::{Agency, PartyRole};
 use agora_speed::broker::{Broker, BrokerReply};
 use agora_speed::customer::{self, CustomerNext, Identity, Purchase, ReadyToPay};
 use agora_speed::ledger::{
@@ -1280,35 +1280,11 @@ fn keys(rng: &mut ChaCha20Rng) -> Keys {
 }
 
 fn identity(ca: &Agency, rng: &mut ChaCha20Rng, name: &str, role: PartyRole, k: &Keys) -> Vec<u8> {
-    ca.issue_identity(
-        &IdentityParams {
-            name: name.into(),
-            key: k.sign.verifying_key(),
-            role,
-            x25519: Some(k.enc.public()),
-            not_before: EPOCH.minus_secs(DAY),
-            not_after: EPOCH.plus_secs(365 * DAY),
-            crl_uri: ca.crl_uri("http://127.0.0.1:7070"),
-        },
-        rng,
-    )
-    .expect("the simulated CA issues identity certificates")
-    .der
+    agora_speed::testkit::identity(ca, rng, name, role, k, EPOCH)
 }
 
 fn trust_of(ca: &Agency) -> SpeedTrust {
-    let mut cas = TrustAnchors::new();
-    cas.add_der(ca.certificate_der())
-        .expect("the CA's own certificate");
-    let crl = ca
-        .issue_crl(&CrlParams {
-            this_update: EPOCH.minus_secs(60),
-            next_update: EPOCH.plus_secs(7 * DAY),
-            crl_number: 1,
-            revoked: vec![],
-        })
-        .expect("the simulated CA issues CRLs");
-    SpeedTrust::new(cas, vec![crl])
+    agora_speed::testkit::trust_of(ca, vec![], EPOCH)
 }
 
 fn child(rng: &mut ChaCha20Rng) -> ChaCha20Rng {

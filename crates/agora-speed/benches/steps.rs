@@ -24,7 +24,7 @@
 
 use agora_core::crypto::{hpke, Rng, SigningKey, X25519Secret};
 use agora_core::{Currency, Money, Timestamp};
-use agora_pki::{Agency, CrlParams, IdentityParams, PartyRole, TrustAnchors};
+use agora_pki::{Agency, CrlParams, PartyRole, TrustAnchors};
 use agora_speed::broker::{Broker, BrokerReply};
 use agora_speed::customer::{
     self, CustomerNext, ExpectDelivery, ExpectReceipt, Identity, Negotiating, ReadyToPay,
@@ -72,20 +72,7 @@ fn num(s: &str) -> AccountNumber {
 }
 
 fn identity(ca: &Agency, rng: &mut ChaCha20Rng, name: &str, role: PartyRole, k: &Keys) -> Vec<u8> {
-    ca.issue_identity(
-        &IdentityParams {
-            name: name.into(),
-            key: k.sign.verifying_key(),
-            role,
-            x25519: Some(k.enc.public()),
-            not_before: NOW.minus_secs(DAY),
-            not_after: NOW.plus_secs(365 * DAY),
-            crl_uri: ca.crl_uri("http://127.0.0.1:7070"),
-        },
-        rng,
-    )
-    .unwrap()
-    .der
+    agora_speed::testkit::identity(ca, rng, name, role, k, NOW)
 }
 
 /// The vendor's catalogue: the one product at a fixed price.

@@ -27,6 +27,8 @@ pub mod msg;
 pub mod product;
 pub mod purse;
 pub mod strategy;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod vendor;
 
 pub use agora_core::party::{Keys, Peer};

@@ -6,7 +6,7 @@
 
 use agora_core::crypto::{Secret, SigningKey, X25519Secret};
 use agora_core::{Currency, Money, Timestamp};
-use agora_pki::{Agency, CrlParams, IdentityParams, PartyRole, TrustAnchors};
+use agora_pki::{Agency, PartyRole};
 use agora_speed::broker::{Broker, BrokerReply};
 use agora_speed::customer::{self, Identity, Purchase, ReadyToPay};
 use agora_speed::ledger::{Account, AccountKind, JournalEntry, Ledger, MemoryLedger, Posting};
@@ -60,34 +60,11 @@ pub fn identity(
     role: PartyRole,
     k: &Keys,
 ) -> Vec<u8> {
-    ca.issue_identity(
-        &IdentityParams {
-            name: name.into(),
-            key: k.sign.verifying_key(),
-            role,
-            x25519: Some(k.enc.public()),
-            not_before: NOW.minus_secs(DAY),
-            not_after: NOW.plus_secs(365 * DAY),
-            crl_uri: ca.crl_uri("http://127.0.0.1:7070"),
-        },
-        rng,
-    )
-    .unwrap()
-    .der
+    agora_speed::testkit::identity(ca, rng, name, role, k, NOW)
 }
 
 pub fn trust_of(ca: &Agency, revoked: Vec<agora_pki::Revocation>) -> SpeedTrust {
-    let mut cas = TrustAnchors::new();
-    cas.add_der(ca.certificate_der()).unwrap();
-    let crl = ca
-        .issue_crl(&CrlParams {
-            this_update: NOW.minus_secs(60),
-            next_update: NOW.plus_secs(7 * DAY),
-            crl_number: 1,
-            revoked,
-        })
-        .unwrap();
-    SpeedTrust::new(cas, vec![crl])
+    agora_speed::testkit::trust_of(ca, revoked, NOW)
 }
 
 pub struct Market {
