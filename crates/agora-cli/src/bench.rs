@@ -1,5 +1,6 @@
-//! `agora bench cpo-post | cpo-browse | cpo-bind`: a load generator for a
-//! node started with `agora up` on the same data directory.
+//! `agora bench cpo-post | cpo-browse | cpo-bind | speed-normal |
+//! speed-aggressive`: a load generator for a node started with `agora up`
+//! on the same data directory.
 //!
 //! Loopback only (a `--node` on any other host is refused), and bounded:
 //! at most `--concurrency` clients (256), and the measured phase stops at
@@ -9,8 +10,8 @@
 //! bonding agency (`agora-bonding`, made by `agora up`). The bonds are not
 //! recorded in the agency's register: validation (arbiter and server) checks
 //! the agency's signature, the dates and the agency's CRL, never the
-//! register, and the bench should not write into the node's database. They
-//! are short-lived (the run's length plus an hour), and so are the CPOs and
+//! register, and the CPO scenarios write nothing into the node's database
+//! themselves (the SPEED scenarios must: below). They are short-lived (the run's length plus an hour), and so are the CPOs and
 //! the browse sessions it makes; the sessions are ended after the run.
 //!
 //! Scenarios:
@@ -28,6 +29,26 @@
 //!   until every CPO is bound (or the limits stop them); throughput = binds (BOUND_CPO) per second. The
 //!   bench counts the BOUND_CPOs of every CPO: more than one is
 //!   a broken invariant, reported loudly with a non-zero exit.
+//! * `speed-normal`: N synthetic SPEED customers each buy the demo
+//!   vendor's 16-byte product ([`crate::speed::DEMO_KEY`], fixed price)
+//!   over and over in normal mode, paying from their accounts:
+//!   NegotiationRequest (accepting the first offer), Handshake and the
+//!   delivery, PaymentOrder and the receipt (three round trips); each
+//!   product is decrypted with the receipt's K and compared with the
+//!   vendor's file. Throughput = purchases completed per second.
+//! * `speed-aggressive`: the same in aggressive mode: ProductRequest and
+//!   the delivery, PaymentOrder and the receipt (two round trips).
+//!
+//! The SPEED customers are registered by the bench as `agora speed
+//! register` would: an identity certificate of the data directory's SPEED
+//! CA (recorded in its register, so it can be revoked; valid for the run's
+//! length plus an hour) and an account at the broker with a deposit from
+//! the cash account, enough for the most purchases the run's limits allow;
+//! their keys live only in this process. At the end the bench checks the
+//! money: the ledger still sums to zero, and the vendor's account grew by
+//! exactly the price times the purchases paid, which is what the customers
+//! spent; a broken rule exits non-zero like a CPO bound twice. Then what is
+//! left on the customers' accounts goes back to the cash account.
 //!
 //! Setup (posting, sessions) is not measured. Each run prints requests,
 //! successes, errors by code, throughput, p50/p99/p999 latency per protocol
@@ -53,8 +74,11 @@
 //! which is inside the measured latencies, small next to the node's work.
 
 use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
-use agora_core::crypto::{os_rng, random_bytes, Rng, SigningKey, X25519Secret};
-use agora_core::ports::MemoryReplayCache;
+use agora_core::crypto::hpke::{self, Encapped};
+use agora_core::crypto::{
+    os_rng, random_bytes, Rng, Signature, SigningKey, VerifyingKey, X25519Public, X25519Secret,
+};
+use agora_core::ports::{EvidenceArchive, MemoryReplayCache};
 use agora_core::{Currency, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
 use agora_cpo::msg::{digest, BindListing, BindOffer, BoundCpo, ListingRequest};
@@ -67,7 +91,17 @@ use agora_cpo::{buyer, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys, Mode, Peer};
 use agora_node::client::{ClientError, CpoTransport, NodeClient};
 use agora_node::cpo::{Reply, Role};
 use agora_node::exchange::ExchangeId;
-use agora_pki::{Agency, BondParams, Conditions};
+use agora_node::speed::{SpeedTrustSource, DELIVERY_TYPE};
+use agora_node::EXCHANGE_HEADER;
+use agora_pki::registry::{AgencyRegistry, IssuedKind, IssuedRecord};
+use agora_pki::{Agency, BondParams, Conditions, IdentityParams, PartyRole};
+use agora_speed::customer::{self, CustomerNext, Identity};
+use agora_speed::ledger::{Account, AccountKind, JournalEntry, Ledger, Posting};
+use agora_speed::msg::BillSecret;
+use agora_speed::product::{Encrypted, HashingWriter};
+use agora_speed::strategy::AcceptFirst;
+use agora_speed::{AccountNumber, PaymentOrderId, SpeedTrust};
+use agora_store::SqliteLedger;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
@@ -110,6 +144,14 @@ pub enum Scenario {
     /// N sellers race to bind M CPOs (listing + offer, protocol 4).
     #[value(name = "cpo-bind")]
     Bind,
+    /// N SPEED customers buy the demo 16-byte product in normal mode
+    /// (negotiate, handshake + delivery, pay from the account).
+    #[value(name = "speed-normal")]
+    SpeedNormal,
+    /// N SPEED customers buy it in aggressive mode (request + delivery,
+    /// pay from the account).
+    #[value(name = "speed-aggressive")]
+    SpeedAggressive,
 }
 
 impl Scenario {
@@ -118,6 +160,17 @@ impl Scenario {
             Scenario::Post => "cpo-post",
             Scenario::Browse => "cpo-browse",
             Scenario::Bind => "cpo-bind",
+            Scenario::SpeedNormal => "speed-normal",
+            Scenario::SpeedAggressive => "speed-aggressive",
+        }
+    }
+
+    /// The SPEED mode of a SPEED scenario.
+    fn speed_mode(self) -> Option<SpeedMode> {
+        match self {
+            Scenario::SpeedNormal => Some(SpeedMode::Normal),
+            Scenario::SpeedAggressive => Some(SpeedMode::Aggressive),
+            _ => None,
         }
     }
 
@@ -130,9 +183,9 @@ impl Scenario {
 
     fn default_cpos(self) -> usize {
         match self {
-            Scenario::Post => 0,
             Scenario::Browse => 32,
             Scenario::Bind => 2000,
+            _ => 0,
         }
     }
 
@@ -142,6 +195,7 @@ impl Scenario {
             Scenario::Post => "CPOs posted",
             Scenario::Browse => "listings",
             Scenario::Bind => "binds",
+            Scenario::SpeedNormal | Scenario::SpeedAggressive => "purchases",
         }
     }
 
@@ -151,6 +205,8 @@ impl Scenario {
             Scenario::Post => 4,
             Scenario::Browse => 1,
             Scenario::Bind => 2,
+            Scenario::SpeedNormal => 3,
+            Scenario::SpeedAggressive => 2,
         }
     }
 }
@@ -159,10 +215,12 @@ impl Scenario {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// cpo-post: approval + posting; cpo-browse: listings under browse
-    /// sessions; cpo-bind: sellers race to bind M CPOs.
+    /// sessions; cpo-bind: sellers race to bind M CPOs; speed-normal,
+    /// speed-aggressive: SPEED purchases of the demo 16-byte product.
     #[arg(value_enum)]
     scenario: Scenario,
-    /// Concurrent buyers or sellers, 1-256 (default 16; 64 for cpo-bind).
+    /// Concurrent buyers, sellers or customers, 1-256 (default 16; 64 for
+    /// cpo-bind).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=(MAX_CONCURRENCY as i64)))]
     concurrency: Option<u16>,
     /// CPOs posted during setup (default 2000 for cpo-bind, 32 for
@@ -178,7 +236,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     duration: u64,
     /// The bonding agency of this data directory that bonds the synthetic
-    /// buyers and sellers.
+    /// buyers and sellers (CPO scenarios).
     #[arg(long, default_value = crate::node::DEFAULT_AGENCY)]
     agency: String,
 }
@@ -298,11 +356,16 @@ fn node_error_kind(e: &ClientError) -> String {
 }
 
 /// Why an operation failed: the node refused or could not be reached, or
-/// the client refused the node's answer.
+/// the client refused the node's answer, or the bench's own check of a
+/// SPEED purchase failed (`kind` is the error's code in the report).
 #[derive(Debug)]
 enum OpError {
     Node(ClientError),
     Client(agora_core::Error),
+    Check {
+        kind: &'static str,
+        what: &'static str,
+    },
 }
 
 impl From<ClientError> for OpError {
@@ -328,6 +391,7 @@ impl OpError {
         match self {
             OpError::Node(e) => node_error_kind(e),
             OpError::Client(e) => format!("client-{}", e.code()),
+            OpError::Check { kind, .. } => (*kind).to_owned(),
         }
     }
 }
@@ -337,6 +401,7 @@ impl std::fmt::Display for OpError {
         match self {
             OpError::Node(e) => write!(f, "the node: {e}"),
             OpError::Client(e) => write!(f, "the client refused the node's answer: {e}"),
+            OpError::Check { what, .. } => write!(f, "the bench's check failed: {what}"),
         }
     }
 }
@@ -378,6 +443,24 @@ impl Tally {
     ) -> Result<Reply, ClientError> {
         let t = Instant::now();
         let r = client.call(role, body, exchange);
+        let d = t.elapsed();
+        self.requests += 1;
+        match &r {
+            Ok(_) => self.record(step, d),
+            Err(_) => self.record(&format!("{step}:error"), d),
+        }
+        r
+    }
+
+    /// One timed round trip that is not a CPO message (`call` is): the
+    /// time of `f`, under `step` or `<step>:error`.
+    fn timed<T>(
+        &mut self,
+        step: &str,
+        f: impl FnOnce() -> Result<T, OpError>,
+    ) -> Result<T, OpError> {
+        let t = Instant::now();
+        let r = f();
         let d = t.elapsed();
         self.requests += 1;
         match &r {
@@ -1211,6 +1294,9 @@ fn crypto_bound(
                  the bond's validation, plus their CBOR; no HTTP, no storage",
             ))
         }
+        Scenario::SpeedNormal | Scenario::SpeedAggressive => {
+            bail!("the SPEED scenarios measure their bound with speed_crypto_bound")
+        }
     }
 }
 
@@ -1224,6 +1310,8 @@ struct Setup {
     cpos: Option<(usize, f64)>,
     /// Browse sessions opened, and in how long.
     sessions: Option<(usize, f64)>,
+    /// SPEED customers registered, and in how long.
+    customers: Option<(usize, f64)>,
 }
 
 /// What the measured phase gave.
@@ -1239,6 +1327,8 @@ struct Outcome {
     /// first, nothing).
     to_last_bind: Option<Duration>,
     invariant: Option<Invariant>,
+    /// speed-*: the product, the deposits and the money check.
+    speed: Option<SpeedOutcome>,
 }
 
 fn merge_all(tallies: impl IntoIterator<Item = Tally>) -> Tally {
@@ -1251,11 +1341,16 @@ fn merge_all(tallies: impl IntoIterator<Item = Tally>) -> Tally {
 
 /// A connection to the node per worker, opened now (setup).
 fn warm_clients(env: &Env, n: usize) -> anyhow::Result<Vec<NodeClient>> {
+    warm_clients_at(&env.client()?, &env.url, n)
+}
+
+/// `n` handles on `client`, the node at `url` checked up.
+fn warm_clients_at(client: &NodeClient, url: &str, n: usize) -> anyhow::Result<Vec<NodeClient>> {
     (0..n)
         .map(|_| {
-            let c = env.client()?;
+            let c = client.clone();
             c.get_bytes("/healthz")
-                .with_context(|| format!("is the node at {} up?", env.url))?;
+                .with_context(|| format!("is the node at {url} up?"))?;
             Ok(c)
         })
         .collect()
@@ -1295,6 +1390,7 @@ fn run_post(env: &Env, n: usize, limits: &Limits) -> anyhow::Result<(Setup, Outc
             attempts: None,
             to_last_bind: None,
             invariant: None,
+            speed: None,
         },
     ))
 }
@@ -1307,6 +1403,7 @@ fn run_browse(env: &Env, n: usize, m: usize, limits: &Limits) -> anyhow::Result<
         secs: t0.elapsed().as_secs_f64(),
         cpos: Some((cpos.len(), post_time.as_secs_f64())),
         sessions: Some((sellers.len(), session_time.as_secs_f64())),
+        customers: None,
     };
     env.say(&format!(
         "measuring: {n} sellers fetching listings of {} CPOs...",
@@ -1336,6 +1433,7 @@ fn run_browse(env: &Env, n: usize, m: usize, limits: &Limits) -> anyhow::Result<
             attempts: None,
             to_last_bind: None,
             invariant: None,
+            speed: None,
         },
     ))
 }
@@ -1348,6 +1446,7 @@ fn run_bind(env: &Env, n: usize, m: usize, limits: &Limits) -> anyhow::Result<(S
         secs: t0.elapsed().as_secs_f64(),
         cpos: Some((cpos.len(), post_time.as_secs_f64())),
         sessions: Some((sellers.len(), session_time.as_secs_f64())),
+        customers: None,
     };
     env.say(&format!(
         "measuring: {n} sellers racing to bind {} CPOs...",
@@ -1441,7 +1540,981 @@ fn run_bind(env: &Env, n: usize, m: usize, limits: &Limits) -> anyhow::Result<(S
             attempts: Some((attempts, already)),
             to_last_bind,
             invariant: Some(invariant),
+            speed: None,
         },
+    ))
+}
+
+// ------------------------------------------------------------ SPEED
+
+/// The node's SPEED vendor route.
+const SPEED_VENDOR: &str = "/v1/speed/vendor";
+/// The node's SPEED broker route.
+const SPEED_BROKER: &str = "/v1/speed/broker";
+/// What every SPEED purchase buys: the demo catalogue's 16-byte key at its
+/// fixed price (`agora up` makes it), so that a purchase costs the
+/// protocol, not the bulk encryption.
+const SPEED_PRODUCT: &str = crate::speed::DEMO_KEY;
+/// Largest product the bench buys: it keeps each delivery in memory.
+const MAX_SPEED_PRODUCT_LEN: u64 = 64 * 1024;
+/// Largest delivery head (the bill and its framing), as the CLI's client.
+const MAX_DELIVERY_HEAD_LEN: usize = 16 * 1024;
+/// Purchases per second one customer could make at most, to size the
+/// deposits: a purchase is three round trips and some twenty public-key
+/// operations, well over 100 µs on any machine. A customer whose deposit
+/// runs out anyway is refused "insufficient funds", an error of the report.
+const MAX_PURCHASES_PER_SEC_PER_CUSTOMER: u64 = 10_000;
+/// Threads registering the customers (setup): the ledger's group commit
+/// batches their writes.
+const REGISTRARS: usize = 16;
+/// The HPKE info string of the crypto measurement (any would do).
+const BOUND_INFO: &[u8] = b"agora/bench/speed";
+
+/// How a SPEED scenario buys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SpeedMode {
+    /// NegotiationRequest, Handshake and delivery, PaymentOrder.
+    Normal,
+    /// ProductRequest and delivery, PaymentOrder.
+    Aggressive,
+}
+
+impl SpeedMode {
+    fn name(self) -> &'static str {
+        match self {
+            SpeedMode::Normal => "normal",
+            SpeedMode::Aggressive => "aggressive",
+        }
+    }
+}
+
+fn euro() -> anyhow::Result<Currency> {
+    Ok(Currency::new("EUR")?)
+}
+
+/// At most `limit` bytes of the file at `path`, or why not.
+fn read_at_most(path: &std::path::Path, limit: u64) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut buf = Vec::new();
+    f.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        bail!("{} is larger than {limit} bytes", path.display());
+    }
+    Ok(buf)
+}
+
+/// What the SPEED scenarios work with: the node's vendor and broker (this
+/// data directory's, as the node serves them), the product, and the
+/// ledger, CA and trust of the data directory.
+struct SpeedEnv {
+    url: String,
+    client: NodeClient,
+    vendor: Peer,
+    broker: Peer,
+    /// The vendor's account at the broker, whose balance the bench checks.
+    vendor_account: AccountNumber,
+    /// The product as the vendor's file holds it: every purchase must
+    /// decrypt to it.
+    product: Vec<u8>,
+    price: Money,
+    store: agora_store::Store,
+    ledger: SqliteLedger,
+    /// The SPEED CA, which certifies the synthetic customers.
+    ca: Agency,
+    crl_uri: String,
+    /// The SPEED CAs and CRLs of this data directory, as the node reads
+    /// them (for the crypto measurement's certificate validations).
+    trust: SpeedTrust,
+    /// How long the customers' certificates last.
+    life_secs: u64,
+}
+
+impl SpeedEnv {
+    fn load(ctx: &Ctx, a: &BenchArgs, url: String, mode: SpeedMode) -> anyhow::Result<SpeedEnv> {
+        let ks = ctx.load_keystore()?;
+        let broker = crate::cpo::keys(&ks, crate::speed::BROKER_KEY)
+            .context("this data directory has no SPEED broker (run `agora up` on it)")?
+            .peer();
+        let vendor = crate::cpo::keys(&ks, crate::speed::VENDOR_KEY)
+            .context("this data directory has no SPEED vendor (run `agora up` on it)")?
+            .peer();
+        drop(ks);
+        // The node must be the one of this data directory: the bench pays
+        // into the ledger here and checks it.
+        let client = NodeClient::new(&url)?;
+        let node: serde_json::Value = client
+            .get_json("/v1/node")
+            .with_context(|| format!("is a node running at {url}? (agora up)"))?;
+        let speed = &node["services"]["speed"];
+        let served = |role: &str| speed[role]["key_id"].as_str().map(str::to_owned);
+        if served("broker") != Some(broker.id().to_string())
+            || served("vendor") != Some(vendor.id().to_string())
+        {
+            bail!(
+                "the node at {url} does not serve the SPEED broker and vendor of data directory {} \
+                 (start it with `agora up` on the same --data-dir)",
+                ctx.data_dir.display()
+            );
+        }
+        let (_, products) = crate::speed::load_catalogue(ctx)?;
+        let p = products
+            .iter()
+            .find(|p| p.id == SPEED_PRODUCT)
+            .with_context(|| {
+                format!("the catalogue of this data directory has no {SPEED_PRODUCT:?} (agora up makes it)")
+            })?;
+        if p.rule.floor != p.rule.list {
+            bail!("{SPEED_PRODUCT:?} is negotiable here: the bench buys it at a fixed price");
+        }
+        let product = read_at_most(&p.path, MAX_SPEED_PRODUCT_LEN)?;
+        let price = p.rule.list;
+        if price.currency != euro()? || price.cents == 0 {
+            bail!("{SPEED_PRODUCT:?} costs {price}: the bench pays from euro accounts");
+        }
+        let cat: serde_json::Value = client.get_json("/v1/speed/catalogue")?;
+        let listed = cat["products"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|x| x["product_id"] == SPEED_PRODUCT))
+            .with_context(|| format!("the node's vendor does not sell {SPEED_PRODUCT:?}"))?;
+        if listed["size"].as_u64() != Some(product.len() as u64)
+            || listed["list_price"].as_str() != Some(price.to_string().as_str())
+        {
+            bail!(
+                "the node's catalogue differs from this data directory's for {SPEED_PRODUCT:?} \
+                 (restart `agora up`)"
+            );
+        }
+        if mode == SpeedMode::Aggressive && listed["aggressive"].as_bool() != Some(true) {
+            bail!("the node's vendor does not sell {SPEED_PRODUCT:?} in aggressive mode");
+        }
+        let store = ctx.store()?;
+        let ledger = SqliteLedger::new(store.clone());
+        let eur = euro()?;
+        let mut accounts: Vec<Account> = ledger
+            .accounts_of(&vendor.id())?
+            .into_iter()
+            .filter(|acc| acc.kind == AccountKind::Vendor && acc.currency == eur)
+            .collect();
+        if accounts.len() != 1 {
+            bail!(
+                "the vendor has {} euro accounts at the broker; the bench checks one",
+                accounts.len()
+            );
+        }
+        let vendor_account = accounts.remove(0).number;
+        let ca = crate::agency::load_agency(ctx, crate::speed::SPEED_CA)
+            .context("this data directory runs no SPEED CA (it is made by `agora up`)")?;
+        let crl_uri = ca.crl_uri(&crate::agency::crl_base(ctx, crate::speed::SPEED_CA));
+        let trust = crate::speed::DirSpeedTrust {
+            trust_path: ctx.trust_path(),
+            crl_dir: ctx.crl_dir(),
+        }
+        .speed_trust()
+        .map_err(|e| anyhow::anyhow!("the SPEED trust of this data directory: {e}"))?;
+        Ok(SpeedEnv {
+            url,
+            client,
+            vendor,
+            broker,
+            vendor_account,
+            product,
+            price,
+            store,
+            ledger,
+            ca,
+            crl_uri,
+            trust,
+            life_secs: a.duration + 3600,
+        })
+    }
+
+    fn say(&self, what: &str) {
+        eprintln!("{what}");
+    }
+
+    fn price_cents(&self) -> anyhow::Result<i64> {
+        Ok(i64::try_from(self.price.cents)?)
+    }
+
+    /// Moves `cents` from one account to the others' `(account, cents)`
+    /// in one journal entry.
+    fn transfer(
+        &self,
+        from: &AccountNumber,
+        to: &[(AccountNumber, i64)],
+        memo: &str,
+    ) -> anyhow::Result<()> {
+        let sum: i64 = to.iter().map(|(_, c)| c).sum();
+        let mut postings = vec![Posting {
+            account: from.clone(),
+            cents: -sum,
+        }];
+        postings.extend(to.iter().map(|(account, cents)| Posting {
+            account: account.clone(),
+            cents: *cents,
+        }));
+        self.ledger.post(&JournalEntry {
+            id: random_bytes(&mut os_rng()),
+            at: Timestamp::now_from_system_clock(),
+            memo: memo.to_owned(),
+            postings,
+        })?;
+        Ok(())
+    }
+
+    /// A new customer, as `agora speed register` makes one: an identity
+    /// certificate of the SPEED CA, recorded in its register (so that it
+    /// can be revoked) and archived, and an account at the broker with a
+    /// deposit of `deposit_cents` from the cash account.
+    fn register(&self, deposit_cents: i64, rng: &mut impl Rng) -> anyhow::Result<SpeedCustomer> {
+        let keys = fresh_keys(rng);
+        let now = Timestamp::now_from_system_clock();
+        let not_after = now.plus_secs(self.life_secs);
+        let short = keys.id().to_string()[..16].to_owned();
+        let issued = self.ca.issue_identity(
+            &IdentityParams {
+                name: format!("agora bench customer {short}"),
+                key: keys.sign.verifying_key(),
+                role: PartyRole::Customer,
+                x25519: Some(keys.enc.public()),
+                not_before: now.minus_secs(60),
+                not_after,
+                crl_uri: self.crl_uri.clone(),
+            },
+            rng,
+        )?;
+        self.store.agency_registry().record_issued(
+            &self.ca.key_id(),
+            &IssuedRecord {
+                serial: issued.serial.clone(),
+                kind: IssuedKind::Identity,
+                subject: keys.id(),
+                issued_at: now,
+                not_after,
+                der: issued.der.clone(),
+            },
+        )?;
+        self.store
+            .archive()
+            .append("pki/identity-certificate", &issued.der, now)?;
+        let account = AccountNumber::new(&format!("C-BENCH-{short}"))?;
+        self.ledger.open_account(&Account {
+            number: account.clone(),
+            owner: keys.id(),
+            kind: AccountKind::Customer,
+            currency: euro()?,
+            allow_credit: false,
+        })?;
+        let cash = AccountNumber::new(crate::speed::CASH_EUR)?;
+        self.transfer(
+            &cash,
+            &[(account.clone(), deposit_cents)],
+            "agora bench: deposit",
+        )?;
+        Ok(SpeedCustomer {
+            id: Identity {
+                keys,
+                cert: issued.der,
+            },
+            account,
+            deposit_cents,
+        })
+    }
+
+    /// Registers `n` customers, [`REGISTRARS`] at a time (setup).
+    fn register_many(
+        &self,
+        n: usize,
+        deposit_cents: i64,
+    ) -> anyhow::Result<(Vec<SpeedCustomer>, Duration)> {
+        self.say(&format!(
+            "setup: registering {n} SPEED customers (certificate, account, deposit of {:.2} EUR each)...",
+            deposit_cents as f64 / 100.0
+        ));
+        let t0 = Instant::now();
+        let next = AtomicUsize::new(0);
+        let results: Vec<anyhow::Result<Vec<SpeedCustomer>>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..n.clamp(1, REGISTRARS))
+                .map(|_| {
+                    let next = &next;
+                    s.spawn(move || {
+                        let mut rng = os_rng();
+                        let mut mine = Vec::new();
+                        while next.fetch_add(1, Ordering::Relaxed) < n {
+                            mine.push(self.register(deposit_cents, &mut rng)?);
+                        }
+                        Ok(mine)
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut all = Vec::with_capacity(n);
+        for r in results {
+            all.extend(r.context("setup: registering a SPEED customer")?);
+        }
+        Ok((all, t0.elapsed()))
+    }
+
+    /// What is left on the customers' accounts goes back to the cash
+    /// account (after the run, so that their deposits do not pile up in
+    /// the books). Returns the cents moved.
+    fn pay_out(&self, left: &[(AccountNumber, i64)]) -> anyhow::Result<i64> {
+        let cash = AccountNumber::new(crate::speed::CASH_EUR)?;
+        let mut moved = 0;
+        // One entry holds at most 16 postings: 15 customers and the cash.
+        for chunk in left
+            .iter()
+            .filter(|(_, c)| *c > 0)
+            .collect::<Vec<_>>()
+            .chunks(agora_speed::ledger::MAX_POSTINGS - 1)
+        {
+            let to: Vec<(AccountNumber, i64)> =
+                chunk.iter().map(|(a, c)| (a.clone(), -c)).collect();
+            self.transfer(&cash, &to, "agora bench: paid out")?;
+            moved += chunk.iter().map(|(_, c)| c).sum::<i64>();
+        }
+        Ok(moved)
+    }
+}
+
+/// A synthetic SPEED customer: keys in memory, a certificate of the SPEED
+/// CA, an account at the broker.
+struct SpeedCustomer {
+    id: Identity,
+    account: AccountNumber,
+    deposit_cents: i64,
+}
+
+/// The wire lengths of one purchase's messages, for the crypto
+/// measurement (signed and sealed payloads are a little shorter than the
+/// messages, by their framing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct WireSizes {
+    /// NegotiationRequest or ProductRequest.
+    request: usize,
+    /// Handshake (normal mode; 0 in aggressive mode).
+    handshake: usize,
+    /// The signed bill.
+    bill: usize,
+    /// The delivery head (in aggressive mode, the bill sealed to the
+    /// customer).
+    head: usize,
+    /// PaymentOrder.
+    order: usize,
+    /// PurchaseReceipt.
+    receipt: usize,
+}
+
+impl WireSizes {
+    /// The sizes `benches/steps.rs` measured (normal mode; the aggressive
+    /// head a guess): for a run in which no purchase completed.
+    const NOMINAL: WireSizes = WireSizes {
+        request: 905,
+        handshake: 176,
+        bill: 379,
+        head: 500,
+        order: 1142,
+        receipt: 245,
+    };
+}
+
+/// An encrypted product, its length and digest, and the head that came
+/// after it.
+struct Delivered {
+    ct: Vec<u8>,
+    enc: Encrypted,
+    head: Vec<u8>,
+}
+
+/// Splits a delivery stream (`agora_node::speed`: `u64` length of the
+/// encrypted product, the product, `u32` length of the head, the head)
+/// into the encrypted product and the head.
+fn split_delivery(buf: &[u8], max_ct: u64) -> Result<(&[u8], &[u8]), &'static str> {
+    const CUT: &str = "the delivery was cut";
+    let (len, rest) = buf.split_first_chunk::<8>().ok_or(CUT)?;
+    let len = u64::from_be_bytes(*len);
+    if len > max_ct {
+        return Err("the announced product is too large");
+    }
+    let len = usize::try_from(len).map_err(|_| "the announced product is too large")?;
+    if rest.len() < len {
+        return Err(CUT);
+    }
+    let (ct, rest) = rest.split_at(len);
+    let (head_len, head) = rest.split_first_chunk::<4>().ok_or(CUT)?;
+    let head_len = u32::from_be_bytes(*head_len) as usize;
+    if head_len > MAX_DELIVERY_HEAD_LEN {
+        return Err("the delivery head is too large");
+    }
+    match head.len().cmp(&head_len) {
+        std::cmp::Ordering::Less => Err(CUT),
+        std::cmp::Ordering::Greater => Err("bytes after the delivery head"),
+        std::cmp::Ordering::Equal => Ok((ct, head)),
+    }
+}
+
+/// Sends `body` to the vendor and reads the whole delivery into memory,
+/// hashing the encrypted product there (where `SpeedClient` writes it to a
+/// file: the bench measures the node, not a disk).
+fn receive(
+    client: &NodeClient,
+    body: &[u8],
+    headers: &[(&str, String)],
+) -> Result<Delivered, OpError> {
+    use std::io::Read;
+    let bad = |what| OpError::Check {
+        kind: "delivery",
+        what,
+    };
+    let r = client.post_cbor_stream(SPEED_VENDOR, body, headers)?;
+    let media = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if media != DELIVERY_TYPE {
+        return Err(bad("the vendor's answer is not a delivery"));
+    }
+    let max_ct = agora_core::crypto::stream::ciphertext_len(MAX_SPEED_PRODUCT_LEN);
+    let cap = 8 + max_ct + 4 + MAX_DELIVERY_HEAD_LEN as u64 + 1;
+    let mut buf = Vec::new();
+    r.take(cap)
+        .read_to_end(&mut buf)
+        .map_err(|_| bad("the delivery was cut"))?;
+    let (ct, head) = split_delivery(&buf, max_ct).map_err(bad)?;
+    let mut w = HashingWriter::new(std::io::sink());
+    w.write_all(ct)
+        .map_err(|_| bad("hashing the encrypted product"))?;
+    Ok(Delivered {
+        ct: ct.to_vec(),
+        enc: w.finish().1,
+        head: head.to_vec(),
+    })
+}
+
+/// One SPEED purchase over the node, each round trip timed: the
+/// customer's side of `agora_speed::customer` driven directly, as
+/// `SpeedClient` drives it. `paying` is set to the order just before its
+/// PaymentOrder is sent (a purchase that fails after may still be paid).
+/// Returns the sizes of its messages.
+fn speed_purchase(
+    env: &SpeedEnv,
+    mode: SpeedMode,
+    client: &NodeClient,
+    me: &SpeedCustomer,
+    rng: &mut impl Rng,
+    t: &mut Tally,
+    paying: &mut Option<PaymentOrderId>,
+) -> Result<WireSizes, OpError> {
+    let (ready, ct, head, request, handshake) = match mode {
+        SpeedMode::Normal => {
+            let (state, m1) =
+                customer::negotiate(rng, &me.id, &env.vendor, SPEED_PRODUCT, &AcceptFirst)?;
+            let (step, exchange) = t.timed("negotiate", || {
+                Ok(client.post_cbor(SPEED_VENDOR, &m1, &[])?)
+            })?;
+            let CustomerNext::Agreed(expect, m3) =
+                state.on_step(rng, &me.id, &step, &AcceptFirst)?
+            else {
+                return Err(OpError::Check {
+                    kind: "no-deal",
+                    what: "the customer did not take the vendor's first offer",
+                });
+            };
+            let exchange = exchange.ok_or(OpError::Check {
+                kind: "no-exchange",
+                what: "the vendor's offer named no exchange",
+            })?;
+            let headers = [(EXCHANGE_HEADER, hex::encode(exchange))];
+            let d = t.timed("handshake+delivery", || receive(client, &m3, &headers))?;
+            let ready = expect.on_delivery(&d.head)?.on_product(d.enc)?;
+            (ready, d.ct, d.head, m1.len(), m3.len())
+        }
+        SpeedMode::Aggressive => {
+            let (expect, m1) =
+                customer::request(rng, &me.id, &env.vendor, SPEED_PRODUCT, env.price)?;
+            let d = t.timed("request+delivery", || receive(client, &m1, &[]))?;
+            let ready = expect.on_delivery(&me.id, &d.head)?.on_product(d.enc)?;
+            (ready, d.ct, d.head, m1.len(), 0)
+        }
+    };
+    if ready.price() != env.price {
+        return Err(OpError::Check {
+            kind: "wrong-price",
+            what: "the bill is not at the catalogue's price",
+        });
+    }
+    let bill = ready.signed_bill().len();
+    // Every purchase has a fresh NID: the bench pays no bill twice.
+    let (expect, po) =
+        ready.pay_from_account(rng, &me.id, &env.broker, me.account.clone(), &|_| false)?;
+    *paying = Some(expect.order());
+    let (receipt, _) = t.timed("pay", || Ok(client.post_cbor(SPEED_BROKER, &po, &[])?))?;
+    let purchase = expect.on_receipt(&receipt)?;
+    let mismatch = |what| OpError::Check {
+        kind: "product-mismatch",
+        what,
+    };
+    let mut plain = Vec::with_capacity(env.product.len());
+    agora_speed::product::decrypt(&purchase.key, &ct[..], &mut plain)
+        .map_err(|_| mismatch("the receipt's K does not decrypt the product"))?;
+    if plain != env.product {
+        return Err(mismatch("the product is not the vendor's file"));
+    }
+    Ok(WireSizes {
+        request,
+        handshake,
+        bill,
+        head: head.len(),
+        order: po.len(),
+        receipt: receipt.len(),
+    })
+}
+
+/// The money at the end of a SPEED run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MoneyCheck {
+    price_cents: i64,
+    /// Purchases completed: receipt opened, product decrypted and checked.
+    completed: u64,
+    /// Purchases the broker recorded as paid that did not complete (the
+    /// receipt was lost or refused, or the product did not check).
+    paid_not_completed: u64,
+    vendor_before: i64,
+    vendor_after: i64,
+    /// Deposits less what is left on the customers' accounts.
+    customers_spent: i64,
+    /// `Ledger::total` in euros before the setup and after the pay-out.
+    total_before: i128,
+    total_after: i128,
+    /// Moved back from the customers to the cash account after the check.
+    paid_out: i64,
+}
+
+impl MoneyCheck {
+    fn vendor_gain(&self) -> i64 {
+        self.vendor_after - self.vendor_before
+    }
+
+    /// What the vendor must have gained: the price times the purchases
+    /// paid.
+    fn expected_gain(&self) -> i128 {
+        i128::from(self.price_cents)
+            * i128::from(self.completed.saturating_add(self.paid_not_completed))
+    }
+
+    fn ok(&self) -> bool {
+        self.total_before == 0
+            && self.total_after == 0
+            && i128::from(self.vendor_gain()) == self.expected_gain()
+            && self.customers_spent == self.vendor_gain()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": self.ok(),
+            "rule": "the ledger sums to zero; the vendor gained price x purchases paid, \
+                     which is what the customers spent",
+            "price_cents": self.price_cents,
+            "purchases_completed": self.completed,
+            "paid_not_completed": self.paid_not_completed,
+            "vendor_before_cents": self.vendor_before,
+            "vendor_after_cents": self.vendor_after,
+            "vendor_gain_cents": self.vendor_gain(),
+            "expected_gain_cents": self.expected_gain().to_string(),
+            "customers_spent_cents": self.customers_spent,
+            "ledger_total_before_cents": self.total_before.to_string(),
+            "ledger_total_after_cents": self.total_after.to_string(),
+            "paid_out_cents": self.paid_out,
+        })
+    }
+}
+
+/// What a SPEED run reports besides the common figures.
+#[derive(Debug)]
+struct SpeedOutcome {
+    mode: SpeedMode,
+    price: Money,
+    product_bytes: usize,
+    deposit_cents: i64,
+    money: MoneyCheck,
+    /// The node's certificate validations (set with the crypto bound).
+    validations: Option<Validations>,
+}
+
+/// A SPEED run: setup (customers), the measured phase, the money check.
+/// Also returns the sizes of a purchase's messages and a customer's
+/// certificate, for the crypto measurement.
+fn run_speed(
+    env: &SpeedEnv,
+    mode: SpeedMode,
+    scenario: Scenario,
+    n: usize,
+    limits: &Limits,
+) -> anyhow::Result<(Setup, Outcome, WireSizes, Vec<u8>)> {
+    let t0 = Instant::now();
+    let eur = euro()?;
+    let total_before = env.ledger.total(eur)?;
+    let per_op = scenario.requests_per_op();
+    // Enough for the most purchases one customer could make in the limits.
+    let most = (limits.budget / per_op)
+        .min(
+            limits
+                .duration
+                .as_secs()
+                .max(1)
+                .saturating_mul(MAX_PURCHASES_PER_SEC_PER_CUSTOMER),
+        )
+        .saturating_add(1);
+    let deposit = env
+        .price_cents()?
+        .checked_mul(i64::try_from(most)?)
+        .context("deposit too large")?;
+    let (customers, reg_time) = env.register_many(n, deposit)?;
+    let clients = warm_clients_at(&env.client, &env.url, n)?;
+    let vendor_before = env.ledger.balance(&env.vendor_account)?.cents;
+    let setup = Setup {
+        secs: t0.elapsed().as_secs_f64(),
+        customers: Some((customers.len(), reg_time.as_secs_f64())),
+        ..Setup::default()
+    };
+    env.say(&format!(
+        "measuring: {n} customers buying {:?} in {} mode...",
+        SPEED_PRODUCT,
+        mode.name()
+    ));
+    let workers: Vec<(&SpeedCustomer, NodeClient)> = customers.iter().zip(clients).collect();
+    let (results, wall) = race(workers, limits, |_, (me, client)| {
+        let mut rng = os_rng();
+        let mut t = Tally::default();
+        let mut unsure = Vec::new();
+        let mut sizes = None;
+        while limits.reserve(per_op) {
+            let before = t.requests;
+            let mut paying = None;
+            let start = Instant::now();
+            match speed_purchase(env, mode, &client, me, &mut rng, &mut t, &mut paying) {
+                Ok(s) => {
+                    t.successes += 1;
+                    t.record("purchase", start.elapsed());
+                    sizes.get_or_insert(s);
+                }
+                Err(e) => {
+                    t.error(e.kind());
+                    unsure.extend(paying);
+                }
+            }
+            limits.release(per_op - (t.requests - before).min(per_op));
+        }
+        (t, unsure, sizes)
+    });
+    let mut unsure = Vec::new();
+    let mut sizes = None;
+    let tally = merge_all(results.into_iter().map(|(t, u, s)| {
+        unsure.extend(u);
+        sizes = sizes.or(s);
+        t
+    }));
+    // The money: failed purchases whose payment went through count as
+    // paid (their receipt was lost or refused after the broker booked).
+    let mut paid_not_completed = 0u64;
+    for order in &unsure {
+        if env.ledger.payment(order)?.is_some() {
+            paid_not_completed += 1;
+        }
+    }
+    let vendor_after = env.ledger.balance(&env.vendor_account)?.cents;
+    let mut left = Vec::with_capacity(customers.len());
+    let mut customers_spent = 0i64;
+    for c in &customers {
+        let b = env.ledger.balance(&c.account)?.cents;
+        customers_spent += c.deposit_cents - b;
+        left.push((c.account.clone(), b));
+    }
+    let paid_out = env.pay_out(&left)?;
+    let money = MoneyCheck {
+        price_cents: env.price_cents()?,
+        completed: tally.successes,
+        paid_not_completed,
+        vendor_before,
+        vendor_after,
+        customers_spent,
+        total_before,
+        total_after: env.ledger.total(eur)?,
+        paid_out,
+    };
+    let cert = customers
+        .first()
+        .map(|c| c.id.cert.clone())
+        .context("no customer")?;
+    Ok((
+        setup,
+        Outcome {
+            tally,
+            wall,
+            attempts: None,
+            to_last_bind: None,
+            invariant: None,
+            speed: Some(SpeedOutcome {
+                mode,
+                price: env.price,
+                product_bytes: env.product.len(),
+                deposit_cents: deposit,
+                money,
+                validations: None,
+            }),
+        },
+        sizes.unwrap_or(WireSizes::NOMINAL),
+        cert,
+    ))
+}
+
+/// The public-key operations of one purchase on one side, by the sizes of
+/// what they sign, verify, seal and open.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct PkPlan {
+    sign: Vec<usize>,
+    verify: Vec<usize>,
+    seal: Vec<usize>,
+    open: Vec<usize>,
+    /// X.509 identity validations of the customer's certificate.
+    validations: usize,
+}
+
+/// The customer's and the node's (vendor and broker) public-key operations
+/// of one purchase paid from an account, counted from the roles' code. In
+/// normal mode, the table of `crates/agora-speed/benches/steps.rs`:
+///
+/// | side | Ed25519 sign | verify | HPKE seal | open | X.509 |
+/// |---|---|---|---|---|---|
+/// | customer | request, Handshake, order | bill, receipt | request, order | | |
+/// | node | bill, receipt | request, Handshake, order, bill | bill secret | request, order, bill secret | 2 |
+///
+/// Aggressive mode has no Handshake; the vendor signs the bill and seals
+/// it, signed again, to the customer (`envelope::seal`), who opens it:
+///
+/// | side | Ed25519 sign | verify | HPKE seal | open | X.509 |
+/// |---|---|---|---|---|---|
+/// | customer | request, order | sealed bill, receipt | request, order | sealed bill | |
+/// | node | bill, sealed bill, receipt | request, order, bill | bill secret, sealed bill | request, order, bill secret | 2 |
+fn pk_plans(mode: SpeedMode, s: &WireSizes, secret: usize) -> (PkPlan, PkPlan) {
+    match mode {
+        SpeedMode::Normal => (
+            PkPlan {
+                sign: vec![s.request, s.handshake, s.order],
+                verify: vec![s.bill, s.receipt],
+                seal: vec![s.request, s.order],
+                open: vec![],
+                validations: 0,
+            },
+            PkPlan {
+                sign: vec![s.bill, s.receipt],
+                verify: vec![s.request, s.handshake, s.order, s.bill],
+                seal: vec![secret],
+                open: vec![s.request, s.order, secret],
+                validations: 2,
+            },
+        ),
+        SpeedMode::Aggressive => (
+            PkPlan {
+                sign: vec![s.request, s.order],
+                verify: vec![s.head, s.receipt],
+                seal: vec![s.request, s.order],
+                open: vec![s.head],
+                validations: 0,
+            },
+            PkPlan {
+                sign: vec![s.bill, s.head, s.receipt],
+                verify: vec![s.request, s.order, s.bill],
+                seal: vec![secret, s.head],
+                open: vec![s.request, s.order, secret],
+                validations: 2,
+            },
+        ),
+    }
+}
+
+/// Throwaway keys and one customer's certificate, with the data
+/// directory's SPEED trust (the cost does not depend on whose keys).
+struct PkKeys {
+    sign: SigningKey,
+    verify: VerifyingKey,
+    enc: X25519Secret,
+    enc_pub: X25519Public,
+    trust: SpeedTrust,
+    cert: Vec<u8>,
+}
+
+/// A [`PkPlan`]'s inputs, made ready: messages to sign, signed messages to
+/// verify, plaintexts to seal, ciphertexts to open.
+struct PkWork {
+    sign: Vec<Vec<u8>>,
+    verify: Vec<(Vec<u8>, Signature)>,
+    seal: Vec<Vec<u8>>,
+    open: Vec<(Encapped, Vec<u8>)>,
+    validations: usize,
+}
+
+impl PkWork {
+    fn new(plan: &PkPlan, k: &PkKeys, rng: &mut impl Rng) -> anyhow::Result<PkWork> {
+        let msg = |n: usize| vec![0x53u8; n];
+        Ok(PkWork {
+            sign: plan.sign.iter().map(|&n| msg(n)).collect(),
+            verify: plan
+                .verify
+                .iter()
+                .map(|&n| {
+                    let m = msg(n);
+                    let sig = k.sign.sign(&m);
+                    (m, sig)
+                })
+                .collect(),
+            seal: plan.seal.iter().map(|&n| msg(n)).collect(),
+            open: plan
+                .open
+                .iter()
+                .map(|&n| hpke::seal(rng, &k.enc_pub, BOUND_INFO, b"", &msg(n)))
+                .collect::<Result<_, _>>()?,
+            validations: plan.validations,
+        })
+    }
+
+    /// Runs the operations once; their time.
+    fn run(&self, k: &PkKeys, rng: &mut impl Rng, now: Timestamp) -> anyhow::Result<Duration> {
+        use std::hint::black_box;
+        let t = Instant::now();
+        for m in &self.sign {
+            black_box(k.sign.sign(m));
+        }
+        for (m, sig) in &self.verify {
+            k.verify.verify(m, sig)?;
+        }
+        for p in &self.seal {
+            black_box(hpke::seal(rng, &k.enc_pub, BOUND_INFO, b"", p)?);
+        }
+        for (enc, ct) in &self.open {
+            black_box(hpke::open(&k.enc, enc, BOUND_INFO, b"", ct)?);
+        }
+        for _ in 0..self.validations {
+            black_box(k.trust.identity(&k.cert, now, PartyRole::Customer)?);
+        }
+        Ok(t.elapsed())
+    }
+}
+
+const SPEED_NORMAL_BOUND: &str =
+    "per purchase: the public-key operations of one normal-mode purchase paid from an account, \
+     customer and node (vendor + broker): 5 Ed25519 signatures, 6 verifications, 3 HPKE seals, \
+     3 opens (counted as in benches/steps.rs), at the wire sizes of this run's messages, plus the \
+     X.509 identity validations the node made in this run against this data directory's SPEED \
+     CA and CRL (2 per customer and trust reload, amortized: the node remembers the \
+     certificates it validated); no HTTP, no storage, no CBOR, no symmetric crypto";
+const SPEED_AGGRESSIVE_BOUND: &str =
+    "per purchase: the public-key operations of one aggressive-mode purchase paid from an \
+     account, customer and node (vendor + broker): 5 Ed25519 signatures, 5 verifications, \
+     4 HPKE seals, 4 opens, at the wire sizes of this run's messages, plus the X.509 identity \
+     validations the node made in this run against this data directory's SPEED CA and CRL \
+     (2 per customer and trust reload, amortized: the node remembers the certificates it \
+     validated); no HTTP, no storage, no CBOR, no symmetric crypto";
+
+/// How often the node reloads its trust (`agora up`'s housekeeping
+/// period), and with it starts a fresh cache of validated certificates:
+/// each customer's certificate is validated again (twice, vendor and
+/// broker) after each reload.
+const NODE_TRUST_RELOAD_SECS: f64 = 30.0;
+
+/// The node's certificate validations in a SPEED run: what one costs, and
+/// how many fell to a purchase.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Validations {
+    /// One X.509 identity validation, without a cache (µs; the fastest
+    /// round).
+    us_each: f64,
+    /// Validations per purchase completed, amortized over the run.
+    per_purchase: f64,
+}
+
+impl Validations {
+    /// `customers` each validated twice per trust-reload period begun in
+    /// `wall`, over `purchases` purchases (all the protocol's two when none
+    /// completed).
+    fn amortized(customers: usize, purchases: u64, wall: Duration) -> f64 {
+        if purchases == 0 {
+            return 2.0;
+        }
+        let periods = (wall.as_secs_f64() / NODE_TRUST_RELOAD_SECS).floor() + 1.0;
+        (2.0 * customers as f64 * periods / purchases as f64).min(2.0)
+    }
+}
+
+/// The crypto bound of a SPEED purchase: its public-key operations on both
+/// sides, run back to back in this process, and the node's certificate
+/// validations of the run, amortized per purchase (`validations_per_purchase`,
+/// see [`Validations::amortized`]), each timed on an uncached trust.
+fn speed_crypto_bound(
+    env: &SpeedEnv,
+    mode: SpeedMode,
+    sizes: &WireSizes,
+    cert: Vec<u8>,
+    validations_per_purchase: f64,
+    budget: Duration,
+) -> anyhow::Result<(CryptoBound, &'static str, Validations)> {
+    let mut rng = os_rng();
+    let enc = X25519Secret::generate(&mut rng);
+    let sign = SigningKey::generate(&mut rng);
+    let keys = PkKeys {
+        verify: sign.verifying_key(),
+        sign,
+        enc_pub: enc.public(),
+        enc,
+        // Without the node's cache: each validation is timed whole.
+        trust: SpeedTrust::new(env.trust.cas.clone(), env.trust.crls.clone()),
+        cert,
+    };
+    // The bill's part for the broker: {AccountNumber, K}.
+    let secret = agora_core::wire::encode(&BillSecret {
+        account: env.vendor_account.clone(),
+        key: agora_core::crypto::Secret::new([0; 32]),
+    })
+    .len();
+    let (customer_plan, node_plan) = pk_plans(mode, sizes, secret);
+    let validate = PkPlan {
+        validations: 1,
+        ..PkPlan::default()
+    };
+    let node_plan = PkPlan {
+        validations: 0,
+        ..node_plan
+    };
+    let customer_work = PkWork::new(&customer_plan, &keys, &mut rng)?;
+    let node_work = PkWork::new(&node_plan, &keys, &mut rng)?;
+    let validation = PkWork::new(&validate, &keys, &mut rng)?;
+    let now = Timestamp::now_from_system_clock();
+    let mut bound = measure(budget * 4 / 5, || {
+        let c = customer_work.run(&keys, &mut rng, now)?;
+        let s = node_work.run(&keys, &mut rng, now)?;
+        Ok((c, s))
+    })?;
+    let one = measure(budget / 5, || {
+        Ok((Duration::ZERO, validation.run(&keys, &mut rng, now)?))
+    })?;
+    let validations = Validations {
+        us_each: one.server_us(),
+        per_purchase: validations_per_purchase,
+    };
+    bound.server_secs +=
+        bound.ops as f64 * validations_per_purchase * one.server_secs / one.ops.max(1) as f64;
+    Ok((
+        bound,
+        match mode {
+            SpeedMode::Normal => SPEED_NORMAL_BOUND,
+            SpeedMode::Aggressive => SPEED_AGGRESSIVE_BOUND,
+        },
+        validations,
     ))
 }
 
@@ -1449,9 +2522,9 @@ fn run_bind(env: &Env, n: usize, m: usize, limits: &Limits) -> anyhow::Result<(S
 
 /// Everything a run prints.
 #[derive(Debug)]
-struct Report<'a> {
+struct Report {
     scenario: Scenario,
-    url: &'a str,
+    url: String,
     concurrency: usize,
     cpos: usize,
     requests_limit: u64,
@@ -1463,9 +2536,21 @@ struct Report<'a> {
     crypto_what: &'static str,
 }
 
-impl Report<'_> {
+impl Report {
     fn wall_secs(&self) -> f64 {
         self.outcome.wall.as_secs_f64()
+    }
+
+    /// The crypto bound (both sides) had the node validated the customer's
+    /// certificate twice in every purchase, as without its cache.
+    fn bound_validating_every_purchase(&self, v: &Validations) -> f64 {
+        let c = &self.crypto;
+        let us = c.client_us() + c.server_us() + (2.0 - v.per_purchase).max(0.0) * v.us_each;
+        if us > 0.0 {
+            1e6 / us * c.cores as f64
+        } else {
+            0.0
+        }
     }
 
     fn throughput(&self) -> f64 {
@@ -1477,6 +2562,7 @@ impl Report<'_> {
             Scenario::Post => "posted CPOs/s".into(),
             Scenario::Browse => "listings/s".into(),
             Scenario::Bind => "binds/s".into(),
+            Scenario::SpeedNormal | Scenario::SpeedAggressive => "purchases/s".into(),
         }
     }
 
@@ -1498,6 +2584,10 @@ impl Report<'_> {
             setup["sessions_opened"] = n.into();
             setup["sessions_secs"] = secs.into();
             setup["sessions_per_sec"] = per_sec(n as u64, secs).into();
+        }
+        if let Some((n, secs)) = self.setup.customers {
+            setup["customers_registered"] = n.into();
+            setup["customers_secs"] = secs.into();
         }
         let mut v = serde_json::json!({
             "scenario": self.scenario.name(),
@@ -1530,6 +2620,29 @@ impl Report<'_> {
             v["to_last_bind_secs"] = secs.into();
             v["binds_per_sec_to_last_bind"] = per_sec(t.successes, secs).into();
         }
+        if let Some(sp) = &self.outcome.speed {
+            v["speed"] = serde_json::json!({
+                "mode": sp.mode.name(),
+                "payment": "account",
+                "product_id": SPEED_PRODUCT,
+                "product_bytes": sp.product_bytes,
+                "price": sp.price.to_string(),
+                "deposit_per_customer_cents": sp.deposit_cents,
+                "products_checked": t.successes,
+            });
+            if let Some(val) = sp.validations {
+                let every = self.bound_validating_every_purchase(&val);
+                v["speed"]["certificate_validations"] = serde_json::json!({
+                    "us_each": val.us_each,
+                    "per_purchase": val.per_purchase,
+                    "why": "the node remembers the customer certificates it validated until the \
+                            CRLs' nextUpdate or a trust reload (housekeeping)",
+                    "bound_per_sec_if_every_purchase_validated_twice": every,
+                    "ratio_if_every_purchase_validated_twice": ratio(self.throughput(), every),
+                });
+            }
+            v["money"] = sp.money.json();
+        }
         v
     }
 
@@ -1540,7 +2653,8 @@ impl Report<'_> {
         let mut s = String::new();
         let who = match self.scenario {
             Scenario::Post => "buyers",
-            _ => "sellers",
+            Scenario::Browse | Scenario::Bind => "sellers",
+            Scenario::SpeedNormal | Scenario::SpeedAggressive => "customers",
         };
         let _ = write!(
             s,
@@ -1560,6 +2674,16 @@ impl Report<'_> {
             setup.push(format!(
                 "{n} sessions opened in {secs:.2} s ({:.1} sessions/s)",
                 per_sec(n as u64, secs)
+            ));
+        }
+        if let Some((n, secs)) = self.setup.customers {
+            let each = self
+                .outcome
+                .speed
+                .as_ref()
+                .map_or(0.0, |sp| sp.deposit_cents as f64 / 100.0);
+            setup.push(format!(
+                "{n} customers registered in {secs:.2} s (certificate, account, {each:.2} EUR deposit each)"
             ));
         }
         if setup.is_empty() {
@@ -1628,6 +2752,7 @@ impl Report<'_> {
             Scenario::Post => "CPO",
             Scenario::Browse => "listing",
             Scenario::Bind => "bind",
+            Scenario::SpeedNormal | Scenario::SpeedAggressive => "purchase",
         };
         let fmt_ratio = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.3}"));
         let _ = writeln!(
@@ -1652,6 +2777,48 @@ impl Report<'_> {
             fmt_ratio(ratio(self.throughput(), c.bound(true)))
         );
         let _ = writeln!(s, "               ({})", self.crypto_what);
+        if let Some(sp) = &self.outcome.speed {
+            let m = &sp.money;
+            let _ = writeln!(
+                s,
+                "  product      {SPEED_PRODUCT:?}, {} bytes at {}, {} mode, paid from the account; \
+                 {} products decrypted and checked",
+                sp.product_bytes,
+                sp.price,
+                sp.mode.name(),
+                t.successes
+            );
+            if let Some(val) = sp.validations {
+                let every = self.bound_validating_every_purchase(&val);
+                let _ = writeln!(
+                    s,
+                    "  certificates the node validated {:.4} per purchase ({:.1} µs each, in the bound: it \
+                     remembers validated certificates);\n               validating twice in every \
+                     purchase would put the bound at {every:.0}/s (throughput / bound = {})",
+                    val.per_purchase,
+                    val.us_each,
+                    fmt_ratio(ratio(self.throughput(), every))
+                );
+            }
+            let _ = writeln!(
+                s,
+                "  money        {}: vendor +{:.2} EUR for {} purchases paid at {} (expected +{:.2} EUR; \
+                 {} completed, {} paid without completing); customers spent {:.2} EUR;\n               \
+                 ledger total {} before, {} after; {:.2} EUR left on the customers' accounts went \
+                 back to the cash account",
+                if m.ok() { "ok" } else { "VIOLATED" },
+                m.vendor_gain() as f64 / 100.0,
+                m.completed + m.paid_not_completed,
+                sp.price,
+                m.expected_gain() as f64 / 100.0,
+                m.completed,
+                m.paid_not_completed,
+                m.customers_spent as f64 / 100.0,
+                m.total_before,
+                m.total_after,
+                m.paid_out as f64 / 100.0
+            );
+        }
         if let Some(inv) = &self.outcome.invariant {
             if inv.ok() {
                 let _ = write!(
@@ -1688,22 +2855,42 @@ pub fn run(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<()> {
         .map_or(a.scenario.default_concurrency(), usize::from)
         .clamp(1, usize::from(MAX_CONCURRENCY));
     let m = match a.scenario {
-        Scenario::Post => 0,
-        s => a.cpos.map_or(s.default_cpos(), |c| c as usize).max(1),
+        Scenario::Browse | Scenario::Bind => a
+            .cpos
+            .map_or(a.scenario.default_cpos(), |c| c as usize)
+            .max(1),
+        _ => 0,
     };
-    let env = Env::load(ctx, a, url)?;
     let limits = Limits::new(a.requests, Duration::from_secs(a.duration));
-    let (setup, outcome) = match a.scenario {
-        Scenario::Post => run_post(&env, n, &limits)?,
-        Scenario::Browse => run_browse(&env, n, m, &limits)?,
-        Scenario::Bind => run_bind(&env, n, m, &limits)?,
-    };
-    env.say("measuring the crypto bound (in this process, one core)...");
     let budget = Duration::from_secs_f64(CRYPTO_SECS.min(a.duration as f64 / 2.0));
-    let (crypto, crypto_what) = crypto_bound(&env, a.scenario, budget)?;
+    let (url, setup, outcome, (crypto, crypto_what)) = match a.scenario.speed_mode() {
+        Some(mode) => {
+            let env = SpeedEnv::load(ctx, a, url, mode)?;
+            let (setup, mut outcome, sizes, cert) = run_speed(&env, mode, a.scenario, n, &limits)?;
+            env.say("measuring the crypto bound (in this process, one core)...");
+            let per_purchase = Validations::amortized(n, outcome.tally.successes, outcome.wall);
+            let (bound, what, validations) =
+                speed_crypto_bound(&env, mode, &sizes, cert, per_purchase, budget)?;
+            if let Some(sp) = outcome.speed.as_mut() {
+                sp.validations = Some(validations);
+            }
+            (env.url, setup, outcome, (bound, what))
+        }
+        None => {
+            let env = Env::load(ctx, a, url)?;
+            let (setup, outcome) = match a.scenario {
+                Scenario::Post => run_post(&env, n, &limits)?,
+                Scenario::Browse => run_browse(&env, n, m, &limits)?,
+                _ => run_bind(&env, n, m, &limits)?,
+            };
+            env.say("measuring the crypto bound (in this process, one core)...");
+            let bound = crypto_bound(&env, a.scenario, budget)?;
+            (env.url, setup, outcome, bound)
+        }
+    };
     let report = Report {
         scenario: a.scenario,
-        url: &env.url,
+        url,
         concurrency: n,
         cpos: m,
         requests_limit: a.requests,
@@ -1715,6 +2902,7 @@ pub fn run(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<()> {
         crypto_what,
     };
     crate::output::emit(ctx.json, &report.text(), report.json());
+    let mut broken = false;
     if let Some(inv) = report.outcome.invariant.as_ref().filter(|i| !i.ok()) {
         let _ = std::io::stdout().flush();
         eprintln!(
@@ -1725,6 +2913,31 @@ pub fn run(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<()> {
         for (id, count) in &inv.violations {
             eprintln!("!!!   CPO {id}: {count} BOUND_CPOs");
         }
+        broken = true;
+    }
+    if let Some(m) = report
+        .outcome
+        .speed
+        .as_ref()
+        .map(|sp| &sp.money)
+        .filter(|m| !m.ok())
+    {
+        let _ = std::io::stdout().flush();
+        eprintln!(
+            "\n!!! MONEY CHECK FAILED: ledger total {} before and {} after (must be 0); the vendor \
+             gained {} cents for {} purchases paid at {} cents (expected {}); the customers spent \
+             {} cents !!!",
+            m.total_before,
+            m.total_after,
+            m.vendor_gain(),
+            m.completed + m.paid_not_completed,
+            m.price_cents,
+            m.expected_gain(),
+            m.customers_spent
+        );
+        broken = true;
+    }
+    if broken {
         // The report is printed (one JSON object with --json): exit
         // without a second, error object.
         std::process::exit(2);
@@ -1885,6 +3098,143 @@ mod tests {
             OpError::Client(agora_core::Error::Crypto).kind(),
             "client-crypto"
         );
+    }
+
+    #[test]
+    fn speed_purchases_count_the_public_key_operations_of_the_roles() {
+        let sizes = WireSizes::NOMINAL;
+        let totals = |(c, n): (PkPlan, PkPlan)| {
+            (
+                c.sign.len() + n.sign.len(),
+                c.verify.len() + n.verify.len(),
+                c.seal.len() + n.seal.len(),
+                c.open.len() + n.open.len(),
+                c.validations + n.validations,
+            )
+        };
+        // benches/steps.rs: 5 signatures, 6 verifications, 3 seals, 3
+        // opens, 2 validations in normal mode.
+        assert_eq!(
+            totals(pk_plans(SpeedMode::Normal, &sizes, 80)),
+            (5, 6, 3, 3, 2)
+        );
+        // Aggressive: no Handshake (one signature, one verification less),
+        // the bill sealed to the customer (one seal, one open, one
+        // signature more).
+        assert_eq!(
+            totals(pk_plans(SpeedMode::Aggressive, &sizes, 80)),
+            (5, 5, 4, 4, 2)
+        );
+        // The customer validates no certificate; the node validates hers
+        // twice (vendor and broker).
+        for mode in [SpeedMode::Normal, SpeedMode::Aggressive] {
+            let (c, n) = pk_plans(mode, &sizes, 80);
+            assert_eq!((c.validations, n.validations), (0, 2));
+            assert!(n.seal.contains(&80) && n.open.contains(&80), "{mode:?}");
+        }
+        assert_eq!(Scenario::SpeedNormal.requests_per_op(), 3);
+        assert_eq!(Scenario::SpeedAggressive.requests_per_op(), 2);
+        assert_eq!(Scenario::SpeedNormal.speed_mode(), Some(SpeedMode::Normal));
+        assert_eq!(Scenario::Bind.speed_mode(), None);
+    }
+
+    #[test]
+    fn the_nodes_certificate_validations_are_amortized_over_the_run() {
+        let secs = Duration::from_secs;
+        // 16 customers, each validated by vendor and broker once in a
+        // 10-second run of 3,200 purchases.
+        assert!((Validations::amortized(16, 3_200, secs(10)) - 0.01).abs() < 1e-12);
+        // Again after each trust reload (every 30 s).
+        assert!((Validations::amortized(16, 3_200, secs(45)) - 0.02).abs() < 1e-12);
+        // Never more than the protocol's two per purchase.
+        assert_eq!(Validations::amortized(16, 4, secs(10)), 2.0);
+        assert_eq!(Validations::amortized(16, 0, secs(10)), 2.0);
+    }
+
+    #[test]
+    fn a_delivery_stream_is_split_strictly() {
+        let stream = |ct: &[u8], head: &[u8]| {
+            let mut b = (ct.len() as u64).to_be_bytes().to_vec();
+            b.extend_from_slice(ct);
+            b.extend_from_slice(&(head.len() as u32).to_be_bytes());
+            b.extend_from_slice(head);
+            b
+        };
+        let ok = stream(b"ciphertext", b"head");
+        assert_eq!(
+            split_delivery(&ok, 100),
+            Ok((&b"ciphertext"[..], &b"head"[..]))
+        );
+        assert_eq!(
+            split_delivery(&stream(b"", b""), 100),
+            Ok((&b""[..], &b""[..]))
+        );
+        for cut in 0..ok.len() {
+            assert_eq!(
+                split_delivery(&ok[..cut], 100),
+                Err("the delivery was cut"),
+                "{cut}"
+            );
+        }
+        let mut long = ok.clone();
+        long.push(0);
+        assert_eq!(
+            split_delivery(&long, 100),
+            Err("bytes after the delivery head")
+        );
+        assert_eq!(
+            split_delivery(&ok, 9),
+            Err("the announced product is too large")
+        );
+        let big_head = stream(b"x", &vec![0; MAX_DELIVERY_HEAD_LEN + 1]);
+        assert_eq!(
+            split_delivery(&big_head, 100),
+            Err("the delivery head is too large")
+        );
+    }
+
+    #[test]
+    fn the_money_check_wants_every_cent_accounted_for() {
+        let good = MoneyCheck {
+            price_cents: 50,
+            completed: 10,
+            paid_not_completed: 1,
+            vendor_before: 1_000,
+            vendor_after: 1_550,
+            customers_spent: 550,
+            total_before: 0,
+            total_after: 0,
+            paid_out: 12_345,
+        };
+        assert!(good.ok());
+        assert_eq!(good.vendor_gain(), 550);
+        assert_eq!(good.json()["ok"], true);
+        let broken = [
+            MoneyCheck {
+                vendor_after: 1_600,
+                ..good.clone()
+            },
+            MoneyCheck {
+                customers_spent: 500,
+                ..good.clone()
+            },
+            MoneyCheck {
+                total_after: -50,
+                ..good.clone()
+            },
+            MoneyCheck {
+                total_before: 1,
+                ..good.clone()
+            },
+            MoneyCheck {
+                paid_not_completed: 0,
+                ..good.clone()
+            },
+        ];
+        for m in broken {
+            assert!(!m.ok(), "{m:?}");
+            assert_eq!(m.json()["ok"], false);
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! `agora bench` against a real node: `agora up` on a fresh data directory
 //! and a free loopback port, then each scenario for about two seconds with
 //! small concurrency and `--json`. Checks that something was done, that no
-//! CPO was bound twice, and that the only errors are the expected ones. No
-//! timing is asserted.
+//! CPO was bound twice, that the SPEED purchases' money adds up, and that
+//! the only errors are the expected ones. No timing is asserted.
 //!
 //! Each scenario gets a node of its own: the node's housekeeping (every 30
 //! seconds) rebuilds the CPO server, and with it the table of listings
@@ -255,6 +255,66 @@ fn bench_scenarios_run_against_a_real_node() {
         assert_eq!(r["stopped_by"], "requests", "{r:#}");
         assert_eq!(r["invariant"]["ok"], true, "{r:#}");
     }
+}
+
+/// The SPEED scenarios: purchases of the demo 16-byte product, every step
+/// timed, every product checked, and the money accounted for.
+#[test]
+fn speed_scenarios_run_against_a_real_node() {
+    let node = Node::start();
+    for (scenario, steps) in [
+        (
+            "speed-normal",
+            &["negotiate", "handshake+delivery", "pay", "purchase"][..],
+        ),
+        (
+            "speed-aggressive",
+            &["request+delivery", "pay", "purchase"][..],
+        ),
+    ] {
+        let r = node.bench(&[scenario, "--duration", "2", "--concurrency", "4"]);
+        check_report(&r, scenario, &[]);
+        for step in steps {
+            assert!(
+                r["latency"][step]["count"].as_u64().unwrap() > 0,
+                "{step}: {r:#}"
+            );
+        }
+        // Every success is a whole purchase whose product decrypted to the
+        // vendor's 16 bytes.
+        assert_eq!(r["latency"]["purchase"]["count"], r["successes"], "{r:#}");
+        let speed = &r["speed"];
+        assert_eq!(speed["product_bytes"], 16, "{r:#}");
+        assert_eq!(speed["price"], "0.50 EUR", "{r:#}");
+        assert_eq!(speed["products_checked"], r["successes"], "{r:#}");
+        let money = &r["money"];
+        assert_eq!(money["ok"], true, "{r:#}");
+        assert_eq!(money["ledger_total_before_cents"], "0", "{r:#}");
+        assert_eq!(money["ledger_total_after_cents"], "0", "{r:#}");
+        assert_eq!(money["paid_not_completed"], 0, "{r:#}");
+        assert_eq!(
+            money["vendor_gain_cents"].as_u64().unwrap(),
+            50 * r["successes"].as_u64().unwrap(),
+            "{r:#}"
+        );
+        assert_eq!(money["customers_spent_cents"], money["vendor_gain_cents"]);
+        assert!(r["invariant"].is_null());
+    }
+    // The requests bound holds: two normal-mode purchases are six
+    // requests, a third does not fit in seven.
+    let r = node.bench(&[
+        "speed-normal",
+        "--duration",
+        "10",
+        "--concurrency",
+        "1",
+        "--requests",
+        "7",
+    ]);
+    assert_eq!(r["requests"], 6, "{r:#}");
+    assert_eq!(r["successes"], 2, "{r:#}");
+    assert_eq!(r["stopped_by"], "requests", "{r:#}");
+    assert_eq!(r["money"]["vendor_gain_cents"], 100, "{r:#}");
 }
 
 #[test]

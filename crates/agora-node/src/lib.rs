@@ -225,6 +225,15 @@ impl Node {
             self.services.clone(),
             stop_rx,
         ));
+        // No Nagle: a reply written in a few pieces (a SPEED delivery: its
+        // length, the product, the head) would otherwise wait for the
+        // client's delayed acknowledgement, 40 ms on Linux.
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

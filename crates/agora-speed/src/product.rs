@@ -98,9 +98,20 @@ fn copy(mut from: impl Read, to: &mut impl Write) -> io::Result<u64> {
 pub fn encrypt<W: Write + Send>(
     rng: &mut impl Rng,
     key: &Secret<32>,
-    product: impl Read,
+    mut product: impl Read,
     out: W,
 ) -> io::Result<(W, Encrypted)> {
+    // A product of one chunk (a key, a short text) is not worth a thread.
+    let mut first = Vec::with_capacity(COPY_BUF);
+    (&mut product)
+        .take(COPY_BUF as u64)
+        .read_to_end(&mut first)?;
+    if first.len() < COPY_BUF {
+        let mut stream = StreamWriter::new(rng, PRODUCT_ALG, key, HashingWriter::new(out))?;
+        stream.write_all(&first)?;
+        return Ok(stream.finish()?.finish());
+    }
+    let product = io::Cursor::new(first).chain(product);
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(DIGEST_QUEUE);
         let digest = s.spawn(move || {
@@ -202,6 +213,33 @@ pub fn decrypt(key: &Secret<32>, ciphertext: impl Read, mut out: impl Write) -> 
 mod tests {
     use super::*;
     use rand_chacha::rand_core::SeedableRng;
+
+    #[test]
+    fn every_size_round_trips_with_the_digest_of_its_ciphertext() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+        let key = Secret::random(&mut rng);
+        for n in [
+            0usize,
+            16,
+            COPY_BUF - 1,
+            COPY_BUF,
+            COPY_BUF + 1,
+            3 * COPY_BUF + 7,
+        ] {
+            let product: Vec<u8> = (0..n).map(|i| (i * 31) as u8).collect();
+            let (ct, enc) = encrypt(&mut rng, &key, &product[..], Vec::new()).unwrap();
+            assert_eq!(enc.len, ct.len() as u64, "{n}");
+            assert_eq!(enc.hash, agora_core::crypto::sha256(&ct), "{n}");
+            assert_eq!(
+                enc.len,
+                agora_core::crypto::stream::ciphertext_len(n as u64),
+                "{n}"
+            );
+            let mut back = Vec::new();
+            decrypt(&key, &ct[..], &mut back).unwrap();
+            assert_eq!(back, product, "{n}");
+        }
+    }
 
     #[test]
     fn round_trip_and_digest_of_the_ciphertext() {
