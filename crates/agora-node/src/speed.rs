@@ -511,7 +511,7 @@ fn deliver(svc: Arc<SpeedService>, mut d: Delivery) -> Result<Response, Problem>
             w.write_all(&head_len.to_be_bytes())?;
             w.write_all(&head)?;
             w.flush()?;
-            tracing::info!(order = %sale.order, price = %sale.price, "SPEED delivery sent");
+            tracing::debug!(order = %sale.order, price = %sale.price, "SPEED delivery sent");
             Ok(())
         })();
         if let Err(e) = r {
