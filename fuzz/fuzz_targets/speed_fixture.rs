@@ -21,10 +21,8 @@
 //! cryptography are fuzzed too.
 #![allow(dead_code)] // each includer uses part of it
 
-use agora_core::crypto::{
-    hmac_sha256, hpke, MacKey, Secret, SigningKey, X25519Public, X25519Secret,
-};
-use agora_core::wire::{self, cose, envelope, sym, Encoder, Message, Tag};
+use agora_core::crypto::{hmac_sha256, MacKey, Secret, SigningKey, X25519Public, X25519Secret};
+use agora_core::wire::{self, cose, envelope, sym, Message, Tag};
 use agora_core::{Currency, Money, Timestamp};
 use agora_pki::{Agency, CrlParams, PartyRole, TrustAnchors};
 use agora_speed::broker::{Broker, BrokerReply};
@@ -427,9 +425,9 @@ impl Parties {
         sym::seal_raw(enc, tag, &mut rng(R_SEAL), &cose::sign_raw(signer, payload))
     }
 
-    /// `PKE(payload, Sign(payload))` to `recipient` under `tag`, as
-    /// `agora_core::wire::envelope::seal` writes it (which takes a message,
-    /// not bytes). [`Speed::new`] checks that the two agree.
+    /// `PKE(payload, Sign(payload))` to `recipient` under `tag`, from bytes
+    /// rather than a message. [`Speed::new`] checks that it agrees with
+    /// `envelope::seal`.
     pub fn envelope(
         &self,
         sender: &SigningKey,
@@ -437,17 +435,13 @@ impl Parties {
         tag: Tag,
         payload: &[u8],
     ) -> Vec<u8> {
-        let signed = cose::sign_raw(sender, payload);
-        let rid = recipient.key_id();
-        let mut info = envelope::INFO_PREFIX.to_vec();
-        info.extend_from_slice(&tag.to_cbor());
-        let mut aad = tag.to_cbor();
-        aad.extend_from_slice(&rid.0);
-        let (enc, ct) =
-            hpke::seal(&mut rng(R_SEAL), recipient, &info, &aad, &signed).expect("HPKE seal");
-        let mut e = Encoder::with_capacity(ct.len() + envelope::ENVELOPE_OVERHEAD);
-        e.array(4).field(&tag).field(&rid).bytes(&enc).bytes(&ct);
-        e.into_bytes()
+        envelope::seal_signed(
+            &mut rng(R_SEAL),
+            recipient,
+            tag,
+            &cose::sign_raw(sender, payload),
+        )
+        .expect("HPKE seal")
     }
 
     /// The payload of a `COSE_Sign1` by `signer`.

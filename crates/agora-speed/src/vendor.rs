@@ -453,7 +453,7 @@ impl Delivery {
             BillSeal::ToCustomer(x) => encode(&AggressiveDelivery {
                 nid: self.nid,
                 product_len: encrypted.len,
-                bill: envelope::seal(rng, &vendor.keys.sign, x, &bill)?,
+                bill: envelope::seal_signed(rng, x, Bill::TAG, &signed)?,
             }),
         };
         Ok((

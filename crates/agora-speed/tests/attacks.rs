@@ -9,8 +9,8 @@
 
 mod common;
 
-use agora_core::crypto::{hpke, Secret};
-use agora_core::wire::{cose, encode, envelope, sym, tags, Encoder, Message};
+use agora_core::crypto::Secret;
+use agora_core::wire::{cose, encode, envelope, sym, Message};
 use agora_core::{Error, Timestamp};
 use agora_pki::{PartyRole, Revocation, RevocationReason};
 use agora_speed::broker::BrokerReply;
@@ -193,25 +193,13 @@ fn man_in_the_middle_vendor_is_refused_by_vendor_id() {
     })
     .unwrap();
     // Mallory re-seals Carol's signed request, untouched, to the vendor.
-    let tag = tags::SPEED_NEGOTIATION_REQUEST;
     let to = m.vendor.keys.enc.public();
-    let mut info = envelope::INFO_PREFIX.to_vec();
-    info.extend_from_slice(&tag.to_cbor());
-    let mut aad = tag.to_cbor();
-    aad.extend_from_slice(&to.key_id().0);
-    let (enc, ct) = hpke::seal(&mut m.rng, &to, &info, &aad, &opened.signed).unwrap();
-    let mut e = Encoder::new();
-    e.array(4)
-        .field(&tag)
-        .field(&to.key_id())
-        .bytes(&enc)
-        .bytes(&ct);
-    let forwarded = e.into_bytes();
+    let forwarded =
+        envelope::seal_signed(&mut m.rng, &to, NegotiationRequest::TAG, &opened.signed).unwrap();
     assert!(matches!(
         m.vendor.on_negotiation_request(m.now, &mut m.rng, &forwarded, &m.shelf),
         Err(Error::NotAuthorised(r)) if r.contains("VendorID")
     ));
-    assert_eq!(NegotiationRequest::TAG, tag);
 }
 
 /// Section 5.3: "The customer can avoid this attack keeping track of every

@@ -53,11 +53,23 @@ pub fn seal<M: Message>(
     recipient: &X25519Public,
     m: &M,
 ) -> Result<Vec<u8>> {
-    let signed = cose::sign(sender, m);
+    seal_signed(rng, recipient, M::TAG, &cose::sign(sender, m))
+}
+
+/// Seals a message already signed (the `COSE_Sign1` [`cose::sign`] made of
+/// a message tagged `tag`) to `recipient`: for a sender that keeps the
+/// signed message as evidence too, so that it is signed once, or one that
+/// forwards what another signed.
+pub fn seal_signed(
+    rng: &mut impl Rng,
+    recipient: &X25519Public,
+    tag: Tag,
+    signed: &[u8],
+) -> Result<Vec<u8>> {
     let rid = recipient.key_id();
-    let (enc, ct) = hpke::seal(rng, recipient, &info(M::TAG), &aad(M::TAG, &rid), &signed)?;
+    let (enc, ct) = hpke::seal(rng, recipient, &info(tag), &aad(tag, &rid), signed)?;
     let mut e = Encoder::with_capacity(ct.len() + ENVELOPE_OVERHEAD);
-    e.array(4).field(&M::TAG).field(&rid).bytes(&enc).bytes(&ct);
+    e.array(4).field(&tag).field(&rid).bytes(&enc).bytes(&ct);
     Ok(e.into_bytes())
 }
 
