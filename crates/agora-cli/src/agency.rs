@@ -7,9 +7,9 @@
 use crate::datadir::Ctx;
 use agora_core::crypto::SigningKey;
 use agora_core::ports::EvidenceArchive;
-use agora_core::{KeyId, Money};
+use agora_core::{KeyId, Money, Timestamp};
 use agora_pki::registry::{AgencyRegistry, IssuedKind, IssuedRecord, RevokeOutcome};
-use agora_pki::{Agency, BondParams, RevocationReason};
+use agora_pki::{Agency, BondParams, IssuedCert, RevocationReason};
 use agora_pki::{Conditions, PartyRole, Role};
 use agora_pki::{Crl, Serial};
 use anyhow::{bail, Context};
@@ -162,6 +162,36 @@ pub(crate) fn publish_crl(ctx: &Ctx, agency: &Agency, days: u64) -> anyhow::Resu
     )?)
 }
 
+/// Keeps what `agency` issued: a row of its register (so that it can be
+/// revoked) and an entry of the evidence archive.
+pub(crate) fn record_issued(
+    store: &agora_store::Store,
+    agency: &Agency,
+    issued: &IssuedCert,
+    kind: IssuedKind,
+    subject: KeyId,
+    issued_at: Timestamp,
+    not_after: Timestamp,
+) -> anyhow::Result<()> {
+    store.agency_registry().record_issued(
+        &agency.key_id(),
+        &IssuedRecord {
+            serial: issued.serial.clone(),
+            kind,
+            subject,
+            issued_at,
+            not_after,
+            der: issued.der.clone(),
+        },
+    )?;
+    let what = match kind {
+        IssuedKind::Bond => "pki/bond-certificate",
+        IssuedKind::Identity => "pki/identity-certificate",
+    };
+    store.archive().append(what, &issued.der, issued_at)?;
+    Ok(())
+}
+
 /// The names of the agencies run from this data directory.
 pub(crate) fn agency_names(ctx: &Ctx) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(ctx.data_dir.join("agencies"))
@@ -254,20 +284,15 @@ pub fn run(ctx: &Ctx, cmd: &AgencyCmd) -> anyhow::Result<()> {
                 &mut rng,
             )?;
             let store = ctx.store()?;
-            store.agency_registry().record_issued(
-                &ag.key_id(),
-                &IssuedRecord {
-                    serial: issued.serial.clone(),
-                    kind: IssuedKind::Bond,
-                    subject: holder_key.key_id(),
-                    issued_at: now,
-                    not_after,
-                    der: issued.der.clone(),
-                },
+            record_issued(
+                &store,
+                &ag,
+                &issued,
+                IssuedKind::Bond,
+                holder_key.key_id(),
+                now,
+                not_after,
             )?;
-            store
-                .archive()
-                .append("pki/bond-certificate", &issued.der, now)?;
             crate::datadir::write_file_atomic(out, issued.to_pem().as_bytes())?;
             let role_names: Vec<&str> = roles.iter().map(|r| role_name(*r)).collect();
             crate::output::emit(

@@ -78,7 +78,7 @@ use agora_core::crypto::hpke::{self, Encapped};
 use agora_core::crypto::{
     os_rng, random_bytes, Rng, Signature, SigningKey, VerifyingKey, X25519Public, X25519Secret,
 };
-use agora_core::ports::{EvidenceArchive, MemoryReplayCache};
+use agora_core::ports::MemoryReplayCache;
 use agora_core::{Currency, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
 use agora_cpo::msg::{digest, BindListing, BindOffer, BoundCpo, ListingRequest};
@@ -93,7 +93,7 @@ use agora_node::cpo::{Reply, Role};
 use agora_node::exchange::ExchangeId;
 use agora_node::speed::{SpeedTrustSource, DELIVERY_TYPE};
 use agora_node::EXCHANGE_HEADER;
-use agora_pki::registry::{AgencyRegistry, IssuedKind, IssuedRecord};
+use agora_pki::registry::IssuedKind;
 use agora_pki::{Agency, BondParams, Conditions, IdentityParams, PartyRole};
 use agora_speed::customer::{self, CustomerNext, Identity};
 use agora_speed::ledger::{Account, AccountKind, JournalEntry, Ledger, Posting};
@@ -1784,20 +1784,15 @@ impl SpeedEnv {
             },
             rng,
         )?;
-        self.store.agency_registry().record_issued(
-            &self.ca.key_id(),
-            &IssuedRecord {
-                serial: issued.serial.clone(),
-                kind: IssuedKind::Identity,
-                subject: keys.id(),
-                issued_at: now,
-                not_after,
-                der: issued.der.clone(),
-            },
+        crate::agency::record_issued(
+            &self.store,
+            &self.ca,
+            &issued,
+            IssuedKind::Identity,
+            keys.id(),
+            now,
+            not_after,
         )?;
-        self.store
-            .archive()
-            .append("pki/identity-certificate", &issued.der, now)?;
         let account = AccountNumber::new(&format!("C-BENCH-{short}"))?;
         self.ledger.open_account(&Account {
             number: account.clone(),

@@ -147,7 +147,6 @@ impl Broker {
         if ledger.payment(&bill.order)?.is_some() {
             return Err(Error::Replayed);
         }
-        let receipt = self.receipt(rng, &bill, &secret.key);
         match po.mode {
             PaymentMode::Account(number) => {
                 let payer = ledger
@@ -158,6 +157,7 @@ impl Broker {
                         "the account is not the customer's".into(),
                     ));
                 }
+                let receipt = self.receipt(rng, &bill, &secret.key);
                 let record = PaymentRecord {
                     id: bill.order,
                     payer: number,
@@ -183,7 +183,13 @@ impl Broker {
                 let float = self.floats.get(&bill.price.currency).ok_or_else(|| {
                     Error::Refused(format!("no e-purse in {}", bill.price.currency))
                 })?;
+                // Held already: message a was lost; send it again before
+                // any SAM or signing work.
+                if let Some(state) = ledger.held(&bill.order)? {
+                    return Held::resend(&state, &customer);
+                }
                 let (s2, pending) = self.sam.debit(&s1, bill.price, &bill.order, rng)?;
+                let receipt = self.receipt(rng, &bill, &secret.key);
                 let mut held = Held {
                     pending: pending.to_bytes(),
                     enc_key,
@@ -204,17 +210,8 @@ impl Broker {
                 held.a = sym::seal_mac(&held.enc_key, &held.sign_key, rng, &a);
                 match ledger.hold(&bill.order, &held.to_bytes(), now)? {
                     HoldOutcome::Held => Ok(BrokerReply::PurseDebit(held.a)),
-                    // The order is held: message a was lost on its way. The
-                    // customer's PaymentOrder again gets the same message a
-                    // (sealed under her BEncKey; worthless to anyone else),
-                    // and her card, still in that session, can answer it.
-                    HoldOutcome::AlreadyHeld(state) => {
-                        let before = Held::from_bytes(&state)?;
-                        if before.customer != customer {
-                            return Err(Error::Replayed);
-                        }
-                        Ok(BrokerReply::PurseDebit(before.a))
-                    }
+                    // Held by a concurrent copy of the same order.
+                    HoldOutcome::AlreadyHeld(state) => Held::resend(&state, &customer),
                     HoldOutcome::AlreadyPaid => Err(Error::Replayed),
                 }
             }
@@ -417,6 +414,18 @@ struct Held {
 const HELD_VERSION: u64 = 1;
 
 impl Held {
+    /// Message a again, for the order held in `state`: it was lost on its
+    /// way. It is sealed under the customer's BEncKey (worthless to anyone
+    /// else), and her card, still in that session, can answer it. Only the
+    /// customer who ordered gets it.
+    fn resend(state: &[u8], customer: &KeyId) -> Result<BrokerReply> {
+        let held = Held::from_bytes(state)?;
+        if held.customer != *customer {
+            return Err(Error::Replayed);
+        }
+        Ok(BrokerReply::PurseDebit(held.a))
+    }
+
     fn to_bytes(&self) -> Vec<u8> {
         let mut e = Encoder::new();
         e.array(12)

@@ -148,6 +148,25 @@ impl Message for NegotiationStep {
     }
 }
 
+/// Checks the sequence number of a NegotiationStep: it must be exactly one
+/// more than the last one seen. "A negotiation message with a repeated
+/// sequence number is interpreted as an active attack, and it will cause
+/// the end of the communication" (section 5.3): the caller's state is
+/// consumed, so the negotiation ends.
+pub(crate) fn check_seq(last: u64, got: u64) -> Result<()> {
+    if got <= last {
+        return Err(Error::PeerMisbehaved(
+            "repeated NegotiationStep sequence number: negotiation ended",
+        ));
+    }
+    if Some(got) != last.checked_add(1) {
+        return Err(Error::PeerMisbehaved(
+            "skipped NegotiationStep sequence number: negotiation ended",
+        ));
+    }
+    Ok(())
+}
+
 /// Message 3: `{NID, Price}`, signed by the customer, under EnKey: she
 /// accepts the vendor's last offer.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,7 +10,6 @@
 //! the head of message 4. [`Vendor::on_product_request`] is the aggressive
 //! mode's way to a [`Delivery`].
 
-use crate::customer::check_seq;
 use crate::msg::{
     self, AggressiveDelivery, Bill, BillSecret, Handshake, NegotiationRequest, NegotiationStep,
     ProductDelivery, ProductRequest, Receipt,
@@ -315,7 +314,7 @@ impl VendorNegotiation {
                 "NegotiationStep of another negotiation",
             ));
         }
-        check_seq(self.last_seq, step.seq)?;
+        msg::check_seq(self.last_seq, step.seq)?;
         VendorNegotiation {
             last_seq: step.seq,
             ..self
