@@ -26,9 +26,9 @@ use agora_node::speed::{
     BrokerSpec, Product, SpeedService, SpeedSpec, SpeedTrustSource, VendorSpec,
 };
 use agora_node::speed_client::{Negotiated, SpeedClient};
-use agora_pki::registry::{AgencyRegistry, IssuedKind, IssuedRecord};
+use agora_pki::registry::IssuedKind;
 use agora_pki::{IdentityParams, Party, PartyRole, TrustStore};
-use agora_speed::customer::{ExpectReceipt, Identity, Purchase, ReadyToPay};
+use agora_speed::customer::{ExpectPurseDebit, ExpectReceipt, Identity, Purchase, ReadyToPay};
 use agora_speed::ledger::{Account, AccountKind, JournalEntry, Ledger, Posting};
 use agora_speed::purse::{Card, Sam};
 use agora_speed::strategy::{AcceptFirst, CustomerStrategy, PriceRule, Target, WalkAwayAbove};
@@ -132,21 +132,15 @@ fn issue_identity(
         },
         &mut os_rng(),
     )?;
-    let store = ctx.store()?;
-    store.agency_registry().record_issued(
-        &ca.key_id(),
-        &IssuedRecord {
-            serial: issued.serial.clone(),
-            kind: IssuedKind::Identity,
-            subject: keys.id(),
-            issued_at: now,
-            not_after,
-            der: issued.der.clone(),
-        },
+    crate::agency::record_issued(
+        &ctx.store()?,
+        &ca,
+        &issued,
+        IssuedKind::Identity,
+        keys.id(),
+        now,
+        not_after,
     )?;
-    store
-        .archive()
-        .append("pki/identity-certificate", &issued.der, now)?;
     Ok(issued.der)
 }
 
@@ -486,6 +480,10 @@ pub enum SpeedCmd {
         /// Write the product here.
         #[arg(long)]
         out: PathBuf,
+        /// The card of a card payment that was interrupted after the card
+        /// debited: its confirmation is sent to the broker again.
+        #[arg(long)]
+        card: Option<PathBuf>,
     },
     /// Complain to the broker about a paid purchase (section 5.7): the
     /// product is not as described, or the receipt's key does not decrypt
@@ -572,11 +570,9 @@ pub enum PayWith {
     Card,
 }
 
-/// `agora speed buy`.
+/// How a purchase is paid and where its product goes.
 #[derive(Debug, Args)]
-pub struct BuyArgs {
-    #[command(flatten)]
-    deal: DealArgs,
+pub struct PayOpts {
     /// Pay from the account or by card.
     #[arg(long, value_enum, default_value_t = PayWith::Account)]
     pay: PayWith,
@@ -588,20 +584,22 @@ pub struct BuyArgs {
     out: PathBuf,
 }
 
+/// `agora speed buy`.
+#[derive(Debug, Args)]
+pub struct BuyArgs {
+    #[command(flatten)]
+    deal: DealArgs,
+    #[command(flatten)]
+    pay: PayOpts,
+}
+
 /// `agora speed pay`.
 #[derive(Debug, Args)]
 pub struct PayArgs {
     /// The PaymentOrderID `agora speed negotiate` printed.
     order: String,
-    /// Pay from the account or by card.
-    #[arg(long, value_enum, default_value_t = PayWith::Account)]
-    pay: PayWith,
-    /// The card file (with --pay card).
-    #[arg(long)]
-    card: Option<PathBuf>,
-    /// Write the decrypted product here.
-    #[arg(long)]
-    out: PathBuf,
+    #[command(flatten)]
+    pay: PayOpts,
 }
 
 /// `agora speed card ...`
@@ -682,7 +680,7 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
         SpeedCmd::Buy(a) => {
             let c = Customer::load(ctx, &a.deal.customer)?;
             let (order, ready) = c.deal(ctx, &a.deal)?;
-            c.pay(ctx, order, ready, a.pay, a.card.as_deref(), &a.out)
+            c.pay(ctx, order, ready, &a.pay)
         }
         SpeedCmd::Negotiate(a) => {
             let c = Customer::load(ctx, &a.customer)?;
@@ -706,10 +704,16 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
                 .context("no negotiated purchase with that id here (agora speed negotiate)")?;
             let ready = match ReadyToPay::from_bytes(&state) {
                 Ok(r) => r,
-                Err(_) if ExpectReceipt::from_bytes(&state).is_ok() => bail!(
-                    "this purchase is paid already; a lost receipt: agora speed receipt {}",
-                    order.to_hex()
-                ),
+                Err(_)
+                    if ExpectReceipt::from_bytes(&state).is_ok()
+                        || ExpectPurseDebit::from_bytes(&state).is_ok() =>
+                {
+                    bail!(
+                        "this purchase is paid already; a lost receipt: agora speed receipt {} \
+                         (with --card for a card payment)",
+                        order.to_hex()
+                    )
+                }
                 Err(e) => return Err(anyhow::Error::new(e).context("the saved purchase")),
             };
             // Whose purchase it is: the customer whose certificate signed
@@ -717,15 +721,30 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
             let who = std::fs::read_to_string(purchase_dir(ctx, &order).join("customer"))
                 .context("the saved purchase names no customer")?;
             let c = Customer::load(ctx, who.trim())?;
-            c.pay(ctx, order, ready, a.pay, a.card.as_deref(), &a.out)
+            c.pay(ctx, order, ready, &a.pay)
         }
-        SpeedCmd::Receipt { order, out } => {
+        SpeedCmd::Receipt { order, out, card } => {
             let order = PaymentOrderId::from_hex(order.trim()).context("PaymentOrderID")?;
             let state = read_limited(&purchase_dir(ctx, &order).join("state"), 64 * 1024)
                 .context("no purchase with that id here")?;
-            let expect = ExpectReceipt::from_bytes(&state)
-                .context("that purchase has not been paid from here (agora speed pay)")?;
-            let purchase = client(ctx)?.receipt(expect)?;
+            let c = client(ctx)?;
+            let purchase = if let Ok(expect) = ExpectReceipt::from_bytes(&state) {
+                c.receipt(expect)?
+            } else {
+                // A card payment: the card's last confirmation (S3), sent
+                // again as message b; the broker pays at most once.
+                let expect = ExpectPurseDebit::from_bytes(&state)
+                    .context("that purchase has not been paid from here (agora speed pay)")?;
+                let path = card
+                    .as_deref()
+                    .context("a card payment: name the card with --card")?;
+                let s3 = load_card(path)?
+                    .last_confirmation()
+                    .context("the card has not debited: pay again with agora speed pay")?
+                    .to_vec();
+                let (expect, b) = expect.resume(&mut os_rng(), s3);
+                c.confirm_again(expect, &b)?
+            };
             finish(ctx, &purchase, out)
         }
         SpeedCmd::Complain { order } => {
@@ -1186,9 +1205,7 @@ impl Customer {
         ctx: &Ctx,
         order: PaymentOrderId,
         ready: ReadyToPay,
-        with: PayWith,
-        card: Option<&Path>,
-        out: &Path,
+        opts: &PayOpts,
     ) -> anyhow::Result<()> {
         let c = client(ctx)?;
         let paid_path = speed_dir(ctx).join("paid");
@@ -1200,7 +1217,7 @@ impl Customer {
         let already = |o: &PaymentOrderId| paid.iter().any(|p| *p == o.to_hex());
         let dir = purchase_dir(ctx, &order);
         let save = |b: &[u8]| write_private(&dir.join("state"), b).map_err(std::io::Error::other);
-        let purchase = match with {
+        let purchase = match opts.pay {
             PayWith::Account => c.pay_from_account(
                 &mut os_rng(),
                 &self.id,
@@ -1212,7 +1229,10 @@ impl Customer {
                 save,
             )?,
             PayWith::Card => {
-                let path = card.context("--pay card needs --card FILE")?;
+                let path = opts
+                    .card
+                    .as_deref()
+                    .context("--pay card needs --card FILE")?;
                 let mut k = load_card(path)?;
                 c.pay_by_card(
                     &mut os_rng(),
@@ -1231,7 +1251,7 @@ impl Customer {
         let mut all = paid;
         all.push(order.to_hex());
         crate::datadir::write_file_atomic(&paid_path, (all.join("\n") + "\n").as_bytes())?;
-        finish(ctx, &purchase, out)
+        finish(ctx, &purchase, &opts.out)
     }
 }
 

@@ -231,10 +231,11 @@ impl SpeedClient {
     }
 
     /// Pays by `card` (S1, then message a to the card, message b back) and
-    /// opens the receipt. `save` is called with each state to keep: before
-    /// the order is sent, and after the card debited (with the card already
-    /// saved by the caller's `save_card`), so that an interrupted payment
-    /// can be finished.
+    /// opens the receipt. `save` is called with the state to keep before the
+    /// order is sent; with it and the card file (saved by `save_card` before
+    /// S3 leaves the card) an interrupted payment can be finished
+    /// ([`agora_speed::customer::ExpectPurseDebit::resume`],
+    /// [`SpeedClient::confirm_again`]).
     #[allow(clippy::too_many_arguments)] // each is one party or one piece of state
     pub fn pay_by_card(
         &self,
@@ -253,8 +254,9 @@ impl SpeedClient {
         let (expect, order) = ready.pay_by_card(rng, me, broker, s1, already_paid)?;
         save(&expect.to_bytes(&vendor.sign))?;
         let a = self.broker(&order, None)?;
+        // The saved state stays the one that can make b again (with the
+        // card's S3): see ExpectPurseDebit::resume.
         let (expect, b) = self.debit(rng, expect, &a, card, &mut save_card)?;
-        save(&expect.to_bytes(&vendor.sign))?;
         let receipt = self.broker(&b, Some(&order_id))?;
         Ok(expect.on_receipt(&receipt)?)
     }

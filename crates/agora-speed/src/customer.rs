@@ -30,25 +30,6 @@ pub struct Identity {
     pub cert: Vec<u8>,
 }
 
-/// Checks the sequence number of a NegotiationStep: it must be exactly one
-/// more than the last one seen. "A negotiation message with a repeated
-/// sequence number is interpreted as an active attack, and it will cause
-/// the end of the communication" (section 5.3): the caller's state is
-/// consumed, so the negotiation ends.
-pub(crate) fn check_seq(last: u64, got: u64) -> Result<()> {
-    if got <= last {
-        return Err(Error::PeerMisbehaved(
-            "repeated NegotiationStep sequence number: negotiation ended",
-        ));
-    }
-    if Some(got) != last.checked_add(1) {
-        return Err(Error::PeerMisbehaved(
-            "skipped NegotiationStep sequence number: negotiation ended",
-        ));
-    }
-    Ok(())
-}
-
 /// Message 1: starts a negotiation for `product_id` with `vendor`. The
 /// opening offer comes from `strategy`.
 pub fn negotiate(
@@ -137,7 +118,7 @@ impl Negotiating {
                 "NegotiationStep of another negotiation",
             ));
         }
-        check_seq(self.last_seq, step.seq)?;
+        msg::check_seq(self.last_seq, step.seq)?;
         let mv = if self.round >= MAX_ROUNDS {
             Move::WalkAway
         } else {
@@ -599,6 +580,19 @@ impl ExpectPurseDebit {
         };
         let sealed = sym::seal_mac(&self.enc_key, &self.sign_key, rng, &b);
         Ok((self.then, sealed))
+    }
+
+    /// Message b again after an interruption: the card has debited (its
+    /// [`crate::purse::Card::last_confirmation`] is S3), but b or its answer
+    /// was lost, perhaps with the program. The broker pays at most once per
+    /// PaymentOrderID, so sending b again is safe.
+    pub fn resume(self, rng: &mut impl Rng, s3: Vec<u8>) -> (ExpectReceipt, Vec<u8>) {
+        let b = PurseConfirm {
+            order: self.then.order,
+            s3,
+        };
+        let sealed = sym::seal_mac(&self.enc_key, &self.sign_key, rng, &b);
+        (self.then, sealed)
     }
 }
 

@@ -190,17 +190,32 @@ fn a_purchase_resumes_from_saved_states() {
     else {
         panic!("message a")
     };
+    let saved = expect.to_bytes(&vendor_key);
     let card = &mut m.card;
-    let (expect, b) = expect
+    let (expect, lost_b) = expect
         .on_debit(&mut m.rng, &a, |s2| card.debit(s2))
         .unwrap();
     let expect = ExpectReceipt::from_bytes(&expect.to_bytes(&vendor_key)).unwrap();
+    // The program died with message b: the saved state and the card's last
+    // confirmation make it again; the broker pays once.
+    let s3 = m.card.last_confirmation().unwrap().to_vec();
+    let (again, b) = ExpectPurseDebit::from_bytes(&saved)
+        .unwrap()
+        .resume(&mut m.rng, s3);
+    assert_eq!(again.order(), order);
     let r = m
         .broker
         .on_purse_confirm(m.now, &order, &b, &m.ledger)
         .unwrap();
+    assert_eq!(
+        m.broker
+            .on_purse_confirm(m.now, &order, &lost_b, &m.ledger)
+            .unwrap_err(),
+        agora_core::Error::Replayed
+    );
     let purchase = expect.on_receipt(&r).unwrap();
     assert_eq!(decrypt(&purchase, &ct), m.product(SONG));
+    assert!(again.on_receipt(&r).is_ok());
 }
 
 /// Message a lost on its way: the same PaymentOrder again gets the same
