@@ -79,10 +79,29 @@ pub struct Product {
     pub rule: PriceRule,
 }
 
+/// Products up to this size (one STREAM chunk) are kept in memory by the
+/// catalogue and delivered as one body, encrypted on the thread that
+/// checked the Handshake: for a key or a licence text, a file opened, a
+/// thread hop and a chunked stream per sale cost more than the sale's
+/// encryption. Larger products are streamed from their files.
+const IN_MEMORY_PRODUCT: u64 = agora_core::crypto::stream::CHUNK_LEN as u64;
+
+/// One product of a [`FileCatalogue`].
+#[derive(Debug)]
+struct Item {
+    product: Product,
+    /// Bytes of the product.
+    len: u64,
+    /// The product itself if it is small (up to [`IN_MEMORY_PRODUCT`]),
+    /// as read when the catalogue was loaded.
+    bytes: Option<Arc<[u8]>>,
+    rule: Arc<dyn VendorStrategy>,
+}
+
 /// The vendor's catalogue, from files.
 #[derive(Debug)]
 struct FileCatalogue {
-    items: BTreeMap<String, (Product, u64, Arc<dyn VendorStrategy>)>,
+    items: BTreeMap<String, Item>,
 }
 
 impl FileCatalogue {
@@ -90,11 +109,38 @@ impl FileCatalogue {
         let mut items = BTreeMap::new();
         for p in products {
             agora_speed::msg::check_product_id(&p.id).map_err(|e| format!("{:?}: {e}", p.id))?;
-            let len = std::fs::metadata(&p.path)
-                .map_err(|e| format!("product {:?} at {}: {e}", p.id, p.path.display()))?
-                .len();
+            let io = |e: io::Error| format!("product {:?} at {}: {e}", p.id, p.path.display());
+            let mut len = std::fs::metadata(&p.path).map_err(io)?.len();
+            let mut bytes = None;
+            if len <= IN_MEMORY_PRODUCT {
+                let mut small = Vec::new();
+                io::Read::read_to_end(
+                    &mut io::Read::take(
+                        std::fs::File::open(&p.path).map_err(io)?,
+                        IN_MEMORY_PRODUCT + 1,
+                    ),
+                    &mut small,
+                )
+                .map_err(io)?;
+                // The file may have changed since its length was read: what
+                // was read is what is sold, or the file is streamed.
+                if small.len() as u64 <= IN_MEMORY_PRODUCT {
+                    len = small.len() as u64;
+                    bytes = Some(Arc::from(small));
+                } else {
+                    len = std::fs::metadata(&p.path).map_err(io)?.len();
+                }
+            }
             let rule: Arc<dyn VendorStrategy> = Arc::new(p.rule);
-            items.insert(p.id.clone(), (p, len, rule));
+            items.insert(
+                p.id.clone(),
+                Item {
+                    product: p,
+                    len,
+                    bytes,
+                    rule,
+                },
+            );
         }
         Ok(FileCatalogue { items })
     }
@@ -102,9 +148,9 @@ impl FileCatalogue {
 
 impl Catalogue for FileCatalogue {
     fn offer(&self, product_id: &str) -> Option<Offer> {
-        self.items.get(product_id).map(|(_, len, rule)| Offer {
-            strategy: rule.clone(),
-            len: *len,
+        self.items.get(product_id).map(|item| Offer {
+            strategy: item.rule.clone(),
+            len: item.len,
         })
     }
 }
@@ -316,13 +362,14 @@ impl SpeedService {
         let products: Vec<_> = catalogue
             .items
             .values()
-            .map(|(p, len, _)| {
+            .map(|item| {
+                let p = &item.product;
                 serde_json::json!({
                     "product_id": p.id,
-                    "size": len,
+                    "size": item.len,
                     "list_price": p.rule.list.to_string(),
                     "negotiable": p.rule.floor.cents < p.rule.list.cents,
-                    "aggressive": *len <= vendor.max_aggressive_len,
+                    "aggressive": item.len <= vendor.max_aggressive_len,
                 })
             })
             .collect();
@@ -358,7 +405,26 @@ fn need_exchange(
 /// What the vendor route answers.
 enum VendorAnswer {
     Step(Vec<u8>, Option<crate::exchange::ExchangeId>),
+    /// A delivery to stream from the product's file.
     Deliver(Delivery),
+    /// A small product's whole delivery, made on the step's thread.
+    Delivered(Vec<u8>),
+}
+
+impl VendorAnswer {
+    /// The answer to a Handshake or ProductRequest that `d` answers: made
+    /// here if the product is in memory, else streamed.
+    fn delivery(v: &VendorRole, d: Delivery) -> Result<VendorAnswer, Problem> {
+        let small = v
+            .catalogue()
+            .items
+            .get(d.product_id())
+            .and_then(|item| item.bytes.clone());
+        match small {
+            Some(bytes) => Ok(VendorAnswer::Delivered(deliver_in_memory(v, d, &bytes)?)),
+            None => Ok(VendorAnswer::Deliver(d)),
+        }
+    }
 }
 
 async fn vendor_route(
@@ -399,19 +465,16 @@ async fn vendor_route(
             }
             tags::SPEED_HANDSHAKE => {
                 let state: VendorNegotiation = c.exchanges.take(&need_exchange(exchange)?)?;
-                Ok(VendorAnswer::Deliver(state.on_handshake(
-                    now,
-                    &body,
-                    &v.handshakes,
-                )?))
+                VendorAnswer::delivery(v, state.on_handshake(now, &body, &v.handshakes)?)
             }
             tags::SPEED_PRODUCT_REQUEST => {
-                Ok(VendorAnswer::Deliver(read(&v.vendor).on_product_request(
+                let d = read(&v.vendor).on_product_request(
                     now,
                     &body,
                     v.catalogue().as_ref(),
                     &v.handshakes,
-                )?))
+                )?;
+                VendorAnswer::delivery(v, d)
             }
             other => Err(unknown_message(other)),
         }
@@ -420,7 +483,38 @@ async fn vendor_route(
     match answer {
         VendorAnswer::Step(body, id) => Ok(cbor_reply(body, id)),
         VendorAnswer::Deliver(d) => deliver(svc, d),
+        VendorAnswer::Delivered(body) => {
+            let mut r = Response::new(Body::from(body));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(DELIVERY_TYPE),
+            );
+            Ok(r)
+        }
     }
+}
+
+/// A delivery of a product held in memory, whole: the same bytes as the
+/// stream of [`deliver`], as one body.
+fn deliver_in_memory(v: &VendorRole, mut d: Delivery, product: &[u8]) -> Result<Vec<u8>, Problem> {
+    let mut rng = os_rng();
+    let ct_len = agora_core::crypto::stream::ciphertext_len(product.len() as u64);
+    let failed = |e: io::Error| Problem::internal(&format!("encrypting a product: {e}"));
+    let mut body = Vec::with_capacity(
+        usize::try_from(ct_len).map_err(|_| Problem::internal("product too large"))? + 1024,
+    );
+    body.extend_from_slice(&ct_len.to_be_bytes());
+    let key = d.draw_key(&mut rng).clone();
+    let (mut body, enc) =
+        agora_speed::product::encrypt(&mut rng, &key, product, body).map_err(failed)?;
+    let (head, sale) = d
+        .finish(&mut rng, &read(&v.vendor), enc)
+        .map_err(|e| failed(io::Error::other(e)))?;
+    let head_len = u32::try_from(head.len()).map_err(|_| Problem::internal("head too large"))?;
+    body.extend_from_slice(&head_len.to_be_bytes());
+    body.extend_from_slice(&head);
+    tracing::debug!(order = %sale.order, price = %sale.price, "SPEED delivery sent");
+    Ok(body)
 }
 
 fn unknown_message(tag: agora_core::wire::Tag) -> Problem {
@@ -473,7 +567,7 @@ fn deliver(svc: Arc<SpeedService>, mut d: Delivery) -> Result<Response, Problem>
         .catalogue()
         .items
         .get(d.product_id())
-        .map(|(p, len, _)| (p.path.clone(), *len))
+        .map(|item| (item.product.path.clone(), item.len))
         .ok_or_else(|| Problem::internal("a product left the catalogue"))?;
     let file = std::fs::File::open(&product)
         .map_err(|e| Problem::internal(&format!("{}: {e}", product.display())))?;

@@ -103,7 +103,7 @@ pub fn encrypt<W: Write + Send>(
     out: W,
 ) -> io::Result<(W, Encrypted)> {
     // A product of one chunk (a key, a short text) is not worth a thread.
-    let mut first = Vec::with_capacity(COPY_BUF);
+    let mut first = Vec::new();
     (&mut product)
         .take(COPY_BUF as u64)
         .read_to_end(&mut first)?;

@@ -51,6 +51,21 @@ const COUNTER_LEN: usize = NONCE_LEN - 1;
 /// The largest chunk counter: the counter is 11 bytes (88 bits).
 const MAX_COUNTER: u128 = (1u128 << (8 * COUNTER_LEN)) - 1;
 
+/// The first chunk buffer of a reader: small products (a key, a licence
+/// text) need no more, and larger ones grow it to a full chunk.
+const FIRST_READ: usize = 1024;
+
+/// Makes room for `cap` bytes in `buf` without leaving a copy behind: a
+/// `Vec` that reallocates frees its old block unwiped, so the contents are
+/// moved to a new block and the old one is wiped (dropped as `Zeroizing`).
+fn reserve_wiped(buf: &mut Zeroizing<Vec<u8>>, cap: usize) {
+    if buf.capacity() < cap {
+        let mut grown = Vec::with_capacity(cap);
+        grown.extend_from_slice(buf);
+        *buf = Zeroizing::new(grown);
+    }
+}
+
 /// Length of the stream that encrypts `plaintext_len` bytes: the salt, then
 /// one tag per chunk (at least one chunk, even for an empty plaintext).
 pub fn ciphertext_len(plaintext_len: u64) -> u64 {
@@ -91,8 +106,9 @@ fn invalid(msg: &'static str) -> io::Error {
 pub struct StreamWriter<W: Write> {
     key: AeadKey,
     inner: W,
-    /// Plaintext of the current chunk; sealed in place (capacity: one
-    /// encrypted chunk). Wiped on drop.
+    /// Plaintext of the current chunk; sealed in place. It grows with what
+    /// is written, up to one encrypted chunk, always with room for the tag,
+    /// so that a short product costs a short buffer. Wiped on drop.
     buf: Zeroizing<Vec<u8>>,
     /// Counter of the current chunk.
     counter: u128,
@@ -115,7 +131,7 @@ impl<W: Write> StreamWriter<W> {
         Ok(StreamWriter {
             key,
             inner,
-            buf: Zeroizing::new(Vec::with_capacity(ENCRYPTED_CHUNK_LEN)),
+            buf: Zeroizing::new(Vec::new()),
             counter: 0,
             failed: false,
         })
@@ -133,6 +149,10 @@ impl<W: Write> StreamWriter<W> {
             self.failed = true;
             return Err(io::Error::other("STREAM chunk counter overflow"));
         }
+        // Room for the tag: sealing must not reallocate (and leave plaintext
+        // behind in a freed block).
+        let need = self.buf.len() + TAG_LEN;
+        reserve_wiped(&mut self.buf, need);
         self.key
             .seal_in_place(&nonce(self.counter, last), &[], &mut self.buf);
         if let Err(e) = self.inner.write_all(&self.buf) {
@@ -175,6 +195,11 @@ impl<W: Write> Write for StreamWriter<W> {
             self.write_chunk(false)?;
         }
         let n = data.len().min(CHUNK_LEN - self.buf.len());
+        let need = self.buf.len() + n + TAG_LEN;
+        if self.buf.capacity() < need {
+            let grown = need.max(2 * self.buf.capacity()).min(ENCRYPTED_CHUNK_LEN);
+            reserve_wiped(&mut self.buf, grown);
+        }
         self.buf.extend_from_slice(&data[..n]);
         Ok(n)
     }
@@ -221,7 +246,9 @@ pub struct StreamReader<R: Read> {
     key: AeadKey,
     inner: R,
     /// The current chunk: ciphertext while it is read, then its
-    /// authenticated plaintext. Wiped on drop.
+    /// authenticated plaintext. It starts at [`FIRST_READ`] bytes and grows
+    /// (wiping what it leaves) up to one encrypted chunk and a byte. Wiped
+    /// on drop.
     buf: Zeroizing<Vec<u8>>,
     /// Bytes of `buf` already returned.
     pos: usize,
@@ -244,7 +271,7 @@ impl<R: Read> StreamReader<R> {
         Ok(StreamReader {
             key: chunk_key(alg, key, &salt)?,
             inner,
-            buf: Zeroizing::new(Vec::with_capacity(ENCRYPTED_CHUNK_LEN + 1)),
+            buf: Zeroizing::new(Vec::new()),
             pos: 0,
             lookahead: None,
             counter: 0,
@@ -260,14 +287,26 @@ impl<R: Read> StreamReader<R> {
 
     /// Reads and authenticates the next chunk into `buf`.
     fn next_chunk(&mut self) -> io::Result<()> {
-        // Read one full encrypted chunk plus one byte, or up to the end.
-        self.buf.resize(ENCRYPTED_CHUNK_LEN + 1, 0);
+        // Read one full encrypted chunk plus one byte, or up to the end,
+        // into a window that grows as it fills.
+        const WANT: usize = ENCRYPTED_CHUNK_LEN + 1;
+        let window = self.buf.capacity().clamp(FIRST_READ, WANT);
+        reserve_wiped(&mut self.buf, window);
+        self.buf.resize(window, 0);
         let mut filled = 0;
         if let Some(b) = self.lookahead.take() {
             self.buf[0] = b;
             filled = 1;
         }
-        while filled < self.buf.len() {
+        loop {
+            if filled == self.buf.len() {
+                if filled == WANT {
+                    break;
+                }
+                let grown = (2 * filled).min(WANT);
+                reserve_wiped(&mut self.buf, grown);
+                self.buf.resize(grown, 0);
+            }
             match self.inner.read(&mut self.buf[filled..]) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
@@ -464,7 +503,21 @@ mod tests {
         )
     }
 
-    const SIZES: [usize; 6] = [0, 1, CHUNK_LEN - 1, CHUNK_LEN, CHUNK_LEN + 1, 3 * CHUNK_LEN];
+    /// Around the chunk boundaries, and around the sizes at which the
+    /// writer's and the reader's buffers grow (from [`FIRST_READ`] bytes,
+    /// doubling).
+    const SIZES: [usize; 10] = [
+        0,
+        1,
+        FIRST_READ - TAG_LEN,
+        FIRST_READ - TAG_LEN + 1,
+        2 * FIRST_READ + 3,
+        5000,
+        CHUNK_LEN - 1,
+        CHUNK_LEN,
+        CHUNK_LEN + 1,
+        3 * CHUNK_LEN,
+    ];
 
     #[test]
     fn round_trip_sizes_both_algorithms() {
