@@ -532,6 +532,115 @@ pub enum VendorCmd {
         #[arg(long, default_value = "0.00 EUR")]
         step: Money,
     },
+    /// The vendor's sales: its latest deliveries (from its handshake
+    /// register), each with the broker's receipt if it was paid. The vendor
+    /// asks the broker for each receipt and reads it with a RecKey derived
+    /// from its own key; the broker's signature and the PaymentOrderID are
+    /// checked.
+    #[command(
+        after_help = "Example:\n  agora speed vendor sales --limit 20 --out vendor-receipts"
+    )]
+    Sales {
+        /// How many of the latest deliveries (at most 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Write each paid sale's broker-signed receipt into this directory
+        /// as `<PaymentOrderID>.receipt.cose` (check it with `agora evidence
+        /// verify`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Most deliveries `agora speed vendor sales` lists (one request to the
+/// broker each).
+const MAX_SALES_LISTED: usize = 1000;
+
+/// `agora speed vendor sales`.
+fn vendor_sales(ctx: &Ctx, limit: usize, out: Option<&Path>) -> anyhow::Result<()> {
+    use agora_speed::vendor::HandshakeRegister;
+    if limit == 0 || limit > MAX_SALES_LISTED {
+        bail!("--limit must be 1 to {MAX_SALES_LISTED}");
+    }
+    let ks = ctx.load_keystore()?;
+    let keys = crate::cpo::keys(&ks, VENDOR_KEY)?;
+    let broker = crate::cpo::keys(&ks, BROKER_KEY)?.peer();
+    drop(ks);
+    let (cat, _) = load_catalogue(ctx)?;
+    let trust = DirSpeedTrust {
+        trust_path: ctx.trust_path(),
+        crl_dir: ctx.crl_dir(),
+    }
+    .speed_trust()
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let vendor = agora_speed::vendor::Vendor {
+        keys,
+        account: num(&cat.vendor.account)?,
+        broker,
+        trust,
+        max_aggressive_len: cat.vendor.max_aggressive_bytes,
+    };
+    let sales = agora_store::SqliteHandshakes::new(ctx.store()?, vendor.id()).deliveries(limit)?;
+    let c = client(ctx)?;
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+    }
+    let (mut paid, mut lines, mut rows) = (0usize, Vec::new(), Vec::new());
+    for d in &sales {
+        let order = PaymentOrderId {
+            vendor: vendor.id(),
+            nid: d.nid,
+        };
+        let receipt = match c.sealed_receipt(&order)? {
+            None => None,
+            Some(sealed) => {
+                let (r, signed) = vendor
+                    .open_receipt_of(&order, &sealed)
+                    .with_context(|| format!("the broker's receipt for {}", order.to_hex()))?;
+                if let Some(dir) = out {
+                    crate::datadir::write_file_atomic(
+                        &dir.join(format!("{}.receipt.cose", order.to_hex())),
+                        &signed,
+                    )?;
+                }
+                paid += 1;
+                Some(r.price)
+            }
+        };
+        let at = crate::cert::fmt_time(d.at);
+        lines.push(format!(
+            "  {at}  {:>12}  {}",
+            receipt.map_or("not paid".to_owned(), |p| p.to_string()),
+            order.to_hex()
+        ));
+        rows.push(serde_json::json!({
+            "order": order.to_hex(),
+            "delivered_at": d.at.secs(),
+            "customer": d.customer.to_string(),
+            "paid": receipt.is_some(),
+            "price": receipt.map(|p| p.to_string()),
+        }));
+    }
+    let mut text = format!(
+        "vendor {}: {} deliveries, {paid} paid (receipts checked)",
+        vendor.id(),
+        sales.len()
+    );
+    for l in &lines {
+        text.push('\n');
+        text.push_str(l);
+    }
+    crate::output::emit(
+        ctx.json,
+        &text,
+        serde_json::json!({
+            "vendor": vendor.id().to_string(),
+            "deliveries": sales.len(),
+            "paid": paid,
+            "sales": rows,
+        }),
+    );
+    Ok(())
 }
 
 /// Who buys and how she negotiates.
@@ -897,6 +1006,9 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
                 serde_json::json!({ "vendor": name, "key_id": id.key().key_id().to_string(), "account": account }),
             );
             Ok(())
+        }
+        SpeedCmd::Vendor(VendorCmd::Sales { limit, out }) => {
+            vendor_sales(ctx, *limit, out.as_deref())
         }
         SpeedCmd::Vendor(VendorCmd::AddProduct {
             id,

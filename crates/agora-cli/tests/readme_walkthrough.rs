@@ -251,4 +251,19 @@ fn readme_walkthrough_speed() {
         stdout.contains("V-DEMO: 2 payments, 1.70 EUR"),
         "the vendor was paid twice, once each: {stdout}"
     );
+    // The vendor's copy: two deliveries (the walk-away never got one), both
+    // paid, the receipts read with its derived RecKey and verified again.
+    assert!(
+        stdout.contains(": 2 deliveries, 2 paid (receipts checked)")
+            && stdout.contains("1.20 EUR")
+            && stdout.contains("0.50 EUR"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .matches("over SPEED_PURCHASE_RECEIPT [2, 1, 6]")
+            .count(),
+        3,
+        "the customer's receipt and the vendor's two: {stdout}"
+    );
 }

@@ -287,6 +287,17 @@ impl SpeedClient {
         Ok(expect.on_receipt(&receipt)?)
     }
 
+    /// The sealed PurchaseReceipt of `order` as the broker resends it, or
+    /// `None` if the broker has no payment of that order (yet). For the
+    /// vendor's copy ([`agora_speed::vendor::Vendor::open_receipt_of`]).
+    pub fn sealed_receipt(&self, order: &PaymentOrderId) -> Result<Option<Vec<u8>>> {
+        match self.broker(&customer::receipt_request(*order), None) {
+            Ok(r) => Ok(Some(r)),
+            Err(SpeedClientError::Node(ClientError::Problem(p))) if p.code == "refused" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Loads `amount` onto `card` from `account`. The card file is saved by
     /// `save_card` after the card applied the command.
     #[allow(clippy::too_many_arguments)] // each is one party or one piece of state

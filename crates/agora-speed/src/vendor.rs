@@ -57,6 +57,22 @@ pub trait HandshakeRegister: Send + Sync {
     /// Records `nid` (from `customer`) as delivered at `at`; `Ok(false)` if
     /// it was recorded before. Durable before it returns.
     fn record(&self, nid: &Nid, customer: &KeyId, at: Timestamp) -> Result<bool>;
+
+    /// The latest `limit` deliveries, newest first (ties by NID,
+    /// descending): the vendor's sales, whose receipts it asks the broker
+    /// for.
+    fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>>;
+}
+
+/// One delivery in a [`HandshakeRegister`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// The negotiation: with the VendorID, the PaymentOrderID of the sale.
+    pub nid: Nid,
+    /// The customer's key id.
+    pub customer: KeyId,
+    /// When the vendor delivered.
+    pub at: Timestamp,
 }
 
 /// The in-memory twin of [`HandshakeRegister`].
@@ -75,7 +91,29 @@ impl HandshakeRegister for MemoryHandshakes {
         m.insert(*nid, (*customer, at));
         Ok(true)
     }
+
+    fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>> {
+        let m = self
+            .0
+            .lock()
+            .map_err(|_| Error::Storage("handshake register lock poisoned".into()))?;
+        let mut all: Vec<DeliveryRecord> = m
+            .iter()
+            .map(|(nid, (customer, at))| DeliveryRecord {
+                nid: *nid,
+                customer: *customer,
+                at: *at,
+            })
+            .collect();
+        all.sort_by_key(|d| std::cmp::Reverse((d.at, d.nid)));
+        all.truncate(limit);
+        Ok(all)
+    }
 }
+
+/// HKDF-SHA256 `info` prefix of [`Vendor::rec_key`] (followed by the 48
+/// bytes of the PaymentOrderID).
+pub const REC_KEY_INFO: &[u8] = b"agora/speed/rec-key/v1";
 
 /// A vendor: its keys, its account at the broker, the broker (whose X25519
 /// key seals `{AccountNumber, K}`), and the CAs it trusts for customers.
@@ -215,6 +253,46 @@ impl Vendor {
             customer: customer.key_id(),
             handshake: None,
         })
+    }
+
+    /// RecKey of the sale `order`: HKDF-SHA256 of the vendor's X25519
+    /// decryption key, under its own label ([`REC_KEY_INFO`] and the
+    /// PaymentOrderID). The bill carries it as the paper says; deriving it
+    /// lets the vendor read the broker's receipt for any of its sales (its
+    /// copy, section 5.6) without keeping a key per sale, and nobody without
+    /// the vendor's private key can compute it. The label separates it from
+    /// every HPKE use of that key.
+    pub fn rec_key(&self, order: &PaymentOrderId) -> Result<Secret<32>> {
+        let ikm = self.keys.enc.to_bytes();
+        let mut info = Vec::with_capacity(REC_KEY_INFO.len() + 48);
+        info.extend_from_slice(REC_KEY_INFO);
+        info.extend_from_slice(&order.to_bytes());
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        agora_core::crypto::hkdf_sha256(&[], ikm.as_slice(), &info, out.as_mut_slice())?;
+        Ok(Secret::new(*out))
+    }
+
+    /// The vendor's copy of the PurchaseReceipt of `order`, as the broker
+    /// sends it (on a receipt request, say): opened under the derived RecKey,
+    /// the broker's signature checked, and the PaymentOrderID checked to be
+    /// `order` (a receipt of another sale, cut and pasted, is refused).
+    /// Returns the receipt and the broker-signed bytes (evidence).
+    pub fn open_receipt_of(
+        &self,
+        order: &PaymentOrderId,
+        bytes: &[u8],
+    ) -> Result<(Receipt, Vec<u8>)> {
+        if order.vendor != self.id() {
+            return Err(Error::Refused(
+                "the payment order is another vendor's".into(),
+            ));
+        }
+        let (r, signed) =
+            crate::customer::open_receipt(bytes, &self.rec_key(order)?, &self.broker.sign)?;
+        if r.order != *order {
+            return Err(Error::PeerMisbehaved("receipt for another sale"));
+        }
+        Ok((r, signed))
     }
 
     /// Opens the receipt the broker sent for a sale (the vendor's copy).
@@ -433,7 +511,7 @@ impl Delivery {
             key: self.key.clone(),
         }
         .seal(rng, &vendor.broker.enc, &order)?;
-        let rec_key = Secret::random(rng);
+        let rec_key = vendor.rec_key(&order)?;
         let bill = Bill {
             secret,
             product_hash: encrypted.hash,
@@ -493,6 +571,26 @@ pub mod conformance {
     pub fn handshake_suite<R: HandshakeRegister + Sync>(make: impl Fn() -> R) {
         a_nid_is_recorded_once(&make());
         racing_records_of_one_nid_let_exactly_one_through(&make());
+        deliveries_come_newest_first(&make());
+    }
+
+    /// The listing: newest first, ties by NID descending, `limit` rows, the
+    /// first record of a NID (a refused replay changes nothing).
+    pub fn deliveries_come_newest_first<R: HandshakeRegister>(r: &R) {
+        assert!(r.deliveries(10).unwrap().is_empty());
+        let c = KeyId([7; 32]);
+        for (n, at) in [(3u8, 20u64), (1, 10), (2, 20), (4, 5)] {
+            assert!(r.record(&Nid([n; 16]), &c, Timestamp(at)).unwrap());
+        }
+        assert!(!r
+            .record(&Nid([4; 16]), &KeyId([8; 32]), Timestamp(99))
+            .unwrap());
+        let all = r.deliveries(10).unwrap();
+        let order: Vec<(u8, u64)> = all.iter().map(|d| (d.nid.0[0], d.at.0)).collect();
+        assert_eq!(order, vec![(3, 20), (2, 20), (1, 10), (4, 5)]);
+        assert!(all.iter().all(|d| d.customer == c));
+        assert_eq!(r.deliveries(2).unwrap(), all[..2].to_vec());
+        assert!(r.deliveries(0).unwrap().is_empty());
     }
 
     /// First record fresh, every later one not, whoever the customer.

@@ -264,3 +264,53 @@ fn a_lost_message_a_is_sent_again() {
     assert!(expect.on_receipt(&bad).is_err());
     assert!(expect.on_receipt(&r).is_ok());
 }
+
+/// The vendor's copy of the receipt (section 5.6: the broker sends it to
+/// customer and vendor): the vendor keeps no key per sale, it derives
+/// RecKey from its own key and the PaymentOrderID, reads the receipt the
+/// broker resends on request, and finds its sales in the handshake
+/// register.
+#[test]
+fn the_vendor_reads_its_receipts_by_payment_order_alone() {
+    use agora_speed::msg::ReceiptRequest;
+    use agora_speed::vendor::HandshakeRegister;
+    let mut m = Market::new(11);
+    let (ready, _, first) = m.negotiate_to_pay(SONG, &AcceptFirst);
+    m.pay_from_account(ready);
+    m.now = agora_core::Timestamp(m.now.0 + 60);
+    let (ready, _, second) = m.negotiate_to_pay(SONG, &AcceptFirst);
+    let unpaid = second.order;
+    drop(ready);
+    // RecKey in the bill is the derived one.
+    assert_eq!(m.vendor.rec_key(&first.order).unwrap(), first.rec_key);
+    assert_ne!(first.rec_key, second.rec_key);
+    // The register lists both deliveries, newest first.
+    let sales = m.handshakes.deliveries(10).unwrap();
+    let nids: Vec<_> = sales.iter().map(|d| d.nid).collect();
+    assert_eq!(nids, vec![second.order.nid, first.order.nid]);
+    // The broker resends the first receipt; the second was never paid.
+    let ask = |order| agora_core::wire::encode(&ReceiptRequest { order });
+    let sealed = m
+        .broker
+        .on_receipt_request(&ask(first.order), &m.ledger)
+        .unwrap();
+    assert!(m
+        .broker
+        .on_receipt_request(&ask(unpaid), &m.ledger)
+        .is_err());
+    let (r, signed) = m.vendor.open_receipt_of(&first.order, &sealed).unwrap();
+    assert_eq!((r.order, r.price), (first.order, eur(1000)));
+    customer::verify_receipt(&signed, &m.broker.verifying_key()).unwrap();
+    // Cut and pasted onto another of its orders: refused (the RecKey of
+    // that order does not open it).
+    assert!(m.vendor.open_receipt_of(&unpaid, &sealed).is_err());
+    // Tampered: refused.
+    let mut bad = sealed.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(m.vendor.open_receipt_of(&first.order, &bad).is_err());
+    // An order naming another vendor: refused before any key is derived.
+    let mut theirs = first.order;
+    theirs.vendor = agora_core::KeyId([5; 32]);
+    assert!(m.vendor.open_receipt_of(&theirs, &sealed).is_err());
+}

@@ -4,7 +4,7 @@
 use crate::db::storage;
 use crate::Store;
 use agora_core::{Error, KeyId, Result, Timestamp};
-use agora_speed::vendor::HandshakeRegister;
+use agora_speed::vendor::{DeliveryRecord, HandshakeRegister};
 use agora_speed::Nid;
 use rusqlite::params;
 
@@ -37,6 +37,41 @@ impl HandshakeRegister for SqliteHandshakes {
                 })
                 .map_err(storage)?;
             Ok(n == 1)
+        })
+    }
+
+    fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let vendor = self.vendor.0;
+        self.store.read(|conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT nid, customer, at FROM speed_handshake WHERE vendor = ?1 \
+                     ORDER BY at DESC, nid DESC LIMIT ?2",
+                )
+                .map_err(storage)?;
+            let rows = st
+                .query_map(params![vendor.as_slice(), limit], |row| {
+                    Ok((
+                        row.get::<_, Vec<u8>>(0)?,
+                        row.get::<_, Vec<u8>>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(storage)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (nid, customer, at) = row.map_err(storage)?;
+                // The table's CHECKs hold these; a file changed behind our
+                // back is reported, not trusted.
+                let bad = || Error::Storage("speed_handshake: malformed row".into());
+                out.push(DeliveryRecord {
+                    nid: Nid(nid.try_into().map_err(|_| bad())?),
+                    customer: KeyId(customer.try_into().map_err(|_| bad())?),
+                    at: Timestamp(u64::try_from(at).map_err(|_| bad())?),
+                });
+            }
+            Ok(out)
         })
     }
 }
