@@ -92,6 +92,12 @@ impl Exchanges {
     /// of another type stays (a client cannot destroy another protocol's
     /// exchange by naming it in the wrong message).
     pub fn take<T: Any + Send>(&self, id: &ExchangeId) -> Result<T, Problem> {
+        self.take_until(id).map(|(state, _)| state)
+    }
+
+    /// Like [`Exchanges::take`], and also returns the exchange's deadline,
+    /// for [`Exchanges::restore`].
+    pub fn take_until<T: Any + Send>(&self, id: &ExchangeId) -> Result<(T, Instant), Problem> {
         let unknown = || {
             Problem::new(StatusCode::NOT_FOUND, "unknown-exchange").with_detail(
                 "no such exchange in progress (expired, finished, or another protocol's)",
@@ -107,7 +113,28 @@ impl Exchanges {
             _ => return Err(unknown()),
         }
         let e = m.remove(id).ok_or_else(unknown)?;
-        e.state.downcast::<T>().map(|b| *b).map_err(|_| unknown())
+        let deadline = e.deadline;
+        e.state
+            .downcast::<T>()
+            .map(|b| (*b, deadline))
+            .map_err(|_| unknown())
+    }
+
+    /// Puts back a state taken out by [`Exchanges::take_until`] under its id
+    /// and old deadline: the message that was refused left it as it was (a
+    /// damaged or forged message must not end a run). Restoring neither
+    /// extends its life nor counts against the capacity twice.
+    pub fn restore<T: Any + Send>(&self, id: ExchangeId, state: T, deadline: Instant) {
+        if deadline <= Instant::now() {
+            return;
+        }
+        self.lock().insert(
+            id,
+            Entry {
+                deadline,
+                state: Box::new(state),
+            },
+        );
     }
 
     /// Drops expired exchanges; returns how many.

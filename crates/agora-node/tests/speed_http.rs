@@ -446,3 +446,89 @@ fn walking_away_and_refusals_over_http() {
         .unwrap_err();
     assert_eq!(e.code(), "unknown-exchange");
 }
+
+/// "Bad input changes nothing": a NegotiationStep or Handshake damaged on
+/// the way is refused and the vendor's negotiation goes on, so the genuine
+/// message, sent again under the same exchange id, is answered. A message
+/// that authenticates and breaks the protocol (a repeated SeqN) ends the
+/// negotiation as an attack.
+#[test]
+fn damaged_negotiation_messages_leave_the_negotiation_intact() {
+    use agora_node::EXCHANGE_HEADER;
+    use agora_speed::customer::{self, CustomerNext};
+    let n = start();
+    let node = NodeClient::new(&n.url).unwrap();
+    let strategy = Target {
+        target: eur(90),
+        step: 10,
+        limit: eur(130),
+    };
+    let mut rng = os_rng();
+    let (state, m1) = customer::negotiate(&mut rng, &n.carol, &n.vendor, SONG, &strategy).unwrap();
+    let (step, x) = node.post_cbor("/v1/speed/vendor", &m1, &[]).unwrap();
+    let CustomerNext::Counter(state, m2) =
+        state.on_step(&mut rng, &n.carol, &step, &strategy).unwrap()
+    else {
+        panic!("Carol counters 0.90")
+    };
+    let hdr = |x: Option<[u8; 16]>| [(EXCHANGE_HEADER, hex::encode(x.unwrap()))];
+    let flip = |m: &[u8], i: usize| {
+        let mut d = m.to_vec();
+        d[i] ^= 0x20;
+        d
+    };
+    // Damaged in the middle and at the end (the tag): refused, twice.
+    for i in [m2.len() / 2, m2.len() - 1] {
+        let e = node
+            .post_cbor("/v1/speed/vendor", &flip(&m2, i), &hdr(x))
+            .unwrap_err();
+        assert_ne!(e.code(), "unknown-exchange", "{e}");
+    }
+    // The genuine step is still answered.
+    let (step, x2) = node.post_cbor("/v1/speed/vendor", &m2, &hdr(x)).unwrap();
+    // Carol keeps countering until she accepts; her Handshake is damaged
+    // first, then sent as it is.
+    let (mut state, mut step, mut x2) = (state, step, x2);
+    let (expect, handshake) = loop {
+        match state.on_step(&mut rng, &n.carol, &step, &strategy).unwrap() {
+            CustomerNext::Counter(s, m) => {
+                let (next, x) = node.post_cbor("/v1/speed/vendor", &m, &hdr(x2)).unwrap();
+                (state, step, x2) = (s, next, x);
+            }
+            CustomerNext::Agreed(expect, m3) => break (expect, m3),
+            CustomerNext::WalkedAway { .. } => panic!("they meet at 1.10"),
+        }
+    };
+    let e = node
+        .post_cbor_stream(
+            "/v1/speed/vendor",
+            &flip(&handshake, handshake.len() / 2),
+            &hdr(x2),
+        )
+        .unwrap_err();
+    assert_ne!(e.code(), "unknown-exchange", "{e}");
+    let r = node
+        .post_cbor_stream("/v1/speed/vendor", &handshake, &hdr(x2))
+        .unwrap();
+    assert!(r.status().is_success());
+    drop((r, expect));
+    // A repeated SeqN ends a negotiation: in a new negotiation, Carol's
+    // counter-offer sent again after the vendor answered it (under the new
+    // exchange id) authenticates, but repeats its SeqN.
+    let (state, m1) = customer::negotiate(&mut rng, &n.carol, &n.vendor, SONG, &strategy).unwrap();
+    let (step, x) = node.post_cbor("/v1/speed/vendor", &m1, &[]).unwrap();
+    let CustomerNext::Counter(_, m2) = state.on_step(&mut rng, &n.carol, &step, &strategy).unwrap()
+    else {
+        panic!("Carol counters")
+    };
+    let (_, x2) = node.post_cbor("/v1/speed/vendor", &m2, &hdr(x)).unwrap();
+    let e = node
+        .post_cbor("/v1/speed/vendor", &m2, &hdr(x2))
+        .unwrap_err();
+    assert_eq!(e.code(), "peer-misbehaved", "{e}");
+    // ... and the negotiation is gone.
+    let e = node
+        .post_cbor("/v1/speed/vendor", &m2, &hdr(x2))
+        .unwrap_err();
+    assert_eq!(e.code(), "unknown-exchange", "{e}");
+}
