@@ -77,6 +77,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a protocol run that refused a message with this error is
+    /// still as it was, so a driver should keep its state: the message did
+    /// not authenticate (it could not be decrypted, a MAC or signature
+    /// failed, or it did not decode), or storage or load failed before
+    /// anything was recorded. The other errors come from a message its
+    /// sender's keys vouch for (a protocol break, a replay, a refusal) and
+    /// end the run.
+    pub fn leaves_state_intact(&self) -> bool {
+        matches!(
+            self,
+            Error::Crypto | Error::Decode(_) | Error::Storage(_) | Error::Overloaded
+        )
+    }
+
     /// A stable, short code for the wire and for scripts (`--json`).
     pub fn code(&self) -> &'static str {
         match self {

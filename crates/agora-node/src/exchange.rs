@@ -97,7 +97,7 @@ impl Exchanges {
 
     /// Like [`Exchanges::take`], and also returns the exchange's deadline,
     /// for [`Exchanges::restore`].
-    pub fn take_until<T: Any + Send>(&self, id: &ExchangeId) -> Result<(T, Instant), Problem> {
+    fn take_until<T: Any + Send>(&self, id: &ExchangeId) -> Result<(T, Instant), Problem> {
         let unknown = || {
             Problem::new(StatusCode::NOT_FOUND, "unknown-exchange").with_detail(
                 "no such exchange in progress (expired, finished, or another protocol's)",
@@ -124,7 +124,7 @@ impl Exchanges {
     /// and old deadline: the message that was refused left it as it was (a
     /// damaged or forged message must not end a run). Restoring neither
     /// extends its life nor counts against the capacity twice.
-    pub fn restore<T: Any + Send>(&self, id: ExchangeId, state: T, deadline: Instant) {
+    fn restore<T: Any + Send>(&self, id: ExchangeId, state: T, deadline: Instant) {
         if deadline <= Instant::now() {
             return;
         }
@@ -135,6 +135,26 @@ impl Exchanges {
                 state: Box::new(state),
             },
         );
+    }
+
+    /// Runs `step` on the state of exchange `id`. If the step refuses its
+    /// message with an error that [`agora_core::Error::leaves_state_intact`]
+    /// (the message did not authenticate), the state goes back under `id`
+    /// with its old deadline, so the genuine message can still come; any
+    /// other outcome uses the state up.
+    pub fn step<T: Any + Send + Clone, R>(
+        &self,
+        id: &ExchangeId,
+        step: impl FnOnce(T) -> Result<R, agora_core::Error>,
+    ) -> Result<R, Problem> {
+        let (state, deadline) = self.take_until::<T>(id)?;
+        let kept = state.clone();
+        step(state).map_err(|e| {
+            if e.leaves_state_intact() {
+                self.restore(*id, kept, deadline);
+            }
+            Problem::from(e)
+        })
     }
 
     /// Drops expired exchanges; returns how many.
@@ -182,6 +202,45 @@ mod tests {
         );
         assert!(t.take::<u32>(&id).is_err(), "taken once");
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_step_refusing_an_unauthenticated_message_keeps_the_state() {
+        use agora_core::Error;
+        let t = Exchanges::new(4, Duration::from_secs(60));
+        let id = t.insert(7u32).expect("room");
+        // Damaged or forged: the state goes back under the same id.
+        for e in [Error::Crypto, Error::Storage("disk".into())] {
+            let p = t.step(&id, |_: u32| -> Result<(), Error> { Err(e.clone()) });
+            assert!(p.is_err());
+            assert_eq!(t.len(), 1, "{e:?} kept it");
+        }
+        // An authentic protocol break uses it up.
+        assert!(t
+            .step(&id, |_: u32| -> Result<(), Error> {
+                Err(Error::PeerMisbehaved("repeated SeqN"))
+            })
+            .is_err());
+        assert!(t.take::<u32>(&id).is_err(), "gone");
+        // A step that succeeds uses it up too, and sees the state.
+        let id = t.insert(8u32).expect("room");
+        assert_eq!(t.step(&id, |v: u32| Ok::<_, Error>(v + 1)).expect("ok"), 9);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_kept_state_keeps_its_deadline() {
+        let t = Exchanges::new(4, Duration::from_millis(60));
+        let id = t.insert(1u8).expect("room");
+        std::thread::sleep(Duration::from_millis(30));
+        let _ = t.step(&id, |_: u8| -> Result<(), agora_core::Error> {
+            Err(agora_core::Error::Crypto)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            t.take::<u8>(&id).is_err(),
+            "it expired at its first deadline"
+        );
     }
 
     #[test]

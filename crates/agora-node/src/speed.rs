@@ -452,28 +452,28 @@ async fn vendor_route(
                 Ok(VendorAnswer::Step(step, Some(id)))
             }
             tags::SPEED_NEGOTIATION_STEP => {
-                let id = need_exchange(exchange)?;
-                let (state, deadline) = c.exchanges.take_until::<VendorNegotiation>(&id)?;
-                let kept = state.clone();
-                match state.on_step(&mut rng, &body) {
-                    Ok(VendorNext::Counter(state, step)) => {
+                let next = c
+                    .exchanges
+                    .step(&need_exchange(exchange)?, |s: VendorNegotiation| {
+                        s.on_step(&mut rng, &body)
+                    })?;
+                match next {
+                    VendorNext::Counter(state, step) => {
                         let id = c.exchanges.insert(*state)?;
                         Ok(VendorAnswer::Step(step, Some(id)))
                     }
-                    Ok(VendorNext::Closed) => Err(Problem::from(agora_core::Error::Refused(
+                    VendorNext::Closed => Err(Problem::from(agora_core::Error::Refused(
                         "the vendor closed the negotiation".into(),
                     ))),
-                    Err(e) => Err(keep_if_intact(&c, id, kept, deadline, e)),
                 }
             }
             tags::SPEED_HANDSHAKE => {
-                let id = need_exchange(exchange)?;
-                let (state, deadline) = c.exchanges.take_until::<VendorNegotiation>(&id)?;
-                let kept = state.clone();
-                match state.on_handshake(now, &body, &v.handshakes) {
-                    Ok(d) => VendorAnswer::delivery(v, d),
-                    Err(e) => Err(keep_if_intact(&c, id, kept, deadline, e)),
-                }
+                let d = c
+                    .exchanges
+                    .step(&need_exchange(exchange)?, |s: VendorNegotiation| {
+                        s.on_handshake(now, &body, &v.handshakes)
+                    })?;
+                VendorAnswer::delivery(v, d)
             }
             tags::SPEED_PRODUCT_REQUEST => {
                 let d = read(&v.vendor).on_product_request(
@@ -523,22 +523,6 @@ fn deliver_in_memory(v: &VendorRole, mut d: Delivery, product: &[u8]) -> Result<
     body.extend_from_slice(&head);
     tracing::debug!(order = %sale.order, price = %sale.price, "SPEED delivery sent");
     Ok(body)
-}
-
-/// The answer to a message a negotiation refused: the negotiation goes on
-/// (back in the table, same id and deadline) if the message left it intact
-/// (it did not authenticate), and ends otherwise.
-fn keep_if_intact(
-    core: &Core,
-    id: crate::exchange::ExchangeId,
-    kept: VendorNegotiation,
-    deadline: std::time::Instant,
-    e: agora_core::Error,
-) -> Problem {
-    if agora_speed::vendor::leaves_negotiation_intact(&e) {
-        core.exchanges.restore(id, kept, deadline);
-    }
-    Problem::from(e)
 }
 
 fn unknown_message(tag: agora_core::wire::Tag) -> Problem {

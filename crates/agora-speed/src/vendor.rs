@@ -310,7 +310,7 @@ impl Vendor {
 /// Its steps consume it. A message that does not authenticate (damaged on
 /// the way, or forged) must not end a negotiation, though: "bad input
 /// changes nothing". The driver keeps a copy (it is `Clone`) and goes on
-/// with it when the error is one [`leaves_negotiation_intact`] names; a
+/// with it when the error [`Error::leaves_state_intact`]; a
 /// message that authenticates and breaks the protocol (a repeated SeqN, a
 /// Handshake at another price) ends the negotiation as an attack.
 #[derive(Debug, Clone)]
@@ -326,18 +326,6 @@ pub struct VendorNegotiation {
     /// The vendor's last offer: the only price a Handshake may name.
     offered: Option<Money>,
     started_at: Timestamp,
-}
-
-/// Whether a negotiation that refused a message with `e` is still as it
-/// was: the message did not authenticate (it could not be decrypted, its
-/// MAC or signature failed, or it did not decode), or storage failed before
-/// anything was recorded. Every other error comes from a message the
-/// customer's keys vouch for and ends the negotiation.
-pub fn leaves_negotiation_intact(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Crypto | Error::Decode(_) | Error::Storage(_) | Error::Overloaded
-    )
 }
 
 /// What the vendor does after a customer's step.
