@@ -354,7 +354,7 @@ fn parse_duration_secs(s: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("duration {s:?} out of range"))
 }
 
-fn cpo_id(hex_id: &str) -> anyhow::Result<[u8; 32]> {
+pub(crate) fn cpo_id(hex_id: &str) -> anyhow::Result<[u8; 32]> {
     Ok(KeyId::from_hex(hex_id)
         .with_context(|| format!("CPO id {hex_id:?}"))?
         .0)
@@ -514,7 +514,7 @@ pub(crate) fn pinned(
 }
 
 /// The server the transport reaches, with its pinned keys.
-fn node_server(ctx: &Ctx, ks: &Keystore, trust: &TrustStore) -> anyhow::Result<Peer> {
+pub(crate) fn node_server(ctx: &Ctx, ks: &Keystore, trust: &TrustStore) -> anyhow::Result<Peer> {
     let h = hosted(ctx, ks)?;
     pinned(
         trust,
@@ -528,7 +528,12 @@ fn node_server(ctx: &Ctx, ks: &Keystore, trust: &TrustStore) -> anyhow::Result<P
 /// the in-process node archives what it issues (`node_archives_it`: the
 /// acceptance, the posted CPO, the award) in this very archive already, so
 /// it is not kept twice.
-fn keep(ctx: &Ctx, kind: &str, bytes: &[u8], node_archives_it: bool) -> anyhow::Result<()> {
+pub(crate) fn keep(
+    ctx: &Ctx,
+    kind: &str,
+    bytes: &[u8],
+    node_archives_it: bool,
+) -> anyhow::Result<()> {
     if node_archives_it && ctx.node.is_none() {
         return Ok(());
     }
@@ -545,8 +550,8 @@ fn k_p_name(seller: &str) -> String {
 
 /// What a seller keeps of her session besides K_p (which is in the keystore).
 #[derive(serde::Serialize, serde::Deserialize)]
-struct SessionFile {
-    session: String,
+pub(crate) struct SessionFile {
+    pub(crate) session: String,
     from: u64,
     until: u64,
     bond_der_hex: String,
@@ -562,7 +567,7 @@ fn session_file(ctx: &Ctx, seller: &str) -> PathBuf {
         .join(format!("{seller}.json"))
 }
 
-fn seller_session(
+pub(crate) fn seller_session(
     ctx: &Ctx,
     ks: &Keystore,
     trust: &TrustStore,
@@ -1344,6 +1349,32 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Keeps `name`'s granted session where later commands find it: K_p in the
+/// keystore (replacing an older one), the rest in her session file. The
+/// caller holds the data directory's update lock.
+pub(crate) fn keep_session(
+    ctx: &Ctx,
+    ks: &mut Keystore,
+    name: &str,
+    session: &SellerSession,
+) -> anyhow::Result<SessionFile> {
+    ks.remove(&k_p_name(name));
+    ks.insert_secret(
+        &k_p_name(name),
+        agora_core::crypto::Secret::new(*session.k_p().expose()),
+    )?;
+    ctx.save_keystore(ks)?;
+    let f = SessionFile {
+        session: hex::encode(session.id()),
+        from: session.from.secs(),
+        until: session.until.secs(),
+        bond_der_hex: hex::encode(session.bond()),
+        server: Some(session.server().id().to_string()),
+    };
+    crate::datadir::write_file_atomic(&session_file(ctx, name), &serde_json::to_vec_pretty(&f)?)?;
+    Ok(f)
+}
+
 /// `agora cpo session`: protocol 3 with the node's server.
 fn session(
     ctx: &Ctx,
@@ -1361,7 +1392,7 @@ fn session(
     let t = transport(ctx, &ks)?;
     let now = ctx.now();
     let until = now.plus_secs(hours.clamp(1, agora_cpo::MAX_SESSION_SECS / 3600) * 3600);
-    let (m0, p) = seller::request_session(&pam, rng, bond.clone(), now, until, &server_peer)?;
+    let (m0, p) = seller::request_session(&pam, rng, bond, now, until, &server_peer)?;
     let r1 = send(
         &*t,
         Role::Server,
@@ -1383,20 +1414,7 @@ fn session(
     if let Ok(old) = seller_session(ctx, &ks, &trust, name) {
         let _ = t.call(Role::Server, &old.end(rng), None);
     }
-    ks.remove(&k_p_name(name));
-    ks.insert_secret(
-        &k_p_name(name),
-        agora_core::crypto::Secret::new(*session.k_p().expose()),
-    )?;
-    ctx.save_keystore(&ks)?;
-    let f = SessionFile {
-        session: hex::encode(session.id()),
-        from: now.secs(),
-        until: until.secs(),
-        bond_der_hex: hex::encode(&bond),
-        server: Some(server_peer.id().to_string()),
-    };
-    crate::datadir::write_file_atomic(&session_file(ctx, name), &serde_json::to_vec_pretty(&f)?)?;
+    let f = keep_session(ctx, &mut ks, name, &session)?;
     crate::output::emit(
         ctx.json,
         &format!(

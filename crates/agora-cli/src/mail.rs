@@ -1,6 +1,7 @@
-//! `agora cpo mail ...`: protocols 1 (5) and 2 one message at a time,
+//! `agora cpo mail ...`: protocols 1 (5), 2, 3 and 4 one message at a time,
 //! through files, because the paper wants posting to work "with nothing
-//! more than encrypted e-mail" (section 3.6). Each party runs its own
+//! more than encrypted e-mail" (section 3.6), and every message can be
+//! written to and read from a file. Each party runs its own
 //! command on its own data directory when a message arrives; between
 //! messages its protocol state is saved in `<data-dir>/cpo-mail/`. The
 //! messages are the same sealed and signed envelopes as on any transport.
@@ -14,25 +15,60 @@
 //! ```
 //! and the same with `start-post` and `server` for protocol 2.
 //!
-//! The buyer's steps take the arbiter's and the server's keys from the trust
-//! store, as `agora cpo approve` and `post` do. The arbiter's and the
+//! A seller opens her browse session (protocol 3) and binds (protocol 4)
+//! the same way:
+//!
+//! ```text
+//! seller:  agora cpo mail start-session --seller pam --bond pam-bond.pem --hours 8 --out s0.msg
+//! server:  agora cpo mail server s0.msg --out s1.msg
+//! seller:  agora cpo mail seller s1.msg --seller pam --out s2.msg
+//! server:  agora cpo mail server s2.msg --out s3.msg
+//! seller:  agora cpo mail seller s3.msg --seller pam
+//! seller:  agora cpo mail start-bind <cpo-id> --seller pam --offer "Ships tomorrow" --out b0.msg
+//! server:  agora cpo mail server b0.msg --out b1.msg
+//! seller:  agora cpo mail seller b1.msg --seller pam --out b2.msg
+//! server:  agora cpo mail server b2.msg --out b3.msg
+//! seller:  agora cpo mail seller b3.msg --seller pam --out book.bound
+//! ```
+//! The last step of protocol 3 keeps the session (K_p in the keystore, the
+//! rest in `cpo-sessions/<seller>.json`) exactly where `agora cpo session`
+//! does, replacing an older one of hers, so `agora cpo bind`, `bid` and
+//! `end-session` use it too. `start-bind` asks for the listing of one CPO
+//! (protocol 4, step 1, pulled under K_p as `agora cpo bind` does); her
+//! offer (`--offer`) is saved with the run and sent when the listing
+//! arrives; the last step writes BOUND_CPO, the same file `agora cpo bind
+//! --out` writes, and keeps a copy in her evidence archive. The server
+//! saves each listing it sends until the offer comes back (for a week, not
+//! the ten minutes of a live session), and handles each listing request
+//! file once. Bidding (protocol 6) does not go by e-mail yet: a bidding
+//! listing is refused.
+//!
+//! The buyer's and the seller's steps take the arbiter's and the server's
+//! keys from the trust store, as `agora cpo approve`, `post` and `session`
+//! do (`start-session` talks to this data directory's server, or the one
+//! `--node` names, unless `--server` gives a pinned server's key id). The arbiter's and the
 //! server's steps are this data directory's own roles, whatever `--node`
 //! says: the file is the transport here. They do not go through the node's
 //! `CpoService`, whose pending exchanges live in one process's memory for
 //! minutes; a run by e-mail spans processes and days, so its pending states
 //! are saved to files between messages instead.
 
-use crate::cpo::{arbiter_policy, bond_trust, keys, local_server, pinned, read_limited};
+use crate::cpo::{
+    arbiter_policy, bond_trust, cpo_id, keep, keep_session, keys, local_server, node_server,
+    pinned, read_limited, seller_session,
+};
 use crate::datadir::{Ctx, ARBITER_KEY};
-use agora_core::ports::EvidenceArchive;
-use agora_core::wire::{envelope, tags, Tag};
+use agora_core::ports::{EvidenceArchive, Freshness, ReplayCache};
+use agora_core::wire::{envelope, saved, tags, Tag};
+use agora_core::KeyId;
 use agora_cpo::arbiter::{Arbiter, PendingApproval};
 use agora_cpo::buyer::{
     self, Acceptance, ExpectArbiterAcceptance, ExpectArbiterChallenge, ExpectPostChallenge,
     ExpectPosted,
 };
-use agora_cpo::server::{check_acceptance, PendingPost};
-use agora_cpo::{Bidding, FirstCome, Variant};
+use agora_cpo::seller::{self, ExpectBound, ExpectBrowseChallenge, ExpectBrowseGrant};
+use agora_cpo::server::{check_acceptance, PendingBrowse, PendingListing, PendingPost};
+use agora_cpo::{Bidding, FirstCome, Mode, Variant};
 use agora_pki::PartyRole;
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -41,6 +77,8 @@ use std::path::{Path, PathBuf};
 /// How long a party waits for the next message of a run by e-mail: a week
 /// (the in-process default is five minutes).
 pub const MAIL_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+/// Replay-cache scope of listing requests handled by mail.
+const LISTING_REQUEST_SCOPE: &str = "cpo/mail/listing-request";
 /// Most saved runs one party keeps of one kind.
 const MAX_SAVED_RUNS: usize = 1000;
 
@@ -94,7 +132,56 @@ pub enum MailCmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// This node's server: handle a message from a buyer.
+    /// Seller: start protocol 3: write M_0 (her browse request) for the
+    /// server.
+    StartSession {
+        /// The seller's key pair (the one her bond certifies).
+        #[arg(long)]
+        seller: String,
+        /// Her bond certificate (role seller).
+        #[arg(long)]
+        bond: PathBuf,
+        /// How long the session lasts (from now).
+        #[arg(long, default_value_t = 24)]
+        hours: u64,
+        /// The key id (hex) of the pinned server to ask; by default this
+        /// data directory's server (or the one `--node` names).
+        #[arg(long)]
+        server: Option<String>,
+        /// Write M_0 here.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Seller: start protocol 4 under her session: write the listing
+    /// request for one CPO for the server.
+    StartBind {
+        /// The CPO id (hex).
+        id: String,
+        /// The seller's key pair.
+        #[arg(long)]
+        seller: String,
+        /// Offer details: how she and the buyer finish the deal (sent when
+        /// the listing arrives).
+        #[arg(long, default_value = "")]
+        offer: String,
+        /// Write the request here.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Seller: handle a message from the server; writes the next message,
+    /// or at the end BOUND_CPO (the grant of a session writes nothing: it
+    /// keeps the session).
+    Seller {
+        /// The message received.
+        message: PathBuf,
+        /// The seller's key pair.
+        #[arg(long)]
+        seller: String,
+        /// Write the answer (or BOUND_CPO) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// This node's server: handle a message from a buyer or a seller.
     Server {
         /// The message received.
         message: PathBuf,
@@ -305,6 +392,227 @@ fn arbiter_on_response<V: Variant>(
     Ok(())
 }
 
+/// Saved state kind (agora-cli's own numbering, see
+/// [`agora_core::wire::saved`]) of a seller's listing request: the CPO she
+/// asked for, her session and her offer.
+const BIND_REQUEST_KIND: u64 = 1;
+
+/// What a seller saves when she asks for a listing (`start-bind`).
+struct BindRequest {
+    cpo: [u8; 32],
+    session: [u8; 32],
+    offer: String,
+}
+
+impl BindRequest {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut e = saved::start(BIND_REQUEST_KIND, 3);
+        e.field(&self.cpo).field(&self.session).text(&self.offer);
+        e.into_bytes()
+    }
+
+    fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+        let mut d = saved::open(b, BIND_REQUEST_KIND, 3, 64 * 1024)?;
+        let r = BindRequest {
+            cpo: d.field()?,
+            session: d.field()?,
+            offer: d
+                .text("saved offer", agora_cpo::msg::MAX_OFFER_LEN)?
+                .to_owned(),
+        };
+        d.finish()?;
+        Ok(r)
+    }
+}
+
+fn seller_role(seller: &str) -> String {
+    format!("seller-{seller}")
+}
+
+/// The `--out` a step writes to, checked before anything changes.
+fn need_out<'a>(out: &'a Option<PathBuf>, what: &str) -> anyhow::Result<&'a Path> {
+    out.as_deref()
+        .with_context(|| format!("this message is answered with {what}: give --out"))
+}
+
+fn start_session(
+    ctx: &Ctx,
+    name: &str,
+    bond: &Path,
+    hours: u64,
+    server: Option<&str>,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let ks = ctx.load_keystore()?;
+    let pam = keys(&ks, name)?;
+    let bond = crate::cert::read_cert_der(bond)?;
+    let trust = ctx.load_trust()?;
+    let server = match server {
+        Some(h) => pinned(
+            &trust,
+            PartyRole::Server,
+            &KeyId::from_hex(h).with_context(|| format!("server key id {h:?}"))?,
+            "the server",
+        )?,
+        None => node_server(ctx, &ks, &trust)?,
+    };
+    let now = ctx.now();
+    let until = now.plus_secs(hours.clamp(1, agora_cpo::MAX_SESSION_SECS / 3600) * 3600);
+    let (m0, state) = seller::request_session(
+        &pam,
+        &mut agora_core::crypto::os_rng(),
+        bond,
+        now,
+        until,
+        &server,
+    )?;
+    save(
+        ctx,
+        &seller_role(name),
+        "browse-challenge",
+        &state.to_bytes(),
+    )?;
+    crate::datadir::write_file_atomic(out, &m0)?;
+    done(ctx, "M_0 (the browse request) for the server", out);
+    Ok(())
+}
+
+fn start_bind(ctx: &Ctx, id: &str, name: &str, offer: &str, out: &Path) -> anyhow::Result<()> {
+    let cpo = cpo_id(id)?;
+    if offer.len() > agora_cpo::msg::MAX_OFFER_LEN {
+        bail!(
+            "the offer is {} bytes; at most {} are allowed",
+            offer.len(),
+            agora_cpo::msg::MAX_OFFER_LEN
+        );
+    }
+    let ks = ctx.load_keystore()?;
+    let trust = ctx.load_trust()?;
+    let session = seller_session(ctx, &ks, &trust, name)?;
+    let now = ctx.now();
+    if now >= session.until {
+        bail!("{name}'s browse session is over: open a new one (agora cpo mail start-session)");
+    }
+    let m0 = session.request_listing(&mut agora_core::crypto::os_rng(), cpo, Mode::FirstCome);
+    let state = BindRequest {
+        cpo,
+        session: session.id(),
+        offer: offer.to_owned(),
+    };
+    save(ctx, &seller_role(name), "bind-listing", &state.to_bytes())?;
+    crate::datadir::write_file_atomic(out, &m0)?;
+    done(ctx, "the listing request for the server", out);
+    Ok(())
+}
+
+fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> anyhow::Result<()> {
+    let (tag, msg) = tag_of(message)?;
+    let role = seller_role(name);
+    match tag {
+        t if t == tags::CPO_BROWSE_CHALLENGE => {
+            let out = need_out(out, "M_2")?;
+            let ks = ctx.load_keystore()?;
+            let pam = keys(&ks, name)?;
+            let (m2, next) = resume(ctx, &role, "browse-challenge", |b| {
+                let s = ExpectBrowseChallenge::from_bytes(b)?;
+                Ok(s.handle(&pam, &mut agora_core::crypto::os_rng(), &msg)?)
+            })?;
+            save(ctx, &role, "browse-grant", &next.to_bytes())?;
+            crate::datadir::write_file_atomic(out, &m2)?;
+            done(ctx, "M_2 for the server", out);
+            Ok(())
+        }
+        t if t == tags::CPO_BROWSE_GRANT => {
+            if let Some(o) = out {
+                bail!(
+                    "the grant ends protocol 3 and is answered with nothing: \
+                     leave out --out {}",
+                    o.display()
+                );
+            }
+            let _lock = ctx.lock_for_update()?;
+            let mut ks = ctx.load_keystore()?;
+            let pam = keys(&ks, name)?;
+            let session = resume(ctx, &role, "browse-grant", |b| {
+                let s = ExpectBrowseGrant::from_bytes(b)?;
+                Ok(s.handle(&pam, &msg)?)
+            })?;
+            let f = keep_session(ctx, &mut ks, name, &session)?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "browse session {} for {name} until {}; K_p is in the keystore\n\
+                     next: agora cpo mail start-bind <id> --seller {name} (or agora cpo bind)",
+                    hex::encode(&session.id()[..8]),
+                    crate::cert::fmt_time(session.until)
+                ),
+                serde_json::json!({
+                    "result": "session",
+                    "session": f.session,
+                    "until": session.until.secs(),
+                }),
+            );
+            Ok(())
+        }
+        t if t == tags::CPO_BIND_LISTING => {
+            let out = need_out(out, "the offer (M_1)")?;
+            let ks = ctx.load_keystore()?;
+            let trust = ctx.load_trust()?;
+            let session = seller_session(ctx, &ks, &trust, name)?;
+            let (m1, next) = resume(ctx, &role, "bind-listing", |b| {
+                let req = BindRequest::from_bytes(b)?;
+                if req.session != session.id() {
+                    bail!("the listing was asked for under another browse session of {name}");
+                }
+                let listing = session.open_listing(&msg)?;
+                if listing.ccpo().id != req.cpo {
+                    bail!(
+                        "the listing is of CPO {}, not {} asked for",
+                        hex::encode(listing.ccpo().id),
+                        hex::encode(req.cpo)
+                    );
+                }
+                Ok(session.offer(&mut agora_core::crypto::os_rng(), &listing, &req.offer)?)
+            })?;
+            save(ctx, &role, "bound", &next.to_bytes())?;
+            crate::datadir::write_file_atomic(out, &m1)?;
+            done(ctx, "the offer (M_1) for the server", out);
+            Ok(())
+        }
+        t if t == tags::CPO_BOUND_CPO => {
+            let out = need_out(out, "BOUND_CPO")?;
+            let ks = ctx.load_keystore()?;
+            let trust = ctx.load_trust()?;
+            let session = seller_session(ctx, &ks, &trust, name)?;
+            let receipt = resume(ctx, &role, "bound", |b| {
+                let s = ExpectBound::from_bytes(b)?;
+                Ok(s.handle(&session, &msg)?)
+            })?;
+            keep(ctx, "cpo/bound-cpo", &receipt.signed, false)?;
+            crate::datadir::write_file_atomic(out, &receipt.signed)?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "{name} bound CPO {} ({}); BOUND_CPO, signed by the server, is in {}",
+                    hex::encode(receipt.message.ccpo.id),
+                    receipt.message.ccpo.goods,
+                    out.display()
+                ),
+                serde_json::json!({
+                    "result": "BOUND_CPO",
+                    "id": hex::encode(receipt.message.ccpo.id),
+                    "file": out,
+                }),
+            );
+            Ok(())
+        }
+        other => bail!(
+            "a seller does not handle {} {other}",
+            other.name().unwrap_or("this message")
+        ),
+    }
+}
+
 pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
     match cmd {
         MailCmd::StartApproval {
@@ -409,6 +717,24 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                 ),
             }
         }
+        MailCmd::StartSession {
+            seller,
+            bond,
+            hours,
+            server,
+            out,
+        } => start_session(ctx, seller, bond, *hours, server.as_deref(), out),
+        MailCmd::StartBind {
+            id,
+            seller,
+            offer,
+            out,
+        } => start_bind(ctx, id, seller, offer, out),
+        MailCmd::Seller {
+            message,
+            seller,
+            out,
+        } => seller_step(ctx, seller, message, out),
         MailCmd::Arbiter { message, out } => {
             let (tag, msg) = tag_of(message)?;
             let ks = ctx.load_keystore()?;
@@ -443,6 +769,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
             let store = ctx.store()?;
             let (mut server, _) = local_server(ctx, &ks, &store)?;
             server.session_timeout_secs = MAIL_TIMEOUT_SECS;
+            server.listing_ttl_secs = MAIL_TIMEOUT_SECS;
             let now = ctx.now();
             match tag {
                 t if t == tags::CPO_POST_REQUEST => {
@@ -469,6 +796,85 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                         .append("cpo/posted", &posted.entry.posted, now)?;
                     crate::datadir::write_file_atomic(out, &posted.reply)?;
                     done(ctx, "M_3 (the posted CPO) for the buyer", out);
+                    Ok(())
+                }
+                t if t == tags::CPO_BROWSE_REQUEST => {
+                    let (m1, pending) = server
+                        .handle_browse_request(&mut agora_core::crypto::os_rng(), now, &msg)
+                        .context("the server refused")?;
+                    save(ctx, "server", "pending-browse", &pending.to_bytes())?;
+                    crate::datadir::write_file_atomic(out, &m1)?;
+                    done(ctx, "M_1 for the seller", out);
+                    Ok(())
+                }
+                t if t == tags::CPO_BROWSE_RESPONSE => {
+                    let granted = resume(ctx, "server", "pending-browse", |b| {
+                        let p = PendingBrowse::from_bytes(b)?;
+                        Ok(p.handle_response(
+                            &server,
+                            &mut agora_core::crypto::os_rng(),
+                            now,
+                            &msg,
+                        )?)
+                    })?;
+                    crate::datadir::write_file_atomic(out, &granted.reply)?;
+                    done(ctx, "M_3 (K_p) for the seller", out);
+                    Ok(())
+                }
+                t if t == tags::CPO_LISTING_REQUEST => {
+                    let (m0, pending) = server
+                        .handle_listing_request_saved(&mut agora_core::crypto::os_rng(), now, &msg)
+                        .context("the server refused")?;
+                    if pending.mode() != Mode::FirstCome {
+                        bail!(
+                            "bidding (protocol 6) does not go by e-mail yet: \
+                             bid with agora cpo bid"
+                        );
+                    }
+                    // A listing request carries no nonce of its own (the
+                    // channel's is random): the same file handled twice
+                    // would save a second listing each time.
+                    if store.replay_cache().check_and_insert(
+                        LISTING_REQUEST_SCOPE,
+                        &agora_core::crypto::sha256(&msg),
+                        now.plus_secs(MAIL_TIMEOUT_SECS),
+                        now,
+                    )? == Freshness::Replayed
+                    {
+                        bail!(
+                            "this listing request was handled already (a replayed message): \
+                             the seller asks again with a new start-bind"
+                        );
+                    }
+                    save(
+                        ctx,
+                        "server",
+                        &format!("listing-{}", hex::encode(pending.session())),
+                        &pending.to_bytes(),
+                    )?;
+                    crate::datadir::write_file_atomic(out, &m0)?;
+                    done(ctx, "the listing (M_0) for the seller", out);
+                    Ok(())
+                }
+                t if t == tags::CPO_BIND_OFFER => {
+                    let (_, session) = agora_cpo::session::peek(&msg)
+                        .context("not a message of a browse session")?;
+                    let bound = resume(
+                        ctx,
+                        "server",
+                        &format!("listing-{}", hex::encode(session)),
+                        |b| {
+                            let p = PendingListing::from_bytes(b)?;
+                            server.restore_listing(&p)?;
+                            Ok(server.handle_bind_offer(
+                                &mut agora_core::crypto::os_rng(),
+                                now,
+                                &msg,
+                            )?)
+                        },
+                    )?;
+                    crate::datadir::write_file_atomic(out, &bound.reply)?;
+                    done(ctx, "M_2 (BOUND_CPO) for the seller", out);
                     Ok(())
                 }
                 other => bail!(

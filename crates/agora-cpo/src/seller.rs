@@ -278,3 +278,292 @@ impl ExpectBound {
         })
     }
 }
+
+// Saved states (see `crate::state`): kinds 7-9. None holds a secret: K_p
+// reaches Pam only in step 4 of protocol 3, and her driver keeps it with
+// her other key material, not in a saved state.
+
+/// The fields protocol 3's two seller states share.
+fn encode_browse(
+    kind: u64,
+    server: &Peer,
+    hash: &[u8; 32],
+    bond: &[u8],
+    from: Timestamp,
+    until: Timestamp,
+) -> Vec<u8> {
+    let mut e = crate::state::start(kind, 5);
+    e.field(server)
+        .field(hash)
+        .bytes(bond)
+        .field(&from)
+        .field(&until);
+    e.into_bytes()
+}
+
+/// Reads what [`encode_browse`] wrote; a state whose time range is empty
+/// (which no server grants) is refused.
+#[allow(clippy::type_complexity)] // the five fields, in order
+fn decode_browse(
+    b: &[u8],
+    kind: u64,
+) -> Result<(Peer, [u8; 32], Vec<u8>, Timestamp, Timestamp), agora_core::DecodeError> {
+    let mut d = crate::state::open(b, kind, 5)?;
+    let server = d.field()?;
+    let hash = d.field()?;
+    let bond = d.bytes("saved BC_P", agora_pki::MAX_CERT_LEN)?.to_vec();
+    let from: Timestamp = d.field()?;
+    let until: Timestamp = d.field()?;
+    d.finish()?;
+    if bond.is_empty() {
+        return Err(agora_core::DecodeError::Invalid("saved bond is empty"));
+    }
+    if until <= from {
+        return Err(agora_core::DecodeError::Invalid(
+            "saved session time range is empty",
+        ));
+    }
+    Ok((server, hash, bond, from, until))
+}
+
+impl ExpectBrowseChallenge {
+    /// The state as bytes (saved state kind 7), to resume later with
+    /// [`Self::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encode_browse(
+            7,
+            &self.server,
+            &self.x0_hash,
+            &self.bond,
+            self.from,
+            self.until,
+        )
+    }
+
+    /// A state saved by [`Self::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+        let (server, x0_hash, bond, from, until) = decode_browse(b, 7)?;
+        Ok(ExpectBrowseChallenge {
+            server,
+            x0_hash,
+            bond,
+            from,
+            until,
+        })
+    }
+
+    /// The server the request went to.
+    pub fn server(&self) -> &Peer {
+        &self.server
+    }
+}
+
+impl ExpectBrowseGrant {
+    /// The state as bytes (saved state kind 8), to resume later with
+    /// [`Self::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encode_browse(
+            8,
+            &self.server,
+            &self.x2_hash,
+            &self.bond,
+            self.from,
+            self.until,
+        )
+    }
+
+    /// A state saved by [`Self::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+        let (server, x2_hash, bond, from, until) = decode_browse(b, 8)?;
+        Ok(ExpectBrowseGrant {
+            server,
+            x2_hash,
+            bond,
+            from,
+            until,
+        })
+    }
+}
+
+impl ExpectBound {
+    /// The state as bytes (saved state kind 9), to resume later with
+    /// [`Self::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut e = crate::state::start(9, 3);
+        e.field(&self.x1_hash).field(&self.ccpo).text(&self.offer);
+        e.into_bytes()
+    }
+
+    /// A state saved by [`Self::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+        let mut d = crate::state::open(b, 9, 3)?;
+        let s = ExpectBound {
+            x1_hash: d.field()?,
+            ccpo: d.field()?,
+            offer: d.text("saved offer", crate::msg::MAX_OFFER_LEN)?.to_owned(),
+        };
+        d.finish()?;
+        Ok(s)
+    }
+
+    /// The CPO the offer is for.
+    pub fn ccpo(&self) -> &Ccpo {
+        &self.ccpo
+    }
+}
+
+impl SellerSession {
+    /// BC_P: the bond the session was granted on (for the client to keep
+    /// with K_p).
+    pub fn bond(&self) -> &[u8] {
+        &self.bond
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests may panic
+    use super::*;
+    use crate::CcpoDraft;
+    use agora_core::crypto::{SigningKey, X25519Secret};
+    use agora_core::{Currency, Money};
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    const NOW: Timestamp = Timestamp(1_800_000_000);
+
+    fn peer(rng: &mut ChaCha20Rng) -> Peer {
+        Keys {
+            sign: SigningKey::generate(rng),
+            enc: X25519Secret::generate(rng),
+        }
+        .peer()
+    }
+
+    /// Every truncation, one extra byte, every single flipped bit and the
+    /// wrong kind are refused; the untouched bytes load back as they were.
+    fn strict<T>(
+        bytes: &[u8],
+        load: impl Fn(&[u8]) -> Result<T, agora_core::DecodeError>,
+        save: impl Fn(&T) -> Vec<u8>,
+        other_kind: &[u8],
+    ) {
+        assert_eq!(save(&load(bytes).unwrap()), bytes, "round trip");
+        for i in 0..bytes.len() {
+            assert!(load(&bytes[..i]).is_err(), "truncated at {i}");
+        }
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert!(load(&longer).is_err(), "a trailing byte");
+        assert!(load(other_kind).is_err(), "another kind of state");
+        // Flipped bits either fail to load or load as a different state:
+        // never as this one.
+        for i in 0..bytes.len() {
+            let mut bad = bytes.to_vec();
+            bad[i] ^= 0x01;
+            if let Ok(t) = load(&bad) {
+                assert_ne!(save(&t), bytes, "bit flipped at {i}");
+            }
+        }
+        assert!(
+            load(&vec![0u8; crate::state::MAX_LEN + 1]).is_err(),
+            "over the size limit"
+        );
+    }
+
+    fn browse_states(rng: &mut ChaCha20Rng) -> (ExpectBrowseChallenge, ExpectBrowseGrant) {
+        let server = peer(rng);
+        let challenge = ExpectBrowseChallenge {
+            server,
+            x0_hash: [1; 32],
+            bond: vec![0x30, 0x03, 1, 2, 3],
+            from: NOW,
+            until: NOW.plus_secs(3600),
+        };
+        let grant = ExpectBrowseGrant {
+            server,
+            x2_hash: [2; 32],
+            bond: vec![0x30, 0x03, 1, 2, 3],
+            from: NOW,
+            until: NOW.plus_secs(3600),
+        };
+        (challenge, grant)
+    }
+
+    #[test]
+    fn expect_browse_challenge_saved_state_is_strict() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let (c, g) = browse_states(&mut rng);
+        strict(
+            &c.to_bytes(),
+            ExpectBrowseChallenge::from_bytes,
+            ExpectBrowseChallenge::to_bytes,
+            &g.to_bytes(),
+        );
+        // An empty time range or bond is refused on loading.
+        let empty = encode_browse(7, &c.server, &c.x0_hash, &c.bond, NOW, NOW);
+        assert!(ExpectBrowseChallenge::from_bytes(&empty).is_err());
+        let no_bond = encode_browse(7, &c.server, &c.x0_hash, &[], c.from, c.until);
+        assert!(ExpectBrowseChallenge::from_bytes(&no_bond).is_err());
+    }
+
+    #[test]
+    fn expect_browse_grant_saved_state_is_strict() {
+        let mut rng = ChaCha20Rng::seed_from_u64(8);
+        let (c, g) = browse_states(&mut rng);
+        strict(
+            &g.to_bytes(),
+            ExpectBrowseGrant::from_bytes,
+            ExpectBrowseGrant::to_bytes,
+            &c.to_bytes(),
+        );
+        let big = encode_browse(
+            8,
+            &g.server,
+            &g.x2_hash,
+            &vec![0; agora_pki::MAX_CERT_LEN + 1],
+            g.from,
+            g.until,
+        );
+        assert!(ExpectBrowseGrant::from_bytes(&big).is_err(), "bond limit");
+    }
+
+    #[test]
+    fn expect_bound_saved_state_is_strict() {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let ccpo = Ccpo::new(
+            CcpoDraft {
+                arbiter: peer(&mut rng).id(),
+                server: peer(&mut rng).id(),
+                goods: "A letterpress".into(),
+                price: Money::new(30_000, Currency::new("EUR").unwrap()),
+                start: NOW,
+                end: NOW.plus_secs(86_400),
+                terms: "".into(),
+                bond: vec![0x30, 0x03, 1, 2, 3],
+            },
+            &mut rng,
+        )
+        .unwrap();
+        let s = ExpectBound {
+            x1_hash: [3; 32],
+            ccpo,
+            offer: "Ships tomorrow".into(),
+        };
+        let (c, _) = browse_states(&mut rng);
+        strict(
+            &s.to_bytes(),
+            ExpectBound::from_bytes,
+            ExpectBound::to_bytes,
+            &c.to_bytes(),
+        );
+        let long = ExpectBound {
+            offer: "x".repeat(crate::msg::MAX_OFFER_LEN + 1),
+            ..s
+        };
+        assert!(
+            ExpectBound::from_bytes(&long.to_bytes()).is_err(),
+            "offer limit"
+        );
+    }
+}

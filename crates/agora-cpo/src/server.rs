@@ -92,6 +92,9 @@ pub struct Server<B, R, S> {
     /// protocols 2 and 3; default [`crate::SESSION_TIMEOUT_SECS`], longer
     /// when posting goes by e-mail.
     pub session_timeout_secs: u64,
+    /// How long a listing may be answered with an offer or a bid; default
+    /// [`crate::LISTING_TTL_SECS`], longer when binding goes by e-mail.
+    pub listing_ttl_secs: u64,
 }
 
 /// A checked ARBITER_ACCEPTANCE.
@@ -190,6 +193,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             issued: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
             session_timeout_secs: crate::SESSION_TIMEOUT_SECS,
+            listing_ttl_secs: crate::LISTING_TTL_SECS,
         }
     }
 
@@ -437,7 +441,12 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 crate::MAX_SESSION_SECS
             )));
         }
-        let expires = now.plus_secs(crate::SESSION_TIMEOUT_SECS + crate::MAX_CLOCK_SKEW_SECS);
+        // R_0 is remembered at least as long as the run may wait for Pam's
+        // answer (a week when the session is opened by e-mail).
+        let expires = now.plus_secs(
+            (crate::SESSION_TIMEOUT_SECS + crate::MAX_CLOCK_SKEW_SECS)
+                .max(self.session_timeout_secs),
+        );
         if self
             .replay
             .check_and_insert(BROWSE_NONCE_SCOPE, &x0.r0, expires, now)?
@@ -525,7 +534,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             .lock()
             .map_err(|_| Error::Storage("listing table lock poisoned".into()))?;
         if issued.len() >= crate::MAX_ISSUED_LISTINGS {
-            issued.retain(|_, l| now.secs() <= l.issued_at.secs() + crate::LISTING_TTL_SECS);
+            let ttl = self.listing_ttl_secs;
+            issued.retain(|_, l| now.secs() <= l.issued_at.secs().saturating_add(ttl));
         }
         if issued.len() >= crate::MAX_ISSUED_LISTINGS {
             return Err(Error::Overloaded);
@@ -544,7 +554,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
 
     /// Uses up the listing an offer or bid answers: it must exist (else the
     /// message is stale or replayed), have been sent to session `id`, be of
-    /// `mode`, and be younger than [`crate::LISTING_TTL_SECS`].
+    /// `mode`, and be younger than [`Self::listing_ttl_secs`].
     pub(crate) fn take_listing(
         &self,
         x0_hash: &[u8; 32],
@@ -568,7 +578,12 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 "the answer is for another kind of listing",
             ));
         }
-        if now.secs() > listing.issued_at.secs() + crate::LISTING_TTL_SECS {
+        if now.secs()
+            > listing
+                .issued_at
+                .secs()
+                .saturating_add(self.listing_ttl_secs)
+        {
             return Err(Error::Replayed);
         }
         Ok(listing)
@@ -718,7 +733,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     /// Protocol 4, step 2 -> 3: Pam's offer under `Auth_{K_p}`. Checks, in
     /// order: the session exists and the offer's MAC is K_p's; the session is
     /// live and her bond not revoked; the offer answers a listing this
-    /// session received and has not used, within [`crate::LISTING_TTL_SECS`];
+    /// session received and has not used, within [`Self::listing_ttl_secs`];
     /// the CPO is active (StartDate <= now < EndDate). Then the server signs
     /// BOUND_CPO and binds: the first valid binding wins, exactly once;
     /// every later one is refused "already bound". The binding (with the
@@ -962,5 +977,380 @@ impl PendingPost {
         };
         d.finish()?;
         Ok(s)
+    }
+}
+
+impl PendingBrowse {
+    /// The state as bytes (saved state kind 10), to resume later with
+    /// [`Self::from_bytes`]. It holds no secret: K_p is made in step 4.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut e = crate::state::start(10, 9);
+        e.field(&self.x1_hash)
+            .field(&self.seller)
+            .field(&self.seller_enc)
+            .bytes(&self.bond)
+            .bytes(&self.bond_serial)
+            .field(&self.agency)
+            .field(&self.from)
+            .field(&self.until)
+            .field(&self.started_at);
+        e.into_bytes()
+    }
+
+    /// A state saved by [`Self::to_bytes`]. Loading re-checks what the
+    /// state says of the bond against the bond itself: it parses, certifies
+    /// the seller's key, and has the serial and agency saved with it (the
+    /// bond's validity was checked in step 1; the session's liveness and
+    /// revocation are checked again on every use of K_p).
+    pub fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+        let mut d = crate::state::open(b, 10, 9)?;
+        let s = PendingBrowse {
+            x1_hash: d.field()?,
+            seller: d.field()?,
+            seller_enc: d.field()?,
+            bond: d.bytes("saved BC_P", agora_pki::MAX_CERT_LEN)?.to_vec(),
+            bond_serial: d.bytes("saved bond serial", 64)?.to_vec(),
+            agency: d.field()?,
+            from: d.field()?,
+            until: d.field()?,
+            started_at: d.field()?,
+        };
+        d.finish()?;
+        let bad = agora_core::DecodeError::Invalid("saved bond differs from the saved state");
+        let cert = agora_pki::parse_certificate(&s.bond).map_err(|_| bad.clone())?;
+        if cert.public_key != s.seller
+            || cert.serial.0 != s.bond_serial
+            || cert.authority_key_id.as_deref() != Some(s.agency.as_bytes().as_slice())
+        {
+            return Err(bad);
+        }
+        if s.until <= s.from {
+            return Err(agora_core::DecodeError::Invalid(
+                "saved session time range is empty",
+            ));
+        }
+        Ok(s)
+    }
+}
+
+/// A listing the server sent (protocol 4 or 6, step 1) and keeps waiting
+/// for its offer or bid, as a value: for a driver whose messages come by
+/// e-mail, where the in-memory table of listings does not outlive one
+/// program run. Saved state kind 11; put back with
+/// [`Server::restore_listing`] before the answer is handled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingListing {
+    x0_hash: [u8; 32],
+    session: [u8; 32],
+    cpo: [u8; 32],
+    issued_at: Timestamp,
+    mode: Mode,
+}
+
+impl PendingListing {
+    /// The session it was sent to.
+    pub fn session(&self) -> &[u8; 32] {
+        &self.session
+    }
+
+    /// The CPO listed.
+    pub fn cpo(&self) -> &[u8; 32] {
+        &self.cpo
+    }
+
+    /// First-come (protocol 4) or bidding (protocol 6).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The state as bytes (saved state kind 11), to resume later with
+    /// [`Self::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mode = match self.mode {
+            Mode::FirstCome => 4u64,
+            Mode::Bidding => 6,
+        };
+        let mut e = crate::state::start(11, 5);
+        e.field(&self.x0_hash)
+            .field(&self.session)
+            .field(&self.cpo)
+            .field(&self.issued_at)
+            .uint(mode);
+        e.into_bytes()
+    }
+
+    /// A state saved by [`Self::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+        let mut d = crate::state::open(b, 11, 5)?;
+        let s = PendingListing {
+            x0_hash: d.field()?,
+            session: d.field()?,
+            cpo: d.field()?,
+            issued_at: d.field()?,
+            mode: match d.uint()? {
+                4 => Mode::FirstCome,
+                6 => Mode::Bidding,
+                _ => return Err(agora_core::DecodeError::Invalid("saved mode")),
+            },
+        };
+        d.finish()?;
+        Ok(s)
+    }
+}
+
+impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
+    /// [`Self::handle_listing_request`], also returning the listing issued
+    /// as a [`PendingListing`] for a driver that saves it between messages.
+    pub fn handle_listing_request_saved(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        m: &[u8],
+    ) -> Result<(Vec<u8>, PendingListing)> {
+        let reply = self.handle_listing_request(rng, now, m)?;
+        let (tag, id) = session::peek(&reply)?;
+        let s = self
+            .sessions
+            .get(&id)?
+            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
+        let channel = self.channel(&s);
+        let x0_hash = if tag == <BindListing as wire::Message>::TAG {
+            digest(&channel.open_authed::<BindListing>(Direction::ToSeller, &reply)?)
+        } else {
+            digest(&channel.open_authed::<crate::bidding::BidListing>(Direction::ToSeller, &reply)?)
+        };
+        let l = self
+            .issued
+            .lock()
+            .map_err(|_| Error::Storage("listing table lock poisoned".into()))?
+            .get(&x0_hash)
+            .copied()
+            .ok_or(Error::ApiMisuse(
+                "the listing just issued is not in the table",
+            ))?;
+        Ok((
+            reply,
+            PendingListing {
+                x0_hash,
+                session: l.session,
+                cpo: l.cpo,
+                issued_at: l.issued_at,
+                mode: l.mode,
+            },
+        ))
+    }
+
+    /// Puts a saved listing back among those waiting for an answer (as it
+    /// was issued: its age still counts from then). Nothing else changes;
+    /// the answer's checks are all made when it is handled.
+    pub fn restore_listing(&self, p: &PendingListing) -> Result<()> {
+        let mut issued = self
+            .issued
+            .lock()
+            .map_err(|_| Error::Storage("listing table lock poisoned".into()))?;
+        if issued.len() >= crate::MAX_ISSUED_LISTINGS && !issued.contains_key(&p.x0_hash) {
+            return Err(Error::Overloaded);
+        }
+        issued.insert(
+            p.x0_hash,
+            IssuedListing {
+                session: p.session,
+                cpo: p.cpo,
+                issued_at: p.issued_at,
+                mode: p.mode,
+            },
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)] // tests may panic
+    use super::*;
+    use crate::ports::{MemoryBoard, MemorySessions};
+    use agora_core::crypto::{SigningKey, X25519Secret};
+    use agora_core::ports::MemoryReplayCache;
+    use agora_pki::{Agency, BondParams, Conditions, CrlParams, TrustAnchors};
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    const NOW: Timestamp = Timestamp(1_800_000_000);
+    const DAY: u64 = 86_400;
+
+    type MemServer = Server<MemoryBoard, MemoryReplayCache, MemorySessions>;
+
+    fn keys(rng: &mut ChaCha20Rng) -> Keys {
+        Keys {
+            sign: SigningKey::generate(rng),
+            enc: X25519Secret::generate(rng),
+        }
+    }
+
+    /// A server on memory ports, Pam's keys and her seller bond.
+    fn market(rng: &mut ChaCha20Rng) -> (MemServer, Keys, Vec<u8>) {
+        let agency = Agency::create(
+            "Test Bonding Agency",
+            SigningKey::generate(rng),
+            NOW.minus_secs(30 * DAY),
+            NOW.plus_secs(365 * DAY),
+            rng,
+        )
+        .unwrap();
+        let mut agencies = TrustAnchors::new();
+        agencies.add_der(agency.certificate_der()).unwrap();
+        let crl = agency
+            .issue_crl(&CrlParams {
+                this_update: NOW.minus_secs(60),
+                next_update: NOW.plus_secs(7 * DAY),
+                crl_number: 1,
+                revoked: vec![],
+            })
+            .unwrap();
+        let pam = keys(rng);
+        let bond = agency
+            .issue_bond(
+                &BondParams {
+                    holder: pam.sign.verifying_key(),
+                    holder_x25519: pam.enc.public(),
+                    amount: agora_core::Money::new(
+                        100_000,
+                        agora_core::Currency::new("EUR").unwrap(),
+                    ),
+                    roles: vec![Role::Seller],
+                    conditions: Conditions::default(),
+                    not_before: NOW.minus_secs(DAY),
+                    not_after: NOW.plus_secs(300 * DAY),
+                    crl_uri: agency.crl_uri("http://127.0.0.1:7070"),
+                },
+                rng,
+            )
+            .unwrap()
+            .der;
+        let server = Server::new(
+            keys(rng),
+            BondTrust {
+                agencies,
+                crls: vec![crl],
+            },
+            vec![],
+            MemoryBoard::new(),
+            MemoryReplayCache::new(),
+            MemorySessions::new(),
+        );
+        (server, pam, bond)
+    }
+
+    fn refused_everywhere<T>(
+        bytes: &[u8],
+        load: impl Fn(&[u8]) -> Result<T, agora_core::DecodeError>,
+    ) {
+        for i in 0..bytes.len() {
+            assert!(load(&bytes[..i]).is_err(), "truncated at {i}");
+        }
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert!(load(&longer).is_err(), "a trailing byte");
+    }
+
+    #[test]
+    fn pending_browse_saved_state_round_trips_and_is_strict() {
+        let mut rng = ChaCha20Rng::seed_from_u64(10);
+        let (server, pam, bond) = market(&mut rng);
+        let peer = server.keys.peer();
+        let (m0, p) =
+            crate::seller::request_session(&pam, &mut rng, bond, NOW, NOW.plus_secs(DAY), &peer)
+                .unwrap();
+        let (m1, pending) = server.handle_browse_request(&mut rng, NOW, &m0).unwrap();
+        let bytes = pending.to_bytes();
+        let pending = PendingBrowse::from_bytes(&bytes).unwrap();
+        assert_eq!(pending.to_bytes(), bytes, "round trip");
+        refused_everywhere(&bytes, PendingBrowse::from_bytes);
+        // A state whose saved serial, agency or seller no longer matches
+        // its bond is refused; so is another kind of state.
+        let mut other = PendingBrowse::from_bytes(&bytes).unwrap();
+        other.bond_serial.push(1);
+        assert!(PendingBrowse::from_bytes(&other.to_bytes()).is_err());
+        let mut other = PendingBrowse::from_bytes(&bytes).unwrap();
+        other.agency = KeyId([7; 32]);
+        assert!(PendingBrowse::from_bytes(&other.to_bytes()).is_err());
+        let mut other = PendingBrowse::from_bytes(&bytes).unwrap();
+        other.seller = server.keys.sign.verifying_key();
+        assert!(PendingBrowse::from_bytes(&other.to_bytes()).is_err());
+        let mut other = PendingBrowse::from_bytes(&bytes).unwrap();
+        other.bond.truncate(other.bond.len() - 1);
+        assert!(PendingBrowse::from_bytes(&other.to_bytes()).is_err());
+        let listing = PendingListing {
+            x0_hash: [1; 32],
+            session: [2; 32],
+            cpo: [3; 32],
+            issued_at: NOW,
+            mode: Mode::FirstCome,
+        };
+        assert!(PendingBrowse::from_bytes(&listing.to_bytes()).is_err());
+        // The reloaded state finishes the run.
+        let (m2, p) = p.handle(&pam, &mut rng, &m1).unwrap();
+        let granted = pending
+            .handle_response(&server, &mut rng, NOW.plus_secs(10), &m2)
+            .unwrap();
+        let session = p.handle(&pam, &granted.reply).unwrap();
+        assert_eq!(session.id(), granted.session);
+    }
+
+    #[test]
+    fn pending_listing_saved_state_round_trips_and_is_restored() {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let (server, pam, bond) = market(&mut rng);
+        let peer = server.keys.peer();
+        let (m0, p) = crate::seller::request_session(
+            &pam,
+            &mut rng,
+            bond.clone(),
+            NOW,
+            NOW.plus_secs(DAY),
+            &peer,
+        )
+        .unwrap();
+        let (m1, pending) = server.handle_browse_request(&mut rng, NOW, &m0).unwrap();
+        let (m2, p) = p.handle(&pam, &mut rng, &m1).unwrap();
+        let granted = pending
+            .handle_response(&server, &mut rng, NOW, &m2)
+            .unwrap();
+        let session = p.handle(&pam, &granted.reply).unwrap();
+        // No CPO on the board: the request is refused and nothing is saved.
+        let req = session.request_listing(&mut rng, [9; 32], Mode::FirstCome);
+        assert!(server
+            .handle_listing_request_saved(&mut rng, NOW, &req)
+            .is_err());
+        // A listing saved, reloaded and put back into a fresh server's table.
+        let l = PendingListing {
+            x0_hash: [1; 32],
+            session: session.id(),
+            cpo: [3; 32],
+            issued_at: NOW,
+            mode: Mode::Bidding,
+        };
+        let bytes = l.to_bytes();
+        assert_eq!(PendingListing::from_bytes(&bytes).unwrap(), l);
+        refused_everywhere(&bytes, PendingListing::from_bytes);
+        let mut bad_mode = bytes.clone();
+        let last = bad_mode.len() - 1;
+        bad_mode[last] = 5;
+        assert!(PendingListing::from_bytes(&bad_mode).is_err(), "mode 5");
+        let (other, _, _) = market(&mut rng);
+        other.restore_listing(&l).unwrap();
+        let taken = other
+            .take_listing(&[1; 32], &session.id(), Mode::Bidding, NOW.plus_secs(60))
+            .unwrap();
+        assert_eq!(taken.cpo, [3; 32]);
+        // Its age counts from when it was issued.
+        other.restore_listing(&l).unwrap();
+        let late = NOW.plus_secs(crate::LISTING_TTL_SECS + 1);
+        assert_eq!(
+            other
+                .take_listing(&[1; 32], &session.id(), Mode::Bidding, late)
+                .unwrap_err(),
+            Error::Replayed
+        );
     }
 }

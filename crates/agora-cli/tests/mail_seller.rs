@@ -1,0 +1,545 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+//! A seller's protocols by e-mail: `agora cpo mail start-session`,
+//! `start-bind`, `seller` and `server`, each message a file, each party's
+//! state saved between messages. Two sellers race for one CPO; tampered
+//! and replayed message files are refused and change nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn agora(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(args)
+        .current_dir(dir)
+        .env("AGORA_PASSPHRASE", "test passphrase")
+        .env_remove("AGORA_DATA_DIR")
+        .env_remove("AGORA_PASSPHRASE_FILE")
+        .env_remove("AGORA_NODE")
+        .output()
+        .expect("run agora")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = agora(dir, args);
+    assert!(
+        out.status.success(),
+        "agora {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail; returns its stderr.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = agora(dir, args);
+    assert!(
+        !out.status.success(),
+        "agora {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// The saved states under `cpo-mail/<role>/`, sorted.
+fn saved(dir: &Path, role: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("agora-data/cpo-mail").join(role))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A copy of `from` with its last byte flipped, written to `to`.
+fn tamper(dir: &Path, from: &str, to: &str) {
+    let mut b = std::fs::read(dir.join(from)).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 0x01;
+    std::fs::write(dir.join(to), b).unwrap();
+}
+
+/// A data directory with an agency, Bob (buyer) and Pam and Sam (sellers)
+/// with bonds, and Bob's CPO approved and posted; returns the CPO id.
+fn market(d: &Path) -> String {
+    ok(d, &["init"]);
+    ok(d, &["agency", "create", "acme-bonding"]);
+    for k in ["bob", "pam", "sam"] {
+        ok(d, &["key", "new", k]);
+    }
+    ok(
+        d,
+        &[
+            "agency",
+            "issue-bond",
+            "--agency",
+            "acme-bonding",
+            "--holder",
+            "bob",
+            "--amount",
+            "500.00 EUR",
+            "--roles",
+            "buyer",
+            "--out",
+            "bob-bond.pem",
+        ],
+    );
+    for s in ["pam", "sam"] {
+        let out = format!("{s}-bond.pem");
+        ok(
+            d,
+            &[
+                "agency",
+                "issue-bond",
+                "--agency",
+                "acme-bonding",
+                "--holder",
+                s,
+                "--amount",
+                "2000.00 EUR",
+                "--roles",
+                "seller",
+                "--out",
+                &out,
+            ],
+        );
+    }
+    ok(
+        d,
+        &[
+            "cpo",
+            "draft",
+            "--buyer",
+            "bob",
+            "--bond",
+            "bob-bond.pem",
+            "--goods",
+            "A letterpress, working",
+            "--price",
+            "300.00 EUR",
+            "--out",
+            "press.ccpo",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "cpo",
+            "approve",
+            "press.ccpo",
+            "--buyer",
+            "bob",
+            "--out",
+            "press.acceptance",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "cpo",
+            "post",
+            "press.acceptance",
+            "--buyer",
+            "bob",
+            "--out",
+            "press.posted",
+        ],
+    );
+    let id = ok(d, &["cpo", "list", "--ids"]).trim().to_owned();
+    assert_eq!(id.len(), 64, "one CPO id: {id}");
+    id
+}
+
+/// Protocol 3 by mail for `seller`, files `<seller>-s<i>.msg`.
+fn session_by_mail(d: &Path, seller: &str) {
+    let bond = format!("{seller}-bond.pem");
+    let f = |i: u8| format!("{seller}-s{i}.msg");
+    ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-session",
+            "--seller",
+            seller,
+            "--bond",
+            &bond,
+            "--hours",
+            "8",
+            "--out",
+            &f(0),
+        ],
+    );
+    ok(d, &["cpo", "mail", "server", &f(0), "--out", &f(1)]);
+    ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "seller",
+            &f(1),
+            "--seller",
+            seller,
+            "--out",
+            &f(2),
+        ],
+    );
+    ok(d, &["cpo", "mail", "server", &f(2), "--out", &f(3)]);
+    let out = ok(d, &["cpo", "mail", "seller", &f(3), "--seller", seller]);
+    assert!(out.contains("browse session"), "{out}");
+    assert!(
+        d.join(format!("agora-data/cpo-sessions/{seller}.json"))
+            .exists(),
+        "kept where agora cpo session keeps it"
+    );
+}
+
+#[test]
+fn sellers_open_sessions_and_bind_by_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let id = market(d);
+
+    // Protocol 3 for Pam, with a tampered and a replayed message on the way.
+    ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-session",
+            "--seller",
+            "pam",
+            "--bond",
+            "pam-bond.pem",
+            "--hours",
+            "8",
+            "--out",
+            "p0.msg",
+        ],
+    );
+    tamper(d, "p0.msg", "p0-bad.msg");
+    let before = saved(d, "server");
+    let err = fails(
+        d,
+        &["cpo", "mail", "server", "p0-bad.msg", "--out", "p1.msg"],
+    );
+    assert!(err.contains("refused"), "{err}");
+    assert_eq!(
+        saved(d, "server"),
+        before,
+        "a tampered request saves nothing"
+    );
+    assert!(!d.join("p1.msg").exists(), "and answers nothing");
+    ok(d, &["cpo", "mail", "server", "p0.msg", "--out", "p1.msg"]);
+    let before = saved(d, "server");
+    let err = fails(
+        d,
+        &["cpo", "mail", "server", "p0.msg", "--out", "again.msg"],
+    );
+    assert!(err.contains("replayed") || err.contains("stale"), "{err}");
+    assert_eq!(
+        saved(d, "server"),
+        before,
+        "a replayed request saves nothing"
+    );
+    // A message for the server is not a seller's to handle.
+    let err = fails(
+        d,
+        &[
+            "cpo", "mail", "seller", "p0.msg", "--seller", "pam", "--out", "x.msg",
+        ],
+    );
+    assert!(err.contains("a seller does not handle"), "{err}");
+    // The challenge needs --out before anything is used up.
+    let err = fails(d, &["cpo", "mail", "seller", "p1.msg", "--seller", "pam"]);
+    assert!(err.contains("give --out"), "{err}");
+    ok(
+        d,
+        &[
+            "cpo", "mail", "seller", "p1.msg", "--seller", "pam", "--out", "p2.msg",
+        ],
+    );
+    tamper(d, "p2.msg", "p2-bad.msg");
+    let before = saved(d, "server");
+    fails(
+        d,
+        &["cpo", "mail", "server", "p2-bad.msg", "--out", "p3.msg"],
+    );
+    assert_eq!(
+        saved(d, "server"),
+        before,
+        "a tampered response uses up nothing"
+    );
+    ok(d, &["cpo", "mail", "server", "p2.msg", "--out", "p3.msg"]);
+    let err = fails(
+        d,
+        &["cpo", "mail", "server", "p2.msg", "--out", "again.msg"],
+    );
+    assert!(
+        err.contains("no run in progress expects this message"),
+        "{err}"
+    );
+    let out = ok(d, &["cpo", "mail", "seller", "p3.msg", "--seller", "pam"]);
+    assert!(out.contains("browse session"), "{out}");
+    assert!(d.join("agora-data/cpo-sessions/pam.json").exists());
+
+    // Sam opens his session the same way.
+    session_by_mail(d, "sam");
+
+    // Both ask for the listing before either offers.
+    ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-bind",
+            &id,
+            "--seller",
+            "pam",
+            "--offer",
+            "Ships tomorrow by courier",
+            "--out",
+            "b0.msg",
+        ],
+    );
+    ok(d, &["cpo", "mail", "server", "b0.msg", "--out", "b1.msg"]);
+    let before = saved(d, "server");
+    let err = fails(
+        d,
+        &["cpo", "mail", "server", "b0.msg", "--out", "again.msg"],
+    );
+    assert!(err.contains("handled already"), "{err}");
+    assert_eq!(
+        saved(d, "server"),
+        before,
+        "a replayed listing request saves nothing"
+    );
+    ok(
+        d,
+        &[
+            "cpo", "mail", "seller", "b1.msg", "--seller", "pam", "--out", "b2.msg",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-bind",
+            &id,
+            "--seller",
+            "sam",
+            "--out",
+            "c0.msg",
+        ],
+    );
+    ok(d, &["cpo", "mail", "server", "c0.msg", "--out", "c1.msg"]);
+    // Pam's listing is not Sam's.
+    fails(
+        d,
+        &[
+            "cpo", "mail", "seller", "b1.msg", "--seller", "sam", "--out", "x.msg",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "cpo", "mail", "seller", "c1.msg", "--seller", "sam", "--out", "c2.msg",
+        ],
+    );
+
+    // Pam's offer, tampered: refused, nothing bound, nothing used up.
+    tamper(d, "b2.msg", "b2-bad.msg");
+    let before = saved(d, "server");
+    fails(
+        d,
+        &["cpo", "mail", "server", "b2-bad.msg", "--out", "b3.msg"],
+    );
+    assert_eq!(saved(d, "server"), before);
+    assert!(!d.join("b3.msg").exists());
+    let status = ok(d, &["cpo", "status", &id]);
+    assert!(!status.contains("status   bound"), "{status}");
+    // Untampered: bound.
+    ok(d, &["cpo", "mail", "server", "b2.msg", "--out", "b3.msg"]);
+    let out = ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "seller",
+            "b3.msg",
+            "--seller",
+            "pam",
+            "--out",
+            "press.bound",
+        ],
+    );
+    assert!(out.contains("pam bound CPO"), "{out}");
+    let v = ok(d, &["evidence", "verify", "press.bound"]);
+    assert!(v.contains("valid signature"), "{v}");
+    assert!(v.contains("CPO_BOUND_CPO"), "{v}");
+    let status = ok(d, &["cpo", "status", &id]);
+    assert!(status.contains("bound"), "{status}");
+    // The same offer again binds nothing more.
+    let err = fails(
+        d,
+        &["cpo", "mail", "server", "b2.msg", "--out", "again.msg"],
+    );
+    assert!(
+        err.contains("no run in progress expects this message"),
+        "{err}"
+    );
+    // BOUND_CPO handled twice: her run is over.
+    fails(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "seller",
+            "b3.msg",
+            "--seller",
+            "pam",
+            "--out",
+            "again.bound",
+        ],
+    );
+
+    // Sam's offer, on the listing he got before: already bound.
+    let err = fails(d, &["cpo", "mail", "server", "c2.msg", "--out", "c3.msg"]);
+    assert!(err.contains("already bound"), "{err}");
+    assert!(!d.join("c3.msg").exists());
+    // And a new listing request is refused the same way.
+    ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-bind",
+            &id,
+            "--seller",
+            "sam",
+            "--out",
+            "e0.msg",
+        ],
+    );
+    let err = fails(d, &["cpo", "mail", "server", "e0.msg", "--out", "e1.msg"]);
+    assert!(err.contains("already bound"), "{err}");
+
+    // The sessions opened by mail are the ones later commands use.
+    let out = ok(d, &["cpo", "end-session", "--seller", "sam"]);
+    assert!(out.contains("sam's browse session ended"), "{out}");
+}
+
+#[test]
+fn bad_input_to_the_seller_commands_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let id = market(d);
+    // No session yet: start-bind says so and saves nothing.
+    let err = fails(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-bind",
+            &id,
+            "--seller",
+            "pam",
+            "--out",
+            "b0.msg",
+        ],
+    );
+    assert!(err.contains("has no browse session"), "{err}");
+    assert!(saved(d, "seller-pam").is_empty());
+    // A buyer's bond opens no session.
+    ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-session",
+            "--seller",
+            "bob",
+            "--bond",
+            "bob-bond.pem",
+            "--out",
+            "x0.msg",
+        ],
+    );
+    let err = fails(d, &["cpo", "mail", "server", "x0.msg", "--out", "x1.msg"]);
+    assert!(err.contains("the server refused"), "{err}");
+    assert!(saved(d, "server").is_empty());
+    // An offer over the limit is refused before anything is saved.
+    session_by_mail(d, "pam");
+    let long = "x".repeat(agora_cpo::msg::MAX_OFFER_LEN + 1);
+    let err = fails(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-bind",
+            &id,
+            "--seller",
+            "pam",
+            "--offer",
+            &long,
+            "--out",
+            "b0.msg",
+        ],
+    );
+    assert!(err.contains("the offer is"), "{err}");
+    assert!(saved(d, "seller-pam").is_empty());
+    assert!(!d.join("b0.msg").exists());
+    // A malformed CPO id, an unknown server key id.
+    fails(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-bind",
+            "abc",
+            "--seller",
+            "pam",
+            "--out",
+            "b0.msg",
+        ],
+    );
+    let err = fails(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-session",
+            "--seller",
+            "pam",
+            "--bond",
+            "pam-bond.pem",
+            "--server",
+            &"00".repeat(32),
+            "--out",
+            "y0.msg",
+        ],
+    );
+    assert!(err.contains("not pinned"), "{err}");
+    assert!(saved(d, "seller-pam").is_empty());
+    // A file that is no message at all.
+    std::fs::write(d.join("junk.msg"), b"hello").unwrap();
+    let err = fails(d, &["cpo", "mail", "server", "junk.msg", "--out", "z.msg"]);
+    assert!(err.contains("not an agora message"), "{err}");
+    // A listing for a CPO not on the board: refused, nothing saved.
+    let other = "11".repeat(32);
+    ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-bind",
+            &other,
+            "--seller",
+            "pam",
+            "--out",
+            "n0.msg",
+        ],
+    );
+    let err = fails(d, &["cpo", "mail", "server", "n0.msg", "--out", "n1.msg"]);
+    assert!(err.contains("no such CPO"), "{err}");
+    assert!(saved(d, "server").is_empty());
+}
