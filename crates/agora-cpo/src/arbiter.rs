@@ -29,8 +29,10 @@ pub struct Arbiter {
     pub session_timeout_secs: u64,
 }
 
-/// Step 2 done: Alice waits for Bob's answer to her challenge.
-#[derive(Debug)]
+/// Step 2 done: Alice waits for Bob's answer to her challenge. `Clone`, so
+/// that a driver can keep it when an answer that does not authenticate is
+/// refused ([`agora_core::Error::leaves_state_intact`]).
+#[derive(Clone, Debug)]
 pub struct PendingApproval<V: Variant> {
     request: ArbiterRequest<V>,
     x1_hash: [u8; 32],

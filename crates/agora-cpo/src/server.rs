@@ -152,8 +152,10 @@ pub fn check_acceptance(bytes: &[u8], arbiters: &[VerifyingKey]) -> Result<Check
     })
 }
 
-/// Step 2 sent: the server waits for Bob's answer.
-#[derive(Debug)]
+/// Step 2 sent: the server waits for Bob's answer. `Clone`, so that a driver
+/// can keep it when an answer that does not authenticate is refused
+/// ([`agora_core::Error::leaves_state_intact`]).
+#[derive(Clone, Debug)]
 pub struct PendingPost {
     acceptance: Vec<u8>,
     checked: CheckedAcceptance,
@@ -362,8 +364,9 @@ impl PendingPost {
     }
 }
 
-/// Step 2 of protocol 3 sent: the server waits for Pam's answer.
-#[derive(Debug)]
+/// Step 2 of protocol 3 sent: the server waits for Pam's answer. `Clone`
+/// for the same reason as [`PendingPost`].
+#[derive(Clone, Debug)]
 pub struct PendingBrowse {
     x1_hash: [u8; 32],
     seller: VerifyingKey,

@@ -409,8 +409,10 @@ impl CpoService {
         body: &[u8],
         now: Timestamp,
     ) -> Result<Reply, Problem> {
-        let pending: PendingApproval<V> = exchanges.take(&need(exchange)?)?;
-        let issued = pending.handle_response(arbiter, &mut os_rng(), now, body)?;
+        // An answer that does not authenticate leaves the approval pending.
+        let issued = exchanges.step(&need(exchange)?, |p: PendingApproval<V>| {
+            p.handle_response(arbiter, &mut os_rng(), now, body)
+        })?;
         self.store
             .archive()
             .append("cpo/arbiter-acceptance", &issued.acceptance, now)?;
@@ -433,8 +435,9 @@ impl CpoService {
                 Ok(go_on(m1, exchanges.insert(pending)?))
             }
             tags::CPO_POST_RESPONSE => {
-                let pending: PendingPost = exchanges.take(&need(exchange)?)?;
-                let posted = pending.handle_response(&server, rng, now, body)?;
+                let posted = exchanges.step(&need(exchange)?, |p: PendingPost| {
+                    p.handle_response(&server, rng, now, body)
+                })?;
                 self.store
                     .archive()
                     .append("cpo/posted", &posted.entry.posted, now)?;
@@ -445,10 +448,10 @@ impl CpoService {
                 Ok(go_on(m1, exchanges.insert(pending)?))
             }
             tags::CPO_BROWSE_RESPONSE => {
-                let pending: PendingBrowse = exchanges.take(&need(exchange)?)?;
-                Ok(done(
-                    pending.handle_response(&server, rng, now, body)?.reply,
-                ))
+                let granted = exchanges.step(&need(exchange)?, |p: PendingBrowse| {
+                    p.handle_response(&server, rng, now, body)
+                })?;
+                Ok(done(granted.reply))
             }
             tags::CPO_LISTING_REQUEST => Ok(done(server.handle_listing_request(rng, now, body)?)),
             tags::CPO_BIND_OFFER => Ok(done(server.handle_bind_offer(rng, now, body)?.reply)),

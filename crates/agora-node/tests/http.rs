@@ -774,3 +774,70 @@ fn a_listing_issued_before_housekeeping_still_binds_after_it() {
         .expect("the listing survived");
     exp.handle(&s, &r.body).unwrap();
 }
+
+/// "Bad input changes nothing": the buyer's (protocols 1 and 2) and the
+/// seller's (protocol 3) answers to a challenge, damaged on the way, are
+/// refused without ending the exchange, so the genuine answer, sent again
+/// under the same exchange id, still completes it. A genuine answer uses
+/// the exchange up.
+#[test]
+fn damaged_answers_leave_the_exchange_pending() {
+    let n = TestNode::start(NodeConfig::default());
+    let rng = &mut os_rng();
+    let flip = |m: &[u8]| {
+        let mut d = m.to_vec();
+        let i = d.len() / 2;
+        d[i] ^= 0x04;
+        d
+    };
+    let refused_but_pending = |role: Role, m: &[u8], x: Option<[u8; 16]>| {
+        let e = problem(n.client.call(role, &flip(m), x).unwrap_err());
+        assert!(matches!(e.code.as_str(), "crypto" | "decode"), "{e:?}");
+    };
+    let bob = keys();
+    let bond = n.bond(&bob, BondRole::Buyer);
+    // Protocol 1.
+    let (m0, b) = buyer::request_approval::<FirstCome>(
+        &bob,
+        rng,
+        n.ccpo(&bond, "a kettle", DAY),
+        "",
+        &n.arbiter,
+    )
+    .unwrap();
+    let r1 = n.client.call(Role::Arbiter, &m0, None).unwrap();
+    let (m2, b) = b.handle(&bob, rng, &r1.body).unwrap();
+    refused_but_pending(Role::Arbiter, &m2, r1.exchange);
+    refused_but_pending(Role::Arbiter, &m2, r1.exchange);
+    let r3 = n.client.call(Role::Arbiter, &m2, r1.exchange).unwrap();
+    let acceptance = b.handle(&bob, now(), &r3.body).unwrap();
+    assert_eq!(
+        problem(n.client.call(Role::Arbiter, &m2, r1.exchange).unwrap_err()).code,
+        "unknown-exchange",
+        "the genuine answer used it up"
+    );
+    // Protocol 2.
+    let (m0, b) = buyer::request_post(&bob, rng, &acceptance, &n.server).unwrap();
+    let r1 = n.client.call(Role::Server, &m0, None).unwrap();
+    let (m2, b) = b.handle(&bob, rng, &r1.body).unwrap();
+    refused_but_pending(Role::Server, &m2, r1.exchange);
+    let r3 = n.client.call(Role::Server, &m2, r1.exchange).unwrap();
+    b.handle(&bob, &r3.body).unwrap();
+    // Protocol 3.
+    let pam = keys();
+    let pam_bond = n.bond(&pam, BondRole::Seller);
+    let (m0, p) = seller::request_session(
+        &pam,
+        rng,
+        pam_bond,
+        now().minus_secs(60),
+        now().plus_secs(DAY),
+        &n.server,
+    )
+    .unwrap();
+    let r1 = n.client.call(Role::Server, &m0, None).unwrap();
+    let (m2, p) = p.handle(&pam, rng, &r1.body).unwrap();
+    refused_but_pending(Role::Server, &m2, r1.exchange);
+    let r3 = n.client.call(Role::Server, &m2, r1.exchange).unwrap();
+    p.handle(&pam, &r3.body).unwrap();
+}
