@@ -1,4 +1,4 @@
-//! `agora cpo mail ...`: protocols 1 (5), 2, 3 and 4 one message at a time,
+//! `agora cpo mail ...`: protocols 1 (5), 2, 3, 4 and 6 one message at a time,
 //! through files, because the paper wants posting to work "with nothing
 //! more than encrypted e-mail" (section 3.6), and every message can be
 //! written to and read from a file. Each party runs its own
@@ -38,10 +38,28 @@
 //! offer (`--offer`) is saved with the run and sent when the listing
 //! arrives; the last step writes BOUND_CPO, the same file `agora cpo bind
 //! --out` writes, and keeps a copy in her evidence archive. The server
-//! saves each listing it sends until the offer comes back (for a week, not
-//! the ten minutes of a live session), and handles each listing request
-//! file once. Bidding (protocol 6) does not go by e-mail yet: a bidding
-//! listing is refused.
+//! saves each listing it sends until the offer (or the bid) comes back
+//! (for a week, not the ten minutes of a live session), and handles each
+//! listing request file once.
+//!
+//! She bids on a CPO that takes bids (protocol 6) under the same session:
+//!
+//! ```text
+//! seller:  agora cpo mail start-bid <cpo-id> --seller pam --price "95.00 EUR" --details "3 days" --out d0.msg
+//! server:  agora cpo mail server d0.msg --out d1.msg
+//! seller:  agora cpo mail seller d1.msg --seller pam --out d2.msg
+//! server:  agora cpo mail server d2.msg --out d3.msg
+//! seller:  agora cpo mail seller d3.msg --seller pam --out pam.receipt
+//! ```
+//! `start-bid` asks for the bidding listing (protocol 6, step 1, as
+//! `agora cpo bid` does) and saves her price and details with the run; the
+//! listing is answered with her bid; the server takes the bid into the
+//! store's bids (where `agora cpo award` finds it once bidding closes) and
+//! answers with its signed BID_RECEIPT; her last step checks the receipt
+//! against the bid she saved, keeps a copy in her evidence archive and
+//! writes it to `--out`, the same file `agora cpo bid --out` writes (so
+//! `agora evidence verify` and `agora cpo notice` take it). A bid file
+//! handled twice finds its listing used up and is refused.
 //!
 //! The buyer's and the seller's steps take the arbiter's and the server's
 //! keys from the trust store, as `agora cpo approve`, `post` and `session`
@@ -60,8 +78,9 @@ use crate::cpo::{
 use crate::datadir::{Ctx, ARBITER_KEY};
 use agora_core::ports::{EvidenceArchive, Freshness, ReplayCache};
 use agora_core::wire::{envelope, saved, tags, Tag};
-use agora_core::KeyId;
+use agora_core::{KeyId, Money};
 use agora_cpo::arbiter::{Arbiter, PendingApproval};
+use agora_cpo::bidding::{ExpectBidReceipt, MAX_BID_DETAILS_LEN};
 use agora_cpo::buyer::{
     self, Acceptance, ExpectArbiterAcceptance, ExpectArbiterChallenge, ExpectPostChallenge,
     ExpectPosted,
@@ -168,16 +187,35 @@ pub enum MailCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Seller: start protocol 6 under her session: write the listing
+    /// request for one CPO that takes bids for the server.
+    StartBid {
+        /// The CPO id (hex).
+        id: String,
+        /// The seller's key pair.
+        #[arg(long)]
+        seller: String,
+        /// Her price (at most the CPO's, in its currency; sent when the
+        /// listing arrives).
+        #[arg(long)]
+        price: Money,
+        /// How she would deliver (sent when the listing arrives).
+        #[arg(long, default_value = "")]
+        details: String,
+        /// Write the request here.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Seller: handle a message from the server; writes the next message,
-    /// or at the end BOUND_CPO (the grant of a session writes nothing: it
-    /// keeps the session).
+    /// or at the end BOUND_CPO or BID_RECEIPT (the grant of a session
+    /// writes nothing: it keeps the session).
     Seller {
         /// The message received.
         message: PathBuf,
         /// The seller's key pair.
         #[arg(long)]
         seller: String,
-        /// Write the answer (or BOUND_CPO) here.
+        /// Write the answer (or BOUND_CPO, or BID_RECEIPT) here.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -425,6 +463,42 @@ impl BindRequest {
     }
 }
 
+/// Saved state kind (agora-cli's own numbering) of a seller's bidding
+/// listing request: the CPO she asked for, her session, her price and her
+/// details.
+const BID_REQUEST_KIND: u64 = 2;
+
+/// What a seller saves when she asks for a bidding listing (`start-bid`).
+struct BidRequest {
+    cpo: [u8; 32],
+    session: [u8; 32],
+    price: Money,
+    details: String,
+}
+
+impl BidRequest {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut e = saved::start(BID_REQUEST_KIND, 4);
+        e.field(&self.cpo)
+            .field(&self.session)
+            .field(&self.price)
+            .text(&self.details);
+        e.into_bytes()
+    }
+
+    fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+        let mut d = saved::open(b, BID_REQUEST_KIND, 4, 64 * 1024)?;
+        let r = BidRequest {
+            cpo: d.field()?,
+            session: d.field()?,
+            price: d.field()?,
+            details: d.text("saved bid details", MAX_BID_DETAILS_LEN)?.to_owned(),
+        };
+        d.finish()?;
+        Ok(r)
+    }
+}
+
 fn seller_role(seller: &str) -> String {
     format!("seller-{seller}")
 }
@@ -502,6 +576,41 @@ fn start_bind(ctx: &Ctx, id: &str, name: &str, offer: &str, out: &Path) -> anyho
     save(ctx, &seller_role(name), "bind-listing", &state.to_bytes())?;
     crate::datadir::write_file_atomic(out, &m0)?;
     done(ctx, "the listing request for the server", out);
+    Ok(())
+}
+
+fn start_bid(
+    ctx: &Ctx,
+    id: &str,
+    name: &str,
+    price: Money,
+    details: &str,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let cpo = cpo_id(id)?;
+    if details.len() > MAX_BID_DETAILS_LEN {
+        bail!(
+            "the bid details are {} bytes; at most {MAX_BID_DETAILS_LEN} are allowed",
+            details.len()
+        );
+    }
+    let ks = ctx.load_keystore()?;
+    let trust = ctx.load_trust()?;
+    let session = seller_session(ctx, &ks, &trust, name)?;
+    let now = ctx.now();
+    if now >= session.until {
+        bail!("{name}'s browse session is over: open a new one (agora cpo mail start-session)");
+    }
+    let m0 = session.request_listing(&mut agora_core::crypto::os_rng(), cpo, Mode::Bidding);
+    let state = BidRequest {
+        cpo,
+        session: session.id(),
+        price,
+        details: details.to_owned(),
+    };
+    save(ctx, &seller_role(name), "bid-listing", &state.to_bytes())?;
+    crate::datadir::write_file_atomic(out, &m0)?;
+    done(ctx, "the bidding listing request for the server", out);
     Ok(())
 }
 
@@ -601,6 +710,66 @@ fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> 
                 serde_json::json!({
                     "result": "BOUND_CPO",
                     "id": hex::encode(receipt.message.ccpo.id),
+                    "file": out,
+                }),
+            );
+            Ok(())
+        }
+        t if t == tags::CPO_BID_LISTING => {
+            let out = need_out(out, "the bid (M_1)")?;
+            let ks = ctx.load_keystore()?;
+            let trust = ctx.load_trust()?;
+            let session = seller_session(ctx, &ks, &trust, name)?;
+            let (m1, next) = resume(ctx, &role, "bid-listing", |b| {
+                let req = BidRequest::from_bytes(b)?;
+                if req.session != session.id() {
+                    bail!("the listing was asked for under another browse session of {name}");
+                }
+                let listing = session.open_bid_listing(&msg)?;
+                if listing.message.ccpo.id != req.cpo {
+                    bail!(
+                        "the listing is of CPO {}, not {} asked for",
+                        hex::encode(listing.message.ccpo.id),
+                        hex::encode(req.cpo)
+                    );
+                }
+                Ok(session.bid(
+                    &mut agora_core::crypto::os_rng(),
+                    &listing,
+                    req.price,
+                    &req.details,
+                )?)
+            })?;
+            save(ctx, &role, "bid-receipt", &next.to_bytes())?;
+            crate::datadir::write_file_atomic(out, &m1)?;
+            done(ctx, "the bid (M_1) for the server", out);
+            Ok(())
+        }
+        t if t == tags::CPO_BID_RECEIPT => {
+            let out = need_out(out, "BID_RECEIPT")?;
+            let ks = ctx.load_keystore()?;
+            let trust = ctx.load_trust()?;
+            let session = seller_session(ctx, &ks, &trust, name)?;
+            let receipt = resume(ctx, &role, "bid-receipt", |b| {
+                let s = ExpectBidReceipt::from_bytes(b)?;
+                Ok(s.handle(&session, &msg)?)
+            })?;
+            keep(ctx, "cpo/bid-receipt", &receipt.signed, false)?;
+            crate::datadir::write_file_atomic(out, &receipt.signed)?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "{name} bid {} on CPO {}; BID_RECEIPT in {} (award due by {})",
+                    receipt.message.price,
+                    hex::encode(receipt.message.ccpo.id),
+                    out.display(),
+                    crate::cert::fmt_time(receipt.message.t_response)
+                ),
+                serde_json::json!({
+                    "result": "BID_RECEIPT",
+                    "id": hex::encode(receipt.message.ccpo.id),
+                    "receipt_hash": hex::encode(receipt.hash()),
+                    "t_response": receipt.message.t_response.secs(),
                     "file": out,
                 }),
             );
@@ -730,6 +899,13 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
             offer,
             out,
         } => start_bind(ctx, id, seller, offer, out),
+        MailCmd::StartBid {
+            id,
+            seller,
+            price,
+            details,
+            out,
+        } => start_bid(ctx, id, seller, *price, details, out),
         MailCmd::Seller {
             message,
             seller,
@@ -825,12 +1001,6 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                     let (m0, pending) = server
                         .handle_listing_request_saved(&mut agora_core::crypto::os_rng(), now, &msg)
                         .context("the server refused")?;
-                    if pending.mode() != Mode::FirstCome {
-                        bail!(
-                            "bidding (protocol 6) does not go by e-mail yet: \
-                             bid with agora cpo bid"
-                        );
-                    }
                     // A listing request carries no nonce of its own (the
                     // channel's is random): the same file handled twice
                     // would save a second listing each time.
@@ -843,7 +1013,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                     {
                         bail!(
                             "this listing request was handled already (a replayed message): \
-                             the seller asks again with a new start-bind"
+                             the seller asks again with a new start-bind or start-bid"
                         );
                     }
                     save(
@@ -875,6 +1045,32 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                     )?;
                     crate::datadir::write_file_atomic(out, &bound.reply)?;
                     done(ctx, "M_2 (BOUND_CPO) for the seller", out);
+                    Ok(())
+                }
+                t if t == tags::CPO_BID => {
+                    let (_, session) = agora_cpo::session::peek(&msg)
+                        .context("not a message of a browse session")?;
+                    let bids = store.bids();
+                    let taken = resume(
+                        ctx,
+                        "server",
+                        &format!("listing-{}", hex::encode(session)),
+                        |b| {
+                            let p = PendingListing::from_bytes(b)?;
+                            if p.mode() != Mode::Bidding {
+                                bail!("the listing answered was not a bidding listing");
+                            }
+                            server.restore_listing(&p)?;
+                            Ok(server.handle_bid(
+                                &bids,
+                                &mut agora_core::crypto::os_rng(),
+                                now,
+                                &msg,
+                            )?)
+                        },
+                    )?;
+                    crate::datadir::write_file_atomic(out, &taken.reply)?;
+                    done(ctx, "M_2 (BID_RECEIPT) for the seller", out);
                     Ok(())
                 }
                 other => bail!(

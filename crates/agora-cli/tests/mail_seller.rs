@@ -1,11 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 //! A seller's protocols by e-mail: `agora cpo mail start-session`,
 //! `start-bind`, `seller` and `server`, each message a file, each party's
-//! state saved between messages. Two sellers race for one CPO; tampered
-//! and replayed message files are refused and change nothing.
+//! state saved between messages. Two sellers race for one CPO, or bid on
+//! one (`start-bid`); tampered and replayed message files are refused and
+//! change nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 fn agora(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_agora"))
@@ -60,48 +62,7 @@ fn tamper(dir: &Path, from: &str, to: &str) {
 /// A data directory with an agency, Bob (buyer) and Pam and Sam (sellers)
 /// with bonds, and Bob's CPO approved and posted; returns the CPO id.
 fn market(d: &Path) -> String {
-    ok(d, &["init"]);
-    ok(d, &["agency", "create", "acme-bonding"]);
-    for k in ["bob", "pam", "sam"] {
-        ok(d, &["key", "new", k]);
-    }
-    ok(
-        d,
-        &[
-            "agency",
-            "issue-bond",
-            "--agency",
-            "acme-bonding",
-            "--holder",
-            "bob",
-            "--amount",
-            "500.00 EUR",
-            "--roles",
-            "buyer",
-            "--out",
-            "bob-bond.pem",
-        ],
-    );
-    for s in ["pam", "sam"] {
-        let out = format!("{s}-bond.pem");
-        ok(
-            d,
-            &[
-                "agency",
-                "issue-bond",
-                "--agency",
-                "acme-bonding",
-                "--holder",
-                s,
-                "--amount",
-                "2000.00 EUR",
-                "--roles",
-                "seller",
-                "--out",
-                &out,
-            ],
-        );
-    }
+    parties(d);
     ok(
         d,
         &[
@@ -146,6 +107,57 @@ fn market(d: &Path) -> String {
     let id = ok(d, &["cpo", "list", "--ids"]).trim().to_owned();
     assert_eq!(id.len(), 64, "one CPO id: {id}");
     id
+}
+
+/// A data directory with an agency, Bob (buyer) and Pam and Sam (sellers)
+/// with bonds; returns the key ids of Pam and Sam.
+fn parties(d: &Path) -> (String, String) {
+    ok(d, &["init"]);
+    ok(d, &["agency", "create", "acme-bonding"]);
+    let mut ids = Vec::new();
+    for k in ["bob", "pam", "sam"] {
+        let out = ok(d, &["--json", "key", "new", k]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        ids.push(v["key_id"].as_str().unwrap().to_owned());
+    }
+    ok(
+        d,
+        &[
+            "agency",
+            "issue-bond",
+            "--agency",
+            "acme-bonding",
+            "--holder",
+            "bob",
+            "--amount",
+            "500.00 EUR",
+            "--roles",
+            "buyer",
+            "--out",
+            "bob-bond.pem",
+        ],
+    );
+    for s in ["pam", "sam"] {
+        let out = format!("{s}-bond.pem");
+        ok(
+            d,
+            &[
+                "agency",
+                "issue-bond",
+                "--agency",
+                "acme-bonding",
+                "--holder",
+                s,
+                "--amount",
+                "2000.00 EUR",
+                "--roles",
+                "seller",
+                "--out",
+                &out,
+            ],
+        );
+    }
+    (ids[1].clone(), ids[2].clone())
 }
 
 /// Protocol 3 by mail for `seller`, files `<seller>-s<i>.msg`.
@@ -542,4 +554,272 @@ fn bad_input_to_the_seller_commands_changes_nothing() {
     let err = fails(d, &["cpo", "mail", "server", "n0.msg", "--out", "n1.msg"]);
     assert!(err.contains("no such CPO"), "{err}");
     assert!(saved(d, "server").is_empty());
+}
+
+/// Protocol 6 by mail for `seller` on `id`, files `<seller>-d<i>.msg`, up to
+/// the bid (M_1) in `<seller>-d2.msg`.
+fn bid_until_m1(d: &Path, id: &str, seller: &str, price: &str, details: &str) {
+    let f = |i: u8| format!("{seller}-d{i}.msg");
+    ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-bid",
+            id,
+            "--seller",
+            seller,
+            "--price",
+            price,
+            "--details",
+            details,
+            "--out",
+            &f(0),
+        ],
+    );
+    ok(d, &["cpo", "mail", "server", &f(0), "--out", &f(1)]);
+    ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "seller",
+            &f(1),
+            "--seller",
+            seller,
+            "--out",
+            &f(2),
+        ],
+    );
+}
+
+/// The last two steps of protocol 6 by mail: the server takes the bid, the
+/// seller writes BID_RECEIPT to `<seller>.receipt`, which `agora evidence
+/// verify` accepts.
+fn bid_receipt(d: &Path, seller: &str) {
+    let f = |i: u8| format!("{seller}-d{i}.msg");
+    ok(d, &["cpo", "mail", "server", &f(2), "--out", &f(3)]);
+    let receipt = format!("{seller}.receipt");
+    let out = ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "seller",
+            &f(3),
+            "--seller",
+            seller,
+            "--out",
+            &receipt,
+        ],
+    );
+    assert!(out.contains(&format!("{seller} bid")), "{out}");
+    assert!(out.contains("BID_RECEIPT in"), "{out}");
+    let v = ok(d, &["evidence", "verify", &receipt]);
+    assert!(v.contains("valid signature"), "{v}");
+    assert!(v.contains("CPO_BID_RECEIPT"), "{v}");
+}
+
+#[test]
+fn sellers_bid_by_mail_and_the_lower_bid_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_pam_id, sam_id) = parties(d);
+    session_by_mail(d, "pam");
+    // Sam's session times the five commands of protocol 3 on this machine:
+    // the bidding window must outlast the commands until the last bid.
+    let started = Instant::now();
+    session_by_mail(d, "sam");
+    let per_command = started.elapsed() / 5;
+    let window = Duration::from_secs(5).max(per_command * 24);
+    let window_arg = format!("{}s", window.as_secs_f64().ceil() as u64);
+    let drafted = Instant::now();
+    ok(
+        d,
+        &[
+            "cpo",
+            "draft",
+            "--buyer",
+            "bob",
+            "--bond",
+            "bob-bond.pem",
+            "--goods",
+            "A tea set for six",
+            "--price",
+            "80.00 EUR",
+            "--ends-in",
+            &window_arg,
+            "--out",
+            "tea.ccpo",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "cpo",
+            "approve",
+            "tea.ccpo",
+            "--buyer",
+            "bob",
+            "--bidding",
+            "--out",
+            "tea.acceptance",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "cpo",
+            "post",
+            "tea.acceptance",
+            "--buyer",
+            "bob",
+            "--out",
+            "tea.posted",
+        ],
+    );
+    let id = ok(d, &["cpo", "list", "--ids"]).trim().to_owned();
+    assert_eq!(id.len(), 64, "one CPO id: {id}");
+
+    // Pam's bid; a tampered copy is refused and uses up nothing.
+    bid_until_m1(d, &id, "pam", "75.00 EUR", "Ships in three days");
+    tamper(d, "pam-d2.msg", "pam-d2-bad.msg");
+    let before = saved(d, "server");
+    fails(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "server",
+            "pam-d2-bad.msg",
+            "--out",
+            "pam-d3.msg",
+        ],
+    );
+    assert_eq!(saved(d, "server"), before, "a tampered bid uses up nothing");
+    assert!(!d.join("pam-d3.msg").exists(), "and answers nothing");
+    bid_receipt(d, "pam");
+    // The same bid file again: its listing is used up.
+    let err = fails(
+        d,
+        &["cpo", "mail", "server", "pam-d2.msg", "--out", "again.msg"],
+    );
+    assert!(
+        err.contains("no run in progress expects this message"),
+        "{err}"
+    );
+    assert!(!d.join("again.msg").exists());
+    // BID_RECEIPT handled twice: her run is over.
+    fails(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "seller",
+            "pam-d3.msg",
+            "--seller",
+            "pam",
+            "--out",
+            "again.receipt",
+        ],
+    );
+
+    // Sam bids less.
+    bid_until_m1(d, &id, "sam", "70.00 EUR", "Ships tomorrow");
+    bid_receipt(d, "sam");
+    assert!(
+        saved(d, "server").is_empty(),
+        "no listing left waiting: {:?}",
+        saved(d, "server")
+    );
+    assert!(
+        saved(d, "seller-pam").is_empty() && saved(d, "seller-sam").is_empty(),
+        "both runs are over"
+    );
+
+    // Once bidding closes, the award goes to the lower bid: Sam's.
+    let closes = drafted + window + Duration::from_millis(1500);
+    if let Some(left) = closes.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
+    let out = ok(d, &["--json", "cpo", "award", &id, "--out-dir", "award"]);
+    let award: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        award["bids"], 2,
+        "the tampered and replayed bids are not among them: {award}"
+    );
+    assert_eq!(award["winner"].as_str(), Some(sam_id.as_str()), "{award}");
+    let out = ok(d, &["cpo", "notice", &id, "--receipt", "sam.receipt"]);
+    assert!(out.contains("the bid of 70.00 EUR won"), "{out}");
+    let out = ok(d, &["cpo", "notice", &id, "--receipt", "pam.receipt"]);
+    assert!(out.contains("the bid of 75.00 EUR lost"), "{out}");
+}
+
+#[test]
+fn bad_input_to_start_bid_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let id = market(d);
+    // No session yet.
+    let err = fails(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-bid",
+            &id,
+            "--seller",
+            "pam",
+            "--price",
+            "10.00 EUR",
+            "--out",
+            "d0.msg",
+        ],
+    );
+    assert!(err.contains("has no browse session"), "{err}");
+    assert!(saved(d, "seller-pam").is_empty());
+    session_by_mail(d, "pam");
+    // Details over the limit: refused before anything is saved.
+    let long = "x".repeat(agora_cpo::bidding::MAX_BID_DETAILS_LEN + 1);
+    let err = fails(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-bid",
+            &id,
+            "--seller",
+            "pam",
+            "--price",
+            "10.00 EUR",
+            "--details",
+            &long,
+            "--out",
+            "d0.msg",
+        ],
+    );
+    assert!(err.contains("the bid details are"), "{err}");
+    assert!(saved(d, "seller-pam").is_empty());
+    assert!(!d.join("d0.msg").exists());
+    // A CPO that does not take bids: the server refuses the listing and
+    // saves nothing.
+    ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-bid",
+            &id,
+            "--seller",
+            "pam",
+            "--price",
+            "10.00 EUR",
+            "--out",
+            "d0.msg",
+        ],
+    );
+    let err = fails(d, &["cpo", "mail", "server", "d0.msg", "--out", "d1.msg"]);
+    assert!(err.contains("the server refused"), "{err}");
+    assert!(saved(d, "server").is_empty());
+    assert!(!d.join("d1.msg").exists());
 }

@@ -238,9 +238,106 @@ impl Message for AwardRequest {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // tests may panic
+    use super::*;
+    use crate::CcpoDraft;
+    use agora_core::crypto::{SigningKey, X25519Secret};
+    use agora_core::Currency;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
     #[test]
     fn memory_bids_pass_the_conformance_suite() {
         super::conformance::bids_suite(super::MemoryBids::new);
+    }
+
+    fn peer(rng: &mut ChaCha20Rng) -> Peer {
+        crate::Keys {
+            sign: SigningKey::generate(rng),
+            enc: X25519Secret::generate(rng),
+        }
+        .peer()
+    }
+
+    fn state(rng: &mut ChaCha20Rng) -> ExpectBidReceipt {
+        let now = Timestamp(1_800_000_000);
+        let ccpo = Ccpo::new(
+            CcpoDraft {
+                arbiter: peer(rng).id(),
+                server: peer(rng).id(),
+                goods: "A tea set for six".into(),
+                price: Money::new(8_000, Currency::new("EUR").unwrap()),
+                start: now,
+                end: now.plus_secs(86_400),
+                terms: "".into(),
+                bond: vec![0x30, 0x03, 1, 2, 3],
+            },
+            rng,
+        )
+        .unwrap();
+        ExpectBidReceipt {
+            x1_hash: [7; 32],
+            ccpo,
+            price: Money::new(7_500, Currency::new("EUR").unwrap()),
+        }
+    }
+
+    /// Round trip; every truncation, a trailing byte, every flipped bit,
+    /// another kind of state and an oversized input are refused (a flipped
+    /// bit never loads back as this state).
+    #[test]
+    fn expect_bid_receipt_saved_state_is_strict() {
+        let mut rng = ChaCha20Rng::seed_from_u64(12);
+        let s = state(&mut rng);
+        let bytes = s.to_bytes();
+        let back = ExpectBidReceipt::from_bytes(&bytes).unwrap();
+        assert_eq!(back.x1_hash, s.x1_hash);
+        assert_eq!(back.ccpo, s.ccpo);
+        assert_eq!(back.price, s.price);
+        assert_eq!(back.to_bytes(), bytes, "round trip");
+        for i in 0..bytes.len() {
+            assert!(
+                ExpectBidReceipt::from_bytes(&bytes[..i]).is_err(),
+                "truncated at {i}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(
+            ExpectBidReceipt::from_bytes(&longer).is_err(),
+            "a trailing byte"
+        );
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut bad = bytes.clone();
+                bad[i] ^= 1 << bit;
+                if let Ok(t) = ExpectBidReceipt::from_bytes(&bad) {
+                    assert_ne!(t.to_bytes(), bytes, "bit {bit} flipped at {i}");
+                }
+            }
+        }
+        // Another kind of state (the seller's ExpectBound, kind 9, has the
+        // same number of fields) and the same fields under kind 11.
+        let mut other = crate::state::start(9, 3);
+        other.field(&s.x1_hash).field(&s.ccpo).text("an offer");
+        assert!(ExpectBidReceipt::from_bytes(&other.into_bytes()).is_err());
+        let mut wrong_kind = crate::state::start(11, 3);
+        wrong_kind.field(&s.x1_hash).field(&s.ccpo).field(&s.price);
+        assert!(
+            ExpectBidReceipt::from_bytes(&wrong_kind.into_bytes()).is_err(),
+            "wrong kind"
+        );
+        let mut wrong_count = crate::state::start(12, 2);
+        wrong_count.field(&s.x1_hash).field(&s.ccpo);
+        assert!(
+            ExpectBidReceipt::from_bytes(&wrong_count.into_bytes()).is_err(),
+            "wrong field count"
+        );
+        assert!(
+            ExpectBidReceipt::from_bytes(&vec![0u8; crate::state::MAX_LEN + 1]).is_err(),
+            "over the size limit"
+        );
+        assert!(ExpectBidReceipt::from_bytes(&[]).is_err(), "empty");
     }
 }
 
@@ -893,6 +990,41 @@ impl ExpectBidReceipt {
             signed,
             message: x2,
         })
+    }
+}
+
+// Saved state (see `crate::state`): kind 12. It holds no secret: hash(X_1),
+// the CPO (public on the board) and her price; K_p stays in her keystore.
+
+impl ExpectBidReceipt {
+    /// The state as bytes (saved state kind 12), to resume later with
+    /// [`Self::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut e = crate::state::start(12, 3);
+        e.field(&self.x1_hash).field(&self.ccpo).field(&self.price);
+        e.into_bytes()
+    }
+
+    /// A state saved by [`Self::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, DecodeError> {
+        let mut d = crate::state::open(b, 12, 3)?;
+        let s = ExpectBidReceipt {
+            x1_hash: d.field()?,
+            ccpo: d.field()?,
+            price: d.field()?,
+        };
+        d.finish()?;
+        Ok(s)
+    }
+
+    /// The CPO the bid is for.
+    pub fn ccpo(&self) -> &Ccpo {
+        &self.ccpo
+    }
+
+    /// The price she bid.
+    pub fn price(&self) -> Money {
+        self.price
     }
 }
 
