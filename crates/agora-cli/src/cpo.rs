@@ -243,6 +243,20 @@ pub enum CpoCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The buyer fetches his posted CPO again (its answer was lost: posting
+    /// again is refused "already posted") with a request signed by his bond
+    /// key.
+    #[command(after_help = "Example:\n  agora cpo posted <cpo-id> --buyer bob --out book.posted")]
+    Posted {
+        /// The CPO id (hex).
+        id: String,
+        /// The buyer's key pair.
+        #[arg(long)]
+        buyer: String,
+        /// Write the server's signed CPO here.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The buyer fetches his binding (BOUND_CPO with the seller's bond, or
     /// the winning notice) with a request signed by his bond key.
     #[command(
@@ -1197,6 +1211,29 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                     held.message.price
                 ),
                 serde_json::json!({ "outcome": word, "receipt_hash": hex::encode(held.hash()) }),
+            );
+        }
+        CpoCmd::Posted { id, buyer, out } => {
+            let cpo = cpo_id(id)?;
+            let ks = ctx.load_keystore()?;
+            let bob = keys(&ks, buyer)?;
+            let trust = ctx.load_trust()?;
+            let server = node_server(ctx, &ks, &trust)?;
+            let t = transport(ctx, &ks)?;
+            let (req_bytes, req) =
+                agora_cpo::delivery::request_posted(&bob, &mut rng, ctx.now(), cpo);
+            let r = send(&*t, Role::Server, &req_bytes, None, "the server refused")?;
+            let receipt =
+                agora_cpo::delivery::open_posted_reply(&bob, &server.sign, &req, &r.body)?;
+            crate::datadir::write_file_atomic(out, &receipt.signed)?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "{}\nposted; the server's signed CPO is in {}",
+                    describe(&receipt.cpo.ccpo),
+                    out.display()
+                ),
+                serde_json::json!({ "id": hex::encode(cpo), "file": out }),
             );
         }
         CpoCmd::Binding { id, buyer, out } => {

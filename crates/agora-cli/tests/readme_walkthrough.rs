@@ -143,6 +143,10 @@ fn readme_walkthrough_cpo() {
         "{stderr}"
     );
     assert!(stderr.contains("already posted"));
+    assert!(
+        stdout.contains("posted; the server's signed CPO is in again.posted"),
+        "Bob fetched his posted CPO again: {stdout}"
+    );
     assert!(stdout.contains("over CPO_ARBITER_ACCEPTANCE [1, 1, 4]"));
     assert!(stdout.contains("over CPO_POSTED [1, 2, 4]"));
     assert!(stdout.contains("evidence archive intact"));

@@ -1,5 +1,7 @@
 //! After binding (paper section 3.11): the buyer fetches his binding from
-//! the server with a request signed by his bond key, and anyone holding a
+//! the server with a request signed by his bond key (and, agora's addition
+//! found by agora-sim, his posted CPO the same way, if M_3 of protocol 2 was
+//! lost: a retry of the post is refused "already posted"), and anyone holding a
 //! BOUND_CPO (the buyer, or an intermediary acting for him) checks that the
 //! party delivering is the seller who bound it: "since that also includes
 //! BC_P, she can prove her identity to Bob or an intermediary with a simple
@@ -9,8 +11,9 @@
 //! nonce bound to one BOUND_CPO) and [`Proof`] [1,7,2] (the seller's
 //! signature over it with the key BC_P certifies).
 
-use crate::msg::{digest, BoundCpo};
-use crate::ports::{Board, Sessions};
+use crate::buyer::PostReceipt;
+use crate::msg::{digest, BoundCpo, PostedCpo};
+use crate::ports::{Board, BoardEntry, Sessions};
 use crate::server::Server;
 use crate::Keys;
 use agora_core::crypto::{random_bytes, sha256, Rng, VerifyingKey, X25519Public};
@@ -20,6 +23,17 @@ use agora_core::{DecodeError, Error, KeyId, Result, Timestamp};
 
 /// Replay-cache scope of binding requests.
 pub const BINDING_REQUEST_SCOPE: &str = "cpo/binding-request";
+/// Replay-cache scope of posted-CPO requests.
+pub const POSTED_REQUEST_SCOPE: &str = "cpo/posted-request";
+/// Largest stored posted CPO a reply carries.
+const MAX_POSTED_LEN: usize = PostedCpo::MAX_LEN + cose::SIGN1_OVERHEAD;
+
+/// What the buyer's signed requests to the server have in common.
+trait BuyerRequest: Message {
+    fn cpo(&self) -> [u8; 32];
+    fn nonce(&self) -> [u8; 32];
+    fn t(&self) -> Timestamp;
+}
 /// How long a delivery challenge may be answered (seconds).
 pub const CHALLENGE_TTL_SECS: u64 = 300;
 /// Longest verifier name in a challenge, in bytes.
@@ -52,6 +66,124 @@ impl Message for BindingRequest {
             t: d.field()?,
         })
     }
+}
+
+impl BuyerRequest for BindingRequest {
+    fn cpo(&self) -> [u8; 32] {
+        self.cpo
+    }
+    fn nonce(&self) -> [u8; 32] {
+        self.nonce
+    }
+    fn t(&self) -> Timestamp {
+        self.t
+    }
+}
+
+/// The buyer's request for his posted CPO, signed with his bond key: the
+/// same fields as [`BindingRequest`], its own tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostedRequest {
+    /// The CPO id.
+    pub cpo: [u8; 32],
+    /// A fresh nonce.
+    pub nonce: [u8; 32],
+    /// When he asks.
+    pub t: Timestamp,
+}
+
+impl Message for PostedRequest {
+    const TAG: Tag = tags::CPO_POSTED_REQUEST;
+    const FIELDS: usize = 3;
+    const MAX_LEN: usize = 128;
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.cpo).field(&self.nonce).field(&self.t);
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(PostedRequest {
+            cpo: d.field()?,
+            nonce: d.field()?,
+            t: d.field()?,
+        })
+    }
+}
+
+impl BuyerRequest for PostedRequest {
+    fn cpo(&self) -> [u8; 32] {
+        self.cpo
+    }
+    fn nonce(&self) -> [u8; 32] {
+        self.nonce
+    }
+    fn t(&self) -> Timestamp {
+        self.t
+    }
+}
+
+/// The server's reply to a [`PostedRequest`], sealed to the buyer: the
+/// posted CPO as the server signed and stored it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostedReply {
+    /// hash of the request it answers.
+    pub request_hash: [u8; 32],
+    /// The posted CPO (COSE_Sign1 of [`PostedCpo`]).
+    pub posted: Vec<u8>,
+}
+
+impl Message for PostedReply {
+    const TAG: Tag = tags::CPO_POSTED_REPLY;
+    const FIELDS: usize = 2;
+    const MAX_LEN: usize = MAX_POSTED_LEN + 128;
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.request_hash).bytes(&self.posted);
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(PostedReply {
+            request_hash: d.field()?,
+            posted: d.bytes("posted CPO", MAX_POSTED_LEN)?.to_vec(),
+        })
+    }
+}
+
+/// Bob signs a request for his posted CPO `cpo` (its M_3 was lost).
+pub fn request_posted(
+    keys: &Keys,
+    rng: &mut impl Rng,
+    now: Timestamp,
+    cpo: [u8; 32],
+) -> (Vec<u8>, PostedRequest) {
+    let req = PostedRequest {
+        cpo,
+        nonce: random_bytes(rng),
+        t: now,
+    };
+    (cose::sign(&keys.sign, &req), req)
+}
+
+/// Bob opens the reply: sealed to him, from `server`, answering `req`, and
+/// holding a posted CPO that `server` signed for the CPO he asked about. He
+/// keeps it as the receipt step 4 would have given him.
+pub fn open_posted_reply(
+    keys: &Keys,
+    server: &VerifyingKey,
+    req: &PostedRequest,
+    reply: &[u8],
+) -> Result<PostReceipt> {
+    let opened = envelope::open::<PostedReply>(reply, &keys.enc, |kid| {
+        (*kid == server.key_id()).then_some(*server)
+    })?;
+    if opened.message.request_hash != digest(req) {
+        return Err(Error::PeerMisbehaved("the reply answers another request"));
+    }
+    let posted = opened.message.posted;
+    let cpo = cose::verify::<PostedCpo>(&posted, server)?;
+    if cpo.ccpo.id != req.cpo {
+        return Err(Error::PeerMisbehaved("the reply holds another CPO"));
+    }
+    Ok(PostReceipt {
+        signed: posted,
+        cpo,
+    })
 }
 
 /// The server's reply, sealed to the buyer: the stored binding evidence.
@@ -121,28 +253,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         now: Timestamp,
         request: &[u8],
     ) -> Result<Vec<u8>> {
-        let mut buyer_enc: Option<X25519Public> = None;
-        let (req, _) = cose::verify_self_certified::<BindingRequest>(request, |x| {
-            let entry = self
-                .board
-                .get(&x.cpo)?
-                .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
-            let cert = agora_pki::parse_certificate(&entry.ccpo.bond)?;
-            buyer_enc = cert.bond.as_ref().map(|b| b.holder_x25519);
-            Ok(cert.public_key)
-        })?;
-        let enc = buyer_enc.ok_or(Error::ApiMisuse("a posted CPO carries a bond"))?;
-        if req.t.distance_secs(now) > crate::MAX_CLOCK_SKEW_SECS {
-            return Err(Error::Replayed);
-        }
-        let expires = now.plus_secs(2 * crate::MAX_CLOCK_SKEW_SECS + 1);
-        if self
-            .replay_cache()
-            .check_and_insert(BINDING_REQUEST_SCOPE, &req.nonce, expires, now)?
-            == Freshness::Replayed
-        {
-            return Err(Error::Replayed);
-        }
+        let (req, _, enc) =
+            self.buyer_request::<BindingRequest>(now, request, BINDING_REQUEST_SCOPE)?;
         let binding = self
             .board
             .binding(&req.cpo)?
@@ -156,6 +268,65 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 evidence: binding.bound_cpo,
             },
         )
+    }
+
+    /// Answers a buyer's signed request for his posted CPO, under the same
+    /// rules as [`Server::binding_for_buyer`]: the posted CPO as stored,
+    /// sealed to him. Nothing changes on the server.
+    pub fn posted_for_buyer(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        request: &[u8],
+    ) -> Result<Vec<u8>> {
+        let (req, entry, enc) =
+            self.buyer_request::<PostedRequest>(now, request, POSTED_REQUEST_SCOPE)?;
+        envelope::seal(
+            rng,
+            &self.keys.sign,
+            &enc,
+            &PostedReply {
+                request_hash: digest(&req),
+                posted: entry.posted,
+            },
+        )
+    }
+
+    /// The checks of a buyer's signed request: signed by the key of the
+    /// bond in the CPO (only the buyer may ask), fresh (within the clock
+    /// skew) and not seen before in `scope`. Returns the request, the board
+    /// entry and the buyer's encryption key from his bond.
+    fn buyer_request<M: BuyerRequest>(
+        &self,
+        now: Timestamp,
+        request: &[u8],
+        scope: &str,
+    ) -> Result<(M, BoardEntry, X25519Public)> {
+        let mut found: Option<(BoardEntry, Option<X25519Public>)> = None;
+        let (req, _) = cose::verify_self_certified::<M>(request, |x| {
+            let entry = self
+                .board
+                .get(&x.cpo())?
+                .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
+            let cert = agora_pki::parse_certificate(&entry.ccpo.bond)?;
+            let key = cert.public_key;
+            found = Some((entry, cert.bond.as_ref().map(|b| b.holder_x25519)));
+            Ok(key)
+        })?;
+        let (entry, enc) = found.ok_or(Error::ApiMisuse("the signer was not looked up"))?;
+        let enc = enc.ok_or(Error::ApiMisuse("a posted CPO carries a bond"))?;
+        if req.t().distance_secs(now) > crate::MAX_CLOCK_SKEW_SECS {
+            return Err(Error::Replayed);
+        }
+        let expires = now.plus_secs(2 * crate::MAX_CLOCK_SKEW_SECS + 1);
+        if self
+            .replay_cache()
+            .check_and_insert(scope, &req.nonce(), expires, now)?
+            == Freshness::Replayed
+        {
+            return Err(Error::Replayed);
+        }
+        Ok((req, entry, enc))
     }
 }
 

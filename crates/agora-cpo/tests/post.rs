@@ -149,3 +149,75 @@ fn every_party_can_save_its_state_between_messages_as_by_email() {
         "another kind of state"
     );
 }
+
+/// The simulator's finding: a buyer whose posted CPO (M_3) is lost on the
+/// way is refused "already posted" if he posts again. He asks for it with a
+/// request signed by his bond key and gets the posted CPO the server signed,
+/// sealed to him; the same request again, a stale one, one signed by
+/// someone else, or one for a CPO not on the board are refused.
+#[test]
+fn a_buyer_who_lost_his_posted_cpo_fetches_it_with_a_signed_request() {
+    use agora_core::Error;
+    use agora_cpo::delivery::{open_posted_reply, request_posted};
+    let mut m = Market::new(7);
+    let ccpo = m.ccpo();
+    let (acceptance, _) = m.approve::<FirstCome>(ccpo.clone(), "");
+    let (receipt, _, _) = m.post(&acceptance);
+    let (req_bytes, req) = request_posted(&m.bob, &mut m.rng, NOW, ccpo.id);
+    let reply = m
+        .server
+        .posted_for_buyer(&mut m.rng, NOW, &req_bytes)
+        .unwrap();
+    let fetched = open_posted_reply(&m.bob, &m.server_peer.sign, &req, &reply).unwrap();
+    assert_eq!(fetched.signed, receipt.signed, "the posted CPO as signed");
+    assert_eq!(fetched.cpo, receipt.cpo);
+    // Nobody else can read the reply: it is sealed to Bob.
+    let eve = keys(&mut m.rng);
+    assert!(open_posted_reply(&eve, &m.server_peer.sign, &req, &reply).is_err());
+    // A reply to another request is refused by Bob.
+    let (_, other) = request_posted(&m.bob, &mut m.rng, NOW, ccpo.id);
+    assert!(matches!(
+        open_posted_reply(&m.bob, &m.server_peer.sign, &other, &reply),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    // The same request again: replayed. A stale one: refused.
+    assert_eq!(
+        m.server
+            .posted_for_buyer(&mut m.rng, NOW, &req_bytes)
+            .unwrap_err(),
+        Error::Replayed
+    );
+    let (old, _) = request_posted(
+        &m.bob,
+        &mut m.rng,
+        NOW.minus_secs(agora_cpo::MAX_CLOCK_SKEW_SECS + 1),
+        ccpo.id,
+    );
+    assert_eq!(
+        m.server
+            .posted_for_buyer(&mut m.rng, NOW, &old)
+            .unwrap_err(),
+        Error::Replayed
+    );
+    // Someone else asking for Bob's posted CPO: not his key.
+    let (forged, _) = request_posted(&eve, &mut m.rng, NOW, ccpo.id);
+    assert!(matches!(
+        m.server.posted_for_buyer(&mut m.rng, NOW, &forged),
+        Err(Error::NotAuthorised(_))
+    ));
+    // A CPO that is not on the board.
+    let (unknown, _) = request_posted(&m.bob, &mut m.rng, NOW, [9; 32]);
+    assert!(matches!(
+        m.server.posted_for_buyer(&mut m.rng, NOW, &unknown),
+        Err(Error::Refused(_))
+    ));
+    // A flipped bit anywhere in the request: refused.
+    for i in 0..req_bytes.len() {
+        let mut bad = req_bytes.clone();
+        bad[i] ^= 1;
+        assert!(
+            m.server.posted_for_buyer(&mut m.rng, NOW, &bad).is_err(),
+            "bit {i}"
+        );
+    }
+}

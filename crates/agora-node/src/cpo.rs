@@ -466,6 +466,7 @@ impl CpoService {
                 Ok(done(e.as_bytes().to_vec()))
             }
             tags::CPO_BINDING_REQUEST => Ok(done(server.binding_for_buyer(rng, now, body)?)),
+            tags::CPO_POSTED_REQUEST => Ok(done(server.posted_for_buyer(rng, now, body)?)),
             tags::CPO_SELLER_BINDING_QUERY => {
                 Ok(done(server.handle_binding_query(rng, now, body)?))
             }

@@ -100,6 +100,9 @@ enum BuyerStep {
     BidAcceptance(ExpectArbiterAcceptance<Bidding>),
     PostChallenge(ExpectPostChallenge),
     Posted(ExpectPosted),
+    /// His answer went out and M_3 never came: he asks for his posted CPO
+    /// with a signed request (the server refuses to post it again).
+    FetchPosted(agora_cpo::delivery::PostedRequest),
     Stalled,
     Done,
     GaveUp,
@@ -128,6 +131,13 @@ pub struct BuyerActor {
     pub rejected: u64,
     /// Runs restarted after a timeout.
     pub restarts: u64,
+    /// Whether he asks for his posted CPO when M_3 does not come.
+    recovery: bool,
+    /// Whether his receipt came through that request.
+    pub recovered_posted: bool,
+    /// Whether he has answered a post challenge: from then on the CPO may
+    /// be posted without his knowing.
+    answered_post: bool,
 }
 
 impl BuyerActor {
@@ -141,6 +151,7 @@ impl BuyerActor {
         mode: Mode,
         limits: Limits,
         start_ms: u64,
+        recovery: bool,
     ) -> BuyerActor {
         BuyerActor {
             keys,
@@ -157,6 +168,9 @@ impl BuyerActor {
             limits,
             rejected: 0,
             restarts: 0,
+            recovery,
+            recovered_posted: false,
+            answered_post: false,
         }
     }
 
@@ -177,6 +191,16 @@ impl BuyerActor {
         self.attempts += 1;
         self.deadline = Some(out.now_ms + self.limits.timeout_ms);
         let (k, rng) = (&self.keys, &mut self.rng);
+        // His answer of protocol 2 went out and M_3 did not come: the CPO
+        // may be posted, and posting again would be refused. He asks for it,
+        // and posts again the next time (it may not be on the board), and so
+        // on in turn.
+        if self.recovery && self.answered_post && !matches!(self.step, BuyerStep::FetchPosted(_)) {
+            let (m, req) = agora_cpo::delivery::request_posted(k, rng, out.now(), self.ccpo.id);
+            out.proto(Addr::Server, &m);
+            self.step = BuyerStep::FetchPosted(req);
+            return;
+        }
         self.step = match &self.acceptance {
             None => match self.mode {
                 Mode::FirstCome => match buyer::request_approval::<FirstCome>(
@@ -286,11 +310,27 @@ impl BuyerActor {
                 match s.handle(k, rng, m) {
                     Ok((m2, s)) => {
                         out.proto(Addr::Server, &m2);
+                        self.answered_post = true;
                         BuyerStep::Posted(s)
                     }
                     Err(_) => {
                         ok = false;
                         BuyerStep::Stalled
+                    }
+                }
+            }
+            BuyerStep::FetchPosted(req) if tag == tags::CPO_POSTED_REPLY => {
+                match agora_cpo::delivery::open_posted_reply(k, &self.server.sign, &req, m) {
+                    Ok(r) if r.cpo.ccpo == self.ccpo => {
+                        self.receipt = Some(r);
+                        self.recovered_posted = true;
+                        self.step = BuyerStep::Done;
+                        self.deadline = None;
+                        return;
+                    }
+                    _ => {
+                        ok = false;
+                        BuyerStep::FetchPosted(req)
                     }
                 }
             }
@@ -503,7 +543,8 @@ impl ServerActor {
                 out.frame(from, NOTICE, &n);
             }
             PROTO => {
-                let tag = tag_of(body)?;
+                // Envelopes, and the buyer's signed requests (COSE_Sign1).
+                let tag = tag_of(body).or_else(|| agora_core::wire::cose::peek_tag(body).ok())?;
                 if tag == tags::CPO_POST_REQUEST {
                     let (m1, p) = srv.handle_post_request(rng, now, body).ok()?;
                     self.pending_post.insert(from, p);
@@ -530,6 +571,8 @@ impl ServerActor {
                         from,
                         &srv.handle_bid(&self.bids, rng, now, body).ok()?.reply,
                     );
+                } else if tag == tags::CPO_POSTED_REQUEST && self.recovery {
+                    out.proto(from, &srv.posted_for_buyer(rng, now, body).ok()?);
                 } else if tag == tags::CPO_SELLER_BINDING_QUERY && self.recovery {
                     out.proto(from, &srv.handle_binding_query(rng, now, body).ok()?);
                 } else if tag == tags::CPO_BID_AWARD {

@@ -270,6 +270,7 @@ impl World {
                 mode,
                 limits,
                 u64::from(n) * 7,
+                scenario.recovery,
             ));
         };
         if scenario.sellers > 0 {

@@ -106,3 +106,41 @@ fn a_seed_replays_exactly_and_seeds_differ() {
     let i2 = run(5, NetConfig::ideal(), sc).1;
     assert_eq!(i1.transcript, i2.transcript);
 }
+
+/// The simulator's finding on posting, fixed: a buyer whose posted CPO
+/// (M_3) is lost asks for it with a signed request instead of posting again
+/// (which the server refuses). On lossy networks, every buyer whose CPO is
+/// on the board ends up holding the server's receipt, some of them through
+/// that request; without it, some are left without.
+#[test]
+fn buyers_who_lose_their_posted_cpo_fetch_it() {
+    let (mut fetched, mut stranded, mut stranded_without) = (0, 0, 0);
+    for seed in 0..48u64 {
+        for recovery in [true, false] {
+            let sc = Scenario {
+                recovery,
+                ..Scenario::default()
+            };
+            let (w, s) = run(5000 + seed, NetConfig::lossy(), sc);
+            let left = s
+                .posted
+                .iter()
+                .zip(&s.receipts)
+                .filter(|(p, r)| **p && !**r)
+                .count();
+            if recovery {
+                stranded += left;
+                fetched += w.buyers.iter().filter(|b| b.recovered_posted).count();
+            } else {
+                stranded_without += left;
+            }
+        }
+    }
+    println!("posted CPOs fetched by request: {fetched}; buyers left without a receipt: {stranded} (with), {stranded_without} (without)");
+    assert!(fetched > 0, "lossy runs lose some M_3s");
+    assert_eq!(stranded, 0, "every posted buyer holds his receipt");
+    assert!(
+        stranded_without > 0,
+        "without the request, some are stranded"
+    );
+}

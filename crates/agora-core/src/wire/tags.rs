@@ -56,6 +56,13 @@ pub const CPO_POST_RESPONSE: Tag = Tag::new(SYSTEM_CPO, 2, 3);
 /// CPO protocol 2, step 4, Server to Bob: `CPO = U_3, hash(X_2), CCPO`, the
 /// posted CPO (Bob's receipt).
 pub const CPO_POSTED: Tag = Tag::new(SYSTEM_CPO, 2, 4);
+/// CPO protocol 2, agora's addition (found by agora-sim): the buyer whose
+/// posted CPO was lost on the way asks the server for it, signed with his
+/// bond key.
+pub const CPO_POSTED_REQUEST: Tag = Tag::new(SYSTEM_CPO, 2, 5);
+/// CPO protocol 2, agora's addition: the server's answer, sealed to the
+/// buyer: the posted CPO as the server signed it.
+pub const CPO_POSTED_REPLY: Tag = Tag::new(SYSTEM_CPO, 2, 6);
 
 /// CPO protocol 3 (browsing), step 1, Pam to the Server:
 /// `X_0 = U_0, R_0, T, BC_P`.
@@ -210,6 +217,8 @@ pub const ALL: &[(Tag, &str)] = &[
     (CPO_POST_CHALLENGE, "CPO_POST_CHALLENGE"),
     (CPO_POST_RESPONSE, "CPO_POST_RESPONSE"),
     (CPO_POSTED, "CPO_POSTED"),
+    (CPO_POSTED_REQUEST, "CPO_POSTED_REQUEST"),
+    (CPO_POSTED_REPLY, "CPO_POSTED_REPLY"),
     (CPO_BROWSE_REQUEST, "CPO_BROWSE_REQUEST"),
     (CPO_BROWSE_CHALLENGE, "CPO_BROWSE_CHALLENGE"),
     (CPO_BROWSE_RESPONSE, "CPO_BROWSE_RESPONSE"),
