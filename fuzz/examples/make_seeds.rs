@@ -445,10 +445,53 @@ fn delivery_seeds(put: &impl Fn(&str, &str, &[u8])) {
     let pam = market.pam_seller_session();
     let (server, m0) = market.bind_server();
     let listing = pam.open_listing(&m0).expect("listing");
-    let (offer, _) = pam.offer(&mut rng(), &listing, OFFER).expect("offer");
+    let (offer, expect_bound) = pam.offer(&mut rng(), &listing, OFFER).expect("offer");
+    put("cpo_states", "expect_bound", &expect_bound.to_bytes());
     server
         .handle_bind_offer(&mut rng(), NOW, &offer)
         .expect("binding");
+    // The saved states of protocol 3 (kinds 7, 8 and 10), from a run on a
+    // fresh server, and a saved listing (kind 11).
+    {
+        let fresh = market.server();
+        let (from, until) = market.session_range();
+        let (m0, expect_challenge) = agora_cpo::seller::request_session(
+            &keys(PAM),
+            &mut rng(),
+            market.pam_bond.clone(),
+            from,
+            until,
+            &server_peer,
+        )
+        .expect("browse request");
+        put(
+            "cpo_states",
+            "expect_browse_challenge",
+            &expect_challenge.to_bytes(),
+        );
+        let (m1, pending) = fresh
+            .handle_browse_request(&mut rng(), NOW, &m0)
+            .expect("the fixture's browse request");
+        put("cpo_states", "pending_browse", &pending.to_bytes());
+        let (_, expect_grant) = expect_challenge
+            .handle(&keys(PAM), &mut rng(), &m1)
+            .expect("the fixture's challenge");
+        put(
+            "cpo_states",
+            "expect_browse_grant",
+            &expect_grant.to_bytes(),
+        );
+        let (_, saved_listing) = market
+            .bind_server()
+            .0
+            .handle_listing_request_saved(
+                &mut rng(),
+                NOW,
+                &pam.request_listing(&mut rng(), id, agora_cpo::Mode::FirstCome),
+            )
+            .expect("the fixture's listing request");
+        put("cpo_states", "pending_listing", &saved_listing.to_bytes());
+    }
     let binding = server
         .board()
         .binding(&id)
@@ -466,6 +509,14 @@ fn delivery_seeds(put: &impl Fn(&str, &str, &[u8])) {
         .expect("the delivery target accepts its binding reply");
     assert_eq!(evidence, binding.bound_cpo);
     put("cpo_delivery", "binding_reply", &reply);
+    let (posted_request, preq) = delivery::request_posted(&bob, &mut rng(), NOW, id);
+    let posted_reply = server
+        .posted_for_buyer(&mut rng(), NOW, &posted_request)
+        .expect("the delivery target accepts its posted request");
+    put("cpo_delivery", "posted_request", &posted_request);
+    // The fixture's board entry holds no real posted CPO, so Bob's check of
+    // the one inside stops there; the seed still reaches it.
+    put("cpo_delivery", "posted_reply", &posted_reply);
     let (query, expect) = pam.ask_binding(&mut rng(), &id, &market.pam_bond);
     let answer = server
         .handle_binding_query(&mut rng(), NOW, &query)
@@ -500,6 +551,12 @@ fn delivery_seeds(put: &impl Fn(&str, &str, &[u8])) {
         evidence: binding.bound_cpo.clone(),
     };
     put("cpo_messages", "binding_reply", &wire::encode(&x));
+    put("cpo_messages", "posted_request", &wire::encode(&preq));
+    let x = delivery::PostedReply {
+        request_hash: [22; 32],
+        posted: binding.bound_cpo.clone(),
+    };
+    put("cpo_messages", "posted_reply", &wire::encode(&x));
     put("cpo_messages", "proof_challenge", &wire::encode(&challenge));
     let x = Proof {
         challenge_hash: [19; 32],

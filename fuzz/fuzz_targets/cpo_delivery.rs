@@ -1,5 +1,6 @@
 //! After binding, on arbitrary bytes: the server's answer to the buyer's
-//! request for his binding (`binding_for_buyer`) and to the seller's query
+//! request for his binding (`binding_for_buyer`) or his posted CPO
+//! (`posted_for_buyer`) and to the seller's query
 //! for hers (`handle_binding_query`, recovery), each on a fresh server with
 //! Bob's first-come CPO bound to Pam and her session under the fixed K_p
 //! live (so a seed's nonce is not "replayed" on the next run); Bob opening
@@ -8,7 +9,7 @@
 //! challenge about the fixed BOUND_CPO. The binding, the challenge and the
 //! keys are built once.
 #![no_main]
-use agora_cpo::delivery::{self, BindingRequest, ProofChallenge};
+use agora_cpo::delivery::{self, BindingRequest, PostedRequest, ProofChallenge};
 use agora_cpo::ports::{Binding, Board};
 use agora_cpo::seller::SellerSession;
 use agora_cpo::{Keys, Peer};
@@ -29,6 +30,8 @@ struct Fixture {
     binding: Binding,
     /// Bob's request of the seeds (what his reply answers).
     request: BindingRequest,
+    /// Bob's request for his posted CPO (what a posted reply answers).
+    posted_request: PostedRequest,
     challenge: ProofChallenge,
     proof: Vec<u8>,
 }
@@ -51,6 +54,7 @@ fn fixture() -> &'static Fixture {
             .expect("bound");
         let bob = keys(BOB);
         let (_, request) = delivery::request_binding(&bob, &mut rng(), NOW, market.ccpo().id);
+        let (_, posted_request) = delivery::request_posted(&bob, &mut rng(), NOW, market.ccpo().id);
         let challenge =
             delivery::challenge(&mut rng(), NOW, &binding.bound_cpo, VERIFIER).expect("challenge");
         let proof = delivery::prove(
@@ -67,6 +71,7 @@ fn fixture() -> &'static Fixture {
             pam,
             binding,
             request,
+            posted_request,
             challenge,
             proof,
         }
@@ -77,8 +82,10 @@ fuzz_target!(|data: &[u8]| {
     let f = fixture();
     let server = f.market.bound_server(&f.binding);
     let _ = server.binding_for_buyer(&mut rng(), NOW, data);
+    let _ = server.posted_for_buyer(&mut rng(), NOW, data);
     let _ = server.handle_binding_query(&mut rng(), NOW, data);
     let _ = delivery::open_binding_reply(&f.bob, &f.server_peer.sign, &f.request, data);
+    let _ = delivery::open_posted_reply(&f.bob, &f.server_peer.sign, &f.posted_request, data);
     let (_, expect) = f.pam.ask_binding(&mut rng(), &f.cpo, &f.market.pam_bond);
     let _ = expect.handle(&f.pam, data);
     let _ = delivery::check_proof(

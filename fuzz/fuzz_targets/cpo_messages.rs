@@ -3,7 +3,9 @@
 #![no_main]
 use agora_core::wire::{self, Message};
 use agora_cpo::bidding::{Award, AwardRequest, Bid, BidListing, BidReceipt, Notice};
-use agora_cpo::delivery::{BindingReply, BindingRequest, Proof, ProofChallenge};
+use agora_cpo::delivery::{
+    BindingReply, BindingRequest, PostedReply, PostedRequest, Proof, ProofChallenge,
+};
 use agora_cpo::msg::{
     ArbiterAcceptance, ArbiterChallenge, ArbiterRequest, ArbiterResponse, BindListing, BindOffer,
     BoundCpo, BrowseChallenge, BrowseGrant, BrowseRequest, BrowseResponse, EndSession,
@@ -48,6 +50,8 @@ fuzz_target!(|data: &[u8]| {
     roundtrip::<Notice>(data);
     roundtrip::<BindingRequest>(data);
     roundtrip::<BindingReply>(data);
+    roundtrip::<PostedRequest>(data);
+    roundtrip::<PostedReply>(data);
     roundtrip::<ProofChallenge>(data);
     roundtrip::<Proof>(data);
     roundtrip::<BindingQuery>(data);

@@ -1,12 +1,14 @@
 //! The saved protocol states' decoders (`from_bytes`, saved state kinds
-//! 1-6) on arbitrary bytes: no input may panic, and whatever decodes must
+//! 1-12) on arbitrary bytes: no input may panic, and whatever decodes must
 //! save (`to_bytes`) to exactly the same bytes.
 #![no_main]
 use agora_cpo::arbiter::PendingApproval;
+use agora_cpo::bidding::ExpectBidReceipt;
 use agora_cpo::buyer::{
     ExpectArbiterAcceptance, ExpectArbiterChallenge, ExpectPostChallenge, ExpectPosted,
 };
-use agora_cpo::server::PendingPost;
+use agora_cpo::seller::{ExpectBound, ExpectBrowseChallenge, ExpectBrowseGrant};
+use agora_cpo::server::{PendingBrowse, PendingListing, PendingPost};
 use agora_cpo::{Bidding, FirstCome};
 use libfuzzer_sys::fuzz_target;
 
@@ -37,5 +39,11 @@ fuzz_target!(|data: &[u8]| {
         PendingApproval<FirstCome>,
         PendingApproval<Bidding>,
         PendingPost,
+        ExpectBrowseChallenge,
+        ExpectBrowseGrant,
+        ExpectBound,
+        PendingBrowse,
+        PendingListing,
+        ExpectBidReceipt,
     );
 });
