@@ -210,6 +210,8 @@ fn readme_walkthrough_mail() {
         "{stderr}"
     );
     assert!(stdout.contains("over CPO_POSTED [1, 2, 4]"));
+    // Pam's session and binding by mail: BOUND_CPO, checked.
+    assert!(stdout.contains("over CPO_BOUND_CPO [1, 4, 3]"), "{stdout}");
 }
 
 #[test]
