@@ -504,25 +504,41 @@ async fn vendor_route(
 
 /// A delivery of a product held in memory, whole: the same bytes as the
 /// stream of [`deliver`], as one body.
-fn deliver_in_memory(v: &VendorRole, mut d: Delivery, product: &[u8]) -> Result<Vec<u8>, Problem> {
-    let mut rng = os_rng();
+fn deliver_in_memory(v: &VendorRole, d: Delivery, product: &[u8]) -> Result<Vec<u8>, Problem> {
     let ct_len = agora_core::crypto::stream::ciphertext_len(product.len() as u64);
-    let failed = |e: io::Error| Problem::internal(&format!("encrypting a product: {e}"));
-    let mut body = Vec::with_capacity(
-        usize::try_from(ct_len).map_err(|_| Problem::internal("product too large"))? + 1024,
-    );
-    body.extend_from_slice(&ct_len.to_be_bytes());
+    let cap = usize::try_from(ct_len).map_err(|_| Problem::internal("product too large"))? + 1024;
+    write_delivery(v, d, product, ct_len, Vec::with_capacity(cap))
+        .map_err(|e| Problem::internal(&format!("encrypting a product: {e}")))
+}
+
+/// Writes a delivery to `w`: the length of `|Product|_K` (`ct_len`, what
+/// `product` must encrypt to), the product encrypted as it is read, then
+/// the head with the bill. Returns `w`.
+fn write_delivery<W: Write + Send>(
+    v: &VendorRole,
+    mut d: Delivery,
+    product: impl io::Read,
+    ct_len: u64,
+    mut w: W,
+) -> io::Result<W> {
+    let mut rng = os_rng();
+    w.write_all(&ct_len.to_be_bytes())?;
     let key = d.draw_key(&mut rng).clone();
-    let (mut body, enc) =
-        agora_speed::product::encrypt(&mut rng, &key, product, body).map_err(failed)?;
+    let (mut w, enc) = agora_speed::product::encrypt(&mut rng, &key, product, w)?;
+    if enc.len != ct_len {
+        return Err(io::Error::other(
+            "the product file changed while it was sent",
+        ));
+    }
     let (head, sale) = d
         .finish(&mut rng, &read(&v.vendor), enc)
-        .map_err(|e| failed(io::Error::other(e)))?;
-    let head_len = u32::try_from(head.len()).map_err(|_| Problem::internal("head too large"))?;
-    body.extend_from_slice(&head_len.to_be_bytes());
-    body.extend_from_slice(&head);
+        .map_err(io::Error::other)?;
+    let head_len = u32::try_from(head.len()).map_err(io::Error::other)?;
+    w.write_all(&head_len.to_be_bytes())?;
+    w.write_all(&head)?;
+    w.flush()?;
     tracing::debug!(order = %sale.order, price = %sale.price, "SPEED delivery sent");
-    Ok(body)
+    Ok(w)
 }
 
 fn unknown_message(tag: agora_core::wire::Tag) -> Problem {
@@ -569,7 +585,7 @@ impl Write for ChannelWriter {
 
 /// Streams the delivery: the encrypted product as it is made, then the
 /// head with the bill.
-fn deliver(svc: Arc<SpeedService>, mut d: Delivery) -> Result<Response, Problem> {
+fn deliver(svc: Arc<SpeedService>, d: Delivery) -> Result<Response, Problem> {
     let v = svc.vendor()?;
     let (product, len) = v
         .catalogue()
@@ -583,39 +599,17 @@ fn deliver(svc: Arc<SpeedService>, mut d: Delivery) -> Result<Response, Problem>
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(SEND_QUEUE);
     let svc2 = svc.clone();
     tokio::task::spawn_blocking(move || {
-        let mut rng = os_rng();
-        let mut w = ChannelWriter {
+        let w = ChannelWriter {
             tx: tx.clone(),
             buf: Vec::with_capacity(SEND_CHUNK),
         };
-        let r = (|| -> io::Result<()> {
-            w.write_all(&ct_len.to_be_bytes())?;
-            let key = d.draw_key(&mut rng).clone();
-            let (mut w, enc) = agora_speed::product::encrypt(
-                &mut rng,
-                &key,
-                io::BufReader::with_capacity(SEND_CHUNK, file),
-                w,
-            )?;
-            if enc.len != ct_len {
-                return Err(io::Error::other(
-                    "the product file changed while it was sent",
-                ));
-            }
-            let vendor = svc2
-                .vendor
-                .as_ref()
-                .ok_or_else(|| io::Error::other("no vendor"))?;
-            let (head, sale) = d
-                .finish(&mut rng, &read(&vendor.vendor), enc)
-                .map_err(io::Error::other)?;
-            let head_len = u32::try_from(head.len()).map_err(io::Error::other)?;
-            w.write_all(&head_len.to_be_bytes())?;
-            w.write_all(&head)?;
-            w.flush()?;
-            tracing::debug!(order = %sale.order, price = %sale.price, "SPEED delivery sent");
-            Ok(())
-        })();
+        let r = svc2
+            .vendor()
+            .map_err(|_| io::Error::other("no vendor"))
+            .and_then(|v| {
+                let file = io::BufReader::with_capacity(SEND_CHUNK, file);
+                write_delivery(v, d, file, ct_len, w)
+            });
         if let Err(e) = r {
             tracing::warn!(error = %e, "SPEED delivery aborted");
             let _ = tx.blocking_send(Err(e));
