@@ -633,7 +633,7 @@ impl Speed {
             signed_bill: sale.signed_bill,
             order: sale.order,
             price: sale.price,
-            rec_key: sale.rec_key,
+            rec_key: p.vendor.rec_key(&sale.order).expect("RecKey"),
             saved_ready,
             saved_receipt: vec![],
             saved_purse: vec![],
@@ -800,7 +800,6 @@ impl Speed {
         Sale {
             order: self.order,
             price: self.price,
-            rec_key: self.rec_key.clone(),
             signed_bill: self.signed_bill.clone(),
         }
     }

@@ -297,8 +297,8 @@ impl Vendor {
 
     /// Opens the receipt the broker sent for a sale (the vendor's copy).
     pub fn open_receipt(&self, bytes: &[u8], sale: &Sale) -> Result<(Receipt, Vec<u8>)> {
-        let (r, signed) = crate::customer::open_receipt(bytes, &sale.rec_key, &self.broker.sign)?;
-        if r.order != sale.order || r.price != sale.price {
+        let (r, signed) = self.open_receipt_of(&sale.order, bytes)?;
+        if r.price != sale.price {
             return Err(Error::PeerMisbehaved("receipt for another sale"));
         }
         Ok((r, signed))
@@ -518,14 +518,13 @@ impl Delivery {
             key: self.key.clone(),
         }
         .seal(rng, &vendor.broker.enc, &order)?;
-        let rec_key = vendor.rec_key(&order)?;
         let bill = Bill {
             secret,
             product_hash: encrypted.hash,
             product_id_hash: msg::product_id_hash(&self.product_id),
             order,
             price: self.price,
-            rec_key: rec_key.clone(),
+            rec_key: vendor.rec_key(&order)?,
         };
         let signed = cose::sign(&vendor.keys.sign, &bill);
         let head = match &self.seal {
@@ -545,7 +544,6 @@ impl Delivery {
             Sale {
                 order,
                 price: self.price,
-                rec_key,
                 signed_bill: signed,
             },
         ))
@@ -559,9 +557,8 @@ pub struct Sale {
     pub order: PaymentOrderId,
     /// The price.
     pub price: Money,
-    /// RecKey.
-    pub rec_key: Secret<32>,
-    /// The signed bill (evidence).
+    /// The signed bill (evidence). Its RecKey is
+    /// [`Vendor::rec_key`] of `order`.
     pub signed_bill: Vec<u8>,
 }
 

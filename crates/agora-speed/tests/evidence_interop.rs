@@ -60,7 +60,7 @@ fn check_purchase(m: &Market, done: &Done, dir: &str) {
     assert_eq!(bill.order.vendor, vendor.key_id());
     assert_eq!(bill.price, sale.price);
     assert_eq!(bill.price, purchase.price);
-    assert_eq!(bill.rec_key, sale.rec_key);
+    assert_eq!(bill.rec_key, m.vendor.rec_key(&sale.order).unwrap());
     assert_eq!(bill.product_hash, encrypted_of(ct).hash);
     assert_eq!(bill.product_id_hash, sha256(SONG.as_bytes()));
 
