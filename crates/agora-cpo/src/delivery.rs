@@ -20,6 +20,7 @@ use agora_core::crypto::{random_bytes, sha256, Rng, VerifyingKey, X25519Public};
 use agora_core::ports::{Freshness, ReplayCache};
 use agora_core::wire::{cose, envelope, tags, Decoder, Encoder, Message, Tag};
 use agora_core::{DecodeError, Error, KeyId, Result, Timestamp};
+use std::marker::PhantomData;
 
 /// Replay-cache scope of binding requests.
 pub const BINDING_REQUEST_SCOPE: &str = "cpo/binding-request";
@@ -28,12 +29,6 @@ pub const POSTED_REQUEST_SCOPE: &str = "cpo/posted-request";
 /// Largest stored posted CPO a reply carries.
 const MAX_POSTED_LEN: usize = PostedCpo::MAX_LEN + cose::SIGN1_OVERHEAD;
 
-/// What the buyer's signed requests to the server have in common.
-trait BuyerRequest: Message {
-    fn cpo(&self) -> [u8; 32];
-    fn nonce(&self) -> [u8; 32];
-    fn t(&self) -> Timestamp;
-}
 /// How long a delivery challenge may be answered (seconds).
 pub const CHALLENGE_TTL_SECS: u64 = 300;
 /// Longest verifier name in a challenge, in bytes.
@@ -41,83 +36,96 @@ pub const MAX_VERIFIER_LEN: usize = 128;
 /// Largest stored binding evidence a reply carries.
 const MAX_EVIDENCE_LEN: usize = 64 * 1024;
 
-/// The buyer's request for his binding, signed with his bond key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BindingRequest {
-    /// The CPO id.
-    pub cpo: [u8; 32],
-    /// A fresh nonce.
-    pub nonce: [u8; 32],
-    /// When he asks.
-    pub t: Timestamp,
+/// What a buyer's signed request asks the server for: his binding
+/// ([`ForBinding`]) or his posted CPO ([`ForPosted`]).
+pub trait BuyerAsks {
+    /// The request's tag.
+    const TAG: Tag;
 }
 
-impl Message for BindingRequest {
+/// A [`BuyerRequest`] for the buyer's binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForBinding;
+
+/// A [`BuyerRequest`] for the buyer's posted CPO (its M_3 was lost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForPosted;
+
+impl BuyerAsks for ForBinding {
     const TAG: Tag = tags::CPO_BINDING_REQUEST;
-    const FIELDS: usize = 3;
-    const MAX_LEN: usize = 128;
-    fn encode_fields(&self, e: &mut Encoder) {
-        e.field(&self.cpo).field(&self.nonce).field(&self.t);
-    }
-    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(BindingRequest {
-            cpo: d.field()?,
-            nonce: d.field()?,
-            t: d.field()?,
-        })
-    }
 }
 
-impl BuyerRequest for BindingRequest {
-    fn cpo(&self) -> [u8; 32] {
-        self.cpo
-    }
-    fn nonce(&self) -> [u8; 32] {
-        self.nonce
-    }
-    fn t(&self) -> Timestamp {
-        self.t
-    }
+impl BuyerAsks for ForPosted {
+    const TAG: Tag = tags::CPO_POSTED_REQUEST;
 }
 
-/// The buyer's request for his posted CPO, signed with his bond key: the
-/// same fields as [`BindingRequest`], its own tag.
+/// The buyer's request to the server, signed with his bond key: one layout,
+/// a tag for each thing he asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PostedRequest {
+pub struct BuyerRequest<K> {
     /// The CPO id.
     pub cpo: [u8; 32],
     /// A fresh nonce.
     pub nonce: [u8; 32],
     /// When he asks.
     pub t: Timestamp,
+    asks: PhantomData<K>,
 }
 
-impl Message for PostedRequest {
-    const TAG: Tag = tags::CPO_POSTED_REQUEST;
+/// The buyer's request for his binding.
+pub type BindingRequest = BuyerRequest<ForBinding>;
+/// The buyer's request for his posted CPO.
+pub type PostedRequest = BuyerRequest<ForPosted>;
+
+impl<K: BuyerAsks> Message for BuyerRequest<K> {
+    const TAG: Tag = K::TAG;
     const FIELDS: usize = 3;
     const MAX_LEN: usize = 128;
     fn encode_fields(&self, e: &mut Encoder) {
         e.field(&self.cpo).field(&self.nonce).field(&self.t);
     }
     fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(PostedRequest {
+        Ok(BuyerRequest {
             cpo: d.field()?,
             nonce: d.field()?,
             t: d.field()?,
+            asks: PhantomData,
         })
     }
 }
 
-impl BuyerRequest for PostedRequest {
-    fn cpo(&self) -> [u8; 32] {
-        self.cpo
+/// Bob signs a request for `K` about CPO `cpo`.
+fn request<K: BuyerAsks>(
+    keys: &Keys,
+    rng: &mut impl Rng,
+    now: Timestamp,
+    cpo: [u8; 32],
+) -> (Vec<u8>, BuyerRequest<K>) {
+    let req = BuyerRequest {
+        cpo,
+        nonce: random_bytes(rng),
+        t: now,
+        asks: PhantomData,
+    };
+    (cose::sign(&keys.sign, &req), req)
+}
+
+/// Opens a reply sealed to Bob by `server` and checks that it answers the
+/// request whose hash it names.
+fn open_reply<M: Message>(
+    keys: &Keys,
+    server: &VerifyingKey,
+    request: &impl Message,
+    reply: &[u8],
+    request_hash: impl Fn(&M) -> [u8; 32],
+) -> Result<M> {
+    let opened = envelope::open::<M>(reply, &keys.enc, |kid| {
+        (*kid == server.key_id()).then_some(*server)
+    })?;
+    if request_hash(&opened.message) != digest(request) {
+        return Err(Error::PeerMisbehaved("the reply answers another request"));
     }
-    fn nonce(&self) -> [u8; 32] {
-        self.nonce
-    }
-    fn t(&self) -> Timestamp {
-        self.t
-    }
+    Ok(opened.message)
 }
 
 /// The server's reply to a [`PostedRequest`], sealed to the buyer: the
@@ -152,12 +160,7 @@ pub fn request_posted(
     now: Timestamp,
     cpo: [u8; 32],
 ) -> (Vec<u8>, PostedRequest) {
-    let req = PostedRequest {
-        cpo,
-        nonce: random_bytes(rng),
-        t: now,
-    };
-    (cose::sign(&keys.sign, &req), req)
+    request(keys, rng, now, cpo)
 }
 
 /// Bob opens the reply: sealed to him, from `server`, answering `req`, and
@@ -169,13 +172,7 @@ pub fn open_posted_reply(
     req: &PostedRequest,
     reply: &[u8],
 ) -> Result<PostReceipt> {
-    let opened = envelope::open::<PostedReply>(reply, &keys.enc, |kid| {
-        (*kid == server.key_id()).then_some(*server)
-    })?;
-    if opened.message.request_hash != digest(req) {
-        return Err(Error::PeerMisbehaved("the reply answers another request"));
-    }
-    let posted = opened.message.posted;
+    let posted = open_reply::<PostedReply>(keys, server, req, reply, |r| r.request_hash)?.posted;
     let cpo = cose::verify::<PostedCpo>(&posted, server)?;
     if cpo.ccpo.id != req.cpo {
         return Err(Error::PeerMisbehaved("the reply holds another CPO"));
@@ -218,12 +215,7 @@ pub fn request_binding(
     now: Timestamp,
     cpo: [u8; 32],
 ) -> (Vec<u8>, BindingRequest) {
-    let req = BindingRequest {
-        cpo,
-        nonce: random_bytes(rng),
-        t: now,
-    };
-    (cose::sign(&keys.sign, &req), req)
+    request(keys, rng, now, cpo)
 }
 
 /// Bob opens the reply: sealed to him, signed by `server`, answering `req`.
@@ -233,13 +225,7 @@ pub fn open_binding_reply(
     req: &BindingRequest,
     reply: &[u8],
 ) -> Result<Vec<u8>> {
-    let opened = envelope::open::<BindingReply>(reply, &keys.enc, |kid| {
-        (*kid == server.key_id()).then_some(*server)
-    })?;
-    if opened.message.request_hash != digest(req) {
-        return Err(Error::PeerMisbehaved("the reply answers another request"));
-    }
-    Ok(opened.message.evidence)
+    Ok(open_reply::<BindingReply>(keys, server, req, reply, |r| r.request_hash)?.evidence)
 }
 
 impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
@@ -254,7 +240,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         request: &[u8],
     ) -> Result<Vec<u8>> {
         let (req, _, enc) =
-            self.buyer_request::<BindingRequest>(now, request, BINDING_REQUEST_SCOPE)?;
+            self.buyer_request::<ForBinding>(now, request, BINDING_REQUEST_SCOPE)?;
         let binding = self
             .board
             .binding(&req.cpo)?
@@ -280,7 +266,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         request: &[u8],
     ) -> Result<Vec<u8>> {
         let (req, entry, enc) =
-            self.buyer_request::<PostedRequest>(now, request, POSTED_REQUEST_SCOPE)?;
+            self.buyer_request::<ForPosted>(now, request, POSTED_REQUEST_SCOPE)?;
         envelope::seal(
             rng,
             &self.keys.sign,
@@ -296,17 +282,17 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     /// bond in the CPO (only the buyer may ask), fresh (within the clock
     /// skew) and not seen before in `scope`. Returns the request, the board
     /// entry and the buyer's encryption key from his bond.
-    fn buyer_request<M: BuyerRequest>(
+    fn buyer_request<K: BuyerAsks>(
         &self,
         now: Timestamp,
         request: &[u8],
         scope: &str,
-    ) -> Result<(M, BoardEntry, X25519Public)> {
+    ) -> Result<(BuyerRequest<K>, BoardEntry, X25519Public)> {
         let mut found: Option<(BoardEntry, Option<X25519Public>)> = None;
-        let (req, _) = cose::verify_self_certified::<M>(request, |x| {
+        let (req, _) = cose::verify_self_certified::<BuyerRequest<K>>(request, |x| {
             let entry = self
                 .board
-                .get(&x.cpo())?
+                .get(&x.cpo)?
                 .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
             let cert = agora_pki::parse_certificate(&entry.ccpo.bond)?;
             let key = cert.public_key;
@@ -315,13 +301,13 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         })?;
         let (entry, enc) = found.ok_or(Error::ApiMisuse("the signer was not looked up"))?;
         let enc = enc.ok_or(Error::ApiMisuse("a posted CPO carries a bond"))?;
-        if req.t().distance_secs(now) > crate::MAX_CLOCK_SKEW_SECS {
+        if req.t.distance_secs(now) > crate::MAX_CLOCK_SKEW_SECS {
             return Err(Error::Replayed);
         }
         let expires = now.plus_secs(2 * crate::MAX_CLOCK_SKEW_SECS + 1);
         if self
             .replay_cache()
-            .check_and_insert(scope, &req.nonce(), expires, now)?
+            .check_and_insert(scope, &req.nonce, expires, now)?
             == Freshness::Replayed
         {
             return Err(Error::Replayed);
