@@ -28,6 +28,21 @@ pub struct BoardEntry {
     pub posted: Vec<u8>,
 }
 
+/// What a listing, and an answer to one, need of a posted CPO: its CCPO and
+/// mode, and whether it is bound or taken down. Less than a [`BoardEntry`]
+/// (none of the evidence), and read in one go ([`Board::state`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpoState {
+    /// The CPO.
+    pub ccpo: Ccpo,
+    /// First-come or bidding.
+    pub mode: Mode,
+    /// Whether it is bound.
+    pub bound: bool,
+    /// Whether it was taken down.
+    pub taken_down: bool,
+}
+
 /// Who bound a CPO, when, and the contract the server signed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binding {
@@ -231,6 +246,20 @@ pub trait Board: Send + Sync {
     fn take_down(&self, id: &[u8; 32], at: Timestamp) -> Result<TakeDownOutcome, Error>;
     /// When CPO `id` was taken down, if it was.
     fn taken_down(&self, id: &[u8; 32]) -> Result<Option<Timestamp>, Error>;
+    /// The [`CpoState`] of CPO `id`, if it is posted: what [`Self::get`],
+    /// [`Self::binding`] and [`Self::taken_down`] say of it, which an
+    /// implementation may read at once (one query, no evidence read).
+    fn state(&self, id: &[u8; 32]) -> Result<Option<CpoState>, Error> {
+        let Some(entry) = self.get(id)? else {
+            return Ok(None);
+        };
+        Ok(Some(CpoState {
+            ccpo: entry.ccpo,
+            mode: entry.mode,
+            bound: self.binding(id)?.is_some(),
+            taken_down: self.taken_down(id)?.is_some(),
+        }))
+    }
     /// The open CPOs at `now` that `filter` selects, ordered by CPO id,
     /// starting after `after`, at most `limit` (capped at [`MAX_PAGE_LEN`]).
     /// Open: not bound, not taken down, and not expired (EndDate > now). Which entries the
@@ -528,6 +557,36 @@ pub mod conformance {
         search_never_lists_bound_or_expired(&make());
         search_refuses_oversized_text(&make());
         take_down_rules(&make());
+        state_follows_the_entry(&make());
+    }
+
+    /// [`Board::state`] agrees with `get`, `binding` and `taken_down`
+    /// through posting, binding and take-down.
+    pub fn state_follows_the_entry<B: Board>(b: &B) {
+        let (x, y) = (entry(31, 1_000), entry(32, 1_000));
+        assert_eq!(b.state(&x.ccpo.id).expect("state"), None, "not posted");
+        b.post(&x).expect("post");
+        b.post(&y).expect("post");
+        let open = |e: &BoardEntry, bound, taken_down| CpoState {
+            ccpo: e.ccpo.clone(),
+            mode: e.mode,
+            bound,
+            taken_down,
+        };
+        assert_eq!(
+            b.state(&x.ccpo.id).expect("state"),
+            Some(open(&x, false, false))
+        );
+        b.try_bind(&x.ccpo.id, &binding(1)).expect("bind");
+        b.take_down(&y.ccpo.id, Timestamp(300)).expect("take down");
+        assert_eq!(
+            b.state(&x.ccpo.id).expect("state"),
+            Some(open(&x, true, false))
+        );
+        assert_eq!(
+            b.state(&y.ccpo.id).expect("state"),
+            Some(open(&y, false, true))
+        );
     }
 
     /// A taken-down CPO leaves the listing and cannot be bound; a bound one

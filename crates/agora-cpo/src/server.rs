@@ -17,7 +17,7 @@ use crate::msg::{
     PostChallenge, PostRequest, PostResponse, PostedCpo,
 };
 use crate::ports::{
-    BindOutcome, Binding, Board, BoardEntry, EndOutcome, PostOutcome, Session, Sessions,
+    BindOutcome, Binding, Board, BoardEntry, CpoState, EndOutcome, PostOutcome, Session, Sessions,
     TakeDownOutcome,
 };
 use crate::session::{self, BindingKey, Channel, Direction};
@@ -42,7 +42,7 @@ pub(crate) struct Answer<M> {
     pub(crate) session: Session,
     pub(crate) channel: Arc<Channel>,
     pub(crate) cpo: [u8; 32],
-    pub(crate) entry: BoardEntry,
+    pub(crate) entry: CpoState,
 }
 
 /// A session binds only if not ended and `now` is within its T.
@@ -487,7 +487,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         cpo: &[u8; 32],
         mode: Mode,
         now: Timestamp,
-    ) -> Result<(Session, BoardEntry)> {
+    ) -> Result<(Session, CpoState)> {
         let s = self.live_session(id, now)?;
         let entry = self.listable_for(cpo, mode, now)?;
         Ok((s, entry))
@@ -499,10 +499,10 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         cpo: &[u8; 32],
         mode: Mode,
         now: Timestamp,
-    ) -> Result<BoardEntry> {
+    ) -> Result<CpoState> {
         let entry = self
             .board
-            .get(cpo)?
+            .state(cpo)?
             .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
         if entry.mode != mode {
             return Err(Error::Refused(match mode {
@@ -510,10 +510,10 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 Mode::Bidding => "this CPO is bound first-come (protocol 4), not by bids".into(),
             }));
         }
-        if self.board.binding(cpo)?.is_some() {
+        if entry.bound {
             return Err(Error::Refused("this CPO is already bound".into()));
         }
-        if self.board.taken_down(cpo)?.is_some() {
+        if entry.taken_down {
             return Err(Error::Refused("this CPO was taken down".into()));
         }
         if !entry.ccpo.is_active(now) {
@@ -647,7 +647,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         let listing = self.take_listing(&x0_hash(&message), &id, mode, now)?;
         let entry = self
             .board
-            .get(&listing.cpo)?
+            .state(&listing.cpo)?
             .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
         if !entry.ccpo.is_active(now) {
             return Err(Error::Refused("the CPO is not active now".into()));
@@ -754,6 +754,15 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             cpo,
             entry,
         } = self.open_answer::<BindOffer>(now, m1, Mode::FirstCome, |x| x.x0_hash)?;
+        // Refused before signing when the board already says so; the bind
+        // transaction below decides all the same (a binding or take-down
+        // may land after this read).
+        if entry.bound {
+            return Err(Error::Refused("this CPO is already bound".into()));
+        }
+        if entry.taken_down {
+            return Err(Error::Refused("this CPO was taken down".into()));
+        }
         let x2 = BoundCpo {
             x1_hash: digest(&x1),
             seller_bond: s.bond.clone(),

@@ -18,7 +18,8 @@ use crate::Store;
 use agora_core::wire::{Decoder, Encoder};
 use agora_core::{Error, KeyId, Timestamp};
 use agora_cpo::ports::{
-    BindOutcome, Binding, Board, BoardEntry, ListFilter, PostOutcome, TakeDownOutcome, MAX_PAGE_LEN,
+    BindOutcome, Binding, Board, BoardEntry, CpoState, ListFilter, PostOutcome, TakeDownOutcome,
+    MAX_PAGE_LEN,
 };
 use agora_cpo::{Ccpo, Mode};
 use rusqlite::types::Value;
@@ -284,6 +285,45 @@ impl Board for SqliteBoard {
             .map_err(storage)
         })?;
         raw.map(RawEntry::into_entry).transpose()
+    }
+
+    fn state(&self, id: &[u8; 32]) -> Result<Option<CpoState>, Error> {
+        // One query, and none of the evidence columns: they come last in the
+        // row, so SQLite stops reading it (and its overflow pages) at `ccpo`.
+        let raw = self.store.read(|conn| {
+            conn.prepare_cached(
+                "SELECT ccpo, mode,
+                        EXISTS (SELECT 1 FROM cpo_binding b WHERE b.id = ?1),
+                        EXISTS (SELECT 1 FROM cpo_takedown t WHERE t.id = ?1)
+                 FROM cpo_board WHERE id = ?1",
+            )
+            .and_then(|mut st| {
+                st.query_row([id.as_slice()], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, bool>(2)?,
+                        r.get::<_, bool>(3)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(storage)
+        })?;
+        let Some((ccpo, mode, bound, taken_down)) = raw else {
+            return Ok(None);
+        };
+        let ccpo = decode_ccpo(&ccpo)?;
+        if ccpo.id != *id {
+            return Err(corrupt("CCPO id differs from the row id"));
+        }
+        Ok(Some(CpoState {
+            ccpo,
+            mode: Mode::from_name(&mode)
+                .ok_or_else(|| Error::Storage(format!("corrupt board row: mode {mode:?}")))?,
+            bound,
+            taken_down,
+        }))
     }
 
     fn search(
