@@ -435,10 +435,13 @@ fn bid_seeds(put: &impl Fn(&str, &str, &[u8])) {
 /// proof), and one of each delivery and recovery message for the decoder
 /// target.
 fn delivery_seeds(put: &impl Fn(&str, &str, &[u8])) {
+    use agora_cpo::bidding::{self, BidsReply, MemoryBids};
     use agora_cpo::delivery::{self, BindingReply, Proof};
     use agora_cpo::ports::Board;
     use agora_cpo::recovery::{BindingAnswer, BindingQuery};
-    use cpo_fixture::{keys, rng, Market, BOB, NOW, OFFER, PAM, VERIFIER};
+    use cpo_fixture::{
+        eur, keys, rng, Market, BID_CENTS, BID_DETAILS, BOB, NOW, OFFER, PAM, VERIFIER,
+    };
     let market = Market::new();
     let server_peer = market.server_peer();
     let id = market.ccpo().id;
@@ -517,6 +520,29 @@ fn delivery_seeds(put: &impl Fn(&str, &str, &[u8])) {
     // The fixture's board entry holds no real posted CPO, so Bob's check of
     // the one inside stops there; the seed still reaches it.
     put("cpo_delivery", "posted_reply", &posted_reply);
+    // Pam's request for her receipts, over the store the target holds (her
+    // bid on Bob's CPO, taken by a server with the same keys).
+    let bids = MemoryBids::new();
+    let (bid_server, m0) = market.bid_server();
+    let bid_listing = pam
+        .open_bid_listing(&m0)
+        .expect("the fixture's bid listing");
+    let (m1, _) = pam
+        .bid(&mut rng(), &bid_listing, eur(BID_CENTS), BID_DETAILS)
+        .expect("bid");
+    let taken = bid_server
+        .handle_bid(&bids, &mut rng(), NOW, &m1)
+        .expect("the fixture's bid");
+    let (bids_request, breq) = bidding::request_bids(&keys(PAM), &mut rng(), NOW, id, 0);
+    let bids_reply = server
+        .bids_for_seller(&bids, &mut rng(), NOW, &bids_request)
+        .expect("the delivery target accepts its bids request");
+    put("cpo_delivery", "bids_request", &bids_request);
+    let got = bidding::open_bids_reply(&keys(PAM), &server_peer.sign, &breq, &bids_reply)
+        .expect("the delivery target accepts its bids reply");
+    assert_eq!(got.receipts.len(), 1);
+    assert_eq!(got.receipts[0].signed, taken.signed);
+    put("cpo_delivery", "bids_reply", &bids_reply);
     let (query, expect) = pam.ask_binding(&mut rng(), &id, &market.pam_bond);
     let answer = server
         .handle_binding_query(&mut rng(), NOW, &query)
@@ -557,6 +583,13 @@ fn delivery_seeds(put: &impl Fn(&str, &str, &[u8])) {
         posted: binding.bound_cpo.clone(),
     };
     put("cpo_messages", "posted_reply", &wire::encode(&x));
+    put("cpo_messages", "bids_request", &wire::encode(&breq));
+    let x = BidsReply {
+        request_hash: [23; 32],
+        total: 1,
+        receipts: vec![taken.signed.clone()],
+    };
+    put("cpo_messages", "bids_reply", &wire::encode(&x));
     put("cpo_messages", "proof_challenge", &wire::encode(&challenge));
     let x = Proof {
         challenge_hash: [19; 32],

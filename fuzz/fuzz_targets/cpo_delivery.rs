@@ -1,14 +1,18 @@
 //! After binding, on arbitrary bytes: the server's answer to the buyer's
 //! request for his binding (`binding_for_buyer`) or his posted CPO
-//! (`posted_for_buyer`) and to the seller's query
+//! (`posted_for_buyer`), to the bidder's request for her BID_RECEIPTs
+//! (`bids_for_seller`, over the fixed store holding Pam's bid) and to the
+//! seller's query
 //! for hers (`handle_binding_query`, recovery), each on a fresh server with
 //! Bob's first-come CPO bound to Pam and her session under the fixed K_p
 //! live (so a seed's nonce is not "replayed" on the next run); Bob opening
-//! the reply; Pam checking the answer to her query (made afresh with the
+//! the reply, and Pam opening the reply to her request for her receipts;
+//! Pam checking the answer to her query (made afresh with the
 //! fixed RNG); and the delivery proof check (`check_proof`) with a fixed
-//! challenge about the fixed BOUND_CPO. The binding, the challenge and the
-//! keys are built once.
+//! challenge about the fixed BOUND_CPO. The binding, Pam's bid, the
+//! challenge and the keys are built once.
 #![no_main]
+use agora_cpo::bidding::{self, BidsRequest, MemoryBids};
 use agora_cpo::delivery::{self, BindingRequest, PostedRequest, ProofChallenge};
 use agora_cpo::ports::{Binding, Board};
 use agora_cpo::seller::SellerSession;
@@ -19,7 +23,7 @@ use std::sync::OnceLock;
 #[path = "cpo_fixture.rs"]
 mod cpo_fixture;
 
-use cpo_fixture::{keys, rng, Market, BOB, NOW, OFFER, VERIFIER};
+use cpo_fixture::{eur, keys, rng, Market, BID_CENTS, BID_DETAILS, BOB, NOW, OFFER, PAM, VERIFIER};
 
 struct Fixture {
     market: Market,
@@ -32,6 +36,10 @@ struct Fixture {
     request: BindingRequest,
     /// Bob's request for his posted CPO (what a posted reply answers).
     posted_request: PostedRequest,
+    /// The bids store: Pam's bid on Bob's CPO, as the server took it.
+    bids: MemoryBids,
+    /// Pam's request for her receipts (what a bids reply answers).
+    bids_request: BidsRequest,
     challenge: ProofChallenge,
     proof: Vec<u8>,
 }
@@ -55,6 +63,19 @@ fn fixture() -> &'static Fixture {
         let bob = keys(BOB);
         let (_, request) = delivery::request_binding(&bob, &mut rng(), NOW, market.ccpo().id);
         let (_, posted_request) = delivery::request_posted(&bob, &mut rng(), NOW, market.ccpo().id);
+        let bids = MemoryBids::new();
+        let (bid_server, m0) = market.bid_server();
+        let bid_listing = pam
+            .open_bid_listing(&m0)
+            .expect("the fixture's bid listing");
+        let (m1, _) = pam
+            .bid(&mut rng(), &bid_listing, eur(BID_CENTS), BID_DETAILS)
+            .expect("bid");
+        bid_server
+            .handle_bid(&bids, &mut rng(), NOW, &m1)
+            .expect("the fixture's bid");
+        let (_, bids_request) =
+            bidding::request_bids(&keys(PAM), &mut rng(), NOW, market.ccpo().id, 0);
         let challenge =
             delivery::challenge(&mut rng(), NOW, &binding.bound_cpo, VERIFIER).expect("challenge");
         let proof = delivery::prove(
@@ -72,6 +93,8 @@ fn fixture() -> &'static Fixture {
             binding,
             request,
             posted_request,
+            bids,
+            bids_request,
             challenge,
             proof,
         }
@@ -83,9 +106,11 @@ fuzz_target!(|data: &[u8]| {
     let server = f.market.bound_server(&f.binding);
     let _ = server.binding_for_buyer(&mut rng(), NOW, data);
     let _ = server.posted_for_buyer(&mut rng(), NOW, data);
+    let _ = server.bids_for_seller(&f.bids, &mut rng(), NOW, data);
     let _ = server.handle_binding_query(&mut rng(), NOW, data);
     let _ = delivery::open_binding_reply(&f.bob, &f.server_peer.sign, &f.request, data);
     let _ = delivery::open_posted_reply(&f.bob, &f.server_peer.sign, &f.posted_request, data);
+    let _ = bidding::open_bids_reply(&keys(PAM), &f.server_peer.sign, &f.bids_request, data);
     let (_, expect) = f.pam.ask_binding(&mut rng(), &f.cpo, &f.market.pam_bond);
     let _ = expect.handle(&f.pam, data);
     let _ = delivery::check_proof(

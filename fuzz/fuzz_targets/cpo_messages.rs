@@ -2,7 +2,9 @@
 //! panic, and whatever decodes must re-encode to exactly the same bytes.
 #![no_main]
 use agora_core::wire::{self, Message};
-use agora_cpo::bidding::{Award, AwardRequest, Bid, BidListing, BidReceipt, Notice};
+use agora_cpo::bidding::{
+    Award, AwardRequest, Bid, BidListing, BidReceipt, BidsReply, BidsRequest, Notice,
+};
 use agora_cpo::delivery::{
     BindingReply, BindingRequest, PostedReply, PostedRequest, Proof, ProofChallenge,
 };
@@ -48,6 +50,8 @@ fuzz_target!(|data: &[u8]| {
     roundtrip::<AwardRequest>(data);
     roundtrip::<Award>(data);
     roundtrip::<Notice>(data);
+    roundtrip::<BidsRequest>(data);
+    roundtrip::<BidsReply>(data);
     roundtrip::<BindingRequest>(data);
     roundtrip::<BindingReply>(data);
     roundtrip::<PostedRequest>(data);

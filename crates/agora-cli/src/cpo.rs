@@ -257,6 +257,24 @@ pub enum CpoCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// A bidder fetches her BID_RECEIPTs on a CPO again (one was lost on
+    /// the way, and she may have bid again) with a request signed by her
+    /// bond key; each is checked and written to a file for `agora cpo
+    /// notice`.
+    #[command(
+        after_help = "Example:\n  agora cpo bids <cpo-id> --seller pam --out-dir pam-receipts\n  agora cpo notice <cpo-id> --receipt pam-receipts/receipt-<hash>.cose"
+    )]
+    Bids {
+        /// The CPO id (hex).
+        id: String,
+        /// The seller's key pair (the one her bond certifies).
+        #[arg(long)]
+        seller: String,
+        /// Directory for the receipt-<hash>.cose files (BID_RECEIPT,
+        /// COSE_Sign1), created if missing.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
     /// The buyer fetches his binding (BOUND_CPO with the seller's bond, or
     /// the winning notice) with a request signed by his bond key.
     #[command(
@@ -1234,6 +1252,61 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                     out.display()
                 ),
                 serde_json::json!({ "id": hex::encode(cpo), "file": out }),
+            );
+        }
+        CpoCmd::Bids {
+            id,
+            seller: name,
+            out_dir,
+        } => {
+            let cpo = cpo_id(id)?;
+            let ks = ctx.load_keystore()?;
+            let pam = keys(&ks, name)?;
+            let trust = ctx.load_trust()?;
+            let server = node_server(ctx, &ks, &trust)?;
+            let t = transport(ctx, &ks)?;
+            // A page at a time; `from` grows with every page and the server
+            // holds at most MAX_BIDS_PER_CPO bids, so this ends.
+            let mut held: Vec<HeldReceipt> = Vec::new();
+            let mut from = Some(0);
+            while let Some(f) = from {
+                let (req_bytes, req) =
+                    agora_cpo::bidding::request_bids(&pam, &mut rng, ctx.now(), cpo, f);
+                let r = send(&*t, Role::Server, &req_bytes, None, "the server refused")?;
+                let page = agora_cpo::bidding::open_bids_reply(&pam, &server.sign, &req, &r.body)?;
+                from = page.next();
+                held.extend(page.receipts);
+            }
+            let mut text = format!(
+                "{name} has {} bid(s) on CPO {}; BID_RECEIPTs, signed by the server, in {}:",
+                held.len(),
+                hex::encode(cpo),
+                out_dir.display()
+            );
+            let mut list = Vec::new();
+            for r in &held {
+                keep(ctx, "cpo/bid-receipt", &r.signed, false)?;
+                let file = out_dir.join(format!("receipt-{}.cose", hex::encode(&r.hash()[..8])));
+                crate::datadir::write_file_atomic(&file, &r.signed)?;
+                text.push_str(&format!(
+                    "\n  {}  taken {}  award due by {}  {}",
+                    r.message.price,
+                    crate::cert::fmt_time(r.message.t),
+                    crate::cert::fmt_time(r.message.t_response),
+                    file.display()
+                ));
+                list.push(serde_json::json!({
+                    "receipt_hash": hex::encode(r.hash()),
+                    "price": r.message.price.to_string(),
+                    "t": r.message.t.secs(),
+                    "t_response": r.message.t_response.secs(),
+                    "file": file,
+                }));
+            }
+            crate::output::emit(
+                ctx.json,
+                &text,
+                serde_json::json!({ "id": hex::encode(cpo), "bids": list }),
             );
         }
         CpoCmd::Binding { id, buyer, out } => {

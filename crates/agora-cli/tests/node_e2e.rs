@@ -520,6 +520,29 @@ fn buyers_and_sellers_walk_through_a_running_node() {
         "sam.notice",
     ]);
     assert!(out.contains("the bid of 70.00 EUR won"), "{out}");
+    // Had Sam lost her BID_RECEIPT, she would fetch it again with a signed
+    // request (and only hers: Pam's is not among them); her notice then
+    // checks against the recovered file.
+    let sam_bids = cli.json(&[
+        "cpo",
+        "bids",
+        &tea,
+        "--seller",
+        "sam",
+        "--out-dir",
+        "sam-bids",
+    ]);
+    let listed = sam_bids["bids"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{sam_bids}");
+    assert_eq!(listed[0]["price"], "70.00 EUR", "{sam_bids}");
+    let file = listed[0]["file"].as_str().unwrap().to_owned();
+    assert_eq!(
+        std::fs::read(cli.work.join(&file)).unwrap(),
+        std::fs::read(cli.work.join("sam.receipt")).unwrap(),
+        "the receipt as the server signed it"
+    );
+    let out = cli.ok(&["cpo", "notice", &tea, "--receipt", &file]);
+    assert!(out.contains("the bid of 70.00 EUR won"), "{out}");
     // A second award gives the same one.
     let again = cli.json(&["cpo", "award", &tea, "--out-dir", "tea-award-2"]);
     assert_eq!(again["winner_receipt"], award["winner_receipt"]);

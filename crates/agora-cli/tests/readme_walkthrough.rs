@@ -184,6 +184,10 @@ fn readme_walkthrough_bidding() {
     );
     assert!(stderr.contains("a bid must ask between"), "{stderr}");
     assert!(stdout.contains("of 2 bids"));
+    assert!(
+        stdout.contains("pam has 1 bid(s) on CPO") && stdout.contains("pam-receipts/receipt-"),
+        "Pam fetched her receipt again: {stdout}"
+    );
     assert!(stdout.contains("the bid of 75.00 EUR lost"));
     assert!(stdout.contains("the bid of 70.00 EUR won"));
     assert!(stdout.contains("over CPO_BID_RECEIPT [1, 6, 3]"));

@@ -25,6 +25,12 @@
 //!   the arbiter's award inside so the seller can check it herself.
 //!   Notices are not stored: Ed25519 is deterministic, so the server signs
 //!   the same notice again whenever a bidder asks.
+//!
+//! A bidder whose BID_RECEIPT was lost on the way (found by agora-sim: she
+//! bids again, and if her first bid wins she never learns it) asks for her
+//! receipts on the CPO: [`BidsRequest`] [1,6,7], signed with the key of her
+//! bond, and [`BidsReply`] [1,6,8], every receipt of hers sealed to her
+//! ([`request_bids`], [`Server::bids_for_seller`], [`open_bids_reply`]).
 
 use crate::arbiter::Arbiter;
 use crate::ccpo::{Ccpo, MAX_CCPO_LEN};
@@ -1026,6 +1032,12 @@ impl ExpectBidReceipt {
     pub fn price(&self) -> Money {
         self.price
     }
+
+    /// hash(X_1): the bid, as the receipt that answers it names it
+    /// ([`BidReceipt::x1_hash`]).
+    pub fn bid_hash(&self) -> [u8; 32] {
+        self.x1_hash
+    }
 }
 
 /// Checks a notice for `receipt`: signed by `server`, its award signed by
@@ -1055,4 +1067,279 @@ pub fn check_notice(
         return Err(Error::PeerMisbehaved("the notice contradicts the award"));
     }
     Ok(if won { Outcome::Won } else { Outcome::Lost })
+}
+
+// ------------------------------------------------- recovery of lost receipts
+
+/// Replay-cache scope of a bidder's requests for her receipts.
+pub const BIDS_REQUEST_SCOPE: &str = "cpo/bids-request";
+/// Largest signed BID_RECEIPT (COSE_Sign1 of [`BidReceipt`]).
+pub const MAX_SIGNED_RECEIPT_LEN: usize = BidReceipt::MAX_LEN + cose::SIGN1_OVERHEAD;
+/// Most receipts one [`BidsReply`] carries: sixteen of the largest
+/// receipts fit in a message. A bidder with more asks again from where the
+/// reply ended ([`RecoveredBids::next`]).
+pub const MAX_RECEIPTS_PER_REPLY: usize = 16;
+
+/// agora's addition to protocol 6 (found by agora-sim): a bidder whose
+/// BID_RECEIPT was lost on the way asks the server for her receipts on one
+/// CPO, with this request signed by the key of her bond. She would
+/// otherwise bid again and might never learn that her first bid won.
+///
+/// The request carries her bond's public key, so the server checks the
+/// signature before it looks anything up; it then answers with the receipts
+/// whose BC_P certifies that key, and no others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BidsRequest {
+    /// The CPO id.
+    pub cpo: [u8; 32],
+    /// Her bond's key, which signs the request.
+    pub seller: VerifyingKey,
+    /// The first of her receipts she asks for (0: from her first bid), in
+    /// the order the server took the bids.
+    pub from: u64,
+    /// A fresh nonce.
+    pub nonce: [u8; 32],
+    /// When she asks.
+    pub t: Timestamp,
+}
+
+impl Message for BidsRequest {
+    const TAG: Tag = tags::CPO_BIDS_REQUEST;
+    const FIELDS: usize = 5;
+    const MAX_LEN: usize = 192;
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.cpo)
+            .field(&self.seller)
+            .field(&self.from)
+            .field(&self.nonce)
+            .field(&self.t);
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(BidsRequest {
+            cpo: d.field()?,
+            seller: d.field()?,
+            from: d.uint_max("first receipt", MAX_BIDS_PER_CPO as u64)?,
+            nonce: d.field()?,
+            t: d.field()?,
+        })
+    }
+}
+
+/// The server's reply to a [`BidsRequest`], sealed to the bidder's
+/// encryption key from her bond: how many bids of hers it holds on the CPO,
+/// and her receipts from the one she asked for on, as the server signed
+/// them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BidsReply {
+    /// hash of the request it answers.
+    pub request_hash: [u8; 32],
+    /// How many bids of hers the server holds on the CPO.
+    pub total: u64,
+    /// Her signed BID_RECEIPTs from the request's `from` on, in the order
+    /// taken: `min(total - from, MAX_RECEIPTS_PER_REPLY)` of them.
+    pub receipts: Vec<Vec<u8>>,
+}
+
+impl Message for BidsReply {
+    const TAG: Tag = tags::CPO_BIDS_REPLY;
+    const FIELDS: usize = 3;
+    const MAX_LEN: usize = 128 + MAX_RECEIPTS_PER_REPLY * (MAX_SIGNED_RECEIPT_LEN + 8);
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.request_hash).field(&self.total);
+        e.array(self.receipts.len());
+        for r in &self.receipts {
+            e.bytes(r);
+        }
+    }
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        let request_hash = d.field()?;
+        let total = d.uint_max("bid count", MAX_BIDS_PER_CPO as u64)?;
+        let n = d.array_max("bid receipts", MAX_RECEIPTS_PER_REPLY)?;
+        let receipts = (0..n)
+            .map(|_| Ok(d.bytes("BID_RECEIPT", MAX_SIGNED_RECEIPT_LEN)?.to_vec()))
+            .collect::<Result<Vec<_>, DecodeError>>()?;
+        Ok(BidsReply {
+            request_hash,
+            total,
+            receipts,
+        })
+    }
+}
+
+// A full reply fits in one message (and so in one envelope).
+const _: () = assert!(BidsReply::MAX_LEN <= agora_core::wire::MAX_MESSAGE_LEN);
+
+/// What a bidder recovered with one [`BidsRequest`]: checked receipts she
+/// keeps as step 4 would have given them to her.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveredBids {
+    /// Her receipts from the request's `from` on, in the order taken.
+    pub receipts: Vec<HeldReceipt>,
+    /// How many bids of hers the server holds on the CPO.
+    pub total: u64,
+    from: u64,
+}
+
+impl RecoveredBids {
+    /// Where to ask from next, if the server holds receipts of hers after
+    /// these (more than [`MAX_RECEIPTS_PER_REPLY`] bids).
+    pub fn next(&self) -> Option<u64> {
+        let end = self.from + self.receipts.len() as u64;
+        (end < self.total).then_some(end)
+    }
+}
+
+/// Pam signs a request for her receipts on CPO `cpo`, from her `from`-th
+/// bid on (0 for all of them), with the key of her bond.
+pub fn request_bids(
+    keys: &crate::Keys,
+    rng: &mut impl Rng,
+    now: Timestamp,
+    cpo: [u8; 32],
+    from: u64,
+) -> (Vec<u8>, BidsRequest) {
+    let req = BidsRequest {
+        cpo,
+        seller: keys.sign.verifying_key(),
+        from,
+        nonce: random_bytes(rng),
+        t: now,
+    };
+    (cose::sign(&keys.sign, &req), req)
+}
+
+/// Pam opens the reply: sealed to her, from `server`, answering `req`, with
+/// as many receipts as the count and `req.from` call for, each signed by
+/// `server`, for the CPO she asked about, with her bond (its key is hers)
+/// and T_Response after the CPO's EndDate, no receipt twice.
+pub fn open_bids_reply(
+    keys: &crate::Keys,
+    server: &VerifyingKey,
+    req: &BidsRequest,
+    reply: &[u8],
+) -> Result<RecoveredBids> {
+    let r = crate::delivery::open_reply::<BidsReply>(keys, server, req, reply, |r| r.request_hash)?;
+    let expected = r
+        .total
+        .saturating_sub(req.from)
+        .min(MAX_RECEIPTS_PER_REPLY as u64);
+    if r.receipts.len() as u64 != expected {
+        return Err(Error::PeerMisbehaved(
+            "the reply holds another number of receipts than it counts",
+        ));
+    }
+    let mine = keys.sign.verifying_key();
+    let mut receipts: Vec<HeldReceipt> = Vec::with_capacity(r.receipts.len());
+    let mut seen: Vec<[u8; 32]> = Vec::with_capacity(r.receipts.len());
+    for signed in r.receipts {
+        let message = cose::verify::<BidReceipt>(&signed, server)?;
+        if message.ccpo.id != req.cpo {
+            return Err(Error::PeerMisbehaved(
+                "the reply holds a bid on another CPO",
+            ));
+        }
+        if agora_pki::parse_certificate(&message.seller_bond)?.public_key != mine {
+            return Err(Error::PeerMisbehaved(
+                "the reply holds another seller's bid",
+            ));
+        }
+        if message.t_response < message.ccpo.end {
+            return Err(Error::PeerMisbehaved("T_Response before bidding closes"));
+        }
+        let held = HeldReceipt { signed, message };
+        let hash = held.hash();
+        if seen.contains(&hash) {
+            return Err(Error::PeerMisbehaved("the reply holds a receipt twice"));
+        }
+        seen.push(hash);
+        receipts.push(held);
+    }
+    Ok(RecoveredBids {
+        receipts,
+        total: r.total,
+        from: req.from,
+    })
+}
+
+impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
+    /// Answers a bidder's signed [`BidsRequest`]: the signature must be by
+    /// the key the request names, the request fresh (within the clock skew)
+    /// and not seen before. The reply holds only receipts whose BC_P
+    /// certifies that key (so only the bidder herself gets her receipts),
+    /// up to [`MAX_RECEIPTS_PER_REPLY`] from her `from`-th bid on, and is
+    /// sealed to the encryption key of the bond in her latest receipt.
+    /// Nothing changes on the server but the replay cache. Refused if it
+    /// holds no bid of hers on the CPO.
+    pub fn bids_for_seller<D: Bids>(
+        &self,
+        bids: &D,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        request: &[u8],
+    ) -> Result<Vec<u8>> {
+        let (req, kid) = cose::verify_self_certified::<BidsRequest>(request, |x| Ok(x.seller))?;
+        if req.t.distance_secs(now) > crate::MAX_CLOCK_SKEW_SECS {
+            return Err(Error::Replayed);
+        }
+        let expires = now.plus_secs(2 * crate::MAX_CLOCK_SKEW_SECS + 1);
+        if self
+            .replay_cache()
+            .check_and_insert(BIDS_REQUEST_SCOPE, &req.nonce, expires, now)?
+            == agora_core::ports::Freshness::Replayed
+        {
+            return Err(Error::Replayed);
+        }
+        let mine: Vec<BidRecord> = bids
+            .bids(&req.cpo)?
+            .into_iter()
+            .filter(|b| b.summary.seller == kid)
+            .collect();
+        let latest = mine
+            .last()
+            .ok_or_else(|| Error::Refused("the server holds no bid of yours on this CPO".into()))?;
+        let enc = self.stored_receipt_bond(latest, &req.seller)?;
+        let from = usize::try_from(req.from).unwrap_or(usize::MAX);
+        if from > mine.len() {
+            return Err(Error::Refused(format!(
+                "the server holds {} bids of yours on this CPO",
+                mine.len()
+            )));
+        }
+        let receipts = mine[from..]
+            .iter()
+            .take(MAX_RECEIPTS_PER_REPLY)
+            .map(|b| {
+                self.stored_receipt_bond(b, &req.seller)?;
+                Ok(b.receipt.clone())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        envelope::seal(
+            rng,
+            &self.keys.sign,
+            &enc,
+            &BidsReply {
+                request_hash: digest(&req),
+                total: mine.len() as u64,
+                receipts,
+            },
+        )
+    }
+
+    /// A stored BID_RECEIPT, checked before it is handed out: signed by this
+    /// server, and its BC_P certifies `seller`. Returns the encryption key
+    /// of that bond.
+    fn stored_receipt_bond(
+        &self,
+        record: &BidRecord,
+        seller: &VerifyingKey,
+    ) -> Result<agora_core::crypto::X25519Public> {
+        let mismatch = || Error::Storage("a stored BID_RECEIPT does not match its record".into());
+        let receipt = cose::verify::<BidReceipt>(&record.receipt, &self.keys.sign.verifying_key())
+            .map_err(|_| mismatch())?;
+        let cert = agora_pki::parse_certificate(&receipt.seller_bond).map_err(|_| mismatch())?;
+        if cert.public_key != *seller {
+            return Err(mismatch());
+        }
+        cert.bond.map(|b| b.holder_x25519).ok_or_else(mismatch)
+    }
 }

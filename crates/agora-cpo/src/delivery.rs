@@ -110,9 +110,10 @@ fn request<K: BuyerAsks>(
     (cose::sign(&keys.sign, &req), req)
 }
 
-/// Opens a reply sealed to Bob by `server` and checks that it answers the
-/// request whose hash it names.
-fn open_reply<M: Message>(
+/// Opens a reply sealed to Bob (or, for [`crate::bidding::BidsRequest`], to
+/// a bidder) by `server` and checks that it answers the request whose hash
+/// it names.
+pub(crate) fn open_reply<M: Message>(
     keys: &Keys,
     server: &VerifyingKey,
     request: &impl Message,

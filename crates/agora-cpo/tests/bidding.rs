@@ -401,3 +401,319 @@ fn a_flipped_bit_anywhere_in_protocol_6_is_refused() {
         .handle_award(&m.server, &bids, closed, &reply)
         .unwrap();
 }
+
+/// The award of `ccpo` (closed at its EndDate), run honestly.
+fn award_now(m: &mut Market, bids: &MemoryBids, ccpo: &Ccpo) -> agora_cpo::bidding::Awarded {
+    let closed = ccpo.end;
+    let (req, pending) = m
+        .server
+        .request_award(bids, &mut m.rng, closed, &ccpo.id, &m.alice_peer)
+        .unwrap();
+    let (reply, _) = m
+        .alice
+        .handle_award_request(&mut m.rng, closed, &req, &m.server_peer)
+        .unwrap();
+    pending
+        .handle_award(&m.server, bids, closed, &reply)
+        .unwrap()
+}
+
+/// The simulator's finding on bidding, fixed: a bidder whose BID_RECEIPT is
+/// lost bids again, and her first bid (same price, earlier) wins. She asks
+/// for her receipts with a request signed by her bond key and gets every
+/// one of hers, as the server signed them, and none of anyone else's; with
+/// the recovered receipt her notice says she won. Nothing changes on the
+/// server, and only she can read the reply.
+#[test]
+fn a_bidder_who_lost_her_receipt_fetches_hers_with_a_signed_request() {
+    use agora_cpo::bidding::{open_bids_reply, request_bids};
+    let mut m = Market::new(36);
+    let bids = MemoryBids::new();
+    let ccpo = bidding_cpo(&mut m);
+    let (p, q) = (bidder(&mut m), bidder(&mut m));
+    // Pam's first receipt is lost on the way; she bids again (a little
+    // higher: every bid here is taken at the same second, and the rule
+    // would break the tie by receipt hash).
+    let lost = bid(&mut m, &bids, &p, &ccpo, 9_000).unwrap();
+    let rq = bid(&mut m, &bids, &q, &ccpo, 9_500).unwrap();
+    let again = bid(&mut m, &bids, &p, &ccpo, 9_100).unwrap();
+    let before = bids.bids(&ccpo.id).unwrap();
+
+    let (req_bytes, req) = request_bids(&p.keys, &mut m.rng, NOW, ccpo.id, 0);
+    let reply = m
+        .server
+        .bids_for_seller(&bids, &mut m.rng, NOW, &req_bytes)
+        .unwrap();
+    let got = open_bids_reply(&p.keys, &m.server_peer.sign, &req, &reply).unwrap();
+    assert_eq!(got.total, 2);
+    assert_eq!(got.next(), None, "she holds them all");
+    assert_eq!(
+        got.receipts,
+        vec![lost.clone(), again.clone()],
+        "hers, in the order taken, as signed"
+    );
+    assert!(!got.receipts.contains(&rq), "not Quinn's");
+    assert_eq!(bids.bids(&ccpo.id).unwrap(), before, "nothing changed");
+    // Sealed to Pam: Quinn cannot read it.
+    assert!(open_bids_reply(&q.keys, &m.server_peer.sign, &req, &reply).is_err());
+    // Nor is it taken from another server key.
+    let other = keys(&mut m.rng);
+    assert!(open_bids_reply(&p.keys, &other.sign.verifying_key(), &req, &reply).is_err());
+
+    // After the award, her recovered first receipt's notice says she won
+    // (the receipt she held says she lost).
+    let awarded = award_now(&mut m, &bids, &ccpo);
+    assert_eq!(awarded.winner, Some(p.keys.id()));
+    let notice = |m: &Market, h: &HeldReceipt| {
+        let n = m.server.notice(&bids, &ccpo.id, &h.hash()).unwrap();
+        check_notice(&n, h, &m.server_peer.sign, &m.alice_peer.sign).unwrap()
+    };
+    assert_eq!(notice(&m, &again), Outcome::Lost);
+    assert_eq!(notice(&m, &got.receipts[0]), Outcome::Won);
+    // She may still ask once bidding is over.
+    let (late, late_req) = request_bids(&p.keys, &mut m.rng, ccpo.end, ccpo.id, 0);
+    let reply = m
+        .server
+        .bids_for_seller(&bids, &mut m.rng, ccpo.end, &late)
+        .unwrap();
+    let got = open_bids_reply(&p.keys, &m.server_peer.sign, &late_req, &reply).unwrap();
+    assert_eq!(got.receipts.len(), 2);
+}
+
+/// Only the bidder herself gets her receipts: a request signed by another
+/// key than the one it names is not authorised; a seller (or anyone) asking
+/// with her own key gets none of Pam's, only a refusal when she has no bid
+/// there; a request for a CPO she did not bid on, or past her last receipt,
+/// is refused.
+#[test]
+fn another_sellers_request_for_her_receipts_is_refused() {
+    use agora_cpo::bidding::{request_bids, BidsRequest};
+    let mut m = Market::new(37);
+    let bids = MemoryBids::new();
+    let ccpo = bidding_cpo(&mut m);
+    let (p, q) = (bidder(&mut m), bidder(&mut m));
+    bid(&mut m, &bids, &p, &ccpo, 9_000).unwrap();
+    // Quinn signs a request naming Pam's key.
+    let forged = cose::sign(
+        &q.keys.sign,
+        &BidsRequest {
+            cpo: ccpo.id,
+            seller: p.keys.sign.verifying_key(),
+            from: 0,
+            nonce: [5; 32],
+            t: NOW,
+        },
+    );
+    assert!(matches!(
+        m.server.bids_for_seller(&bids, &mut m.rng, NOW, &forged),
+        Err(Error::NotAuthorised(_))
+    ));
+    // Quinn asks with her own key: she has no bid there.
+    let (own, _) = request_bids(&q.keys, &mut m.rng, NOW, ccpo.id, 0);
+    assert!(matches!(
+        m.server.bids_for_seller(&bids, &mut m.rng, NOW, &own),
+        Err(Error::Refused(_))
+    ));
+    // Pam asks about a CPO she did not bid on, or past her last receipt.
+    let (elsewhere, _) = request_bids(&p.keys, &mut m.rng, NOW, [9; 32], 0);
+    assert!(matches!(
+        m.server.bids_for_seller(&bids, &mut m.rng, NOW, &elsewhere),
+        Err(Error::Refused(_))
+    ));
+    let (past, _) = request_bids(&p.keys, &mut m.rng, NOW, ccpo.id, 2);
+    assert!(matches!(
+        m.server.bids_for_seller(&bids, &mut m.rng, NOW, &past),
+        Err(Error::Refused(_))
+    ));
+}
+
+/// The same request twice is a replay; a request older or newer than the
+/// clock skew allows is refused the same way; a flipped bit anywhere in the
+/// request is refused (and does not use up its nonce).
+#[test]
+fn replayed_stale_and_tampered_requests_for_receipts_are_refused() {
+    use agora_cpo::bidding::request_bids;
+    use agora_cpo::MAX_CLOCK_SKEW_SECS;
+    let mut m = Market::new(38);
+    let bids = MemoryBids::new();
+    let ccpo = bidding_cpo(&mut m);
+    let p = bidder(&mut m);
+    bid(&mut m, &bids, &p, &ccpo, 9_000).unwrap();
+    let (req_bytes, _) = request_bids(&p.keys, &mut m.rng, NOW, ccpo.id, 0);
+    for i in 0..req_bytes.len() {
+        for bit in [0, 3, 7] {
+            let mut bad = req_bytes.clone();
+            bad[i] ^= 1 << bit;
+            assert!(
+                m.server
+                    .bids_for_seller(&bids, &mut m.rng, NOW, &bad)
+                    .is_err(),
+                "bit {bit} of byte {i}"
+            );
+        }
+    }
+    m.server
+        .bids_for_seller(&bids, &mut m.rng, NOW, &req_bytes)
+        .unwrap();
+    assert_eq!(
+        m.server
+            .bids_for_seller(&bids, &mut m.rng, NOW, &req_bytes)
+            .unwrap_err(),
+        Error::Replayed
+    );
+    for t in [
+        NOW.minus_secs(MAX_CLOCK_SKEW_SECS + 1),
+        NOW.plus_secs(MAX_CLOCK_SKEW_SECS + 1),
+    ] {
+        let (stale, _) = request_bids(&p.keys, &mut m.rng, t, ccpo.id, 0);
+        assert_eq!(
+            m.server
+                .bids_for_seller(&bids, &mut m.rng, NOW, &stale)
+                .unwrap_err(),
+            Error::Replayed
+        );
+    }
+}
+
+/// Pam refuses a reply that answers another request, a reply with a
+/// flipped bit, and a reply (signed and sealed by the server) that holds
+/// another seller's receipt, a receipt on another CPO, a receipt twice, or
+/// fewer receipts than it counts.
+#[test]
+fn a_bidder_refuses_a_tampered_or_wrong_reply() {
+    use agora_cpo::bidding::{open_bids_reply, request_bids, BidsReply};
+    use agora_cpo::msg::digest;
+    let mut m = Market::new(39);
+    let bids = MemoryBids::new();
+    let ccpo = bidding_cpo(&mut m);
+    let elsewhere = bidding_cpo(&mut m);
+    let (p, q) = (bidder(&mut m), bidder(&mut m));
+    let rp = bid(&mut m, &bids, &p, &ccpo, 9_000).unwrap();
+    let rq = bid(&mut m, &bids, &q, &ccpo, 9_500).unwrap();
+    let rp_elsewhere = bid(&mut m, &bids, &p, &elsewhere, 9_000).unwrap();
+    let (req_bytes, req) = request_bids(&p.keys, &mut m.rng, NOW, ccpo.id, 0);
+    let reply = m
+        .server
+        .bids_for_seller(&bids, &mut m.rng, NOW, &req_bytes)
+        .unwrap();
+    let server = m.server_peer.sign;
+    open_bids_reply(&p.keys, &server, &req, &reply).unwrap();
+    // A reply to another request.
+    let (_, other) = request_bids(&p.keys, &mut m.rng, NOW, ccpo.id, 0);
+    assert!(matches!(
+        open_bids_reply(&p.keys, &server, &other, &reply),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    // A flipped bit anywhere.
+    for i in 0..reply.len() {
+        let mut bad = reply.clone();
+        bad[i] ^= 1 << (i % 8);
+        assert!(
+            open_bids_reply(&p.keys, &server, &req, &bad).is_err(),
+            "byte {i}"
+        );
+    }
+    // Replies a faulty server signs and seals to her.
+    let seal = |m: &mut Market, total: u64, receipts: Vec<&HeldReceipt>| {
+        envelope::seal(
+            &mut m.rng,
+            &m.server_keys.sign,
+            &p.keys.enc.public(),
+            &BidsReply {
+                request_hash: digest(&req),
+                total,
+                receipts: receipts.into_iter().map(|r| r.signed.clone()).collect(),
+            },
+        )
+        .unwrap()
+    };
+    for (total, receipts, why) in [
+        (2, vec![&rp, &rq], "another seller's receipt"),
+        (2, vec![&rp, &rp_elsewhere], "a receipt on another CPO"),
+        (2, vec![&rp, &rp], "a receipt twice"),
+        (2, vec![&rp], "fewer receipts than it counts"),
+        (1, vec![], "none while counting one"),
+    ] {
+        let bad = seal(&mut m, total, receipts);
+        assert!(
+            matches!(
+                open_bids_reply(&p.keys, &server, &req, &bad),
+                Err(Error::PeerMisbehaved(_))
+            ),
+            "{why}"
+        );
+    }
+    // The honest form of the same: accepted.
+    let good = seal(&mut m, 1, vec![&rp]);
+    assert_eq!(
+        open_bids_reply(&p.keys, &server, &req, &good)
+            .unwrap()
+            .receipts,
+        vec![rp]
+    );
+}
+
+/// More bids than one reply carries: the first reply holds
+/// MAX_RECEIPTS_PER_REPLY of them and says where to go on; the next one the
+/// rest, in the order taken.
+#[test]
+fn many_receipts_come_a_page_at_a_time() {
+    use agora_cpo::bidding::{open_bids_reply, request_bids, MAX_RECEIPTS_PER_REPLY};
+    let mut m = Market::new(40);
+    let bids = MemoryBids::new();
+    let ccpo = bidding_cpo(&mut m);
+    let p = bidder(&mut m);
+    let n = MAX_RECEIPTS_PER_REPLY + 2;
+    let mine: Vec<HeldReceipt> = (0..n)
+        .map(|i| bid(&mut m, &bids, &p, &ccpo, 9_000 + i as u64).unwrap())
+        .collect();
+    let mut got = Vec::new();
+    let mut from = Some(0);
+    let mut pages = 0;
+    while let Some(f) = from {
+        let (req_bytes, req) = request_bids(&p.keys, &mut m.rng, NOW, ccpo.id, f);
+        let reply = m
+            .server
+            .bids_for_seller(&bids, &mut m.rng, NOW, &req_bytes)
+            .unwrap();
+        let page = open_bids_reply(&p.keys, &m.server_peer.sign, &req, &reply).unwrap();
+        assert_eq!(page.total, n as u64);
+        from = page.next();
+        got.extend(page.receipts);
+        pages += 1;
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(got, mine);
+}
+
+/// The request and the reply decode strictly: round trips, and a reply
+/// with more receipts than a page, a count over MAX_BIDS_PER_CPO, a request
+/// starting past it, or a trailing byte is refused.
+#[test]
+fn bids_request_and_reply_decode_strictly() {
+    use agora_core::wire::{decode, encode};
+    use agora_cpo::bidding::{
+        request_bids, BidsReply, BidsRequest, MAX_BIDS_PER_CPO, MAX_RECEIPTS_PER_REPLY,
+    };
+    let mut m = Market::new(41);
+    let p = bidder(&mut m);
+    let (_, req) = request_bids(&p.keys, &mut m.rng, NOW, [1; 32], 3);
+    assert_eq!(decode::<BidsRequest>(&encode(&req)).unwrap(), req);
+    let past = BidsRequest {
+        from: MAX_BIDS_PER_CPO as u64 + 1,
+        ..req.clone()
+    };
+    assert!(decode::<BidsRequest>(&encode(&past)).is_err());
+    let reply = |total: u64, n: usize| BidsReply {
+        request_hash: [2; 32],
+        total,
+        receipts: vec![vec![0xa0; 10]; n],
+    };
+    let ok = reply(MAX_BIDS_PER_CPO as u64, MAX_RECEIPTS_PER_REPLY);
+    assert_eq!(decode::<BidsReply>(&encode(&ok)).unwrap(), ok);
+    assert!(decode::<BidsReply>(&encode(&reply(20, MAX_RECEIPTS_PER_REPLY + 1))).is_err());
+    assert!(decode::<BidsReply>(&encode(&reply(MAX_BIDS_PER_CPO as u64 + 1, 1))).is_err());
+    let mut longer = encode(&ok);
+    longer.push(0);
+    assert!(decode::<BidsReply>(&longer).is_err());
+}

@@ -4,7 +4,7 @@
 //! | route | body | what |
 //! |---|---|---|
 //! | `POST /v1/cpo/arbiter` | CBOR | protocols 1 and 5 (approval), 6 step 5 (award) |
-//! | `POST /v1/cpo/server` | CBOR | protocols 2, 3, 4, 6; binding fetch and recovery |
+//! | `POST /v1/cpo/server` | CBOR | protocols 2, 3, 4, 6; binding fetch and recovery; a buyer's lost posted CPO, a bidder's lost receipts |
 //! | `GET /v1/cpo/board` | - | the public listing (JSON; filters, paging) |
 //! | `GET /v1/cpo/board/{id}` | - | one CPO's public fields and status (JSON) |
 //! | `GET /v1/cpo/notices/{id}/{receipt}` | - | a bidder's signed notice (COSE) |
@@ -467,6 +467,12 @@ impl CpoService {
             }
             tags::CPO_BINDING_REQUEST => Ok(done(server.binding_for_buyer(rng, now, body)?)),
             tags::CPO_POSTED_REQUEST => Ok(done(server.posted_for_buyer(rng, now, body)?)),
+            tags::CPO_BIDS_REQUEST => Ok(done(server.bids_for_seller(
+                &self.store.bids(),
+                rng,
+                now,
+                body,
+            )?)),
             tags::CPO_SELLER_BINDING_QUERY => {
                 Ok(done(server.handle_binding_query(rng, now, body)?))
             }

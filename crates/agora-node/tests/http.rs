@@ -618,6 +618,76 @@ fn housekeeping_awards_closed_bidding_and_takes_down_revoked_buyers() {
     assert_eq!(n.client.cpo(&open_id).unwrap()["status"], "taken down");
 }
 
+/// A bidder whose BID_RECEIPT was lost asks for her receipts over HTTP
+/// (CPO_BIDS_REQUEST to `POST /v1/cpo/server`): she gets every receipt of
+/// hers as the server signed it, and none of another bidder's; the same
+/// request again, or one another seller signs in her name, is refused.
+#[test]
+fn a_bidder_fetches_her_lost_receipts_over_http() {
+    use agora_cpo::bidding::{open_bids_reply, request_bids, BidsRequest};
+    let n = TestNode::start(NodeConfig::default());
+    let bob = keys();
+    let bob_bond = n.bond(&bob, BondRole::Buyer);
+    let ccpo = n.ccpo(&bob_bond, "Proofreading of a novel", DAY);
+    let id = ccpo.id;
+    n.approve_and_post::<Bidding>(&bob, ccpo);
+    let rng = &mut os_rng();
+    let (pam, quinn) = (keys(), keys());
+    let (ps, qs) = (
+        n.session(&pam, &n.bond(&pam, BondRole::Seller)),
+        n.session(&quinn, &n.bond(&quinn, BondRole::Seller)),
+    );
+    let bid = |s: &SellerSession, cents: u64, rng: &mut _| {
+        let l = n
+            .client
+            .call(
+                Role::Server,
+                &s.request_listing(rng, id, Mode::Bidding),
+                None,
+            )
+            .unwrap();
+        let listing = s.open_bid_listing(&l.body).unwrap();
+        let (m1, exp) = s.bid(rng, &listing, eur(cents), "").unwrap();
+        let r = n.client.call(Role::Server, &m1, None).unwrap();
+        exp.handle(s, &r.body).unwrap()
+    };
+    // Pam's first receipt is lost on the way (she never reads it).
+    let lost = bid(&ps, 9_000, rng);
+    let theirs = bid(&qs, 9_500, rng);
+    let again = bid(&ps, 9_100, rng);
+
+    let (req_bytes, req) = request_bids(&pam, rng, now(), id, 0);
+    let reply = n.client.call(Role::Server, &req_bytes, None).unwrap();
+    assert!(reply.exchange.is_none(), "one round trip");
+    let got = open_bids_reply(&pam, &n.server.sign, &req, &reply.body).unwrap();
+    assert_eq!(got.total, 2);
+    assert_eq!(got.receipts, vec![lost, again]);
+    assert!(!got.receipts.contains(&theirs));
+
+    let replayed = problem(
+        n.client
+            .call(Role::Server, &req_bytes, None)
+            .expect_err("the same request again"),
+    );
+    assert_eq!(replayed.status, 409);
+    let forged = agora_core::wire::cose::sign(
+        &quinn.sign,
+        &BidsRequest {
+            cpo: id,
+            seller: pam.sign.verifying_key(),
+            from: 0,
+            nonce: [7; 32],
+            t: now(),
+        },
+    );
+    let e = problem(
+        n.client
+            .call(Role::Server, &forged, None)
+            .expect_err("Quinn in Pam's name"),
+    );
+    assert_eq!(e.status, 403);
+}
+
 #[test]
 fn metrics_health_node_and_openapi() {
     let n = TestNode::start(NodeConfig::default());

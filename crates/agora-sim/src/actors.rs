@@ -12,7 +12,8 @@ use agora_core::KeyId;
 use agora_core::Money;
 use agora_cpo::arbiter::{Arbiter, PendingApproval};
 use agora_cpo::bidding::{
-    check_notice, ExpectBidReceipt, HeldReceipt, MemoryBids, Outcome, PendingAward,
+    check_notice, open_bids_reply, request_bids, BidsRequest, ExpectBidReceipt, HeldReceipt,
+    MemoryBids, Outcome, PendingAward,
 };
 use agora_cpo::buyer::{
     self, Acceptance, ExpectArbiterAcceptance, ExpectArbiterChallenge, ExpectPostChallenge,
@@ -100,9 +101,9 @@ enum BuyerStep {
     BidAcceptance(ExpectArbiterAcceptance<Bidding>),
     PostChallenge(ExpectPostChallenge),
     Posted(ExpectPosted),
-    /// His answer went out and M_3 never came: he asks for his posted CPO
+    /// His answer went out and M_3 never came: he asked for his posted CPO
     /// with a signed request (the server refuses to post it again).
-    FetchPosted(agora_cpo::delivery::PostedRequest),
+    FetchPosted,
     Stalled,
     Done,
     GaveUp,
@@ -135,6 +136,9 @@ pub struct BuyerActor {
     recovery: bool,
     /// Whether his receipt came through that request.
     pub recovered_posted: bool,
+    /// His latest request for his posted CPO: a late answer is still taken
+    /// (it may come after he posted again).
+    posted_request: Option<agora_cpo::delivery::PostedRequest>,
     /// Whether he has answered a post challenge: from then on the CPO may
     /// be posted without his knowing.
     answered_post: bool,
@@ -170,6 +174,7 @@ impl BuyerActor {
             restarts: 0,
             recovery,
             recovered_posted: false,
+            posted_request: None,
             answered_post: false,
         }
     }
@@ -195,10 +200,11 @@ impl BuyerActor {
         // may be posted, and posting again would be refused. He asks for it,
         // and posts again the next time (it may not be on the board), and so
         // on in turn.
-        if self.recovery && self.answered_post && !matches!(self.step, BuyerStep::FetchPosted(_)) {
+        if self.recovery && self.answered_post && !matches!(self.step, BuyerStep::FetchPosted) {
             let (m, req) = agora_cpo::delivery::request_posted(k, rng, out.now(), self.ccpo.id);
             out.proto(Addr::Server, &m);
-            self.step = BuyerStep::FetchPosted(req);
+            self.posted_request = Some(req);
+            self.step = BuyerStep::FetchPosted;
             return;
         }
         self.step = match &self.acceptance {
@@ -319,18 +325,24 @@ impl BuyerActor {
                     }
                 }
             }
-            BuyerStep::FetchPosted(req) if tag == tags::CPO_POSTED_REPLY => {
-                match agora_cpo::delivery::open_posted_reply(k, &self.server.sign, &req, m) {
-                    Ok(r) if r.cpo.ccpo == self.ccpo => {
+            // The answer to his latest request for his posted CPO, whatever
+            // he has done since.
+            other if tag == tags::CPO_POSTED_REPLY && !matches!(other, BuyerStep::Done) => {
+                let opened = self.posted_request.as_ref().map(|req| {
+                    agora_cpo::delivery::open_posted_reply(k, &self.server.sign, req, m)
+                });
+                match opened {
+                    Some(Ok(r)) if r.cpo.ccpo == self.ccpo => {
                         self.receipt = Some(r);
                         self.recovered_posted = true;
+                        self.posted_request = None;
                         self.step = BuyerStep::Done;
                         self.deadline = None;
                         return;
                     }
                     _ => {
                         ok = false;
-                        BuyerStep::FetchPosted(req)
+                        other
                     }
                 }
             }
@@ -573,6 +585,8 @@ impl ServerActor {
                     );
                 } else if tag == tags::CPO_POSTED_REQUEST && self.recovery {
                     out.proto(from, &srv.posted_for_buyer(rng, now, body).ok()?);
+                } else if tag == tags::CPO_BIDS_REQUEST && self.recovery {
+                    out.proto(from, &srv.bids_for_seller(&self.bids, rng, now, body).ok()?);
                 } else if tag == tags::CPO_SELLER_BINDING_QUERY && self.recovery {
                     out.proto(from, &srv.handle_binding_query(rng, now, body).ok()?);
                 } else if tag == tags::CPO_BID_AWARD {
@@ -626,6 +640,9 @@ enum SellerStep {
     AwaitListing,
     AwaitBound(ExpectBound),
     AwaitReceipt(ExpectBidReceipt),
+    /// A bid of hers went out and its BID_RECEIPT never came: she asked
+    /// for her receipts with a signed request.
+    FetchBids,
     AwaitNotice,
     Stalled,
     Done,
@@ -651,10 +668,26 @@ pub struct SellerActor {
     pub bound: Option<BoundReceipt>,
     /// Whether she learnt of her binding through the recovery query.
     pub recovered: bool,
-    /// Her BID_RECEIPT, once she has it.
-    pub receipt: Option<HeldReceipt>,
-    /// The notice she holds (it passed `check_notice`) and what it says.
-    pub notice: Option<(Vec<u8>, Outcome)>,
+    /// Her BID_RECEIPTs, as she got them (the answer to a bid, or her
+    /// request for her receipts), in the order she got them.
+    pub receipts: Vec<HeldReceipt>,
+    /// The notices she holds (each passed `check_notice`) and what they
+    /// say, by the hash of the receipt they are about.
+    pub notices: BTreeMap<[u8; 32], (Vec<u8>, Outcome)>,
+    /// hash(X_1) of every bid she sent, in order.
+    sent_bids: Vec<[u8; 32]>,
+    /// How many of `sent_bids` her last complete list of receipts from the
+    /// server covers: those are settled (she holds their receipt, or the
+    /// server never took them).
+    settled_bids: usize,
+    /// Her latest request for her receipts, and how many bids she had sent
+    /// when she made it. A late answer is still taken.
+    bids_request: Option<(BidsRequest, usize)>,
+    /// Whether she already came back after bidding closed to learn how her
+    /// unanswered bids went, once her bidding attempts ran out.
+    came_back: bool,
+    /// Whether some of her receipts came through her request for them.
+    pub recovered_receipts: bool,
     attempts: u32,
     pub(crate) deadline: Option<u64>,
     limits: Limits,
@@ -691,8 +724,13 @@ impl SellerActor {
             recovery,
             bound: None,
             recovered: false,
-            receipt: None,
-            notice: None,
+            receipts: Vec::new(),
+            notices: BTreeMap::new(),
+            sent_bids: Vec::new(),
+            settled_bids: 0,
+            bids_request: None,
+            came_back: false,
+            recovered_receipts: false,
             attempts: 0,
             deadline: Some(start_ms),
             limits,
@@ -706,12 +744,110 @@ impl SellerActor {
         matches!(self.step, SellerStep::GaveUp)
     }
 
+    /// What her notices tell her: won if one of her bids won, lost if she
+    /// holds notices and none says so, nothing before any notice.
+    pub fn outcome(&self) -> Option<Outcome> {
+        if self.notices.is_empty() {
+            None
+        } else if self.notices.values().any(|(_, o)| *o == Outcome::Won) {
+            Some(Outcome::Won)
+        } else {
+            Some(Outcome::Lost)
+        }
+    }
+
+    /// Whether she knows how her bidding ended: one of her bids won, or
+    /// every receipt she holds has its notice and (with the request for
+    /// receipts) no bid of hers went unanswered since her last complete
+    /// list.
+    fn knows_outcome(&self) -> bool {
+        self.outcome() == Some(Outcome::Won)
+            || (!self.receipts.is_empty()
+                && self
+                    .receipts
+                    .iter()
+                    .all(|r| self.notices.contains_key(&r.hash()))
+                && !(self.recovery && self.unanswered_bids() > 0))
+    }
+
+    /// Bids she sent, not settled by a complete list of her receipts, whose
+    /// receipt she does not hold.
+    fn unanswered_bids(&self) -> usize {
+        self.sent_bids
+            .get(self.settled_bids..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|h| !self.receipts.iter().any(|r| r.message.x1_hash == **h))
+            .count()
+    }
+
+    /// Asks the server for her receipts on `cpo` from her `from`-th bid on.
+    fn ask_for_bids(&mut self, out: &mut Out, cpo: [u8; 32], from: u64, sent: usize) {
+        let (m, req) = request_bids(&self.keys, &mut self.rng, out.now(), cpo, from);
+        out.proto(Addr::Server, &m);
+        self.bids_request = Some((req, sent));
+        self.step = SellerStep::FetchBids;
+    }
+
+    /// Her request for her receipts was answered: she keeps those she did
+    /// not hold, asks for the next page if there is one, and otherwise
+    /// counts every bid she had sent by then as settled.
+    fn take_bids_reply(&mut self, out: &mut Out, m: &[u8]) -> bool {
+        let Goal::Bid { cpo, closes_ms, .. } = self.goal else {
+            return false;
+        };
+        let Some((req, sent)) = self.bids_request.take() else {
+            return false;
+        };
+        let got = match open_bids_reply(&self.keys, &self.server.sign, &req, m) {
+            Ok(got) if req.cpo == cpo && !matches!(self.step, SellerStep::Done) => got,
+            _ => {
+                self.bids_request = Some((req, sent));
+                return false;
+            }
+        };
+        let next = got.next();
+        for r in got.receipts {
+            if !self.receipts.contains(&r) {
+                self.receipts.push(r);
+                self.recovered_receipts = true;
+            }
+        }
+        if let Some(from) = next {
+            self.ask_for_bids(out, cpo, from, sent);
+            self.deadline = Some(out.now_ms + self.limits.timeout_ms);
+            return true;
+        }
+        self.settled_bids = self.settled_bids.max(sent);
+        if self.knows_outcome() {
+            self.done();
+        } else if !matches!(self.step, SellerStep::AwaitReceipt(_)) {
+            // (A bid she made since stays in flight.) Wait for the award's
+            // notices, and ask for them if none come.
+            self.step = SellerStep::AwaitNotice;
+            self.attempts = 0;
+            self.deadline = Some(closes_ms.max(out.now_ms) + 2 * self.limits.timeout_ms);
+        }
+        true
+    }
+
     pub(crate) fn on_timer(&mut self, out: &mut Out) {
         if matches!(self.step, SellerStep::Done | SellerStep::GaveUp) {
             self.deadline = None;
             return;
         }
         if self.attempts >= self.limits.max_attempts {
+            // Out of attempts with bids whose receipts never came: she comes
+            // back once bidding has closed to ask how they went (once).
+            if let Goal::Bid { closes_ms, .. } = self.goal {
+                if self.recovery && self.unanswered_bids() > 0 && !self.came_back {
+                    self.came_back = true;
+                    self.attempts = 0;
+                    self.step = SellerStep::AwaitNotice;
+                    self.deadline = Some(closes_ms.max(out.now_ms) + 2 * self.limits.timeout_ms);
+                    return;
+                }
+            }
             self.step = SellerStep::GaveUp;
             self.deadline = None;
             return;
@@ -754,18 +890,38 @@ impl SellerActor {
                 list(out, &cpo, 0);
                 self.step = SellerStep::AwaitListing;
             }
-            Goal::Bid { cpo, .. } => match &self.receipt {
-                None => {
+            Goal::Bid { cpo, closes_ms, .. } => {
+                // A bid of hers went out and its receipt never came: that
+                // bid may be the one that wins. She asks for her receipts,
+                // in turn with what she would do otherwise (bid again while
+                // she holds no receipt and bidding is open: her bid may
+                // never have reached the server; ask for her notices once
+                // she holds a receipt).
+                let closed = out.now_ms >= closes_ms;
+                if self.recovery
+                    && self.unanswered_bids() > 0
+                    && (!matches!(self.step, SellerStep::FetchBids)
+                        || (closed && self.receipts.is_empty()))
+                {
+                    let sent = self.sent_bids.len();
+                    self.ask_for_bids(out, cpo, 0, sent);
+                    return;
+                }
+                if self.receipts.is_empty() {
                     list(out, &cpo, 1);
                     self.step = SellerStep::AwaitListing;
-                }
-                Some(r) => {
-                    let mut b = cpo.to_vec();
-                    b.extend_from_slice(&r.hash());
-                    out.frame(Addr::Server, NOTICE_REQUEST, &b);
+                } else {
+                    for r in &self.receipts {
+                        let hash = r.hash();
+                        if !self.notices.contains_key(&hash) {
+                            let mut b = cpo.to_vec();
+                            b.extend_from_slice(&hash);
+                            out.frame(Addr::Server, NOTICE_REQUEST, &b);
+                        }
+                    }
                     self.step = SellerStep::AwaitNotice;
                 }
-            },
+            }
         }
     }
 
@@ -785,22 +941,32 @@ impl SellerActor {
             return false;
         };
         if kind == NOTICE {
-            let (Some(r), None) = (&self.receipt, &self.notice) else {
+            // The notice of one of her receipts that has none yet.
+            let found = self
+                .receipts
+                .iter()
+                .filter(|r| !self.notices.contains_key(&r.hash()))
+                .find_map(|r| {
+                    check_notice(m, r, &self.server.sign, &self.arbiter_sign)
+                        .ok()
+                        .map(|o| (r.hash(), o))
+                });
+            let Some((hash, o)) = found else {
                 return false;
             };
-            return match check_notice(m, r, &self.server.sign, &self.arbiter_sign) {
-                Ok(o) => {
-                    self.notice = Some((m.to_vec(), o));
-                    self.done();
-                    true
-                }
-                Err(_) => false,
-            };
+            self.notices.insert(hash, (m.to_vec(), o));
+            if self.knows_outcome() {
+                self.done();
+            }
+            return true;
         }
         if kind != PROTO {
             return false;
         }
         let Some(tag) = tag_of(m) else { return false };
+        if tag == tags::CPO_BIDS_REPLY {
+            return self.take_bids_reply(out, m);
+        }
         if tag == tags::CPO_SELLER_BINDING_ANSWER {
             let (Some(e), Some(s)) = (self.recovery_wait.take(), &self.session) else {
                 return false;
@@ -876,6 +1042,7 @@ impl SellerActor {
                         match s.bid(rng, &l, price, "delivered in 3 days") {
                             Ok((m1, e)) => {
                                 out.proto(Addr::Server, &m1);
+                                self.sent_bids.push(e.bid_hash());
                                 SellerStep::AwaitReceipt(e)
                             }
                             Err(_) => {
@@ -907,7 +1074,9 @@ impl SellerActor {
             (SellerStep::AwaitReceipt(e), Some(s)) if tag == tags::CPO_BID_RECEIPT => {
                 match e.handle(s, m) {
                     Ok(r) => {
-                        self.receipt = Some(r);
+                        if !self.receipts.contains(&r) {
+                            self.receipts.push(r);
+                        }
                         SellerStep::AwaitNotice
                     }
                     Err(_) => {
@@ -923,6 +1092,9 @@ impl SellerActor {
         };
         if !ok {
             return false;
+        }
+        if matches!(self.step, SellerStep::AwaitNotice) && self.knows_outcome() {
+            self.done();
         }
         match self.step {
             SellerStep::Done => {}
@@ -946,6 +1118,11 @@ impl SellerActor {
 }
 
 impl SellerActor {
+    /// Her bond certificate (DER).
+    pub fn bond_der(&self) -> &[u8] {
+        &self.bond
+    }
+
     /// Whether she is after a first-come binding (not a bid).
     pub fn goal_is_bind(&self) -> bool {
         matches!(self.goal, Goal::Bind { .. })

@@ -11,9 +11,10 @@
 //!   timer; a role's `now` is [`EPOCH`] plus the elapsed whole seconds.
 //! - **The parties** ([`actors`]): buyers (protocol 1 or 5, then 2), the
 //!   arbiter (1, 5 and the award of 6), the server on in-memory ports (2,
-//!   3, 4, 6, the award, notices, and the binding recovery query of
-//!   [`agora_cpo::recovery`]), and sellers (3, a listing request, then 4 or
-//!   6). The request for a listing, and for a notice, are transport-level
+//!   3, 4, 6, the award, notices, the binding recovery query of
+//!   [`agora_cpo::recovery`], and the buyer's and the bidder's signed
+//!   requests for a lost posted CPO or BID_RECEIPT), and sellers (3, a
+//!   listing request, then 4 or 6). The request for a listing, and for a notice, are transport-level
 //!   messages, not protocol messages. A message that fails its checks is
 //!   dropped and counted; an actor with no progress for
 //!   [`Scenario::timeout_ms`] restarts its run with fresh randomness, at most
@@ -40,7 +41,7 @@ use agora_core::ports::MemoryReplayCache;
 use agora_core::wire::cose;
 use agora_core::{Currency, KeyId, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
-use agora_cpo::bidding::{check_notice, choose_winner, Award, Bids, Outcome};
+use agora_cpo::bidding::{check_notice, choose_winner, Award, BidReceipt, Bids, Outcome};
 use agora_cpo::msg::BoundCpo;
 use agora_cpo::policy::ArbiterPolicy;
 use agora_cpo::ports::{Board, MemoryBoard, MemorySessions};
@@ -210,11 +211,14 @@ pub struct Summary {
     pub awarded: bool,
     /// The seller the bidding CPO is bound to, if any.
     pub award_winner: Option<u8>,
-    /// Per bidder: the notice she holds, if any.
+    /// Per bidder: what her notices tell her, if she holds any.
     pub notices: Vec<Option<Outcome>>,
     /// The bidding CPO's winner holds no Won notice: the winning bid is one
-    /// whose BID_RECEIPT she never got (she bid again after a timeout).
+    /// whose BID_RECEIPT she never got (she bid again after a timeout) and
+    /// did not recover.
     pub unaware_bid_winner: bool,
+    /// Bidders who got receipts of theirs through the request for them.
+    pub bids_recovered: Vec<u8>,
 }
 
 impl World {
@@ -486,11 +490,12 @@ impl World {
                 .sellers
                 .iter()
                 .filter(|s| matches!(s.goal, Goal::Bid { .. }))
-                .map(|s| s.notice.as_ref().map(|(_, o)| *o))
+                .map(|s| s.outcome())
                 .collect(),
             unaware_bid_winner: bound_seller(bid)
                 .and_then(|i| self.sellers.get(usize::from(i)))
-                .is_some_and(|s| !matches!(s.notice, Some((_, Outcome::Won)))),
+                .is_some_and(|s| s.outcome() != Some(Outcome::Won)),
+            bids_recovered: idx(&|s| s.recovered_receipts),
         }
     }
 
@@ -600,28 +605,40 @@ impl World {
                 }
             }
             for (i, s) in self.sellers.iter().enumerate() {
-                if let Some(r) = &s.receipt {
+                for r in &s.receipts {
+                    if cose::verify::<BidReceipt>(&r.signed, &server_key)
+                        .ok()
+                        .as_ref()
+                        != Some(&r.message)
+                        || r.message.ccpo.id != c.id
+                        || r.message.seller_bond != s.bond_der()
+                    {
+                        v.push(format!("seller {i}: a receipt of hers does not verify"));
+                    }
                     if !recorded.iter().any(|b| b.receipt_hash == r.hash()) {
                         v.push(format!("seller {i}: her receipt's bid is not recorded"));
                     }
-                    if let Some((n, o)) = &s.notice {
-                        match check_notice(n, r, &server_key, &arbiter_key) {
-                            Ok(x) if x == *o => {}
-                            _ => v.push(format!("seller {i}: her notice does not check")),
-                        }
-                        // A Lost notice while the board binds her is
-                        // possible: another bid of hers, whose receipt she
-                        // lost, won (see Summary::unaware_bid_winner).
-                        let hers = binding.as_ref().is_some_and(|b| b.seller == s.keys.id());
-                        if *o == Outcome::Won && !hers {
-                            v.push(format!("seller {i}: she holds a win the board denies"));
-                        }
-                        if *o == Outcome::Lost && hers && won_hash == Some(r.hash()) {
-                            v.push(format!("seller {i}: told she lost the bid that won"));
-                        }
+                }
+                for (hash, (n, o)) in &s.notices {
+                    let Some(r) = s.receipts.iter().find(|r| r.hash() == *hash) else {
+                        v.push(format!("seller {i}: a notice without a receipt"));
+                        continue;
+                    };
+                    match check_notice(n, r, &server_key, &arbiter_key) {
+                        Ok(x) if x == *o => {}
+                        _ => v.push(format!("seller {i}: her notice does not check")),
                     }
-                } else if s.notice.is_some() {
-                    v.push(format!("seller {i}: a notice without a receipt"));
+                    // A Lost notice while the board binds her is possible:
+                    // another bid of hers won, whose receipt she lost (and,
+                    // without the request for receipts, never got; see
+                    // Summary::unaware_bid_winner).
+                    let hers = binding.as_ref().is_some_and(|b| b.seller == s.keys.id());
+                    if *o == Outcome::Won && !hers {
+                        v.push(format!("seller {i}: she holds a win the board denies"));
+                    }
+                    if *o == Outcome::Lost && hers && won_hash == Some(*hash) {
+                        v.push(format!("seller {i}: told she lost the bid that won"));
+                    }
                 }
             }
         }

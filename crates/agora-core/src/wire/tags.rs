@@ -134,6 +134,13 @@ pub const CPO_BID_AWARD: Tag = Tag::new(SYSTEM_CPO, 6, 5);
 /// CPO protocol 6, step 5: "The winning bid is notified, as are all losing
 /// bids": the server's signed notice to each bidder.
 pub const CPO_BID_NOTICE: Tag = Tag::new(SYSTEM_CPO, 6, 6);
+/// CPO protocol 6, agora's addition (found by agora-sim): a bidder whose
+/// BID_RECEIPT was lost on the way asks the server for her receipts on one
+/// CPO, signed with the key of her bond.
+pub const CPO_BIDS_REQUEST: Tag = Tag::new(SYSTEM_CPO, 6, 7);
+/// CPO protocol 6, agora's addition: the server's answer, sealed to the
+/// bidder: every BID_RECEIPT of hers on that CPO, as the server signed them.
+pub const CPO_BIDS_REPLY: Tag = Tag::new(SYSTEM_CPO, 6, 8);
 
 /// CPO delivery (paper section 3.11; agora numbers it protocol 7), step 1:
 /// the buyer's (or an intermediary's) challenge to the seller of a
@@ -242,6 +249,8 @@ pub const ALL: &[(Tag, &str)] = &[
     (CPO_BID_AWARD_REQUEST, "CPO_BID_AWARD_REQUEST"),
     (CPO_BID_AWARD, "CPO_BID_AWARD"),
     (CPO_BID_NOTICE, "CPO_BID_NOTICE"),
+    (CPO_BIDS_REQUEST, "CPO_BIDS_REQUEST"),
+    (CPO_BIDS_REPLY, "CPO_BIDS_REPLY"),
     (CPO_PROOF_CHALLENGE, "CPO_PROOF_CHALLENGE"),
     (CPO_PROOF, "CPO_PROOF"),
     (SPEED_NEGOTIATION_REQUEST, "SPEED_NEGOTIATION_REQUEST"),
