@@ -457,6 +457,20 @@ pub trait Bids: Send + Sync {
     /// Record a bid on CPO `cpo` (durably), unless the CPO already has
     /// [`MAX_BIDS_PER_CPO`] bids or an award (`Error::Refused`).
     fn record_bid(&self, cpo: &[u8; 32], bid: &BidRecord) -> Result<()>;
+    /// [`Self::record_bid`] for a bid made in browse session `session`,
+    /// refused (`Error::NotAuthorised`) unless that session is stored and
+    /// not ended when the bid commits, as [`Board::try_bind_in_session`]
+    /// does for bindings. The default (a store that does not hold the
+    /// sessions) is [`Self::record_bid`].
+    fn record_bid_in_session(
+        &self,
+        cpo: &[u8; 32],
+        bid: &BidRecord,
+        session: &[u8; 32],
+    ) -> Result<()> {
+        let _ = session;
+        self.record_bid(cpo, bid)
+    }
     /// The bids on `cpo`, in the order taken.
     fn bids(&self, cpo: &[u8; 32]) -> Result<Vec<BidRecord>>;
     /// Record the signed award of `cpo`; the first award stands.
@@ -639,8 +653,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         id: &[u8; 32],
         cpo: &[u8; 32],
     ) -> Result<Vec<u8>> {
-        let (s, _) = self.listable(id, cpo, Mode::Bidding, now)?;
-        let channel = self.channel(&s);
+        let (channel, _) = self.listable(id, cpo, Mode::Bidding, now)?;
         self.listing_on(rng, now, &channel, cpo, Mode::Bidding)
     }
 
@@ -678,7 +691,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             details: x1.details,
         };
         let (reply, signed) = channel.seal_signed(rng, Direction::ToSeller, &self.keys.sign, &x2);
-        bids.record_bid(
+        bids.record_bid_in_session(
             &cpo,
             &BidRecord {
                 summary: BidSummary {
@@ -689,7 +702,14 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 },
                 receipt: signed.clone(),
             },
-        )?;
+            &s.id,
+        )
+        .inspect_err(|e| {
+            // Ended by another process since this server read it.
+            if matches!(e, Error::NotAuthorised(_)) {
+                self.forget(|k| k.id == s.id);
+            }
+        })?;
         Ok(BidTaken {
             reply,
             signed,
@@ -844,6 +864,11 @@ impl PendingAward {
                 }
                 BindOutcome::TakenDown => {
                     return Err(Error::Refused("this CPO was taken down".into()))
+                }
+                BindOutcome::SessionEnded => {
+                    return Err(Error::ApiMisuse(
+                        "an award's binding is not made in a browse session",
+                    ))
                 }
             }
         }

@@ -51,7 +51,8 @@ pub const MAX_CLOCK_SKEW_SECS: u64 = 120;
 pub const ACCEPTANCE_MAX_AGE_SECS: u64 = 24 * 3600;
 /// The longest browse session a seller may ask for (T in protocol 3).
 pub const MAX_SESSION_SECS: u64 = 7 * 24 * 3600;
-/// K_p channels a server keeps derived (about 200 bytes each).
+/// Sessions a server remembers, each with its derived K_p channel (about
+/// 1.5 KiB each with the seller's bond).
 pub const MAX_CACHED_CHANNELS: usize = 16_384;
 /// How long a listing (protocol 4, step 1) may be answered with an offer.
 pub const LISTING_TTL_SECS: u64 = 600;

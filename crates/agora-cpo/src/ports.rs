@@ -65,6 +65,9 @@ pub enum BindOutcome {
     NotPosted,
     /// The CPO was taken down (its buyer's bond was revoked); nothing changed.
     TakenDown,
+    /// The browse session the binding was made in has ended (or is not
+    /// stored); nothing changed. Only [`Board::try_bind_in_session`].
+    SessionEnded,
 }
 
 /// The result of taking a CPO down.
@@ -238,6 +241,22 @@ pub trait Board: Send + Sync {
     /// Bind the CPO `id` to `binding` unless it is bound already: the first
     /// valid binding wins, exactly once, across processes sharing the store.
     fn try_bind(&self, id: &[u8; 32], binding: &Binding) -> Result<BindOutcome, Error>;
+    /// [`Self::try_bind`] for a binding made in browse session `session`,
+    /// refused ([`BindOutcome::SessionEnded`]) unless that session is stored
+    /// and not ended when the binding commits: so an end made by another
+    /// process sharing the store holds even against a server that read the
+    /// session before. The default, for a board that does not hold the
+    /// sessions (the in-memory twins, which one process owns), is
+    /// [`Self::try_bind`]: the server there sees every end itself.
+    fn try_bind_in_session(
+        &self,
+        id: &[u8; 32],
+        binding: &Binding,
+        session: &[u8; 32],
+    ) -> Result<BindOutcome, Error> {
+        let _ = session;
+        self.try_bind(id, binding)
+    }
     /// The binding of CPO `id`, if it is bound.
     fn binding(&self, id: &[u8; 32]) -> Result<Option<Binding>, Error>;
     /// Take CPO `id` down at `at` (paper 4.2, attack 3: its buyer's key is

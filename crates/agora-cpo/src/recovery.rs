@@ -162,16 +162,12 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             }
             .into());
         }
-        let s = self
-            .sessions
-            .get(&id)?
-            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        let channel = self.channel(&s);
+        let (_, channel) = self.session(&id)?;
         let q = channel.open_authed::<BindingQuery>(Direction::ToServer, m)?;
         if q.session != id {
             return Err(Error::PeerMisbehaved("the query names another session"));
         }
-        let s = self.live_session(&id, now)?;
+        let (s, _) = self.live_session(&id, now)?;
         let refused = || Error::Refused("no binding of this CPO to this seller".into());
         let entry = self.board.get(&q.cpo)?.ok_or_else(refused)?;
         if entry.mode != Mode::FirstCome {

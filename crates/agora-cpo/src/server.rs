@@ -29,6 +29,7 @@ use agora_core::{Error, KeyId, Result, Timestamp};
 use agora_pki::{validate_bond, BondRequirement, Role};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use zeroize::Zeroize;
 
 /// Replay-cache scope of post requests' R_0.
 pub const POST_NONCE_SCOPE: &str = "cpo/post/r0";
@@ -84,10 +85,15 @@ pub struct Server<B, R, S> {
     /// Listings waiting for an offer, by hash(X_0). Kept in memory: losing
     /// them (a restart) only means the seller asks for the listing again.
     pub(crate) issued: Mutex<HashMap<[u8; 32], IssuedListing>>,
-    /// The K_p channels of recent sessions, by session id: deriving one
-    /// costs three HKDFs, and a session's K_p never changes. Bounded
-    /// (cleared when full); a session's liveness is still read per message.
-    channels: Mutex<HashMap<[u8; 32], Arc<Channel>>>,
+    /// Sessions this server read and found not ended, by id, each with its
+    /// derived K_p channel (deriving one costs three HKDFs) and without K_p
+    /// itself (wiped in the copy kept here). A session never changes but for
+    /// its end: an end made by this server forgets it here at once; one made
+    /// by another process sharing the store is caught where it matters, in
+    /// the transaction of a binding or bid ([`Board::try_bind_in_session`],
+    /// [`crate::bidding::Bids::record_bid_in_session`]). Bounded (cleared
+    /// when full).
+    known: Mutex<HashMap<[u8; 32], Known>>,
     /// How long the server waits for the answer to its challenge in
     /// protocols 2 and 3; default [`crate::SESSION_TIMEOUT_SECS`], longer
     /// when posting goes by e-mail.
@@ -96,6 +102,9 @@ pub struct Server<B, R, S> {
     /// [`crate::LISTING_TTL_SECS`], longer when binding goes by e-mail.
     pub listing_ttl_secs: u64,
 }
+
+/// A session as [`Server`] remembers it: K_p wiped, its channel derived.
+type Known = (Session, Arc<Channel>);
 
 /// A checked ARBITER_ACCEPTANCE.
 #[derive(Clone, Debug)]
@@ -193,7 +202,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             replay,
             sessions,
             issued: Mutex::new(HashMap::new()),
-            channels: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
             session_timeout_secs: crate::SESSION_TIMEOUT_SECS,
             listing_ttl_secs: crate::LISTING_TTL_SECS,
         }
@@ -487,10 +496,10 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         cpo: &[u8; 32],
         mode: Mode,
         now: Timestamp,
-    ) -> Result<(Session, CpoState)> {
-        let s = self.live_session(id, now)?;
+    ) -> Result<(Arc<Channel>, CpoState)> {
+        let (_, channel) = self.live_session(id, now)?;
         let entry = self.listable_for(cpo, mode, now)?;
-        Ok((s, entry))
+        Ok((channel, entry))
     }
 
     /// The CPO half of [`Self::listable`].
@@ -592,28 +601,42 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         Ok(listing)
     }
 
-    /// The K_p channel of session `s`, derived once and kept.
-    pub(crate) fn channel(&self, s: &Session) -> Arc<Channel> {
-        let mut m = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = m.get(&s.id) {
-            return c.clone();
+    /// Session `id` (its K_p wiped) and its K_p channel: remembered if this
+    /// server found it not ended before (see the `known` field), else read
+    /// from the store. Unknown sessions are `NotAuthorised`.
+    pub(crate) fn session(&self, id: &[u8; 32]) -> Result<Known> {
+        if let Some(k) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(k.clone());
         }
-        if m.len() >= crate::MAX_CACHED_CHANNELS {
-            m.clear();
-        }
-        let c = Arc::new(Channel::new(&BindingKey::from_bytes(s.k_p)));
-        m.insert(s.id, c.clone());
-        c
-    }
-
-    /// A live session: it exists, was not ended, and `now` is within T.
-    pub(crate) fn live_session(&self, id: &[u8; 32], now: Timestamp) -> Result<Session> {
-        let s = self
+        let mut s = self
             .sessions
             .get(id)?
             .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        check_live(&s, now)?;
-        Ok(s)
+        let channel = Arc::new(Channel::new(&BindingKey::from_bytes(s.k_p)));
+        s.k_p.zeroize();
+        if s.ended_at.is_none() {
+            let mut m = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            if m.len() >= crate::MAX_CACHED_CHANNELS {
+                m.clear();
+            }
+            m.insert(s.id, (s.clone(), channel.clone()));
+        }
+        Ok((s, channel))
+    }
+
+    /// Forgets the remembered sessions `ended` says have ended.
+    pub(crate) fn forget(&self, ended: impl Fn(&Session) -> bool) {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (s, _)| !ended(s));
+    }
+
+    /// A live session: it exists, was not ended, and `now` is within T.
+    pub(crate) fn live_session(&self, id: &[u8; 32], now: Timestamp) -> Result<Known> {
+        let k = self.session(id)?;
+        check_live(&k.0, now)?;
+        Ok(k)
     }
 
     /// The checks every answer to a listing goes through, in this order
@@ -636,11 +659,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             }
             .into());
         }
-        let session = self
-            .sessions
-            .get(&id)?
-            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        let channel = self.channel(&session);
+        let (session, channel) = self.session(&id)?;
         let message = channel.open_authed::<M>(Direction::ToServer, m)?;
         check_live(&session, now)?;
         self.check_seller_not_revoked(&session, now)?;
@@ -680,6 +699,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         }
         if current.iter().any(|c| c.is_revoked(&serial)) {
             self.sessions.end_all_of(&s.seller, now)?;
+            self.forget(|k| k.seller == s.seller);
             return Err(Error::NotAuthorised("the seller's bond is revoked".into()));
         }
         Ok(())
@@ -695,8 +715,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         id: &[u8; 32],
         cpo: &[u8; 32],
     ) -> Result<Vec<u8>> {
-        let (s, _) = self.listable(id, cpo, Mode::FirstCome, now)?;
-        let channel = self.channel(&s);
+        let (channel, _) = self.listable(id, cpo, Mode::FirstCome, now)?;
         self.listing_on(rng, now, &channel, cpo, Mode::FirstCome)
     }
 
@@ -776,7 +795,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             bound_at: now,
             bound_cpo: signed.clone(),
         };
-        match self.board.try_bind(&cpo, &binding)? {
+        match self.board.try_bind_in_session(&cpo, &binding, &s.id)? {
             BindOutcome::Bound => Ok(Bound {
                 reply,
                 signed,
@@ -785,6 +804,10 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             BindOutcome::AlreadyBound => Err(Error::Refused("this CPO is already bound".into())),
             BindOutcome::NotPosted => Err(Error::Refused("no such CPO on this board".into())),
             BindOutcome::TakenDown => Err(Error::Refused("this CPO was taken down".into())),
+            BindOutcome::SessionEnded => {
+                self.forget(|k| k.id == s.id);
+                Err(Error::NotAuthorised("the browse session has ended".into()))
+            }
         }
     }
 
@@ -797,11 +820,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         m: &[u8],
     ) -> Result<Vec<u8>> {
         let (_, id) = session::peek(m)?;
-        let s = self
-            .sessions
-            .get(&id)?
-            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        let channel = self.channel(&s);
+        let (s, channel) = self.session(&id)?;
         let x = channel.open_authed::<ListingRequest>(Direction::ToServer, m)?;
         if x.session != id {
             return Err(Error::PeerMisbehaved(
@@ -815,18 +834,16 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     /// Pam ends her session (under `Auth_{K_p}`): K_p binds nothing more.
     pub fn handle_end_session(&self, now: Timestamp, m: &[u8]) -> Result<EndOutcome> {
         let (_, id) = session::peek(m)?;
-        let s = self
-            .sessions
-            .get(&id)?
-            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        let channel = self.channel(&s);
+        let (_, channel) = self.session(&id)?;
         let x = channel.open_authed::<EndSession>(Direction::ToServer, m)?;
         if x.session != id {
             return Err(Error::PeerMisbehaved(
                 "the end message names another session",
             ));
         }
-        self.sessions.end(&id, now)
+        let outcome = self.sessions.end(&id, now)?;
+        self.forget(|k| k.id == id);
+        Ok(outcome)
     }
 }
 
@@ -931,6 +948,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 let serial = agora_pki::Serial(s.bond_serial.clone());
                 if self.revoked(s.agency.as_bytes(), &serial, now) {
                     report.sessions_ended += self.sessions.end_all_of(&s.seller, now)?;
+                    self.forget(|k| k.seller == s.seller);
                 }
             }
         }
@@ -1121,11 +1139,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     ) -> Result<(Vec<u8>, PendingListing)> {
         let reply = self.handle_listing_request(rng, now, m)?;
         let (tag, id) = session::peek(&reply)?;
-        let s = self
-            .sessions
-            .get(&id)?
-            .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
-        let channel = self.channel(&s);
+        let (_, channel) = self.session(&id)?;
         let x0_hash = if tag == <BindListing as wire::Message>::TAG {
             digest(&channel.open_authed::<BindListing>(Direction::ToSeller, &reply)?)
         } else {

@@ -31,14 +31,26 @@ fn exact(v: u64, what: &'static str) -> Result<i64, Error> {
     i64::try_from(v).map_err(|_| Error::ApiMisuse(what))
 }
 
-impl Bids for SqliteBids {
-    fn record_bid(&self, cpo: &[u8; 32], bid: &BidRecord) -> Result<(), Error> {
+impl SqliteBids {
+    /// [`Bids::record_bid`], and with `session`,
+    /// [`Bids::record_bid_in_session`].
+    fn record(
+        &self,
+        cpo: &[u8; 32],
+        bid: &BidRecord,
+        session: Option<[u8; 32]>,
+    ) -> Result<(), Error> {
         let cpo = *cpo;
         let s = bid.summary.clone();
         let receipt = bid.receipt.clone();
         let cents = exact(s.price.cents, "bid price over i64")?;
         let t = exact(s.t.secs(), "bid time over i64")?;
         self.store.writer().execute(move |conn| {
+            if let Some(session) = session {
+                if !crate::board::session_open(conn, &session)? {
+                    return Err(Error::NotAuthorised("the browse session has ended".into()));
+                }
+            }
             let awarded: bool = conn
                 .prepare_cached("SELECT 1 FROM cpo_award WHERE cpo = ?1")
                 .and_then(|mut st| st.exists([cpo.as_slice()]))
@@ -73,6 +85,21 @@ impl Bids for SqliteBids {
             .map_err(storage)?;
             Ok(())
         })
+    }
+}
+
+impl Bids for SqliteBids {
+    fn record_bid(&self, cpo: &[u8; 32], bid: &BidRecord) -> Result<(), Error> {
+        self.record(cpo, bid, None)
+    }
+
+    fn record_bid_in_session(
+        &self,
+        cpo: &[u8; 32],
+        bid: &BidRecord,
+        session: &[u8; 32],
+    ) -> Result<(), Error> {
+        self.record(cpo, bid, Some(*session))
     }
 
     fn bids(&self, cpo: &[u8; 32]) -> Result<Vec<BidRecord>, Error> {

@@ -105,6 +105,76 @@ fn decode_ccpo(bytes: &[u8]) -> Result<Ccpo, Error> {
     Ok(c)
 }
 
+/// Whether browse session `session` is stored and not ended, read in the
+/// caller's write transaction.
+pub(crate) fn session_open(conn: &Connection, session: &[u8; 32]) -> Result<bool, Error> {
+    conn.prepare_cached("SELECT 1 FROM cpo_session WHERE id = ?1 AND ended_at IS NULL")
+        .and_then(|mut st| st.exists([session.as_slice()]))
+        .map_err(storage)
+}
+
+impl SqliteBoard {
+    /// [`Board::try_bind`], and with `session`, [`Board::try_bind_in_session`].
+    fn bind(
+        &self,
+        id: &[u8; 32],
+        binding: &Binding,
+        session: Option<[u8; 32]>,
+    ) -> Result<BindOutcome, Error> {
+        // The binding time is only in this row: refuse one it could not give
+        // back.
+        let bound_at = i64::try_from(binding.bound_at.secs())
+            .map_err(|_| Error::ApiMisuse("binding time beyond i64::MAX seconds"))?;
+        let (id, seller) = (*id, *binding.seller.as_bytes());
+        let bound_cpo = binding.bound_cpo.clone();
+        // One request, so one savepoint of one write transaction: the check
+        // and the insert see the same state. Across processes the primary
+        // key of `cpo_binding` decides (another process's binding committed
+        // first makes this insert do nothing).
+        self.store.writer().execute(move |conn| {
+            let posted = conn
+                .prepare_cached("SELECT 1 FROM cpo_board WHERE id = ?1")
+                .and_then(|mut st| st.exists([id.as_slice()]))
+                .map_err(storage)?;
+            if !posted {
+                return Ok(BindOutcome::NotPosted);
+            }
+            let down = conn
+                .prepare_cached("SELECT 1 FROM cpo_takedown WHERE id = ?1")
+                .and_then(|mut st| st.exists([id.as_slice()]))
+                .map_err(storage)?;
+            if down {
+                return Ok(BindOutcome::TakenDown);
+            }
+            if let Some(session) = session {
+                if !session_open(conn, &session)? {
+                    return Ok(BindOutcome::SessionEnded);
+                }
+            }
+            let n = conn
+                .prepare_cached(
+                    "INSERT INTO cpo_binding (id, seller, bound_at, bound_cpo)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        id.as_slice(),
+                        seller.as_slice(),
+                        bound_at,
+                        bound_cpo
+                    ])
+                })
+                .map_err(storage)?;
+            Ok(if n == 1 {
+                BindOutcome::Bound
+            } else {
+                BindOutcome::AlreadyBound
+            })
+        })
+    }
+}
+
 impl Board for SqliteBoard {
     fn post(&self, entry: &BoardEntry) -> Result<PostOutcome, Error> {
         // The posting time is only in this row: refuse one it could not give
@@ -156,52 +226,16 @@ impl Board for SqliteBoard {
     }
 
     fn try_bind(&self, id: &[u8; 32], binding: &Binding) -> Result<BindOutcome, Error> {
-        // The binding time is only in this row: refuse one it could not give
-        // back.
-        let bound_at = i64::try_from(binding.bound_at.secs())
-            .map_err(|_| Error::ApiMisuse("binding time beyond i64::MAX seconds"))?;
-        let (id, seller) = (*id, *binding.seller.as_bytes());
-        let bound_cpo = binding.bound_cpo.clone();
-        // One request, so one savepoint of one write transaction: the check
-        // and the insert see the same state. Across processes the primary
-        // key of `cpo_binding` decides (another process's binding committed
-        // first makes this insert do nothing).
-        self.store.writer().execute(move |conn| {
-            let posted = conn
-                .prepare_cached("SELECT 1 FROM cpo_board WHERE id = ?1")
-                .and_then(|mut st| st.exists([id.as_slice()]))
-                .map_err(storage)?;
-            if !posted {
-                return Ok(BindOutcome::NotPosted);
-            }
-            let down = conn
-                .prepare_cached("SELECT 1 FROM cpo_takedown WHERE id = ?1")
-                .and_then(|mut st| st.exists([id.as_slice()]))
-                .map_err(storage)?;
-            if down {
-                return Ok(BindOutcome::TakenDown);
-            }
-            let n = conn
-                .prepare_cached(
-                    "INSERT INTO cpo_binding (id, seller, bound_at, bound_cpo)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        id.as_slice(),
-                        seller.as_slice(),
-                        bound_at,
-                        bound_cpo
-                    ])
-                })
-                .map_err(storage)?;
-            Ok(if n == 1 {
-                BindOutcome::Bound
-            } else {
-                BindOutcome::AlreadyBound
-            })
-        })
+        self.bind(id, binding, None)
+    }
+
+    fn try_bind_in_session(
+        &self,
+        id: &[u8; 32],
+        binding: &Binding,
+        session: &[u8; 32],
+    ) -> Result<BindOutcome, Error> {
+        self.bind(id, binding, Some(*session))
     }
 
     fn take_down(&self, id: &[u8; 32], at: Timestamp) -> Result<TakeDownOutcome, Error> {

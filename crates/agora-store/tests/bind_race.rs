@@ -8,6 +8,7 @@
 //! others are refused "already bound"; the binding is durable and the CPO
 //! leaves the listing.
 
+use agora_core::crypto::VerifyingKey;
 use agora_core::crypto::{SigningKey, X25519Secret};
 use agora_core::wire::cose;
 use agora_core::{Currency, Error, Money, Timestamp};
@@ -19,7 +20,7 @@ use agora_cpo::seller::{self, ExpectBound, SellerSession};
 use agora_cpo::server::{Bound, Server};
 use agora_cpo::{buyer, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys};
 use agora_pki::{Agency, BondParams, Conditions, CrlParams, Role, TrustAnchors};
-use agora_store::Store;
+use agora_store::{SqliteBoard, SqliteReplayCache, SqliteSessions, Store};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::time::Instant;
@@ -77,46 +78,55 @@ fn trust_of(agency: &Agency) -> BondTrust {
     }
 }
 
-/// One seller, ready to offer: her keys, her session, her offer (M_1 of
-/// protocol 4) and what she expects back.
-struct Seller {
-    keys: Keys,
-    session: SellerSession,
-    m1: Vec<u8>,
-    expect: ExpectBound,
-}
+type SqliteServer = Server<SqliteBoard, SqliteReplayCache, SqliteSessions>;
 
-#[test]
-fn sixty_four_sellers_race_to_bind_one_cpo_through_the_protocol_and_one_wins() {
-    let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let mut rng = ChaCha20Rng::seed_from_u64(3);
-    let agency = Agency::create(
-        "First Bonding Agency",
-        SigningKey::generate(&mut rng),
-        NOW.minus_secs(30 * DAY),
-        NOW.plus_secs(3650 * DAY),
-        &mut rng,
-    )
-    .unwrap();
-    let trust = trust_of(&agency);
-    let bob = keys(&mut rng);
-    let bob_bond = bond(&agency, &mut rng, &bob, vec![Role::Buyer]);
-    let alice_keys = keys(&mut rng);
-    let alice_peer = alice_keys.peer();
-    let alice = Arbiter::new(alice_keys, ArbiterPolicy::default(), trust.clone());
-    let server_keys = keys(&mut rng);
-    let server_peer = server_keys.peer();
-
-    let store = Store::open_dir(dir.path()).unwrap();
-    let server = Server::new(
-        server_keys,
+/// A CPO server on `store`, its keys drawn from `seed` (so that two servers
+/// made with one seed are one server in two processes).
+fn sqlite_server(
+    store: &Store,
+    trust: BondTrust,
+    arbiter: VerifyingKey,
+    seed: u64,
+) -> SqliteServer {
+    Server::new(
+        keys(&mut ChaCha20Rng::seed_from_u64(seed)),
         trust,
-        vec![alice_peer.sign],
+        vec![arbiter],
         store.board(),
         store.replay_cache(),
         store.sessions(),
-    );
+    )
+}
+
+/// A first-come CPO approved by Alice and posted on `store`'s board by a
+/// server whose keys come from `server_seed`.
+struct Market {
+    agency: Agency,
+    trust: BondTrust,
+    arbiter: VerifyingKey,
+    server: SqliteServer,
+    server_peer: agora_cpo::Peer,
+    cpo_id: [u8; 32],
+}
+
+fn market(store: &Store, rng: &mut ChaCha20Rng, server_seed: u64) -> Market {
+    let rng = &mut *rng;
+    let agency = Agency::create(
+        "First Bonding Agency",
+        SigningKey::generate(rng),
+        NOW.minus_secs(30 * DAY),
+        NOW.plus_secs(3650 * DAY),
+        rng,
+    )
+    .unwrap();
+    let trust = trust_of(&agency);
+    let bob = keys(rng);
+    let bob_bond = bond(&agency, rng, &bob, vec![Role::Buyer]);
+    let alice_keys = keys(rng);
+    let alice_peer = alice_keys.peer();
+    let alice = Arbiter::new(alice_keys, ArbiterPolicy::default(), trust.clone());
+    let server = sqlite_server(store, trust.clone(), alice_peer.sign, server_seed);
+    let server_peer = keys(&mut ChaCha20Rng::seed_from_u64(server_seed)).peer();
 
     // Protocol 1: Alice approves Bob's first-come CCPO.
     let ccpo = Ccpo::new(
@@ -130,69 +140,96 @@ fn sixty_four_sellers_race_to_bind_one_cpo_through_the_protocol_and_one_wins() {
             terms: "Deliver within 5 days to the buyer's intermediary.".into(),
             bond: bob_bond,
         },
-        &mut rng,
+        rng,
     )
     .unwrap();
     let cpo_id = ccpo.id;
-    let (m0, b) =
-        buyer::request_approval::<FirstCome>(&bob, &mut rng, ccpo, "", &alice_peer).unwrap();
-    let (m1, a) = alice
-        .handle_request::<FirstCome>(&mut rng, NOW, &m0)
-        .unwrap();
-    let (m2, b) = b.handle(&bob, &mut rng, &m1).unwrap();
-    let issued = a.handle_response(&alice, &mut rng, NOW, &m2).unwrap();
+    let (m0, b) = buyer::request_approval::<FirstCome>(&bob, rng, ccpo, "", &alice_peer).unwrap();
+    let (m1, a) = alice.handle_request::<FirstCome>(rng, NOW, &m0).unwrap();
+    let (m2, b) = b.handle(&bob, rng, &m1).unwrap();
+    let issued = a.handle_response(&alice, rng, NOW, &m2).unwrap();
     let acceptance = b.handle(&bob, NOW, &issued.reply).unwrap();
 
     // Protocol 2: the server posts it, on the SQLite board.
-    let (m0, b) = buyer::request_post(&bob, &mut rng, &acceptance, &server_peer).unwrap();
-    let (m1, pending) = server.handle_post_request(&mut rng, NOW, &m0).unwrap();
-    let (m2, b) = b.handle(&bob, &mut rng, &m1).unwrap();
-    let posted = pending
-        .handle_response(&server, &mut rng, NOW, &m2)
-        .unwrap();
+    let (m0, b) = buyer::request_post(&bob, rng, &acceptance, &server_peer).unwrap();
+    let (m1, pending) = server.handle_post_request(rng, NOW, &m0).unwrap();
+    let (m2, b) = b.handle(&bob, rng, &m1).unwrap();
+    let posted = pending.handle_response(&server, rng, NOW, &m2).unwrap();
     b.handle(&bob, &posted.reply).unwrap();
     let listed = server.board().list_open(NOW, None, 10).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].ccpo.id, cpo_id);
+    Market {
+        agency,
+        trust,
+        arbiter: alice_peer.sign,
+        server,
+        server_peer,
+        cpo_id,
+    }
+}
+
+/// One seller, ready to offer: her keys, her session, her offer (M_1 of
+/// protocol 4) and what she expects back.
+struct Seller {
+    keys: Keys,
+    session: SellerSession,
+    m1: Vec<u8>,
+    expect: ExpectBound,
+}
+
+/// Seller `i`: a seller bond, a browse session (protocol 3), a listing of
+/// CPO `cpo_id` and her offer for it (protocol 4, steps 1 and 2).
+fn ready_seller(
+    server: &SqliteServer,
+    rng: &mut ChaCha20Rng,
+    agency: &Agency,
+    server_peer: &agora_cpo::Peer,
+    cpo_id: &[u8; 32],
+    i: usize,
+) -> Seller {
+    let keys = keys(rng);
+    let bond = bond(agency, rng, &keys, vec![Role::Seller]);
+    let (m0, pam) =
+        seller::request_session(&keys, rng, bond, NOW, NOW.plus_secs(DAY), server_peer).unwrap();
+    let (m1, pending) = server.handle_browse_request(rng, NOW, &m0).unwrap();
+    let (m2, pam) = pam.handle(&keys, rng, &m1).unwrap();
+    let granted = pending.handle_response(server, rng, NOW, &m2).unwrap();
+    let session = pam.handle(&keys, &granted.reply).unwrap();
+    assert_eq!(session.id(), granted.session);
+    let listing = server.listing(rng, NOW, &session.id(), cpo_id).unwrap();
+    let listing = session.open_listing(&listing).unwrap();
+    assert_eq!(listing.ccpo().id, *cpo_id);
+    let (m1, expect) = session
+        .offer(rng, &listing, &format!("seller {i} delivers tomorrow"))
+        .unwrap();
+    Seller {
+        keys,
+        session,
+        m1,
+        expect,
+    }
+}
+
+#[test]
+fn sixty_four_sellers_race_to_bind_one_cpo_through_the_protocol_and_one_wins() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let store = Store::open_dir(dir.path()).unwrap();
+    let Market {
+        agency,
+        server,
+        server_peer,
+        cpo_id,
+        ..
+    } = market(&store, &mut rng, 77);
     let posted_at = started.elapsed();
 
     // 64 sellers: a seller bond each, a browse session (protocol 3), a
     // listing of the CPO and an offer (protocol 4, steps 1 and 2).
     let sellers: Vec<Seller> = (0..SELLERS)
-        .map(|i| {
-            let keys = keys(&mut rng);
-            let bond = bond(&agency, &mut rng, &keys, vec![Role::Seller]);
-            let (m0, pam) = seller::request_session(
-                &keys,
-                &mut rng,
-                bond,
-                NOW,
-                NOW.plus_secs(DAY),
-                &server_peer,
-            )
-            .unwrap();
-            let (m1, pending) = server.handle_browse_request(&mut rng, NOW, &m0).unwrap();
-            let (m2, pam) = pam.handle(&keys, &mut rng, &m1).unwrap();
-            let granted = pending
-                .handle_response(&server, &mut rng, NOW, &m2)
-                .unwrap();
-            let session = pam.handle(&keys, &granted.reply).unwrap();
-            assert_eq!(session.id(), granted.session);
-            let listing = server
-                .listing(&mut rng, NOW, &session.id(), &cpo_id)
-                .unwrap();
-            let listing = session.open_listing(&listing).unwrap();
-            assert_eq!(listing.ccpo().id, cpo_id);
-            let (m1, expect) = session
-                .offer(&mut rng, &listing, &format!("seller {i} delivers tomorrow"))
-                .unwrap();
-            Seller {
-                keys,
-                session,
-                m1,
-                expect,
-            }
-        })
+        .map(|i| ready_seller(&server, &mut rng, &agency, &server_peer, &cpo_id, i))
         .collect();
     let sessions_at = started.elapsed();
 
@@ -269,4 +306,52 @@ fn sixty_four_sellers_race_to_bind_one_cpo_through_the_protocol_and_one_wins() {
         raced_at - sessions_at,
         started.elapsed()
     );
+}
+
+/// A browse session ended by another process sharing the store (here a
+/// second server, with the same keys, on the same database) binds nothing
+/// through a server that read it live before and still remembers it so:
+/// the bind transaction reads the session's end. The server then forgets
+/// it, and a live session of another seller still binds.
+#[test]
+fn a_session_ended_by_another_process_binds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let store = Store::open_dir(dir.path()).unwrap();
+    let Market {
+        agency,
+        trust,
+        arbiter,
+        server,
+        server_peer,
+        cpo_id,
+    } = market(&store, &mut rng, 78);
+    let pam = ready_seller(&server, &mut rng, &agency, &server_peer, &cpo_id, 0);
+    let quinn = ready_seller(&server, &mut rng, &agency, &server_peer, &cpo_id, 1);
+
+    let other_store = Store::open_dir(dir.path()).unwrap();
+    let other = sqlite_server(&other_store, trust, arbiter, 78);
+    let end = pam.session.end(&mut rng);
+    assert_eq!(
+        other.handle_end_session(NOW, &end).unwrap(),
+        agora_cpo::ports::EndOutcome::Ended
+    );
+
+    let refused = server.handle_bind_offer(&mut rng, NOW, &pam.m1);
+    assert!(
+        matches!(&refused, Err(Error::NotAuthorised(m)) if m.contains("ended")),
+        "{refused:?}"
+    );
+    assert_eq!(server.board().binding(&cpo_id).unwrap(), None);
+    // Forgotten: her next listing request is refused before any listing.
+    let again = server.listing(&mut rng, NOW, &pam.session.id(), &cpo_id);
+    assert!(
+        matches!(&again, Err(Error::NotAuthorised(m)) if m.contains("ended")),
+        "{again:?}"
+    );
+
+    let bound = server.handle_bind_offer(&mut rng, NOW, &quinn.m1).unwrap();
+    quinn.expect.handle(&quinn.session, &bound.reply).unwrap();
+    let binding = other.board().binding(&cpo_id).unwrap().unwrap();
+    assert_eq!(binding.seller, quinn.keys.peer().id());
 }

@@ -124,6 +124,73 @@ fn sessions_and_bindings_survive_reopen() {
     ));
 }
 
+/// A binding or bid made in a browse session commits only while the
+/// session is stored and not ended, read in the same write transaction
+/// (another process may have ended it after the server read it live).
+#[test]
+fn binds_and_bids_in_a_session_need_it_open() {
+    use agora_core::{Currency, KeyId, Money};
+    use agora_cpo::bidding::{BidRecord, BidSummary, Bids};
+    use agora_cpo::ports::{BindOutcome, Binding, Board, Session, Sessions};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_dir(dir.path()).unwrap();
+    let session = |n: u8| Session {
+        id: [n; 32],
+        k_p: [2; 32],
+        seller: KeyId([3; 32]),
+        bond: vec![0x30, 0x01, 0x00],
+        bond_serial: vec![0x7F; 20],
+        agency: KeyId([4; 32]),
+        from: Timestamp(100),
+        until: Timestamp(10_000),
+        ended_at: None,
+    };
+    let (ended, live, unknown) = ([1; 32], [5; 32], [6; 32]);
+    store.sessions().create(&session(1)).unwrap();
+    store.sessions().create(&session(5)).unwrap();
+    store.sessions().end(&ended, Timestamp(120)).unwrap();
+    agora_cpo::ports::conformance::post_then_get(&store.board());
+    let mut cpo = [0u8; 32];
+    cpo[..8].copy_from_slice(&1u64.to_be_bytes());
+    let binding = Binding {
+        seller: KeyId([3; 32]),
+        bound_at: Timestamp(150),
+        bound_cpo: vec![9; 300],
+    };
+    let board = store.board();
+    for s in [&ended, &unknown] {
+        assert_eq!(
+            board.try_bind_in_session(&cpo, &binding, s).unwrap(),
+            BindOutcome::SessionEnded
+        );
+    }
+    assert_eq!(board.binding(&cpo).unwrap(), None, "nothing bound");
+    let bid = BidRecord {
+        summary: BidSummary {
+            receipt_hash: [7; 32],
+            seller: KeyId([3; 32]),
+            price: Money::new(500, Currency::new("EUR").unwrap()),
+            t: Timestamp(150),
+        },
+        receipt: vec![7; 3],
+    };
+    let bids = store.bids();
+    for s in [&ended, &unknown] {
+        assert!(matches!(
+            bids.record_bid_in_session(&cpo, &bid, s),
+            Err(agora_core::Error::NotAuthorised(_))
+        ));
+    }
+    assert!(bids.bids(&cpo).unwrap().is_empty(), "nothing recorded");
+    bids.record_bid_in_session(&cpo, &bid, &live).unwrap();
+    assert_eq!(bids.bids(&cpo).unwrap(), vec![bid]);
+    assert_eq!(
+        board.try_bind_in_session(&cpo, &binding, &live).unwrap(),
+        BindOutcome::Bound
+    );
+    assert_eq!(board.binding(&cpo).unwrap(), Some(binding));
+}
+
 #[test]
 fn board_survives_reopen() {
     use agora_core::{Currency, KeyId, Money};
