@@ -6,6 +6,7 @@
 
 use agora_core::crypto::{os_rng, SigningKey, X25519Secret};
 use agora_core::{Currency, Money, Timestamp};
+use agora_cpo::bidding::HeldReceipt;
 use agora_cpo::buyer::{self, Acceptance};
 use agora_cpo::policy::ArbiterPolicy;
 use agora_cpo::seller::{self, SellerSession};
@@ -217,6 +218,24 @@ impl TestNode {
         let (m2, p) = p.handle(k, rng, &r1.body).unwrap();
         let r3 = self.client.call(Role::Server, &m2, r1.exchange).unwrap();
         p.handle(k, &r3.body).unwrap()
+    }
+
+    /// A bid of `cents` on bidding CPO `cpo` in session `s` (protocol 6):
+    /// the listing, the bid and the seller's check of her BID_RECEIPT.
+    fn bid(&self, s: &SellerSession, cpo: [u8; 32], cents: u64) -> HeldReceipt {
+        let rng = &mut os_rng();
+        let l = self
+            .client
+            .call(
+                Role::Server,
+                &s.request_listing(rng, cpo, Mode::Bidding),
+                None,
+            )
+            .unwrap();
+        let listing = s.open_bid_listing(&l.body).unwrap();
+        let (m1, exp) = s.bid(rng, &listing, eur(cents), "").unwrap();
+        let r = self.client.call(Role::Server, &m1, None).unwrap();
+        exp.handle(s, &r.body).unwrap()
     }
 
     fn bind(&self, s: &SellerSession, cpo: [u8; 32]) -> Result<Vec<u8>, ClientError> {
@@ -547,24 +566,12 @@ fn housekeeping_awards_closed_bidding_and_takes_down_revoked_buyers() {
     let ccpo = n.ccpo(&bob_bond, "Translation of a 20-page contract", 2);
     let id = ccpo.id;
     n.approve_and_post::<Bidding>(&bob, ccpo);
-    let rng = &mut os_rng();
     let mut receipts = Vec::new();
     for cents in [9_000, 8_000] {
         let k = keys();
         let b = n.bond(&k, BondRole::Seller);
         let s = n.session(&k, &b);
-        let l = n
-            .client
-            .call(
-                Role::Server,
-                &s.request_listing(rng, id, Mode::Bidding),
-                None,
-            )
-            .unwrap();
-        let listing = s.open_bid_listing(&l.body).unwrap();
-        let (m1, exp) = s.bid(rng, &listing, eur(cents), "").unwrap();
-        let r = n.client.call(Role::Server, &m1, None).unwrap();
-        receipts.push(exp.handle(&s, &r.body).unwrap());
+        receipts.push(n.bid(&s, id, cents));
     }
     assert_eq!(
         problem(n.client.award(&id).unwrap_err()).code,
@@ -637,24 +644,10 @@ fn a_bidder_fetches_her_lost_receipts_over_http() {
         n.session(&pam, &n.bond(&pam, BondRole::Seller)),
         n.session(&quinn, &n.bond(&quinn, BondRole::Seller)),
     );
-    let bid = |s: &SellerSession, cents: u64, rng: &mut _| {
-        let l = n
-            .client
-            .call(
-                Role::Server,
-                &s.request_listing(rng, id, Mode::Bidding),
-                None,
-            )
-            .unwrap();
-        let listing = s.open_bid_listing(&l.body).unwrap();
-        let (m1, exp) = s.bid(rng, &listing, eur(cents), "").unwrap();
-        let r = n.client.call(Role::Server, &m1, None).unwrap();
-        exp.handle(s, &r.body).unwrap()
-    };
     // Pam's first receipt is lost on the way (she never reads it).
-    let lost = bid(&ps, 9_000, rng);
-    let theirs = bid(&qs, 9_500, rng);
-    let again = bid(&ps, 9_100, rng);
+    let lost = n.bid(&ps, id, 9_000);
+    let theirs = n.bid(&qs, id, 9_500);
+    let again = n.bid(&ps, id, 9_100);
 
     let (req_bytes, req) = request_bids(&pam, rng, now(), id, 0);
     let reply = n.client.call(Role::Server, &req_bytes, None).unwrap();
