@@ -435,13 +435,11 @@ fn bid_seeds(put: &impl Fn(&str, &str, &[u8])) {
 /// proof), and one of each delivery and recovery message for the decoder
 /// target.
 fn delivery_seeds(put: &impl Fn(&str, &str, &[u8])) {
-    use agora_cpo::bidding::{self, BidsReply, MemoryBids};
+    use agora_cpo::bidding::{self, BidsReply};
     use agora_cpo::delivery::{self, BindingReply, Proof};
     use agora_cpo::ports::Board;
     use agora_cpo::recovery::{BindingAnswer, BindingQuery};
-    use cpo_fixture::{
-        eur, keys, rng, Market, BID_CENTS, BID_DETAILS, BOB, NOW, OFFER, PAM, VERIFIER,
-    };
+    use cpo_fixture::{keys, rng, Market, BOB, NOW, OFFER, PAM, VERIFIER};
     let market = Market::new();
     let server_peer = market.server_peer();
     let id = market.ccpo().id;
@@ -522,17 +520,7 @@ fn delivery_seeds(put: &impl Fn(&str, &str, &[u8])) {
     put("cpo_delivery", "posted_reply", &posted_reply);
     // Pam's request for her receipts, over the store the target holds (her
     // bid on Bob's CPO, taken by a server with the same keys).
-    let bids = MemoryBids::new();
-    let (bid_server, m0) = market.bid_server();
-    let bid_listing = pam
-        .open_bid_listing(&m0)
-        .expect("the fixture's bid listing");
-    let (m1, _) = pam
-        .bid(&mut rng(), &bid_listing, eur(BID_CENTS), BID_DETAILS)
-        .expect("bid");
-    let taken = bid_server
-        .handle_bid(&bids, &mut rng(), NOW, &m1)
-        .expect("the fixture's bid");
+    let (bids, taken) = market.pam_bid(&pam);
     let (bids_request, breq) = bidding::request_bids(&keys(PAM), &mut rng(), NOW, id, 0);
     let bids_reply = server
         .bids_for_seller(&bids, &mut rng(), NOW, &bids_request)

@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 #[path = "cpo_fixture.rs"]
 mod cpo_fixture;
 
-use cpo_fixture::{eur, keys, rng, Market, BID_CENTS, BID_DETAILS, BOB, NOW, OFFER, PAM, VERIFIER};
+use cpo_fixture::{keys, rng, Market, BOB, NOW, OFFER, PAM, VERIFIER};
 
 struct Fixture {
     market: Market,
@@ -63,17 +63,7 @@ fn fixture() -> &'static Fixture {
         let bob = keys(BOB);
         let (_, request) = delivery::request_binding(&bob, &mut rng(), NOW, market.ccpo().id);
         let (_, posted_request) = delivery::request_posted(&bob, &mut rng(), NOW, market.ccpo().id);
-        let bids = MemoryBids::new();
-        let (bid_server, m0) = market.bid_server();
-        let bid_listing = pam
-            .open_bid_listing(&m0)
-            .expect("the fixture's bid listing");
-        let (m1, _) = pam
-            .bid(&mut rng(), &bid_listing, eur(BID_CENTS), BID_DETAILS)
-            .expect("bid");
-        bid_server
-            .handle_bid(&bids, &mut rng(), NOW, &m1)
-            .expect("the fixture's bid");
+        let (bids, _) = market.pam_bid(&pam);
         let (_, bids_request) =
             bidding::request_bids(&keys(PAM), &mut rng(), NOW, market.ccpo().id, 0);
         let challenge =

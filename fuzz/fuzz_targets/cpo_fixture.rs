@@ -7,7 +7,7 @@ use agora_core::crypto::{SigningKey, X25519Secret};
 use agora_core::ports::MemoryReplayCache;
 use agora_core::{Currency, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
-use agora_cpo::bidding::{BidRecord, Bids, MemoryBids, PendingAward};
+use agora_cpo::bidding::{BidRecord, BidTaken, Bids, MemoryBids, PendingAward};
 use agora_cpo::policy::ArbiterPolicy;
 use agora_cpo::ports::{
     BindOutcome, Binding, Board, BoardEntry, MemoryBoard, MemorySessions, Session, Sessions,
@@ -263,6 +263,24 @@ impl Market {
             .bid_listing(&mut rng(), NOW, &session.id, &entry.ccpo.id)
             .expect("bid listing");
         (server, listing)
+    }
+
+    /// Pam's bid ([`BID_CENTS`], [`BID_DETAILS`]) on Bob's CPO, taken by a
+    /// [`Self::bid_server`] (whose keys every server of the market shares):
+    /// the bids it recorded, and what it answered.
+    pub fn pam_bid(&self, pam: &SellerSession) -> (MemoryBids, BidTaken) {
+        let (server, m0) = self.bid_server();
+        let listing = pam
+            .open_bid_listing(&m0)
+            .expect("the fixture's bid listing");
+        let (m1, _) = pam
+            .bid(&mut rng(), &listing, eur(BID_CENTS), BID_DETAILS)
+            .expect("bid");
+        let bids = MemoryBids::new();
+        let taken = server
+            .handle_bid(&bids, &mut rng(), NOW, &m1)
+            .expect("the fixture's bid");
+        (bids, taken)
     }
 
     /// Bidding on Bob's CPO has closed ([`end`]) with `bid` taken: a server
