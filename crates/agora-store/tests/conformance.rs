@@ -61,27 +61,36 @@ fn sqlite_sessions_pass_conformance_suite() {
     agora_cpo::ports::conformance::sessions_suite(|| -> SqliteSessions { dbs.store().sessions() });
 }
 
-#[test]
-fn sessions_and_bindings_survive_reopen() {
-    use agora_core::KeyId;
-    use agora_cpo::ports::{BindOutcome, Binding, Board, EndOutcome, Session, Sessions};
-    let dir = tempfile::tempdir().unwrap();
-    let session = Session {
-        id: [1; 32],
+/// Browse session `[n; 32]` of seller `[3; 32]`, live from time 100 on.
+fn session(n: u8) -> agora_cpo::ports::Session {
+    agora_cpo::ports::Session {
+        id: [n; 32],
         k_p: [2; 32],
-        seller: KeyId([3; 32]),
+        seller: agora_core::KeyId([3; 32]),
         bond: vec![0x30, 0x01, 0x00],
         bond_serial: vec![0x7F; 20],
-        agency: KeyId([4; 32]),
+        agency: agora_core::KeyId([4; 32]),
         from: Timestamp(100),
         until: Timestamp(i64::MAX as u64),
         ended_at: None,
-    };
-    let binding = Binding {
-        seller: KeyId([3; 32]),
+    }
+}
+
+/// A binding by seller `[3; 32]` at time 150.
+fn binding() -> agora_cpo::ports::Binding {
+    agora_cpo::ports::Binding {
+        seller: agora_core::KeyId([3; 32]),
         bound_at: Timestamp(150),
         bound_cpo: vec![9; 300],
-    };
+    }
+}
+
+#[test]
+fn sessions_and_bindings_survive_reopen() {
+    use agora_cpo::ports::{BindOutcome, Board, EndOutcome, Sessions};
+    let dir = tempfile::tempdir().unwrap();
+    let session = session(1);
+    let binding = binding();
     let mut id = [0u8; 32];
     id[..8].copy_from_slice(&1u64.to_be_bytes());
     {
@@ -131,20 +140,9 @@ fn sessions_and_bindings_survive_reopen() {
 fn binds_and_bids_in_a_session_need_it_open() {
     use agora_core::{Currency, KeyId, Money};
     use agora_cpo::bidding::{BidRecord, BidSummary, Bids};
-    use agora_cpo::ports::{BindOutcome, Binding, Board, Session, Sessions};
+    use agora_cpo::ports::{BindOutcome, Board, Sessions};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_dir(dir.path()).unwrap();
-    let session = |n: u8| Session {
-        id: [n; 32],
-        k_p: [2; 32],
-        seller: KeyId([3; 32]),
-        bond: vec![0x30, 0x01, 0x00],
-        bond_serial: vec![0x7F; 20],
-        agency: KeyId([4; 32]),
-        from: Timestamp(100),
-        until: Timestamp(10_000),
-        ended_at: None,
-    };
     let (ended, live, unknown) = ([1; 32], [5; 32], [6; 32]);
     store.sessions().create(&session(1)).unwrap();
     store.sessions().create(&session(5)).unwrap();
@@ -152,11 +150,7 @@ fn binds_and_bids_in_a_session_need_it_open() {
     agora_cpo::ports::conformance::post_then_get(&store.board());
     let mut cpo = [0u8; 32];
     cpo[..8].copy_from_slice(&1u64.to_be_bytes());
-    let binding = Binding {
-        seller: KeyId([3; 32]),
-        bound_at: Timestamp(150),
-        bound_cpo: vec![9; 300],
-    };
+    let binding = binding();
     let board = store.board();
     for s in [&ended, &unknown] {
         assert_eq!(
