@@ -653,7 +653,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         id: &[u8; 32],
         cpo: &[u8; 32],
     ) -> Result<Vec<u8>> {
-        let (channel, _) = self.listable(id, cpo, Mode::Bidding, now)?;
+        let (_, channel) = self.live_session(id, now)?;
         self.listing_on(rng, now, &channel, cpo, Mode::Bidding)
     }
 

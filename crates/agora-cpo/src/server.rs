@@ -46,6 +46,17 @@ pub(crate) struct Answer<M> {
     pub(crate) entry: CpoState,
 }
 
+/// A CPO that is bound or taken down takes no listing, binding or bid.
+fn refuse_closed(entry: &CpoState) -> Result<()> {
+    if entry.bound {
+        return Err(Error::Refused("this CPO is already bound".into()));
+    }
+    if entry.taken_down {
+        return Err(Error::Refused("this CPO was taken down".into()));
+    }
+    Ok(())
+}
+
 /// A session binds only if not ended and `now` is within its T.
 fn check_live(s: &Session, now: Timestamp) -> Result<()> {
     if s.ended_at.is_some() {
@@ -487,22 +498,10 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         ))
     }
 
-    /// What a listing (protocol 4 or 6, step 1) needs: a live session, and
-    /// a CPO on the board of `mode`, not bound, not taken down, and active
+    /// What a listing (protocol 4 or 6, step 1) needs of the CPO (the
+    /// session's half is [`Self::live_session`]): on the board, of `mode`,
+    /// neither bound nor taken down ([`refuse_closed`]), and active
     /// (StartDate <= now < EndDate).
-    pub(crate) fn listable(
-        &self,
-        id: &[u8; 32],
-        cpo: &[u8; 32],
-        mode: Mode,
-        now: Timestamp,
-    ) -> Result<(Arc<Channel>, CpoState)> {
-        let (_, channel) = self.live_session(id, now)?;
-        let entry = self.listable_for(cpo, mode, now)?;
-        Ok((channel, entry))
-    }
-
-    /// The CPO half of [`Self::listable`].
     pub(crate) fn listable_for(
         &self,
         cpo: &[u8; 32],
@@ -519,12 +518,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 Mode::Bidding => "this CPO is bound first-come (protocol 4), not by bids".into(),
             }));
         }
-        if entry.bound {
-            return Err(Error::Refused("this CPO is already bound".into()));
-        }
-        if entry.taken_down {
-            return Err(Error::Refused("this CPO was taken down".into()));
-        }
+        refuse_closed(&entry)?;
         if !entry.ccpo.is_active(now) {
             return Err(Error::Refused("this CPO is not active now".into()));
         }
@@ -715,7 +709,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         id: &[u8; 32],
         cpo: &[u8; 32],
     ) -> Result<Vec<u8>> {
-        let (channel, _) = self.listable(id, cpo, Mode::FirstCome, now)?;
+        let (_, channel) = self.live_session(id, now)?;
         self.listing_on(rng, now, &channel, cpo, Mode::FirstCome)
     }
 
@@ -776,12 +770,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         // Refused before signing when the board already says so; the bind
         // transaction below decides all the same (a binding or take-down
         // may land after this read).
-        if entry.bound {
-            return Err(Error::Refused("this CPO is already bound".into()));
-        }
-        if entry.taken_down {
-            return Err(Error::Refused("this CPO was taken down".into()));
-        }
+        refuse_closed(&entry)?;
         let x2 = BoundCpo {
             x1_hash: digest(&x1),
             seller_bond: s.bond.clone(),
