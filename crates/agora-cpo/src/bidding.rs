@@ -1322,7 +1322,6 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         let latest = mine
             .last()
             .ok_or_else(|| Error::Refused("the server holds no bid of yours on this CPO".into()))?;
-        let enc = self.stored_receipt_bond(latest, &req.seller)?;
         let from = usize::try_from(req.from).unwrap_or(usize::MAX);
         if from > mine.len() {
             return Err(Error::Refused(format!(
@@ -1330,14 +1329,19 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 mine.len()
             )));
         }
-        let receipts = mine[from..]
-            .iter()
-            .take(MAX_RECEIPTS_PER_REPLY)
-            .map(|b| {
-                self.stored_receipt_bond(b, &req.seller)?;
-                Ok(b.receipt.clone())
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let end = mine.len().min(from.saturating_add(MAX_RECEIPTS_PER_REPLY));
+        let mut receipts = Vec::with_capacity(end - from);
+        let mut page_enc = None;
+        for b in &mine[from..end] {
+            page_enc = Some(self.stored_receipt_bond(b, &req.seller)?);
+            receipts.push(b.receipt.clone());
+        }
+        // Sealed to the bond of her latest receipt: the page's last, checked
+        // above, when the page reaches it.
+        let enc = match page_enc {
+            Some(enc) if end == mine.len() => enc,
+            _ => self.stored_receipt_bond(latest, &req.seller)?,
+        };
         envelope::seal(
             rng,
             &self.keys.sign,
