@@ -267,7 +267,11 @@ pub trait Board: Send + Sync {
     fn taken_down(&self, id: &[u8; 32]) -> Result<Option<Timestamp>, Error>;
     /// The [`CpoState`] of CPO `id`, if it is posted: what [`Self::get`],
     /// [`Self::binding`] and [`Self::taken_down`] say of it, which an
-    /// implementation may read at once (one query, no evidence read).
+    /// implementation may read at once (one query, no evidence read) or keep
+    /// from an earlier read. Bound and taken down are final, so a kept state
+    /// may show open a CPO that another process sharing the store has closed
+    /// since (never the reverse): callers decide nothing on "open" alone,
+    /// [`Self::try_bind`] does.
     fn state(&self, id: &[u8; 32]) -> Result<Option<CpoState>, Error> {
         let Some(entry) = self.get(id)? else {
             return Ok(None);

@@ -121,6 +121,48 @@ impl SqliteBoard {
         binding: &Binding,
         session: Option<[u8; 32]>,
     ) -> Result<BindOutcome, Error> {
+        let outcome = self.submit_bind(id, binding, session)?.wait()?;
+        self.learn_bind(id, outcome);
+        Ok(outcome)
+    }
+
+    /// [`Board::try_bind_in_session`] for async callers: the binding
+    /// transaction is queued at once, and the future resolves once it has
+    /// committed, without a thread waiting for it. Dropping the future does
+    /// not withdraw the request: it may still commit.
+    pub fn try_bind_in_session_async(
+        &self,
+        id: &[u8; 32],
+        binding: &Binding,
+        session: &[u8; 32],
+    ) -> impl std::future::Future<Output = Result<BindOutcome, Error>> + Send + 'static {
+        let (board, id) = (self.clone(), *id);
+        let ticket = self.submit_bind(&id, binding, Some(*session));
+        async move {
+            let outcome = ticket?.await?;
+            board.learn_bind(&id, outcome);
+            Ok(outcome)
+        }
+    }
+
+    /// What a committed binding transaction showed is final: this process's
+    /// reads see it from now on.
+    fn learn_bind(&self, id: &[u8; 32], outcome: BindOutcome) {
+        let states = self.store.cpo_states();
+        match outcome {
+            BindOutcome::Bound | BindOutcome::AlreadyBound => states.set_bound(id),
+            BindOutcome::TakenDown => states.set_taken_down(id),
+            BindOutcome::NotPosted | BindOutcome::SessionEnded => {}
+        }
+    }
+
+    /// Queues the binding transaction of [`Self::bind`].
+    fn submit_bind(
+        &self,
+        id: &[u8; 32],
+        binding: &Binding,
+        session: Option<[u8; 32]>,
+    ) -> Result<crate::Ticket<BindOutcome>, Error> {
         // The binding time is only in this row: refuse one it could not give
         // back.
         let bound_at = i64::try_from(binding.bound_at.secs())
@@ -131,7 +173,7 @@ impl SqliteBoard {
         // and the insert see the same state. Across processes the primary
         // key of `cpo_binding` decides (another process's binding committed
         // first makes this insert do nothing).
-        self.store.writer().execute(move |conn| {
+        self.store.writer().submit(move |conn| {
             let posted = conn
                 .prepare_cached("SELECT 1 FROM cpo_board WHERE id = ?1")
                 .and_then(|mut st| st.exists([id.as_slice()]))
@@ -191,7 +233,7 @@ impl Board for SqliteBoard {
         let (goods, terms) = (c.goods.clone(), c.terms.clone());
         let ccpo = encode_ccpo(c);
         let (acceptance, posted) = (entry.acceptance.clone(), entry.posted.clone());
-        self.store.writer().execute(move |conn| {
+        let outcome = self.store.writer().execute(move |conn| {
             let n = conn
                 .prepare_cached(
                     "INSERT INTO cpo_board (id, mode, buyer, price_cents, currency, start_at,
@@ -222,7 +264,11 @@ impl Board for SqliteBoard {
             } else {
                 PostOutcome::AlreadyPosted
             })
-        })
+        })?;
+        if outcome == PostOutcome::Posted {
+            self.store.cpo_states().posted(&entry.ccpo, entry.mode);
+        }
+        Ok(outcome)
     }
 
     fn try_bind(&self, id: &[u8; 32], binding: &Binding) -> Result<BindOutcome, Error> {
@@ -242,7 +288,7 @@ impl Board for SqliteBoard {
         let at = i64::try_from(at.secs())
             .map_err(|_| Error::ApiMisuse("take-down time beyond i64::MAX seconds"))?;
         let id = *id;
-        self.store.writer().execute(move |conn| {
+        let outcome = self.store.writer().execute(move |conn| {
             let exists = |sql: &str| {
                 conn.prepare_cached(sql)
                     .and_then(|mut st| st.exists([id.as_slice()]))
@@ -265,7 +311,16 @@ impl Board for SqliteBoard {
             } else {
                 TakeDownOutcome::AlreadyTakenDown
             })
-        })
+        })?;
+        let states = self.store.cpo_states();
+        match outcome {
+            TakeDownOutcome::TakenDown | TakeDownOutcome::AlreadyTakenDown => {
+                states.set_taken_down(&id)
+            }
+            TakeDownOutcome::AlreadyBound => states.set_bound(&id),
+            TakeDownOutcome::NotPosted => {}
+        }
+        Ok(outcome)
     }
 
     fn taken_down(&self, id: &[u8; 32]) -> Result<Option<Timestamp>, Error> {
@@ -322,6 +377,9 @@ impl Board for SqliteBoard {
     }
 
     fn state(&self, id: &[u8; 32]) -> Result<Option<CpoState>, Error> {
+        if let Some(known) = self.store.cpo_states().get(id) {
+            return Ok(Some(known));
+        }
         // One query, and none of the evidence columns: they come last in the
         // row, so SQLite stops reading it (and its overflow pages) at `ccpo`.
         let raw = self.store.read(|conn| {
@@ -351,13 +409,17 @@ impl Board for SqliteBoard {
         if ccpo.id != *id {
             return Err(corrupt("CCPO id differs from the row id"));
         }
-        Ok(Some(CpoState {
-            ccpo,
-            mode: Mode::from_name(&mode)
-                .ok_or_else(|| Error::Storage(format!("corrupt board row: mode {mode:?}")))?,
-            bound,
-            taken_down,
-        }))
+        Ok(Some(self.store.cpo_states().learn(
+            CpoState {
+                ccpo,
+                mode:
+                    Mode::from_name(&mode).ok_or_else(|| {
+                        Error::Storage(format!("corrupt board row: mode {mode:?}"))
+                    })?,
+                bound,
+                taken_down,
+            },
+        )))
     }
 
     fn search(

@@ -18,6 +18,7 @@ mod agency;
 mod archive;
 mod bids;
 mod board;
+mod board_cache;
 pub mod db;
 pub mod group_commit;
 mod handshakes;
@@ -70,6 +71,8 @@ struct Inner {
     path: PathBuf,
     writer: GroupCommit,
     readers: ReadPool,
+    /// What this process knows of posted CPOs (see [`board_cache`]).
+    cpo_states: board_cache::StateCache,
 }
 
 /// An open agora database. Cheap to clone (shared); the writer stops, after
@@ -101,8 +104,13 @@ impl Store {
                 path: path.to_owned(),
                 writer,
                 readers,
+                cpo_states: board_cache::StateCache::default(),
             }),
         })
+    }
+
+    fn cpo_states(&self) -> &board_cache::StateCache {
+        &self.inner.cpo_states
     }
 
     /// The database file.

@@ -355,3 +355,45 @@ fn a_session_ended_by_another_process_binds_nothing() {
     let binding = other.board().binding(&cpo_id).unwrap().unwrap();
     assert_eq!(binding.seller, quinn.keys.peer().id());
 }
+
+/// A server keeps the CPOs it has read (a listing then reads nothing), so it
+/// may not know at once that another process bound one. The binding
+/// transaction decides all the same, and from its answer on the server
+/// refuses the CPO before signing or listing anything.
+#[test]
+fn a_cpo_bound_by_another_process_is_refused_and_then_known_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let store = Store::open_dir(dir.path()).unwrap();
+    let Market {
+        agency,
+        trust,
+        arbiter,
+        server,
+        server_peer,
+        cpo_id,
+    } = market(&store, &mut rng, 79);
+    // Pam's listing made this server read (and keep) the CPO, open.
+    let pam = ready_seller(&server, &mut rng, &agency, &server_peer, &cpo_id, 0);
+
+    let other_store = Store::open_dir(dir.path()).unwrap();
+    let other = sqlite_server(&other_store, trust, arbiter, 79);
+    let quinn = ready_seller(&other, &mut rng, &agency, &server_peer, &cpo_id, 1);
+    let bound = other.handle_bind_offer(&mut rng, NOW, &quinn.m1).unwrap();
+    quinn.expect.handle(&quinn.session, &bound.reply).unwrap();
+
+    let refused = server.handle_bind_offer(&mut rng, NOW, &pam.m1);
+    assert!(
+        matches!(&refused, Err(Error::Refused(m)) if m.contains("already bound")),
+        "{refused:?}"
+    );
+    let state = server.board().state(&cpo_id).unwrap().unwrap();
+    assert!(state.bound && !state.taken_down, "learned from the refusal");
+    let again = server.listing(&mut rng, NOW, &pam.session.id(), &cpo_id);
+    assert!(
+        matches!(&again, Err(Error::Refused(m)) if m.contains("already bound")),
+        "{again:?}"
+    );
+    let binding = server.board().binding(&cpo_id).unwrap().unwrap();
+    assert_eq!(binding.seller, quinn.keys.peer().id());
+}
