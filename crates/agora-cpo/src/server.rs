@@ -408,6 +408,24 @@ pub struct Granted {
     pub session: [u8; 32],
 }
 
+/// An offer that passed every check, with BOUND_CPO signed: what is left
+/// is the binding transaction ([`Board::try_bind_in_session`] of `binding`
+/// on `cpo` in `session`), then [`Server::finish_bind`] with its outcome.
+/// [`Server::handle_bind_offer`] does all three; a driver that awaits the
+/// store asynchronously does them itself, so that no thread waits for the
+/// commit.
+#[derive(Debug)]
+#[must_use = "nothing is bound until the binding transaction runs"]
+pub struct PreparedBind {
+    /// The CPO to bind.
+    pub cpo: [u8; 32],
+    /// The binding to store, with the signed BOUND_CPO.
+    pub binding: Binding,
+    /// The browse session the offer came in.
+    pub session: [u8; 32],
+    bound: Bound,
+}
+
 /// A binding the server has just made.
 #[derive(Clone, Debug)]
 pub struct Bound {
@@ -760,6 +778,22 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         now: Timestamp,
         m1: &[u8],
     ) -> Result<Bound> {
+        let prepared = self.prepare_bind_offer(rng, now, m1)?;
+        let outcome =
+            self.board
+                .try_bind_in_session(&prepared.cpo, &prepared.binding, &prepared.session)?;
+        self.finish_bind(prepared, outcome)
+    }
+
+    /// [`Self::handle_bind_offer`] up to the binding transaction: every
+    /// check of the offer, and BOUND_CPO signed. Reads only (and on a
+    /// revoked seller, ends her sessions).
+    pub fn prepare_bind_offer(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        m1: &[u8],
+    ) -> Result<PreparedBind> {
         let Answer {
             message: x1,
             session: s,
@@ -784,17 +818,28 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             bound_at: now,
             bound_cpo: signed.clone(),
         };
-        match self.board.try_bind_in_session(&cpo, &binding, &s.id)? {
-            BindOutcome::Bound => Ok(Bound {
+        Ok(PreparedBind {
+            cpo,
+            binding,
+            session: s.id,
+            bound: Bound {
                 reply,
                 signed,
                 message: x2,
-            }),
+            },
+        })
+    }
+
+    /// The end of [`Self::handle_bind_offer`]: the binding transaction of
+    /// `prepared` answered `outcome` (committed), and this is what Pam hears.
+    pub fn finish_bind(&self, prepared: PreparedBind, outcome: BindOutcome) -> Result<Bound> {
+        match outcome {
+            BindOutcome::Bound => Ok(prepared.bound),
             BindOutcome::AlreadyBound => Err(Error::Refused("this CPO is already bound".into())),
             BindOutcome::NotPosted => Err(Error::Refused("no such CPO on this board".into())),
             BindOutcome::TakenDown => Err(Error::Refused("this CPO was taken down".into())),
             BindOutcome::SessionEnded => {
-                self.forget(|k| k.id == s.id);
+                self.forget(|k| k.id == prepared.session);
                 Err(Error::NotAuthorised("the browse session has ended".into()))
             }
         }

@@ -481,6 +481,37 @@ impl CpoService {
     }
 }
 
+impl CpoService {
+    /// The two messages of a bind (protocol 4), run on the async runtime
+    /// instead of the blocking pool: they read what is usually in this
+    /// process's memory (the session and its K_p channel, the CPO's state;
+    /// a miss is one indexed read of a row), sign at most once, and the bind
+    /// awaits its group commit as a future, so no thread waits for the disk.
+    /// Handing each of them to a blocking thread cost more than the step
+    /// itself (docs/BENCHMARKS.md, "Binds on the runtime").
+    async fn handle_bind_step(
+        &self,
+        tag: Tag,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<Reply, Problem> {
+        let server = self.server()?;
+        if tag == tags::CPO_LISTING_REQUEST {
+            return Ok(done(server.handle_listing_request(
+                &mut os_rng(),
+                now,
+                body,
+            )?));
+        }
+        let prepared = server.prepare_bind_offer(&mut os_rng(), now, body)?;
+        let outcome = server
+            .board()
+            .try_bind_in_session_async(&prepared.cpo, &prepared.binding, &prepared.session)
+            .await?;
+        Ok(done(server.finish_bind(prepared, outcome)?.reply))
+    }
+}
+
 async fn protocol_route(
     svc: Arc<CpoService>,
     core: Arc<Core>,
@@ -497,7 +528,14 @@ async fn protocol_route(
         }
     };
     let now = Timestamp::now_from_system_clock();
-    let r = blocking(move || svc.handle(&core.exchanges, role, exchange, &body, now)).await?;
+    let tag = message_tag(&body)?;
+    let r = if role == Role::Server
+        && matches!(tag, tags::CPO_LISTING_REQUEST | tags::CPO_BIND_OFFER)
+    {
+        svc.handle_bind_step(tag, &body, now).await?
+    } else {
+        blocking(move || svc.handle(&core.exchanges, role, exchange, &body, now)).await?
+    };
     Ok(cbor_reply(r.body, r.exchange))
 }
 

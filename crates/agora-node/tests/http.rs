@@ -904,3 +904,65 @@ fn damaged_answers_leave_the_exchange_pending() {
     let r3 = n.client.call(Role::Server, &m2, r1.exchange).unwrap();
     p.handle(&pam, &r3.body).unwrap();
 }
+
+/// The bind steps run on the node's async runtime and await the group
+/// commit: sixteen sellers holding listings of one CPO offer at the same
+/// moment; exactly one is bound, the others hear "already bound", and the
+/// store holds the winner's BOUND_CPO.
+#[test]
+fn sixteen_sellers_offer_at_once_over_http_and_one_binds() {
+    let n = TestNode::start(NodeConfig::default());
+    let bob = keys();
+    let bob_bond = n.bond(&bob, BondRole::Buyer);
+    let ccpo = n.ccpo(&bob_bond, "A walnut writing desk", 30 * DAY);
+    let id = ccpo.id;
+    n.approve_and_post::<FirstCome>(&bob, ccpo);
+
+    let rng = &mut os_rng();
+    let offers: Vec<_> = (0..16)
+        .map(|_| {
+            let k = keys();
+            let s = n.session(&k, &n.bond(&k, BondRole::Seller));
+            let l = n
+                .client
+                .call(
+                    Role::Server,
+                    &s.request_listing(rng, id, Mode::FirstCome),
+                    None,
+                )
+                .unwrap();
+            let listing = s.open_listing(&l.body).unwrap();
+            let (m1, exp) = s.offer(rng, &listing, "ships today").unwrap();
+            (s, m1, exp)
+        })
+        .collect();
+    let start = std::sync::Barrier::new(offers.len());
+    let answers: Vec<Result<Vec<u8>, ClientError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = offers
+            .into_iter()
+            .map(|(s, m1, exp)| {
+                let (n, start) = (&n, &start);
+                scope.spawn(move || {
+                    let client = NodeClient::new(&n.url).unwrap();
+                    start.wait();
+                    client
+                        .call(Role::Server, &m1, None)
+                        .map(|r| exp.handle(&s, &r.body).unwrap().signed)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let (won, lost): (Vec<_>, Vec<_>) = answers.into_iter().partition(Result::is_ok);
+    let won: Vec<Vec<u8>> = won.into_iter().map(Result::unwrap).collect();
+    assert_eq!(won.len(), 1, "exactly one seller binds");
+    for lost in lost.into_iter().map(Result::unwrap_err) {
+        let p = problem(lost);
+        assert_eq!((p.status, p.code.as_str()), (409, "refused"));
+        assert!(p.detail.unwrap_or_default().contains("already bound"));
+    }
+    let stored = agora_cpo::ports::Board::binding(&n.svc.store().board(), &id)
+        .unwrap()
+        .expect("bound");
+    assert_eq!(stored.bound_cpo, won[0], "the store holds the winner's");
+}
