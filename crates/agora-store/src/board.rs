@@ -174,24 +174,36 @@ impl SqliteBoard {
         // key of `cpo_binding` decides (another process's binding committed
         // first makes this insert do nothing).
         self.store.writer().submit(move |conn| {
-            let posted = conn
-                .prepare_cached("SELECT 1 FROM cpo_board WHERE id = ?1")
-                .and_then(|mut st| st.exists([id.as_slice()]))
+            // The three checks in one statement (each statement costs the
+            // writer, which every request of the batch waits for).
+            let (posted, down, open) = conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM cpo_board WHERE id = ?1),
+                            EXISTS (SELECT 1 FROM cpo_takedown WHERE id = ?1),
+                            ?2 IS NULL OR EXISTS (
+                                SELECT 1 FROM cpo_session WHERE id = ?2 AND ended_at IS NULL)",
+                )
+                .and_then(|mut st| {
+                    st.query_row(
+                        params![id.as_slice(), session.as_ref().map(|s| s.as_slice())],
+                        |r| {
+                            Ok((
+                                r.get::<_, bool>(0)?,
+                                r.get::<_, bool>(1)?,
+                                r.get::<_, bool>(2)?,
+                            ))
+                        },
+                    )
+                })
                 .map_err(storage)?;
             if !posted {
                 return Ok(BindOutcome::NotPosted);
             }
-            let down = conn
-                .prepare_cached("SELECT 1 FROM cpo_takedown WHERE id = ?1")
-                .and_then(|mut st| st.exists([id.as_slice()]))
-                .map_err(storage)?;
             if down {
                 return Ok(BindOutcome::TakenDown);
             }
-            if let Some(session) = session {
-                if !session_open(conn, &session)? {
-                    return Ok(BindOutcome::SessionEnded);
-                }
+            if !open {
+                return Ok(BindOutcome::SessionEnded);
             }
             let n = conn
                 .prepare_cached(
