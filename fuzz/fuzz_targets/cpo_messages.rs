@@ -11,7 +11,7 @@ use agora_cpo::delivery::{
 use agora_cpo::msg::{
     ArbiterAcceptance, ArbiterChallenge, ArbiterRequest, ArbiterResponse, BindListing, BindOffer,
     BoundCpo, BrowseChallenge, BrowseGrant, BrowseRequest, BrowseResponse, EndSession,
-    PostChallenge, PostRequest, PostResponse, PostedCpo,
+    ListingRequest, Listings, ListingsRequest, PostChallenge, PostRequest, PostResponse, PostedCpo,
 };
 use agora_cpo::recovery::{BindingAnswer, BindingQuery};
 use agora_cpo::{Bidding, FirstCome};
@@ -41,6 +41,9 @@ fuzz_target!(|data: &[u8]| {
     roundtrip::<BrowseResponse>(data);
     roundtrip::<BrowseGrant>(data);
     roundtrip::<EndSession>(data);
+    roundtrip::<ListingRequest>(data);
+    roundtrip::<ListingsRequest>(data);
+    roundtrip::<Listings>(data);
     roundtrip::<BindListing>(data);
     roundtrip::<BindOffer>(data);
     roundtrip::<BoundCpo>(data);

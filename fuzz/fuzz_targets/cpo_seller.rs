@@ -1,6 +1,6 @@
 //! Pam the seller's side of protocol 4 on arbitrary bytes: opening a
-//! listing (step 1) and checking BOUND_CPO (step 3) in her session under the
-//! fixed K_p. Her session and the listing she answers are built once; each
+//! listing (step 1), the answer to a request for a page of listings, and
+//! checking BOUND_CPO (step 3) in her session under the fixed K_p. Her session and the listing she answers are built once; each
 //! run makes her offer afresh (with the fixed RNG, so always the same
 //! offer) and hands the input to its `ExpectBound`.
 #![no_main]
@@ -25,6 +25,12 @@ fn pam() -> &'static (SellerSession, Listing) {
 fuzz_target!(|data: &[u8]| {
     let (session, listing) = pam();
     let _ = session.open_listing(data);
+    let page = [listing.ccpo().id, [7; 32]];
+    if let Ok((_, expect)) =
+        session.request_listings(&mut cpo_fixture::rng(), &page, agora_cpo::Mode::FirstCome)
+    {
+        let _ = expect.handle(session, data);
+    }
     if let Ok((_, expect)) = session.offer(&mut cpo_fixture::rng(), listing, cpo_fixture::OFFER) {
         let _ = expect.handle(session, data);
     }

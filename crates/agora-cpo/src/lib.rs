@@ -24,6 +24,7 @@ pub mod bidding;
 pub mod buyer;
 pub mod ccpo;
 pub mod delivery;
+mod issued;
 pub mod msg;
 pub mod policy;
 pub mod ports;
@@ -58,6 +59,9 @@ pub const MAX_CACHED_CHANNELS: usize = 16_384;
 pub const LISTING_TTL_SECS: u64 = 600;
 /// Most listings a server keeps waiting for an offer, across all sessions.
 pub const MAX_ISSUED_LISTINGS: usize = 100_000;
+/// Most listings one browse session has waiting: a new one retires her
+/// oldest, so that no seller can fill the table against the others.
+pub const MAX_LISTINGS_PER_SESSION: usize = 1024;
 
 /// Saved protocol states (for runs that span program runs, e.g. over
 /// e-mail: paper 3.6, "this part of the protocol really ought to be

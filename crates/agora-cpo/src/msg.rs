@@ -516,6 +516,123 @@ impl Message for ListingRequest {
     }
 }
 
+/// Most CPOs one [`ListingsRequest`] asks for: a page of listings (each at
+/// most [`BindListing::MAX_LEN`] and its channel framing) stays within one
+/// message.
+pub const MAX_LISTINGS_PER_REQUEST: usize = 32;
+
+/// agora's paged pull for protocols 4 and 6: `session id, CPO ids, mode`,
+/// Pam to the server under `Auth_{K_p}`, asking for the step-1 listings of
+/// up to [`MAX_LISTINGS_PER_REQUEST`] CPOs (a page of the board she reads)
+/// in one round trip. The answer is a [`Listings`]. Each CPO at most once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListingsRequest {
+    /// Her session (repeated inside the MAC so that it cannot be swapped).
+    pub session: [u8; 32],
+    /// The CPOs, 1 to [`MAX_LISTINGS_PER_REQUEST`], none twice.
+    pub cpos: Vec<[u8; 32]>,
+    /// First-come (protocol 4) or bidding (protocol 6).
+    pub mode: Mode,
+}
+
+impl Message for ListingsRequest {
+    const TAG: Tag = tags::CPO_LISTINGS_REQUEST;
+    const FIELDS: usize = 3;
+    const MAX_LEN: usize = 64 + MAX_LISTINGS_PER_REQUEST * 34;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.session);
+        e.array(self.cpos.len());
+        for c in &self.cpos {
+            e.field(c);
+        }
+        e.text(self.mode.as_str());
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        let session = d.field()?;
+        let n = d.array_max("listed CPOs", MAX_LISTINGS_PER_REQUEST)?;
+        if n == 0 {
+            return Err(DecodeError::Invalid("a listings request names no CPO"));
+        }
+        let mut cpos: Vec<[u8; 32]> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let c = d.field()?;
+            if cpos.contains(&c) {
+                return Err(DecodeError::Invalid("a listings request names a CPO twice"));
+            }
+            cpos.push(c);
+        }
+        let mode =
+            Mode::from_name(d.text("mode", 16)?).ok_or(DecodeError::Invalid("listing mode"))?;
+        Ok(ListingsRequest {
+            session,
+            cpos,
+            mode,
+        })
+    }
+}
+
+/// Longest refusal text in a [`Listings`] entry.
+pub const MAX_LISTING_REFUSAL_LEN: usize = 256;
+
+/// The server's answer to a [`ListingsRequest`], under `Auth_{K_p}`:
+/// `hash(request)`, then per CPO asked for, in the order asked, its sealed
+/// step-1 listing (exactly as a [`ListingRequest`] gets it: a
+/// [`BindListing`] or a `BidListing` with its own fresh R_0) or the
+/// server's refusal of it ("already bound", "not active now", ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listings {
+    /// hash of the request it answers.
+    pub request_hash: [u8; 32],
+    /// Per CPO asked for: the sealed listing, or why there is none.
+    pub entries: Vec<std::result::Result<Vec<u8>, String>>,
+}
+
+/// Longest sealed listing inside a [`Listings`]: a listing of the largest
+/// CCPO with the K_p channel's framing (what the channel itself accepts).
+pub const MAX_SEALED_LISTING_LEN: usize = BindListing::MAX_LEN + 256;
+
+impl Message for Listings {
+    const TAG: Tag = tags::CPO_LISTINGS;
+    const FIELDS: usize = 2;
+    const MAX_LEN: usize = 64 + MAX_LISTINGS_PER_REQUEST * (MAX_SEALED_LISTING_LEN + 16);
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.request_hash);
+        e.array(self.entries.len());
+        for entry in &self.entries {
+            match entry {
+                Ok(listing) => e.array(2).uint(1).bytes(listing),
+                Err(why) => e.array(2).uint(0).text(why),
+            };
+        }
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        let request_hash = d.field()?;
+        let n = d.array_max("listings", MAX_LISTINGS_PER_REQUEST)?;
+        let entries = (0..n)
+            .map(|_| match d.array(2).and_then(|()| d.uint())? {
+                1 => Ok(Ok(d
+                    .bytes("sealed listing", MAX_SEALED_LISTING_LEN)?
+                    .to_vec())),
+                0 => Ok(Err(d
+                    .text("listing refusal", MAX_LISTING_REFUSAL_LEN)?
+                    .to_owned())),
+                _ => Err(DecodeError::Invalid("listing entry kind")),
+            })
+            .collect::<Result<Vec<_>, DecodeError>>()?;
+        Ok(Listings {
+            request_hash,
+            entries,
+        })
+    }
+}
+
+// A full page fits in one message.
+const _: () = assert!(Listings::MAX_LEN <= agora_core::wire::MAX_MESSAGE_LEN);
+
 /// Protocol 4, step 1: `X_0 = U_0, R_0, CPO description`, server to Pam
 /// under `Auth_{K_p}`; one per CPO she browses, each with a fresh R_0.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use crate::msg::{
     digest, BindListing, BindOffer, BoundCpo, BrowseChallenge, BrowseGrant, BrowseRequest,
-    BrowseResponse, EndSession, ListingRequest, Mode,
+    BrowseResponse, EndSession, ListingRequest, Listings, ListingsRequest, Mode,
 };
 use crate::session::{BindingKey, Channel, Direction};
 use crate::{Ccpo, Keys, Peer};
@@ -250,10 +250,79 @@ impl SellerSession {
         self.channel.seal_authed(rng, Direction::ToServer, &x)
     }
 
+    /// Asks the server for the step-1 listings of a page of CPOs at once
+    /// (1 to [`crate::msg::MAX_LISTINGS_PER_REQUEST`], none twice), under
+    /// K_p: one round trip instead of one per CPO.
+    pub fn request_listings(
+        &self,
+        rng: &mut impl Rng,
+        cpos: &[[u8; 32]],
+        mode: Mode,
+    ) -> Result<(Vec<u8>, ExpectListings)> {
+        if cpos.is_empty() || cpos.len() > crate::msg::MAX_LISTINGS_PER_REQUEST {
+            return Err(Error::ApiMisuse(
+                "a listings request names 1 to MAX_LISTINGS_PER_REQUEST CPOs",
+            ));
+        }
+        if cpos.iter().enumerate().any(|(i, c)| cpos[..i].contains(c)) {
+            return Err(Error::ApiMisuse("a listings request names a CPO twice"));
+        }
+        let x = ListingsRequest {
+            session: self.id(),
+            cpos: cpos.to_vec(),
+            mode,
+        };
+        let m = self.channel.seal_authed(rng, Direction::ToServer, &x);
+        Ok((
+            m,
+            ExpectListings {
+                request_hash: digest(&x),
+                cpos: x.cpos,
+            },
+        ))
+    }
+
     /// Ends the session: the message to send, under K_p.
     pub fn end(&self, rng: &mut impl Rng) -> Vec<u8> {
         self.channel
             .seal_authed(rng, Direction::ToServer, &EndSession { session: self.id() })
+    }
+}
+
+/// A [`ListingsRequest`] sent; Pam waits for the [`Listings`].
+#[derive(Debug)]
+pub struct ExpectListings {
+    request_hash: [u8; 32],
+    cpos: Vec<[u8; 32]>,
+}
+
+/// One CPO of a [`Listings`] answer: its sealed listing, to open with
+/// [`SellerSession::open_listing`] (or `open_bid_listing`), or the server's
+/// refusal of it.
+pub type ListingOrRefusal = std::result::Result<Vec<u8>, String>;
+
+impl ExpectListings {
+    /// The answer must be under K_p, answer this request, and hold one
+    /// entry per CPO asked for; returned in the order asked, with each
+    /// CPO's id. Opening a listing checks it; the caller checks it is of
+    /// the CPO it stands for.
+    pub fn handle(
+        self,
+        session: &SellerSession,
+        m: &[u8],
+    ) -> Result<Vec<([u8; 32], ListingOrRefusal)>> {
+        let x = session
+            .channel
+            .open_authed::<Listings>(Direction::ToSeller, m)?;
+        if x.request_hash != self.request_hash {
+            return Err(Error::PeerMisbehaved("the listings answer another request"));
+        }
+        if x.entries.len() != self.cpos.len() {
+            return Err(Error::PeerMisbehaved(
+                "the listings answer another number of CPOs",
+            ));
+        }
+        Ok(self.cpos.into_iter().zip(x.entries).collect())
     }
 }
 

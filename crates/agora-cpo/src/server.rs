@@ -13,8 +13,8 @@
 
 use crate::msg::{
     digest, ArbiterAcceptance, Bidding, BindListing, BindOffer, BoundCpo, BrowseChallenge,
-    BrowseGrant, BrowseRequest, BrowseResponse, EndSession, FirstCome, ListingRequest, Mode,
-    PostChallenge, PostRequest, PostResponse, PostedCpo,
+    BrowseGrant, BrowseRequest, BrowseResponse, EndSession, FirstCome, ListingRequest, Listings,
+    ListingsRequest, Mode, PostChallenge, PostRequest, PostResponse, PostedCpo,
 };
 use crate::ports::{
     BindOutcome, Binding, Board, BoardEntry, CpoState, EndOutcome, PostOutcome, Session, Sessions,
@@ -57,6 +57,18 @@ fn refuse_closed(entry: &CpoState) -> Result<()> {
     Ok(())
 }
 
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn clip(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 /// A session binds only if not ended and `now` is within its T.
 fn check_live(s: &Session, now: Timestamp) -> Result<()> {
     if s.ended_at.is_some() {
@@ -93,9 +105,10 @@ pub struct Server<B, R, S> {
     pub(crate) board: B,
     replay: R,
     pub(crate) sessions: S,
-    /// Listings waiting for an offer, by hash(X_0). Kept in memory: losing
-    /// them (a restart) only means the seller asks for the listing again.
-    pub(crate) issued: Mutex<HashMap<[u8; 32], IssuedListing>>,
+    /// Listings waiting for an offer, by hash(X_0), bounded in all and per
+    /// session (see [`crate::issued`]). Kept in memory: losing them (a
+    /// restart) only means the seller asks for the listing again.
+    pub(crate) issued: Mutex<crate::issued::Issued>,
     /// Sessions this server read and found not ended, by id, each with its
     /// derived K_p channel (deriving one costs three HKDFs) and without K_p
     /// itself (wiped in the copy kept here). A session never changes but for
@@ -212,7 +225,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             board,
             replay,
             sessions,
-            issued: Mutex::new(HashMap::new()),
+            issued: Mutex::new(crate::issued::Issued::default()),
             known: Mutex::new(HashMap::new()),
             session_timeout_secs: crate::SESSION_TIMEOUT_SECS,
             listing_ttl_secs: crate::LISTING_TTL_SECS,
@@ -558,8 +571,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             .lock()
             .map_err(|_| Error::Storage("listing table lock poisoned".into()))?;
         if issued.len() >= crate::MAX_ISSUED_LISTINGS {
-            let ttl = self.listing_ttl_secs;
-            issued.retain(|_, l| now.secs() <= l.issued_at.secs().saturating_add(ttl));
+            issued.drop_expired(now, self.listing_ttl_secs);
         }
         if issued.len() >= crate::MAX_ISSUED_LISTINGS {
             return Err(Error::Overloaded);
@@ -572,6 +584,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 issued_at: now,
                 mode,
             },
+            crate::MAX_LISTINGS_PER_SESSION,
         );
         Ok(())
     }
@@ -863,6 +876,47 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         }
         check_live(&s, now)?;
         self.listing_on(rng, now, &channel, &x.cpo, x.mode)
+    }
+
+    /// Pam's [`ListingsRequest`] (under `Auth_{K_p}`): the step-1 listings
+    /// of a page of CPOs in one answer, each with every check of
+    /// [`Self::listing`] and its own fresh R_0. A CPO that cannot be listed
+    /// (unknown, bound, taken down, not active, of the other mode) gets its
+    /// refusal in its place; a failure of the server itself (storage, a
+    /// full listing table) fails the whole request.
+    pub fn handle_listings_request(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        m: &[u8],
+    ) -> Result<Vec<u8>> {
+        let (_, id) = session::peek(m)?;
+        let (s, channel) = self.session(&id)?;
+        let x = channel.open_authed::<ListingsRequest>(Direction::ToServer, m)?;
+        if x.session != id {
+            return Err(Error::PeerMisbehaved(
+                "the listings request names another session",
+            ));
+        }
+        check_live(&s, now)?;
+        let entries = x
+            .cpos
+            .iter()
+            .map(
+                |cpo| match self.listing_on(rng, now, &channel, cpo, x.mode) {
+                    Ok(listing) => Ok(Ok(listing)),
+                    Err(Error::Refused(why)) => {
+                        Ok(Err(clip(why, crate::msg::MAX_LISTING_REFUSAL_LEN)))
+                    }
+                    Err(other) => Err(other),
+                },
+            )
+            .collect::<Result<Vec<_>>>()?;
+        let reply = Listings {
+            request_hash: digest(&x),
+            entries,
+        };
+        Ok(channel.seal_authed(rng, Direction::ToSeller, &reply))
     }
 
     /// Pam ends her session (under `Auth_{K_p}`): K_p binds nothing more.
@@ -1208,7 +1262,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             .issued
             .lock()
             .map_err(|_| Error::Storage("listing table lock poisoned".into()))?;
-        if issued.len() >= crate::MAX_ISSUED_LISTINGS && !issued.contains_key(&p.x0_hash) {
+        if issued.len() >= crate::MAX_ISSUED_LISTINGS && issued.get(&p.x0_hash).is_none() {
             return Err(Error::Overloaded);
         }
         issued.insert(
@@ -1219,6 +1273,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 issued_at: p.issued_at,
                 mode: p.mode,
             },
+            crate::MAX_LISTINGS_PER_SESSION,
         );
         Ok(())
     }

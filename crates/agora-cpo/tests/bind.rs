@@ -702,3 +702,153 @@ fn listings_are_pulled_under_k_p_and_only_by_its_holder() {
         "bound",
     );
 }
+
+/// A page of listings in one round trip: each open CPO gets its own listing
+/// (fresh R_0, usable once, only in this session), each other CPO its
+/// refusal in its place; the answer is under K_p and for this request only.
+#[test]
+fn a_page_of_listings_lists_what_is_open_and_says_why_the_rest_is_not() {
+    let mut m = Market::new(43);
+    let (open_a, open_b, bound) = (posted_cpo(&mut m), posted_cpo(&mut m), posted_cpo(&mut m));
+    let (pam, quinn) = (seller(&mut m), seller(&mut m));
+    let pam_s = day_session(&mut m, &pam);
+    let quinn_s = day_session(&mut m, &quinn);
+    // Quinn binds `bound` first.
+    let l = m
+        .server
+        .listing(&mut m.rng, NOW, &quinn_s.id(), &bound.id)
+        .unwrap();
+    let (m1, _) = quinn_s
+        .offer(&mut m.rng, &quinn_s.open_listing(&l).unwrap(), "")
+        .unwrap();
+    m.server.handle_bind_offer(&mut m.rng, NOW, &m1).unwrap();
+
+    let page = [open_a.id, bound.id, [7; 32], open_b.id];
+    let (req, exp) = pam_s
+        .request_listings(&mut m.rng, &page, agora_cpo::Mode::FirstCome)
+        .unwrap();
+    let reply = m
+        .server
+        .handle_listings_request(&mut m.rng, NOW, &req)
+        .unwrap();
+    every_byte_flipped_is_refused("listings", &reply, |b| {
+        let (_, exp) = pam_s
+            .request_listings(&mut m.rng.clone(), &page, agora_cpo::Mode::FirstCome)
+            .unwrap();
+        exp.handle(&pam_s, b).is_ok()
+    });
+    let entries = exp.handle(&pam_s, &reply).unwrap();
+    assert_eq!(
+        entries.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        page,
+        "in the order asked"
+    );
+    assert!(entries[1].1.as_ref().unwrap_err().contains("already bound"));
+    assert!(entries[2].1.as_ref().unwrap_err().contains("no such CPO"));
+    let la = pam_s.open_listing(entries[0].1.as_ref().unwrap()).unwrap();
+    let lb = pam_s.open_listing(entries[3].1.as_ref().unwrap()).unwrap();
+    assert_eq!((la.ccpo().id, lb.ccpo().id), (open_a.id, open_b.id));
+
+    // Each listing binds once, in this session only.
+    let (offer_a, exp_a) = pam_s.offer(&mut m.rng, &la, "").unwrap();
+    let bound_a = m
+        .server
+        .handle_bind_offer(&mut m.rng, NOW, &offer_a)
+        .unwrap();
+    exp_a.handle(&pam_s, &bound_a.reply).unwrap();
+    assert_eq!(
+        m.server
+            .handle_bind_offer(&mut m.rng, NOW, &offer_a)
+            .unwrap_err(),
+        Error::Replayed
+    );
+    let stolen = Channel::new(quinn_s.k_p()).seal_authed(
+        &mut m.rng,
+        Direction::ToServer,
+        &agora_cpo::msg::BindOffer {
+            x0_hash: agora_cpo::msg::digest(&lb.message),
+            r1: [1; 32],
+            offer: String::new(),
+        },
+    );
+    assert!(matches!(
+        m.server.handle_bind_offer(&mut m.rng, NOW, &stolen),
+        Err(Error::NotAuthorised(_))
+    ));
+    // (That try used Pam's listing up: the server takes a listing out before
+    // it checks whose it is. Only a K_p holder can name it: R_0 is sealed.)
+    let (req_b, exp_lb) = pam_s
+        .request_listings(&mut m.rng, &[open_b.id], agora_cpo::Mode::FirstCome)
+        .unwrap();
+    let again = m
+        .server
+        .handle_listings_request(&mut m.rng, NOW, &req_b)
+        .unwrap();
+    let lb = pam_s
+        .open_listing(
+            exp_lb.handle(&pam_s, &again).unwrap()[0]
+                .1
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap();
+    let (offer_b, exp_b) = pam_s.offer(&mut m.rng, &lb, "").unwrap();
+    let bound_b = m
+        .server
+        .handle_bind_offer(&mut m.rng, NOW, &offer_b)
+        .unwrap();
+    exp_b.handle(&pam_s, &bound_b.reply).unwrap();
+
+    // The answer to another request is refused by Pam.
+    let (_, other) = pam_s
+        .request_listings(&mut m.rng, &[open_a.id], agora_cpo::Mode::FirstCome)
+        .unwrap();
+    assert!(matches!(
+        other.handle(&pam_s, &reply),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    // A request under another K_p, or naming another session inside the MAC.
+    let mut forged = req.clone();
+    let at = find(&forged, &pam_s.id()).unwrap();
+    forged[at..at + 32].copy_from_slice(&quinn_s.id());
+    assert_eq!(
+        m.server
+            .handle_listings_request(&mut m.rng, NOW, &forged)
+            .unwrap_err(),
+        Error::Crypto
+    );
+    let swapped = Channel::new(quinn_s.k_p()).seal_authed(
+        &mut m.rng,
+        Direction::ToServer,
+        &agora_cpo::msg::ListingsRequest {
+            session: pam_s.id(),
+            cpos: vec![open_a.id],
+            mode: agora_cpo::Mode::FirstCome,
+        },
+    );
+    assert!(matches!(
+        m.server.handle_listings_request(&mut m.rng, NOW, &swapped),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    // Pages are 1 to 32 CPOs, none twice.
+    for bad in [
+        vec![],
+        vec![open_a.id, open_a.id],
+        (0..33u8).map(|i| [i; 32]).collect(),
+    ] {
+        assert!(matches!(
+            pam_s.request_listings(&mut m.rng, &bad, agora_cpo::Mode::FirstCome),
+            Err(Error::ApiMisuse(_))
+        ));
+    }
+    // An ended session gets no page.
+    let end = pam_s.end(&mut m.rng);
+    m.server.handle_end_session(NOW, &end).unwrap();
+    let (req, _) = pam_s
+        .request_listings(&mut m.rng, &[open_b.id], agora_cpo::Mode::FirstCome)
+        .unwrap();
+    assert!(matches!(
+        m.server.handle_listings_request(&mut m.rng, NOW, &req),
+        Err(Error::NotAuthorised(_))
+    ));
+}

@@ -454,6 +454,7 @@ impl CpoService {
                 Ok(done(granted.reply))
             }
             tags::CPO_LISTING_REQUEST => Ok(done(server.handle_listing_request(rng, now, body)?)),
+            tags::CPO_LISTINGS_REQUEST => Ok(done(server.handle_listings_request(rng, now, body)?)),
             tags::CPO_BIND_OFFER => Ok(done(server.handle_bind_offer(rng, now, body)?.reply)),
             tags::CPO_BID => Ok(done(
                 server.handle_bid(&self.store.bids(), rng, now, body)?.reply,

@@ -966,3 +966,30 @@ fn sixteen_sellers_offer_at_once_over_http_and_one_binds() {
         .expect("bound");
     assert_eq!(stored.bound_cpo, won[0], "the store holds the winner's");
 }
+
+/// A seller fetches the listings of a page of CPOs in one request and binds
+/// one of them; the page says why the others have none.
+#[test]
+fn a_page_of_listings_over_http() {
+    let n = TestNode::start(NodeConfig::default());
+    let bob = keys();
+    let bob_bond = n.bond(&bob, BondRole::Buyer);
+    let ccpo = n.ccpo(&bob_bond, "A brass telescope", 30 * DAY);
+    let id = ccpo.id;
+    n.approve_and_post::<FirstCome>(&bob, ccpo);
+    let pam = keys();
+    let s = n.session(&pam, &n.bond(&pam, BondRole::Seller));
+    let rng = &mut os_rng();
+    let (m, exp) = s
+        .request_listings(rng, &[[5; 32], id], Mode::FirstCome)
+        .unwrap();
+    let r = n.client.call(Role::Server, &m, None).unwrap();
+    let page = exp.handle(&s, &r.body).unwrap();
+    assert!(page[0].1.as_ref().unwrap_err().contains("no such CPO"));
+    let listing = s.open_listing(page[1].1.as_ref().unwrap()).unwrap();
+    assert_eq!(listing.ccpo().id, id);
+    let (m1, exp) = s.offer(rng, &listing, "ships tomorrow").unwrap();
+    let r = n.client.call(Role::Server, &m1, None).unwrap();
+    exp.handle(&s, &r.body).unwrap();
+    assert_eq!(n.client.cpo(&id).unwrap()["status"], "bound");
+}

@@ -104,6 +104,12 @@ pub const CPO_SELLER_BINDING_ANSWER: Tag = Tag::new(SYSTEM_CPO, 4, 7);
 /// under `Auth_{K_p}`, for the step-1 listing of one CPO (the paper's server
 /// "sends" it while she browses; over HTTP she pulls it).
 pub const CPO_LISTING_REQUEST: Tag = Tag::new(SYSTEM_CPO, 4, 8);
+/// CPO protocols 4 and 6, agora's addition for the network: a seller asks,
+/// under `Auth_{K_p}`, for the step-1 listings of a page of CPOs at once.
+pub const CPO_LISTINGS_REQUEST: Tag = Tag::new(SYSTEM_CPO, 4, 9);
+/// CPO protocols 4 and 6, agora's addition: the server's answer, under
+/// `Auth_{K_p}`: per CPO asked for, its listing or why there is none.
+pub const CPO_LISTINGS: Tag = Tag::new(SYSTEM_CPO, 4, 10);
 
 /// CPO protocol 5 (arbiter's approval for bidding), step 1: as
 /// [`CPO_ARBITER_REQUEST`] with protocol 5.
@@ -239,6 +245,8 @@ pub const ALL: &[(Tag, &str)] = &[
     (CPO_SELLER_BINDING_QUERY, "CPO_SELLER_BINDING_QUERY"),
     (CPO_SELLER_BINDING_ANSWER, "CPO_SELLER_BINDING_ANSWER"),
     (CPO_LISTING_REQUEST, "CPO_LISTING_REQUEST"),
+    (CPO_LISTINGS_REQUEST, "CPO_LISTINGS_REQUEST"),
+    (CPO_LISTINGS, "CPO_LISTINGS"),
     (CPO_BID_ARBITER_REQUEST, "CPO_BID_ARBITER_REQUEST"),
     (CPO_BID_ARBITER_CHALLENGE, "CPO_BID_ARBITER_CHALLENGE"),
     (CPO_BID_ARBITER_RESPONSE, "CPO_BID_ARBITER_RESPONSE"),
