@@ -239,6 +239,12 @@ pub struct BenchArgs {
     /// buyers and sellers (CPO scenarios).
     #[arg(long, default_value = crate::node::DEFAULT_AGENCY)]
     agency: String,
+    /// cpo-browse, cpo-bind: CPOs whose listings a seller asks for in one
+    /// request. 1: one request per listing (CPO_LISTING_REQUEST); 2-32: a
+    /// page per request (CPO_LISTINGS_REQUEST), as a seller reading a page
+    /// of the board would.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=(agora_cpo::msg::MAX_LISTINGS_PER_REQUEST as i64)))]
+    page: u8,
 }
 
 // ------------------------------------------------------------ the node URL
@@ -905,6 +911,42 @@ fn listing(
     Ok(l)
 }
 
+/// The listings of a page of CPOs under the session (one round trip): per
+/// CPO, in the order asked, its listing, or the node's refusal to list it.
+fn listings(
+    session: &SellerSession,
+    client: &NodeClient,
+    cpos: &[[u8; 32]],
+    rng: &mut impl Rng,
+    t: &mut Tally,
+) -> Result<Vec<Result<Listing, OpError>>, OpError> {
+    let (m, expect) = session.request_listings(rng, cpos, Mode::FirstCome)?;
+    let r = t.call(client, "listings", Role::Server, &m, None)?;
+    expect
+        .handle(session, &r.body)?
+        .into_iter()
+        .map(|(cpo, entry)| match entry {
+            Ok(sealed) => {
+                let l = session.open_listing(&sealed)?;
+                if l.ccpo().id != cpo {
+                    return Err(
+                        agora_core::Error::PeerMisbehaved("the listing is of another CPO").into(),
+                    );
+                }
+                Ok(Ok(l))
+            }
+            Err(why) if why.contains("already bound") => Ok(Err(OpError::Check {
+                kind: "already-bound",
+                what: "the node refused to list a bound CPO",
+            })),
+            Err(_) => Ok(Err(OpError::Check {
+                kind: "refused",
+                what: "the node refused to list the CPO",
+            })),
+        })
+        .collect()
+}
+
 /// Offers to bind a listing and checks BOUND_CPO (signed by the server,
 /// answering this offer).
 fn offer(
@@ -1395,7 +1437,13 @@ fn run_post(env: &Env, n: usize, limits: &Limits) -> anyhow::Result<(Setup, Outc
     ))
 }
 
-fn run_browse(env: &Env, n: usize, m: usize, limits: &Limits) -> anyhow::Result<(Setup, Outcome)> {
+fn run_browse(
+    env: &Env,
+    n: usize,
+    m: usize,
+    page: usize,
+    limits: &Limits,
+) -> anyhow::Result<(Setup, Outcome)> {
     let t0 = Instant::now();
     let (cpos, post_time) = post_many(env, m)?;
     let (sellers, session_time) = open_sessions(env, n)?;
@@ -1415,10 +1463,30 @@ fn run_browse(env: &Env, n: usize, m: usize, limits: &Limits) -> anyhow::Result<
         let mut t = Tally::default();
         while limits.reserve(1) {
             let before = t.requests;
-            let cpo = cpos[below(&mut rng, cpos.len())];
-            match listing(&seller.session, &seller.client, cpo, &mut rng, &mut t) {
-                Ok(_) => t.successes += 1,
-                Err(e) => t.error(e.kind()),
+            if page == 1 {
+                let cpo = cpos[below(&mut rng, cpos.len())];
+                match listing(&seller.session, &seller.client, cpo, &mut rng, &mut t) {
+                    Ok(_) => t.successes += 1,
+                    Err(e) => t.error(e.kind()),
+                }
+            } else {
+                // A page: `page` consecutive CPOs of the board from a random
+                // place (distinct as long as the board has that many).
+                let at = below(&mut rng, cpos.len());
+                let ids: Vec<[u8; 32]> = (0..page.min(cpos.len()))
+                    .map(|j| cpos[(at + j) % cpos.len()])
+                    .collect();
+                match listings(&seller.session, &seller.client, &ids, &mut rng, &mut t) {
+                    Ok(entries) => {
+                        for e in entries {
+                            match e {
+                                Ok(_) => t.successes += 1,
+                                Err(e) => t.error(e.kind()),
+                            }
+                        }
+                    }
+                    Err(e) => t.error(e.kind()),
+                }
             }
             limits.release(1 - (t.requests - before).min(1));
         }
@@ -1438,7 +1506,13 @@ fn run_browse(env: &Env, n: usize, m: usize, limits: &Limits) -> anyhow::Result<
     ))
 }
 
-fn run_bind(env: &Env, n: usize, m: usize, limits: &Limits) -> anyhow::Result<(Setup, Outcome)> {
+fn run_bind(
+    env: &Env,
+    n: usize,
+    m: usize,
+    page: usize,
+    limits: &Limits,
+) -> anyhow::Result<(Setup, Outcome)> {
     let t0 = Instant::now();
     let (cpos, post_time) = post_many(env, m)?;
     let (sellers, session_time) = open_sessions(env, n)?;
@@ -1470,38 +1544,85 @@ fn run_bind(env: &Env, n: usize, m: usize, limits: &Limits) -> anyhow::Result<(S
         // attempts are binds rather than refusals.
         let m = cpos.len();
         let start = k * m / sellers_n;
-        for i in (0..m).map(|j| (start + j) % m) {
-            if bound_ref[i].load(Ordering::Relaxed) > 0 || refused_ref[i].load(Ordering::Relaxed) {
-                continue;
-            }
-            if !limits.reserve(per_op) {
-                break;
-            }
-            let before = t.requests;
-            attempts += 1;
-            let r = listing(&seller.session, &seller.client, cpos[i], &mut rng, &mut t)
-                .and_then(|l| offer(&seller.session, &seller.client, &l, &mut rng, &mut t));
-            match r {
-                Ok(()) => {
-                    bound_ref[i].fetch_add(1, Ordering::SeqCst);
-                    t.successes += 1;
-                    last_bind = Some(Instant::now());
-                    // The race is over once every CPO is bound: what is
-                    // left is refusals, which would only dilute binds/s.
-                    if binds.fetch_add(1, Ordering::SeqCst) + 1 >= cpos.len() {
-                        limits.stop("all-bound");
-                    }
-                }
-                Err(e) => {
-                    let kind = e.kind();
-                    if kind == "already-bound" {
-                        already += 1;
-                        refused_ref[i].store(true, Ordering::Relaxed);
-                    }
-                    t.error(kind);
+        let seen_closed = |i: usize| {
+            bound_ref[i].load(Ordering::Relaxed) > 0 || refused_ref[i].load(Ordering::Relaxed)
+        };
+        // What one attempt on CPO `i` came to: bound, or why not.
+        let mut settle = |i: usize, r: Result<(), OpError>, t: &mut Tally| match r {
+            Ok(()) => {
+                bound_ref[i].fetch_add(1, Ordering::SeqCst);
+                t.successes += 1;
+                last_bind = Some(Instant::now());
+                // The race is over once every CPO is bound: what is
+                // left is refusals, which would only dilute binds/s.
+                if binds.fetch_add(1, Ordering::SeqCst) + 1 >= cpos.len() {
+                    limits.stop("all-bound");
                 }
             }
-            limits.release(per_op - (t.requests - before).min(per_op));
+            Err(e) => {
+                let kind = e.kind();
+                if kind == "already-bound" {
+                    already += 1;
+                    refused_ref[i].store(true, Ordering::Relaxed);
+                }
+                t.error(kind);
+            }
+        };
+        let mut walk = (0..m).map(|j| (start + j) % m);
+        if page == 1 {
+            for i in walk {
+                if seen_closed(i) {
+                    continue;
+                }
+                if !limits.reserve(per_op) {
+                    break;
+                }
+                let before = t.requests;
+                attempts += 1;
+                let r = listing(&seller.session, &seller.client, cpos[i], &mut rng, &mut t)
+                    .and_then(|l| offer(&seller.session, &seller.client, &l, &mut rng, &mut t));
+                settle(i, r, &mut t);
+                limits.release(per_op - (t.requests - before).min(per_op));
+            }
+        } else {
+            // A page of the CPOs ahead that she has not seen bound, in one
+            // request; then an offer on each listed one still not seen
+            // bound (a listing she no longer needs just expires).
+            'pages: loop {
+                let batch: Vec<usize> = walk
+                    .by_ref()
+                    .filter(|i| !seen_closed(*i))
+                    .take(page)
+                    .collect();
+                if batch.is_empty() || !limits.reserve(1) {
+                    break;
+                }
+                let ids: Vec<[u8; 32]> = batch.iter().map(|i| cpos[*i]).collect();
+                let entries =
+                    match listings(&seller.session, &seller.client, &ids, &mut rng, &mut t) {
+                        Ok(entries) => entries,
+                        Err(e) => {
+                            t.error(e.kind());
+                            continue;
+                        }
+                    };
+                for (i, entry) in batch.into_iter().zip(entries) {
+                    attempts += 1;
+                    let l = match entry {
+                        Ok(l) if !seen_closed(i) => l,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            settle(i, Err(e), &mut t);
+                            continue;
+                        }
+                    };
+                    if !limits.reserve(1) {
+                        break 'pages;
+                    }
+                    let r = offer(&seller.session, &seller.client, &l, &mut rng, &mut t);
+                    settle(i, r, &mut t);
+                }
+            }
         }
         (t, attempts, already, last_bind)
     });
@@ -2522,6 +2643,8 @@ struct Report {
     url: String,
     concurrency: usize,
     cpos: usize,
+    /// CPOs per listings request (cpo-browse, cpo-bind; 0 elsewhere).
+    page: usize,
     requests_limit: u64,
     duration_limit: u64,
     stopped_by: &'static str,
@@ -2589,6 +2712,7 @@ impl Report {
             "node": self.url,
             "concurrency": self.concurrency,
             "cpos": self.cpos,
+            "page": self.page,
             "limits": { "requests": self.requests_limit, "duration_secs": self.duration_limit },
             "stopped_by": self.stopped_by,
             "setup": setup,
@@ -2660,6 +2784,9 @@ impl Report {
         );
         if self.cpos > 0 {
             let _ = write!(s, ", {} CPOs", self.cpos);
+        }
+        if self.page > 1 {
+            let _ = write!(s, ", listings {} per request", self.page);
         }
         let mut setup = Vec::new();
         if let Some((n, secs)) = self.setup.cpos {
@@ -2875,8 +3002,8 @@ pub fn run(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<()> {
             let env = Env::load(ctx, a, url)?;
             let (setup, outcome) = match a.scenario {
                 Scenario::Post => run_post(&env, n, &limits)?,
-                Scenario::Browse => run_browse(&env, n, m, &limits)?,
-                _ => run_bind(&env, n, m, &limits)?,
+                Scenario::Browse => run_browse(&env, n, m, usize::from(a.page), &limits)?,
+                _ => run_bind(&env, n, m, usize::from(a.page), &limits)?,
             };
             env.say("measuring the crypto bound (in this process, one core)...");
             let bound = crypto_bound(&env, a.scenario, budget)?;
@@ -2888,6 +3015,10 @@ pub fn run(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<()> {
         url,
         concurrency: n,
         cpos: m,
+        page: match a.scenario {
+            Scenario::Browse | Scenario::Bind => usize::from(a.page),
+            _ => 0,
+        },
         requests_limit: a.requests,
         duration_limit: a.duration,
         stopped_by: limits.stopped_by(),

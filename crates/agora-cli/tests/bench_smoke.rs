@@ -210,6 +210,24 @@ fn bench_scenarios_run_against_a_real_node() {
         assert_eq!(r["setup"]["cpos_posted"], 8, "{r:#}");
         assert_eq!(r["setup"]["sessions_opened"], 4, "{r:#}");
         assert_eq!(r["successes"], r["latency"]["listing"]["count"], "{r:#}");
+        // A page of 8 listings per request: every listing counted, one
+        // request per page.
+        let r = node.bench(&[
+            "cpo-browse",
+            "--duration",
+            "2",
+            "--concurrency",
+            "4",
+            "--cpos",
+            "8",
+            "--page",
+            "8",
+        ]);
+        check_report(&r, "cpo-browse", &[]);
+        assert_eq!(r["page"], 8, "{r:#}");
+        let pages = r["latency"]["listings"]["count"].as_u64().unwrap();
+        assert_eq!(r["successes"].as_u64().unwrap(), 8 * pages, "{r:#}");
+        assert_eq!(r["requests"].as_u64().unwrap(), pages, "{r:#}");
     }
     {
         let node = Node::start();
@@ -239,6 +257,28 @@ fn bench_scenarios_run_against_a_real_node() {
         } else {
             assert_eq!(r["stopped_by"], "duration", "{r:#}");
         }
+        // Sellers who fetch their listings a page at a time keep it too.
+        let r = node.bench(&[
+            "cpo-bind",
+            "--duration",
+            "2",
+            "--concurrency",
+            "4",
+            "--cpos",
+            "100",
+            "--page",
+            "16",
+        ]);
+        check_report(&r, "cpo-bind", &["already-bound"]);
+        assert_eq!(r["invariant"]["ok"], true, "{r:#}");
+        assert!(
+            r["latency"]["listings"]["count"].as_u64().unwrap() > 0,
+            "{r:#}"
+        );
+        assert!(
+            r["latency"]["offer"]["count"].as_u64().unwrap() > 0,
+            "{r:#}"
+        );
         // The requests bound holds too.
         let r = node.bench(&[
             "cpo-bind",
