@@ -154,7 +154,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         now: Timestamp,
         m: &[u8],
     ) -> Result<Vec<u8>> {
-        let (tag, id) = session::peek(m)?;
+        // The tag before the session lookup: another message gets no lookup.
+        let (tag, _) = session::peek(m)?;
         if tag != tags::CPO_SELLER_BINDING_QUERY {
             return Err(DecodeError::WrongTag {
                 expected: tags::CPO_SELLER_BINDING_QUERY,
@@ -162,12 +163,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             }
             .into());
         }
-        let (_, channel) = self.session(&id)?;
-        let q = channel.open_authed::<BindingQuery>(Direction::ToServer, m)?;
-        if q.session != id {
-            return Err(Error::PeerMisbehaved("the query names another session"));
-        }
-        let (s, _) = self.live_session(&id, now)?;
+        let (q, s, channel) = self.open_in_live_session::<BindingQuery>(now, m, |q| q.session)?;
         let refused = || Error::Refused("no binding of this CPO to this seller".into());
         let entry = self.board.get(&q.cpo)?.ok_or_else(refused)?;
         if entry.mode != Mode::FirstCome {

@@ -866,16 +866,27 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         now: Timestamp,
         m: &[u8],
     ) -> Result<Vec<u8>> {
+        let (x, _, channel) = self.open_in_live_session::<ListingRequest>(now, m, |x| x.session)?;
+        self.listing_on(rng, now, &channel, &x.cpo, x.mode)
+    }
+
+    /// Opens a request Pam sends under `Auth_{K_p}` naming her session
+    /// inside the MAC (`named`): the session is known, the message authentic
+    /// under its K_p, names that same session, and the session is live.
+    pub(crate) fn open_in_live_session<M: wire::Message>(
+        &self,
+        now: Timestamp,
+        m: &[u8],
+        named: impl FnOnce(&M) -> [u8; 32],
+    ) -> Result<(M, Session, Arc<Channel>)> {
         let (_, id) = session::peek(m)?;
         let (s, channel) = self.session(&id)?;
-        let x = channel.open_authed::<ListingRequest>(Direction::ToServer, m)?;
-        if x.session != id {
-            return Err(Error::PeerMisbehaved(
-                "the listing request names another session",
-            ));
+        let x = channel.open_authed::<M>(Direction::ToServer, m)?;
+        if named(&x) != id {
+            return Err(Error::PeerMisbehaved("the request names another session"));
         }
         check_live(&s, now)?;
-        self.listing_on(rng, now, &channel, &x.cpo, x.mode)
+        Ok((x, s, channel))
     }
 
     /// Pam's [`ListingsRequest`] (under `Auth_{K_p}`): the step-1 listings
@@ -890,15 +901,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         now: Timestamp,
         m: &[u8],
     ) -> Result<Vec<u8>> {
-        let (_, id) = session::peek(m)?;
-        let (s, channel) = self.session(&id)?;
-        let x = channel.open_authed::<ListingsRequest>(Direction::ToServer, m)?;
-        if x.session != id {
-            return Err(Error::PeerMisbehaved(
-                "the listings request names another session",
-            ));
-        }
-        check_live(&s, now)?;
+        let (x, _, channel) =
+            self.open_in_live_session::<ListingsRequest>(now, m, |x| x.session)?;
         let entries = x
             .cpos
             .iter()

@@ -238,7 +238,13 @@ impl TestNode {
         exp.handle(s, &r.body).unwrap()
     }
 
-    fn bind(&self, s: &SellerSession, cpo: [u8; 32]) -> Result<Vec<u8>, ClientError> {
+    /// Seller `s`'s offer for first-come CPO `cpo` (protocol 4, steps 1 and
+    /// 2: the listing over HTTP), not yet sent.
+    fn offer(
+        &self,
+        s: &SellerSession,
+        cpo: [u8; 32],
+    ) -> Result<(Vec<u8>, agora_cpo::seller::ExpectBound), ClientError> {
         let rng = &mut os_rng();
         let l = self.client.call(
             Role::Server,
@@ -246,7 +252,11 @@ impl TestNode {
             None,
         )?;
         let listing = s.open_listing(&l.body).unwrap();
-        let (m1, exp) = s.offer(rng, &listing, "ships tomorrow").unwrap();
+        Ok(s.offer(rng, &listing, "ships tomorrow").unwrap())
+    }
+
+    fn bind(&self, s: &SellerSession, cpo: [u8; 32]) -> Result<Vec<u8>, ClientError> {
+        let (m1, exp) = self.offer(s, cpo)?;
         let r = self.client.call(Role::Server, &m1, None)?;
         Ok(exp.handle(s, &r.body).unwrap().signed)
     }
@@ -918,21 +928,11 @@ fn sixteen_sellers_offer_at_once_over_http_and_one_binds() {
     let id = ccpo.id;
     n.approve_and_post::<FirstCome>(&bob, ccpo);
 
-    let rng = &mut os_rng();
     let offers: Vec<_> = (0..16)
         .map(|_| {
             let k = keys();
             let s = n.session(&k, &n.bond(&k, BondRole::Seller));
-            let l = n
-                .client
-                .call(
-                    Role::Server,
-                    &s.request_listing(rng, id, Mode::FirstCome),
-                    None,
-                )
-                .unwrap();
-            let listing = s.open_listing(&l.body).unwrap();
-            let (m1, exp) = s.offer(rng, &listing, "ships today").unwrap();
+            let (m1, exp) = n.offer(&s, id).unwrap();
             (s, m1, exp)
         })
         .collect();
