@@ -852,3 +852,45 @@ fn a_page_of_listings_lists_what_is_open_and_says_why_the_rest_is_not() {
         Err(Error::NotAuthorised(_))
     ));
 }
+
+/// A seller who asks for listings faster than she answers them retires her
+/// own oldest past MAX_LISTINGS_PER_SESSION, not anyone else's.
+#[test]
+fn a_session_holds_a_bounded_number_of_listings() {
+    let mut m = Market::new(44);
+    let ccpo = posted_cpo(&mut m);
+    let (pam, quinn) = (seller(&mut m), seller(&mut m));
+    let pam_s = day_session(&mut m, &pam);
+    let quinn_s = day_session(&mut m, &quinn);
+    let listing = |s: &SellerSession, m: &mut Market| {
+        let l = m
+            .server
+            .listing(&mut m.rng, NOW, &s.id(), &ccpo.id)
+            .unwrap();
+        s.open_listing(&l).unwrap()
+    };
+    let quinns = listing(&quinn_s, &mut m);
+    let first = listing(&pam_s, &mut m);
+    let mut last = None;
+    for _ in 0..agora_cpo::MAX_LISTINGS_PER_SESSION {
+        last = Some(listing(&pam_s, &mut m));
+    }
+    let (retired, _) = pam_s.offer(&mut m.rng, &first, "").unwrap();
+    assert_eq!(
+        m.server
+            .handle_bind_offer(&mut m.rng, NOW, &retired)
+            .unwrap_err(),
+        Error::Replayed,
+        "her oldest listing was retired by her newest"
+    );
+    // Quinn's listing, older than all of Pam's, still answers.
+    let (offer, exp) = quinn_s.offer(&mut m.rng, &quinns, "").unwrap();
+    let bound = m.server.handle_bind_offer(&mut m.rng, NOW, &offer).unwrap();
+    exp.handle(&quinn_s, &bound.reply).unwrap();
+    // Pam's newest was kept (the CPO is bound now, so it is refused as such).
+    let (newest, _) = pam_s.offer(&mut m.rng, &last.unwrap(), "").unwrap();
+    refused_with(
+        m.server.handle_bind_offer(&mut m.rng, NOW, &newest),
+        "already bound",
+    );
+}
