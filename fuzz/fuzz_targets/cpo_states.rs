@@ -1,9 +1,9 @@
 //! The saved protocol states' decoders (`from_bytes`, saved state kinds
-//! 1-12) on arbitrary bytes: no input may panic, and whatever decodes must
+//! 1-13) on arbitrary bytes: no input may panic, and whatever decodes must
 //! save (`to_bytes`) to exactly the same bytes.
 #![no_main]
 use agora_cpo::arbiter::PendingApproval;
-use agora_cpo::bidding::ExpectBidReceipt;
+use agora_cpo::bidding::{ExpectBidReceipt, PendingAward};
 use agora_cpo::buyer::{
     ExpectArbiterAcceptance, ExpectArbiterChallenge, ExpectPostChallenge, ExpectPosted,
 };
@@ -45,5 +45,6 @@ fuzz_target!(|data: &[u8]| {
         PendingBrowse,
         PendingListing,
         ExpectBidReceipt,
+        PendingAward,
     );
 });

@@ -239,6 +239,10 @@ pub enum CpoCmd {
         /// Her BID_RECEIPT file.
         #[arg(long)]
         receipt: PathBuf,
+        /// A notice she received by mail (`agora cpo mail server` writes
+        /// them with the award), checked instead of asking the server.
+        #[arg(long)]
+        notice: Option<PathBuf>,
         /// Write the notice here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -1180,7 +1184,12 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             );
         }
         CpoCmd::Award { id, out_dir } => award(ctx, id, out_dir)?,
-        CpoCmd::Notice { id, receipt, out } => {
+        CpoCmd::Notice {
+            id,
+            receipt,
+            notice: mailed,
+            out,
+        } => {
             let cpo = cpo_id(id)?;
             let trust = ctx.load_trust()?;
             let signed = read_limited(receipt)?;
@@ -1210,9 +1219,12 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 "the CPO's arbiter",
             )?;
             let held = HeldReceipt { signed, message };
-            let notice = public_transport(ctx)?
-                .notice(&cpo, &held.hash())
-                .map_err(|e| node_error(e, "no notice"))?;
+            let notice = match mailed {
+                Some(f) => read_limited(f)?,
+                None => public_transport(ctx)?
+                    .notice(&cpo, &held.hash())
+                    .map_err(|e| node_error(e, "no notice"))?,
+            };
             let outcome = check_notice(&notice, &held, &server.sign, &alice.sign)?;
             keep(ctx, "cpo/bid-notice", &notice, false)?;
             if let Some(out) = out {

@@ -1,4 +1,4 @@
-//! `agora cpo mail ...`: protocols 1 (5), 2, 3, 4 and 6 one message at a time,
+//! `agora cpo mail ...`: protocols 1 (5), 2, 3, 4 and 6 (with its award) one message at a time,
 //! through files, because the paper wants posting to work "with nothing
 //! more than encrypted e-mail" (section 3.6), and every message can be
 //! written to and read from a file. Each party runs its own
@@ -61,6 +61,22 @@
 //! `agora evidence verify` and `agora cpo notice` take it). A bid file
 //! handled twice finds its listing used up and is refused.
 //!
+//! When bidding has closed, the server hands the bids to the arbiter and
+//! her award comes back by mail too (protocol 6, step 5):
+//!
+//! ```text
+//! server:  agora cpo mail start-award <cpo-id> --out a0.msg
+//! arbiter: agora cpo mail arbiter a0.msg --out a1.msg
+//! server:  agora cpo mail server a1.msg --out mailed/book.award
+//! seller:  agora cpo notice <cpo-id> --receipt pam.receipt --notice mailed/notice-<hash>.cose
+//! ```
+//! The server checks the award as `agora cpo award` does (it answers this
+//! request, considers exactly its bids, names the winner the rule gives),
+//! binds the CPO to the winner, and writes the award and, beside it, each
+//! bidder's signed notice (`notice-<first 8 bytes of her receipt's
+//! hash>.cose`) for mailing; each bidder checks hers against her receipt
+//! and the award. An award handled twice finds nothing waiting for it.
+//!
 //! The buyer's and the seller's steps take the arbiter's and the server's
 //! keys from the trust store, as `agora cpo approve`, `post` and `session`
 //! do (`start-session` talks to this data directory's server, or the one
@@ -75,12 +91,12 @@ use crate::cpo::{
     arbiter_policy, bond_trust, cpo_id, keep, keep_session, keys, local_server, node_server,
     pinned, read_limited, seller_session,
 };
-use crate::datadir::{Ctx, ARBITER_KEY};
+use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
 use agora_core::ports::{EvidenceArchive, Freshness, ReplayCache};
 use agora_core::wire::{envelope, saved, tags, Tag};
 use agora_core::{KeyId, Money};
 use agora_cpo::arbiter::{Arbiter, PendingApproval};
-use agora_cpo::bidding::{ExpectBidReceipt, MAX_BID_DETAILS_LEN};
+use agora_cpo::bidding::{ExpectBidReceipt, PendingAward, MAX_BID_DETAILS_LEN};
 use agora_cpo::buyer::{
     self, Acceptance, ExpectArbiterAcceptance, ExpectArbiterChallenge, ExpectPostChallenge,
     ExpectPosted,
@@ -219,7 +235,19 @@ pub enum MailCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// This node's server: handle a message from a buyer or a seller.
+    /// This node's server: bidding on a CPO has closed; write the award
+    /// request (protocol 6, step 5: the bids) for the CPO's arbiter. Her
+    /// award comes back through `server`, which writes each bidder's notice.
+    StartAward {
+        /// The CPO id (hex).
+        id: String,
+        /// Write the request here.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// This node's server: handle a message from a buyer, a seller or the
+    /// arbiter (her award: written to `--out`, with each bidder's notice
+    /// beside it as `notice-<receipt hash>.cose`).
     Server {
         /// The message received.
         message: PathBuf,
@@ -911,6 +939,34 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
             seller,
             out,
         } => seller_step(ctx, seller, message, out),
+        MailCmd::StartAward { id, out } => {
+            let cpo = cpo_id(id)?;
+            let ks = ctx.load_keystore()?;
+            let store = ctx.store()?;
+            let (server, _) = local_server(ctx, &ks, &store)?;
+            let entry = agora_cpo::ports::Board::get(server.board(), &cpo)?
+                .with_context(|| format!("no CPO {} on this node's board", hex::encode(cpo)))?;
+            let trust = ctx.load_trust()?;
+            let alice = pinned(
+                &trust,
+                PartyRole::Arbiter,
+                &entry.ccpo.arbiter,
+                "the CPO's arbiter",
+            )?;
+            let (m, pending) = server
+                .request_award(
+                    &store.bids(),
+                    &mut agora_core::crypto::os_rng(),
+                    ctx.now(),
+                    &cpo,
+                    &alice,
+                )
+                .context("the server refused")?;
+            save(ctx, "server", "pending-award", &pending.to_bytes())?;
+            crate::datadir::write_file_atomic(out, &m)?;
+            done(ctx, "the award request for the arbiter", out);
+            Ok(())
+        }
         MailCmd::Arbiter { message, out } => {
             let (tag, msg) = tag_of(message)?;
             let ks = ctx.load_keystore()?;
@@ -932,6 +988,21 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                 }
                 t if t == tags::CPO_BID_ARBITER_RESPONSE => {
                     arbiter_on_response::<Bidding>(ctx, &arbiter, &msg, out)
+                }
+                t if t == tags::CPO_BID_AWARD_REQUEST => {
+                    // This data directory's server is the one she awards for.
+                    let server = keys(&ks, SERVER_KEY)?.peer();
+                    let (reply, _) = arbiter
+                        .handle_award_request(
+                            &mut agora_core::crypto::os_rng(),
+                            ctx.now(),
+                            &msg,
+                            &server,
+                        )
+                        .context("the arbiter refused")?;
+                    crate::datadir::write_file_atomic(out, &reply)?;
+                    done(ctx, "the award for the server", out);
+                    Ok(())
                 }
                 other => bail!(
                     "the arbiter does not handle {} {other}",
@@ -1071,6 +1142,35 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                     )?;
                     crate::datadir::write_file_atomic(out, &taken.reply)?;
                     done(ctx, "M_2 (BID_RECEIPT) for the seller", out);
+                    Ok(())
+                }
+                t if t == tags::CPO_BID_AWARD => {
+                    let bids = store.bids();
+                    let awarded = resume(ctx, "server", "pending-award", |b| {
+                        let p = PendingAward::from_bytes(b)?;
+                        Ok(p.handle_award(&server, &bids, now, &msg)?)
+                    })?;
+                    store.archive().append("cpo/award", &awarded.award, now)?;
+                    crate::datadir::write_file_atomic(out, &awarded.award)?;
+                    let beside = out.parent().unwrap_or(Path::new("."));
+                    for (_, receipt, notice) in &awarded.notices {
+                        let f = beside.join(format!("notice-{}.cose", hex::encode(&receipt[..8])));
+                        crate::datadir::write_file_atomic(&f, notice)?;
+                    }
+                    crate::output::emit(
+                        ctx.json,
+                        &format!(
+                            "the award: written to {}, with {} notices beside it",
+                            out.display(),
+                            awarded.notices.len()
+                        ),
+                        serde_json::json!({
+                            "result": "the award",
+                            "file": out,
+                            "notices": awarded.notices.len(),
+                            "winner": awarded.winner.map(|w| w.to_string()),
+                        }),
+                    );
                     Ok(())
                 }
                 other => bail!(

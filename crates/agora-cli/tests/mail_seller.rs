@@ -737,11 +737,14 @@ fn sellers_bid_by_mail_and_the_lower_bid_wins() {
         "both runs are over"
     );
 
-    // Once bidding closes, the award goes to the lower bid: Sam's.
+    // Once bidding closes, the server sends the bids to the arbiter by mail
+    // and her award comes back the same way: to the lower bid, Sam's.
     let closes = drafted + window + Duration::from_millis(1500);
     if let Some(left) = closes.checked_duration_since(Instant::now()) {
         std::thread::sleep(left);
     }
+    award_by_mail(d, &id, &sam_id);
+    // The node's view of the same award (made before, by mail).
     let out = ok(d, &["--json", "cpo", "award", &id, "--out-dir", "award"]);
     let award: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
@@ -753,6 +756,108 @@ fn sellers_bid_by_mail_and_the_lower_bid_wins() {
     assert!(out.contains("the bid of 70.00 EUR won"), "{out}");
     let out = ok(d, &["cpo", "notice", &id, "--receipt", "pam.receipt"]);
     assert!(out.contains("the bid of 75.00 EUR lost"), "{out}");
+}
+
+/// Protocol 6, step 5, by mail: the award request, the arbiter's award
+/// (a tampered copy refused, the award taken once), and each bidder's
+/// notice checked from the file mailed to her.
+fn award_by_mail(d: &Path, id: &str, winner: &str) {
+    ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "start-award",
+            id,
+            "--out",
+            "a1-to-arbiter.msg",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "arbiter",
+            "a1-to-arbiter.msg",
+            "--out",
+            "a2-to-server.msg",
+        ],
+    );
+    std::fs::create_dir_all(d.join("mailed")).unwrap();
+    tamper(d, "a2-to-server.msg", "a2-bad.msg");
+    let waiting = saved(d, "server");
+    fails(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "server",
+            "a2-bad.msg",
+            "--out",
+            "mailed/bad.award",
+        ],
+    );
+    assert_eq!(
+        saved(d, "server"),
+        waiting,
+        "a tampered award uses up nothing"
+    );
+    assert!(!d.join("mailed/bad.award").exists());
+    let out = ok(
+        d,
+        &[
+            "--json",
+            "cpo",
+            "mail",
+            "server",
+            "a2-to-server.msg",
+            "--out",
+            "mailed/tea.award",
+        ],
+    );
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["notices"], 2, "{r}");
+    assert_eq!(r["winner"].as_str(), Some(winner), "{r}");
+    assert!(saved(d, "server").is_empty(), "the award was taken once");
+    fails(
+        d,
+        &[
+            "cpo",
+            "mail",
+            "server",
+            "a2-to-server.msg",
+            "--out",
+            "mailed/again.award",
+        ],
+    );
+    ok(d, &["evidence", "verify", "mailed/tea.award"]);
+    // Each bidder's notice is one of the files beside the award; only hers
+    // checks against her receipt.
+    let notices: Vec<String> = std::fs::read_dir(d.join("mailed"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("notice-"))
+        .map(|n| format!("mailed/{n}"))
+        .collect();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    for (receipt, word) in [("sam.receipt", "won"), ("pam.receipt", "lost")] {
+        let checked: Vec<String> = notices
+            .iter()
+            .filter_map(|n| {
+                let out = agora(
+                    d,
+                    &["cpo", "notice", id, "--receipt", receipt, "--notice", n],
+                );
+                out.status
+                    .success()
+                    .then(|| String::from_utf8(out.stdout).unwrap())
+            })
+            .collect();
+        assert_eq!(checked.len(), 1, "{receipt}: {checked:?}");
+        assert!(checked[0].contains(word), "{receipt}: {}", checked[0]);
+    }
 }
 
 #[test]

@@ -1024,6 +1024,35 @@ impl ExpectBidReceipt {
     }
 }
 
+// Saved state (see `crate::state`): kind 13, the server waiting for the
+// arbiter's award. It holds no secret: the award request (the bids' receipt
+// hashes and prices) and the arbiter's public keys.
+
+impl PendingAward {
+    /// The state as bytes (saved state kind 13), to resume later with
+    /// [`Self::from_bytes`] (the award then arrives by mail, say).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut e = crate::state::start(13, 2);
+        e.bytes(&agora_core::wire::encode(&self.request))
+            .field(&self.arbiter);
+        e.into_bytes()
+    }
+
+    /// A state saved by [`Self::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, DecodeError> {
+        let mut d = crate::state::open(b, 13, 2)?;
+        let request = agora_core::wire::decode::<AwardRequest>(
+            d.bytes("saved award request", AwardRequest::MAX_LEN)?,
+        )?;
+        let s = PendingAward {
+            request,
+            arbiter: d.field()?,
+        };
+        d.finish()?;
+        Ok(s)
+    }
+}
+
 // Saved state (see `crate::state`): kind 12. It holds no secret: hash(X_1),
 // the CPO (public on the board) and her price; K_p stays in her keystore.
 

@@ -82,6 +82,10 @@ fn lowest_bid_wins_and_everyone_is_told() {
         .alice
         .handle_award_request(&mut m.rng, closed, &req, &m.server_peer)
         .unwrap();
+    // The pending award survives being saved (the award may come by mail).
+    let saved = pending.to_bytes();
+    let pending = agora_cpo::bidding::PendingAward::from_bytes(&saved).unwrap();
+    assert_eq!(pending.to_bytes(), saved);
     let awarded = pending
         .handle_award(&m.server, &bids, closed, &reply)
         .unwrap();
