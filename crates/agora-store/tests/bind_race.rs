@@ -211,6 +211,37 @@ fn ready_seller(
     }
 }
 
+/// Two servers with the same keys on one database, each on its own
+/// `Store`, as two processes would be: the market on the first, and the
+/// second (`other`). Keep the directory alive while they run.
+struct TwoProcesses {
+    _dir: tempfile::TempDir,
+    rng: ChaCha20Rng,
+    agency: Agency,
+    server: SqliteServer,
+    server_peer: agora_cpo::Peer,
+    cpo_id: [u8; 32],
+    other: SqliteServer,
+}
+
+fn two_processes(rng_seed: u64, server_seed: u64) -> TwoProcesses {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(rng_seed);
+    let store = Store::open_dir(dir.path()).unwrap();
+    let m = market(&store, &mut rng, server_seed);
+    let other_store = Store::open_dir(dir.path()).unwrap();
+    let other = sqlite_server(&other_store, m.trust, m.arbiter, server_seed);
+    TwoProcesses {
+        _dir: dir,
+        rng,
+        agency: m.agency,
+        server: m.server,
+        server_peer: m.server_peer,
+        cpo_id: m.cpo_id,
+        other,
+    }
+}
+
 #[test]
 fn sixty_four_sellers_race_to_bind_one_cpo_through_the_protocol_and_one_wins() {
     let started = Instant::now();
@@ -315,22 +346,18 @@ fn sixty_four_sellers_race_to_bind_one_cpo_through_the_protocol_and_one_wins() {
 /// it, and a live session of another seller still binds.
 #[test]
 fn a_session_ended_by_another_process_binds_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut rng = ChaCha20Rng::seed_from_u64(4);
-    let store = Store::open_dir(dir.path()).unwrap();
-    let Market {
+    let TwoProcesses {
+        mut rng,
         agency,
-        trust,
-        arbiter,
         server,
         server_peer,
         cpo_id,
-    } = market(&store, &mut rng, 78);
+        other,
+        _dir,
+    } = two_processes(4, 78);
     let pam = ready_seller(&server, &mut rng, &agency, &server_peer, &cpo_id, 0);
     let quinn = ready_seller(&server, &mut rng, &agency, &server_peer, &cpo_id, 1);
 
-    let other_store = Store::open_dir(dir.path()).unwrap();
-    let other = sqlite_server(&other_store, trust, arbiter, 78);
     let end = pam.session.end(&mut rng);
     assert_eq!(
         other.handle_end_session(NOW, &end).unwrap(),
@@ -362,22 +389,17 @@ fn a_session_ended_by_another_process_binds_nothing() {
 /// refuses the CPO before signing or listing anything.
 #[test]
 fn a_cpo_bound_by_another_process_is_refused_and_then_known_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut rng = ChaCha20Rng::seed_from_u64(5);
-    let store = Store::open_dir(dir.path()).unwrap();
-    let Market {
+    let TwoProcesses {
+        mut rng,
         agency,
-        trust,
-        arbiter,
         server,
         server_peer,
         cpo_id,
-    } = market(&store, &mut rng, 79);
+        other,
+        _dir,
+    } = two_processes(5, 79);
     // Pam's listing made this server read (and keep) the CPO, open.
     let pam = ready_seller(&server, &mut rng, &agency, &server_peer, &cpo_id, 0);
-
-    let other_store = Store::open_dir(dir.path()).unwrap();
-    let other = sqlite_server(&other_store, trust, arbiter, 79);
     let quinn = ready_seller(&other, &mut rng, &agency, &server_peer, &cpo_id, 1);
     let bound = other.handle_bind_offer(&mut rng, NOW, &quinn.m1).unwrap();
     quinn.expect.handle(&quinn.session, &bound.reply).unwrap();
