@@ -754,27 +754,50 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         cpo: &[u8; 32],
         mode: Mode,
     ) -> Result<Vec<u8>> {
-        let entry = self.listable_for(cpo, mode, now)?;
+        self.issue_listing_on(rng, now, channel, cpo, mode)
+            .map(|(sealed, _)| sealed)
+    }
+
+    /// [`Self::listing_on`], also returning hash(X_0), under which the
+    /// listing waits for its answer.
+    fn issue_listing_on(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        channel: &Channel,
+        cpo: &[u8; 32],
+        mode: Mode,
+    ) -> Result<(Vec<u8>, [u8; 32])> {
+        let ccpo = self.listable_for(cpo, mode, now)?.ccpo;
         let r0 = random_bytes(rng);
-        let id = channel.id();
         match mode {
             Mode::FirstCome => {
-                let x0 = BindListing {
-                    r0,
-                    ccpo: entry.ccpo,
-                };
-                self.issue_listing(id, cpo, mode, digest(&x0), now)?;
-                Ok(channel.seal_authed(rng, Direction::ToSeller, &x0))
+                self.issue_sealed(rng, now, channel, cpo, mode, &BindListing { r0, ccpo })
             }
-            Mode::Bidding => {
-                let x0 = crate::bidding::BidListing {
-                    r0,
-                    ccpo: entry.ccpo,
-                };
-                self.issue_listing(id, cpo, mode, digest(&x0), now)?;
-                Ok(channel.seal_authed(rng, Direction::ToSeller, &x0))
-            }
+            Mode::Bidding => self.issue_sealed(
+                rng,
+                now,
+                channel,
+                cpo,
+                mode,
+                &crate::bidding::BidListing { r0, ccpo },
+            ),
         }
+    }
+
+    /// Remembers listing `x0` of `cpo` as sent on `channel`, then seals it.
+    fn issue_sealed<M: wire::Message>(
+        &self,
+        rng: &mut impl Rng,
+        now: Timestamp,
+        channel: &Channel,
+        cpo: &[u8; 32],
+        mode: Mode,
+        x0: &M,
+    ) -> Result<(Vec<u8>, [u8; 32])> {
+        let x0_hash = digest(x0);
+        self.issue_listing(channel.id(), cpo, mode, x0_hash, now)?;
+        Ok((channel.seal_authed(rng, Direction::ToSeller, x0), x0_hash))
     }
 
     /// Protocol 4, step 2 -> 3: Pam's offer under `Auth_{K_p}`. Checks, in
@@ -866,16 +889,15 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         now: Timestamp,
         m: &[u8],
     ) -> Result<Vec<u8>> {
-        let (x, _, channel) = self.open_in_live_session::<ListingRequest>(now, m, |x| x.session)?;
-        self.listing_on(rng, now, &channel, &x.cpo, x.mode)
+        self.handle_listing_request_saved(rng, now, m)
+            .map(|(reply, _)| reply)
     }
 
     /// Opens a request Pam sends under `Auth_{K_p}` naming her session
     /// inside the MAC (`named`): the session is known, the message authentic
-    /// under its K_p, names that same session, and the session is live.
-    pub(crate) fn open_in_live_session<M: wire::Message>(
+    /// under its K_p, and names that same session.
+    fn open_in_session<M: wire::Message>(
         &self,
-        now: Timestamp,
         m: &[u8],
         named: impl FnOnce(&M) -> [u8; 32],
     ) -> Result<(M, Session, Arc<Channel>)> {
@@ -885,6 +907,17 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         if named(&x) != id {
             return Err(Error::PeerMisbehaved("the request names another session"));
         }
+        Ok((x, s, channel))
+    }
+
+    /// [`Self::open_in_session`], and the session is live.
+    pub(crate) fn open_in_live_session<M: wire::Message>(
+        &self,
+        now: Timestamp,
+        m: &[u8],
+        named: impl FnOnce(&M) -> [u8; 32],
+    ) -> Result<(M, Session, Arc<Channel>)> {
+        let (x, s, channel) = self.open_in_session(m, named)?;
         check_live(&s, now)?;
         Ok((x, s, channel))
     }
@@ -925,14 +958,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
 
     /// Pam ends her session (under `Auth_{K_p}`): K_p binds nothing more.
     pub fn handle_end_session(&self, now: Timestamp, m: &[u8]) -> Result<EndOutcome> {
-        let (_, id) = session::peek(m)?;
-        let (_, channel) = self.session(&id)?;
-        let x = channel.open_authed::<EndSession>(Direction::ToServer, m)?;
-        if x.session != id {
-            return Err(Error::PeerMisbehaved(
-                "the end message names another session",
-            ));
-        }
+        let (x, _, _) = self.open_in_session::<EndSession>(m, |x| x.session)?;
+        let id = x.session;
         let outcome = self.sessions.end(&id, now)?;
         self.forget(|k| k.id == id);
         Ok(outcome)
@@ -1229,31 +1256,16 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         now: Timestamp,
         m: &[u8],
     ) -> Result<(Vec<u8>, PendingListing)> {
-        let reply = self.handle_listing_request(rng, now, m)?;
-        let (tag, id) = session::peek(&reply)?;
-        let (_, channel) = self.session(&id)?;
-        let x0_hash = if tag == <BindListing as wire::Message>::TAG {
-            digest(&channel.open_authed::<BindListing>(Direction::ToSeller, &reply)?)
-        } else {
-            digest(&channel.open_authed::<crate::bidding::BidListing>(Direction::ToSeller, &reply)?)
-        };
-        let l = self
-            .issued
-            .lock()
-            .map_err(|_| Error::Storage("listing table lock poisoned".into()))?
-            .get(&x0_hash)
-            .copied()
-            .ok_or(Error::ApiMisuse(
-                "the listing just issued is not in the table",
-            ))?;
+        let (x, _, channel) = self.open_in_live_session::<ListingRequest>(now, m, |x| x.session)?;
+        let (reply, x0_hash) = self.issue_listing_on(rng, now, &channel, &x.cpo, x.mode)?;
         Ok((
             reply,
             PendingListing {
                 x0_hash,
-                session: l.session,
-                cpo: l.cpo,
-                issued_at: l.issued_at,
-                mode: l.mode,
+                session: x.session,
+                cpo: x.cpo,
+                issued_at: now,
+                mode: x.mode,
             },
         ))
     }
