@@ -47,7 +47,7 @@ impl SqliteBids {
         let t = exact(s.t.secs(), "bid time over i64")?;
         self.store.writer().execute(move |conn| {
             if let Some(session) = session {
-                if !crate::board::session_open(conn, &session)? {
+                if !crate::sessions::session_open(conn, &session)? {
                     return Err(Error::NotAuthorised("the browse session has ended".into()));
                 }
             }

@@ -105,14 +105,6 @@ fn decode_ccpo(bytes: &[u8]) -> Result<Ccpo, Error> {
     Ok(c)
 }
 
-/// Whether browse session `session` is stored and not ended, read in the
-/// caller's write transaction.
-pub(crate) fn session_open(conn: &Connection, session: &[u8; 32]) -> Result<bool, Error> {
-    conn.prepare_cached("SELECT 1 FROM cpo_session WHERE id = ?1 AND ended_at IS NULL")
-        .and_then(|mut st| st.exists([session.as_slice()]))
-        .map_err(storage)
-}
-
 impl SqliteBoard {
     /// [`Board::try_bind`], and with `session`, [`Board::try_bind_in_session`].
     fn bind(
@@ -421,17 +413,14 @@ impl Board for SqliteBoard {
         if ccpo.id != *id {
             return Err(corrupt("CCPO id differs from the row id"));
         }
-        Ok(Some(self.store.cpo_states().learn(
-            CpoState {
-                ccpo,
-                mode:
-                    Mode::from_name(&mode).ok_or_else(|| {
-                        Error::Storage(format!("corrupt board row: mode {mode:?}"))
-                    })?,
-                bound,
-                taken_down,
-            },
-        )))
+        let mode = Mode::from_name(&mode)
+            .ok_or_else(|| Error::Storage(format!("corrupt board row: mode {mode:?}")))?;
+        Ok(Some(self.store.cpo_states().learn(CpoState {
+            ccpo,
+            mode,
+            bound,
+            taken_down,
+        })))
     }
 
     fn search(

@@ -21,7 +21,7 @@
 use agora_cpo::ports::CpoState;
 use agora_cpo::{Ccpo, Mode};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 /// Most CPOs kept: a CCPO with its bond certificate is one to two KiB, so
 /// the table stays under about 32 MiB.
@@ -29,8 +29,8 @@ pub const MAX_CACHED_CPOS: usize = 16_384;
 
 #[derive(Default)]
 struct Known {
-    /// The CCPO and mode, once read from the database.
-    posted: Option<Arc<(Ccpo, Mode)>>,
+    /// The CCPO and mode, once read from the database or posted here.
+    posted: Option<(Ccpo, Mode)>,
     bound: bool,
     taken_down: bool,
 }
@@ -63,6 +63,14 @@ impl Table {
             self.order.push_back(*id);
         }
         self.map.entry(*id).or_default()
+    }
+
+    /// The entry of `ccpo`, with its CCPO and mode kept (the first ones
+    /// stand: they never change).
+    fn remember(&mut self, ccpo: &Ccpo, mode: Mode) -> &mut Known {
+        let k = self.entry(&ccpo.id);
+        k.posted.get_or_insert_with(|| (ccpo.clone(), mode));
+        k
     }
 }
 
@@ -100,14 +108,11 @@ impl StateCache {
     /// change committed meanwhile stays set).
     pub(crate) fn learn(&self, mut read: CpoState) -> CpoState {
         let mut table = self.lock();
-        let k = table.entry(&read.ccpo.id);
+        let k = table.remember(&read.ccpo, read.mode);
         k.bound |= read.bound;
         k.taken_down |= read.taken_down;
         read.bound = k.bound;
         read.taken_down = k.taken_down;
-        if k.posted.is_none() {
-            k.posted = Some(Arc::new((read.ccpo.clone(), read.mode)));
-        }
         read
     }
 
@@ -123,11 +128,7 @@ impl StateCache {
 
     /// CPO `id` was just posted by this process: open, with this CCPO.
     pub(crate) fn posted(&self, ccpo: &Ccpo, mode: Mode) {
-        let mut table = self.lock();
-        let k = table.entry(&ccpo.id);
-        if k.posted.is_none() {
-            k.posted = Some(Arc::new((ccpo.clone(), mode)));
-        }
+        self.lock().remember(ccpo, mode);
     }
 
     #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::db::storage;
 use crate::Store;
 use agora_core::{Error, KeyId, Timestamp};
 use agora_cpo::ports::{EndOutcome, Session, Sessions};
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// The sessions port on a [`Store`].
 #[derive(Clone, Debug)]
@@ -26,6 +26,15 @@ impl SqliteSessions {
 }
 
 /// A time stored only in a session row: refused unless it comes back as is.
+/// Whether browse session `session` is stored and not ended, read in the
+/// caller's write transaction (a bid's; a binding checks it in its own
+/// statement, `board.rs`).
+pub(crate) fn session_open(conn: &Connection, session: &[u8; 32]) -> Result<bool, Error> {
+    conn.prepare_cached("SELECT 1 FROM cpo_session WHERE id = ?1 AND ended_at IS NULL")
+        .and_then(|mut st| st.exists([session.as_slice()]))
+        .map_err(storage)
+}
+
 fn ts_exact(t: Timestamp, what: &'static str) -> Result<i64, Error> {
     i64::try_from(t.secs()).map_err(|_| Error::ApiMisuse(what))
 }
