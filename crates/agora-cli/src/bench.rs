@@ -346,13 +346,16 @@ impl Percentiles {
 /// The error kind of a node's refusal: its problem code, except that a
 /// refusal because the CPO is already bound (the expected loss of a bind
 /// race) is `already-bound`.
+/// Whether a refusal's text says the CPO was bound already (the race the
+/// cpo-bind scenario expects), rather than something else.
+fn says_already_bound(why: &str) -> bool {
+    why.contains("already bound")
+}
+
 fn node_error_kind(e: &ClientError) -> String {
     match e {
         ClientError::Problem(p)
-            if p.code == "refused"
-                && p.detail
-                    .as_deref()
-                    .is_some_and(|d| d.contains("already bound")) =>
+            if p.code == "refused" && p.detail.as_deref().is_some_and(says_already_bound) =>
         {
             "already-bound".into()
         }
@@ -904,7 +907,16 @@ fn listing(
 ) -> Result<Listing, OpError> {
     let m = session.request_listing(rng, cpo, Mode::FirstCome);
     let r = t.call(client, "listing", Role::Server, &m, None)?;
-    let l = session.open_listing(&r.body)?;
+    open_listing_of(session, &r.body, cpo)
+}
+
+/// Opens a sealed listing and checks it is of `cpo`.
+fn open_listing_of(
+    session: &SellerSession,
+    sealed: &[u8],
+    cpo: [u8; 32],
+) -> Result<Listing, OpError> {
+    let l = session.open_listing(sealed)?;
     if l.ccpo().id != cpo {
         return Err(agora_core::Error::PeerMisbehaved("the listing is of another CPO").into());
     }
@@ -926,16 +938,8 @@ fn listings(
         .handle(session, &r.body)?
         .into_iter()
         .map(|(cpo, entry)| match entry {
-            Ok(sealed) => {
-                let l = session.open_listing(&sealed)?;
-                if l.ccpo().id != cpo {
-                    return Err(
-                        agora_core::Error::PeerMisbehaved("the listing is of another CPO").into(),
-                    );
-                }
-                Ok(Ok(l))
-            }
-            Err(why) if why.contains("already bound") => Ok(Err(OpError::Check {
+            Ok(sealed) => open_listing_of(session, &sealed, cpo).map(Ok),
+            Err(why) if says_already_bound(&why) => Ok(Err(OpError::Check {
                 kind: "already-bound",
                 what: "the node refused to list a bound CPO",
             })),

@@ -1553,6 +1553,12 @@ fn session(
 /// the arbiter (or gives the award it made already); the award is checked
 /// against the arbiter the CPO names, and every bidder's notice against the
 /// server, before they are written.
+/// Where an award's notice of the bid with receipt hash `receipt` is
+/// written in `dir`: `notice-<first 8 bytes of the hash>.cose`.
+pub(crate) fn notice_file(dir: &Path, receipt: &[u8; 32]) -> PathBuf {
+    dir.join(format!("notice-{}.cose", hex::encode(&receipt[..8])))
+}
+
 fn award(ctx: &Ctx, id: &str, out_dir: &Path) -> anyhow::Result<()> {
     let cpo = cpo_id(id)?;
     let trust = ctx.load_trust()?;
@@ -1585,8 +1591,7 @@ fn award(ctx: &Ctx, id: &str, out_dir: &Path) -> anyhow::Result<()> {
         if n.cpo != cpo || n.receipt_hash != *receipt {
             bail!("the node answered with the notice of another bid");
         }
-        let f = out_dir.join(format!("notice-{}.cose", hex::encode(&receipt[..8])));
-        crate::datadir::write_file_atomic(&f, &notice)?;
+        crate::datadir::write_file_atomic(&notice_file(out_dir, receipt), &notice)?;
     }
     // The winner's bond key id is known to the node when this call made the
     // award; otherwise the award names the winning bid by its receipt.

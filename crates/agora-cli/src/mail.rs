@@ -89,7 +89,7 @@
 
 use crate::cpo::{
     arbiter_policy, bond_trust, cpo_id, keep, keep_session, keys, local_server, node_server,
-    pinned, read_limited, seller_session,
+    notice_file, pinned, read_limited, seller_session,
 };
 use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
 use agora_core::ports::{EvidenceArchive, Freshness, ReplayCache};
@@ -944,7 +944,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
             let ks = ctx.load_keystore()?;
             let store = ctx.store()?;
             let (server, _) = local_server(ctx, &ks, &store)?;
-            let entry = agora_cpo::ports::Board::get(server.board(), &cpo)?
+            let entry = agora_cpo::ports::Board::state(server.board(), &cpo)?
                 .with_context(|| format!("no CPO {} on this node's board", hex::encode(cpo)))?;
             let trust = ctx.load_trust()?;
             let alice = pinned(
@@ -1154,8 +1154,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                     crate::datadir::write_file_atomic(out, &awarded.award)?;
                     let beside = out.parent().unwrap_or(Path::new("."));
                     for (_, receipt, notice) in &awarded.notices {
-                        let f = beside.join(format!("notice-{}.cose", hex::encode(&receipt[..8])));
-                        crate::datadir::write_file_atomic(&f, notice)?;
+                        crate::datadir::write_file_atomic(&notice_file(beside, receipt), notice)?;
                     }
                     crate::output::emit(
                         ctx.json,

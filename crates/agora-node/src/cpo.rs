@@ -482,6 +482,10 @@ impl CpoService {
     }
 }
 
+/// The server's messages handled on the async runtime rather than the
+/// blocking pool: the two of a bind (see [`CpoService::handle_bind_step`]).
+const BIND_STEPS: [Tag; 2] = [tags::CPO_LISTING_REQUEST, tags::CPO_BIND_OFFER];
+
 impl CpoService {
     /// The two messages of a bind (protocol 4), run on the async runtime
     /// instead of the blocking pool: they read what is usually in this
@@ -497,19 +501,22 @@ impl CpoService {
         now: Timestamp,
     ) -> Result<Reply, Problem> {
         let server = self.server()?;
-        if tag == tags::CPO_LISTING_REQUEST {
-            return Ok(done(server.handle_listing_request(
+        match tag {
+            tags::CPO_LISTING_REQUEST => Ok(done(server.handle_listing_request(
                 &mut os_rng(),
                 now,
                 body,
-            )?));
+            )?)),
+            tags::CPO_BIND_OFFER => {
+                let prepared = server.prepare_bind_offer(&mut os_rng(), now, body)?;
+                let outcome = server
+                    .board()
+                    .try_bind_in_session_async(&prepared.cpo, &prepared.binding, &prepared.session)
+                    .await?;
+                Ok(done(server.finish_bind(prepared, outcome)?.reply))
+            }
+            other => Err(unknown(other)),
         }
-        let prepared = server.prepare_bind_offer(&mut os_rng(), now, body)?;
-        let outcome = server
-            .board()
-            .try_bind_in_session_async(&prepared.cpo, &prepared.binding, &prepared.session)
-            .await?;
-        Ok(done(server.finish_bind(prepared, outcome)?.reply))
     }
 }
 
@@ -530,9 +537,7 @@ async fn protocol_route(
     };
     let now = Timestamp::now_from_system_clock();
     let tag = message_tag(&body)?;
-    let r = if role == Role::Server
-        && matches!(tag, tags::CPO_LISTING_REQUEST | tags::CPO_BIND_OFFER)
-    {
+    let r = if role == Role::Server && BIND_STEPS.contains(&tag) {
         svc.handle_bind_step(tag, &body, now).await?
     } else {
         blocking(move || svc.handle(&core.exchanges, role, exchange, &body, now)).await?
