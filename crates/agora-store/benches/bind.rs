@@ -26,8 +26,12 @@
 //!
 //! One element = one bind. At the end the run prints binds/s, the crypto
 //! bound and their ratio per N (from the criterion samples of this run:
-//! elements over measured time), the wall time per bind of the two server phases (listing, bind) and
-//! the group-commit batches of the binds.
+//! elements over measured time), the wall time per bind of the two server
+//! phases (listing, bind), and of the bind phase: the CPU time of the whole
+//! process and of the group-commit writer thread, the bytes written (WAL
+//! frames, checkpoints), all per bind (from `/proc`, Linux only), and the
+//! group-commit batches. The posts' own WAL frames are checkpointed before
+//! each bind phase, untimed: copying them is posting's cost.
 //!
 //! `cargo bench -p agora-store --bench bind` (about a minute and a half);
 //! smoke mode: `cargo bench -p agora-store --bench bind -- --test`.
@@ -60,7 +64,9 @@ const SELLERS: [usize; 3] = [1, 16, 64];
 /// Binds per criterion iteration (a multiple of every case's sellers).
 const BINDS_PER_ITER: u64 = 64;
 /// Most binds prepared at once (CPOs posted, listings outstanding): far
-/// below the server's `MAX_ISSUED_LISTINGS`.
+/// below the server's `MAX_ISSUED_LISTINGS`; a chunk also holds at most
+/// `MAX_LISTINGS_PER_SESSION` listings per seller (more would retire her
+/// oldest before she answers them).
 const CHUNK: u64 = 4096;
 /// Threads putting CPOs on the board between chunks (so that group commit
 /// batches the posts; not measured).
@@ -297,6 +303,54 @@ struct Phases {
     /// Group-commit requests and commits during the bind phases.
     requests: u64,
     commits: u64,
+    /// CPU time of the whole process, and of the group-commit writer
+    /// thread, during the bind phases (Linux: `None` where `/proc` is not).
+    bind_cpu: Option<Duration>,
+    writer_cpu: Option<Duration>,
+    /// Bytes the process handed to `write` during the bind phases (WAL
+    /// frames and checkpoints; Linux only).
+    written: Option<u64>,
+}
+
+/// `wchar` of `/proc/self/io`: bytes handed to `write` and the like.
+fn proc_written() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// CPU time (user + system) in `/proc/<path>/stat`; `None` off Linux. Tick
+/// resolution (10 ms), so only sums over many phases mean anything.
+fn proc_cpu(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{path}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// `self/task/<tid>` of this process's group-commit writer thread.
+fn writer_task() -> Option<String> {
+    std::fs::read_dir("/proc/self/task").ok()?.find_map(|t| {
+        let t = t.ok()?.file_name().into_string().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/self/task/{t}/comm")).ok()?;
+        comm.starts_with("agora-group-com")
+            .then(|| format!("self/task/{t}"))
+    })
+}
+
+fn cpu_between(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    Some(b?.saturating_sub(a?))
+}
+
+fn add_cpu(total: &mut Option<Duration>, d: Option<Duration>) {
+    if let Some(d) = d {
+        *total = Some(total.unwrap_or_default() + d);
+    }
 }
 
 /// By bench id.
@@ -357,22 +411,42 @@ fn run_binds<B: Board, R: ReplayCache, S: Sessions>(
     binds: u64,
 ) -> Duration {
     let n = case.sellers.len();
+    let chunk_max = CHUNK.min((n * agora_cpo::MAX_LISTINGS_PER_SESSION) as u64);
     let mut timed = Duration::ZERO;
     let mut left = binds;
     while left > 0 {
-        let chunk = left.min(CHUNK);
+        let chunk = left.min(chunk_max);
         left -= chunk;
         let cpos = post_fresh(case, rng, chunk);
+        if let Some(store) = &case.store {
+            // The posts' WAL frames are posting's cost: copied into the
+            // database here, not by a checkpoint during the bind phase.
+            let c = rusqlite::Connection::open(store.path()).unwrap();
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                .unwrap();
+        }
         let seeds: Vec<u64> = (0..n)
             .map(|_| rand_chacha::rand_core::RngCore::next_u64(rng))
             .collect();
         let stats = || case.store.as_ref().map(|s| s.writer().stats());
         let before = stats();
+        let writer = case.store.as_ref().and_then(|_| writer_task());
+        // (process CPU, writer CPU, bytes written) when the bind phase starts
+        // and ends, read by one seller between barriers.
+        let cpu = || {
+            (
+                proc_cpu("self"),
+                writer.as_deref().and_then(proc_cpu),
+                proc_written(),
+            )
+        };
+        let cpu_marks = Mutex::new(Vec::new());
         let barrier = Barrier::new(n);
         let marks: Vec<[Instant; 4]> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..n)
                 .map(|i| {
                     let (barrier, cpos, server) = (&barrier, &cpos, &case.server);
+                    let (cpu, cpu_marks) = (&cpu, &cpu_marks);
                     let (session, seed) = (&case.sellers[i].0, seeds[i]);
                     s.spawn(move || {
                         let mut rng = ChaCha20Rng::seed_from_u64(seed);
@@ -398,11 +472,17 @@ fn run_binds<B: Board, R: ReplayCache, S: Sessions>(
                         // Phase 2 (timed): the server binds, one offer of this
                         // seller at a time.
                         let a2 = Instant::now();
-                        barrier.wait();
+                        if barrier.wait().is_leader() {
+                            cpu_marks.lock().unwrap().push(cpu());
+                        }
                         for o in &offers {
                             black_box(server.handle_bind_offer(&mut rng, NOW, o).unwrap());
                         }
-                        [a0, e1, a2, Instant::now()]
+                        let e3 = Instant::now();
+                        if barrier.wait().is_leader() {
+                            cpu_marks.lock().unwrap().push(cpu());
+                        }
+                        [a0, e1, a2, e3]
                     })
                 })
                 .collect();
@@ -420,6 +500,13 @@ fn run_binds<B: Board, R: ReplayCache, S: Sessions>(
         if let (Some(a), Some(b)) = (after, before) {
             e.requests += a.requests - b.requests;
             e.commits += a.commits - b.commits;
+        }
+        if let [(p0, w0, b0), (p1, w1, b1)] = cpu_marks.into_inner().unwrap()[..] {
+            add_cpu(&mut e.bind_cpu, cpu_between(p0, p1));
+            add_cpu(&mut e.writer_cpu, cpu_between(w0, w1));
+            if let (Some(b0), Some(b1)) = (b0, b1) {
+                *e.written.get_or_insert(0) += b1.saturating_sub(b0);
+            }
         }
     }
     timed
@@ -537,9 +624,10 @@ fn report(_: &mut Criterion) {
     );
     println!(
         "| sellers | ports | binds/s | crypto bound/s | ratio | listing phase µs/bind | \
-         bind phase µs/bind | binds per commit |"
+         bind phase µs/bind | its CPU µs/bind | writer's CPU µs/bind | KB written/bind | \
+         binds per commit |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in SELLERS {
         let Some(cb) = rate(&format!("crypto_bound/{n}")) else {
             continue;
@@ -558,11 +646,19 @@ fn report(_: &mut Criterion) {
             } else {
                 format!("{:.1}", p.requests as f64 / p.commits as f64)
             };
+            let cpu =
+                |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1}", per_bind(d)));
             println!(
-                "| {n} | {ports} | {s:.0} | {cb:.0} | {:.3} | {:.1} | {:.1} | {batch} |",
+                "| {n} | {ports} | {s:.0} | {cb:.0} | {:.3} | {:.1} | {:.1} | {} | {} | {} | {batch} |",
                 s / cb,
                 per_bind(p.listing),
                 per_bind(p.bind),
+                cpu(p.bind_cpu),
+                cpu(p.writer_cpu),
+                p.written.map_or("-".to_owned(), |b| format!(
+                    "{:.1}",
+                    b as f64 / 1e3 / p.binds.max(1) as f64
+                )),
             );
         }
     }
