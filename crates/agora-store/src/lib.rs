@@ -19,6 +19,7 @@ mod archive;
 mod bids;
 mod board;
 mod board_cache;
+pub mod checkpoint;
 pub mod db;
 pub mod group_commit;
 mod handshakes;
@@ -30,6 +31,7 @@ pub use agency::SqliteAgencyRegistry;
 pub use archive::SqliteArchive;
 pub use bids::SqliteBids;
 pub use board::SqliteBoard;
+pub use checkpoint::CheckpointStats;
 pub use db::{migrate, open_connection, schema_version, Migration, DB_FILE_NAME, MIGRATIONS};
 pub use group_commit::{GroupCommit, GroupCommitConfig, GroupCommitStats, Ticket};
 pub use handshakes::SqliteHandshakes;
@@ -52,16 +54,22 @@ pub struct StoreConfig {
     pub busy_timeout_ms: u64,
     /// Read connections in the pool (1..=[`db::MAX_READ_CONNECTIONS`]).
     pub read_connections: usize,
+    /// WAL pages past which the writer checkpoints by itself, should the
+    /// background checkpointer fall behind; it also bounds the WAL file
+    /// (see [`checkpoint`]). At least 1.
+    pub wal_backstop_pages: u32,
 }
 
 impl Default for StoreConfig {
     /// 5 s busy timeout; 4 read connections (twice the cores of the reference
-    /// machine: reads are short and mostly served from the page cache).
+    /// machine: reads are short and mostly served from the page cache); a
+    /// WAL of at most about 4096 pages (16 MiB).
     fn default() -> Self {
         StoreConfig {
             group_commit: GroupCommitConfig::default(),
             busy_timeout_ms: 5_000,
             read_connections: 4,
+            wal_backstop_pages: 4096,
         }
     }
 }
@@ -70,6 +78,7 @@ impl Default for StoreConfig {
 struct Inner {
     path: PathBuf,
     writer: GroupCommit,
+    checkpointer: checkpoint::Checkpointer,
     readers: ReadPool,
     /// What this process knows of posted CPOs (see [`board_cache`]).
     cpo_states: board_cache::StateCache,
@@ -97,12 +106,18 @@ impl Store {
     pub fn open(path: &Path, config: StoreConfig) -> Result<Store, Error> {
         let mut conn = open_connection(path, config.busy_timeout_ms)?;
         migrate(&mut conn, MIGRATIONS)?;
+        conn.pragma_update(None, "wal_autocheckpoint", config.wal_backstop_pages.max(1))
+            .map_err(|e| Error::Storage(e.to_string()))?;
         let readers = ReadPool::open(path, config.read_connections, config.busy_timeout_ms)?;
-        let writer = GroupCommit::start(conn, config.group_commit)?;
+        let checkpointer =
+            checkpoint::Checkpointer::start(open_connection(path, config.busy_timeout_ms)?)?;
+        let writer =
+            GroupCommit::start_with_hook(conn, config.group_commit, checkpointer.notifier())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 writer,
+                checkpointer,
                 readers,
                 cpo_states: board_cache::StateCache::default(),
             }),
@@ -121,6 +136,11 @@ impl Store {
     /// The group-commit writer: every write goes through it.
     pub fn writer(&self) -> &GroupCommit {
         &self.inner.writer
+    }
+
+    /// The background checkpointer's counters.
+    pub fn checkpoint_stats(&self) -> CheckpointStats {
+        self.inner.checkpointer.stats()
     }
 
     /// Runs a read on a pooled read-only connection. It sees every request
