@@ -1,7 +1,9 @@
 //! [`Board`] (agora-cpo's port) on SQLite: the CPOs a server posted and
 //! their bindings. "A CPO id is posted at most once" is the primary key of
-//! `cpo_board`, and "a CPO is bound at most once" that of `cpo_binding`, so
-//! both hold across processes sharing the database.
+//! `cpo_board`, and "a CPO is bound at most once" the unique posting number
+//! (`cpo_posting.seq`) of `cpo_bound`, so both hold across processes sharing
+//! the database. Bindings are read through the view `cpo_binding`, by CPO
+//! id (migration 10 says why they are stored by posting number).
 //!
 //! The encoded CCPO (checksum included) is the source of truth of a row; the
 //! columns copied from it (price, dates, goods, terms) are for listing and
@@ -163,34 +165,37 @@ impl SqliteBoard {
         let bound_cpo = binding.bound_cpo.clone();
         // One request, so one savepoint of one write transaction: the check
         // and the insert see the same state. Across processes the primary
-        // key of `cpo_binding` decides (another process's binding committed
+        // key of `cpo_bound` decides (another process's binding committed
         // first makes this insert do nothing).
         self.store.writer().submit(move |conn| {
-            // The three checks in one statement (each statement costs the
-            // writer, which every request of the batch waits for).
-            let (posted, down, open) = conn
+            // The checks in one statement (each statement costs the writer,
+            // which every request of the batch waits for): the CPO's posting
+            // number (none: not posted), taken down, session open.
+            let found = conn
                 .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM cpo_board WHERE id = ?1),
+                    "SELECT seq,
                             EXISTS (SELECT 1 FROM cpo_takedown WHERE id = ?1),
                             ?2 IS NULL OR EXISTS (
-                                SELECT 1 FROM cpo_session WHERE id = ?2 AND ended_at IS NULL)",
+                                SELECT 1 FROM cpo_session WHERE id = ?2 AND ended_at IS NULL)
+                     FROM cpo_posting WHERE id = ?1",
                 )
                 .and_then(|mut st| {
                     st.query_row(
                         params![id.as_slice(), session.as_ref().map(|s| s.as_slice())],
                         |r| {
                             Ok((
-                                r.get::<_, bool>(0)?,
+                                r.get::<_, i64>(0)?,
                                 r.get::<_, bool>(1)?,
                                 r.get::<_, bool>(2)?,
                             ))
                         },
                     )
+                    .optional()
                 })
                 .map_err(storage)?;
-            if !posted {
+            let Some((seq, down, open)) = found else {
                 return Ok(BindOutcome::NotPosted);
-            }
+            };
             if down {
                 return Ok(BindOutcome::TakenDown);
             }
@@ -199,18 +204,11 @@ impl SqliteBoard {
             }
             let n = conn
                 .prepare_cached(
-                    "INSERT INTO cpo_binding (id, seller, bound_at, bound_cpo)
+                    "INSERT INTO cpo_bound (seq, seller, bound_at, bound_cpo)
                      VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (id) DO NOTHING",
+                     ON CONFLICT (seq) DO NOTHING",
                 )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        id.as_slice(),
-                        seller.as_slice(),
-                        bound_at,
-                        bound_cpo
-                    ])
-                })
+                .and_then(|mut st| st.execute(params![seq, seller.as_slice(), bound_at, bound_cpo]))
                 .map_err(storage)?;
             Ok(if n == 1 {
                 BindOutcome::Bound

@@ -469,6 +469,59 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE INDEX speed_handshake_by_time ON speed_handshake (vendor, at DESC, nid DESC);
     "#,
     },
+    Migration {
+        version: 10,
+        name: "cpo bindings in posting order",
+        sql: r#"
+        -- Until now a binding's row was keyed by the CPO id, a random 32-byte
+        -- value: every binding put an entry at a random place of that key's
+        -- index, so each one dirtied a 4 KiB index page of its own (written
+        -- to the WAL, then again by the checkpoint): 11.7 KB written per
+        -- binding, twice the rest of the binding transaction
+        -- (`cargo bench -p agora-store --bench bind`). Now the rows are
+        -- appended in binding order, and "at most once" is a unique index of
+        -- the CPO's posting number: small entries, for CPOs posted near in
+        -- time, so the bindings of one commit share a few pages. The random
+        -- lookup by id is a read of cpo_posting, written when the CPO was
+        -- posted.
+        --
+        -- cpo_posting: each posted CPO's number, in posting order (an
+        -- INTEGER PRIMARY KEY: VACUUM keeps it). Kept in step with cpo_board
+        -- by triggers, in the statement that changes cpo_board.
+        CREATE TABLE cpo_posting (
+            seq INTEGER PRIMARY KEY,
+            id  BLOB    NOT NULL UNIQUE REFERENCES cpo_board (id)
+        );
+        INSERT INTO cpo_posting (id) SELECT id FROM cpo_board ORDER BY rowid;
+        CREATE TRIGGER cpo_board_posting_insert AFTER INSERT ON cpo_board BEGIN
+            INSERT INTO cpo_posting (id) VALUES (NEW.id);
+        END;
+        CREATE TRIGGER cpo_board_posting_delete AFTER DELETE ON cpo_board BEGIN
+            DELETE FROM cpo_posting WHERE id = OLD.id;
+        END;
+
+        -- The bindings (agora_cpo::ports::Board::try_bind), in the order
+        -- made: the unique `seq` binds a CPO at most once ("the first valid
+        -- binding wins", across processes sharing the file). `bound_cpo` is
+        -- BOUND_CPO as the server signed it (COSE_Sign1): the evidence.
+        CREATE TABLE cpo_bound (
+            n         INTEGER PRIMARY KEY,
+            seq       INTEGER NOT NULL UNIQUE REFERENCES cpo_posting (seq),
+            seller    BLOB    NOT NULL CHECK (length(seller) = 32),
+            bound_at  INTEGER NOT NULL,
+            bound_cpo BLOB    NOT NULL
+        );
+        INSERT INTO cpo_bound (seq, seller, bound_at, bound_cpo)
+        SELECT p.seq, b.seller, b.bound_at, b.bound_cpo
+        FROM cpo_binding b JOIN cpo_posting p ON p.id = b.id
+        ORDER BY p.seq;
+        DROP TABLE cpo_binding;
+        -- Readers keep asking for a CPO's binding by its id.
+        CREATE VIEW cpo_binding (id, seller, bound_at, bound_cpo) AS
+        SELECT p.id, b.seller, b.bound_at, b.bound_cpo
+        FROM cpo_bound b JOIN cpo_posting p ON p.seq = b.seq;
+    "#,
+    },
 ];
 
 /// The schema version recorded in the database (0 for a new one).

@@ -19,7 +19,7 @@ use agora_core::wire::Encoder;
 use agora_core::{Currency, Error, KeyId, Money, Timestamp};
 use agora_cpo::msg::Mode;
 use agora_cpo::ports::{
-    fold_case, Binding, Board, BoardEntry, ListFilter, MemoryBoard, MAX_PAGE_LEN,
+    fold_case, BindOutcome, Binding, Board, BoardEntry, ListFilter, MemoryBoard, MAX_PAGE_LEN,
 };
 use agora_cpo::{Ccpo, CcpoDraft};
 use agora_store::{migrate, open_connection, SqliteBoard, Store, MIGRATIONS};
@@ -468,6 +468,34 @@ fn a_schema_5_board_is_indexed_by_the_migration() {
         mem.try_bind(&e.ccpo.id, &binding).unwrap();
     }
     mem.take_down(&entries[1].ccpo.id, Timestamp(6)).unwrap();
+    // The bindings came through migration 10 (keyed by posting number).
+    for (n, e) in entries.iter().enumerate() {
+        let id = &e.ccpo.id;
+        assert_eq!(
+            sql.binding(id).unwrap(),
+            mem.binding(id).unwrap(),
+            "CPO {n}"
+        );
+        assert_eq!(
+            sql.state(id).unwrap().map(|s| s.bound),
+            Some(n % 10 == 0),
+            "CPO {n}"
+        );
+    }
+    let again = Binding {
+        seller: KeyId([5; 32]),
+        bound_at: Timestamp(7),
+        bound_cpo: vec![2],
+    };
+    assert_eq!(
+        sql.try_bind(&entries[0].ccpo.id, &again).unwrap(),
+        BindOutcome::AlreadyBound
+    );
+    assert_eq!(
+        sql.try_bind(&entries[3].ccpo.id, &again).unwrap(),
+        BindOutcome::Bound
+    );
+    mem.try_bind(&entries[3].ccpo.id, &again).unwrap();
     for t in [
         "",
         "item1",
