@@ -18,6 +18,11 @@ mod node;
 mod output;
 mod speed;
 
+/// mimalloc instead of glibc's malloc, for the node (`agora up`) and the load
+/// tool alike: their many threads allocate small buffers per request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
