@@ -18,22 +18,17 @@ fn open(dir: &tempfile::TempDir, config: StoreConfig) -> Store {
     s
 }
 
-/// Writes `rows` rows of 4000 bytes, `per_commit` to a transaction.
-fn write_rows(s: &Store, rows: i64, per_commit: i64) {
-    for start in (0..rows).step_by(per_commit as usize) {
-        s.writer()
-            .execute(move |c| {
-                for k in start..(start + per_commit).min(rows) {
-                    c.execute(
-                        "INSERT INTO blob (k, v) VALUES (?1, zeroblob(4000))",
-                        [k],
-                    )
+/// Inserts rows `keys` of 4000 bytes each, in one request.
+fn insert(s: &Store, keys: std::ops::Range<i64>) {
+    s.writer()
+        .execute(move |c| {
+            for k in keys {
+                c.execute("INSERT INTO blob (k, v) VALUES (?1, zeroblob(4000))", [k])
                     .map_err(|e| Error::Storage(e.to_string()))?;
-                }
-                Ok(())
-            })
-            .unwrap();
-    }
+            }
+            Ok(())
+        })
+        .unwrap();
 }
 
 fn file_len(s: &Store, suffix: &str) -> u64 {
@@ -60,7 +55,9 @@ fn committed_pages_reach_the_database_file_without_the_writer_checkpointing() {
     // 1 MB of rows: far below the writer's own checkpoint (4096 pages, 16
     // MiB), so only the background checkpointer copies them.
     let s = open(&dir, StoreConfig::default());
-    write_rows(&s, 256, 8);
+    for start in (0..256).step_by(8) {
+        insert(&s, start..start + 8);
+    }
     assert!(
         eventually(|| file_len(&s, "") >= 256 * 4000),
         "the database file holds the rows: {} bytes",
@@ -95,18 +92,7 @@ fn the_wal_file_stays_bounded_under_steady_writes() {
             scope.spawn(move || {
                 for start in (0..500i64).step_by(4) {
                     let base = w * 1_000_000 + start;
-                    s.writer()
-                        .execute(move |c| {
-                            for k in base..base + 4 {
-                                c.execute(
-                                    "INSERT INTO blob (k, v) VALUES (?1, zeroblob(4000))",
-                                    [k],
-                                )
-                                .map_err(|e| Error::Storage(e.to_string()))?;
-                            }
-                            Ok(())
-                        })
-                        .unwrap();
+                    insert(s, base..base + 4);
                 }
             });
         }
@@ -116,9 +102,6 @@ fn the_wal_file_stays_bounded_under_steady_writes() {
     // 24-byte header each, 264 KB); a commit or two (at most 4 requests of
     // 4 rows: each writer waits for its own) may come on top of that before
     // it does.
-    assert!(
-        wal <= 1024 * 1024,
-        "WAL of {wal} bytes after 8 MB written"
-    );
+    assert!(wal <= 1024 * 1024, "WAL of {wal} bytes after 8 MB written");
     assert!(eventually(|| file_len(&s, "") >= 2000 * 4000));
 }
