@@ -33,7 +33,7 @@ pub enum AgencyCmd {
         #[arg(long, default_value_t = 3650)]
         days: u64,
         /// Base URL of the node that publishes the CRL; certificates name
-        /// <base>/v1/pki/<agency-key-id>/crl as their CRL distribution point.
+        /// BASE/v1/pki/AGENCY-KEY-ID/crl as their CRL distribution point.
         #[arg(long, default_value = DEFAULT_CRL_BASE)]
         crl_base: String,
     },

@@ -225,7 +225,7 @@ pub enum CpoCmd {
     Award {
         /// The CPO id (hex).
         id: String,
-        /// Directory for award.cose and notice-<receipt>.cose files.
+        /// Directory for award.cose and notice-RECEIPT.cose files.
         #[arg(long)]
         out_dir: PathBuf,
     },
@@ -274,7 +274,7 @@ pub enum CpoCmd {
         /// The seller's key pair (the one her bond certifies).
         #[arg(long)]
         seller: String,
-        /// Directory for the receipt-<hash>.cose files (BID_RECEIPT,
+        /// Directory for the receipt-HASH.cose files (BID_RECEIPT,
         /// COSE_Sign1), created if missing.
         #[arg(long)]
         out_dir: PathBuf,

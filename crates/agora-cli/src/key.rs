@@ -24,7 +24,7 @@ pub enum KeyCmd {
     Export {
         /// Name of the key pair.
         name: String,
-        /// Write <name>.ed25519.pem and <name>.x25519.pem here instead of printing.
+        /// Write NAME.ed25519.pem and NAME.x25519.pem here instead of printing.
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },

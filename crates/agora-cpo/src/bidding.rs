@@ -12,24 +12,24 @@
 //! selects one as being the best bid. The winning bid is notified, as are all
 //! losing bids." agora's messages for it:
 //!
-//! - [`AwardRequest`] [1,6,4], server to arbiter, `PKE(X, Sign(X))`: the
+//! - [`AwardRequest`] (`[1,6,4]`), server to arbiter, `PKE(X, Sign(X))`: the
 //!   CPO and a summary of every bid (receipt hash, seller, price, time). The
 //!   server vouches for the list with its signature; a seller whose receipt
 //!   hash is missing from the award holds the server-signed receipt that
 //!   proves the omission.
-//! - [`Award`] [1,6,5], arbiter's signature: the winner under the stated
+//! - [`Award`] (`[1,6,5]`), arbiter's signature: the winner under the stated
 //!   rule ([`AWARD_RULE`]: the lowest price at or under the CPO's price, ties
 //!   to the earliest bid, then the smaller receipt hash) and every receipt
 //!   hash she considered.
-//! - [`Notice`] [1,6,6], server's signature, one per bid: won or lost, with
+//! - [`Notice`] (`[1,6,6]`), server's signature, one per bid: won or lost, with
 //!   the arbiter's award inside so the seller can check it herself.
 //!   Notices are not stored: Ed25519 is deterministic, so the server signs
 //!   the same notice again whenever a bidder asks.
 //!
 //! A bidder whose BID_RECEIPT was lost on the way (found by agora-sim: she
 //! bids again, and if her first bid wins she never learns it) asks for her
-//! receipts on the CPO: [`BidsRequest`] [1,6,7], signed with the key of her
-//! bond, and [`BidsReply`] [1,6,8], every receipt of hers sealed to her
+//! receipts on the CPO: [`BidsRequest`] (`[1,6,7]`), signed with the key of her
+//! bond, and [`BidsReply`] (`[1,6,8]`), every receipt of hers sealed to her
 //! ([`request_bids`], [`Server::bids_for_seller`], [`open_bids_reply`]).
 
 use crate::arbiter::Arbiter;

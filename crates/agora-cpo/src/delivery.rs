@@ -7,8 +7,8 @@
 //! BC_P, she can prove her identity to Bob or an intermediary with a simple
 //! challenge-response protocol".
 //!
-//! Delivery is agora's protocol 7: [`ProofChallenge`] [1,7,1] (a fresh
-//! nonce bound to one BOUND_CPO) and [`Proof`] [1,7,2] (the seller's
+//! Delivery is agora's protocol 7: [`ProofChallenge`] (`[1,7,1]`) (a fresh
+//! nonce bound to one BOUND_CPO) and [`Proof`] (`[1,7,2]`) (the seller's
 //! signature over it with the key BC_P certifies).
 
 use crate::buyer::PostReceipt;

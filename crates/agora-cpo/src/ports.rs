@@ -1,6 +1,6 @@
 //! Storage ports of the CPO server (ARCHITECTURE section 5): what it must
 //! remember, as narrow traits with in-memory twins. agora-store implements
-//! them on SQLite; [`conformance`] holds the suite every implementation runs.
+//! them on SQLite; `conformance` (feature `testkit`) holds the suite every implementation runs.
 
 use crate::msg::Mode;
 use crate::Ccpo;
@@ -286,7 +286,7 @@ pub trait Board: Send + Sync {
     /// The open CPOs at `now` that `filter` selects, ordered by CPO id,
     /// starting after `after`, at most `limit` (capped at [`MAX_PAGE_LEN`]).
     /// Open: not bound, not taken down, and not expired (EndDate > now). Which entries the
-    /// filter selects is defined by [`matches`]; refuses a filter over its
+    /// filter selects is defined by [`matches()`]; refuses a filter over its
     /// limits ([`ListFilter::check`]) with [`Error::Refused`].
     fn search(
         &self,
@@ -316,7 +316,7 @@ pub const MAX_SEARCH_WORDS: usize = 8;
 
 /// What a public listing of the board selects (every field optional; the
 /// default selects every open CPO). Nothing here concerns the buyer: the
-/// listing never shows nor filters by him. [`matches`] defines the meaning.
+/// listing never shows nor filters by him. [`matches()`] defines the meaning.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListFilter {
     /// Words that must each occur (AND), as substrings, in the goods or the
@@ -372,7 +372,7 @@ impl ListFilter {
 /// The case folding of searches: ASCII letters to lower case, every other
 /// character unchanged (so "CAFÉ" finds "café" only through "caf"). This
 /// is exactly what SQLite's built-in `lower()` does, so a board searching in
-/// SQL and [`matches`] agree.
+/// SQL and [`matches()`] agree.
 pub fn fold_case(s: &str) -> String {
     s.to_ascii_lowercase()
 }

@@ -8,8 +8,8 @@
 //! only under K_p, and the BOUND_CPO inside is the server-signed evidence,
 //! checked by Pam as in step 4.
 //!
-//! Tags: [`tags::CPO_SELLER_BINDING_QUERY`] [1,4,6] and
-//! [`tags::CPO_SELLER_BINDING_ANSWER`] [1,4,7].
+//! Tags: [`tags::CPO_SELLER_BINDING_QUERY`] (`[1,4,6]`) and
+//! [`tags::CPO_SELLER_BINDING_ANSWER`] (`[1,4,7]`).
 
 use crate::msg::{digest, BoundCpo, Mode};
 use crate::ports::{Board, Sessions};

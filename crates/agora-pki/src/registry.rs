@@ -3,7 +3,7 @@
 //! last CRL. The agency role needs exactly this to answer "revoke serial S"
 //! and "issue the next CRL"; agora-store implements it on SQLite and
 //! [`MemoryAgencyRegistry`] is the in-memory twin. The conformance suite in
-//! [`conformance`] runs against both.
+//! `conformance` (feature `testkit`) runs against both.
 
 use crate::Serial;
 use crate::{Revocation, RevocationReason};

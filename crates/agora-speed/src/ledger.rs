@@ -818,7 +818,7 @@ pub mod conformance {
         KeyId([s.as_bytes()[0]; 32])
     }
 
-    /// An account: `n` of `kind` in `currency`, owned by [`owner_of`] `n`.
+    /// An account: `n` of `kind` in `currency`, owned by `owner_of(n)`.
     pub fn account(n: &str, kind: AccountKind, currency: Currency, credit: bool) -> Account {
         Account {
             number: num(n),

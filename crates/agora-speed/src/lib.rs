@@ -77,7 +77,7 @@ type CacheKey = ([u8; 32], u8);
 /// The identity, when it was validated, when that stops counting.
 type Cached = (ValidIdentity, Timestamp, Timestamp);
 
-/// Most certificates an [`IdentityCache`] remembers (it starts afresh when
+/// Most certificates an `IdentityCache` remembers (it starts afresh when
 /// full).
 pub const MAX_CACHED_IDENTITIES: usize = 65_536;
 

@@ -49,7 +49,7 @@ struct Shared {
     failures: AtomicU64,
 }
 
-/// Counters of a [`Checkpointer`], for tests and metrics.
+/// Counters of the background checkpointer, for tests and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CheckpointStats {
     /// Background checkpoints that completed.
