@@ -66,12 +66,16 @@
 //!
 //! Clients are OS threads, one per worker, each with its own blocking
 //! [`NodeClient`] (its own connection): the buyer and seller state machines
-//! are synchronous and CPU-bound (HPKE, Ed25519), so on an async runtime
-//! they would need `spawn_blocking` anyway; `NodeClient` is the transport
-//! the CLI itself uses, so the bench measures what a CLI user meets; and at
-//! most 256 threads is cheap. Its price: reqwest's blocking client hands
-//! each request to a runtime thread of its own (a thread hop per request),
-//! which is inside the measured latencies, small next to the node's work.
+//! are synchronous and CPU-bound (HPKE, Ed25519); `NodeClient` is the
+//! transport the CLI itself uses, so the bench measures what a CLI user
+//! meets; and at most 256 threads is cheap. Its price: a thread sleeps
+//! while the node answers and is woken for every reply, and reqwest's
+//! blocking client hands each request to its I/O thread and back. For
+//! `cpo-bind`, where that was a quarter of the load tool's CPU (taken, over
+//! loopback, from the node under test), the sellers are futures instead:
+//! [`LOOPS`] event-loop threads each drive their share of them with an
+//! [`AsyncNodeClient`], running each seller's protocol steps inline between
+//! her round trips ([`race_loops`]).
 
 use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
 use agora_core::crypto::hpke::{self, Encapped};
@@ -88,7 +92,7 @@ use agora_cpo::seller::{self, Listing, SellerSession};
 use agora_cpo::server::Server;
 use agora_cpo::session::{BindingKey, Channel, Direction};
 use agora_cpo::{buyer, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys, Mode, Peer};
-use agora_node::client::{ClientError, CpoTransport, NodeClient};
+use agora_node::client::{AsyncNodeClient, ClientError, CpoTransport, NodeClient};
 use agora_node::cpo::{Reply, Role};
 use agora_node::exchange::ExchangeId;
 use agora_node::speed::{SpeedTrustSource, DELIVERY_TYPE};
@@ -461,6 +465,25 @@ impl Tally {
         r
     }
 
+    /// [`Self::call`] on an event loop.
+    async fn call_async(
+        &mut self,
+        client: &AsyncNodeClient,
+        step: &str,
+        role: Role,
+        body: &[u8],
+    ) -> Result<Reply, ClientError> {
+        let t = Instant::now();
+        let r = client.call(role, body, None).await;
+        let d = t.elapsed();
+        self.requests += 1;
+        match &r {
+            Ok(_) => self.record(step, d),
+            Err(_) => self.record(&format!("{step}:error"), d),
+        }
+        r
+    }
+
     /// One timed round trip that is not a CPO message (`call` is): the
     /// time of `f`, under `step` or `<step>:error`.
     fn timed<T>(
@@ -713,6 +736,80 @@ fn race<W: Send, R: Send>(
     )
 }
 
+/// Threads that drive `cpo-bind`'s sellers, each an event loop: one per
+/// core of the reference machine.
+const LOOPS: usize = 2;
+
+/// Runs `work` for each of `items` as a future: the items are dealt round
+/// robin to `loops` threads, each driving its share on a single-threaded
+/// runtime with its own HTTP client (connection pool), all released at once.
+/// Returns the results in the order of `items` and the wall time from the
+/// release to the last one's end.
+///
+/// A thread per worker with a blocking client (as [`race`]) sleeps while the
+/// node answers and is woken for every reply: with 64 sellers on two cores
+/// that was a quarter of the load tool's CPU, taken from the node under
+/// test. An event loop sleeps only when none of its sellers has a reply to
+/// read.
+fn race_loops<'a, W: Sync, R: Send, F: std::future::Future<Output = R>>(
+    items: &'a [W],
+    loops: usize,
+    url: &str,
+    limits: &Limits,
+    work: impl Fn(usize, &'a W, AsyncNodeClient) -> F + Sync,
+) -> anyhow::Result<(Vec<R>, Duration)> {
+    let loops = loops.clamp(1, items.len().max(1));
+    let ready = Barrier::new(loops + 1);
+    let go = Barrier::new(loops + 1);
+    let (work, ready_ref, go_ref) = (&work, &ready, &go);
+    let out: Vec<anyhow::Result<Vec<(usize, R, Instant)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..loops)
+            .map(|l| {
+                s.spawn(move || {
+                    let made = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .context("the event loop's runtime")
+                        .and_then(|rt| Ok((rt, AsyncNodeClient::new(url)?)));
+                    // Every thread meets the barriers, even one that could
+                    // not start: the others wait for it.
+                    ready_ref.wait();
+                    go_ref.wait();
+                    let (rt, client) = made?;
+                    let mine = items
+                        .iter()
+                        .enumerate()
+                        .skip(l)
+                        .step_by(loops)
+                        .map(|(k, item)| {
+                            let f = work(k, item, client.clone());
+                            async move { (k, f.await, Instant::now()) }
+                        });
+                    Ok(rt.block_on(futures_util::future::join_all(mine)))
+                })
+            })
+            .collect();
+        ready.wait();
+        let _ = limits.start.set(Instant::now());
+        go.wait();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut all = Vec::with_capacity(items.len());
+    for o in out {
+        all.extend(o?);
+    }
+    all.sort_by_key(|(k, _, _)| *k);
+    let start = limits.start.get().copied().unwrap_or_else(Instant::now);
+    let end = all.iter().map(|(_, _, t)| *t).max().unwrap_or(start);
+    Ok((
+        all.into_iter().map(|(_, r, _)| r).collect(),
+        end.saturating_duration_since(start),
+    ))
+}
+
 // ------------------------------------------------------------ parties
 
 /// A synthetic buyer or seller: keys in memory, a bond of the agency.
@@ -934,8 +1031,18 @@ fn listings(
 ) -> Result<Vec<Result<Listing, OpError>>, OpError> {
     let (m, expect) = session.request_listings(rng, cpos, Mode::FirstCome)?;
     let r = t.call(client, "listings", Role::Server, &m, None)?;
+    page_of_listings(session, expect, &r.body)
+}
+
+/// What a LISTINGS answer holds, per CPO asked for: her listing, or why
+/// the node did not list it.
+fn page_of_listings(
+    session: &SellerSession,
+    expect: agora_cpo::seller::ExpectListings,
+    answer: &[u8],
+) -> Result<Vec<Result<Listing, OpError>>, OpError> {
     expect
-        .handle(session, &r.body)?
+        .handle(session, answer)?
         .into_iter()
         .map(|(cpo, entry)| match entry {
             Ok(sealed) => open_listing_of(session, &sealed, cpo).map(Ok),
@@ -951,17 +1058,43 @@ fn listings(
         .collect()
 }
 
-/// Offers to bind a listing and checks BOUND_CPO (signed by the server,
-/// answering this offer).
-fn offer(
+/// [`listing`] on an event loop.
+async fn listing_async(
     session: &SellerSession,
-    client: &NodeClient,
+    client: &AsyncNodeClient,
+    cpo: [u8; 32],
+    rng: &mut impl Rng,
+    t: &mut Tally,
+) -> Result<Listing, OpError> {
+    let m = session.request_listing(rng, cpo, Mode::FirstCome);
+    let r = t.call_async(client, "listing", Role::Server, &m).await?;
+    open_listing_of(session, &r.body, cpo)
+}
+
+/// [`listings`] on an event loop.
+async fn listings_async(
+    session: &SellerSession,
+    client: &AsyncNodeClient,
+    cpos: &[[u8; 32]],
+    rng: &mut impl Rng,
+    t: &mut Tally,
+) -> Result<Vec<Result<Listing, OpError>>, OpError> {
+    let (m, expect) = session.request_listings(rng, cpos, Mode::FirstCome)?;
+    let r = t.call_async(client, "listings", Role::Server, &m).await?;
+    page_of_listings(session, expect, &r.body)
+}
+
+/// Offers to bind a listing and checks BOUND_CPO (signed by the server,
+/// answering this offer), on an event loop.
+async fn offer_async(
+    session: &SellerSession,
+    client: &AsyncNodeClient,
     l: &Listing,
     rng: &mut impl Rng,
     t: &mut Tally,
 ) -> Result<(), OpError> {
     let (m1, expect) = session.offer(rng, l, OFFER)?;
-    let r = t.call(client, "offer", Role::Server, &m1, None)?;
+    let r = t.call_async(client, "offer", Role::Server, &m1).await?;
     expect.handle(session, &r.body)?;
     Ok(())
 }
@@ -1536,100 +1669,117 @@ fn run_bind(
     let refused: Vec<AtomicBool> = cpos.iter().map(|_| AtomicBool::new(false)).collect();
     let (cpos, bound_ref, refused_ref, binds) = (&cpos, &bound, &refused, &binds);
     let sellers_n = sellers.len().max(1);
-    let (results, wall) = race(sellers.iter().collect(), limits, |k, seller: &Seller| {
-        let mut rng = os_rng();
-        let mut t = Tally::default();
-        let (mut attempts, mut already) = (0u64, 0u64);
-        let mut last_bind = None;
-        // Seller k starts at her own place in the board (k * M / N) and
-        // walks it round; like a seller reading the live board, she skips
-        // CPOs she has seen bound. Neighbours still collide where one
-        // catches up with the next, so CPOs are raced for, but most
-        // attempts are binds rather than refusals.
-        let m = cpos.len();
-        let start = k * m / sellers_n;
-        let seen_closed = |i: usize| {
-            bound_ref[i].load(Ordering::Relaxed) > 0 || refused_ref[i].load(Ordering::Relaxed)
-        };
-        // What one attempt on CPO `i` came to: bound, or why not.
-        let mut settle = |i: usize, r: Result<(), OpError>, t: &mut Tally| match r {
-            Ok(()) => {
-                bound_ref[i].fetch_add(1, Ordering::SeqCst);
-                t.successes += 1;
-                last_bind = Some(Instant::now());
-                // The race is over once every CPO is bound: what is
-                // left is refusals, which would only dilute binds/s.
-                if binds.fetch_add(1, Ordering::SeqCst) + 1 >= cpos.len() {
-                    limits.stop("all-bound");
+    let (results, wall) = race_loops(
+        &sellers,
+        LOOPS,
+        &env.url,
+        limits,
+        |k, seller, client| async move {
+            let mut rng = os_rng();
+            let mut t = Tally::default();
+            let (mut attempts, mut already) = (0u64, 0u64);
+            let mut last_bind = None;
+            // Seller k starts at her own place in the board (k * M / N) and
+            // walks it round; like a seller reading the live board, she skips
+            // CPOs she has seen bound. Neighbours still collide where one
+            // catches up with the next, so CPOs are raced for, but most
+            // attempts are binds rather than refusals.
+            let m = cpos.len();
+            let start = k * m / sellers_n;
+            let seen_closed = |i: usize| {
+                bound_ref[i].load(Ordering::Relaxed) > 0 || refused_ref[i].load(Ordering::Relaxed)
+            };
+            // What one attempt on CPO `i` came to: bound, or why not.
+            let mut settle = |i: usize, r: Result<(), OpError>, t: &mut Tally| match r {
+                Ok(()) => {
+                    bound_ref[i].fetch_add(1, Ordering::SeqCst);
+                    t.successes += 1;
+                    last_bind = Some(Instant::now());
+                    // The race is over once every CPO is bound: what is
+                    // left is refusals, which would only dilute binds/s.
+                    if binds.fetch_add(1, Ordering::SeqCst) + 1 >= cpos.len() {
+                        limits.stop("all-bound");
+                    }
                 }
-            }
-            Err(e) => {
-                let kind = e.kind();
-                if kind == "already-bound" {
-                    already += 1;
-                    refused_ref[i].store(true, Ordering::Relaxed);
+                Err(e) => {
+                    let kind = e.kind();
+                    if kind == "already-bound" {
+                        already += 1;
+                        refused_ref[i].store(true, Ordering::Relaxed);
+                    }
+                    t.error(kind);
                 }
-                t.error(kind);
-            }
-        };
-        let mut walk = (0..m).map(|j| (start + j) % m);
-        if page == 1 {
-            for i in walk {
-                if seen_closed(i) {
-                    continue;
+            };
+            let mut walk = (0..m).map(|j| (start + j) % m);
+            if page == 1 {
+                for i in walk {
+                    if seen_closed(i) {
+                        continue;
+                    }
+                    if !limits.reserve(per_op) {
+                        break;
+                    }
+                    let before = t.requests;
+                    attempts += 1;
+                    let r = match listing_async(&seller.session, &client, cpos[i], &mut rng, &mut t)
+                        .await
+                    {
+                        Ok(l) => offer_async(&seller.session, &client, &l, &mut rng, &mut t).await,
+                        Err(e) => Err(e),
+                    };
+                    settle(i, r, &mut t);
+                    limits.release(per_op - (t.requests - before).min(per_op));
                 }
-                if !limits.reserve(per_op) {
-                    break;
-                }
-                let before = t.requests;
-                attempts += 1;
-                let r = listing(&seller.session, &seller.client, cpos[i], &mut rng, &mut t)
-                    .and_then(|l| offer(&seller.session, &seller.client, &l, &mut rng, &mut t));
-                settle(i, r, &mut t);
-                limits.release(per_op - (t.requests - before).min(per_op));
-            }
-        } else {
-            // A page of the CPOs ahead that she has not seen bound, in one
-            // request; then an offer on each listed one still not seen
-            // bound (a listing she no longer needs just expires).
-            'pages: loop {
-                let batch: Vec<usize> = walk
-                    .by_ref()
-                    .filter(|i| !seen_closed(*i))
-                    .take(page)
-                    .collect();
-                if batch.is_empty() || !limits.reserve(1) {
-                    break;
-                }
-                let ids: Vec<[u8; 32]> = batch.iter().map(|i| cpos[*i]).collect();
-                let entries =
-                    match listings(&seller.session, &seller.client, &ids, &mut rng, &mut t) {
+            } else {
+                // A page of the CPOs ahead that she has not seen bound, in one
+                // request; then an offer on each listed one still not seen
+                // bound (a listing she no longer needs just expires).
+                'pages: loop {
+                    let batch: Vec<usize> = walk
+                        .by_ref()
+                        .filter(|i| !seen_closed(*i))
+                        .take(page)
+                        .collect();
+                    if batch.is_empty() || !limits.reserve(1) {
+                        break;
+                    }
+                    let ids: Vec<[u8; 32]> = batch.iter().map(|i| cpos[*i]).collect();
+                    let entries = match listings_async(
+                        &seller.session,
+                        &client,
+                        &ids,
+                        &mut rng,
+                        &mut t,
+                    )
+                    .await
+                    {
                         Ok(entries) => entries,
                         Err(e) => {
                             t.error(e.kind());
                             continue;
                         }
                     };
-                for (i, entry) in batch.into_iter().zip(entries) {
-                    attempts += 1;
-                    let l = match entry {
-                        Ok(l) if !seen_closed(i) => l,
-                        Ok(_) => continue,
-                        Err(e) => {
-                            settle(i, Err(e), &mut t);
-                            continue;
+                    for (i, entry) in batch.into_iter().zip(entries) {
+                        attempts += 1;
+                        let l = match entry {
+                            Ok(l) if !seen_closed(i) => l,
+                            Ok(_) => continue,
+                            Err(e) => {
+                                settle(i, Err(e), &mut t);
+                                continue;
+                            }
+                        };
+                        if !limits.reserve(1) {
+                            break 'pages;
                         }
-                    };
-                    if !limits.reserve(1) {
-                        break 'pages;
+                        let r = offer_async(&seller.session, &client, &l, &mut rng, &mut t).await;
+                        settle(i, r, &mut t);
                     }
-                    let r = offer(&seller.session, &seller.client, &l, &mut rng, &mut t);
-                    settle(i, r, &mut t);
                 }
             }
-        }
-        (t, attempts, already, last_bind)
-    });
+            (t, attempts, already, last_bind)
+        },
+    )?;
     end_sessions(&sellers);
     let (mut attempts, mut already, mut last_bind) = (0, 0, None);
     let tally = merge_all(results.into_iter().map(|(t, a, r, l)| {

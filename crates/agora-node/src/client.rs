@@ -276,16 +276,10 @@ impl NodeClient {
             if r.status().is_success() {
                 return Ok(r);
             }
-            let retry = r
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if r.status().as_u16() == 503 && attempt < ATTEMPTS {
-                std::thread::sleep(Duration::from_secs(retry.unwrap_or(1).min(5)));
-                continue;
+            match retry_wait(r.status().as_u16(), r.headers(), attempt) {
+                Some(wait) => std::thread::sleep(wait),
+                None => return Err(problem_of(r)),
             }
-            return Err(problem_of(r));
         }
     }
 
@@ -322,7 +316,11 @@ impl NodeClient {
 }
 
 fn exchange_of(r: &reqwest::blocking::Response) -> Result<Option<ExchangeId>, ClientError> {
-    match r.headers().get(EXCHANGE_HEADER) {
+    exchange_in(r.headers())
+}
+
+fn exchange_in(headers: &reqwest::header::HeaderMap) -> Result<Option<ExchangeId>, ClientError> {
+    match headers.get(EXCHANGE_HEADER) {
         None => Ok(None),
         Some(v) => Ok(Some(
             v.to_str()
@@ -334,9 +332,13 @@ fn exchange_of(r: &reqwest::blocking::Response) -> Result<Option<ExchangeId>, Cl
 
 fn problem_of(r: reqwest::blocking::Response) -> ClientError {
     let status = r.status().as_u16();
-    let doc: Option<serde_json::Value> = NodeClient::body(r)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    problem_from(status, NodeClient::body(r).ok().as_deref())
+}
+
+/// The error of a reply with a failure `status`: its problem document, if
+/// the body is one.
+fn problem_from(status: u16, body: Option<&[u8]>) -> ClientError {
+    let doc: Option<serde_json::Value> = body.and_then(|b| serde_json::from_slice(b).ok());
     match doc {
         Some(d) if d.get("code").is_some() => ClientError::Problem(ProblemDoc {
             status,
@@ -345,6 +347,20 @@ fn problem_of(r: reqwest::blocking::Response) -> ClientError {
         }),
         _ => ClientError::Transport(format!("the node answered HTTP {status}")),
     }
+}
+
+/// How long to wait before attempt `attempt + 1` of a request answered
+/// `status`: only after `503` (shed before any work), at most [`ATTEMPTS`]
+/// in all, as long as `Retry-After` says (1 to 5 seconds).
+fn retry_wait(status: u16, headers: &reqwest::header::HeaderMap, attempt: u32) -> Option<Duration> {
+    if status != 503 || attempt >= ATTEMPTS {
+        return None;
+    }
+    let secs = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    Some(Duration::from_secs(secs.unwrap_or(1).min(5)))
 }
 
 impl CpoTransport for NodeClient {
@@ -394,4 +410,91 @@ impl CpoTransport for NodeClient {
     fn award(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError> {
         self.post_empty(&format!("/v1/cpo/awards/{}", hex::encode(id)))
     }
+}
+
+/// The protocol messages of the CPO roles over HTTP, for async callers: a
+/// load generator's event loops, where many sellers share one thread and
+/// none sleeps while the node answers her (a thread per seller with a
+/// blocking [`NodeClient`] sleeps and is woken once per request: a quarter of
+/// the load tool's CPU in `agora bench cpo-bind`, per `perf`). Cheap to
+/// clone (clones share the connection pool); the pool belongs to the
+/// runtime it is first used on.
+#[derive(Clone, Debug)]
+pub struct AsyncNodeClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl AsyncNodeClient {
+    /// A client of the node at `base` (e.g. `http://127.0.0.1:7878`).
+    pub fn new(base: &str) -> Result<AsyncNodeClient, ClientError> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Transport(format!(
+                "node URL {base:?}: use http://host:port"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Transport(format!("HTTP client: {e}")))?;
+        Ok(AsyncNodeClient { base, http })
+    }
+
+    /// Sends one protocol message to `role`, as [`CpoTransport::call`] does
+    /// (retrying after `503`).
+    pub async fn call(
+        &self,
+        role: Role,
+        body: &[u8],
+        exchange: Option<ExchangeId>,
+    ) -> Result<Reply, ClientError> {
+        let url = format!("{}{}", self.base, role.path());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut b = self
+                .http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, CBOR)
+                .body(body.to_vec());
+            if let Some(id) = exchange {
+                b = b.header(EXCHANGE_HEADER, hex::encode(id));
+            }
+            let mut r = b
+                .send()
+                .await
+                .map_err(|e| ClientError::Transport(format!("{}: {e}", self.base)))?;
+            let status = r.status().as_u16();
+            let retry = retry_wait(status, r.headers(), attempt);
+            let reply_exchange = exchange_in(r.headers());
+            let body = read_bounded(&mut r).await;
+            if r.status().is_success() {
+                return Ok(Reply {
+                    body: body?,
+                    exchange: reply_exchange?,
+                });
+            }
+            match retry {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Err(problem_from(status, body.ok().as_deref())),
+            }
+        }
+    }
+}
+
+/// A reply's body, at most [`MAX_REPLY`] bytes.
+async fn read_bounded(r: &mut reqwest::Response) -> Result<Vec<u8>, ClientError> {
+    let mut body = Vec::new();
+    while let Some(c) = r
+        .chunk()
+        .await
+        .map_err(|e| ClientError::Transport(format!("reading the reply: {e}")))?
+    {
+        if (body.len() + c.len()) as u64 > MAX_REPLY {
+            return Err(ClientError::Transport("the reply is too large".into()));
+        }
+        body.extend_from_slice(&c);
+    }
+    Ok(body)
 }
