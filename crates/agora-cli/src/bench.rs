@@ -741,10 +741,12 @@ fn race<W: Send, R: Send>(
 const LOOPS: usize = 2;
 
 /// Runs `work` for each of `items` as a future: the items are dealt round
-/// robin to `loops` threads, each driving its share on a single-threaded
-/// runtime with its own HTTP client (connection pool), all released at once.
-/// Returns the results in the order of `items` and the wall time from the
-/// release to the last one's end.
+/// robin to `loops` threads ([`race`] releases them at once), each driving
+/// its share on a single-threaded runtime with its own HTTP client
+/// (connection pool). Returns the results in the order of `items` and the
+/// wall time from the release to the last one's end. Each thread makes its
+/// runtime and client once released: a fraction of a millisecond of the
+/// measured phase, before its first request.
 ///
 /// A thread per worker with a blocking client (as [`race`]) sleeps while the
 /// node answers and is woken for every reply: with 64 sellers on two cores
@@ -759,55 +761,29 @@ fn race_loops<'a, W: Sync, R: Send, F: std::future::Future<Output = R>>(
     work: impl Fn(usize, &'a W, AsyncNodeClient) -> F + Sync,
 ) -> anyhow::Result<(Vec<R>, Duration)> {
     let loops = loops.clamp(1, items.len().max(1));
-    let ready = Barrier::new(loops + 1);
-    let go = Barrier::new(loops + 1);
-    let (work, ready_ref, go_ref) = (&work, &ready, &go);
-    let out: Vec<anyhow::Result<Vec<(usize, R, Instant)>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..loops)
-            .map(|l| {
-                s.spawn(move || {
-                    let made = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .context("the event loop's runtime")
-                        .and_then(|rt| Ok((rt, AsyncNodeClient::new(url)?)));
-                    // Every thread meets the barriers, even one that could
-                    // not start: the others wait for it.
-                    ready_ref.wait();
-                    go_ref.wait();
-                    let (rt, client) = made?;
-                    let mine = items
-                        .iter()
-                        .enumerate()
-                        .skip(l)
-                        .step_by(loops)
-                        .map(|(k, item)| {
-                            let f = work(k, item, client.clone());
-                            async move { (k, f.await, Instant::now()) }
-                        });
-                    Ok(rt.block_on(futures_util::future::join_all(mine)))
-                })
-            })
-            .collect();
-        ready.wait();
-        let _ = limits.start.set(Instant::now());
-        go.wait();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+    let (out, wall) = race((0..loops).collect(), limits, |_, l: usize| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("the event loop's runtime")?;
+        let client = AsyncNodeClient::new(url)?;
+        let mine = items
+            .iter()
+            .enumerate()
+            .skip(l)
+            .step_by(loops)
+            .map(|(k, item)| {
+                let f = work(k, item, client.clone());
+                async move { (k, f.await) }
+            });
+        anyhow::Ok(rt.block_on(futures_util::future::join_all(mine)))
     });
     let mut all = Vec::with_capacity(items.len());
     for o in out {
         all.extend(o?);
     }
-    all.sort_by_key(|(k, _, _)| *k);
-    let start = limits.start.get().copied().unwrap_or_else(Instant::now);
-    let end = all.iter().map(|(_, _, t)| *t).max().unwrap_or(start);
-    Ok((
-        all.into_iter().map(|(_, r, _)| r).collect(),
-        end.saturating_duration_since(start),
-    ))
+    all.sort_by_key(|(k, _)| *k);
+    Ok((all.into_iter().map(|(_, r)| r).collect(), wall))
 }
 
 // ------------------------------------------------------------ parties

@@ -148,6 +148,18 @@ const ATTEMPTS: u32 = 4;
 /// Largest reply read, in bytes.
 const MAX_REPLY: u64 = 4 * 1024 * 1024;
 
+/// A node's base URL as the clients keep it: `http://` or `https://`, no
+/// trailing slash.
+fn node_base(base: &str) -> Result<String, ClientError> {
+    let base = base.trim_end_matches('/').to_owned();
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(ClientError::Transport(format!(
+            "node URL {base:?}: use http://host:port"
+        )));
+    }
+    Ok(base)
+}
+
 /// A node over HTTP.
 #[derive(Clone, Debug)]
 pub struct NodeClient {
@@ -160,12 +172,7 @@ pub struct NodeClient {
 impl NodeClient {
     /// A client of the node at `base` (e.g. `http://127.0.0.1:7878`).
     pub fn new(base: &str) -> Result<NodeClient, ClientError> {
-        let base = base.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Transport(format!(
-                "node URL {base:?}: use http://host:port"
-            )));
-        }
+        let base = node_base(base)?;
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -428,12 +435,7 @@ pub struct AsyncNodeClient {
 impl AsyncNodeClient {
     /// A client of the node at `base` (e.g. `http://127.0.0.1:7878`).
     pub fn new(base: &str) -> Result<AsyncNodeClient, ClientError> {
-        let base = base.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Transport(format!(
-                "node URL {base:?}: use http://host:port"
-            )));
-        }
+        let base = node_base(base)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

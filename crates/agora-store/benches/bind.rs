@@ -33,7 +33,7 @@
 //! group-commit batches. The posts' own WAL frames are checkpointed before
 //! each bind phase, untimed: copying them is posting's cost.
 //!
-//! `cargo bench -p agora-store --bench bind` (about a minute and a half);
+//! `cargo bench -p agora-store --bench bind` (about two minutes);
 //! smoke mode: `cargo bench -p agora-store --bench bind -- --test`.
 
 use agora_core::crypto::{SigningKey, X25519Secret};
