@@ -326,6 +326,23 @@ fn exchange_of(r: &reqwest::blocking::Response) -> Result<Option<ExchangeId>, Cl
     exchange_in(r.headers())
 }
 
+/// The headers of a protocol message: its content type, and the exchange it
+/// answers, if any.
+fn message_headers(exchange: Option<ExchangeId>) -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static(CBOR),
+    );
+    if let Some(id) = exchange {
+        // Hex digits are always a valid header value.
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(&hex::encode(id)) {
+            h.insert(EXCHANGE_HEADER, v);
+        }
+    }
+    h
+}
+
 fn exchange_in(headers: &reqwest::header::HeaderMap) -> Result<Option<ExchangeId>, ClientError> {
     match headers.get(EXCHANGE_HEADER) {
         None => Ok(None),
@@ -379,15 +396,10 @@ impl CpoTransport for NodeClient {
     ) -> Result<Reply, ClientError> {
         let url = format!("{}{}", self.base, role.path());
         let r = self.send(|| {
-            let mut b = self
-                .http
+            self.http
                 .post(&url)
-                .header(reqwest::header::CONTENT_TYPE, CBOR)
-                .body(body.to_vec());
-            if let Some(id) = exchange {
-                b = b.header(EXCHANGE_HEADER, hex::encode(id));
-            }
-            b
+                .headers(message_headers(exchange))
+                .body(body.to_vec())
         })?;
         let exchange = exchange_of(&r)?;
         Ok(Reply {
@@ -455,15 +467,11 @@ impl AsyncNodeClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut b = self
+            let mut r = self
                 .http
                 .post(&url)
-                .header(reqwest::header::CONTENT_TYPE, CBOR)
-                .body(body.to_vec());
-            if let Some(id) = exchange {
-                b = b.header(EXCHANGE_HEADER, hex::encode(id));
-            }
-            let mut r = b
+                .headers(message_headers(exchange))
+                .body(body.to_vec())
                 .send()
                 .await
                 .map_err(|e| ClientError::Transport(format!("{}: {e}", self.base)))?;
