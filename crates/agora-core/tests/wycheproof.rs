@@ -11,8 +11,9 @@
 //!
 //! The vectors are looked for in `$AGORA_VECTORS_DIR/wycheproof` (or in
 //! `$AGORA_VECTORS_DIR` itself if it holds the JSON files), else in
-//! `<workspace>/../shared/vectors/wycheproof`. If they are absent the tests
-//! print a notice and pass.
+//! `<workspace>/../shared/vectors/wycheproof`. If they are absent every test
+//! here fails, saying where it looked: a run without the vectors proves
+//! nothing, so it must not pass (CI runs with `../shared` beside the clone).
 
 use agora_core::crypto::{
     hkdf_sha256, hmac_sha256, hmac_sha256_verify, AeadAlg, AeadKey, MacKey, Secret, Signature,
@@ -32,20 +33,16 @@ fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/wycheproof")
 }
 
-/// The parsed file, or `None` (after printing why) if the vectors are absent.
-fn load(file: &str) -> Option<Value> {
+/// The parsed file. Panics, saying where it looked, if the vectors are
+/// absent: a Wycheproof test that checked nothing must not pass.
+fn load(file: &str) -> Value {
     let dir = vectors_dir();
-    if !dir.is_dir() {
-        // Written to the process's stderr directly, not through the test
-        // harness's capture, so that a skip shows in every CI log.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "wycheproof vectors not found at {}: {file} skipped",
-            dir.display()
-        );
-        return None;
-    }
+    assert!(
+        dir.is_dir(),
+        "wycheproof vectors not found at {} (set AGORA_VECTORS_DIR, or clone with ../shared \
+         beside the workspace): {file} cannot be checked",
+        dir.display()
+    );
     let path = dir.join(file);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
@@ -57,7 +54,7 @@ fn load(file: &str) -> Option<Value> {
         v["numberOfTests"].as_u64(),
         "{file}: numberOfTests"
     );
-    Some(v)
+    v
 }
 
 fn groups(v: &Value) -> &Vec<Value> {
@@ -194,7 +191,7 @@ impl Tally {
 #[test]
 fn ed25519() {
     let file = "ed25519_test.json";
-    let Some(v) = load(file) else { return };
+    let v = load(file);
     let mut tally = Tally::default();
     for g in groups(&v) {
         let pk = hex_field(&g["publicKey"], "pk");
@@ -223,7 +220,7 @@ fn ed25519() {
 #[test]
 fn x25519() {
     let file = "x25519_test.json";
-    let Some(v) = load(file) else { return };
+    let v = load(file);
     let mut tally = Tally::default();
     for g in groups(&v) {
         assert_eq!(g["curve"].as_str(), Some("curve25519"));
@@ -267,7 +264,7 @@ fn x25519() {
 /// must seal to `ct || tag` and open back to `msg`; invalid ones must not
 /// open.
 fn aead(file: &str, alg: AeadAlg) {
-    let Some(v) = load(file) else { return };
+    let v = load(file);
     let mut tally = Tally::default();
     let mut skipped_groups = 0;
     for g in groups(&v) {
@@ -324,7 +321,7 @@ fn aes_gcm() {
 #[test]
 fn hkdf() {
     let file = "hkdf_sha256_test.json";
-    let Some(v) = load(file) else { return };
+    let v = load(file);
     let mut tally = Tally::default();
     for g in groups(&v) {
         for t in tests(g) {
@@ -355,7 +352,7 @@ fn hkdf() {
 #[test]
 fn hmac_sha256_full_tags() {
     let file = "hmac_sha256_test.json";
-    let Some(v) = load(file) else { return };
+    let v = load(file);
     let mut tally = Tally::default();
     let mut skipped_groups = 0;
     for g in groups(&v) {

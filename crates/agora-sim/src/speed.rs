@@ -74,7 +74,7 @@ use crate::{now_of, EPOCH, MAX_EVENTS, MAX_RUN_MS};
 use agora_core::crypto::{sha256, Secret, SigningKey, X25519Secret};
 use agora_core::wire::{cose, envelope, tags};
 use agora_core::{Currency, Error, Money, Timestamp};
-use agora_pki::{Agency, PartyRole};
+use agora_pki::{Agency, IdentityParams, PartyRole};
 use agora_speed::broker::{Broker, BrokerReply};
 use agora_speed::customer::{self, CustomerNext, Identity, Purchase, ReadyToPay};
 use agora_speed::ledger::{
@@ -1279,12 +1279,29 @@ fn keys(rng: &mut ChaCha20Rng) -> Keys {
     }
 }
 
+/// An identity certificate from the world's CA for `k` in `role`, valid
+/// from a day before the simulation's epoch for a year. Written here, not
+/// taken from agora-speed's `testkit`: this crate is a workspace member, so
+/// a `testkit` it enabled would be built into the release `agora` binary.
 fn identity(ca: &Agency, rng: &mut ChaCha20Rng, name: &str, role: PartyRole, k: &Keys) -> Vec<u8> {
-    agora_speed::testkit::identity(ca, rng, name, role, k, EPOCH)
+    let params = IdentityParams {
+        name: name.into(),
+        key: k.sign.verifying_key(),
+        role,
+        x25519: Some(k.enc.public()),
+        not_before: EPOCH.minus_secs(DAY),
+        not_after: EPOCH.plus_secs(365 * DAY),
+        crl_uri: ca.crl_uri("http://sim.invalid"),
+    };
+    ca.issue_identity(&params, rng)
+        .expect("the simulated CA issues identity certificates")
+        .der
 }
 
+/// Trust in the world's CA, with a current empty CRL (the CPO world's).
 fn trust_of(ca: &Agency) -> SpeedTrust {
-    agora_speed::testkit::trust_of(ca, vec![], EPOCH)
+    let t = crate::trust_of(ca);
+    SpeedTrust::new(t.agencies, t.crls)
 }
 
 fn child(rng: &mut ChaCha20Rng) -> ChaCha20Rng {
