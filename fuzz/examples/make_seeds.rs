@@ -351,9 +351,9 @@ fn state_seeds(put: &impl Fn(&str, &str, &[u8])) {
 /// decoder target.
 fn bid_seeds(put: &impl Fn(&str, &str, &[u8])) {
     use agora_core::wire::cose;
-    use agora_cpo::bidding::{self, Award, AwardRequest, Bid, Bids, MemoryBids, Notice, Outcome};
+    use agora_cpo::bidding::{self, Award, AwardRequest, Bid, Notice, Outcome};
     use agora_cpo::msg::Mode;
-    use agora_cpo::ports::Board;
+
     use cpo_fixture::{end, eur, rng, Market, BID_CENTS, BID_DETAILS, NOW};
     let market = Market::new();
     let (server_peer, alice_peer) = (market.server_peer(), market.alice_peer());
@@ -367,9 +367,8 @@ fn bid_seeds(put: &impl Fn(&str, &str, &[u8])) {
     let (m1, expect) = pam
         .bid(&mut rng(), &listing, eur(BID_CENTS), BID_DETAILS)
         .expect("bid");
-    let bids = MemoryBids::new();
     let taken = server
-        .handle_bid(&bids, &mut rng(), NOW, &m1)
+        .handle_bid(&mut rng(), NOW, &m1)
         .expect("the bid target accepts its bid");
     put("cpo_bid", "bid", &m1);
     let receipt = expect
@@ -377,8 +376,14 @@ fn bid_seeds(put: &impl Fn(&str, &str, &[u8])) {
         .expect("the bid target accepts its BID_RECEIPT");
     assert_eq!(receipt.signed, taken.signed);
     put("cpo_bid", "bid_receipt", &taken.reply);
-    let record = bids.bids(&id).expect("bids").pop().expect("the bid");
-    let (server, bids, request, pending) = market.award_server(&record);
+    let record = server
+        .store()
+        .bids()
+        .bids(&id)
+        .expect("bids")
+        .pop()
+        .expect("the bid");
+    let (server, request, pending) = market.award_server(&record);
     assert_eq!(
         server.board().get(&id).expect("get").expect("posted").mode,
         Mode::Bidding
@@ -389,7 +394,7 @@ fn bid_seeds(put: &impl Fn(&str, &str, &[u8])) {
         .expect("the bid target accepts its award request");
     put("cpo_bid", "award_request", &request);
     let awarded = pending
-        .handle_award(&server, &bids, end(), &reply)
+        .handle_award(&server, end(), &reply)
         .expect("the bid target accepts its award");
     assert_eq!(awarded.award, signed);
     assert_eq!(awarded.winner, Some(record.summary.seller));
@@ -437,7 +442,7 @@ fn bid_seeds(put: &impl Fn(&str, &str, &[u8])) {
 fn delivery_seeds(put: &impl Fn(&str, &str, &[u8])) {
     use agora_cpo::bidding::{self, BidsReply};
     use agora_cpo::delivery::{self, BindingReply, Proof};
-    use agora_cpo::ports::Board;
+
     use agora_cpo::recovery::{BindingAnswer, BindingQuery};
     use cpo_fixture::{keys, rng, Market, BOB, NOW, OFFER, PAM, VERIFIER};
     let market = Market::new();
@@ -520,10 +525,10 @@ fn delivery_seeds(put: &impl Fn(&str, &str, &[u8])) {
     put("cpo_delivery", "posted_reply", &posted_reply);
     // Pam's request for her receipts, over the store the target holds (her
     // bid on Bob's CPO, taken by a server with the same keys).
-    let (bids, taken) = market.pam_bid(&pam);
+    let (bid_server, taken) = market.pam_bid(&pam);
     let (bids_request, breq) = bidding::request_bids(&keys(PAM), &mut rng(), NOW, id, 0);
-    let bids_reply = server
-        .bids_for_seller(&bids, &mut rng(), NOW, &bids_request)
+    let bids_reply = bid_server
+        .bids_for_seller(&mut rng(), NOW, &bids_request)
         .expect("the delivery target accepts its bids request");
     put("cpo_delivery", "bids_request", &bids_request);
     let got = bidding::open_bids_reply(&keys(PAM), &server_peer.sign, &breq, &bids_reply)

@@ -13,7 +13,7 @@
 //! and her receipt are built once.
 #![no_main]
 use agora_cpo::arbiter::Arbiter;
-use agora_cpo::bidding::{self, BidListingOpened, BidRecord, Bids, HeldReceipt, MemoryBids};
+use agora_cpo::bidding::{self, BidListingOpened, BidRecord, HeldReceipt};
 use agora_cpo::seller::SellerSession;
 use agora_cpo::Peer;
 use libfuzzer_sys::fuzz_target;
@@ -46,12 +46,13 @@ fn fixture() -> &'static Fixture {
         let (m1, expect) = pam
             .bid(&mut rng(), &listing, eur(BID_CENTS), BID_DETAILS)
             .expect("bid");
-        let bids = MemoryBids::new();
         let taken = server
-            .handle_bid(&bids, &mut rng(), NOW, &m1)
+            .handle_bid(&mut rng(), NOW, &m1)
             .expect("the fixture's bid");
         let receipt = expect.handle(&pam, &taken.reply).expect("BID_RECEIPT");
-        let bid = bids
+        let bid = server
+            .store()
+            .bids()
             .bids(&market.ccpo().id)
             .expect("bids")
             .pop()
@@ -72,13 +73,13 @@ fn fixture() -> &'static Fixture {
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
     let (server, _listing) = f.market.bid_server();
-    let _ = server.handle_bid(&MemoryBids::new(), &mut rng(), NOW, data);
+    let _ = server.handle_bid(&mut rng(), NOW, data);
 
     let _ = f
         .alice
         .handle_award_request(&mut rng(), end(), data, &f.server_peer);
-    let (server, bids, _request, pending) = f.market.award_server(&f.bid);
-    let _ = pending.handle_award(&server, &bids, end(), data);
+    let (server, _request, pending) = f.market.award_server(&f.bid);
+    let _ = pending.handle_award(&server, end(), data);
 
     let _ = f.pam.open_bid_listing(data);
     if let Ok((_, expect)) = f

@@ -12,9 +12,9 @@
 //! challenge about the fixed BOUND_CPO. The binding, Pam's bid, the
 //! challenge and the keys are built once.
 #![no_main]
-use agora_cpo::bidding::{self, BidsRequest, MemoryBids};
+use agora_cpo::bidding::{self, BidRecord, BidsRequest};
 use agora_cpo::delivery::{self, BindingRequest, PostedRequest, ProofChallenge};
-use agora_cpo::ports::{Binding, Board};
+use agora_cpo::ports::Binding;
 use agora_cpo::seller::SellerSession;
 use agora_cpo::{Keys, Peer};
 use libfuzzer_sys::fuzz_target;
@@ -36,8 +36,8 @@ struct Fixture {
     request: BindingRequest,
     /// Bob's request for his posted CPO (what a posted reply answers).
     posted_request: PostedRequest,
-    /// The bids store: Pam's bid on Bob's CPO, as the server took it.
-    bids: MemoryBids,
+    /// Pam's bid on Bob's CPO, as the server took it.
+    bid: BidRecord,
     /// Pam's request for her receipts (what a bids reply answers).
     bids_request: BidsRequest,
     challenge: ProofChallenge,
@@ -63,7 +63,14 @@ fn fixture() -> &'static Fixture {
         let bob = keys(BOB);
         let (_, request) = delivery::request_binding(&bob, &mut rng(), NOW, market.ccpo().id);
         let (_, posted_request) = delivery::request_posted(&bob, &mut rng(), NOW, market.ccpo().id);
-        let (bids, _) = market.pam_bid(&pam);
+        let (bid_server, _) = market.pam_bid(&pam);
+        let bid = bid_server
+            .store()
+            .bids()
+            .bids(&market.ccpo().id)
+            .expect("bids")
+            .pop()
+            .expect("Pam's bid");
         let (_, bids_request) =
             bidding::request_bids(&keys(PAM), &mut rng(), NOW, market.ccpo().id, 0);
         let challenge =
@@ -83,7 +90,7 @@ fn fixture() -> &'static Fixture {
             binding,
             request,
             posted_request,
-            bids,
+            bid,
             bids_request,
             challenge,
             proof,
@@ -96,7 +103,10 @@ fuzz_target!(|data: &[u8]| {
     let server = f.market.bound_server(&f.binding);
     let _ = server.binding_for_buyer(&mut rng(), NOW, data);
     let _ = server.posted_for_buyer(&mut rng(), NOW, data);
-    let _ = server.bids_for_seller(&f.bids, &mut rng(), NOW, data);
+    let _ = f
+        .market
+        .server_with_bid(&f.bid)
+        .bids_for_seller(&mut rng(), NOW, data);
     let _ = server.handle_binding_query(&mut rng(), NOW, data);
     let _ = delivery::open_binding_reply(&f.bob, &f.server_peer.sign, &f.request, data);
     let _ = delivery::open_posted_reply(&f.bob, &f.server_peer.sign, &f.posted_request, data);

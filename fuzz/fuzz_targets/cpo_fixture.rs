@@ -4,14 +4,11 @@
 #![allow(dead_code)] // each includer uses part of it
 
 use agora_core::crypto::{SigningKey, X25519Secret};
-use agora_core::ports::MemoryReplayCache;
 use agora_core::{Currency, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
-use agora_cpo::bidding::{BidRecord, BidTaken, Bids, MemoryBids, PendingAward};
+use agora_cpo::bidding::{BidRecord, BidTaken, PendingAward};
 use agora_cpo::policy::ArbiterPolicy;
-use agora_cpo::ports::{
-    BindOutcome, Binding, Board, BoardEntry, MemoryBoard, MemorySessions, Session, Sessions,
-};
+use agora_cpo::ports::{BindOutcome, Binding, BoardEntry, Session};
 use agora_cpo::seller::SellerSession;
 use agora_cpo::server::Server;
 use agora_cpo::session::BindingKey;
@@ -221,12 +218,7 @@ impl Market {
     /// session live, and one listing of the CPO sent to her (made with a
     /// fresh [`rng`], so it is the same every time); returns the server and
     /// the listing as sent (M_0 of protocol 4).
-    pub fn bind_server(
-        &self,
-    ) -> (
-        Server<MemoryBoard, MemoryReplayCache, MemorySessions>,
-        Vec<u8>,
-    ) {
+    pub fn bind_server(&self) -> (Server, Vec<u8>) {
         let server = self.server();
         let entry = self.board_entry();
         server.board().post(&entry).expect("post");
@@ -248,12 +240,7 @@ impl Market {
 
     /// Like [`Self::bind_server`], but Bob's CPO is posted for bidding and
     /// the listing sent to Pam is a bid listing (M_0 of protocol 6).
-    pub fn bid_server(
-        &self,
-    ) -> (
-        Server<MemoryBoard, MemoryReplayCache, MemorySessions>,
-        Vec<u8>,
-    ) {
+    pub fn bid_server(&self) -> (Server, Vec<u8>) {
         let server = self.server();
         let entry = self.bidding_entry();
         server.board().post(&entry).expect("post");
@@ -267,8 +254,8 @@ impl Market {
 
     /// Pam's bid ([`BID_CENTS`], [`BID_DETAILS`]) on Bob's CPO, taken by a
     /// [`Self::bid_server`] (whose keys every server of the market shares):
-    /// the bids it recorded, and what it answered.
-    pub fn pam_bid(&self, pam: &SellerSession) -> (MemoryBids, BidTaken) {
+    /// the server holding the bid it recorded, and what it answered.
+    pub fn pam_bid(&self, pam: &SellerSession) -> (Server, BidTaken) {
         let (server, m0) = self.bid_server();
         let listing = pam
             .open_bid_listing(&m0)
@@ -276,43 +263,42 @@ impl Market {
         let (m1, _) = pam
             .bid(&mut rng(), &listing, eur(BID_CENTS), BID_DETAILS)
             .expect("bid");
-        let bids = MemoryBids::new();
         let taken = server
-            .handle_bid(&bids, &mut rng(), NOW, &m1)
+            .handle_bid(&mut rng(), NOW, &m1)
             .expect("the fixture's bid");
-        (bids, taken)
+        (server, taken)
     }
 
     /// Bidding on Bob's CPO has closed ([`end`]) with `bid` taken: a server
-    /// on fresh storage with the CPO posted for bidding, its bids, and the
+    /// on fresh storage with the CPO posted for bidding and its bid, and the
     /// award request it sealed to Alice (made with a fresh [`rng`]) with the
     /// pending award waiting for her answer.
-    pub fn award_server(
-        &self,
-        bid: &BidRecord,
-    ) -> (
-        Server<MemoryBoard, MemoryReplayCache, MemorySessions>,
-        MemoryBids,
-        Vec<u8>,
-        PendingAward,
-    ) {
+    pub fn award_server(&self, bid: &BidRecord) -> (Server, Vec<u8>, PendingAward) {
+        let server = self.server_with_bid(bid);
+        let entry = self.bidding_entry();
+        let (m, pending) = server
+            .request_award(&mut rng(), end(), &entry.ccpo.id, &self.alice_peer())
+            .expect("award request");
+        (server, m, pending)
+    }
+
+    /// A server on fresh storage with Bob's CPO posted for bidding and `bid`
+    /// taken.
+    pub fn server_with_bid(&self, bid: &BidRecord) -> Server {
         let server = self.server();
         let entry = self.bidding_entry();
         server.board().post(&entry).expect("post");
-        let bids = MemoryBids::new();
-        bids.record_bid(&entry.ccpo.id, bid).expect("bid");
-        let (m, pending) = server
-            .request_award(&bids, &mut rng(), end(), &entry.ccpo.id, &self.alice_peer())
-            .expect("award request");
-        (server, bids, m, pending)
+        server
+            .store()
+            .bids()
+            .record_bid(&entry.ccpo.id, bid)
+            .expect("bid");
+        server
     }
 
     /// A server on fresh storage with Bob's first-come CPO posted and bound
     /// by `binding`, and Pam's session under [`K_P`] live.
-    pub fn bound_server(
-        &self,
-        binding: &Binding,
-    ) -> Server<MemoryBoard, MemoryReplayCache, MemorySessions> {
+    pub fn bound_server(&self, binding: &Binding) -> Server {
         let server = self.server();
         let entry = self.board_entry();
         server.board().post(&entry).expect("post");
@@ -334,14 +320,12 @@ impl Market {
     }
 
     /// The server on fresh in-memory storage, working with Alice.
-    pub fn server(&self) -> Server<MemoryBoard, MemoryReplayCache, MemorySessions> {
+    pub fn server(&self) -> Server {
         Server::new(
             keys(SERVER),
             self.trust.clone(),
             vec![self.alice_peer().sign],
-            MemoryBoard::new(),
-            MemoryReplayCache::new(),
-            MemorySessions::new(),
+            std::sync::Arc::new(agora_cpo::store::MemoryCpoStore::new()),
         )
     }
 

@@ -6,9 +6,8 @@
 
 use crate::datadir::Ctx;
 use agora_core::crypto::SigningKey;
-use agora_core::ports::EvidenceArchive;
 use agora_core::{KeyId, Money, Timestamp};
-use agora_pki::registry::{AgencyRegistry, IssuedKind, IssuedRecord, RevokeOutcome};
+use agora_pki::registry::{IssuedKind, IssuedRecord, RevokeOutcome};
 use agora_pki::{Agency, BondParams, IssuedCert, RevocationReason};
 use agora_pki::{Conditions, PartyRole, Role};
 use agora_pki::{Crl, Serial};
@@ -165,7 +164,7 @@ pub(crate) fn publish_crl(ctx: &Ctx, agency: &Agency, days: u64) -> anyhow::Resu
 /// Keeps what `agency` issued: a row of its register (so that it can be
 /// revoked) and an entry of the evidence archive.
 pub(crate) fn record_issued(
-    store: &agora_store::Store,
+    store: &agora_store::Stores,
     agency: &Agency,
     issued: &IssuedCert,
     kind: IssuedKind,

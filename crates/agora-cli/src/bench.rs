@@ -82,21 +82,19 @@ use agora_core::crypto::hpke::{self, Encapped};
 use agora_core::crypto::{
     os_rng, random_bytes, Rng, Signature, SigningKey, VerifyingKey, X25519Public, X25519Secret,
 };
-use agora_core::ports::MemoryReplayCache;
 use agora_core::{Currency, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
 use agora_cpo::msg::{digest, BindListing, BindOffer, BoundCpo, ListingRequest};
 use agora_cpo::policy::ArbiterPolicy;
-use agora_cpo::ports::{MemoryBoard, MemorySessions};
 use agora_cpo::seller::{self, Listing, SellerSession};
 use agora_cpo::server::Server;
 use agora_cpo::session::{BindingKey, Channel, Direction};
 use agora_cpo::{buyer, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys, Mode, Peer};
 use agora_node::client::{AsyncNodeClient, ClientError, CpoTransport, NodeClient};
 use agora_node::cpo::{Reply, Role};
-use agora_node::exchange::ExchangeId;
+use agora_node::pending::StepId;
 use agora_node::speed::{SpeedTrustSource, DELIVERY_TYPE};
-use agora_node::EXCHANGE_HEADER;
+use agora_node::STEP_HEADER;
 use agora_pki::registry::IssuedKind;
 use agora_pki::{Agency, BondParams, Conditions, IdentityParams, PartyRole};
 use agora_speed::customer::{self, CustomerNext, Identity};
@@ -105,7 +103,6 @@ use agora_speed::msg::BillSecret;
 use agora_speed::product::{Encrypted, HashingWriter};
 use agora_speed::strategy::AcceptFirst;
 use agora_speed::{AccountNumber, PaymentOrderId, SpeedTrust};
-use agora_store::SqliteLedger;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
@@ -452,10 +449,10 @@ impl Tally {
         step: &str,
         role: Role,
         body: &[u8],
-        exchange: Option<ExchangeId>,
+        step_id: Option<StepId>,
     ) -> Result<Reply, ClientError> {
         let t = Instant::now();
-        let r = client.call(role, body, exchange);
+        let r = client.call(role, body, step_id);
         let d = t.elapsed();
         self.requests += 1;
         match &r {
@@ -938,12 +935,12 @@ fn post_once(
     let (m0, b) = buyer::request_approval::<FirstCome>(&bob.keys, rng, ccpo, "", &env.arbiter)?;
     let r1 = t.call(client, "approval-1", Role::Arbiter, &m0, None)?;
     let (m2, b) = b.handle(&bob.keys, rng, &r1.body)?;
-    let r3 = t.call(client, "approval-2", Role::Arbiter, &m2, r1.exchange)?;
+    let r3 = t.call(client, "approval-2", Role::Arbiter, &m2, r1.step)?;
     let acceptance = b.handle(&bob.keys, Timestamp::now_from_system_clock(), &r3.body)?;
     let (m0, p) = buyer::request_post(&bob.keys, rng, &acceptance, &env.server)?;
     let r1 = t.call(client, "post-1", Role::Server, &m0, None)?;
     let (m2, p) = p.handle(&bob.keys, rng, &r1.body)?;
-    let r3 = t.call(client, "post-2", Role::Server, &m2, r1.exchange)?;
+    let r3 = t.call(client, "post-2", Role::Server, &m2, r1.step)?;
     Ok(p.handle(&bob.keys, &r3.body)?.cpo.ccpo.id)
 }
 
@@ -966,7 +963,7 @@ fn open_session(
     )?;
     let r1 = t.call(client, "session-1", Role::Server, &m0, None)?;
     let (m2, p) = p.handle(&pam.keys, rng, &r1.body)?;
-    let r3 = t.call(client, "session-2", Role::Server, &m2, r1.exchange)?;
+    let r3 = t.call(client, "session-2", Role::Server, &m2, r1.step)?;
     Ok(p.handle(&pam.keys, &r3.body)?)
 }
 
@@ -1353,7 +1350,7 @@ fn local_post(
     bob: &Party,
     arbiter: &Arbiter,
     alice: &Peer,
-    server: &Server<MemoryBoard, MemoryReplayCache, MemorySessions>,
+    server: &Server,
     server_peer: &Peer,
     rng: &mut impl Rng,
 ) -> anyhow::Result<(Duration, Duration)> {
@@ -1434,9 +1431,7 @@ fn crypto_bound(
                 server_keys,
                 env.trust.clone(),
                 vec![alice.sign],
-                MemoryBoard::new(),
-                MemoryReplayCache::new(),
-                MemorySessions::new(),
+                std::sync::Arc::new(agora_cpo::store::MemoryCpoStore::new()),
             );
             let bob = env.party(agora_pki::Role::Buyer, &mut rng)?;
             let b = measure(budget, || {
@@ -1869,8 +1864,8 @@ struct SpeedEnv {
     /// decrypt to it.
     product: Vec<u8>,
     price: Money,
-    store: agora_store::Store,
-    ledger: SqliteLedger,
+    store: agora_store::Stores,
+    ledger: std::sync::Arc<dyn Ledger>,
     /// The SPEED CA, which certifies the synthetic customers.
     ca: Agency,
     crl_uri: String,
@@ -1940,7 +1935,7 @@ impl SpeedEnv {
             bail!("the node's vendor does not sell {SPEED_PRODUCT:?} in aggressive mode");
         }
         let store = ctx.store()?;
-        let ledger = SqliteLedger::new(store.clone());
+        let ledger = store.ledger();
         let eur = euro()?;
         let mut accounts: Vec<Account> = ledger
             .accounts_of(&vendor.id())?
@@ -1961,7 +1956,7 @@ impl SpeedEnv {
             trust_path: ctx.trust_path(),
             crl_dir: ctx.crl_dir(),
         }
-        .speed_trust()
+        .load()
         .map_err(|e| anyhow::anyhow!("the SPEED trust of this data directory: {e}"))?;
         Ok(SpeedEnv {
             url,
@@ -2260,7 +2255,7 @@ fn speed_purchase(
         SpeedMode::Normal => {
             let (state, m1) =
                 customer::negotiate(rng, &me.id, &env.vendor, SPEED_PRODUCT, &AcceptFirst)?;
-            let (step, exchange) = t.timed("negotiate", || {
+            let (step, step_id) = t.timed("negotiate", || {
                 Ok(client.post_cbor(SPEED_VENDOR, &m1, &[])?)
             })?;
             let CustomerNext::Agreed(expect, m3) =
@@ -2271,11 +2266,11 @@ fn speed_purchase(
                     what: "the customer did not take the vendor's first offer",
                 });
             };
-            let exchange = exchange.ok_or(OpError::Check {
-                kind: "no-exchange",
-                what: "the vendor's offer named no exchange",
+            let step_id = step_id.ok_or(OpError::Check {
+                kind: "no-step",
+                what: "the vendor's offer named no pending step",
             })?;
-            let headers = [(EXCHANGE_HEADER, hex::encode(exchange))];
+            let headers = [(STEP_HEADER, hex::encode(step_id))];
             let d = t.timed("handshake+delivery", || receive(client, &m3, &headers))?;
             let ready = expect.on_delivery(&d.head)?.on_product(d.enc)?;
             (ready, d.ct, d.head, m1.len(), m3.len())

@@ -16,7 +16,6 @@
 
 use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
 use agora_core::crypto::{SigningKey, X25519Secret};
-use agora_core::ports::EvidenceArchive;
 use agora_core::wire::{cose, Decoder, Encoder};
 use agora_core::{KeyId, Money, Timestamp};
 use agora_cpo::bidding::{check_notice, Award, BidReceipt, HeldReceipt, Notice, Outcome};
@@ -28,7 +27,7 @@ use agora_cpo::session::BindingKey;
 use agora_cpo::{Bidding, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys, Mode, Peer};
 use agora_node::client::{ClientError, CpoTransport, LocalCpo, NodeClient};
 use agora_node::cpo::{BoardQuery, Reply, Role};
-use agora_node::exchange::ExchangeId;
+use agora_node::pending::StepId;
 use agora_pki::{Keystore, Party, PartyRole, TrustStore};
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -447,17 +446,16 @@ fn send(
     t: &dyn CpoTransport,
     role: Role,
     body: &[u8],
-    exchange: Option<ExchangeId>,
+    step: Option<StepId>,
     what: &str,
 ) -> anyhow::Result<Reply> {
-    t.call(role, body, exchange)
-        .map_err(|e| node_error(e, what))
+    t.call(role, body, step).map_err(|e| node_error(e, what))
 }
 
-/// The exchange id the first reply of a two-step protocol carries.
-fn exchange_of(r: &Reply, who: &str) -> anyhow::Result<ExchangeId> {
-    r.exchange
-        .with_context(|| format!("{who} answered without an exchange id"))
+/// The step id the first reply of a two-step protocol carries.
+fn step_of(r: &Reply, who: &str) -> anyhow::Result<StepId> {
+    r.step
+        .with_context(|| format!("{who} answered without an step id"))
 }
 
 /// The node's `/v1/node` document.
@@ -636,16 +634,13 @@ pub(crate) fn seller_session(
 
 // ------------------------------------------------------------ local roles
 
-/// This data directory's own server on its SQLite store, for what only the
+/// This data directory's own server on its store, for what only the
 /// node's operator does (`sweep`, `mail server`).
 pub(crate) fn local_server(
     ctx: &Ctx,
     ks: &Keystore,
-    store: &agora_store::Store,
-) -> anyhow::Result<(
-    Server<agora_store::SqliteBoard, agora_store::SqliteReplayCache, agora_store::SqliteSessions>,
-    Peer,
-)> {
+    store: &agora_store::Stores,
+) -> anyhow::Result<(Server, Peer)> {
     let trust = ctx.load_trust()?;
     let arbiters: Vec<_> = trust
         .by_role(PartyRole::Arbiter)
@@ -654,14 +649,7 @@ pub(crate) fn local_server(
     let server_keys = keys(ks, SERVER_KEY)?;
     let peer = server_keys.peer();
     Ok((
-        Server::new(
-            server_keys,
-            bond_trust(ctx)?,
-            arbiters,
-            store.board(),
-            store.replay_cache(),
-            store.sessions(),
-        ),
+        Server::new(server_keys, bond_trust(ctx)?, arbiters, store.cpo()),
         peer,
     ))
 }
@@ -813,7 +801,7 @@ fn approve<V: agora_cpo::Variant>(
         t,
         Role::Arbiter,
         &m2,
-        Some(exchange_of(&r1, "the arbiter")?),
+        Some(step_of(&r1, "the arbiter")?),
         "the arbiter refused",
     )?;
     Ok(b.handle(bob, now, &r3.body)?)
@@ -990,7 +978,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 &*t,
                 Role::Server,
                 &m2,
-                Some(exchange_of(&r1, "the server")?),
+                Some(step_of(&r1, "the server")?),
                 "the server refused",
             )?;
             let receipt = b.handle(&bob, &r3.body)?;
@@ -1527,7 +1515,7 @@ fn session(
         &*t,
         Role::Server,
         &m2,
-        Some(exchange_of(&r1, "the server")?),
+        Some(step_of(&r1, "the server")?),
         "the server refused the session",
     )?;
     let session = p.handle(&pam, &r3.body)?;

@@ -13,6 +13,7 @@ use agora_core::crypto::{Argon2Params, SigningKey, X25519Secret};
 use agora_core::Timestamp;
 use agora_pki::Keystore;
 use agora_pki::{Party, PartyRole, TrustStore};
+use agora_store::{StoreUrl, Stores};
 use anyhow::{bail, Context};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,9 @@ pub struct Ctx {
     /// The node to talk to (`--node`, `$AGORA_NODE`); `None`: host the roles
     /// in this process, on the data directory.
     pub node: Option<String>,
+    /// Where the state is (`--store`, `$AGORA_STORE`); `None`: the data
+    /// directory's `sqlite:<data-dir>/agora.db`.
+    store: Option<String>,
 }
 
 impl Ctx {
@@ -43,11 +47,17 @@ impl Ctx {
             passphrase_file: cli.passphrase_file.clone(),
             json: cli.json,
             node: cli.node.clone(),
+            store: cli.store.clone(),
         }
     }
 
-    pub fn db_path(&self) -> PathBuf {
-        self.data_dir.join("agora.db")
+    /// Where the state is: `--store`, else the data directory's SQLite
+    /// file.
+    pub fn store_url(&self) -> anyhow::Result<StoreUrl> {
+        match &self.store {
+            None => Ok(StoreUrl::in_data_dir(&self.data_dir)),
+            Some(url) => url.parse().with_context(|| format!("--store {url:?}")),
+        }
     }
     pub fn keystore_path(&self) -> PathBuf {
         self.data_dir.join("keystore.toml")
@@ -146,11 +156,12 @@ impl Ctx {
             .with_context(|| format!("writing trust store {}", self.trust_path().display()))
     }
 
-    /// The SQLite store of this data directory (migrated on open).
-    pub fn store(&self) -> anyhow::Result<agora_store::Store> {
+    /// The store of this data directory (migrated on open), on the backend
+    /// `--store` names.
+    pub fn store(&self) -> anyhow::Result<Stores> {
         self.require_initialised()?;
-        agora_store::Store::open(&self.db_path(), agora_store::StoreConfig::default())
-            .with_context(|| format!("opening database {}", self.db_path().display()))
+        let url = self.store_url()?;
+        Stores::open(&url).with_context(|| format!("opening the store {url}"))
     }
 }
 
@@ -184,10 +195,10 @@ pub fn init(ctx: &Ctx) -> anyhow::Result<()> {
     crate::output::emit(
         ctx.json,
         &format!(
-            "created agora data directory {}\n  database   {}\n  keystore   {} (node key {id})\n  trust      {}\n\
+            "created agora data directory {}\n  store      {}\n  keystore   {} (node key {id})\n  trust      {}\n\
              next: agora agency create <name>   (see agora --help)",
             ctx.data_dir.display(),
-            ctx.db_path().display(),
+            ctx.store_url()?,
             ctx.keystore_path().display(),
             ctx.trust_path().display()
         ),
@@ -249,9 +260,9 @@ pub fn init_quiet(ctx: &Ctx) -> anyhow::Result<agora_core::KeyId> {
         ks.insert_x25519(&crate::key::x_name(name), enc)?;
     }
     ctx.save_trust(&trust)?;
-    // Open the database once so that its schema exists.
-    agora_store::Store::open(&ctx.db_path(), agora_store::StoreConfig::default())
-        .with_context(|| format!("creating database {}", ctx.db_path().display()))?;
+    // Open the store once so that its schema exists.
+    let url = ctx.store_url()?;
+    Stores::open(&url).with_context(|| format!("creating the store {url}"))?;
     ctx.save_keystore(&ks)?;
     Ok(id)
 }

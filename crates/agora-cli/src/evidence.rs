@@ -3,7 +3,6 @@
 
 use crate::datadir::Ctx;
 use agora_core::crypto::VerifyingKey;
-use agora_core::ports::EvidenceArchive;
 use agora_core::wire;
 use anyhow::{bail, Context};
 use clap::Subcommand;

@@ -83,7 +83,7 @@
 //! `--node` names, unless `--server` gives a pinned server's key id). The arbiter's and the
 //! server's steps are this data directory's own roles, whatever `--node`
 //! says: the file is the transport here. They do not go through the node's
-//! `CpoService`, whose pending exchanges live in one process's memory for
+//! `CpoService`, whose pending steps live in one process's memory for
 //! minutes; a run by e-mail spans processes and days, so its pending states
 //! are saved to files between messages instead.
 
@@ -92,7 +92,7 @@ use crate::cpo::{
     notice_file, pinned, read_limited, seller_session,
 };
 use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
-use agora_core::ports::{EvidenceArchive, Freshness, ReplayCache};
+use agora_core::ports::Freshness;
 use agora_core::wire::{envelope, saved, tags, Tag};
 use agora_core::{KeyId, Money};
 use agora_cpo::arbiter::{Arbiter, PendingApproval};
@@ -450,9 +450,18 @@ fn arbiter_on_response<V: Variant>(
             Ok(p.handle_response(arbiter, &mut agora_core::crypto::os_rng(), now, msg)?)
         },
     )?;
+    // The acceptance's unit of work: the acceptance archived, before the
+    // reply is written.
     ctx.store()?
         .archive()
-        .append("cpo/arbiter-acceptance", &issued.acceptance, now)?;
+        .record(
+            vec![agora_core::ports::Evidence::new(
+                agora_node::cpo::ACCEPTANCE_EVIDENCE,
+                issued.acceptance,
+            )],
+            now,
+        )
+        .wait()?;
     crate::datadir::write_file_atomic(out, &issued.reply)?;
     done(ctx, "M_3 (the ARBITER_ACCEPTANCE) for the buyer", out);
     Ok(())
@@ -954,13 +963,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                 "the CPO's arbiter",
             )?;
             let (m, pending) = server
-                .request_award(
-                    &store.bids(),
-                    &mut agora_core::crypto::os_rng(),
-                    ctx.now(),
-                    &cpo,
-                    &alice,
-                )
+                .request_award(&mut agora_core::crypto::os_rng(), ctx.now(), &cpo, &alice)
                 .context("the server refused")?;
             save(ctx, "server", "pending-award", &pending.to_bytes())?;
             crate::datadir::write_file_atomic(out, &m)?;
@@ -1038,9 +1041,8 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                             &msg,
                         )?)
                     })?;
-                    store
-                        .archive()
-                        .append("cpo/posted", &posted.entry.posted, now)?;
+                    // The posting's unit (the board row and the posted CPO
+                    // archived) committed inside `handle_response`.
                     crate::datadir::write_file_atomic(out, &posted.reply)?;
                     done(ctx, "M_3 (the posted CPO) for the buyer", out);
                     Ok(())
@@ -1121,7 +1123,6 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                 t if t == tags::CPO_BID => {
                     let (_, session) = agora_cpo::session::peek(&msg)
                         .context("not a message of a browse session")?;
-                    let bids = store.bids();
                     let taken = resume(
                         ctx,
                         "server",
@@ -1132,12 +1133,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                                 bail!("the listing answered was not a bidding listing");
                             }
                             server.restore_listing(&p)?;
-                            Ok(server.handle_bid(
-                                &bids,
-                                &mut agora_core::crypto::os_rng(),
-                                now,
-                                &msg,
-                            )?)
+                            Ok(server.handle_bid(&mut agora_core::crypto::os_rng(), now, &msg)?)
                         },
                     )?;
                     crate::datadir::write_file_atomic(out, &taken.reply)?;
@@ -1145,12 +1141,12 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                     Ok(())
                 }
                 t if t == tags::CPO_BID_AWARD => {
-                    let bids = store.bids();
+                    // The award's unit (the award, the winner's binding and
+                    // the award archived) commits inside `handle_award`.
                     let awarded = resume(ctx, "server", "pending-award", |b| {
                         let p = PendingAward::from_bytes(b)?;
-                        Ok(p.handle_award(&server, &bids, now, &msg)?)
+                        Ok(p.handle_award(&server, now, &msg)?)
                     })?;
-                    store.archive().append("cpo/award", &awarded.award, now)?;
                     crate::datadir::write_file_atomic(out, &awarded.award)?;
                     let beside = out.parent().unwrap_or(Path::new("."));
                     for (_, receipt, notice) in &awarded.notices {

@@ -61,6 +61,10 @@ struct Cli {
     /// process on the data directory.
     #[arg(long, global = true, env = "AGORA_NODE")]
     node: Option<String>,
+    /// Where the state is kept: sqlite:PATH (the default is
+    /// sqlite:DATA_DIR/agora.db), or postgres://... once built.
+    #[arg(long, global = true, env = "AGORA_STORE", value_name = "URL")]
+    store: Option<String>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,

@@ -35,8 +35,8 @@ struct DirTrust {
     crl_dir: PathBuf,
 }
 
-impl TrustSource for DirTrust {
-    fn bond_trust(&self) -> Result<BondTrust, String> {
+impl TrustSource<BondTrust> for DirTrust {
+    fn load(&self) -> Result<BondTrust, String> {
         let trust = TrustStore::load(&self.trust_path).map_err(|e| e.to_string())?;
         Ok(BondTrust {
             agencies: trust.agency_anchors(),
@@ -172,10 +172,10 @@ pub struct Limits {
     pub rate_limit_per_sec: u32,
     /// Burst above that rate.
     pub rate_limit_burst: u32,
-    /// Protocol exchanges pending at once.
-    pub max_exchanges: usize,
-    /// Seconds a pending exchange waits.
-    pub exchange_ttl_secs: u64,
+    /// Protocol steps pending at once.
+    pub max_pending_steps: usize,
+    /// Seconds a pending step waits.
+    pub pending_step_ttl_secs: u64,
 }
 
 impl Default for Limits {
@@ -186,8 +186,8 @@ impl Default for Limits {
             max_in_flight: d.max_in_flight,
             rate_limit_per_sec: d.rate_limit_per_sec,
             rate_limit_burst: d.rate_limit_burst,
-            max_exchanges: d.max_exchanges,
-            exchange_ttl_secs: d.exchange_ttl.as_secs(),
+            max_pending_steps: d.max_pending_steps,
+            pending_step_ttl_secs: d.pending_step_ttl.as_secs(),
         }
     }
 }
@@ -256,8 +256,8 @@ impl NodeToml {
             max_in_flight: self.limits.max_in_flight,
             rate_limit_per_sec: self.limits.rate_limit_per_sec,
             rate_limit_burst: self.limits.rate_limit_burst,
-            max_exchanges: self.limits.max_exchanges,
-            exchange_ttl: Duration::from_secs(self.limits.exchange_ttl_secs.max(1)),
+            max_pending_steps: self.limits.max_pending_steps,
+            pending_step_ttl: Duration::from_secs(self.limits.pending_step_ttl_secs.max(1)),
             housekeeping_every: Duration::from_secs(self.housekeeping_secs.max(1)),
             public_url: self.public_url(),
         }

@@ -19,7 +19,6 @@
 
 use crate::datadir::Ctx;
 use agora_core::crypto::{os_rng, Secret, SigningKey, X25519Secret};
-use agora_core::ports::EvidenceArchive;
 use agora_core::{Currency, KeyId, Money};
 use agora_node::client::NodeClient;
 use agora_node::speed::{
@@ -33,7 +32,6 @@ use agora_speed::ledger::{Account, AccountKind, JournalEntry, Ledger, Posting};
 use agora_speed::purse::{Card, Sam};
 use agora_speed::strategy::{AcceptFirst, CustomerStrategy, PriceRule, Target, WalkAwayAbove};
 use agora_speed::{AccountNumber, CardId, Keys, PaymentOrderId, Peer};
-use agora_store::SqliteLedger;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -145,7 +143,7 @@ fn issue_identity(
 }
 
 fn open_account(
-    ledger: &SqliteLedger,
+    ledger: &dyn Ledger,
     number: &str,
     owner: KeyId,
     kind: AccountKind,
@@ -270,10 +268,15 @@ pub fn setup(ctx: &Ctx, url: &str) -> anyhow::Result<Vec<String>> {
             )?
         }
     };
-    let ledger = SqliteLedger::new(ctx.store()?);
-    open_account(&ledger, FLOAT_EUR, broker, AccountKind::PurseFloat)?;
-    open_account(&ledger, CASH_EUR, broker, AccountKind::External)?;
-    open_account(&ledger, DEMO_VENDOR_ACCOUNT, vendor, AccountKind::Vendor)?;
+    let ledger = ctx.store()?.ledger();
+    open_account(ledger.as_ref(), FLOAT_EUR, broker, AccountKind::PurseFloat)?;
+    open_account(ledger.as_ref(), CASH_EUR, broker, AccountKind::External)?;
+    open_account(
+        ledger.as_ref(),
+        DEMO_VENDOR_ACCOUNT,
+        vendor,
+        AccountKind::Vendor,
+    )?;
     if !speed_dir(ctx).join("catalogue.toml").exists() {
         demo_catalogue(ctx)?;
         made.push("demo catalogue".to_owned());
@@ -400,7 +403,7 @@ fn vendor_certs(ctx: &Ctx) -> anyhow::Result<Vec<Vec<u8>>> {
 pub fn speed_service(
     ctx: &Ctx,
     ks: &agora_pki::Keystore,
-    trust: Box<dyn SpeedTrustSource>,
+    trust: Box<dyn SpeedTrustSource<agora_speed::SpeedTrust>>,
 ) -> anyhow::Result<SpeedService> {
     let broker_keys = crate::cpo::keys(ks, BROKER_KEY)?;
     let broker_peer = broker_keys.peer();
@@ -558,7 +561,6 @@ const MAX_SALES_LISTED: usize = 1000;
 
 /// `agora speed vendor sales`.
 fn vendor_sales(ctx: &Ctx, limit: usize, out: Option<&Path>) -> anyhow::Result<()> {
-    use agora_speed::vendor::HandshakeRegister;
     if limit == 0 || limit > MAX_SALES_LISTED {
         bail!("--limit must be 1 to {MAX_SALES_LISTED}");
     }
@@ -571,7 +573,7 @@ fn vendor_sales(ctx: &Ctx, limit: usize, out: Option<&Path>) -> anyhow::Result<(
         trust_path: ctx.trust_path(),
         crl_dir: ctx.crl_dir(),
     }
-    .speed_trust()
+    .load()
     .map_err(|e| anyhow::anyhow!(e))?;
     let vendor = agora_speed::vendor::Vendor {
         keys,
@@ -580,7 +582,7 @@ fn vendor_sales(ctx: &Ctx, limit: usize, out: Option<&Path>) -> anyhow::Result<(
         trust,
         max_aggressive_len: cat.vendor.max_aggressive_bytes,
     };
-    let sales = agora_store::SqliteHandshakes::new(ctx.store()?, vendor.id()).deliveries(limit)?;
+    let sales = ctx.store()?.handshakes(vendor.id()).deliveries(limit)?;
     let c = client(ctx)?;
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
@@ -940,7 +942,7 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
             Ok(())
         }
         SpeedCmd::Broker(BrokerCmd::Settlement { account, days }) => {
-            let ledger = SqliteLedger::new(ctx.store()?);
+            let ledger = ctx.store()?.ledger();
             let now = ctx.now();
             let s = ledger.settlement(
                 &num(account)?,
@@ -983,13 +985,18 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
                 trust_path: ctx.trust_path(),
                 crl_dir: ctx.crl_dir(),
             }
-            .speed_trust()
+            .load()
             .map_err(|e| anyhow::anyhow!(e))?;
             let id = trust
                 .identity(&der, ctx.now(), PartyRole::Vendor)
                 .context("the certificate is not a valid vendor identity from a trusted CA")?;
-            let ledger = SqliteLedger::new(ctx.store()?);
-            if !open_account(&ledger, account, id.key().key_id(), AccountKind::Vendor)? {
+            let ledger = ctx.store()?.ledger();
+            if !open_account(
+                ledger.as_ref(),
+                account,
+                id.key().key_id(),
+                AccountKind::Vendor,
+            )? {
                 bail!("account {account} exists already");
             }
             let path = speed_dir(ctx).join("vendors").join(format!("{name}.pem"));
@@ -1053,7 +1060,7 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
             Ok(())
         }
         SpeedCmd::Broker(BrokerCmd::Statement { account }) => {
-            let ledger = SqliteLedger::new(ctx.store()?);
+            let ledger = ctx.store()?.ledger();
             let n = num(account)?;
             let b = ledger.balance(&n)?;
             let lines = ledger.journal(&n, 20)?;
@@ -1105,8 +1112,8 @@ fn register(
         agora_pki::pem::encode("CERTIFICATE", &der).as_bytes(),
     )?;
     let account = format!("C-{}", &keys.id().to_string()[..16]);
-    let ledger = SqliteLedger::new(ctx.store()?);
-    open_account(&ledger, &account, keys.id(), AccountKind::Customer)?;
+    let ledger = ctx.store()?.ledger();
+    open_account(ledger.as_ref(), &account, keys.id(), AccountKind::Customer)?;
     crate::datadir::write_file_atomic(&dir.join(format!("{name}.account")), account.as_bytes())?;
     if deposit.cents > 0 {
         let cents = i64::try_from(deposit.cents).context("deposit too large")?;
@@ -1415,8 +1422,8 @@ pub struct DirSpeedTrust {
     pub crl_dir: PathBuf,
 }
 
-impl SpeedTrustSource for DirSpeedTrust {
-    fn speed_trust(&self) -> Result<agora_speed::SpeedTrust, String> {
+impl SpeedTrustSource<agora_speed::SpeedTrust> for DirSpeedTrust {
+    fn load(&self) -> Result<agora_speed::SpeedTrust, String> {
         let trust = TrustStore::load(&self.trust_path).map_err(|e| e.to_string())?;
         // The node validates the same customers' certificates on every
         // purchase: remember them until the CRLs' nextUpdate (a reload makes

@@ -817,14 +817,14 @@ fn post_cpo(node: &NodeClient, buyer: &Party, arbiter: &Peer, server: &Peer, n: 
         buyer::request_approval::<FirstCome>(&buyer.keys, &mut rng, ccpo, "", arbiter).unwrap();
     let r1 = node.call(Role::Arbiter, &m0, None).unwrap();
     let (m2, b) = b.handle(&buyer.keys, &mut rng, &r1.body).unwrap();
-    let r3 = node.call(Role::Arbiter, &m2, r1.exchange).unwrap();
+    let r3 = node.call(Role::Arbiter, &m2, r1.step).unwrap();
     let acc = b
         .handle(&buyer.keys, Timestamp::now_from_system_clock(), &r3.body)
         .unwrap();
     let (m0, b) = buyer::request_post(&buyer.keys, &mut rng, &acc, server).unwrap();
     let r1 = node.call(Role::Server, &m0, None).unwrap();
     let (m2, b) = b.handle(&buyer.keys, &mut rng, &r1.body).unwrap();
-    let r3 = node.call(Role::Server, &m2, r1.exchange).unwrap();
+    let r3 = node.call(Role::Server, &m2, r1.step).unwrap();
     b.handle(&buyer.keys, &r3.body).unwrap().cpo.ccpo.id
 }
 
@@ -843,7 +843,7 @@ fn open_session(node: &NodeClient, party: &Party, server: &Peer) -> SellerSessio
     .unwrap();
     let r1 = node.call(Role::Server, &m0, None).unwrap();
     let (m2, p) = p.handle(&party.keys, &mut rng, &r1.body).unwrap();
-    let r3 = node.call(Role::Server, &m2, r1.exchange).unwrap();
+    let r3 = node.call(Role::Server, &m2, r1.step).unwrap();
     p.handle(&party.keys, &r3.body).unwrap()
 }
 
@@ -1074,16 +1074,14 @@ fn register_carol(operator: &Cli, data: &Path) -> Carol {
 }
 
 fn cents(data: &Path, account: &str) -> i64 {
-    use agora_speed::ledger::Ledger;
-    let l = agora_store::SqliteLedger::new(agora_store::Store::open_dir(data).unwrap());
+    let l = agora_store::Stores::in_data_dir(data).unwrap().ledger();
     l.balance(&agora_speed::AccountNumber::new(account).unwrap())
         .unwrap()
         .cents
 }
 
 fn books_balance(data: &Path) -> i128 {
-    use agora_speed::ledger::Ledger;
-    let l = agora_store::SqliteLedger::new(agora_store::Store::open_dir(data).unwrap());
+    let l = agora_store::Stores::in_data_dir(data).unwrap().ledger();
     l.total(agora_core::Currency::new("EUR").unwrap()).unwrap()
 }
 

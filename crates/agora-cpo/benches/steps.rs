@@ -15,14 +15,13 @@
 //! smoke mode: `cargo bench -p agora-cpo --bench steps -- --test`.
 
 use agora_core::crypto::{Rng, SigningKey, X25519Secret};
-use agora_core::ports::MemoryReplayCache;
 use agora_core::wire::cose;
 use agora_core::{Currency, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
 use agora_cpo::buyer::{self, Acceptance};
 use agora_cpo::msg::ArbiterAcceptance;
 use agora_cpo::policy::ArbiterPolicy;
-use agora_cpo::ports::{Board, BoardEntry, MemoryBoard, MemorySessions};
+use agora_cpo::ports::BoardEntry;
 use agora_cpo::seller::{self, SellerSession};
 use agora_cpo::server::Server;
 use agora_cpo::session::{BindingKey, Channel};
@@ -38,7 +37,7 @@ const NOW: Timestamp = Timestamp(1_800_000_000);
 const DAY: u64 = 86_400;
 const OFFER: &str = "Ship by registered mail to the buyer's intermediary.";
 
-type MemServer = Server<MemoryBoard, MemoryReplayCache, MemorySessions>;
+type MemServer = Server;
 
 fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
@@ -133,9 +132,7 @@ impl Market {
             server_keys,
             trust,
             vec![alice_peer.sign],
-            MemoryBoard::new(),
-            MemoryReplayCache::new(),
-            MemorySessions::new(),
+            std::sync::Arc::new(agora_cpo::store::MemoryCpoStore::new()),
         );
         let placeholder = Ccpo::with_id(
             [0; 32],

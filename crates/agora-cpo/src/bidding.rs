@@ -35,13 +35,14 @@
 use crate::arbiter::Arbiter;
 use crate::ccpo::{Ccpo, MAX_CCPO_LEN};
 use crate::msg::{digest, Mode};
-use crate::ports::{BindOutcome, Binding, Board, Sessions};
+use crate::ports::{BindOutcome, Binding};
 use crate::seller::SellerSession;
 use crate::server::{Answer, Server};
 use crate::session::Direction;
+use crate::store::{AwardWritten, CpoUnit, CpoWrite, CpoWritten};
 use crate::Peer;
 use agora_core::crypto::{random_bytes, Rng, VerifyingKey};
-use agora_core::ports::ReplayCache;
+use agora_core::ports::Evidence;
 use agora_core::wire::{cose, envelope, tags, Decoder, Encoder, Field, Message, Tag};
 use agora_core::{DecodeError, Error, KeyId, Money, Result, Timestamp};
 use std::collections::BTreeMap;
@@ -459,7 +460,7 @@ pub trait Bids: Send + Sync {
     fn record_bid(&self, cpo: &[u8; 32], bid: &BidRecord) -> Result<()>;
     /// [`Self::record_bid`] for a bid made in browse session `session`,
     /// refused (`Error::NotAuthorised`) unless that session is stored and
-    /// not ended when the bid commits, as [`Board::try_bind_in_session`]
+    /// not ended when the bid commits, as a binding's unit ([`crate::store::CpoWrite::Bind`])
     /// does for bindings. The default (a store that does not hold the
     /// sessions) is [`Self::record_bid`].
     fn record_bid_in_session(
@@ -644,7 +645,7 @@ pub struct Awarded {
     pub notices: Vec<(KeyId, [u8; 32], Vec<u8>)>,
 }
 
-impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
+impl Server {
     /// Protocol 6, step 1: the listing of bidding CPO `cpo` for session `id`.
     pub fn bid_listing(
         &self,
@@ -661,13 +662,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     /// listing checks as a binding; her price must be in the CPO's currency,
     /// above zero and at most the CPO's price. The bid is stored before the
     /// BID_RECEIPT is sent.
-    pub fn handle_bid<D: Bids>(
-        &self,
-        bids: &D,
-        rng: &mut impl Rng,
-        now: Timestamp,
-        m1: &[u8],
-    ) -> Result<BidTaken> {
+    pub fn handle_bid(&self, rng: &mut impl Rng, now: Timestamp, m1: &[u8]) -> Result<BidTaken> {
         let Answer {
             message: x1,
             session: s,
@@ -691,25 +686,27 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             details: x1.details,
         };
         let (reply, signed) = channel.seal_signed(rng, Direction::ToSeller, &self.keys.sign, &x2);
-        bids.record_bid_in_session(
-            &cpo,
-            &BidRecord {
-                summary: BidSummary {
-                    receipt_hash: digest(&x2),
-                    seller: s.seller,
-                    price: x2.price,
-                    t: now,
+        self.store
+            .bids()
+            .record_bid_in_session(
+                &cpo,
+                &BidRecord {
+                    summary: BidSummary {
+                        receipt_hash: digest(&x2),
+                        seller: s.seller,
+                        price: x2.price,
+                        t: now,
+                    },
+                    receipt: signed.clone(),
                 },
-                receipt: signed.clone(),
-            },
-            &s.id,
-        )
-        .inspect_err(|e| {
-            // Ended by another process since this server read it.
-            if matches!(e, Error::NotAuthorised(_)) {
-                self.forget(|k| k.id == s.id);
-            }
-        })?;
+                &s.id,
+            )
+            .inspect_err(|e| {
+                // Ended by another process since this server read it.
+                if matches!(e, Error::NotAuthorised(_)) {
+                    self.forget(|k| k.id == s.id);
+                }
+            })?;
         Ok(BidTaken {
             reply,
             signed,
@@ -719,16 +716,17 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
 
     /// Protocol 6, step 5a: bidding on `cpo` is over (now >= EndDate); the
     /// server seals every bid's summary to the arbiter the CPO names.
-    pub fn request_award<D: Bids>(
+    pub fn request_award(
         &self,
-        bids: &D,
         rng: &mut impl Rng,
         now: Timestamp,
         cpo: &[u8; 32],
         arbiter: &Peer,
     ) -> Result<(Vec<u8>, PendingAward)> {
+        let bids = self.store.bids();
         let entry = self
-            .board
+            .store
+            .board()
             .get(cpo)?
             .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
         if entry.mode != Mode::Bidding {
@@ -762,13 +760,10 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
 
     /// The server's signed notice for the bid with `receipt_hash` on `cpo`,
     /// once awarded. Deterministic: asking again gives the same bytes.
-    pub fn notice<D: Bids>(
-        &self,
-        bids: &D,
-        cpo: &[u8; 32],
-        receipt_hash: &[u8; 32],
-    ) -> Result<Vec<u8>> {
-        let award_bytes = bids
+    pub fn notice(&self, cpo: &[u8; 32], receipt_hash: &[u8; 32]) -> Result<Vec<u8>> {
+        let award_bytes = self
+            .store
+            .bids()
             .award(cpo)?
             .ok_or_else(|| Error::Refused("this CPO has not been awarded yet".into()))?;
         let award = self.stored_award(&award_bytes)?;
@@ -810,14 +805,25 @@ impl PendingAward {
     /// Step 5b -> 5c: the arbiter's award. It must answer this request,
     /// consider exactly its bids, and name the winner the rule gives. The
     /// award is stored (the first one stands), the CPO is bound to the
-    /// winner, and a notice is signed for every bidder.
-    pub fn handle_award<B: Board, R: ReplayCache, S: Sessions, D: Bids>(
+    /// winner, and a notice is signed for every bidder. For blocking
+    /// drivers: [`Self::prepare_award`], the unit committed and waited for,
+    /// then [`PreparedAward::finish`].
+    pub fn handle_award(self, server: &Server, now: Timestamp, m: &[u8]) -> Result<Awarded> {
+        let (unit, prepared) = self.prepare_award(server, now, m)?;
+        let written = server.store.commit(unit, now).wait()?;
+        prepared.finish(server, written)
+    }
+
+    /// Step 5b -> 5c up to its unit of work: the award checked, and the
+    /// winner's notice signed as her contract. The unit records the award,
+    /// binds the CPO to the winner and archives the award (`cpo/award`) in
+    /// one transaction; commit it, then [`PreparedAward::finish`].
+    pub fn prepare_award(
         self,
-        server: &Server<B, R, S>,
-        bids: &D,
+        server: &Server,
         now: Timestamp,
         m: &[u8],
-    ) -> Result<Awarded> {
+    ) -> Result<(CpoUnit, PreparedAward)> {
         let opened = envelope::open::<Award>(m, &server.keys.enc, |kid| self.arbiter.key_if(kid))?;
         let a = opened.message;
         let hashes: Vec<[u8; 32]> = self.request.bids.iter().map(|b| b.receipt_hash).collect();
@@ -832,13 +838,69 @@ impl PendingAward {
                 "the award does not follow the stated rule",
             ));
         }
-        // The award that stands: this one, or one recorded before (read
-        // back and checked, so that every notice agrees with storage).
-        let (award_bytes, award) = match bids.record_award(&self.request.cpo, &opened.signed)? {
-            AwardOutcome::Recorded => (opened.signed, a),
-            AwardOutcome::AlreadyAwarded(prev) => {
+        let winner = a
+            .winner
+            .and_then(|w| self.request.bids.iter().find(|b| b.receipt_hash == w))
+            .map(|b| (b.seller, b.receipt_hash));
+        let binding = match winner {
+            None => None,
+            Some((seller, receipt_hash)) => Some(Binding {
+                seller,
+                bound_at: now,
+                bound_cpo: server.sign_notice(&opened.signed, &a, &receipt_hash)?,
+            }),
+        };
+        let unit = CpoUnit {
+            write: CpoWrite::Award {
+                cpo: self.request.cpo,
+                award: opened.signed.clone(),
+                winner: binding,
+            },
+            evidence: vec![Evidence::new(AWARD_EVIDENCE, opened.signed.clone())],
+        };
+        Ok((
+            unit,
+            PreparedAward {
+                request: self.request,
+                award: opened.signed,
+                message: a,
+            },
+        ))
+    }
+}
+
+/// The evidence kind of an arbiter's award in the server's archive.
+pub const AWARD_EVIDENCE: &str = "cpo/award";
+
+/// An award whose unit of work ([`PendingAward::prepare_award`]) is to be
+/// committed; [`Self::finish`] signs the notices from its outcome.
+#[derive(Debug)]
+#[must_use = "nothing is awarded until the unit commits"]
+pub struct PreparedAward {
+    request: AwardRequest,
+    award: Vec<u8>,
+    message: Award,
+}
+
+impl PreparedAward {
+    /// The notices, once the unit committed with `written`: of this award,
+    /// or of the one recorded before it (read back and checked, so that
+    /// every notice agrees with storage).
+    pub fn finish(self, server: &Server, written: CpoWritten) -> Result<Awarded> {
+        let (award_bytes, award) = match written.award()? {
+            AwardWritten::Recorded => (self.award, self.message),
+            AwardWritten::AlreadyAwarded(prev) => {
                 let stored = server.stored_award(&prev)?;
                 (prev, stored)
+            }
+            AwardWritten::NotBound(BindOutcome::NotPosted) => {
+                return Err(Error::Refused("no such CPO on this board".into()))
+            }
+            AwardWritten::NotBound(BindOutcome::TakenDown) => {
+                return Err(Error::Refused("this CPO was taken down".into()))
+            }
+            AwardWritten::NotBound(_) => {
+                return Err(Error::Refused("this CPO is already bound".into()))
             }
         };
         if award.cpo != self.request.cpo {
@@ -847,31 +909,7 @@ impl PendingAward {
         let winner = award
             .winner
             .and_then(|w| self.request.bids.iter().find(|b| b.receipt_hash == w))
-            .map(|b| (b.seller, b.receipt_hash));
-        if let Some((seller, receipt_hash)) = winner {
-            let notice = server.sign_notice(&award_bytes, &award, &receipt_hash)?;
-            match server.board.try_bind(
-                &self.request.cpo,
-                &Binding {
-                    seller,
-                    bound_at: now,
-                    bound_cpo: notice,
-                },
-            )? {
-                BindOutcome::Bound | BindOutcome::AlreadyBound => {}
-                BindOutcome::NotPosted => {
-                    return Err(Error::Refused("no such CPO on this board".into()))
-                }
-                BindOutcome::TakenDown => {
-                    return Err(Error::Refused("this CPO was taken down".into()))
-                }
-                BindOutcome::SessionEnded => {
-                    return Err(Error::ApiMisuse(
-                        "an award's binding is not made in a browse session",
-                    ))
-                }
-            }
-        }
+            .map(|b| b.seller);
         let notices = self
             .request
             .bids
@@ -886,7 +924,7 @@ impl PendingAward {
             .collect::<Result<Vec<_>>>()?;
         Ok(Awarded {
             award: award_bytes,
-            winner: winner.map(|(s, _)| s),
+            winner,
             notices,
         })
     }
@@ -1315,7 +1353,7 @@ pub fn open_bids_reply(
     })
 }
 
-impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
+impl Server {
     /// Answers a bidder's signed [`BidsRequest`]: the signature must be by
     /// the key the request names, the request fresh (within the clock skew)
     /// and not seen before. The reply holds only receipts whose BC_P
@@ -1324,9 +1362,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     /// sealed to the encryption key of the bond in her latest receipt.
     /// Nothing changes on the server but the replay cache. Refused if it
     /// holds no bid of hers on the CPO.
-    pub fn bids_for_seller<D: Bids>(
+    pub fn bids_for_seller(
         &self,
-        bids: &D,
         rng: &mut impl Rng,
         now: Timestamp,
         request: &[u8],
@@ -1343,7 +1380,9 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         {
             return Err(Error::Replayed);
         }
-        let mine: Vec<BidRecord> = bids
+        let mine: Vec<BidRecord> = self
+            .store
+            .bids()
             .bids(&req.cpo)?
             .into_iter()
             .filter(|b| b.summary.seller == kid)

@@ -13,11 +13,11 @@
 
 use crate::buyer::PostReceipt;
 use crate::msg::{digest, BoundCpo, PostedCpo};
-use crate::ports::{Board, BoardEntry, Sessions};
+use crate::ports::BoardEntry;
 use crate::server::Server;
 use crate::Keys;
 use agora_core::crypto::{random_bytes, sha256, Rng, VerifyingKey, X25519Public};
-use agora_core::ports::{Freshness, ReplayCache};
+use agora_core::ports::Freshness;
 use agora_core::wire::{cose, envelope, tags, Decoder, Encoder, Message, Tag};
 use agora_core::{DecodeError, Error, KeyId, Result, Timestamp};
 use std::marker::PhantomData;
@@ -229,7 +229,7 @@ pub fn open_binding_reply(
     Ok(open_reply::<BindingReply>(keys, server, req, reply, |r| r.request_hash)?.evidence)
 }
 
-impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
+impl Server {
     /// Answers a buyer's signed request for his binding: the signature must
     /// be by the key of the bond in the CPO (only the buyer may ask), the
     /// request fresh (within the clock skew) and not seen before. The reply
@@ -243,7 +243,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         let (req, _, enc) =
             self.buyer_request::<ForBinding>(now, request, BINDING_REQUEST_SCOPE)?;
         let binding = self
-            .board
+            .store
+            .board()
             .binding(&req.cpo)?
             .ok_or_else(|| Error::Refused("this CPO is not bound yet".into()))?;
         envelope::seal(
@@ -292,7 +293,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         let mut found: Option<(BoardEntry, Option<X25519Public>)> = None;
         let (req, _) = cose::verify_self_certified::<BuyerRequest<K>>(request, |x| {
             let entry = self
-                .board
+                .store
+                .board()
                 .get(&x.cpo)?
                 .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
             let cert = agora_pki::parse_certificate(&entry.ccpo.bond)?;

@@ -6,9 +6,11 @@
 //! arbiter policy, posting (protocol 2, section 3.7.1), browse sessions that
 //! give a seller K_p (protocol 3, section 3.8; a seller may end hers), and
 //! first-come binding (protocol 4, section 3.9), and bidding (protocol 6,
-//! section 3.10) with the arbiter's award and signed notices. The board, the
-//! sessions and the bids are storage ports. Delivery and revocation
-//! take-down of posted CPOs are still to come.
+//! section 3.10) with the arbiter's award and signed notices, delivery with
+//! challenge-response on the key of BC_P ([`delivery`]), the take-down of a
+//! revoked buyer's CPOs and the end of a revoked seller's sessions
+//! ([`server::Server::apply_revocations`]), and the recovery of lost replies
+//! ([`recovery`]). The board, the sessions and the bids are storage ports.
 //!
 //! Every message X_i travels as `PKE(X_i, Sign(X_i))`
 //! ([`agora_core::wire::envelope`]); each role is a chain of step types
@@ -32,6 +34,7 @@ pub mod recovery;
 pub mod seller;
 pub mod server;
 pub mod session;
+pub mod store;
 
 use agora_core::crypto::{VerifyingKey, X25519Secret};
 use agora_pki::{Crl, TrustAnchors};

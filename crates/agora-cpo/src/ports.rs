@@ -66,7 +66,8 @@ pub enum BindOutcome {
     /// The CPO was taken down (its buyer's bond was revoked); nothing changed.
     TakenDown,
     /// The browse session the binding was made in has ended (or is not
-    /// stored); nothing changed. Only [`Board::try_bind_in_session`].
+    /// stored); nothing changed. Only a binding made in a session
+    /// ([`crate::store::CpoWrite::Bind`]).
     SessionEnded,
 }
 
@@ -241,22 +242,6 @@ pub trait Board: Send + Sync {
     /// Bind the CPO `id` to `binding` unless it is bound already: the first
     /// valid binding wins, exactly once, across processes sharing the store.
     fn try_bind(&self, id: &[u8; 32], binding: &Binding) -> Result<BindOutcome, Error>;
-    /// [`Self::try_bind`] for a binding made in browse session `session`,
-    /// refused ([`BindOutcome::SessionEnded`]) unless that session is stored
-    /// and not ended when the binding commits: so an end made by another
-    /// process sharing the store holds even against a server that read the
-    /// session before. The default, for a board that does not hold the
-    /// sessions (the in-memory twins, which one process owns), is
-    /// [`Self::try_bind`]: the server there sees every end itself.
-    fn try_bind_in_session(
-        &self,
-        id: &[u8; 32],
-        binding: &Binding,
-        session: &[u8; 32],
-    ) -> Result<BindOutcome, Error> {
-        let _ = session;
-        self.try_bind(id, binding)
-    }
     /// The binding of CPO `id`, if it is bound.
     fn binding(&self, id: &[u8; 32]) -> Result<Option<Binding>, Error>;
     /// Take CPO `id` down at `at` (paper 4.2, attack 3: its buyer's key is
@@ -537,7 +522,9 @@ pub mod conformance {
     use crate::CcpoDraft;
     use agora_core::{Currency, Money};
 
-    fn entry(n: u64, end: u64) -> BoardEntry {
+    /// A board entry for CPO number `n`, ending at `end` (first-come for
+    /// even `n`, bidding for odd).
+    pub fn entry(n: u64, end: u64) -> BoardEntry {
         let mut id = [0u8; 32];
         id[..8].copy_from_slice(&n.to_be_bytes());
         let ccpo = Ccpo::with_id(
@@ -1009,7 +996,8 @@ pub mod conformance {
         );
     }
 
-    fn session(n: u8, seller: u8) -> Session {
+    /// Session number `n` of seller number `seller`, from 100 to 200.
+    pub fn session(n: u8, seller: u8) -> Session {
         Session {
             id: [n; 32],
             k_p: [n.wrapping_add(100); 32],

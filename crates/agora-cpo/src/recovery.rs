@@ -12,12 +12,10 @@
 //! [`tags::CPO_SELLER_BINDING_ANSWER`] (`[1,4,7]`).
 
 use crate::msg::{digest, BoundCpo, Mode};
-use crate::ports::{Board, Sessions};
 use crate::seller::{BoundReceipt, SellerSession};
 use crate::server::Server;
 use crate::session::{self, Direction};
 use agora_core::crypto::{random_bytes, Rng};
-use agora_core::ports::ReplayCache;
 use agora_core::wire::{cose, tags, Decoder, Encoder, Message, Tag};
 use agora_core::{DecodeError, Error, Result, Timestamp};
 
@@ -142,7 +140,7 @@ impl ExpectBinding {
     }
 }
 
-impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
+impl Server {
     /// Pam's [`BindingQuery`]: checks the MAC under the session's K_p, that
     /// the session is live and the query names it; answers with the stored
     /// BOUND_CPO of a first-come CPO whose binding is this seller's. Any
@@ -165,11 +163,11 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         }
         let (q, s, channel) = self.open_in_live_session::<BindingQuery>(now, m, |q| q.session)?;
         let refused = || Error::Refused("no binding of this CPO to this seller".into());
-        let entry = self.board.get(&q.cpo)?.ok_or_else(refused)?;
+        let entry = self.store.board().get(&q.cpo)?.ok_or_else(refused)?;
         if entry.mode != Mode::FirstCome {
             return Err(refused());
         }
-        let binding = self.board.binding(&q.cpo)?.ok_or_else(refused)?;
+        let binding = self.store.board().binding(&q.cpo)?.ok_or_else(refused)?;
         if binding.seller != s.seller {
             return Err(refused());
         }

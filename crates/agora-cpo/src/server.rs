@@ -5,9 +5,13 @@
 //! bonding agency", and after Bob answered its challenge in real time; it
 //! binds a CPO exactly once, for the first valid offer under a live K_p.
 //!
-//! State: the [`Board`] port (posted CPOs and their bindings), the
-//! [`Sessions`] port (browse sessions and their K_p) and the
-//! [`ReplayCache`] port (R_0 of post and browse requests). Runs in progress
+//! State: a [`CpoStore`]: the [`Board`] port (posted CPOs and their
+//! bindings), the [`Sessions`] port (browse sessions and their K_p), the
+//! [`ReplayCache`] port (R_0 of post and browse requests) and the evidence
+//! archive. A step that writes returns its unit of work ([`CpoUnit`]: the
+//! write and its evidence, one transaction) for the driver to commit, and
+//! is finished with what the unit wrote (`prepare_*` / `finish*`); the
+//! `handle_*` methods do all three for blocking drivers. Runs in progress
 //! are values ([`PendingPost`], [`PendingBrowse`]) held by the driver;
 //! listings awaiting an offer are a bounded in-memory table.
 
@@ -21,9 +25,10 @@ use crate::ports::{
     TakeDownOutcome,
 };
 use crate::session::{self, BindingKey, Channel, Direction};
+use crate::store::{CpoStore, CpoUnit, CpoWrite, CpoWritten};
 use crate::{BondTrust, Ccpo, Keys};
 use agora_core::crypto::{random_bytes, Rng, VerifyingKey, X25519Public};
-use agora_core::ports::{Freshness, ReplayCache};
+use agora_core::ports::{Evidence, Freshness, ReplayCache};
 use agora_core::wire::{self, cose, envelope, tags};
 use agora_core::{Error, KeyId, Result, Timestamp};
 use agora_pki::{validate_bond, BondRequirement, Role};
@@ -94,17 +99,16 @@ pub(crate) struct IssuedListing {
 }
 
 /// A CPO server: its keys, whom it trusts, and its storage.
-#[derive(Debug)]
-pub struct Server<B, R, S> {
+pub struct Server {
     pub(crate) keys: Keys,
     /// Trusted bonding agencies and their CRLs; replaced whole (a node
     /// reloads CRLs on a schedule) without disturbing listings in flight.
     trust: RwLock<Arc<BondTrust>>,
     /// The arbiters it works with (the well-known parties of assumption 4).
     pub arbiters: Vec<VerifyingKey>,
-    pub(crate) board: B,
-    replay: R,
-    pub(crate) sessions: S,
+    /// Everything it keeps, on one backend; a step's writes and evidence
+    /// commit there as one unit ([`CpoStore::commit`]).
+    pub(crate) store: Arc<dyn CpoStore>,
     /// Listings waiting for an offer, by hash(X_0), bounded in all and per
     /// session (see [`crate::issued`]). Kept in memory: losing them (a
     /// restart) only means the seller asks for the listing again.
@@ -114,7 +118,7 @@ pub struct Server<B, R, S> {
     /// itself (wiped in the copy kept here). A session never changes but for
     /// its end: an end made by this server forgets it here at once; one made
     /// by another process sharing the store is caught where it matters, in
-    /// the transaction of a binding or bid ([`Board::try_bind_in_session`],
+    /// the transaction of a binding or bid ([`crate::store::CpoWrite::Bind`],
     /// [`crate::bidding::Bids::record_bid_in_session`]). Bounded (cleared
     /// when full).
     known: Mutex<HashMap<[u8; 32], Known>>,
@@ -125,6 +129,15 @@ pub struct Server<B, R, S> {
     /// How long a listing may be answered with an offer or a bid; default
     /// [`crate::LISTING_TTL_SECS`], longer when binding goes by e-mail.
     pub listing_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("id", &self.keys.id())
+            .field("arbiters", &self.arbiters.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A session as [`Server`] remembers it: K_p wiped, its channel derived.
@@ -207,24 +220,20 @@ pub struct Posted {
     pub entry: BoardEntry,
 }
 
-impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
-    /// A server with `keys`, trusting `trust` and `arbiters`, storing in
-    /// `board`, `replay` and `sessions`.
+impl Server {
+    /// A server with `keys`, trusting `trust` and `arbiters`, keeping its
+    /// state in `store`.
     pub fn new(
         keys: Keys,
         trust: BondTrust,
         arbiters: Vec<VerifyingKey>,
-        board: B,
-        replay: R,
-        sessions: S,
+        store: Arc<dyn CpoStore>,
     ) -> Self {
         Server {
             keys,
             trust: RwLock::new(Arc::new(trust)),
             arbiters,
-            board,
-            replay,
-            sessions,
+            store,
             issued: Mutex::new(crate::issued::Issued::default()),
             known: Mutex::new(HashMap::new()),
             session_timeout_secs: crate::SESSION_TIMEOUT_SECS,
@@ -245,14 +254,19 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(trust);
     }
 
+    /// Everything the server keeps: commit a step's unit here.
+    pub fn store(&self) -> &Arc<dyn CpoStore> {
+        &self.store
+    }
+
     /// The browse sessions.
-    pub fn sessions(&self) -> &S {
-        &self.sessions
+    pub fn sessions(&self) -> &dyn Sessions {
+        self.store.sessions()
     }
 
     /// The replay cache.
-    pub fn replay_cache(&self) -> &R {
-        &self.replay
+    pub fn replay_cache(&self) -> &dyn ReplayCache {
+        self.store.replay()
     }
 
     /// ServerID.
@@ -261,8 +275,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     }
 
     /// The board.
-    pub fn board(&self) -> &B {
-        &self.board
+    pub fn board(&self) -> &dyn Board {
+        self.store.board()
     }
 
     /// Step 1 -> 2 of protocol 2. Checks, in order: the envelope is for this
@@ -319,7 +333,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         if acc.ccpo.end <= now {
             return Err(Error::Refused("the CPO has already expired".into()));
         }
-        if self.board.get(&acc.ccpo.id)?.is_some() {
+        if self.store.board().get(&acc.ccpo.id)?.is_some() {
             return Err(Error::Refused("this CPO is already posted".into()));
         }
         let expires = now.plus_secs(
@@ -327,7 +341,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 .max(self.session_timeout_secs),
         );
         if self
-            .replay
+            .store
+            .replay()
             .check_and_insert(POST_NONCE_SCOPE, &x0.r0, expires, now)?
             == Freshness::Replayed
         {
@@ -360,13 +375,30 @@ impl PendingPost {
 
     /// Step 3 -> 4: Bob answered the challenge; the server posts the CPO
     /// (durably, before replying) and signs `CPO = U_3, hash(X_2), CCPO`.
-    pub fn handle_response<B: Board, R: ReplayCache, S: Sessions>(
+    /// For blocking drivers: [`Self::prepare_response`], the unit committed
+    /// and waited for, then [`PreparedPost::finish`].
+    pub fn handle_response(
         self,
-        server: &Server<B, R, S>,
+        server: &Server,
         rng: &mut impl Rng,
         now: Timestamp,
         m2: &[u8],
     ) -> Result<Posted> {
+        let (unit, prepared) = self.prepare_response(server, now, m2)?;
+        let written = server.store.commit(unit, now).wait()?;
+        prepared.finish(server, rng, written)
+    }
+
+    /// Step 3 -> 4 up to its unit of work: Bob's answer checked and the
+    /// posted CPO signed. The unit puts it on the board and archives it
+    /// (`cpo/posted`) in one transaction; commit it, then
+    /// [`PreparedPost::finish`] with what it wrote.
+    pub fn prepare_response(
+        self,
+        server: &Server,
+        now: Timestamp,
+        m2: &[u8],
+    ) -> Result<(CpoUnit, PreparedPost)> {
         let x2 = crate::open_answer_to_challenge::<PostResponse>(
             m2,
             &server.keys.enc,
@@ -389,11 +421,54 @@ impl PendingPost {
             posted: cose::sign(&server.keys.sign, &cpo),
             ccpo: cpo.ccpo.clone(),
         };
-        if server.board.post(&entry)? == PostOutcome::AlreadyPosted {
-            return Err(Error::Refused("this CPO is already posted".into()));
+        let unit = CpoUnit {
+            evidence: vec![Evidence::new(POSTED_EVIDENCE, entry.posted.clone())],
+            write: CpoWrite::Post(entry.clone()),
+        };
+        Ok((
+            unit,
+            PreparedPost {
+                cpo,
+                entry,
+                buyer_enc: self.buyer_enc,
+            },
+        ))
+    }
+}
+
+/// The evidence kind of a posted CPO in the server's archive.
+pub const POSTED_EVIDENCE: &str = "cpo/posted";
+
+/// A posting whose unit of work ([`PendingPost::prepare_response`]) is to
+/// be committed; [`Self::finish`] makes Bob's reply from its outcome.
+#[derive(Debug)]
+#[must_use = "nothing is posted until the unit commits"]
+pub struct PreparedPost {
+    cpo: PostedCpo,
+    entry: BoardEntry,
+    buyer_enc: X25519Public,
+}
+
+impl PreparedPost {
+    /// Bob's reply, M_3, once the unit committed with `written`: the CPO is
+    /// on the board (else "already posted").
+    pub fn finish(
+        self,
+        server: &Server,
+        rng: &mut impl Rng,
+        written: CpoWritten,
+    ) -> Result<Posted> {
+        match written.post()? {
+            PostOutcome::Posted => {}
+            PostOutcome::AlreadyPosted => {
+                return Err(Error::Refused("this CPO is already posted".into()))
+            }
         }
-        let reply = envelope::seal(rng, &server.keys.sign, &self.buyer_enc, &cpo)?;
-        Ok(Posted { reply, entry })
+        let reply = envelope::seal(rng, &server.keys.sign, &self.buyer_enc, &self.cpo)?;
+        Ok(Posted {
+            reply,
+            entry: self.entry,
+        })
     }
 }
 
@@ -422,18 +497,16 @@ pub struct Granted {
 }
 
 /// An offer that passed every check, with BOUND_CPO signed: what is left
-/// is the binding transaction ([`Board::try_bind_in_session`] of `binding`
-/// on `cpo` in `session`), then [`Server::finish_bind`] with its outcome.
+/// is its unit of work (the binding of `cpo` in `session`), then
+/// [`Server::finish_bind`] with what the unit wrote.
 /// [`Server::handle_bind_offer`] does all three; a driver that awaits the
 /// store asynchronously does them itself, so that no thread waits for the
 /// commit.
 #[derive(Debug)]
-#[must_use = "nothing is bound until the binding transaction runs"]
+#[must_use = "nothing is bound until the unit commits"]
 pub struct PreparedBind {
     /// The CPO to bind.
     pub cpo: [u8; 32],
-    /// The binding to store, with the signed BOUND_CPO.
-    pub binding: Binding,
     /// The browse session the offer came in.
     pub session: [u8; 32],
     bound: Bound,
@@ -450,7 +523,7 @@ pub struct Bound {
     pub message: BoundCpo,
 }
 
-impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
+impl Server {
     /// Step 1 -> 2 of protocol 3: Pam asks to browse with the right to
     /// bind. Checks her bond (trusted agency, dates, CRL, seller role, allows
     /// this server), her signature with the bond key, the time range T
@@ -502,7 +575,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 .max(self.session_timeout_secs),
         );
         if self
-            .replay
+            .store
+            .replay()
             .check_and_insert(BROWSE_NONCE_SCOPE, &x0.r0, expires, now)?
             == Freshness::Replayed
         {
@@ -540,7 +614,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         now: Timestamp,
     ) -> Result<CpoState> {
         let entry = self
-            .board
+            .store
+            .board()
             .state(cpo)?
             .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
         if entry.mode != mode {
@@ -634,7 +709,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             return Ok(k.clone());
         }
         let mut s = self
-            .sessions
+            .store
+            .sessions()
             .get(id)?
             .ok_or_else(|| Error::NotAuthorised("unknown browse session".into()))?;
         let channel = Arc::new(Channel::new(&BindingKey::from_bytes(s.k_p)));
@@ -690,7 +766,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         self.check_seller_not_revoked(&session, now)?;
         let listing = self.take_listing(&x0_hash(&message), &id, mode, now)?;
         let entry = self
-            .board
+            .store
+            .board()
             .state(&listing.cpo)?
             .ok_or_else(|| Error::Refused("no such CPO on this board".into()))?;
         if !entry.ccpo.is_active(now) {
@@ -723,7 +800,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             ));
         }
         if current.iter().any(|c| c.is_revoked(&serial)) {
-            self.sessions.end_all_of(&s.seller, now)?;
+            self.store.sessions().end_all_of(&s.seller, now)?;
             self.forget(|k| k.seller == s.seller);
             return Err(Error::NotAuthorised("the seller's bond is revoked".into()));
         }
@@ -814,22 +891,21 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         now: Timestamp,
         m1: &[u8],
     ) -> Result<Bound> {
-        let prepared = self.prepare_bind_offer(rng, now, m1)?;
-        let outcome =
-            self.board
-                .try_bind_in_session(&prepared.cpo, &prepared.binding, &prepared.session)?;
-        self.finish_bind(prepared, outcome)
+        let (unit, prepared) = self.prepare_bind_offer(rng, now, m1)?;
+        let written = self.store.commit(unit, now).wait()?;
+        self.finish_bind(prepared, written)
     }
 
-    /// [`Self::handle_bind_offer`] up to the binding transaction: every
-    /// check of the offer, and BOUND_CPO signed. Reads only (and on a
-    /// revoked seller, ends her sessions).
+    /// [`Self::handle_bind_offer`] up to its unit of work: every check of
+    /// the offer, and BOUND_CPO signed. Reads only (and on a revoked seller,
+    /// ends her sessions). The unit binds the CPO in the offer's session;
+    /// commit it, then [`Self::finish_bind`] with what it wrote.
     pub fn prepare_bind_offer(
         &self,
         rng: &mut impl Rng,
         now: Timestamp,
         m1: &[u8],
-    ) -> Result<PreparedBind> {
+    ) -> Result<(CpoUnit, PreparedBind)> {
         let Answer {
             message: x1,
             session: s,
@@ -854,22 +930,32 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
             bound_at: now,
             bound_cpo: signed.clone(),
         };
-        Ok(PreparedBind {
-            cpo,
-            binding,
-            session: s.id,
-            bound: Bound {
-                reply,
-                signed,
-                message: x2,
+        let unit = CpoUnit {
+            write: CpoWrite::Bind {
+                cpo,
+                binding,
+                session: s.id,
             },
-        })
+            evidence: Vec::new(),
+        };
+        Ok((
+            unit,
+            PreparedBind {
+                cpo,
+                session: s.id,
+                bound: Bound {
+                    reply,
+                    signed,
+                    message: x2,
+                },
+            },
+        ))
     }
 
-    /// The end of [`Self::handle_bind_offer`]: the binding transaction of
-    /// `prepared` answered `outcome` (committed), and this is what Pam hears.
-    pub fn finish_bind(&self, prepared: PreparedBind, outcome: BindOutcome) -> Result<Bound> {
-        match outcome {
+    /// The end of [`Self::handle_bind_offer`]: the binding unit of
+    /// `prepared` committed with `written`, and this is what Pam hears.
+    pub fn finish_bind(&self, prepared: PreparedBind, written: CpoWritten) -> Result<Bound> {
+        match written.bind()? {
             BindOutcome::Bound => Ok(prepared.bound),
             BindOutcome::AlreadyBound => Err(Error::Refused("this CPO is already bound".into())),
             BindOutcome::NotPosted => Err(Error::Refused("no such CPO on this board".into())),
@@ -960,7 +1046,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
     pub fn handle_end_session(&self, now: Timestamp, m: &[u8]) -> Result<EndOutcome> {
         let (x, _, _) = self.open_in_session::<EndSession>(m, |x| x.session)?;
         let id = x.session;
-        let outcome = self.sessions.end(&id, now)?;
+        let outcome = self.store.sessions().end(&id, now)?;
         self.forget(|k| k.id == id);
         Ok(outcome)
     }
@@ -970,9 +1056,9 @@ impl PendingBrowse {
     /// Step 3 -> 4 of protocol 3: Pam answered; the server makes K_p,
     /// stores the session (durably, before replying) and sends
     /// `X_3 = U_3, hash(X_2), T, K_p`.
-    pub fn handle_response<B: Board, R: ReplayCache, S: Sessions>(
+    pub fn handle_response(
         self,
-        server: &Server<B, R, S>,
+        server: &Server,
         rng: &mut impl Rng,
         now: Timestamp,
         m2: &[u8],
@@ -999,7 +1085,7 @@ impl PendingBrowse {
             until: self.until,
             ended_at: None,
         };
-        server.sessions.create(&session)?;
+        server.store.sessions().create(&session)?;
         let x3 = BrowseGrant {
             x2_hash: digest(&x2),
             from: self.from,
@@ -1023,7 +1109,7 @@ pub struct RevocationReport {
     pub sessions_ended: usize,
 }
 
-impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
+impl Server {
     /// Whether a current CRL of `agency` lists `serial`.
     fn revoked(&self, agency: &[u8], serial: &agora_pki::Serial, now: Timestamp) -> bool {
         self.trust()
@@ -1044,7 +1130,8 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         let mut after = None;
         loop {
             let page = self
-                .board
+                .store
+                .board()
                 .list_open(now, after, crate::ports::MAX_PAGE_LEN)?;
             let Some(last) = page.last() else { break };
             after = Some(last.ccpo.id);
@@ -1052,7 +1139,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
                 let cert = agora_pki::parse_certificate(&e.ccpo.bond)?;
                 let agency = cert.authority_key_id.clone().unwrap_or_default();
                 if self.revoked(&agency, &cert.serial, now)
-                    && self.board.take_down(&e.ccpo.id, now)? == TakeDownOutcome::TakenDown
+                    && self.store.board().take_down(&e.ccpo.id, now)? == TakeDownOutcome::TakenDown
                 {
                     report.cpos_taken_down += 1;
                 }
@@ -1060,13 +1147,13 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
         }
         let mut after = None;
         loop {
-            let page = self.sessions.live(now, after)?;
+            let page = self.store.sessions().live(now, after)?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             for s in &page {
                 let serial = agora_pki::Serial(s.bond_serial.clone());
                 if self.revoked(s.agency.as_bytes(), &serial, now) {
-                    report.sessions_ended += self.sessions.end_all_of(&s.seller, now)?;
+                    report.sessions_ended += self.store.sessions().end_all_of(&s.seller, now)?;
                     self.forget(|k| k.seller == s.seller);
                 }
             }
@@ -1247,7 +1334,7 @@ impl PendingListing {
     }
 }
 
-impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
+impl Server {
     /// [`Self::handle_listing_request`], also returning the listing issued
     /// as a [`PendingListing`] for a driver that saves it between messages.
     pub fn handle_listing_request_saved(
@@ -1299,9 +1386,7 @@ impl<B: Board, R: ReplayCache, S: Sessions> Server<B, R, S> {
 pub(crate) mod tests {
     #![allow(clippy::unwrap_used)] // tests may panic
     use super::*;
-    use crate::ports::{MemoryBoard, MemorySessions};
     use agora_core::crypto::{SigningKey, X25519Secret};
-    use agora_core::ports::MemoryReplayCache;
     use agora_pki::{Agency, BondParams, Conditions, CrlParams, TrustAnchors};
     use rand_chacha::rand_core::SeedableRng;
     use rand_chacha::ChaCha20Rng;
@@ -1309,7 +1394,7 @@ pub(crate) mod tests {
     const NOW: Timestamp = Timestamp(1_800_000_000);
     const DAY: u64 = 86_400;
 
-    type MemServer = Server<MemoryBoard, MemoryReplayCache, MemorySessions>;
+    type MemServer = Server;
 
     fn keys(rng: &mut ChaCha20Rng) -> Keys {
         Keys {
@@ -1365,9 +1450,7 @@ pub(crate) mod tests {
                 crls: vec![crl],
             },
             vec![],
-            MemoryBoard::new(),
-            MemoryReplayCache::new(),
-            MemorySessions::new(),
+            Arc::new(crate::store::MemoryCpoStore::new()),
         );
         (server, pam, bond)
     }

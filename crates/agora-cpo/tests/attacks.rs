@@ -7,7 +7,6 @@
 mod common;
 
 use agora_core::crypto::{hpke, SigningKey, X25519Public};
-use agora_core::ports::MemoryReplayCache;
 use agora_core::wire::{self, cose, envelope, Encoder, Message, Tag};
 use agora_core::{DecodeError, Error, KeyId, Money};
 use agora_cpo::arbiter::Arbiter;
@@ -17,7 +16,7 @@ use agora_cpo::msg::{
     PostRequest, PostResponse,
 };
 use agora_cpo::policy::{ArbiterPolicy, Template};
-use agora_cpo::ports::{Board, MemoryBoard, MemorySessions, Sessions};
+
 use agora_cpo::server::Server;
 use agora_cpo::{
     Bidding, Ccpo, FirstCome, Peer, ACCEPTANCE_MAX_AGE_SECS, MAX_CLOCK_SKEW_SECS,
@@ -62,9 +61,7 @@ fn wrong_tag(e: &Error, expected: Tag, found: Tag) {
     );
 }
 
-fn board_len<B: Board, R: agora_core::ports::ReplayCache, S: Sessions>(
-    s: &Server<B, R, S>,
-) -> usize {
+fn board_len(s: &Server) -> usize {
     s.board().list_open(NOW, None, 100).unwrap().len()
 }
 
@@ -510,9 +507,7 @@ fn acceptance_used_with_another_server() {
         s2_keys,
         m.trust.clone(),
         vec![m.alice_peer.sign],
-        MemoryBoard::new(),
-        MemoryReplayCache::new(),
-        MemorySessions::new(),
+        std::sync::Arc::new(agora_cpo::store::MemoryCpoStore::new()),
     );
     let ccpo = m.ccpo();
     let (acceptance, _) = m.approve::<FirstCome>(ccpo, "");
@@ -814,9 +809,7 @@ fn misdirected_envelope() {
         keys(&mut m.rng),
         m.trust.clone(),
         vec![m.alice_peer.sign],
-        MemoryBoard::new(),
-        MemoryReplayCache::new(),
-        MemorySessions::new(),
+        std::sync::Arc::new(agora_cpo::store::MemoryCpoStore::new()),
     );
     not_authorised(
         &err(s2.handle_post_request(&mut m.rng, NOW, &m0)),

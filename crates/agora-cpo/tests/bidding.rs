@@ -8,10 +8,10 @@ mod common;
 use agora_core::wire::{cose, envelope};
 use agora_core::{Currency, Error, Money};
 use agora_cpo::bidding::{
-    check_notice, choose_winner, Award, BidReceipt, BidSummary, Bids, HeldReceipt, MemoryBids,
-    Outcome, AWARD_GRACE_SECS, AWARD_RULE,
+    check_notice, choose_winner, Award, BidReceipt, BidSummary, HeldReceipt, Outcome,
+    AWARD_GRACE_SECS, AWARD_RULE,
 };
-use agora_cpo::ports::Board;
+
 use agora_cpo::seller::SellerSession;
 use agora_cpo::{Bidding, Ccpo, Keys};
 use common::*;
@@ -34,13 +34,7 @@ fn bidding_cpo(m: &mut Market) -> Ccpo {
     ccpo
 }
 
-fn bid(
-    m: &mut Market,
-    bids: &MemoryBids,
-    b: &Bidder,
-    ccpo: &Ccpo,
-    cents: u64,
-) -> Result<HeldReceipt, Error> {
+fn bid(m: &mut Market, b: &Bidder, ccpo: &Ccpo, cents: u64) -> Result<HeldReceipt, Error> {
     let l = m
         .server
         .bid_listing(&mut m.rng, NOW, &b.session.id(), &ccpo.id)?;
@@ -48,19 +42,18 @@ fn bid(
     let (m1, exp) = b
         .session
         .bid(&mut m.rng, &l, eur(cents), "delivered in 3 days")?;
-    let taken = m.server.handle_bid(bids, &mut m.rng, NOW, &m1)?;
+    let taken = m.server.handle_bid(&mut m.rng, NOW, &m1)?;
     exp.handle(&b.session, &taken.reply)
 }
 
 #[test]
 fn lowest_bid_wins_and_everyone_is_told() {
     let mut m = Market::new(30);
-    let bids = MemoryBids::new();
     let ccpo = bidding_cpo(&mut m); // 120.00 EUR
     let (p, q, r) = (bidder(&mut m), bidder(&mut m), bidder(&mut m));
-    let rp = bid(&mut m, &bids, &p, &ccpo, 11_500).unwrap();
-    let rq = bid(&mut m, &bids, &q, &ccpo, 9_900).unwrap();
-    let rr = bid(&mut m, &bids, &r, &ccpo, 10_400).unwrap();
+    let rp = bid(&mut m, &p, &ccpo, 11_500).unwrap();
+    let rq = bid(&mut m, &q, &ccpo, 9_900).unwrap();
+    let rr = bid(&mut m, &r, &ccpo, 10_400).unwrap();
 
     // BID_RECEIPT: signed by the server, with T_Response after EndDate.
     let x2: BidReceipt = cose::verify(&rq.signed, &m.server_peer.sign).unwrap();
@@ -70,13 +63,13 @@ fn lowest_bid_wins_and_everyone_is_told() {
     // No award while bidding is open.
     assert!(matches!(
         m.server
-            .request_award(&bids, &mut m.rng, NOW, &ccpo.id, &m.alice_peer),
+            .request_award(&mut m.rng, NOW, &ccpo.id, &m.alice_peer),
         Err(Error::Refused(_))
     ));
     let closed = ccpo.end;
     let (req, pending) = m
         .server
-        .request_award(&bids, &mut m.rng, closed, &ccpo.id, &m.alice_peer)
+        .request_award(&mut m.rng, closed, &ccpo.id, &m.alice_peer)
         .unwrap();
     let (reply, signed_award) = m
         .alice
@@ -86,9 +79,7 @@ fn lowest_bid_wins_and_everyone_is_told() {
     let saved = pending.to_bytes();
     let pending = agora_cpo::bidding::PendingAward::from_bytes(&saved).unwrap();
     assert_eq!(pending.to_bytes(), saved);
-    let awarded = pending
-        .handle_award(&m.server, &bids, closed, &reply)
-        .unwrap();
+    let awarded = pending.handle_award(&m.server, closed, &reply).unwrap();
     assert_eq!(awarded.award, signed_award);
     assert_eq!(awarded.winner, Some(q.keys.id()));
     let a: Award = cose::verify(&signed_award, &m.alice_peer.sign).unwrap();
@@ -111,10 +102,7 @@ fn lowest_bid_wins_and_everyone_is_told() {
         let got = check_notice(notice, held, &m.server_peer.sign, &m.alice_peer.sign).unwrap();
         assert_eq!(got, expect);
         // Asking again gives the same notice.
-        assert_eq!(
-            &m.server.notice(&bids, &ccpo.id, &held.hash()).unwrap(),
-            notice
-        );
+        assert_eq!(&m.server.notice(&ccpo.id, &held.hash()).unwrap(), notice);
     }
     // The CPO is bound to the winner and left the listing.
     let b = m.server.board().binding(&ccpo.id).unwrap().unwrap();
@@ -128,24 +116,20 @@ fn lowest_bid_wins_and_everyone_is_told() {
     // A second award is refused; late bids are refused.
     assert!(m
         .server
-        .request_award(&bids, &mut m.rng, closed, &ccpo.id, &m.alice_peer)
+        .request_award(&mut m.rng, closed, &ccpo.id, &m.alice_peer)
         .is_err());
 }
 
 #[test]
 fn bids_must_be_within_the_cpo_price_and_currency() {
     let mut m = Market::new(31);
-    let bids = MemoryBids::new();
     let ccpo = bidding_cpo(&mut m);
     let p = bidder(&mut m);
     assert!(matches!(
-        bid(&mut m, &bids, &p, &ccpo, 12_001),
+        bid(&mut m, &p, &ccpo, 12_001),
         Err(Error::Refused(_))
     ));
-    assert!(matches!(
-        bid(&mut m, &bids, &p, &ccpo, 0),
-        Err(Error::Refused(_))
-    ));
+    assert!(matches!(bid(&mut m, &p, &ccpo, 0), Err(Error::Refused(_))));
     let l = m
         .server
         .bid_listing(&mut m.rng, NOW, &p.session.id(), &ccpo.id)
@@ -154,18 +138,20 @@ fn bids_must_be_within_the_cpo_price_and_currency() {
     let usd = Money::new(100, Currency::new("USD").unwrap());
     let (m1, _) = p.session.bid(&mut m.rng, &l, usd, "").unwrap();
     assert!(matches!(
-        m.server.handle_bid(&bids, &mut m.rng, NOW, &m1),
+        m.server.handle_bid(&mut m.rng, NOW, &m1),
         Err(Error::Refused(_))
     ));
-    assert!(bids.bids(&ccpo.id).unwrap().is_empty(), "nothing recorded");
+    assert!(
+        m.server.store().bids().bids(&ccpo.id).unwrap().is_empty(),
+        "nothing recorded"
+    );
     // Exactly the CPO's price is a valid bid.
-    bid(&mut m, &bids, &p, &ccpo, 12_000).unwrap();
+    bid(&mut m, &p, &ccpo, 12_000).unwrap();
 }
 
 #[test]
 fn a_bid_listing_is_not_a_binding_listing_and_vice_versa() {
     let mut m = Market::new(32);
-    let bids = MemoryBids::new();
     let ccpo = bidding_cpo(&mut m);
     let p = bidder(&mut m);
     // A bidding CPO is never listed for first-come binding...
@@ -192,21 +178,19 @@ fn a_bid_listing_is_not_a_binding_listing_and_vice_versa() {
         Err(Error::PeerMisbehaved(_))
     ));
     assert!(m.server.board().binding(&ccpo.id).unwrap().is_none());
-    let _ = bids;
 }
 
 #[test]
 fn an_award_that_breaks_the_rule_is_refused() {
     let mut m = Market::new(33);
-    let bids = MemoryBids::new();
     let ccpo = bidding_cpo(&mut m);
     let (p, q) = (bidder(&mut m), bidder(&mut m));
-    let rp = bid(&mut m, &bids, &p, &ccpo, 11_000).unwrap();
-    bid(&mut m, &bids, &q, &ccpo, 10_000).unwrap();
+    let rp = bid(&mut m, &p, &ccpo, 11_000).unwrap();
+    bid(&mut m, &q, &ccpo, 10_000).unwrap();
     let closed = ccpo.end;
     let (req, pending) = m
         .server
-        .request_award(&bids, &mut m.rng, closed, &ccpo.id, &m.alice_peer)
+        .request_award(&mut m.rng, closed, &ccpo.id, &m.alice_peer)
         .unwrap();
     // A corrupted Alice picks the dearer bid.
     let opened = envelope::open::<agora_cpo::bidding::AwardRequest>(&req, &m.alice_keys.enc, |k| {
@@ -223,35 +207,34 @@ fn an_award_that_breaks_the_rule_is_refused() {
     };
     let reply = envelope::seal(&mut m.rng, &m.alice_keys.sign, &m.server_peer.enc, &bad).unwrap();
     assert_eq!(
-        pending
-            .handle_award(&m.server, &bids, closed, &reply)
-            .unwrap_err(),
+        pending.handle_award(&m.server, closed, &reply).unwrap_err(),
         Error::PeerMisbehaved("the award does not follow the stated rule")
     );
-    assert_eq!(bids.award(&ccpo.id).unwrap(), None, "nothing recorded");
+    assert_eq!(
+        m.server.store().bids().award(&ccpo.id).unwrap(),
+        None,
+        "nothing recorded"
+    );
     assert!(m.server.board().binding(&ccpo.id).unwrap().is_none());
 }
 
 #[test]
 fn a_notice_that_contradicts_the_award_is_refused() {
     let mut m = Market::new(34);
-    let bids = MemoryBids::new();
     let ccpo = bidding_cpo(&mut m);
     let (p, q) = (bidder(&mut m), bidder(&mut m));
-    let rp = bid(&mut m, &bids, &p, &ccpo, 11_000).unwrap();
-    bid(&mut m, &bids, &q, &ccpo, 10_000).unwrap();
+    let rp = bid(&mut m, &p, &ccpo, 11_000).unwrap();
+    bid(&mut m, &q, &ccpo, 10_000).unwrap();
     let closed = ccpo.end;
     let (req, pending) = m
         .server
-        .request_award(&bids, &mut m.rng, closed, &ccpo.id, &m.alice_peer)
+        .request_award(&mut m.rng, closed, &ccpo.id, &m.alice_peer)
         .unwrap();
     let (reply, award) = m
         .alice
         .handle_award_request(&mut m.rng, closed, &req, &m.server_peer)
         .unwrap();
-    pending
-        .handle_award(&m.server, &bids, closed, &reply)
-        .unwrap();
+    pending.handle_award(&m.server, closed, &reply).unwrap();
     // A server that tells Pam she won, although the award says otherwise.
     let lie = cose::sign(
         &m.server_keys.sign,
@@ -306,7 +289,6 @@ fn a_flipped_bit_anywhere_in_protocol_6_is_refused() {
         b
     };
     let mut m = Market::new(35);
-    let bids = MemoryBids::new();
     let ccpo = bidding_cpo(&mut m);
     let p = bidder(&mut m);
     // The listing and the bid.
@@ -328,14 +310,15 @@ fn a_flipped_bit_anywhere_in_protocol_6_is_refused() {
         .unwrap();
     for i in 0..m1.len() {
         assert!(
-            m.server
-                .handle_bid(&bids, &mut m.rng, NOW, &flip(&m1, i))
-                .is_err(),
+            m.server.handle_bid(&mut m.rng, NOW, &flip(&m1, i)).is_err(),
             "bid M_1 byte {i}"
         );
     }
-    assert!(bids.bids(&ccpo.id).unwrap().is_empty(), "nothing recorded");
-    let taken = m.server.handle_bid(&bids, &mut m.rng, NOW, &m1).unwrap();
+    assert!(
+        m.server.store().bids().bids(&ccpo.id).unwrap().is_empty(),
+        "nothing recorded"
+    );
+    let taken = m.server.handle_bid(&mut m.rng, NOW, &m1).unwrap();
     // BID_RECEIPT: the bidder's state rebuilt for each try.
     for i in 0..taken.reply.len() {
         let (_, exp) = p
@@ -352,13 +335,7 @@ fn a_flipped_bit_anywhere_in_protocol_6_is_refused() {
     let award_rng = rand_chacha::ChaCha20Rng::seed_from_u64(3536);
     let (req, _) = m
         .server
-        .request_award(
-            &bids,
-            &mut award_rng.clone(),
-            closed,
-            &ccpo.id,
-            &m.alice_peer,
-        )
+        .request_award(&mut award_rng.clone(), closed, &ccpo.id, &m.alice_peer)
         .unwrap();
     for i in 0..req.len() {
         assert!(
@@ -375,51 +352,39 @@ fn a_flipped_bit_anywhere_in_protocol_6_is_refused() {
     for i in 0..reply.len() {
         let (_, pending) = m
             .server
-            .request_award(
-                &bids,
-                &mut award_rng.clone(),
-                closed,
-                &ccpo.id,
-                &m.alice_peer,
-            )
+            .request_award(&mut award_rng.clone(), closed, &ccpo.id, &m.alice_peer)
             .unwrap();
         assert!(
             pending
-                .handle_award(&m.server, &bids, closed, &flip(&reply, i))
+                .handle_award(&m.server, closed, &flip(&reply, i))
                 .is_err(),
             "award byte {i}"
         );
     }
-    assert_eq!(bids.award(&ccpo.id).unwrap(), None, "nothing recorded");
+    assert_eq!(
+        m.server.store().bids().award(&ccpo.id).unwrap(),
+        None,
+        "nothing recorded"
+    );
     let (_, pending) = m
         .server
-        .request_award(
-            &bids,
-            &mut award_rng.clone(),
-            closed,
-            &ccpo.id,
-            &m.alice_peer,
-        )
+        .request_award(&mut award_rng.clone(), closed, &ccpo.id, &m.alice_peer)
         .unwrap();
-    pending
-        .handle_award(&m.server, &bids, closed, &reply)
-        .unwrap();
+    pending.handle_award(&m.server, closed, &reply).unwrap();
 }
 
 /// The award of `ccpo` (closed at its EndDate), run honestly.
-fn award_now(m: &mut Market, bids: &MemoryBids, ccpo: &Ccpo) -> agora_cpo::bidding::Awarded {
+fn award_now(m: &mut Market, ccpo: &Ccpo) -> agora_cpo::bidding::Awarded {
     let closed = ccpo.end;
     let (req, pending) = m
         .server
-        .request_award(bids, &mut m.rng, closed, &ccpo.id, &m.alice_peer)
+        .request_award(&mut m.rng, closed, &ccpo.id, &m.alice_peer)
         .unwrap();
     let (reply, _) = m
         .alice
         .handle_award_request(&mut m.rng, closed, &req, &m.server_peer)
         .unwrap();
-    pending
-        .handle_award(&m.server, bids, closed, &reply)
-        .unwrap()
+    pending.handle_award(&m.server, closed, &reply).unwrap()
 }
 
 /// The simulator's finding on bidding, fixed: a bidder whose BID_RECEIPT is
@@ -432,21 +397,20 @@ fn award_now(m: &mut Market, bids: &MemoryBids, ccpo: &Ccpo) -> agora_cpo::biddi
 fn a_bidder_who_lost_her_receipt_fetches_hers_with_a_signed_request() {
     use agora_cpo::bidding::{open_bids_reply, request_bids};
     let mut m = Market::new(36);
-    let bids = MemoryBids::new();
     let ccpo = bidding_cpo(&mut m);
     let (p, q) = (bidder(&mut m), bidder(&mut m));
     // Pam's first receipt is lost on the way; she bids again (a little
     // higher: every bid here is taken at the same second, and the rule
     // would break the tie by receipt hash).
-    let lost = bid(&mut m, &bids, &p, &ccpo, 9_000).unwrap();
-    let rq = bid(&mut m, &bids, &q, &ccpo, 9_500).unwrap();
-    let again = bid(&mut m, &bids, &p, &ccpo, 9_100).unwrap();
-    let before = bids.bids(&ccpo.id).unwrap();
+    let lost = bid(&mut m, &p, &ccpo, 9_000).unwrap();
+    let rq = bid(&mut m, &q, &ccpo, 9_500).unwrap();
+    let again = bid(&mut m, &p, &ccpo, 9_100).unwrap();
+    let before = m.server.store().bids().bids(&ccpo.id).unwrap();
 
     let (req_bytes, req) = request_bids(&p.keys, &mut m.rng, NOW, ccpo.id, 0);
     let reply = m
         .server
-        .bids_for_seller(&bids, &mut m.rng, NOW, &req_bytes)
+        .bids_for_seller(&mut m.rng, NOW, &req_bytes)
         .unwrap();
     let got = open_bids_reply(&p.keys, &m.server_peer.sign, &req, &reply).unwrap();
     assert_eq!(got.total, 2);
@@ -457,7 +421,11 @@ fn a_bidder_who_lost_her_receipt_fetches_hers_with_a_signed_request() {
         "hers, in the order taken, as signed"
     );
     assert!(!got.receipts.contains(&rq), "not Quinn's");
-    assert_eq!(bids.bids(&ccpo.id).unwrap(), before, "nothing changed");
+    assert_eq!(
+        m.server.store().bids().bids(&ccpo.id).unwrap(),
+        before,
+        "nothing changed"
+    );
     // Sealed to Pam: Quinn cannot read it.
     assert!(open_bids_reply(&q.keys, &m.server_peer.sign, &req, &reply).is_err());
     // Nor is it taken from another server key.
@@ -466,10 +434,10 @@ fn a_bidder_who_lost_her_receipt_fetches_hers_with_a_signed_request() {
 
     // After the award, her recovered first receipt's notice says she won
     // (the receipt she held says she lost).
-    let awarded = award_now(&mut m, &bids, &ccpo);
+    let awarded = award_now(&mut m, &ccpo);
     assert_eq!(awarded.winner, Some(p.keys.id()));
     let notice = |m: &Market, h: &HeldReceipt| {
-        let n = m.server.notice(&bids, &ccpo.id, &h.hash()).unwrap();
+        let n = m.server.notice(&ccpo.id, &h.hash()).unwrap();
         check_notice(&n, h, &m.server_peer.sign, &m.alice_peer.sign).unwrap()
     };
     assert_eq!(notice(&m, &again), Outcome::Lost);
@@ -478,7 +446,7 @@ fn a_bidder_who_lost_her_receipt_fetches_hers_with_a_signed_request() {
     let (late, late_req) = request_bids(&p.keys, &mut m.rng, ccpo.end, ccpo.id, 0);
     let reply = m
         .server
-        .bids_for_seller(&bids, &mut m.rng, ccpo.end, &late)
+        .bids_for_seller(&mut m.rng, ccpo.end, &late)
         .unwrap();
     let got = open_bids_reply(&p.keys, &m.server_peer.sign, &late_req, &reply).unwrap();
     assert_eq!(got.receipts.len(), 2);
@@ -493,10 +461,9 @@ fn a_bidder_who_lost_her_receipt_fetches_hers_with_a_signed_request() {
 fn another_sellers_request_for_her_receipts_is_refused() {
     use agora_cpo::bidding::{request_bids, BidsRequest};
     let mut m = Market::new(37);
-    let bids = MemoryBids::new();
     let ccpo = bidding_cpo(&mut m);
     let (p, q) = (bidder(&mut m), bidder(&mut m));
-    bid(&mut m, &bids, &p, &ccpo, 9_000).unwrap();
+    bid(&mut m, &p, &ccpo, 9_000).unwrap();
     // Quinn signs a request naming Pam's key.
     let forged = cose::sign(
         &q.keys.sign,
@@ -509,24 +476,24 @@ fn another_sellers_request_for_her_receipts_is_refused() {
         },
     );
     assert!(matches!(
-        m.server.bids_for_seller(&bids, &mut m.rng, NOW, &forged),
+        m.server.bids_for_seller(&mut m.rng, NOW, &forged),
         Err(Error::NotAuthorised(_))
     ));
     // Quinn asks with her own key: she has no bid there.
     let (own, _) = request_bids(&q.keys, &mut m.rng, NOW, ccpo.id, 0);
     assert!(matches!(
-        m.server.bids_for_seller(&bids, &mut m.rng, NOW, &own),
+        m.server.bids_for_seller(&mut m.rng, NOW, &own),
         Err(Error::Refused(_))
     ));
     // Pam asks about a CPO she did not bid on, or past her last receipt.
     let (elsewhere, _) = request_bids(&p.keys, &mut m.rng, NOW, [9; 32], 0);
     assert!(matches!(
-        m.server.bids_for_seller(&bids, &mut m.rng, NOW, &elsewhere),
+        m.server.bids_for_seller(&mut m.rng, NOW, &elsewhere),
         Err(Error::Refused(_))
     ));
     let (past, _) = request_bids(&p.keys, &mut m.rng, NOW, ccpo.id, 2);
     assert!(matches!(
-        m.server.bids_for_seller(&bids, &mut m.rng, NOW, &past),
+        m.server.bids_for_seller(&mut m.rng, NOW, &past),
         Err(Error::Refused(_))
     ));
 }
@@ -539,29 +506,26 @@ fn replayed_stale_and_tampered_requests_for_receipts_are_refused() {
     use agora_cpo::bidding::request_bids;
     use agora_cpo::MAX_CLOCK_SKEW_SECS;
     let mut m = Market::new(38);
-    let bids = MemoryBids::new();
     let ccpo = bidding_cpo(&mut m);
     let p = bidder(&mut m);
-    bid(&mut m, &bids, &p, &ccpo, 9_000).unwrap();
+    bid(&mut m, &p, &ccpo, 9_000).unwrap();
     let (req_bytes, _) = request_bids(&p.keys, &mut m.rng, NOW, ccpo.id, 0);
     for i in 0..req_bytes.len() {
         for bit in [0, 3, 7] {
             let mut bad = req_bytes.clone();
             bad[i] ^= 1 << bit;
             assert!(
-                m.server
-                    .bids_for_seller(&bids, &mut m.rng, NOW, &bad)
-                    .is_err(),
+                m.server.bids_for_seller(&mut m.rng, NOW, &bad).is_err(),
                 "bit {bit} of byte {i}"
             );
         }
     }
     m.server
-        .bids_for_seller(&bids, &mut m.rng, NOW, &req_bytes)
+        .bids_for_seller(&mut m.rng, NOW, &req_bytes)
         .unwrap();
     assert_eq!(
         m.server
-            .bids_for_seller(&bids, &mut m.rng, NOW, &req_bytes)
+            .bids_for_seller(&mut m.rng, NOW, &req_bytes)
             .unwrap_err(),
         Error::Replayed
     );
@@ -572,7 +536,7 @@ fn replayed_stale_and_tampered_requests_for_receipts_are_refused() {
         let (stale, _) = request_bids(&p.keys, &mut m.rng, t, ccpo.id, 0);
         assert_eq!(
             m.server
-                .bids_for_seller(&bids, &mut m.rng, NOW, &stale)
+                .bids_for_seller(&mut m.rng, NOW, &stale)
                 .unwrap_err(),
             Error::Replayed
         );
@@ -588,17 +552,16 @@ fn a_bidder_refuses_a_tampered_or_wrong_reply() {
     use agora_cpo::bidding::{open_bids_reply, request_bids, BidsReply};
     use agora_cpo::msg::digest;
     let mut m = Market::new(39);
-    let bids = MemoryBids::new();
     let ccpo = bidding_cpo(&mut m);
     let elsewhere = bidding_cpo(&mut m);
     let (p, q) = (bidder(&mut m), bidder(&mut m));
-    let rp = bid(&mut m, &bids, &p, &ccpo, 9_000).unwrap();
-    let rq = bid(&mut m, &bids, &q, &ccpo, 9_500).unwrap();
-    let rp_elsewhere = bid(&mut m, &bids, &p, &elsewhere, 9_000).unwrap();
+    let rp = bid(&mut m, &p, &ccpo, 9_000).unwrap();
+    let rq = bid(&mut m, &q, &ccpo, 9_500).unwrap();
+    let rp_elsewhere = bid(&mut m, &p, &elsewhere, 9_000).unwrap();
     let (req_bytes, req) = request_bids(&p.keys, &mut m.rng, NOW, ccpo.id, 0);
     let reply = m
         .server
-        .bids_for_seller(&bids, &mut m.rng, NOW, &req_bytes)
+        .bids_for_seller(&mut m.rng, NOW, &req_bytes)
         .unwrap();
     let server = m.server_peer.sign;
     open_bids_reply(&p.keys, &server, &req, &reply).unwrap();
@@ -664,12 +627,11 @@ fn a_bidder_refuses_a_tampered_or_wrong_reply() {
 fn many_receipts_come_a_page_at_a_time() {
     use agora_cpo::bidding::{open_bids_reply, request_bids, MAX_RECEIPTS_PER_REPLY};
     let mut m = Market::new(40);
-    let bids = MemoryBids::new();
     let ccpo = bidding_cpo(&mut m);
     let p = bidder(&mut m);
     let n = MAX_RECEIPTS_PER_REPLY + 2;
     let mine: Vec<HeldReceipt> = (0..n)
-        .map(|i| bid(&mut m, &bids, &p, &ccpo, 9_000 + i as u64).unwrap())
+        .map(|i| bid(&mut m, &p, &ccpo, 9_000 + i as u64).unwrap())
         .collect();
     let mut got = Vec::new();
     let mut from = Some(0);
@@ -678,7 +640,7 @@ fn many_receipts_come_a_page_at_a_time() {
         let (req_bytes, req) = request_bids(&p.keys, &mut m.rng, NOW, ccpo.id, f);
         let reply = m
             .server
-            .bids_for_seller(&bids, &mut m.rng, NOW, &req_bytes)
+            .bids_for_seller(&mut m.rng, NOW, &req_bytes)
             .unwrap();
         let page = open_bids_reply(&p.keys, &m.server_peer.sign, &req, &reply).unwrap();
         assert_eq!(page.total, n as u64);

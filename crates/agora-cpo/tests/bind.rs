@@ -9,7 +9,7 @@ mod common;
 use agora_core::wire::cose;
 use agora_core::{Error, Timestamp};
 use agora_cpo::msg::BoundCpo;
-use agora_cpo::ports::{Board, EndOutcome, Sessions};
+use agora_cpo::ports::EndOutcome;
 use agora_cpo::seller::{self, SellerSession};
 use agora_cpo::session::{BindingKey, Channel, Direction};
 use agora_cpo::{BondTrust, Ccpo, FirstCome, Keys};

@@ -93,7 +93,7 @@ fn cpo_evidence_verifies_in_pycose() {
 
 #[test]
 fn bidding_evidence_verifies_in_pycose() {
-    use agora_cpo::bidding::{Award, BidReceipt, MemoryBids, Notice};
+    use agora_cpo::bidding::{Award, BidReceipt, Notice};
     if !pycose_available() {
         return;
     }
@@ -101,7 +101,6 @@ fn bidding_evidence_verifies_in_pycose() {
     let ccpo = m.ccpo();
     let (acceptance, _) = m.approve::<agora_cpo::Bidding>(ccpo.clone(), "");
     m.post(&acceptance);
-    let bids = MemoryBids::new();
     let (pam, pam_bond) = m.seller_keys();
     let session = m.day_session(&pam, &pam_bond);
     let l = m
@@ -112,18 +111,18 @@ fn bidding_evidence_verifies_in_pycose() {
     let (b1, exp) = session
         .bid(&mut m.rng, &l, eur(9_000), "in a week")
         .unwrap();
-    let taken = m.server.handle_bid(&bids, &mut m.rng, NOW, &b1).unwrap();
+    let taken = m.server.handle_bid(&mut m.rng, NOW, &b1).unwrap();
     let held = exp.handle(&session, &taken.reply).unwrap();
     let closed = ccpo.end;
     let (req, pa) = m
         .server
-        .request_award(&bids, &mut m.rng, closed, &ccpo.id, &m.alice_peer)
+        .request_award(&mut m.rng, closed, &ccpo.id, &m.alice_peer)
         .unwrap();
     let (reply, _) = m
         .alice
         .handle_award_request(&mut m.rng, closed, &req, &m.server_peer)
         .unwrap();
-    let awarded = pa.handle_award(&m.server, &bids, closed, &reply).unwrap();
+    let awarded = pa.handle_award(&m.server, closed, &reply).unwrap();
     let award: Award = cose::verify(&awarded.award, &m.alice_peer.sign).unwrap();
     let (_, _, notice_bytes) = &awarded.notices[0];
     let notice: Notice = cose::verify(notice_bytes, &m.server_peer.sign).unwrap();

@@ -6,7 +6,6 @@ mod common;
 
 use agora_core::wire::{self, cose};
 use agora_cpo::msg::{ArbiterAcceptance, Mode, PostedCpo};
-use agora_cpo::ports::Board;
 use agora_cpo::{Bidding, FirstCome};
 use common::*;
 

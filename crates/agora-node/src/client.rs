@@ -4,8 +4,8 @@
 //! whichever way the messages travel.
 
 use crate::cpo::{award_json, BoardQuery, CpoService, Reply, Role};
-use crate::exchange::{parse_id, ExchangeId};
-use crate::{Exchanges, Problem, CBOR, EXCHANGE_HEADER};
+use crate::pending::{parse_id, StepId};
+use crate::{PendingSteps, Problem, CBOR, STEP_HEADER};
 use agora_core::Timestamp;
 use std::time::Duration;
 
@@ -70,12 +70,7 @@ impl From<Problem> for ClientError {
 /// How a buyer or a seller reaches the CPO roles.
 pub trait CpoTransport {
     /// Sends one protocol message to `role`.
-    fn call(
-        &self,
-        role: Role,
-        body: &[u8],
-        exchange: Option<ExchangeId>,
-    ) -> Result<Reply, ClientError>;
+    fn call(&self, role: Role, body: &[u8], step: Option<StepId>) -> Result<Reply, ClientError>;
     /// The public listing.
     fn board(&self, q: &BoardQuery) -> Result<Vec<serde_json::Value>, ClientError>;
     /// One CPO's public fields and status.
@@ -86,11 +81,11 @@ pub trait CpoTransport {
     fn award(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError>;
 }
 
-/// The CPO roles hosted in this process, with their own exchange table.
+/// The CPO roles hosted in this process, with their own pending-step table.
 #[derive(Debug)]
 pub struct LocalCpo {
     service: CpoService,
-    exchanges: Exchanges,
+    pending: PendingSteps,
 }
 
 impl LocalCpo {
@@ -98,7 +93,7 @@ impl LocalCpo {
     pub fn new(service: CpoService) -> LocalCpo {
         LocalCpo {
             service,
-            exchanges: Exchanges::new(64, Duration::from_secs(600)),
+            pending: PendingSteps::new(64, Duration::from_secs(600)),
         }
     }
 
@@ -113,15 +108,10 @@ fn now() -> Timestamp {
 }
 
 impl CpoTransport for LocalCpo {
-    fn call(
-        &self,
-        role: Role,
-        body: &[u8],
-        exchange: Option<ExchangeId>,
-    ) -> Result<Reply, ClientError> {
+    fn call(&self, role: Role, body: &[u8], step: Option<StepId>) -> Result<Reply, ClientError> {
         Ok(self
             .service
-            .handle(&self.exchanges, role, exchange, body, now())?)
+            .handle(&self.pending, role, step, body, now())?)
     }
 
     fn board(&self, q: &BoardQuery) -> Result<Vec<serde_json::Value>, ClientError> {
@@ -142,8 +132,10 @@ impl CpoTransport for LocalCpo {
     }
 }
 
-/// Attempts per request when the node answers `503` (shed before any work,
-/// so a retry cannot do anything twice).
+/// Attempts per request when the node answers `503`. The load shedder's
+/// `503` comes before any work, so its retry cannot do anything twice; a
+/// full pending-step table's comes after the step's R_0 entered the
+/// replay cache, and its retry is refused as replayed (issue 15).
 const ATTEMPTS: u32 = 4;
 /// Largest reply read, in bytes.
 const MAX_REPLY: u64 = 4 * 1024 * 1024;
@@ -195,16 +187,16 @@ impl NodeClient {
     }
 
     /// `POST path` with a CBOR body and extra headers: the reply's body and
-    /// exchange id.
+    /// pending step id.
     pub fn post_cbor(
         &self,
         path: &str,
         body: &[u8],
         headers: &[(&str, String)],
-    ) -> Result<(Vec<u8>, Option<ExchangeId>), ClientError> {
+    ) -> Result<(Vec<u8>, Option<StepId>), ClientError> {
         let r = self.post_cbor_with(&self.http, path, body, headers)?;
-        let exchange = exchange_of(&r)?;
-        Ok((Self::body(r)?, exchange))
+        let step = step_of(&r)?;
+        Ok((Self::body(r)?, step))
     }
 
     /// `POST path` with a CBOR body, the reply left to be read as a stream
@@ -322,33 +314,33 @@ impl NodeClient {
     }
 }
 
-fn exchange_of(r: &reqwest::blocking::Response) -> Result<Option<ExchangeId>, ClientError> {
-    exchange_in(r.headers())
+fn step_of(r: &reqwest::blocking::Response) -> Result<Option<StepId>, ClientError> {
+    step_in(r.headers())
 }
 
-/// The headers of a protocol message: its content type, and the exchange it
-/// answers, if any.
-fn message_headers(exchange: Option<ExchangeId>) -> reqwest::header::HeaderMap {
+/// The headers of a protocol message: its content type, and the pending step
+/// it answers, if any.
+fn message_headers(step: Option<StepId>) -> reqwest::header::HeaderMap {
     let mut h = reqwest::header::HeaderMap::new();
     h.insert(
         reqwest::header::CONTENT_TYPE,
         reqwest::header::HeaderValue::from_static(CBOR),
     );
-    if let Some(id) = exchange {
+    if let Some(id) = step {
         // Hex digits are always a valid header value.
         if let Ok(v) = reqwest::header::HeaderValue::from_str(&hex::encode(id)) {
-            h.insert(EXCHANGE_HEADER, v);
+            h.insert(STEP_HEADER, v);
         }
     }
     h
 }
 
-fn exchange_in(headers: &reqwest::header::HeaderMap) -> Result<Option<ExchangeId>, ClientError> {
-    match headers.get(EXCHANGE_HEADER) {
+fn step_in(headers: &reqwest::header::HeaderMap) -> Result<Option<StepId>, ClientError> {
+    match headers.get(STEP_HEADER) {
         None => Ok(None),
         Some(v) => Ok(Some(
             v.to_str()
-                .map_err(|_| ClientError::Transport("bad exchange header".into()))
+                .map_err(|_| ClientError::Transport("bad step header".into()))
                 .and_then(|v| parse_id(v).map_err(ClientError::from))?,
         )),
     }
@@ -374,7 +366,7 @@ fn problem_from(status: u16, body: Option<&[u8]>) -> ClientError {
 }
 
 /// How long to wait before attempt `attempt + 1` of a request answered
-/// `status`: only after `503` (shed before any work), at most [`ATTEMPTS`]
+/// `status`: only after `503` (see [`ATTEMPTS`]), at most [`ATTEMPTS`]
 /// in all, as long as `Retry-After` says (1 to 5 seconds).
 fn retry_wait(status: u16, headers: &reqwest::header::HeaderMap, attempt: u32) -> Option<Duration> {
     if status != 503 || attempt >= ATTEMPTS {
@@ -388,23 +380,18 @@ fn retry_wait(status: u16, headers: &reqwest::header::HeaderMap, attempt: u32) -
 }
 
 impl CpoTransport for NodeClient {
-    fn call(
-        &self,
-        role: Role,
-        body: &[u8],
-        exchange: Option<ExchangeId>,
-    ) -> Result<Reply, ClientError> {
+    fn call(&self, role: Role, body: &[u8], step: Option<StepId>) -> Result<Reply, ClientError> {
         let url = format!("{}{}", self.base, role.path());
         let r = self.send(|| {
             self.http
                 .post(&url)
-                .headers(message_headers(exchange))
+                .headers(message_headers(step))
                 .body(body.to_vec())
         })?;
-        let exchange = exchange_of(&r)?;
+        let step = step_of(&r)?;
         Ok(Reply {
             body: Self::body(r)?,
-            exchange,
+            step,
         })
     }
 
@@ -461,7 +448,7 @@ impl AsyncNodeClient {
         &self,
         role: Role,
         body: &[u8],
-        exchange: Option<ExchangeId>,
+        step: Option<StepId>,
     ) -> Result<Reply, ClientError> {
         let url = format!("{}{}", self.base, role.path());
         let mut attempt = 0;
@@ -470,19 +457,19 @@ impl AsyncNodeClient {
             let mut r = self
                 .http
                 .post(&url)
-                .headers(message_headers(exchange))
+                .headers(message_headers(step))
                 .body(body.to_vec())
                 .send()
                 .await
                 .map_err(|e| ClientError::Transport(format!("{}: {e}", self.base)))?;
             let status = r.status().as_u16();
             let retry = retry_wait(status, r.headers(), attempt);
-            let reply_exchange = exchange_in(r.headers());
+            let reply_step = step_in(r.headers());
             let body = read_bounded(&mut r).await;
             if r.status().is_success() {
                 return Ok(Reply {
                     body: body?,
-                    exchange: reply_exchange?,
+                    step: reply_step?,
                 });
             }
             match retry {

@@ -12,40 +12,35 @@
 //!
 //! A protocol message is routed by its registered tag: the envelope's, or
 //! the K_p channel's. The second message of a four-message protocol names
-//! its exchange in the [`EXCHANGE_HEADER`]. Housekeeping reloads the trust
+//! its pending step in the [`STEP_HEADER`](crate::STEP_HEADER). Housekeeping reloads the trust
 //! (agencies, CRLs) and rebuilds the roles with it, applies revocations
 //! (a revoked buyer's CPOs come down, a revoked seller's sessions end), and
 //! hands the bids of every closed bidding CPO to the arbiter.
 
-use crate::exchange::{parse_id, ExchangeId};
-use crate::{blocking, cbor_reply, Cbor, Core, Problem, Service, COSE, EXCHANGE_HEADER};
+use crate::endpoint::{self, Answer, Endpoint, Inbound, Outbound, Reloading};
+use crate::pending::StepId;
+use crate::{blocking, Core, Problem, Service, COSE};
 use agora_core::crypto::{os_rng, SigningKey, VerifyingKey, X25519Secret};
-use agora_core::ports::EvidenceArchive;
-use agora_core::wire::{envelope, tags, Tag};
+use agora_core::ports::Evidence;
+use agora_core::wire::{tags, Tag};
 use agora_core::{Currency, Timestamp};
 use agora_cpo::arbiter::{Arbiter, PendingApproval};
-use agora_cpo::bidding::Bids;
 use agora_cpo::policy::ArbiterPolicy;
 use agora_cpo::ports::{Board, BoardEntry, ListFilter};
-use agora_cpo::server::{PendingBrowse, PendingPost, Server};
+use agora_cpo::server::{PendingBrowse, PendingPost, PreparedPost, Server};
+use agora_cpo::store::{CpoStore, CpoUnit, CpoWritten};
 use agora_cpo::{Bidding, BondTrust, FirstCome, Keys, Mode, Peer};
-use agora_store::{SqliteBoard, SqliteReplayCache, SqliteSessions, Store};
+use agora_store::Stores;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::{Arc, RwLock};
 
-/// The CPO server on the SQLite store.
-pub type CpoServer = Server<SqliteBoard, SqliteReplayCache, SqliteSessions>;
-
-/// Where the roles' trust comes from: called at start and by housekeeping,
-/// so that new CRLs (and agencies) take effect without a restart.
-pub trait TrustSource: Send + Sync {
-    /// The trusted bonding agencies and their newest CRLs.
-    fn bond_trust(&self) -> Result<BondTrust, String>;
-}
+/// Where the CPO roles' trust (bonding agencies and their newest CRLs)
+/// comes from.
+pub use crate::endpoint::TrustSource;
 
 /// Bidding CPOs awarded per housekeeping run, at most.
 const AWARDS_PER_RUN: usize = 64;
@@ -54,15 +49,16 @@ pub const MAX_PAGE: usize = 200;
 
 /// What the node's CPO service hosts.
 pub struct CpoSpec {
-    /// The store (board, sessions, replay cache, bids, archive).
-    pub store: Store,
+    /// The store (board, sessions, replay cache, bids, archive), on the
+    /// backend chosen at start-up.
+    pub store: Stores,
     /// The server's keys and the arbiters whose acceptances it takes.
     pub server: Option<(Keys, Vec<Peer>)>,
     /// The arbiter's keys, its policy and the servers whose award requests it
     /// takes.
     pub arbiter: Option<(Keys, ArbiterPolicy, Vec<Peer>)>,
     /// Agencies and CRLs.
-    pub trust: Box<dyn TrustSource>,
+    pub trust: Box<dyn TrustSource<BondTrust>>,
 }
 
 impl std::fmt::Debug for CpoSpec {
@@ -78,7 +74,7 @@ struct ServerRole {
     keys: Keys,
     /// One server for the node's life: it holds the listings issued and
     /// not yet answered, so a trust reload must not replace it.
-    server: Arc<CpoServer>,
+    server: Arc<Server>,
 }
 
 struct ArbiterRole {
@@ -90,10 +86,11 @@ struct ArbiterRole {
 
 /// The CPO roles as a node service.
 pub struct CpoService {
-    store: Store,
+    /// The server's ports, and the arbiter's evidence archive.
+    store: Arc<dyn CpoStore>,
     server: Option<ServerRole>,
     arbiter: Option<ArbiterRole>,
-    trust: Box<dyn TrustSource>,
+    trust: Reloading<BondTrust>,
 }
 
 impl std::fmt::Debug for CpoService {
@@ -121,8 +118,9 @@ fn read<T: ?Sized>(l: &RwLock<Arc<T>>) -> Arc<T> {
 impl CpoService {
     /// Builds the roles with the trust as it is now.
     pub fn new(spec: CpoSpec) -> Result<CpoService, String> {
-        let trust = spec.trust.bond_trust()?;
-        let store = spec.store;
+        let reloading = Reloading::new(spec.trust)?;
+        let trust = (*reloading.current()).clone();
+        let store = spec.store.cpo();
         let server = spec.server.map(|(keys, arbiters)| ServerRole {
             server: Arc::new(make_server(&store, &keys, &arbiters, trust.clone())),
             keys,
@@ -141,11 +139,11 @@ impl CpoService {
             store,
             server,
             arbiter,
-            trust: spec.trust,
+            trust: reloading,
         })
     }
 
-    fn server(&self) -> Result<Arc<CpoServer>, Problem> {
+    fn server(&self) -> Result<Arc<Server>, Problem> {
         self.server
             .as_ref()
             .map(|s| s.server.clone())
@@ -162,7 +160,7 @@ impl CpoService {
     /// Reloads the trust: the server takes it in place (its issued
     /// listings stay valid), the stateless arbiter is rebuilt with it.
     pub fn reload_trust(&self) -> Result<(), String> {
-        let trust = self.trust.bond_trust()?;
+        let trust = (*self.trust.reload()?).clone();
         if let Some(s) = &self.server {
             s.server.set_trust(trust.clone());
         }
@@ -216,14 +214,13 @@ impl CpoService {
             _ => return Err(Problem::internal("roles vanished")),
         };
         let mut rng = os_rng();
-        let (m, pending) =
-            server.request_award(&bids, &mut rng, now, cpo, &arbiter_role.keys.peer())?;
+        let (m, pending) = server.request_award(&mut rng, now, cpo, &arbiter_role.keys.peer())?;
         let (reply, _) =
             arbiter.handle_award_request(&mut rng, now, &m, &server_role.keys.peer())?;
-        let awarded = pending.handle_award(&server, &bids, now, &reply)?;
-        self.store
-            .archive()
-            .append("cpo/award", &awarded.award, now)?;
+        // Blocking: an award runs on the blocking pool (its route and
+        // housekeeping), and its unit (award, winner's binding, evidence)
+        // commits before the notices exist.
+        let awarded = pending.handle_award(&server, now, &reply)?;
         Ok(AwardSummary {
             bids: awarded.notices.len(),
             winner: awarded.winner.map(|w| w.to_string()),
@@ -246,7 +243,12 @@ pub struct AwardSummary {
     pub new: bool,
 }
 
-fn make_server(store: &Store, keys: &Keys, arbiters: &[Peer], trust: BondTrust) -> CpoServer {
+fn make_server(
+    store: &Arc<dyn CpoStore>,
+    keys: &Keys,
+    arbiters: &[Peer],
+    trust: BondTrust,
+) -> Server {
     Server::new(
         clone_keys(keys),
         trust,
@@ -254,31 +256,58 @@ fn make_server(store: &Store, keys: &Keys, arbiters: &[Peer], trust: BondTrust) 
             .iter()
             .map(|p| p.sign)
             .collect::<Vec<VerifyingKey>>(),
-        store.board(),
-        store.replay_cache(),
-        store.sessions(),
+        store.clone(),
     )
 }
 
-/// The tag of a protocol message: an envelope's or a K_p channel message's.
-fn message_tag(body: &[u8]) -> Result<Tag, Problem> {
-    if let Ok(t) = envelope::peek_tag(body) {
-        return Ok(t);
-    }
-    if let Ok((t, _)) = agora_cpo::session::peek(body) {
-        return Ok(t);
-    }
-    if let Ok(t) = agora_core::wire::cose::peek_tag(body) {
-        return Ok(t);
-    }
-    Err(Problem::bad_request("not a protocol message"))
+/// The tag of a message on the K_p channel of a browse session (listing
+/// requests, offers, bids, the end of a session).
+fn kp_tag(body: &[u8]) -> Option<Tag> {
+    agora_cpo::session::peek(body).ok().map(|(t, _)| t)
 }
 
-fn unknown(tag: Tag) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "unknown-message").with_detail(format!(
-        "this role does not take {}",
-        tags::lookup(tag).unwrap_or("unregistered messages")
-    ))
+/// The CPO roles' protocol endpoints: the arbiter's or the server's.
+#[derive(Debug)]
+pub struct CpoEndpoint {
+    svc: Arc<CpoService>,
+    role: Role,
+}
+
+impl Endpoint for CpoEndpoint {
+    fn own_framing_tag(&self, body: &[u8]) -> Option<Tag> {
+        kp_tag(body)
+    }
+
+    fn handle(self: Arc<Self>, core: Arc<Core>, m: Inbound) -> Answer {
+        Box::pin(async move {
+            let now = m.now;
+            let r = if self.role == Role::Server && BIND_STEPS.contains(&m.tag) {
+                self.svc.handle_bind_step(m.tag, &m.body, now).await?
+            } else {
+                let svc = self.svc.clone();
+                let role = self.role;
+                let handled = blocking(move || svc.handle_message(&core.pending, role, &m)).await?;
+                match handled {
+                    Handled::Reply(r) => r,
+                    // The commit is awaited here, on the runtime: no thread
+                    // waits for the disk.
+                    Handled::Unit(job) => {
+                        let (unit, finish) = *job;
+                        let written = self.svc.store.commit(unit, now).await?;
+                        self.svc.finish(finish, written)?
+                    }
+                    Handled::Evidence(evidence, r) => {
+                        self.svc.store.archive().record(evidence, now).await?;
+                        r
+                    }
+                }
+            };
+            Ok(match r.step {
+                Some(step) => Outbound::go_on(r.body, step),
+                None => Outbound::done(r.body),
+            })
+        })
+    }
 }
 
 type Svc = (Arc<CpoService>, Arc<Core>);
@@ -307,30 +336,19 @@ impl Role {
 pub struct Reply {
     /// The reply message (CBOR).
     pub body: Vec<u8>,
-    /// Set when the exchange goes on: send it with the next message.
-    pub exchange: Option<ExchangeId>,
+    /// Set when the protocol goes on: send it with the next message.
+    pub step: Option<StepId>,
 }
 
-fn go_on(body: Vec<u8>, exchange: ExchangeId) -> Reply {
+fn go_on(body: Vec<u8>, step: StepId) -> Reply {
     Reply {
         body,
-        exchange: Some(exchange),
+        step: Some(step),
     }
 }
 
 fn done(body: Vec<u8>) -> Reply {
-    Reply {
-        body,
-        exchange: None,
-    }
-}
-
-fn need(exchange: Option<ExchangeId>) -> Result<ExchangeId, Problem> {
-    exchange.ok_or_else(|| {
-        Problem::bad_request(format!(
-            "this message continues an exchange: send {EXCHANGE_HEADER}"
-        ))
-    })
+    Reply { body, step: None }
 }
 
 impl CpoService {
@@ -339,44 +357,67 @@ impl CpoService {
     /// (storage, signatures).
     pub fn handle(
         &self,
-        exchanges: &crate::Exchanges,
+        pending: &crate::PendingSteps,
         role: Role,
-        exchange: Option<ExchangeId>,
+        step: Option<StepId>,
         body: &[u8],
         now: Timestamp,
     ) -> Result<Reply, Problem> {
-        let tag = message_tag(body)?;
-        match role {
-            Role::Arbiter => self.handle_arbiter(exchanges, tag, exchange, body, now),
-            Role::Server => self.handle_server(exchanges, tag, exchange, body, now),
+        let tag = endpoint::message_tag(body, kp_tag)?;
+        match self.handle_message(pending, role, &Inbound::local(tag, body, step, now))? {
+            Handled::Reply(r) => Ok(r),
+            Handled::Unit(job) => {
+                let (unit, finish) = *job;
+                let written = self.store.commit(unit, now).wait()?;
+                self.finish(finish, written)
+            }
+            Handled::Evidence(evidence, r) => {
+                self.store.archive().record(evidence, now).wait()?;
+                Ok(r)
+            }
         }
     }
 
-    fn handle_arbiter(
+    /// The end of a step whose unit committed with `written`.
+    fn finish(&self, finish: Finish, written: CpoWritten) -> Result<Reply, Problem> {
+        match finish {
+            Finish::Post(p) => {
+                let server = self.server()?;
+                let posted = p.finish(&server, &mut os_rng(), written)?;
+                Ok(done(posted.reply))
+            }
+        }
+    }
+
+    /// Handles one message whose tag was read, up to its unit of work: the
+    /// checks, signatures and reads of the step (see [`Self::handle`]).
+    fn handle_message(
         &self,
-        exchanges: &crate::Exchanges,
-        tag: Tag,
-        exchange: Option<ExchangeId>,
-        body: &[u8],
-        now: Timestamp,
-    ) -> Result<Reply, Problem> {
+        pending: &crate::PendingSteps,
+        role: Role,
+        m: &Inbound,
+    ) -> Result<Handled, Problem> {
+        match role {
+            Role::Arbiter => self.handle_arbiter(pending, m),
+            Role::Server => self.handle_server(pending, m),
+        }
+    }
+
+    fn handle_arbiter(&self, steps: &crate::PendingSteps, m: &Inbound) -> Result<Handled, Problem> {
         let arbiter = self.arbiter()?;
         let rng = &mut os_rng();
-        match tag {
+        let (body, now) = (&m.body[..], m.now);
+        let reply = match m.tag {
             tags::CPO_ARBITER_REQUEST => {
                 let (m1, pending) = arbiter.handle_request::<FirstCome>(rng, now, body)?;
-                Ok(go_on(m1, exchanges.insert(pending)?))
+                go_on(m1, steps.insert(pending)?)
             }
             tags::CPO_BID_ARBITER_REQUEST => {
                 let (m1, pending) = arbiter.handle_request::<Bidding>(rng, now, body)?;
-                Ok(go_on(m1, exchanges.insert(pending)?))
+                go_on(m1, steps.insert(pending)?)
             }
-            tags::CPO_ARBITER_RESPONSE => {
-                self.accept::<FirstCome>(&arbiter, exchanges, exchange, body, now)
-            }
-            tags::CPO_BID_ARBITER_RESPONSE => {
-                self.accept::<Bidding>(&arbiter, exchanges, exchange, body, now)
-            }
+            tags::CPO_ARBITER_RESPONSE => return self.accept::<FirstCome>(&arbiter, steps, m),
+            tags::CPO_BID_ARBITER_RESPONSE => return self.accept::<Bidding>(&arbiter, steps, m),
             tags::CPO_BID_AWARD_REQUEST => {
                 let role = self
                     .arbiter
@@ -387,99 +428,108 @@ impl CpoService {
                 let mut last = agora_core::Error::NotAuthorised(
                     "award requests are taken from this arbiter's servers only".into(),
                 );
+                let mut answered = None;
                 for server in &role.servers {
                     match arbiter.handle_award_request(rng, now, body, server) {
-                        Ok((reply, _)) => return Ok(done(reply)),
+                        Ok((reply, _)) => {
+                            answered = Some(reply);
+                            break;
+                        }
                         Err(e) => last = e,
                     }
                 }
-                Err(last.into())
+                done(answered.ok_or(last)?)
             }
-            other => Err(unknown(other)),
-        }
+            other => return Err(endpoint::unknown_message(other)),
+        };
+        Ok(Handled::Reply(reply))
     }
 
-    /// Step 3 -> 4 of protocol 1 (or 5): the exchange's pending approval
-    /// takes Bob's answer; the acceptance is archived before the reply.
+    /// Step 3 -> 4 of protocol 1 (or 5): the pending approval takes Bob's
+    /// answer. Its unit of work is the acceptance archived
+    /// (`cpo/arbiter-acceptance`), before the reply.
     fn accept<V: agora_cpo::Variant>(
         &self,
         arbiter: &Arbiter,
-        exchanges: &crate::Exchanges,
-        exchange: Option<ExchangeId>,
-        body: &[u8],
-        now: Timestamp,
-    ) -> Result<Reply, Problem> {
+        steps: &crate::PendingSteps,
+        m: &Inbound,
+    ) -> Result<Handled, Problem> {
+        let now = m.now;
         // An answer that does not authenticate leaves the approval pending.
-        let issued = exchanges.step(&need(exchange)?, |p: PendingApproval<V>| {
-            p.handle_response(arbiter, &mut os_rng(), now, body)
+        let issued = steps.step(&m.pending_step()?, |p: PendingApproval<V>| {
+            p.handle_response(arbiter, &mut os_rng(), now, &m.body)
         })?;
-        self.store
-            .archive()
-            .append("cpo/arbiter-acceptance", &issued.acceptance, now)?;
-        Ok(done(issued.reply))
+        Ok(Handled::Evidence(
+            vec![Evidence::new(ACCEPTANCE_EVIDENCE, issued.acceptance)],
+            done(issued.reply),
+        ))
     }
 
-    fn handle_server(
-        &self,
-        exchanges: &crate::Exchanges,
-        tag: Tag,
-        exchange: Option<ExchangeId>,
-        body: &[u8],
-        now: Timestamp,
-    ) -> Result<Reply, Problem> {
+    fn handle_server(&self, steps: &crate::PendingSteps, m: &Inbound) -> Result<Handled, Problem> {
         let server = self.server()?;
         let rng = &mut os_rng();
-        match tag {
+        let (body, now) = (&m.body[..], m.now);
+        let reply = match m.tag {
             tags::CPO_POST_REQUEST => {
                 let (m1, pending) = server.handle_post_request(rng, now, body)?;
-                Ok(go_on(m1, exchanges.insert(pending)?))
+                go_on(m1, steps.insert(pending)?)
             }
             tags::CPO_POST_RESPONSE => {
-                let posted = exchanges.step(&need(exchange)?, |p: PendingPost| {
-                    p.handle_response(&server, rng, now, body)
+                let (unit, prepared) = steps.step(&m.pending_step()?, |p: PendingPost| {
+                    p.prepare_response(&server, now, body)
                 })?;
-                self.store
-                    .archive()
-                    .append("cpo/posted", &posted.entry.posted, now)?;
-                Ok(done(posted.reply))
+                return Ok(Handled::Unit(Box::new((unit, Finish::Post(prepared)))));
             }
             tags::CPO_BROWSE_REQUEST => {
                 let (m1, pending) = server.handle_browse_request(rng, now, body)?;
-                Ok(go_on(m1, exchanges.insert(pending)?))
+                go_on(m1, steps.insert(pending)?)
             }
             tags::CPO_BROWSE_RESPONSE => {
-                let granted = exchanges.step(&need(exchange)?, |p: PendingBrowse| {
+                let granted = steps.step(&m.pending_step()?, |p: PendingBrowse| {
                     p.handle_response(&server, rng, now, body)
                 })?;
-                Ok(done(granted.reply))
+                done(granted.reply)
             }
-            tags::CPO_LISTING_REQUEST => Ok(done(server.handle_listing_request(rng, now, body)?)),
-            tags::CPO_LISTINGS_REQUEST => Ok(done(server.handle_listings_request(rng, now, body)?)),
-            tags::CPO_BIND_OFFER => Ok(done(server.handle_bind_offer(rng, now, body)?.reply)),
-            tags::CPO_BID => Ok(done(
-                server.handle_bid(&self.store.bids(), rng, now, body)?.reply,
-            )),
+            tags::CPO_LISTING_REQUEST => done(server.handle_listing_request(rng, now, body)?),
+            tags::CPO_LISTINGS_REQUEST => done(server.handle_listings_request(rng, now, body)?),
+            tags::CPO_BIND_OFFER => done(server.handle_bind_offer(rng, now, body)?.reply),
+            tags::CPO_BID => done(server.handle_bid(rng, now, body)?.reply),
             tags::CPO_BROWSE_END => {
                 let outcome = server.handle_end_session(now, body)?;
                 // A one-word answer; the seller needs nothing signed here.
                 let mut e = agora_core::wire::Encoder::new();
                 e.text(&format!("{outcome:?}"));
-                Ok(done(e.as_bytes().to_vec()))
+                done(e.as_bytes().to_vec())
             }
-            tags::CPO_BINDING_REQUEST => Ok(done(server.binding_for_buyer(rng, now, body)?)),
-            tags::CPO_POSTED_REQUEST => Ok(done(server.posted_for_buyer(rng, now, body)?)),
-            tags::CPO_BIDS_REQUEST => Ok(done(server.bids_for_seller(
-                &self.store.bids(),
-                rng,
-                now,
-                body,
-            )?)),
-            tags::CPO_SELLER_BINDING_QUERY => {
-                Ok(done(server.handle_binding_query(rng, now, body)?))
-            }
-            other => Err(unknown(other)),
-        }
+            tags::CPO_BINDING_REQUEST => done(server.binding_for_buyer(rng, now, body)?),
+            tags::CPO_POSTED_REQUEST => done(server.posted_for_buyer(rng, now, body)?),
+            tags::CPO_BIDS_REQUEST => done(server.bids_for_seller(rng, now, body)?),
+            tags::CPO_SELLER_BINDING_QUERY => done(server.handle_binding_query(rng, now, body)?),
+            other => return Err(endpoint::unknown_message(other)),
+        };
+        Ok(Handled::Reply(reply))
     }
+}
+
+/// The evidence kind of an arbiter's acceptance in its archive.
+pub const ACCEPTANCE_EVIDENCE: &str = "cpo/arbiter-acceptance";
+
+/// What a step asks of its driver once its checks and signatures are done
+/// (on the blocking pool): the reply, or first a unit of work to commit.
+enum Handled {
+    /// Nothing (more) to write: the reply.
+    Reply(Reply),
+    /// A unit of work (a write and its evidence) to commit, then the step
+    /// to finish with what it wrote.
+    Unit(Box<(CpoUnit, Finish)>),
+    /// Evidence to archive (the step's only write), then the reply.
+    Evidence(Vec<Evidence>, Reply),
+}
+
+/// A step waiting for its unit to commit.
+enum Finish {
+    /// Protocol 2, step 4: the posted CPO's reply to Bob.
+    Post(PreparedPost),
 }
 
 /// The server's messages handled on the async runtime rather than the
@@ -508,57 +558,13 @@ impl CpoService {
                 body,
             )?)),
             tags::CPO_BIND_OFFER => {
-                let prepared = server.prepare_bind_offer(&mut os_rng(), now, body)?;
-                let outcome = server
-                    .board()
-                    .try_bind_in_session_async(&prepared.cpo, &prepared.binding, &prepared.session)
-                    .await?;
-                Ok(done(server.finish_bind(prepared, outcome)?.reply))
+                let (unit, prepared) = server.prepare_bind_offer(&mut os_rng(), now, body)?;
+                let written = server.store().commit(unit, now).await?;
+                Ok(done(server.finish_bind(prepared, written)?.reply))
             }
-            other => Err(unknown(other)),
+            other => Err(endpoint::unknown_message(other)),
         }
     }
-}
-
-async fn protocol_route(
-    svc: Arc<CpoService>,
-    core: Arc<Core>,
-    role: Role,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Response, Problem> {
-    let exchange = match headers.get(EXCHANGE_HEADER) {
-        None => None,
-        Some(v) => {
-            Some(parse_id(v.to_str().map_err(|_| {
-                Problem::bad_request("the exchange id is not text")
-            })?)?)
-        }
-    };
-    let now = Timestamp::now_from_system_clock();
-    let tag = message_tag(&body)?;
-    let r = if role == Role::Server && BIND_STEPS.contains(&tag) {
-        svc.handle_bind_step(tag, &body, now).await?
-    } else {
-        blocking(move || svc.handle(&core.exchanges, role, exchange, &body, now)).await?
-    };
-    Ok(cbor_reply(r.body, r.exchange))
-}
-
-async fn arbiter_route(
-    State((svc, core)): State<Svc>,
-    headers: HeaderMap,
-    Cbor(body): Cbor,
-) -> Result<Response, Problem> {
-    protocol_route(svc, core, Role::Arbiter, headers, body).await
-}
-
-async fn server_route(
-    State((svc, core)): State<Svc>,
-    headers: HeaderMap,
-    Cbor(body): Cbor,
-) -> Result<Response, Problem> {
-    protocol_route(svc, core, Role::Server, headers, body).await
 }
 
 /// The query of `GET /v1/cpo/board`.
@@ -674,8 +680,8 @@ pub fn public_json(e: &BoardEntry, now: Timestamp) -> serde_json::Value {
 
 /// A CPO's public fields and status (`open`, `not yet active`, `expired`,
 /// `bound`, `taken down`), or `None` if the board has no such CPO.
-pub fn status_json<B: Board>(
-    board: &B,
+pub fn status_json(
+    board: &dyn Board,
     id: &[u8; 32],
     now: Timestamp,
 ) -> Result<Option<serde_json::Value>, agora_core::Error> {
@@ -714,17 +720,17 @@ impl CpoService {
 
     /// One CPO's public fields and status.
     pub fn cpo_json(&self, id: &[u8; 32], now: Timestamp) -> Result<serde_json::Value, Problem> {
-        status_json(&self.store.board(), id, now)?
+        status_json(self.store.board(), id, now)?
             .ok_or_else(|| Problem::not_found("no such CPO on this board"))
     }
 
     /// The signed notice for the bid whose BID_RECEIPT hashes to `receipt`.
     pub fn notice(&self, id: &[u8; 32], receipt: &[u8; 32]) -> Result<Vec<u8>, Problem> {
-        Ok(self.server()?.notice(&self.store.bids(), id, receipt)?)
+        Ok(self.server()?.notice(id, receipt)?)
     }
 
     /// The store this service keeps its state in.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<dyn CpoStore> {
         &self.store
     }
 }
@@ -783,9 +789,18 @@ impl Service for CpoService {
     }
 
     fn router(self: Arc<Self>, core: Arc<Core>) -> Router {
+        let endpoint = |role| {
+            endpoint::route(
+                Arc::new(CpoEndpoint {
+                    svc: self.clone(),
+                    role,
+                }),
+                core.clone(),
+            )
+        };
         Router::new()
-            .route("/v1/cpo/arbiter", post(arbiter_route))
-            .route("/v1/cpo/server", post(server_route))
+            .route("/v1/cpo/arbiter", endpoint(Role::Arbiter))
+            .route("/v1/cpo/server", endpoint(Role::Server))
             .route("/v1/cpo/board", get(board_route))
             .route("/v1/cpo/board/{id}", get(cpo_route))
             .route("/v1/cpo/notices/{id}/{receipt}", get(notice_route))
@@ -857,6 +872,7 @@ impl Service for CpoService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
     use proptest::prelude::*;
 
     fn any_text() -> impl Strategy<Value = Option<String>> {
@@ -880,13 +896,6 @@ mod tests {
                 Ok((_, _, n)) => prop_assert!((1..=MAX_PAGE).contains(&n)),
                 Err(p) => prop_assert_eq!(p.status, StatusCode::BAD_REQUEST),
             }
-        }
-
-        /// Any bytes to either role get an answer, never a panic, and
-        /// unroutable bytes are a 400.
-        #[test]
-        fn any_body_gets_a_problem_not_a_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = message_tag(&body);
         }
     }
 

@@ -9,8 +9,11 @@
 //! - protocol messages are `POST /v1/<system>/<role>` with `application/cbor`
 //!   bodies ([`Cbor`]), bounded in size; public data is JSON;
 //! - errors are RFC 9457 problem documents with stable codes ([`Problem`]);
-//! - a bounded table of pending protocol exchanges with expiry
-//!   ([`exchange::Exchanges`]);
+//! - one protocol-endpoint layer ([`endpoint`]): the message and its tag,
+//!   dispatch, the pending-step header, the errors every role shares, trust
+//!   reload;
+//! - a bounded table of pending protocol steps with expiry
+//!   ([`pending::PendingSteps`]);
 //! - load shedding: past `max_in_flight` requests, `503` with `Retry-After`;
 //!   per-client rate limits (`429`), keyed by the client's address;
 //! - `/healthz`, `/metrics` (Prometheus text), `/openapi.json`, `/v1/node`;
@@ -19,13 +22,16 @@
 //!   durable before their replies) and then returns.
 //!
 //! Storage calls block (SQLite, group commit): handlers run them through
-//! [`blocking`], on tokio's blocking pool, never on the async workers.
+//! [`blocking`], on tokio's blocking pool. The exception is the two steps of
+//! a bind (`cpo`), which run on the async workers: they usually read only
+//! memory, and their binding awaits its commit as a future.
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod cpo;
-pub mod exchange;
+pub mod endpoint;
 pub mod metrics;
+pub mod pending;
 pub mod pki;
 pub mod problem;
 pub mod speed;
@@ -39,9 +45,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-pub use exchange::{Exchanges, EXCHANGE_HEADER};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 pub use metrics::Metrics;
+pub use pending::{PendingSteps, STEP_HEADER};
 pub use problem::Problem;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
@@ -65,10 +71,10 @@ pub struct NodeConfig {
     pub rate_limit_per_sec: u32,
     /// Burst above the rate a client may use.
     pub rate_limit_burst: u32,
-    /// Protocol exchanges pending at once.
-    pub max_exchanges: usize,
-    /// How long a pending exchange waits for the client's answer.
-    pub exchange_ttl: Duration,
+    /// Protocol steps pending at once.
+    pub max_pending_steps: usize,
+    /// How long a pending step waits for the client's next message.
+    pub pending_step_ttl: Duration,
     /// How often each service's housekeeping runs.
     pub housekeeping_every: Duration,
     /// The URL clients reach this node at (for links and `/v1/node`).
@@ -82,8 +88,8 @@ impl Default for NodeConfig {
             max_in_flight: 512,
             rate_limit_per_sec: 0,
             rate_limit_burst: 100,
-            max_exchanges: 10_000,
-            exchange_ttl: Duration::from_secs(120),
+            max_pending_steps: 10_000,
+            pending_step_ttl: Duration::from_secs(120),
             housekeeping_every: Duration::from_secs(30),
             public_url: "http://127.0.0.1:7878".into(),
         }
@@ -95,8 +101,8 @@ impl Default for NodeConfig {
 pub struct Core {
     /// The configuration.
     pub config: NodeConfig,
-    /// Pending protocol exchanges.
-    pub exchanges: Exchanges,
+    /// Pending protocol steps.
+    pub pending: PendingSteps,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -136,11 +142,11 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// A node with `config` and no services yet.
     pub fn new(config: NodeConfig) -> Node {
-        let exchanges = Exchanges::new(config.max_exchanges, config.exchange_ttl);
+        let pending = PendingSteps::new(config.max_pending_steps, config.pending_step_ttl);
         Node {
             core: Arc::new(Core {
                 config,
-                exchanges,
+                pending,
                 metrics: Metrics::new(),
             }),
             services: Vec::new(),
@@ -153,7 +159,7 @@ impl Node {
         self
     }
 
-    /// The core (configuration, exchanges, metrics).
+    /// The core (configuration, pending steps, metrics).
     pub fn core(&self) -> &Arc<Core> {
         &self.core
     }
@@ -188,7 +194,7 @@ impl Node {
         .route(
             "/metrics",
             get(move || async move {
-                core.metrics.exchanges.set(core.exchanges.len() as i64);
+                core.metrics.pending_steps.set(core.pending.len() as i64);
                 (
                     [(
                         header::CONTENT_TYPE,
@@ -269,9 +275,9 @@ async fn housekeeping_loop(
 }
 
 async fn run_housekeeping(core: &Arc<Core>, services: &[Arc<dyn Service>]) {
-    let expired = core.exchanges.purge();
+    let expired = core.pending.purge();
     if expired > 0 {
-        tracing::debug!(expired, "expired protocol exchanges dropped");
+        tracing::debug!(expired, "expired pending protocol steps dropped");
     }
     for s in services {
         let s = s.clone();
@@ -464,13 +470,13 @@ impl<S: Send + Sync> FromRequest<S> for Cbor {
     }
 }
 
-/// A protocol reply: `application/cbor`, with the exchange id when the
-/// exchange goes on.
-pub fn cbor_reply(body: Vec<u8>, exchange: Option<exchange::ExchangeId>) -> Response {
+/// A protocol reply: `application/cbor`, with the pending step's id when
+/// the protocol goes on.
+pub fn cbor_reply(body: Vec<u8>, step: Option<pending::StepId>) -> Response {
     let mut r = ([(header::CONTENT_TYPE, CBOR)], body).into_response();
-    if let Some(id) = exchange {
+    if let Some(id) = step {
         if let Ok(v) = HeaderValue::from_str(&hex::encode(id)) {
-            r.headers_mut().insert(EXCHANGE_HEADER, v);
+            r.headers_mut().insert(STEP_HEADER, v);
         }
     }
     r

@@ -1,5 +1,5 @@
 //! `/metrics`: request counts and latencies by route and status, requests in
-//! flight, exchanges pending, and housekeeping runs, in the Prometheus text
+//! flight, protocol steps pending, and housekeeping runs, in the Prometheus text
 //! format (prometheus-client, the Prometheus project's own Rust crate).
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -33,8 +33,8 @@ pub struct Metrics {
     latency: Family<Route, Histogram>,
     /// Requests being served now.
     pub in_flight: Gauge,
-    /// Protocol exchanges waiting for the client's answer.
-    pub exchanges: Gauge,
+    /// Protocol steps waiting for the client's next message.
+    pub pending_steps: Gauge,
     /// Requests refused before routing because the node was full.
     pub shed: Counter,
     /// Requests refused by a client's rate limit.
@@ -69,7 +69,7 @@ impl Metrics {
         let latency =
             Family::<Route, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
         let in_flight = Gauge::default();
-        let exchanges = Gauge::default();
+        let pending_steps = Gauge::default();
         let shed = Counter::default();
         let rate_limited = Counter::default();
         let housekeeping = Family::<Job, Counter>::default();
@@ -89,9 +89,9 @@ impl Metrics {
             in_flight.clone(),
         );
         registry.register(
-            "exchanges_pending",
-            "Protocol exchanges waiting for the client's answer",
-            exchanges.clone(),
+            "pending_steps",
+            "Protocol steps waiting for the client's next message",
+            pending_steps.clone(),
         );
         registry.register(
             "http_shed",
@@ -113,7 +113,7 @@ impl Metrics {
             requests,
             latency,
             in_flight,
-            exchanges,
+            pending_steps,
             shed,
             rate_limited,
             housekeeping,

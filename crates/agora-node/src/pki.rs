@@ -14,11 +14,9 @@
 //! without one), and the CPO service reloads them from there.
 
 use crate::{blocking, Core, Problem, Service};
-use agora_core::ports::EvidenceArchive;
 use agora_core::Timestamp;
-use agora_pki::registry::AgencyRegistry;
 use agora_pki::{Agency, Crl, CrlParams};
-use agora_store::Store;
+use agora_store::Stores;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -54,7 +52,7 @@ pub fn write_file_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Resul
 /// Issues `agency`'s next CRL (valid `days`), archives it, and makes it the
 /// current one in `crl_dir`.
 pub fn publish_crl(
-    store: &Store,
+    store: &Stores,
     agency: &Agency,
     crl_dir: &std::path::Path,
     days: u64,
@@ -96,7 +94,7 @@ pub fn current_crl(crl_dir: &std::path::Path, key_id: &str) -> Result<Option<Crl
 /// What the PKI service hosts.
 pub struct PkiSpec {
     /// The store (agency register, archive).
-    pub store: Store,
+    pub store: Stores,
     /// The agencies hosted here (their CRLs are re-issued on schedule).
     pub agencies: Vec<Agency>,
     /// Where current CRLs are kept.

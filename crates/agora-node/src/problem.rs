@@ -79,7 +79,8 @@ impl Problem {
             "not-found" => "Not found",
             "too-large" => "Request too large",
             "unsupported-media-type" => "Unsupported media type",
-            "unknown-exchange" => "Unknown or expired exchange",
+            "unknown-step" => "Unknown or expired pending step",
+            "missing-step" => "This message continues a pending step: name it",
             "unknown-message" => "This role does not take that message",
             _ => "Internal error",
         }

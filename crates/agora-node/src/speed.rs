@@ -7,9 +7,9 @@
 //! | `GET /v1/speed/catalogue` | - | the vendor's products and list prices (JSON) |
 //! | `POST /v1/speed/broker` | CBOR | PaymentOrder, message b, ReceiptRequest, CardLoadRequest |
 //!
-//! A negotiation goes on under the exchange id of the
-//! [`EXCHANGE_HEADER`]: the vendor's state waits in the node's table of
-//! pending exchanges between NegotiationSteps. Message b names its payment
+//! A negotiation goes on under the step id of the [`STEP_HEADER`](crate::STEP_HEADER): the
+//! vendor's state waits in the node's table of pending steps between
+//! NegotiationSteps. Message b names its payment
 //! in the [`PAYMENT_ORDER_HEADER`] (the broker's held debit is found by it,
 //! durably, so b may come after a restart).
 //!
@@ -21,16 +21,20 @@
 //! file and encrypted as it is sent, in constant memory; the head comes last
 //! because the bill carries the digest of the encrypted product.
 
-use crate::{blocking, cbor_reply, Cbor, Core, Problem, Service, EXCHANGE_HEADER};
+use crate::endpoint::{self, Answer, Endpoint, Inbound, Outbound, Reloading};
+use crate::{blocking, cbor_reply, Core, Problem, Service};
 use agora_core::crypto::{os_rng, Secret};
-use agora_core::wire::{peek_tag, tags};
+use agora_core::ports::Evidence;
+use agora_core::wire::tags;
 use agora_core::{Currency, Money, Timestamp};
 use agora_speed::broker::{Broker, BrokerReply};
+use agora_speed::ledger::Ledger;
 use agora_speed::purse::Sam;
 use agora_speed::strategy::{PriceRule, VendorStrategy};
+use agora_speed::vendor::HandshakeRegister;
 use agora_speed::vendor::{Catalogue, Delivery, Offer, Vendor, VendorNegotiation, VendorNext};
 use agora_speed::{AccountNumber, Keys, PaymentOrderId, Peer, SpeedTrust};
-use agora_store::{SqliteHandshakes, SqliteLedger, Store};
+use agora_store::Stores;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -51,6 +55,9 @@ const MAX_COMPLAINT_LEN: u32 = 64 * 1024;
 /// How much of a refused complaint's upload is read before answering.
 const MAX_DRAIN: u64 = 256 << 20;
 
+/// The evidence kind of a broker's signed ruling in its archive.
+pub const RULING_EVIDENCE: &str = "speed/ruling";
+
 /// The header naming the payment of message b (PaymentOrderID, hex).
 pub const PAYMENT_ORDER_HEADER: &str = "agora-payment-order";
 /// The media type of a delivery stream.
@@ -60,12 +67,9 @@ const SEND_CHUNK: usize = 64 * 1024;
 /// Chunks buffered between the encrypting thread and the connection.
 const SEND_QUEUE: usize = 4;
 
-/// Where the roles' trust comes from: called at start and by housekeeping,
-/// so that new CRLs take effect without a restart.
-pub trait SpeedTrustSource: Send + Sync {
-    /// The trusted SPEED CAs and their newest CRLs.
-    fn speed_trust(&self) -> Result<SpeedTrust, String>;
-}
+/// Where the SPEED roles' trust (the SPEED CAs and their newest CRLs)
+/// comes from.
+pub use crate::endpoint::TrustSource as SpeedTrustSource;
 
 /// A product the vendor sells: its ProductID (code and description), the
 /// file it is in, and its price rule.
@@ -206,14 +210,15 @@ impl std::fmt::Debug for dyn CatalogueSource {
 
 /// What the node's SPEED service hosts.
 pub struct SpeedSpec {
-    /// The store (ledger, handshake register).
-    pub store: Store,
+    /// The store (ledger, handshake register, evidence archive), on the
+    /// backend chosen at start-up.
+    pub store: Stores,
     /// The broker, if this node runs one.
     pub broker: Option<BrokerSpec>,
     /// The vendor, if this node runs one.
     pub vendor: Option<VendorSpec>,
     /// The SPEED CAs and their CRLs.
-    pub trust: Box<dyn SpeedTrustSource>,
+    pub trust: Box<dyn SpeedTrustSource<SpeedTrust>>,
 }
 
 impl std::fmt::Debug for SpeedSpec {
@@ -230,7 +235,7 @@ struct VendorRole {
     /// Swapped whole by housekeeping; a purchase keeps the one it began with.
     catalogue: RwLock<Arc<FileCatalogue>>,
     source: Box<dyn CatalogueSource>,
-    handshakes: SqliteHandshakes,
+    handshakes: Arc<dyn HandshakeRegister>,
 }
 
 impl VendorRole {
@@ -241,11 +246,11 @@ impl VendorRole {
 
 /// The SPEED roles as a node service.
 pub struct SpeedService {
-    store: Store,
-    ledger: SqliteLedger,
+    store: Stores,
+    ledger: Arc<dyn Ledger>,
     broker: Option<RwLock<Broker>>,
     vendor: Option<VendorRole>,
-    trust: Box<dyn SpeedTrustSource>,
+    trust: Reloading<SpeedTrust>,
 }
 
 impl std::fmt::Debug for SpeedService {
@@ -270,7 +275,8 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl SpeedService {
     /// Builds the roles with the trust as it is now.
     pub fn new(spec: SpeedSpec) -> Result<SpeedService, String> {
-        let trust = spec.trust.speed_trust()?;
+        let reloading = Reloading::new(spec.trust)?;
+        let trust = (*reloading.current()).clone();
         let now = Timestamp::now_from_system_clock();
         let broker = match spec.broker {
             None => None,
@@ -290,7 +296,7 @@ impl SpeedService {
         let vendor = match spec.vendor {
             None => None,
             Some(v) => {
-                let handshakes = SqliteHandshakes::new(spec.store.clone(), v.keys.id());
+                let handshakes = spec.store.handshakes(v.keys.id());
                 Some(VendorRole {
                     catalogue: RwLock::new(Arc::new(FileCatalogue::new(v.catalogue.products()?)?)),
                     source: v.catalogue,
@@ -306,21 +312,21 @@ impl SpeedService {
             }
         };
         Ok(SpeedService {
-            ledger: SqliteLedger::new(spec.store.clone()),
+            ledger: spec.store.ledger(),
             store: spec.store,
             broker,
             vendor,
-            trust: spec.trust,
+            trust: reloading,
         })
     }
 
     /// The ledger the broker books on.
-    pub fn ledger(&self) -> &SqliteLedger {
-        &self.ledger
+    pub fn ledger(&self) -> &dyn Ledger {
+        self.ledger.as_ref()
     }
 
     fn reload_trust(&self) -> Result<(), String> {
-        let t = self.trust.speed_trust()?;
+        let t = (*self.trust.reload()?).clone();
         if let Some(b) = &self.broker {
             write(b).set_trust(t.clone());
         }
@@ -382,29 +388,9 @@ impl SpeedService {
 
 type Svc = (Arc<SpeedService>, Arc<Core>);
 
-fn exchange_of(headers: &HeaderMap) -> Result<Option<crate::exchange::ExchangeId>, Problem> {
-    match headers.get(EXCHANGE_HEADER) {
-        None => Ok(None),
-        Some(v) => Ok(Some(crate::exchange::parse_id(
-            v.to_str()
-                .map_err(|_| Problem::bad_request("the exchange id is not text"))?,
-        )?)),
-    }
-}
-
-fn need_exchange(
-    id: Option<crate::exchange::ExchangeId>,
-) -> Result<crate::exchange::ExchangeId, Problem> {
-    id.ok_or_else(|| {
-        Problem::bad_request(format!(
-            "this message goes on a negotiation: name it in {EXCHANGE_HEADER}"
-        ))
-    })
-}
-
 /// What the vendor route answers.
 enum VendorAnswer {
-    Step(Vec<u8>, Option<crate::exchange::ExchangeId>),
+    Step(Vec<u8>, Option<crate::pending::StepId>),
     /// A delivery to stream from the product's file.
     Deliver(Delivery),
     /// A small product's whole delivery, made on the step's thread.
@@ -427,39 +413,44 @@ impl VendorAnswer {
     }
 }
 
-async fn vendor_route(
-    State((svc, core)): State<Svc>,
-    headers: HeaderMap,
-    Cbor(body): Cbor,
-) -> Result<Response, Problem> {
-    let exchange = exchange_of(&headers)?;
-    let now = Timestamp::now_from_system_clock();
+/// The vendor's protocol endpoint, `POST /v1/speed/vendor`.
+#[derive(Debug)]
+struct VendorEndpoint(Arc<SpeedService>);
+
+impl Endpoint for VendorEndpoint {
+    fn handle(self: Arc<Self>, core: Arc<Core>, m: Inbound) -> Answer {
+        Box::pin(vendor_step(self.0.clone(), core, m))
+    }
+}
+
+async fn vendor_step(
+    svc: Arc<SpeedService>,
+    c: Arc<Core>,
+    m: Inbound,
+) -> Result<Outbound, Problem> {
     let s = svc.clone();
-    let c = core.clone();
     let answer = blocking(move || {
         let v = s.vendor()?;
-        let tag = peek_tag(&body)?;
+        let (body, now) = (&m.body[..], m.now);
         let mut rng = os_rng();
-        match tag {
+        match m.tag {
             tags::SPEED_NEGOTIATION_REQUEST => {
                 let (state, step) = read(&v.vendor).on_negotiation_request(
                     now,
                     &mut rng,
-                    &body,
+                    body,
                     v.catalogue().as_ref(),
                 )?;
-                let id = c.exchanges.insert(state)?;
+                let id = c.pending.insert(state)?;
                 Ok(VendorAnswer::Step(step, Some(id)))
             }
             tags::SPEED_NEGOTIATION_STEP => {
-                let next = c
-                    .exchanges
-                    .step(&need_exchange(exchange)?, |s: VendorNegotiation| {
-                        s.on_step(&mut rng, &body)
-                    })?;
+                let next = c.pending.step(&m.pending_step()?, |s: VendorNegotiation| {
+                    s.on_step(&mut rng, body)
+                })?;
                 match next {
                     VendorNext::Counter(state, step) => {
-                        let id = c.exchanges.insert(*state)?;
+                        let id = c.pending.insert(*state)?;
                         Ok(VendorAnswer::Step(step, Some(id)))
                     }
                     VendorNext::Closed => Err(Problem::from(agora_core::Error::Refused(
@@ -468,36 +459,34 @@ async fn vendor_route(
                 }
             }
             tags::SPEED_HANDSHAKE => {
-                let d = c
-                    .exchanges
-                    .step(&need_exchange(exchange)?, |s: VendorNegotiation| {
-                        s.on_handshake(now, &body, &v.handshakes)
-                    })?;
+                let d = c.pending.step(&m.pending_step()?, |s: VendorNegotiation| {
+                    s.on_handshake(now, body, v.handshakes.as_ref())
+                })?;
                 VendorAnswer::delivery(v, d)
             }
             tags::SPEED_PRODUCT_REQUEST => {
                 let d = read(&v.vendor).on_product_request(
                     now,
-                    &body,
+                    body,
                     v.catalogue().as_ref(),
-                    &v.handshakes,
+                    v.handshakes.as_ref(),
                 )?;
                 VendorAnswer::delivery(v, d)
             }
-            other => Err(unknown_message(other)),
+            other => Err(endpoint::unknown_message(other)),
         }
     })
     .await?;
     match answer {
-        VendorAnswer::Step(body, id) => Ok(cbor_reply(body, id)),
-        VendorAnswer::Deliver(d) => deliver(svc, d),
+        VendorAnswer::Step(body, step) => Ok(Outbound::Message { body, step }),
+        VendorAnswer::Deliver(d) => Ok(Outbound::Response(deliver(svc, d)?)),
         VendorAnswer::Delivered(body) => {
             let mut r = Response::new(Body::from(body));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static(DELIVERY_TYPE),
             );
-            Ok(r)
+            Ok(Outbound::Response(r))
         }
     }
 }
@@ -539,13 +528,6 @@ fn write_delivery<W: Write + Send>(
     w.flush()?;
     tracing::debug!(order = %sale.order, price = %sale.price, "SPEED delivery sent");
     Ok(w)
-}
-
-fn unknown_message(tag: agora_core::wire::Tag) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "unknown-message").with_detail(format!(
-        "this role does not take {}",
-        tag.name().unwrap_or("that message")
-    ))
 }
 
 /// Sends what is written to it as body chunks.
@@ -626,12 +608,18 @@ fn deliver(svc: Arc<SpeedService>, d: Delivery) -> Result<Response, Problem> {
     Ok(r)
 }
 
-async fn broker_route(
-    State((svc, _core)): State<Svc>,
-    headers: HeaderMap,
-    Cbor(body): Cbor,
-) -> Result<Response, Problem> {
-    let order = match headers.get(PAYMENT_ORDER_HEADER) {
+/// The broker's protocol endpoint, `POST /v1/speed/broker`.
+#[derive(Debug)]
+struct BrokerEndpoint(Arc<SpeedService>);
+
+impl Endpoint for BrokerEndpoint {
+    fn handle(self: Arc<Self>, _core: Arc<Core>, m: Inbound) -> Answer {
+        Box::pin(broker_step(self.0.clone(), m))
+    }
+}
+
+async fn broker_step(svc: Arc<SpeedService>, m: Inbound) -> Result<Outbound, Problem> {
+    let order = match m.headers.get(PAYMENT_ORDER_HEADER) {
         None => None,
         Some(v) => Some(
             v.to_str()
@@ -640,14 +628,13 @@ async fn broker_route(
                 .ok_or_else(|| Problem::bad_request("the payment order id is not 96 hex digits"))?,
         ),
     };
-    let now = Timestamp::now_from_system_clock();
     let reply = blocking(move || {
         let b = read(svc.broker()?);
-        let ledger = &svc.ledger;
-        let tag = peek_tag(&body)?;
-        Ok(match tag {
+        let ledger = svc.ledger.as_ref();
+        let (body, now) = (&m.body[..], m.now);
+        Ok(match m.tag {
             tags::SPEED_PAYMENT_ORDER => {
-                match b.on_payment_order(now, &mut os_rng(), &body, ledger)? {
+                match b.on_payment_order(now, &mut os_rng(), body, ledger)? {
                     BrokerReply::Receipt(r) => r,
                     BrokerReply::PurseDebit(a) => a,
                 }
@@ -658,15 +645,15 @@ async fn broker_route(
                         "message b names its payment in {PAYMENT_ORDER_HEADER}"
                     ))
                 })?;
-                b.on_purse_confirm(now, &order, &body, ledger)?
+                b.on_purse_confirm(now, &order, body, ledger)?
             }
-            tags::SPEED_RECEIPT_REQUEST => b.on_receipt_request(&body, ledger)?,
-            tags::SPEED_CARD_LOAD_REQUEST => b.on_card_load(now, &body, ledger)?,
-            other => return Err(unknown_message(other)),
+            tags::SPEED_RECEIPT_REQUEST => b.on_receipt_request(body, ledger)?,
+            tags::SPEED_CARD_LOAD_REQUEST => b.on_card_load(now, body, ledger)?,
+            other => return Err(endpoint::unknown_message(other)),
         })
     })
     .await?;
-    Ok(cbor_reply(reply, None))
+    Ok(Outbound::done(reply))
 }
 
 /// Reads what an async body sends, on a blocking thread.
@@ -720,7 +707,6 @@ async fn complaint_route(
     });
     let now = Timestamp::now_from_system_clock();
     let signed = blocking(move || {
-        use agora_core::ports::EvidenceArchive;
         use io::Read;
         let b = read(svc.broker()?);
         let mut r = ChannelReader {
@@ -737,15 +723,18 @@ async fn complaint_route(
         let mut msg = vec![0u8; len as usize];
         r.read_exact(&mut msg).map_err(cut)?;
         let ruled = (|| -> Result<Vec<u8>, Problem> {
-            let case = b.open_complaint(now, &msg, &svc.ledger)?;
+            let case = b.open_complaint(now, &msg, svc.ledger.as_ref())?;
             let found = case
                 .examine(&mut r)
                 .map_err(|_| Problem::bad_request("the encrypted product could not be read"))?;
             let ruling = case.rule(&found, now)?;
             let signed = b.sign_ruling(&ruling);
+            // The ruling's unit of work is its evidence; this thread (of the
+            // blocking pool, reading the upload) waits for it.
             svc.store
                 .archive()
-                .append("speed/ruling", &signed, now)
+                .record(vec![Evidence::new(RULING_EVIDENCE, signed.clone())], now)
+                .wait()
                 .map_err(Problem::from)?;
             tracing::info!(order = %ruling.order, verdict = ruling.verdict.as_str(), "SPEED ruling");
             Ok(signed)
@@ -774,9 +763,15 @@ impl Service for SpeedService {
 
     fn router(self: Arc<Self>, core: Arc<Core>) -> Router {
         Router::new()
-            .route("/v1/speed/vendor", post(vendor_route))
+            .route(
+                "/v1/speed/vendor",
+                endpoint::route(Arc::new(VendorEndpoint(self.clone())), core.clone()),
+            )
             .route("/v1/speed/catalogue", get(catalogue_route))
-            .route("/v1/speed/broker", post(broker_route))
+            .route(
+                "/v1/speed/broker",
+                endpoint::route(Arc::new(BrokerEndpoint(self.clone())), core.clone()),
+            )
             .route("/v1/speed/complaints", post(complaint_route))
             .with_state((self, core))
     }

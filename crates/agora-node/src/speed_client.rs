@@ -6,7 +6,7 @@
 
 use crate::client::{ClientError, NodeClient};
 use crate::speed::{COMPLAINT_TYPE, DELIVERY_TYPE, PAYMENT_ORDER_HEADER};
-use crate::EXCHANGE_HEADER;
+use crate::STEP_HEADER;
 use agora_core::crypto::Rng;
 use agora_core::Money;
 use agora_speed::customer::{
@@ -88,10 +88,10 @@ impl SpeedClient {
     fn vendor(
         &self,
         body: &[u8],
-        exchange: Option<crate::exchange::ExchangeId>,
-    ) -> Result<(Vec<u8>, Option<crate::exchange::ExchangeId>)> {
-        let headers: Vec<(&str, String)> = exchange
-            .map(|id| vec![(EXCHANGE_HEADER, hex::encode(id))])
+        step_id: Option<crate::pending::StepId>,
+    ) -> Result<(Vec<u8>, Option<crate::pending::StepId>)> {
+        let headers: Vec<(&str, String)> = step_id
+            .map(|id| vec![(STEP_HEADER, hex::encode(id))])
             .unwrap_or_default();
         Ok(self.node.post_cbor("/v1/speed/vendor", body, &headers)?)
     }
@@ -109,12 +109,12 @@ impl SpeedClient {
     fn receive(
         &self,
         body: &[u8],
-        exchange: Option<crate::exchange::ExchangeId>,
+        step_id: Option<crate::pending::StepId>,
         out: &Path,
         expect: impl FnOnce(&[u8]) -> agora_core::Result<ExpectProduct>,
     ) -> Result<ReadyToPay> {
-        let headers: Vec<(&str, String)> = exchange
-            .map(|id| vec![(EXCHANGE_HEADER, hex::encode(id))])
+        let headers: Vec<(&str, String)> = step_id
+            .map(|id| vec![(STEP_HEADER, hex::encode(id))])
             .unwrap_or_default();
         let r = self
             .node
@@ -171,20 +171,20 @@ impl SpeedClient {
         out: &Path,
     ) -> Result<Negotiated> {
         let (mut state, request) = customer::negotiate(rng, me, vendor, product_id, strategy)?;
-        let (mut step, mut exchange) = self.vendor(&request, None)?;
+        let (mut step, mut step_id) = self.vendor(&request, None)?;
         let mut rounds = 1;
         loop {
             match state.on_step(rng, me, &step, strategy)? {
                 CustomerNext::Counter(s, counter) => {
                     state = s;
-                    let (next, id) = self.vendor(&counter, exchange)?;
+                    let (next, id) = self.vendor(&counter, step_id)?;
                     step = next;
-                    exchange = id;
+                    step_id = id;
                     rounds += 1;
                 }
                 CustomerNext::Agreed(expect, handshake) => {
                     let ready =
-                        self.receive(&handshake, exchange, out, |head| expect.on_delivery(head))?;
+                        self.receive(&handshake, step_id, out, |head| expect.on_delivery(head))?;
                     return Ok(Negotiated::Ready(ready));
                 }
                 CustomerNext::WalkedAway { offer } => {

@@ -1161,8 +1161,8 @@ mod tests {
     // ---------------------------------------------------- through the node
 
     struct NoTrust;
-    impl crate::cpo::TrustSource for NoTrust {
-        fn bond_trust(&self) -> Result<agora_cpo::BondTrust, String> {
+    impl crate::cpo::TrustSource<agora_cpo::BondTrust> for NoTrust {
+        fn load(&self) -> Result<agora_cpo::BondTrust, String> {
             Ok(agora_cpo::BondTrust {
                 agencies: agora_pki::TrustAnchors::new(),
                 crls: vec![],
@@ -1196,7 +1196,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cpo = Arc::new(
             CpoService::new(crate::cpo::CpoSpec {
-                store: agora_store::Store::open_dir(dir.path()).unwrap(),
+                store: agora_store::Stores::in_data_dir(dir.path()).unwrap(),
                 server: None,
                 arbiter: None,
                 trust: Box::new(NoTrust),

@@ -1,6 +1,6 @@
 //! The node over real HTTP on loopback: the CPO protocols end to end through
 //! `NodeClient`, the problem documents of bad requests, the guard (rate
-//! limits, overload), the pending-exchange table, housekeeping (awards,
+//! limits, overload), the pending-step table, housekeeping (awards,
 //! revocations), the PKI routes, /metrics and the OpenAPI document.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
@@ -42,8 +42,8 @@ fn keys() -> Keys {
 /// Trust the test can change while the node runs.
 struct SharedTrust(Arc<Mutex<BondTrust>>);
 
-impl TrustSource for SharedTrust {
-    fn bond_trust(&self) -> Result<BondTrust, String> {
+impl TrustSource<BondTrust> for SharedTrust {
+    fn load(&self) -> Result<BondTrust, String> {
         Ok(self.0.lock().unwrap().clone())
     }
 }
@@ -76,7 +76,7 @@ fn crl(agency: &Agency, number: u64, revoked: Vec<Revocation>) -> Crl {
 impl TestNode {
     fn start(config: NodeConfig) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
-        let store = agora_store::Store::open_dir(dir.path()).unwrap();
+        let store = agora_store::Stores::in_data_dir(dir.path()).unwrap();
         let agency_key = SigningKey::generate(&mut os_rng());
         let agency = Agency::create(
             "Test Bonding Agency",
@@ -191,14 +191,14 @@ impl TestNode {
         let rng = &mut os_rng();
         let (m0, b) = buyer::request_approval::<V>(bob, rng, ccpo, "", &self.arbiter).unwrap();
         let r1 = self.client.call(Role::Arbiter, &m0, None).unwrap();
-        assert!(r1.exchange.is_some(), "the approval goes on");
+        assert!(r1.step.is_some(), "the approval goes on");
         let (m2, b) = b.handle(bob, rng, &r1.body).unwrap();
-        let r3 = self.client.call(Role::Arbiter, &m2, r1.exchange).unwrap();
+        let r3 = self.client.call(Role::Arbiter, &m2, r1.step).unwrap();
         let acceptance = b.handle(bob, now(), &r3.body).unwrap();
         let (m0, b) = buyer::request_post(bob, rng, &acceptance, &self.server).unwrap();
         let r1 = self.client.call(Role::Server, &m0, None).unwrap();
         let (m2, b) = b.handle(bob, rng, &r1.body).unwrap();
-        let r3 = self.client.call(Role::Server, &m2, r1.exchange).unwrap();
+        let r3 = self.client.call(Role::Server, &m2, r1.step).unwrap();
         b.handle(bob, &r3.body).unwrap();
         acceptance
     }
@@ -216,7 +216,7 @@ impl TestNode {
         .unwrap();
         let r1 = self.client.call(Role::Server, &m0, None).unwrap();
         let (m2, p) = p.handle(k, rng, &r1.body).unwrap();
-        let r3 = self.client.call(Role::Server, &m2, r1.exchange).unwrap();
+        let r3 = self.client.call(Role::Server, &m2, r1.step).unwrap();
         p.handle(k, &r3.body).unwrap()
     }
 
@@ -345,6 +345,102 @@ fn post_bind_refuse_and_fetch_over_http() {
     assert_eq!(e.status, 403);
 }
 
+/// Every kind of message either CPO role takes, genuine and then damaged
+/// (a byte changed, cut short, lengthened) or replaced by random bytes,
+/// sent to both roles with and without a pending step: every answer is a
+/// `4xx` problem document, never a `5xx` and never a dropped connection.
+/// The seed is printed so that a failure can be replayed.
+#[test]
+fn damaged_and_random_messages_to_either_role_get_a_4xx_problem() {
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    let n = TestNode::start(NodeConfig::default());
+    let rng = &mut os_rng();
+    // Genuine messages of every kind, with the step ids they continue.
+    let mut genuine: Vec<(Vec<u8>, Option<[u8; 16]>)> = Vec::new();
+    let bob = keys();
+    let bob_bond = n.bond(&bob, BondRole::Buyer);
+    let ccpo = n.ccpo(&bob_bond, "A blue kettle", 30 * DAY);
+    let (m0, b) = buyer::request_approval::<FirstCome>(&bob, rng, ccpo, "", &n.arbiter).unwrap();
+    let r1 = n.client.call(Role::Arbiter, &m0, None).unwrap();
+    let (m2, _) = b.handle(&bob, rng, &r1.body).unwrap();
+    genuine.push((m0, None));
+    genuine.push((m2, r1.step));
+    let ccpo = n.ccpo(&bob_bond, "A green kettle", 30 * DAY);
+    let id = ccpo.id;
+    n.approve_and_post::<FirstCome>(&bob, ccpo);
+    let pam = keys();
+    let pam_bond = n.bond(&pam, BondRole::Seller);
+    let (m0, p) = seller::request_session(
+        &pam,
+        rng,
+        pam_bond.clone(),
+        now().minus_secs(60),
+        now().plus_secs(DAY),
+        &n.server,
+    )
+    .unwrap();
+    let r1 = n.client.call(Role::Server, &m0, None).unwrap();
+    let (m2, _) = p.handle(&pam, rng, &r1.body).unwrap();
+    genuine.push((m0, None));
+    genuine.push((m2, r1.step));
+    let s = n.session(&pam, &pam_bond);
+    genuine.push((s.request_listing(rng, id, Mode::FirstCome), None));
+    let (offer, _) = n.offer(&s, id).unwrap();
+    genuine.push((offer, None));
+    genuine.push((
+        agora_cpo::delivery::request_binding(&bob, rng, now(), id).0,
+        None,
+    ));
+    genuine.push((s.end(rng), None));
+
+    let seed = os_rng().next_u64();
+    println!("seed {seed}");
+    let mut r = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let http = raw(&n.url);
+    let mut sent = 0;
+    for (m, step) in &genuine {
+        for i in 0..24 {
+            let mut bad = m.clone();
+            match i % 4 {
+                0 => {
+                    let at = (r.next_u32() as usize) % bad.len();
+                    bad[at] ^= 1 << (r.next_u32() % 8);
+                }
+                1 => bad.truncate((r.next_u32() as usize) % bad.len()),
+                2 => bad.extend_from_slice(&[0u8; 3]),
+                _ => {
+                    bad = vec![0u8; 1 + (r.next_u32() as usize) % 600];
+                    r.fill_bytes(&mut bad);
+                }
+            }
+            for path in ["/v1/cpo/arbiter", "/v1/cpo/server"] {
+                for with_step in [None, *step, Some([9u8; 16])] {
+                    let mut req = http
+                        .post(format!("{}{path}", n.url))
+                        .header("content-type", "application/cbor")
+                        .body(bad.clone());
+                    if let Some(id) = with_step {
+                        req = req.header("agora-step", hex::encode(id));
+                    }
+                    let resp = req.send().expect("an answer, not a dropped connection");
+                    let status = resp.status().as_u16();
+                    assert!(
+                        (400..500).contains(&status),
+                        "seed {seed}: {status} for a damaged message to {path}"
+                    );
+                    assert_eq!(
+                        resp.headers()["content-type"],
+                        "application/problem+json",
+                        "seed {seed}"
+                    );
+                    sent += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(sent, genuine.len() * 24 * 6);
+}
+
 fn raw(url: &str) -> reqwest::blocking::Client {
     let _ = url;
     reqwest::blocking::Client::new()
@@ -436,8 +532,8 @@ fn bad_requests_get_problem_documents() {
         "not-found",
     );
 
-    // The second message of an exchange: without, with an unknown, and with
-    // a used exchange id.
+    // The second message of a pending step: without, with an unknown, and with
+    // a used step id.
     let bob = keys();
     let bond = n.bond(&bob, BondRole::Buyer);
     let rng = &mut os_rng();
@@ -458,7 +554,7 @@ fn bad_requests_get_problem_documents() {
     );
     assert_eq!(
         problem(n.client.call(Role::Arbiter, &m2, None).unwrap_err()).code,
-        "decode"
+        "missing-step"
     );
     assert_eq!(
         problem(
@@ -467,18 +563,18 @@ fn bad_requests_get_problem_documents() {
                 .unwrap_err()
         )
         .code,
-        "unknown-exchange"
+        "unknown-step"
     );
-    // Sent to the wrong role, the exchange is not consumed...
+    // Sent to the wrong role, the pending step is not consumed...
     assert_eq!(
-        problem(n.client.call(Role::Server, &m2, r1.exchange).unwrap_err()).code,
+        problem(n.client.call(Role::Server, &m2, r1.step).unwrap_err()).code,
         "unknown-message"
     );
     n.client
-        .call(Role::Arbiter, &m2, r1.exchange)
+        .call(Role::Arbiter, &m2, r1.step)
         .expect("...and still answers");
-    let replay = problem(n.client.call(Role::Arbiter, &m2, r1.exchange).unwrap_err());
-    assert_eq!(replay.code, "unknown-exchange", "an exchange is used once");
+    let replay = problem(n.client.call(Role::Arbiter, &m2, r1.step).unwrap_err());
+    assert_eq!(replay.code, "unknown-step", "a pending step is used once");
 
     // A tampered message: a crypto failure tells nothing more.
     let (mut m0, _) = buyer::request_approval::<FirstCome>(
@@ -532,9 +628,9 @@ fn rate_limits_answer_429_with_retry_after() {
 }
 
 #[test]
-fn a_full_exchange_table_answers_503() {
+fn a_full_pending_step_table_answers_503() {
     let n = TestNode::start(NodeConfig {
-        max_exchanges: 1,
+        max_pending_steps: 1,
         ..Default::default()
     });
     let bob = keys();
@@ -661,7 +757,7 @@ fn a_bidder_fetches_her_lost_receipts_over_http() {
 
     let (req_bytes, req) = request_bids(&pam, rng, now(), id, 0);
     let reply = n.client.call(Role::Server, &req_bytes, None).unwrap();
-    assert!(reply.exchange.is_none(), "one round trip");
+    assert!(reply.step.is_none(), "one round trip");
     let got = open_bids_reply(&pam, &n.server.sign, &req, &reply.body).unwrap();
     assert_eq!(got.total, 2);
     assert_eq!(got.receipts, vec![lost, again]);
@@ -850,11 +946,11 @@ fn a_listing_issued_before_housekeeping_still_binds_after_it() {
 
 /// "Bad input changes nothing": the buyer's (protocols 1 and 2) and the
 /// seller's (protocol 3) answers to a challenge, damaged on the way, are
-/// refused without ending the exchange, so the genuine answer, sent again
-/// under the same exchange id, still completes it. A genuine answer uses
-/// the exchange up.
+/// refused without ending the pending step, so the genuine answer, sent again
+/// under the same step id, still completes it. A genuine answer uses
+/// the pending step up.
 #[test]
-fn damaged_answers_leave_the_exchange_pending() {
+fn damaged_answers_leave_the_step_pending() {
     let n = TestNode::start(NodeConfig::default());
     let rng = &mut os_rng();
     let flip = |m: &[u8]| {
@@ -880,21 +976,21 @@ fn damaged_answers_leave_the_exchange_pending() {
     .unwrap();
     let r1 = n.client.call(Role::Arbiter, &m0, None).unwrap();
     let (m2, b) = b.handle(&bob, rng, &r1.body).unwrap();
-    refused_but_pending(Role::Arbiter, &m2, r1.exchange);
-    refused_but_pending(Role::Arbiter, &m2, r1.exchange);
-    let r3 = n.client.call(Role::Arbiter, &m2, r1.exchange).unwrap();
+    refused_but_pending(Role::Arbiter, &m2, r1.step);
+    refused_but_pending(Role::Arbiter, &m2, r1.step);
+    let r3 = n.client.call(Role::Arbiter, &m2, r1.step).unwrap();
     let acceptance = b.handle(&bob, now(), &r3.body).unwrap();
     assert_eq!(
-        problem(n.client.call(Role::Arbiter, &m2, r1.exchange).unwrap_err()).code,
-        "unknown-exchange",
+        problem(n.client.call(Role::Arbiter, &m2, r1.step).unwrap_err()).code,
+        "unknown-step",
         "the genuine answer used it up"
     );
     // Protocol 2.
     let (m0, b) = buyer::request_post(&bob, rng, &acceptance, &n.server).unwrap();
     let r1 = n.client.call(Role::Server, &m0, None).unwrap();
     let (m2, b) = b.handle(&bob, rng, &r1.body).unwrap();
-    refused_but_pending(Role::Server, &m2, r1.exchange);
-    let r3 = n.client.call(Role::Server, &m2, r1.exchange).unwrap();
+    refused_but_pending(Role::Server, &m2, r1.step);
+    let r3 = n.client.call(Role::Server, &m2, r1.step).unwrap();
     b.handle(&bob, &r3.body).unwrap();
     // Protocol 3.
     let pam = keys();
@@ -910,8 +1006,8 @@ fn damaged_answers_leave_the_exchange_pending() {
     .unwrap();
     let r1 = n.client.call(Role::Server, &m0, None).unwrap();
     let (m2, p) = p.handle(&pam, rng, &r1.body).unwrap();
-    refused_but_pending(Role::Server, &m2, r1.exchange);
-    let r3 = n.client.call(Role::Server, &m2, r1.exchange).unwrap();
+    refused_but_pending(Role::Server, &m2, r1.step);
+    let r3 = n.client.call(Role::Server, &m2, r1.step).unwrap();
     p.handle(&pam, &r3.body).unwrap();
 }
 
@@ -961,9 +1057,7 @@ fn sixteen_sellers_offer_at_once_over_http_and_one_binds() {
         assert_eq!((p.status, p.code.as_str()), (409, "refused"));
         assert!(p.detail.unwrap_or_default().contains("already bound"));
     }
-    let stored = agora_cpo::ports::Board::binding(&n.svc.store().board(), &id)
-        .unwrap()
-        .expect("bound");
+    let stored = n.svc.store().board().binding(&id).unwrap().expect("bound");
     assert_eq!(stored.bound_cpo, won[0], "the store holds the winner's");
 }
 

@@ -15,11 +15,11 @@ use agora_node::speed_client::{Negotiated, SpeedClient};
 use agora_node::{Node, NodeConfig, Service};
 use agora_pki::{Agency, CrlParams, IdentityParams, PartyRole, TrustAnchors};
 use agora_speed::customer::Identity;
-use agora_speed::ledger::{Account, AccountKind, JournalEntry, Ledger, Posting};
+use agora_speed::ledger::{Account, AccountKind, JournalEntry, Posting};
 use agora_speed::purse::Sam;
 use agora_speed::strategy::{AcceptFirst, PriceRule, Target};
 use agora_speed::{AccountNumber, CardId, Keys, Peer, SpeedTrust};
-use agora_store::Store;
+use agora_store::Stores;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,8 +53,8 @@ impl CatalogueSource for Fixed {
 
 struct Trust(SpeedTrust);
 
-impl SpeedTrustSource for Trust {
-    fn speed_trust(&self) -> Result<SpeedTrust, String> {
+impl SpeedTrustSource<SpeedTrust> for Trust {
+    fn load(&self) -> Result<SpeedTrust, String> {
         Ok(self.0.clone())
     }
 }
@@ -133,7 +133,7 @@ fn start() -> TestNode {
     let key_product = b"0123456789abcdef".to_vec();
     std::fs::write(dir.path().join("song.mp3"), &song).unwrap();
     std::fs::write(dir.path().join("key.bin"), &key_product).unwrap();
-    let store = Store::open_dir(dir.path()).unwrap();
+    let store = Stores::in_data_dir(dir.path()).unwrap();
     let svc = Arc::new(
         SpeedService::new(SpeedSpec {
             store,
@@ -426,8 +426,8 @@ fn walking_away_and_refusals_over_http() {
     // The lost receipt, asked for again.
     let purchase = c.receipt(expect).unwrap();
     assert_eq!(purchase.price, eur(50));
-    // A NegotiationStep without the exchange id of its negotiation, and
-    // one under an exchange id the node never gave.
+    // A NegotiationStep without the step id of its negotiation, and
+    // one under an step id the node never gave.
     let (_, request) =
         agora_speed::customer::negotiate(&mut os_rng(), &n.carol, &n.vendor, SONG, &AcceptFirst)
             .unwrap();
@@ -435,26 +435,26 @@ fn walking_away_and_refusals_over_http() {
     assert!(id.is_some());
     let e = node.post_cbor("/v1/speed/vendor", &step, &[]).unwrap_err();
     assert!(
-        matches!(&e, ClientError::Problem(p) if p.detail.as_deref().unwrap_or("").contains("agora-exchange"))
+        matches!(&e, ClientError::Problem(p) if p.detail.as_deref().unwrap_or("").contains("agora-step"))
     );
     let e = node
         .post_cbor(
             "/v1/speed/vendor",
             &step,
-            &[("agora-exchange", "00".repeat(16))],
+            &[("agora-step", "00".repeat(16))],
         )
         .unwrap_err();
-    assert_eq!(e.code(), "unknown-exchange");
+    assert_eq!(e.code(), "unknown-step");
 }
 
 /// "Bad input changes nothing": a NegotiationStep or Handshake damaged on
 /// the way is refused and the vendor's negotiation goes on, so the genuine
-/// message, sent again under the same exchange id, is answered. A message
+/// message, sent again under the same step id, is answered. A message
 /// that authenticates and breaks the protocol (a repeated SeqN) ends the
 /// negotiation as an attack.
 #[test]
 fn damaged_negotiation_messages_leave_the_negotiation_intact() {
-    use agora_node::EXCHANGE_HEADER;
+    use agora_node::STEP_HEADER;
     use agora_speed::customer::{self, CustomerNext};
     let n = start();
     let node = NodeClient::new(&n.url).unwrap();
@@ -471,7 +471,7 @@ fn damaged_negotiation_messages_leave_the_negotiation_intact() {
     else {
         panic!("Carol counters 0.90")
     };
-    let hdr = |x: Option<[u8; 16]>| [(EXCHANGE_HEADER, hex::encode(x.unwrap()))];
+    let hdr = |x: Option<[u8; 16]>| [(STEP_HEADER, hex::encode(x.unwrap()))];
     let flip = |m: &[u8], i: usize| {
         let mut d = m.to_vec();
         d[i] ^= 0x20;
@@ -482,7 +482,7 @@ fn damaged_negotiation_messages_leave_the_negotiation_intact() {
         let e = node
             .post_cbor("/v1/speed/vendor", &flip(&m2, i), &hdr(x))
             .unwrap_err();
-        assert_ne!(e.code(), "unknown-exchange", "{e}");
+        assert_ne!(e.code(), "unknown-step", "{e}");
     }
     // The genuine step is still answered.
     let (step, x2) = node.post_cbor("/v1/speed/vendor", &m2, &hdr(x)).unwrap();
@@ -506,7 +506,7 @@ fn damaged_negotiation_messages_leave_the_negotiation_intact() {
             &hdr(x2),
         )
         .unwrap_err();
-    assert_ne!(e.code(), "unknown-exchange", "{e}");
+    assert_ne!(e.code(), "unknown-step", "{e}");
     let r = node
         .post_cbor_stream("/v1/speed/vendor", &handshake, &hdr(x2))
         .unwrap();
@@ -514,7 +514,7 @@ fn damaged_negotiation_messages_leave_the_negotiation_intact() {
     drop((r, expect));
     // A repeated SeqN ends a negotiation: in a new negotiation, Carol's
     // counter-offer sent again after the vendor answered it (under the new
-    // exchange id) authenticates, but repeats its SeqN.
+    // step id) authenticates, but repeats its SeqN.
     let (state, m1) = customer::negotiate(&mut rng, &n.carol, &n.vendor, SONG, &strategy).unwrap();
     let (step, x) = node.post_cbor("/v1/speed/vendor", &m1, &[]).unwrap();
     let CustomerNext::Counter(_, m2) = state.on_step(&mut rng, &n.carol, &step, &strategy).unwrap()
@@ -530,5 +530,5 @@ fn damaged_negotiation_messages_leave_the_negotiation_intact() {
     let e = node
         .post_cbor("/v1/speed/vendor", &m2, &hdr(x2))
         .unwrap_err();
-    assert_eq!(e.code(), "unknown-exchange", "{e}");
+    assert_eq!(e.code(), "unknown-step", "{e}");
 }

@@ -24,9 +24,9 @@ use agora_cpo::buyer::{self, Acceptance};
 use agora_cpo::policy::ArbiterPolicy;
 use agora_cpo::{Bidding, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys, Mode, Peer, Variant};
 use agora_node::cpo::{CpoService, CpoSpec, Reply, Role, TrustSource};
-use agora_node::exchange::ExchangeId;
+use agora_node::pending::StepId;
 use agora_node::web::WebService;
-use agora_node::{Exchanges, Node, NodeConfig};
+use agora_node::{Node, NodeConfig, PendingSteps};
 use agora_pki::{Agency, BondParams, Conditions, CrlParams, TrustAnchors};
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::path::{Path, PathBuf};
@@ -62,8 +62,8 @@ fn clone_keys(k: &Keys) -> Keys {
 /// The agencies and CRLs as they are: one agency, a current CRL.
 struct Fixed(BondTrust);
 
-impl TrustSource for Fixed {
-    fn bond_trust(&self) -> Result<BondTrust, String> {
+impl TrustSource<BondTrust> for Fixed {
+    fn load(&self) -> Result<BondTrust, String> {
         Ok(self.0.clone())
     }
 }
@@ -91,7 +91,7 @@ struct Seeded {
 
 struct Seeder<'a> {
     cpo: &'a CpoService,
-    exchanges: Exchanges,
+    pending: PendingSteps,
     bob: Keys,
     bob_bond: Vec<u8>,
     arbiter: Peer,
@@ -125,9 +125,9 @@ fn bond(
 }
 
 impl Seeder<'_> {
-    fn call(&self, role: Role, exchange: Option<ExchangeId>, body: &[u8]) -> Reply {
+    fn call(&self, role: Role, step: Option<StepId>, body: &[u8]) -> Reply {
         self.cpo
-            .handle(&self.exchanges, role, exchange, body, self.now)
+            .handle(&self.pending, role, step, body, self.now)
             .unwrap_or_else(|p| panic!("{} refused: {p:?}", role.path()))
     }
 
@@ -152,13 +152,13 @@ impl Seeder<'_> {
             buyer::request_approval::<V>(&self.bob, rng, ccpo.clone(), "", &self.arbiter).unwrap();
         let r1 = self.call(Role::Arbiter, None, &m0);
         let (m2, b) = b.handle(&self.bob, rng, &r1.body).unwrap();
-        let r3 = self.call(Role::Arbiter, r1.exchange, &m2);
+        let r3 = self.call(Role::Arbiter, r1.step, &m2);
         let acceptance: Acceptance = b.handle(&self.bob, self.now, &r3.body).unwrap();
 
         let (m0, b) = buyer::request_post(&self.bob, rng, &acceptance, &self.server).unwrap();
         let r1 = self.call(Role::Server, None, &m0);
         let (m2, b) = b.handle(&self.bob, rng, &r1.body).unwrap();
-        let r3 = self.call(Role::Server, r1.exchange, &m2);
+        let r3 = self.call(Role::Server, r1.step, &m2);
         let receipt = b.handle(&self.bob, &r3.body).unwrap();
         assert_eq!(receipt.cpo.ccpo.id, ccpo.id);
         ccpo
@@ -178,7 +178,7 @@ impl Seeder<'_> {
         .unwrap();
         let r1 = self.call(Role::Server, None, &m0);
         let (m2, p) = p.handle(seller, rng, &r1.body).unwrap();
-        let r3 = self.call(Role::Server, r1.exchange, &m2);
+        let r3 = self.call(Role::Server, r1.step, &m2);
         let session = p.handle(seller, &r3.body).unwrap();
 
         let ask = session.request_listing(rng, cpo.id, Mode::FirstCome);
@@ -224,7 +224,7 @@ fn seed() -> Seeded {
     let (arbiter, server) = (arbiter_keys.peer(), server_keys.peer());
     let cpo = Arc::new(
         CpoService::new(CpoSpec {
-            store: agora_store::Store::open_dir(dir.path()).unwrap(),
+            store: agora_store::Stores::in_data_dir(dir.path()).unwrap(),
             server: Some((clone_keys(&server_keys), vec![arbiter])),
             arbiter: Some((
                 clone_keys(&arbiter_keys),
@@ -242,7 +242,7 @@ fn seed() -> Seeded {
     let pam_bond = bond(&agency, now, &pam, eur(50_000), agora_pki::Role::Seller);
     let s = Seeder {
         cpo: &cpo,
-        exchanges: Exchanges::new(64, Duration::from_secs(60)),
+        pending: PendingSteps::new(64, Duration::from_secs(60)),
         bob,
         bob_bond,
         arbiter,

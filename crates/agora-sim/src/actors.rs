@@ -6,20 +6,18 @@
 use crate::net::Addr;
 use crate::{now_of, EPOCH};
 use agora_core::crypto::VerifyingKey;
-use agora_core::ports::MemoryReplayCache;
 use agora_core::wire::{envelope, tags};
 use agora_core::KeyId;
 use agora_core::Money;
 use agora_cpo::arbiter::{Arbiter, PendingApproval};
 use agora_cpo::bidding::{
     check_notice, open_bids_reply, request_bids, BidsRequest, ExpectBidReceipt, HeldReceipt,
-    MemoryBids, Outcome, PendingAward,
+    Outcome, PendingAward,
 };
 use agora_cpo::buyer::{
     self, Acceptance, ExpectArbiterAcceptance, ExpectArbiterChallenge, ExpectPostChallenge,
     ExpectPosted, PostReceipt,
 };
-use agora_cpo::ports::{MemoryBoard, MemorySessions, Sessions};
 use agora_cpo::recovery::ExpectBinding;
 use agora_cpo::seller::{
     self, BoundReceipt, ExpectBound, ExpectBrowseChallenge, ExpectBrowseGrant, SellerSession,
@@ -39,7 +37,7 @@ pub(crate) const NOTICE: u8 = 2;
 pub(crate) const NOTICE_REQUEST: u8 = 3;
 
 /// The server's storage: in-memory ports.
-pub type SimServer = Server<MemoryBoard, MemoryReplayCache, MemorySessions>;
+pub type SimServer = Server;
 
 /// How patient an actor is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -452,11 +450,10 @@ pub(crate) struct AwardJob {
     pub(crate) done: bool,
 }
 
-/// The CPO server on in-memory ports, with the bids port of protocol 6.
+/// The CPO server on in-memory ports (bids of protocol 6 included).
 #[derive(Debug)]
 pub struct ServerActor {
     pub(crate) server: SimServer,
-    pub(crate) bids: MemoryBids,
     rng: ChaCha20Rng,
     arbiter: Peer,
     pending_post: BTreeMap<Addr, PendingPost>,
@@ -483,7 +480,6 @@ impl ServerActor {
     ) -> ServerActor {
         ServerActor {
             server,
-            bids: MemoryBids::new(),
             rng,
             arbiter,
             pending_post: BTreeMap::new(),
@@ -512,13 +508,10 @@ impl ServerActor {
         }
         job.attempts += 1;
         self.deadline = Some(out.now_ms + self.limits.timeout_ms);
-        match self.server.request_award(
-            &self.bids,
-            &mut self.rng,
-            out.now(),
-            &job.cpo,
-            &self.arbiter,
-        ) {
+        match self
+            .server
+            .request_award(&mut self.rng, out.now(), &job.cpo, &self.arbiter)
+        {
             Ok((m, p)) => {
                 job.pending = Some(p);
                 out.proto(Addr::Arbiter, &m);
@@ -551,7 +544,7 @@ impl ServerActor {
             NOTICE_REQUEST => {
                 let (cpo, rest) = body.split_first_chunk::<32>()?;
                 let hash: &[u8; 32] = rest.try_into().ok()?;
-                let n = srv.notice(&self.bids, cpo, hash).ok()?;
+                let n = srv.notice(cpo, hash).ok()?;
                 out.frame(from, NOTICE, &n);
             }
             PROTO => {
@@ -579,20 +572,17 @@ impl ServerActor {
                 } else if tag == tags::CPO_BIND_OFFER {
                     out.proto(from, &srv.handle_bind_offer(rng, now, body).ok()?.reply);
                 } else if tag == tags::CPO_BID {
-                    out.proto(
-                        from,
-                        &srv.handle_bid(&self.bids, rng, now, body).ok()?.reply,
-                    );
+                    out.proto(from, &srv.handle_bid(rng, now, body).ok()?.reply);
                 } else if tag == tags::CPO_POSTED_REQUEST && self.recovery {
                     out.proto(from, &srv.posted_for_buyer(rng, now, body).ok()?);
                 } else if tag == tags::CPO_BIDS_REQUEST && self.recovery {
-                    out.proto(from, &srv.bids_for_seller(&self.bids, rng, now, body).ok()?);
+                    out.proto(from, &srv.bids_for_seller(rng, now, body).ok()?);
                 } else if tag == tags::CPO_SELLER_BINDING_QUERY && self.recovery {
                     out.proto(from, &srv.handle_binding_query(rng, now, body).ok()?);
                 } else if tag == tags::CPO_BID_AWARD {
                     let job = self.award.as_mut()?;
                     let p = job.pending.take()?;
-                    let awarded = p.handle_award(srv, &self.bids, now, body).ok()?;
+                    let awarded = p.handle_award(srv, now, body).ok()?;
                     job.done = true;
                     self.deadline = None;
                     for (seller, _, notice) in &awarded.notices {

@@ -1,4 +1,6 @@
-//! agora-sim: every CPO role in one process, over a simulated network and
+//! agora-sim: the CPO roles of protocols 1 to 6 (buyer, arbiter, server,
+//! sellers; not delivery, revocation or the e-mail mode) and SPEED's
+//! customer, vendor and broker, in one process over a simulated network and
 //! clock, reproducible from a seed (STYLE item 6; ARCHITECTURE section 8).
 //!
 //! What is simulated:
@@ -37,14 +39,12 @@ pub use net::{Addr, NetConfig, NetStats, Packet, SimNet};
 
 use actors::Out;
 use agora_core::crypto::{SigningKey, VerifyingKey, X25519Secret};
-use agora_core::ports::MemoryReplayCache;
 use agora_core::wire::cose;
 use agora_core::{Currency, KeyId, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
-use agora_cpo::bidding::{check_notice, choose_winner, Award, BidReceipt, Bids, Outcome};
+use agora_cpo::bidding::{check_notice, choose_winner, Award, BidReceipt, Outcome};
 use agora_cpo::msg::BoundCpo;
 use agora_cpo::policy::ArbiterPolicy;
-use agora_cpo::ports::{Board, MemoryBoard, MemorySessions};
 use agora_cpo::server::{check_acceptance, Server};
 use agora_cpo::{BondTrust, Ccpo, CcpoDraft, Keys, Mode, Peer};
 use agora_pki::{Agency, BondParams, Conditions, CrlParams, Role, TrustAnchors};
@@ -330,9 +330,7 @@ impl World {
                 server_keys,
                 trust,
                 vec![arbiter_peer.sign],
-                MemoryBoard::new(),
-                MemoryReplayCache::new(),
-                MemorySessions::new(),
+                std::sync::Arc::new(agora_cpo::store::MemoryCpoStore::new()),
             ),
             child(&mut rng),
             arbiter_peer,
@@ -484,7 +482,16 @@ impl World {
             bound_to: bound_seller(fc),
             believers: idx(&|s| s.bound.is_some()),
             recovered: idx(&|s| s.recovered),
-            awarded: bid.is_some_and(|c| self.server.bids.award(&c).ok().flatten().is_some()),
+            awarded: bid.is_some_and(|c| {
+                self.server
+                    .server
+                    .store()
+                    .bids()
+                    .award(&c)
+                    .ok()
+                    .flatten()
+                    .is_some()
+            }),
             award_winner: bound_seller(bid),
             notices: self
                 .sellers
@@ -569,7 +576,7 @@ impl World {
         // Bidding: the award follows the rule over the recorded bids, the
         // binding is the winner's, and every held notice checks out.
         if let Some(c) = self.cpo_of(Mode::Bidding) {
-            let bids = &self.server.bids;
+            let bids = self.server.server.store().bids();
             let recorded: Vec<_> = bids
                 .bids(&c.id)
                 .unwrap_or_default()

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benches may panic
 //! First-come binds per second through the real server core
 //! (`agora_cpo::server::Server` on the SQLite store: board, replay cache and
-//! sessions of one `Store`, WAL, `synchronous=FULL`, group commit) with 1,
+//! sessions of one `SqliteStore`, WAL, `synchronous=FULL`, group commit) with 1,
 //! 16 and 64 concurrent sellers, next to the crypto bound of the same
 //! server steps measured in the same run.
 //!
@@ -37,22 +37,23 @@
 //! smoke mode: `cargo bench -p agora-store --bench bind -- --test`.
 
 use agora_core::crypto::{SigningKey, X25519Secret};
-use agora_core::ports::{MemoryReplayCache, ReplayCache};
 use agora_core::{Currency, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
 use agora_cpo::msg::{BindListing, BindOffer, BoundCpo};
 use agora_cpo::policy::ArbiterPolicy;
-use agora_cpo::ports::{Board, BoardEntry, MemoryBoard, MemorySessions, PostOutcome, Sessions};
+use agora_cpo::ports::{BoardEntry, PostOutcome};
 use agora_cpo::seller::{self, SellerSession};
 use agora_cpo::server::Server;
 use agora_cpo::session::{BindingKey, Channel, Direction};
+use agora_cpo::store::{CpoStore, MemoryCpoStore};
 use agora_cpo::{buyer, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys, Peer};
 use agora_pki::{Agency, BondParams, Conditions, CrlParams, Role, TrustAnchors};
-use agora_store::{SqliteBoard, SqliteReplayCache, SqliteSessions, Store};
+use agora_store::SqliteStore;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -127,10 +128,10 @@ struct World {
 
 /// One case: a fresh server (on a fresh store, or on the in-memory ports),
 /// and N sellers with live sessions.
-struct Case<B, R, S> {
+struct Case {
     /// The store, if the server is on SQLite.
-    store: Option<Store>,
-    server: Server<B, R, S>,
+    store: Option<SqliteStore>,
+    server: Server,
     sellers: Vec<(SellerSession, Vec<u8>)>,
     /// Bob's CCPO draft; each CPO put on the board is a fresh CCPO of it.
     draft: CcpoDraft,
@@ -187,50 +188,30 @@ impl World {
 
     /// A server on a fresh store (on the target's disk: fsync costs what it
     /// costs), with [`World::case`].
-    fn sqlite_case(
-        &mut self,
-        sellers: usize,
-    ) -> Case<SqliteBoard, SqliteReplayCache, SqliteSessions> {
+    fn sqlite_case(&mut self, sellers: usize) -> Case {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let store = Store::open_dir(dir.path()).unwrap();
-        let (board, replay, sessions) = (store.board(), store.replay_cache(), store.sessions());
-        let mut case = self.case(sellers, board, replay, sessions);
+        let store = SqliteStore::open_dir(dir.path()).unwrap();
+        let mut case = self.case(sellers, Arc::new(store.cpo()));
         case.store = Some(store);
         case._dir = Some(dir);
         case
     }
 
     /// A server on the in-memory ports, with [`World::case`].
-    fn memory_case(
-        &mut self,
-        sellers: usize,
-    ) -> Case<MemoryBoard, MemoryReplayCache, MemorySessions> {
-        self.case(
-            sellers,
-            MemoryBoard::new(),
-            MemoryReplayCache::new(),
-            MemorySessions::new(),
-        )
+    fn memory_case(&mut self, sellers: usize) -> Case {
+        self.case(sellers, Arc::new(MemoryCpoStore::new()))
     }
 
     /// A server on these ports; one CPO through protocols 1 and 2 (the
     /// template); `sellers` bonded sellers with a browse session each
     /// (protocol 3).
-    fn case<B: Board, R: ReplayCache, S: Sessions>(
-        &mut self,
-        sellers: usize,
-        board: B,
-        replay: R,
-        sessions: S,
-    ) -> Case<B, R, S> {
+    fn case(&mut self, sellers: usize, store: Arc<dyn CpoStore>) -> Case {
         let rng = &mut self.rng;
         let server = Server::new(
             clone_keys(&self.server_keys),
             self.trust.clone(),
             vec![self.alice_peer.sign],
-            board,
-            replay,
-            sessions,
+            store,
         );
         let draft = CcpoDraft {
             arbiter: self.alice_peer.id(),
@@ -377,11 +358,7 @@ fn rate(id: &str) -> Option<f64> {
 }
 
 /// Puts `count` fresh first-come CPOs on the board (not measured).
-fn post_fresh<B: Board, R: ReplayCache, S: Sessions>(
-    case: &Case<B, R, S>,
-    rng: &mut ChaCha20Rng,
-    count: u64,
-) -> Vec<[u8; 32]> {
+fn post_fresh(case: &Case, rng: &mut ChaCha20Rng, count: u64) -> Vec<[u8; 32]> {
     let entries: Vec<BoardEntry> = (0..count)
         .map(|_| {
             let mut e = case.template.clone();
@@ -404,12 +381,7 @@ fn post_fresh<B: Board, R: ReplayCache, S: Sessions>(
 
 /// `binds` binds by the case's sellers, in chunks; returns the time of the
 /// server's phases only.
-fn run_binds<B: Board, R: ReplayCache, S: Sessions>(
-    id: &str,
-    case: &Case<B, R, S>,
-    rng: &mut ChaCha20Rng,
-    binds: u64,
-) -> Duration {
+fn run_binds(id: &str, case: &Case, rng: &mut ChaCha20Rng, binds: u64) -> Duration {
     let n = case.sellers.len();
     let chunk_max = CHUNK.min((n * agora_cpo::MAX_LISTINGS_PER_SESSION) as u64);
     let mut timed = Duration::ZERO;
@@ -514,8 +486,8 @@ fn run_binds<B: Board, R: ReplayCache, S: Sessions>(
 
 /// `binds` times the server's crypto of one bind, on the case's N threads
 /// (one per seller's channel); no storage, no lookups.
-fn run_crypto<B: Board, R: ReplayCache, S: Sessions>(
-    case: &Case<B, R, S>,
+fn run_crypto(
+    case: &Case,
     server_sign: &SigningKey,
     rng: &mut ChaCha20Rng,
     binds: u64,

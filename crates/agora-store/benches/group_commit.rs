@@ -8,7 +8,7 @@
 //! quick smoke run). Each case measures for about 3 seconds.
 
 use agora_core::Error;
-use agora_store::{open_connection, Store, StoreConfig};
+use agora_store::{open_connection, SqliteStore, StoreConfig};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,7 +32,8 @@ fn group_commit(c: &mut Criterion) {
 
     for writers in [1i64, 16, 64] {
         let dir = db_dir();
-        let store = Store::open(&dir.path().join("agora.db"), StoreConfig::default()).unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("agora.db"), StoreConfig::default()).unwrap();
         store
             .writer()
             .execute(|c| {

@@ -45,7 +45,7 @@
 use agora_core::{Currency, KeyId, Money, Timestamp};
 use agora_cpo::ports::{Binding, Board, BoardEntry, ListFilter, MemoryBoard, PostOutcome};
 use agora_cpo::{Ccpo, CcpoDraft, Mode};
-use agora_store::Store;
+use agora_store::SqliteStore;
 use criterion::{black_box, Criterion};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -442,7 +442,7 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_owned());
     let t = Instant::now();
-    let store = Store::open_dir(&dir).unwrap();
+    let store = SqliteStore::open_dir(&dir).unwrap();
     let board = store.board();
     let opened = t.elapsed();
     let t = Instant::now();

@@ -4,7 +4,7 @@
 //! they hold across processes sharing the database.
 
 use crate::db::storage;
-use crate::Store;
+use crate::SqliteStore;
 use agora_core::{Error, KeyId, Timestamp};
 use agora_pki::registry::{check_record, AgencyRegistry, IssuedKind, IssuedRecord, RevokeOutcome};
 use agora_pki::{Revocation, RevocationReason, Serial};
@@ -14,15 +14,15 @@ use rusqlite::{params, OptionalExtension};
 /// MiB, past which a relying party's size limit refuses it).
 pub const MAX_REVOCATIONS: usize = 20_000;
 
-/// The agency register port on a [`Store`].
+/// The agency register port on a [`SqliteStore`].
 #[derive(Clone, Debug)]
 pub struct SqliteAgencyRegistry {
-    store: Store,
+    store: SqliteStore,
 }
 
 impl SqliteAgencyRegistry {
     /// The agency register of `store`.
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: SqliteStore) -> Self {
         SqliteAgencyRegistry { store }
     }
 }

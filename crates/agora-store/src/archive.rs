@@ -3,23 +3,24 @@
 //! runs requests one after another, so concurrent appends chain correctly.
 
 use crate::db::storage;
-use crate::Store;
+use crate::SqliteStore;
 use agora_core::ports::archive::{
     check_append_args, ArchiveEntry, EvidenceArchive, GENESIS_PREV_HASH, MAX_PAGE_LEN,
 };
+use agora_core::ports::{Commit, Evidence};
 use agora_core::{Error, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row};
 
-/// The evidence archive port on a [`Store`]. Appends go through group commit;
+/// The evidence archive port on a [`SqliteStore`]. Appends go through group commit;
 /// reads use the read connections.
 #[derive(Clone, Debug)]
 pub struct SqliteArchive {
-    store: Store,
+    store: SqliteStore,
 }
 
 impl SqliteArchive {
     /// The evidence archive of `store`.
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: SqliteStore) -> Self {
         SqliteArchive { store }
     }
 }
@@ -73,34 +74,73 @@ fn read_head(conn: &Connection) -> Result<Option<(u64, [u8; 32])>, Error> {
     }
 }
 
+/// Appends the next entry inside the caller's write request (the unit of a
+/// step appends its evidence beside its other writes): it reads the head
+/// and inserts after it, and the single writer runs requests one after
+/// another, so concurrent appends chain correctly.
+pub(crate) fn append_in(
+    conn: &Connection,
+    kind: &str,
+    payload: &[u8],
+    now: Timestamp,
+) -> Result<ArchiveEntry, Error> {
+    check_append_args(kind, payload)?;
+    let (seq, prev_hash) = match read_head(conn)? {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS_PREV_HASH),
+    };
+    let e = ArchiveEntry::new(seq, now, kind.to_owned(), payload.to_vec(), prev_hash);
+    conn.prepare_cached(
+        "INSERT INTO evidence_archive (seq, recorded_at, kind, payload, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut st| {
+        st.execute(rusqlite::params![
+            seq_sql(e.seq),
+            ts_bits(e.recorded_at),
+            e.kind,
+            e.payload,
+            e.prev_hash.as_slice(),
+            e.hash.as_slice()
+        ])
+    })
+    .map_err(storage)?;
+    Ok(e)
+}
+
+/// Appends every piece of `evidence` inside the caller's write request.
+pub(crate) fn record_in(
+    conn: &Connection,
+    evidence: &[Evidence],
+    now: Timestamp,
+) -> Result<Vec<ArchiveEntry>, Error> {
+    evidence
+        .iter()
+        .map(|e| append_in(conn, e.kind, &e.payload, now))
+        .collect()
+}
+
 impl EvidenceArchive for SqliteArchive {
     fn append(&self, kind: &str, payload: &[u8], now: Timestamp) -> Result<ArchiveEntry, Error> {
         check_append_args(kind, payload)?;
         let (kind, payload) = (kind.to_owned(), payload.to_vec());
-        self.store.writer().execute(move |conn| {
-            // Inside the batch's transaction: the head cannot move under us.
-            let (seq, prev_hash) = match read_head(conn)? {
-                Some((seq, hash)) => (seq + 1, hash),
-                None => (1, GENESIS_PREV_HASH),
-            };
-            let e = ArchiveEntry::new(seq, now, kind, payload, prev_hash);
-            conn.prepare_cached(
-                "INSERT INTO evidence_archive (seq, recorded_at, kind, payload, prev_hash, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut st| {
-                st.execute(rusqlite::params![
-                    seq_sql(e.seq),
-                    ts_bits(e.recorded_at),
-                    e.kind,
-                    e.payload,
-                    e.prev_hash.as_slice(),
-                    e.hash.as_slice()
-                ])
-            })
-            .map_err(storage)?;
-            Ok(e)
-        })
+        self.store
+            .writer()
+            .execute(move |conn| append_in(conn, &kind, &payload, now))
+    }
+
+    fn record(&self, evidence: Vec<Evidence>, now: Timestamp) -> Commit<Vec<ArchiveEntry>> {
+        if let Err(e) = evidence.iter().try_for_each(Evidence::check) {
+            return Commit::ready(Err(e));
+        }
+        match self
+            .store
+            .writer()
+            .submit(move |conn| record_in(conn, &evidence, now))
+        {
+            Ok(ticket) => Commit::new(ticket),
+            Err(e) => Commit::ready(Err(e)),
+        }
     }
 
     fn get(&self, seq: u64) -> Result<Option<ArchiveEntry>, Error> {

@@ -5,20 +5,20 @@
 //! first award stands" hold across processes sharing the database.
 
 use crate::db::storage;
-use crate::Store;
+use crate::SqliteStore;
 use agora_core::{Currency, Error, KeyId, Money, Timestamp};
 use agora_cpo::bidding::{AwardOutcome, BidRecord, BidSummary, Bids, MAX_BIDS_PER_CPO};
 use rusqlite::{params, OptionalExtension};
 
-/// The bids port on a [`Store`].
+/// The bids port on a [`SqliteStore`].
 #[derive(Clone, Debug)]
 pub struct SqliteBids {
-    store: Store,
+    store: SqliteStore,
 }
 
 impl SqliteBids {
     /// The bids of `store`.
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: SqliteStore) -> Self {
         SqliteBids { store }
     }
 }

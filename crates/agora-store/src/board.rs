@@ -16,7 +16,7 @@
 //! index offers: see "How search finds its rows" below.
 
 use crate::db::storage;
-use crate::Store;
+use crate::SqliteStore;
 use agora_core::wire::{Decoder, Encoder};
 use agora_core::{Error, KeyId, Timestamp};
 use agora_cpo::ports::{
@@ -27,15 +27,15 @@ use agora_cpo::{Ccpo, Mode};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
-/// The board port on a [`Store`].
+/// The board port on a [`SqliteStore`].
 #[derive(Clone, Debug)]
 pub struct SqliteBoard {
-    store: Store,
+    store: SqliteStore,
 }
 
 impl SqliteBoard {
     /// The board of `store`.
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: SqliteStore) -> Self {
         SqliteBoard { store }
     }
 }
@@ -108,40 +108,17 @@ fn decode_ccpo(bytes: &[u8]) -> Result<Ccpo, Error> {
 }
 
 impl SqliteBoard {
-    /// [`Board::try_bind`], and with `session`, [`Board::try_bind_in_session`].
-    fn bind(
-        &self,
-        id: &[u8; 32],
-        binding: &Binding,
-        session: Option<[u8; 32]>,
-    ) -> Result<BindOutcome, Error> {
-        let outcome = self.submit_bind(id, binding, session)?.wait()?;
+    /// [`Board::try_bind`]: queued, waited for, and learnt by this process.
+    fn bind(&self, id: &[u8; 32], binding: &Binding) -> Result<BindOutcome, Error> {
+        let row = BindRow::of(id, binding, None)?;
+        let outcome = self.store.writer().execute(move |conn| row.insert(conn))?;
         self.learn_bind(id, outcome);
         Ok(outcome)
     }
 
-    /// [`Board::try_bind_in_session`] for async callers: the binding
-    /// transaction is queued at once, and the future resolves once it has
-    /// committed, without a thread waiting for it. Dropping the future does
-    /// not withdraw the request: it may still commit.
-    pub fn try_bind_in_session_async(
-        &self,
-        id: &[u8; 32],
-        binding: &Binding,
-        session: &[u8; 32],
-    ) -> impl std::future::Future<Output = Result<BindOutcome, Error>> + Send + 'static {
-        let (board, id) = (self.clone(), *id);
-        let ticket = self.submit_bind(&id, binding, Some(*session));
-        async move {
-            let outcome = ticket?.await?;
-            board.learn_bind(&id, outcome);
-            Ok(outcome)
-        }
-    }
-
     /// What a committed binding transaction showed is final: this process's
     /// reads see it from now on.
-    fn learn_bind(&self, id: &[u8; 32], outcome: BindOutcome) {
+    pub(crate) fn learn_bind(&self, id: &[u8; 32], outcome: BindOutcome) {
         let states = self.store.cpo_states();
         match outcome {
             BindOutcome::Bound | BindOutcome::AlreadyBound => states.set_bound(id),
@@ -150,140 +127,202 @@ impl SqliteBoard {
         }
     }
 
-    /// Queues the binding transaction of [`Self::bind`].
-    fn submit_bind(
-        &self,
+    /// A post this process made: its reads see the CPO open from now on.
+    pub(crate) fn learn_post(&self, entry: &BoardEntry) {
+        self.store.cpo_states().posted(&entry.ccpo, entry.mode);
+    }
+}
+
+/// A binding as written inside a write request: owned, checked for what
+/// SQL can hold.
+#[derive(Debug)]
+pub(crate) struct BindRow {
+    id: [u8; 32],
+    seller: [u8; 32],
+    bound_at: i64,
+    bound_cpo: Vec<u8>,
+    session: Option<[u8; 32]>,
+}
+
+impl BindRow {
+    /// The binding of `id` to `binding`, in browse session `session` if
+    /// given.
+    pub(crate) fn of(
         id: &[u8; 32],
         binding: &Binding,
         session: Option<[u8; 32]>,
-    ) -> Result<crate::Ticket<BindOutcome>, Error> {
+    ) -> Result<BindRow, Error> {
         // The binding time is only in this row: refuse one it could not give
         // back.
         let bound_at = i64::try_from(binding.bound_at.secs())
             .map_err(|_| Error::ApiMisuse("binding time beyond i64::MAX seconds"))?;
-        let (id, seller) = (*id, *binding.seller.as_bytes());
-        let bound_cpo = binding.bound_cpo.clone();
-        // One request, so one savepoint of one write transaction: the check
-        // and the insert see the same state. Across processes the primary
-        // key of `cpo_bound` decides (another process's binding committed
-        // first makes this insert do nothing).
-        self.store.writer().submit(move |conn| {
-            // The checks in one statement (each statement costs the writer,
-            // which every request of the batch waits for): the CPO's posting
-            // number (none: not posted), taken down, session open.
-            let found = conn
-                .prepare_cached(
-                    "SELECT seq,
-                            EXISTS (SELECT 1 FROM cpo_takedown WHERE id = ?1),
-                            ?2 IS NULL OR EXISTS (
-                                SELECT 1 FROM cpo_session WHERE id = ?2 AND ended_at IS NULL)
-                     FROM cpo_posting WHERE id = ?1",
+        Ok(BindRow {
+            id: *id,
+            seller: *binding.seller.as_bytes(),
+            bound_at,
+            bound_cpo: binding.bound_cpo.clone(),
+            session,
+        })
+    }
+
+    /// Binds inside the caller's write request: the check and the insert see
+    /// the same state. Across processes the primary key of `cpo_bound`
+    /// decides (another process's binding committed first makes this insert
+    /// do nothing). Writes nothing unless the outcome is `Bound`.
+    pub(crate) fn insert(&self, conn: &Connection) -> Result<BindOutcome, Error> {
+        // The checks in one statement (each statement costs the writer,
+        // which every request of the batch waits for): the CPO's posting
+        // number (none: not posted), taken down, session open.
+        let found = conn
+            .prepare_cached(
+                "SELECT seq,
+                        EXISTS (SELECT 1 FROM cpo_takedown WHERE id = ?1),
+                        ?2 IS NULL OR EXISTS (
+                            SELECT 1 FROM cpo_session WHERE id = ?2 AND ended_at IS NULL)
+                 FROM cpo_posting WHERE id = ?1",
+            )
+            .and_then(|mut st| {
+                st.query_row(
+                    params![
+                        self.id.as_slice(),
+                        self.session.as_ref().map(|s| s.as_slice())
+                    ],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, bool>(1)?,
+                            r.get::<_, bool>(2)?,
+                        ))
+                    },
                 )
-                .and_then(|mut st| {
-                    st.query_row(
-                        params![id.as_slice(), session.as_ref().map(|s| s.as_slice())],
-                        |r| {
-                            Ok((
-                                r.get::<_, i64>(0)?,
-                                r.get::<_, bool>(1)?,
-                                r.get::<_, bool>(2)?,
-                            ))
-                        },
-                    )
-                    .optional()
-                })
-                .map_err(storage)?;
-            let Some((seq, down, open)) = found else {
-                return Ok(BindOutcome::NotPosted);
-            };
-            if down {
-                return Ok(BindOutcome::TakenDown);
-            }
-            if !open {
-                return Ok(BindOutcome::SessionEnded);
-            }
-            let n = conn
-                .prepare_cached(
-                    "INSERT INTO cpo_bound (seq, seller, bound_at, bound_cpo)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (seq) DO NOTHING",
-                )
-                .and_then(|mut st| st.execute(params![seq, seller.as_slice(), bound_at, bound_cpo]))
-                .map_err(storage)?;
-            Ok(if n == 1 {
-                BindOutcome::Bound
-            } else {
-                BindOutcome::AlreadyBound
+                .optional()
             })
+            .map_err(storage)?;
+        let Some((seq, down, open)) = found else {
+            return Ok(BindOutcome::NotPosted);
+        };
+        if down {
+            return Ok(BindOutcome::TakenDown);
+        }
+        if !open {
+            return Ok(BindOutcome::SessionEnded);
+        }
+        let n = conn
+            .prepare_cached(
+                "INSERT INTO cpo_bound (seq, seller, bound_at, bound_cpo)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (seq) DO NOTHING",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    seq,
+                    self.seller.as_slice(),
+                    self.bound_at,
+                    self.bound_cpo
+                ])
+            })
+            .map_err(storage)?;
+        Ok(if n == 1 {
+            BindOutcome::Bound
+        } else {
+            BindOutcome::AlreadyBound
         })
     }
 }
 
-impl Board for SqliteBoard {
-    fn post(&self, entry: &BoardEntry) -> Result<PostOutcome, Error> {
+/// A board entry as written inside a write request: owned, with the columns
+/// copied from its CCPO for listing and search.
+#[derive(Debug)]
+pub(crate) struct PostRow {
+    id: [u8; 32],
+    mode: &'static str,
+    buyer: [u8; 32],
+    price_cents: i64,
+    currency: String,
+    start_at: i64,
+    end_at: i64,
+    goods: String,
+    terms: String,
+    posted_at: i64,
+    ccpo: Vec<u8>,
+    acceptance: Vec<u8>,
+    posted: Vec<u8>,
+}
+
+impl PostRow {
+    /// The row of `entry`.
+    pub(crate) fn of(entry: &BoardEntry) -> Result<PostRow, Error> {
         // The posting time is only in this row: refuse one it could not give
         // back (the CCPO's own dates are in the encoded CCPO, so their
         // columns may be clamped, keeping their order).
         let posted_at = i64::try_from(entry.posted_at.secs())
             .map_err(|_| Error::ApiMisuse("board posting time beyond i64::MAX seconds"))?;
         let c = &entry.ccpo;
-        let (id, mode, buyer) = (c.id, entry.mode.as_str(), *entry.buyer.as_bytes());
-        // Copies for SQL, clamped like the timestamps (ordering kept).
-        let price_cents = i64::try_from(c.price.cents).unwrap_or(i64::MAX);
-        let currency = c.price.currency.as_str().to_owned();
-        let (start_at, end_at) = (crate::ts_ordered(c.start), crate::ts_ordered(c.end));
-        let (goods, terms) = (c.goods.clone(), c.terms.clone());
-        let ccpo = encode_ccpo(c);
-        let (acceptance, posted) = (entry.acceptance.clone(), entry.posted.clone());
-        let outcome = self.store.writer().execute(move |conn| {
-            let n = conn
-                .prepare_cached(
-                    "INSERT INTO cpo_board (id, mode, buyer, price_cents, currency, start_at,
-                        end_at, goods, terms, posted_at, ccpo, acceptance, posted)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        id.as_slice(),
-                        mode,
-                        buyer.as_slice(),
-                        price_cents,
-                        currency,
-                        start_at,
-                        end_at,
-                        goods,
-                        terms,
-                        posted_at,
-                        ccpo,
-                        acceptance,
-                        posted
-                    ])
-                })
-                .map_err(storage)?;
-            Ok(if n == 1 {
-                PostOutcome::Posted
-            } else {
-                PostOutcome::AlreadyPosted
+        Ok(PostRow {
+            id: c.id,
+            mode: entry.mode.as_str(),
+            buyer: *entry.buyer.as_bytes(),
+            // Copies for SQL, clamped like the timestamps (ordering kept).
+            price_cents: i64::try_from(c.price.cents).unwrap_or(i64::MAX),
+            currency: c.price.currency.as_str().to_owned(),
+            start_at: crate::ts_ordered(c.start),
+            end_at: crate::ts_ordered(c.end),
+            goods: c.goods.clone(),
+            terms: c.terms.clone(),
+            posted_at,
+            ccpo: encode_ccpo(c),
+            acceptance: entry.acceptance.clone(),
+            posted: entry.posted.clone(),
+        })
+    }
+
+    /// Posts inside the caller's write request, unless the id is posted.
+    pub(crate) fn insert(&self, conn: &Connection) -> Result<PostOutcome, Error> {
+        let n = conn
+            .prepare_cached(
+                "INSERT INTO cpo_board (id, mode, buyer, price_cents, currency, start_at,
+                    end_at, goods, terms, posted_at, ccpo, acceptance, posted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    self.id.as_slice(),
+                    self.mode,
+                    self.buyer.as_slice(),
+                    self.price_cents,
+                    self.currency,
+                    self.start_at,
+                    self.end_at,
+                    self.goods,
+                    self.terms,
+                    self.posted_at,
+                    self.ccpo,
+                    self.acceptance,
+                    self.posted
+                ])
             })
-        })?;
+            .map_err(storage)?;
+        Ok(if n == 1 {
+            PostOutcome::Posted
+        } else {
+            PostOutcome::AlreadyPosted
+        })
+    }
+}
+
+impl Board for SqliteBoard {
+    fn post(&self, entry: &BoardEntry) -> Result<PostOutcome, Error> {
+        let row = PostRow::of(entry)?;
+        let outcome = self.store.writer().execute(move |conn| row.insert(conn))?;
         if outcome == PostOutcome::Posted {
-            self.store.cpo_states().posted(&entry.ccpo, entry.mode);
+            self.learn_post(entry);
         }
         Ok(outcome)
     }
 
     fn try_bind(&self, id: &[u8; 32], binding: &Binding) -> Result<BindOutcome, Error> {
-        self.bind(id, binding, None)
-    }
-
-    fn try_bind_in_session(
-        &self,
-        id: &[u8; 32],
-        binding: &Binding,
-        session: &[u8; 32],
-    ) -> Result<BindOutcome, Error> {
-        self.bind(id, binding, Some(*session))
+        self.bind(id, binding)
     }
 
     fn take_down(&self, id: &[u8; 32], at: Timestamp) -> Result<TakeDownOutcome, Error> {

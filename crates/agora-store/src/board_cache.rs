@@ -5,7 +5,7 @@
 //! only ever go one way: open, then bound or taken down, for good. So the
 //! cache keeps the decoded CCPO by id, and the two flags as this process
 //! last learned them; every binding and take-down made through a
-//! [`crate::SqliteBoard`] of this [`crate::Store`] sets them once it has
+//! [`crate::SqliteBoard`] of this [`crate::SqliteStore`] sets them once it has
 //! committed, and every read of the database adds what it saw.
 //!
 //! The one way it can be wrong is to show open a CPO that **another

@@ -188,7 +188,7 @@ where
 }
 
 /// A group-commit writer: one thread, one write connection, one bounded queue.
-/// Share it behind an `Arc` (or through [`crate::Store`]); it is `Sync`.
+/// Share it behind an `Arc` (or through [`crate::SqliteStore`]); it is `Sync`.
 pub struct GroupCommit {
     queue: RwLock<Option<SyncSender<Box<dyn Job>>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -287,7 +287,7 @@ impl GroupCommit {
     /// Closes the queue, lets the writer finish every request already queued
     /// (each is answered), and waits for the thread to stop. Idempotent; later
     /// submissions fail with [`Error::Storage`]. Called from a write request
-    /// (the last `Store` dropped inside one), it does not wait: the writer
+    /// (the last `SqliteStore` dropped inside one), it does not wait: the writer
     /// stops by itself after the queue is drained.
     pub fn close(&self) {
         // Dropping the only sender ends the writer's loop once the queue is empty.
@@ -297,7 +297,7 @@ impl GroupCommit {
         let handle = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(h) = handle {
             if h.thread().id() == std::thread::current().id() {
-                // Closed from a request (say it dropped the last Store):
+                // Closed from a request (say it dropped the last SqliteStore):
                 // joining would wait for ourselves. The loop still ends once
                 // the queue is drained, since the sender is gone.
                 return;

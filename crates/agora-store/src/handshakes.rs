@@ -2,22 +2,22 @@
 //! `speed_handshake` of migration 8, one register per vendor key.
 
 use crate::db::storage;
-use crate::Store;
+use crate::SqliteStore;
 use agora_core::{Error, KeyId, Result, Timestamp};
 use agora_speed::vendor::{DeliveryRecord, HandshakeRegister};
 use agora_speed::Nid;
 use rusqlite::params;
 
-/// The handshake register of the vendor `vendor` on a [`Store`].
+/// The handshake register of the vendor `vendor` on a [`SqliteStore`].
 #[derive(Clone, Debug)]
 pub struct SqliteHandshakes {
-    store: Store,
+    store: SqliteStore,
     vendor: KeyId,
 }
 
 impl SqliteHandshakes {
     /// The register of the vendor with key id `vendor`.
-    pub fn new(store: Store, vendor: KeyId) -> Self {
+    pub fn new(store: SqliteStore, vendor: KeyId) -> Self {
         SqliteHandshakes { store, vendor }
     }
 }

@@ -18,7 +18,7 @@
 //! integer arithmetic would turn an overflow into a REAL.
 
 use crate::db::storage;
-use crate::Store;
+use crate::SqliteStore;
 use agora_core::crypto::Secret;
 use agora_core::{Currency, Error, KeyId, Money, Timestamp};
 use agora_speed::ids::{AccountNumber, CardId, PaymentOrderId};
@@ -29,19 +29,19 @@ use agora_speed::ledger::{
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-/// The ledger port on a [`Store`].
+/// The ledger port on a [`SqliteStore`].
 ///
 /// The payment register keeps each product key K in the clear (see
 /// [`PaymentRecord::key`]): protect the database file like the broker's
 /// keys.
 #[derive(Clone, Debug)]
 pub struct SqliteLedger {
-    store: Store,
+    store: SqliteStore,
 }
 
 impl SqliteLedger {
     /// The ledger of `store`.
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: SqliteStore) -> Self {
         SqliteLedger { store }
     }
 }

@@ -1,7 +1,10 @@
 //! agora-store: the storage ports of agora implemented on SQLite, the only
 //! crate that knows SQL (ARCHITECTURE sections 1 and 5).
 //!
-//! - [`Store`]: one database file (`<data-dir>/agora.db`), configured for
+//! - [`Stores`]: every port as a trait object, on the backend a
+//!   [`StoreUrl`] names (`sqlite:PATH`; PostgreSQL to come), chosen at
+//!   start-up: what the node and the CLI use, naming no backend type.
+//! - [`SqliteStore`]: one database file (`<data-dir>/agora.db`), configured for
 //!   durability (WAL, `synchronous=FULL`), migrated on open, with one
 //!   group-commit writer and a pool of read connections.
 //! - [`group_commit`]: concurrent write requests batched into one transaction,
@@ -10,8 +13,10 @@
 //!   ([`agora_core::ports`]); [`SqliteAgencyRegistry`]: agora-pki's agency
 //!   register; [`SqliteBoard`]: agora-cpo's board of posted CPOs and their
 //!   bindings; [`SqliteSessions`]: agora-cpo's browse sessions;
-//!   [`SqliteLedger`]: agora-speed's broker ledger and payment register.
-//!   Their conformance suites run against them in this crate's tests.
+//!   [`SqliteLedger`]: agora-speed's broker ledger and payment register;
+//!   [`SqliteCpoStore`]: the CPO server's ports and units of work (a step's
+//!   write and its evidence in one transaction). Their conformance suites
+//!   run against them in this crate's tests.
 #![forbid(unsafe_code)]
 
 mod agency;
@@ -20,31 +25,36 @@ mod bids;
 mod board;
 mod board_cache;
 pub mod checkpoint;
+mod cpo;
 pub mod db;
+pub mod failpoint;
 pub mod group_commit;
 mod handshakes;
 mod ledger;
 mod replay;
 mod sessions;
+mod stores;
 
 pub use agency::SqliteAgencyRegistry;
 pub use archive::SqliteArchive;
 pub use bids::SqliteBids;
 pub use board::SqliteBoard;
 pub use checkpoint::CheckpointStats;
+pub use cpo::SqliteCpoStore;
 pub use db::{migrate, open_connection, schema_version, Migration, DB_FILE_NAME, MIGRATIONS};
 pub use group_commit::{GroupCommit, GroupCommitConfig, GroupCommitStats, Ticket};
 pub use handshakes::SqliteHandshakes;
 pub use ledger::SqliteLedger;
 pub use replay::SqliteReplayCache;
 pub use sessions::SqliteSessions;
+pub use stores::{StoreUrl, Stores};
 
 use agora_core::Error;
 use db::ReadPool;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// How a [`Store`] is opened.
+/// How a [`SqliteStore`] is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
     /// Queue and batch sizes of the writer.
@@ -88,22 +98,22 @@ struct Inner {
 /// finishing what is queued, when the last clone (including the ports made
 /// from it) is dropped.
 #[derive(Clone, Debug)]
-pub struct Store {
+pub struct SqliteStore {
     inner: Arc<Inner>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens `<dir>/agora.db` with the default configuration, creating the
     /// directory and the database if needed.
-    pub fn open_dir(dir: &Path) -> Result<Store, Error> {
+    pub fn open_dir(dir: &Path) -> Result<SqliteStore, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Storage(format!("cannot create {}: {e}", dir.display())))?;
-        Store::open(&dir.join(DB_FILE_NAME), StoreConfig::default())
+        SqliteStore::open(&dir.join(DB_FILE_NAME), StoreConfig::default())
     }
 
     /// Opens the database at `path`, applies pending [`MIGRATIONS`] (refusing
     /// a database newer than this code), starts the writer and the readers.
-    pub fn open(path: &Path, config: StoreConfig) -> Result<Store, Error> {
+    pub fn open(path: &Path, config: StoreConfig) -> Result<SqliteStore, Error> {
         let mut conn = open_connection(path, config.busy_timeout_ms)?;
         migrate(&mut conn, MIGRATIONS)?;
         conn.pragma_update(None, "wal_autocheckpoint", config.wal_backstop_pages.max(1))
@@ -113,7 +123,7 @@ impl Store {
             checkpoint::Checkpointer::start(open_connection(path, config.busy_timeout_ms)?)?;
         let writer =
             GroupCommit::start_with_hook(conn, config.group_commit, checkpointer.notifier())?;
-        Ok(Store {
+        Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 writer,
@@ -175,6 +185,22 @@ impl Store {
     /// The agency register port (agora-pki) on this database.
     pub fn agency_registry(&self) -> SqliteAgencyRegistry {
         SqliteAgencyRegistry::new(self.clone())
+    }
+
+    /// Every port of the CPO server (agora-cpo) on this database, with its
+    /// units of work.
+    pub fn cpo(&self) -> SqliteCpoStore {
+        SqliteCpoStore::new(self.clone())
+    }
+
+    /// The SPEED broker's ledger (agora-speed) on this database.
+    pub fn ledger(&self) -> SqliteLedger {
+        SqliteLedger::new(self.clone())
+    }
+
+    /// The register of `vendor`'s SPEED deliveries on this database.
+    pub fn handshakes(&self, vendor: agora_core::KeyId) -> SqliteHandshakes {
+        SqliteHandshakes::new(self.clone(), vendor)
     }
 
     /// The CPO server's board port (agora-cpo) on this database.

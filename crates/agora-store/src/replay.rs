@@ -2,7 +2,7 @@
 //! `(scope, nonce)`, so it holds across processes sharing the database.
 
 use crate::db::storage;
-use crate::{ts_ordered, Store};
+use crate::{ts_ordered, SqliteStore};
 use agora_core::ports::replay::{check_insert_args, Freshness, ReplayCache};
 use agora_core::{Error, Timestamp};
 
@@ -10,15 +10,15 @@ use agora_core::{Error, Timestamp};
 /// must not hold the write lock (and delay every other request) for seconds.
 const PURGE_CHUNK_ROWS: i64 = 10_000;
 
-/// The replay cache port on a [`Store`]. Writes go through group commit.
+/// The replay cache port on a [`SqliteStore`]. Writes go through group commit.
 #[derive(Clone, Debug)]
 pub struct SqliteReplayCache {
-    store: Store,
+    store: SqliteStore,
 }
 
 impl SqliteReplayCache {
     /// The replay cache of `store`.
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: SqliteStore) -> Self {
         SqliteReplayCache { store }
     }
 }

@@ -7,20 +7,20 @@
 //! protected like the keystore.
 
 use crate::db::storage;
-use crate::Store;
+use crate::SqliteStore;
 use agora_core::{Error, KeyId, Timestamp};
 use agora_cpo::ports::{EndOutcome, Session, Sessions};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-/// The sessions port on a [`Store`].
+/// The sessions port on a [`SqliteStore`].
 #[derive(Clone, Debug)]
 pub struct SqliteSessions {
-    store: Store,
+    store: SqliteStore,
 }
 
 impl SqliteSessions {
     /// The browse sessions of `store`.
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: SqliteStore) -> Self {
         SqliteSessions { store }
     }
 }

@@ -4,14 +4,14 @@
 
 use agora_core::ports::{verify_against_head, ChainError, EvidenceArchive};
 use agora_core::Timestamp;
-use agora_store::{SqliteArchive, Store};
+use agora_store::{SqliteArchive, SqliteStore};
 use rusqlite::Connection;
 
 /// An archive of 6 entries, and a raw connection to its file with the
 /// append-only triggers dropped (an attacker with file access can do that).
 fn archive() -> (tempfile::TempDir, SqliteArchive, Connection) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path()).unwrap();
     let a = store.archive();
     for i in 1..=6u64 {
         a.append(
@@ -33,7 +33,7 @@ fn archive() -> (tempfile::TempDir, SqliteArchive, Connection) {
 #[test]
 fn plain_sql_cannot_update_or_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path()).unwrap();
     store.archive().append("k", b"p", Timestamp(1)).unwrap();
     let raw = Connection::open(store.path()).unwrap();
     let upd = raw.execute(

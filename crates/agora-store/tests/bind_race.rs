@@ -20,7 +20,7 @@ use agora_cpo::seller::{self, ExpectBound, SellerSession};
 use agora_cpo::server::{Bound, Server};
 use agora_cpo::{buyer, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys};
 use agora_pki::{Agency, BondParams, Conditions, CrlParams, Role, TrustAnchors};
-use agora_store::{SqliteBoard, SqliteReplayCache, SqliteSessions, Store};
+use agora_store::SqliteStore;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::time::Instant;
@@ -78,12 +78,12 @@ fn trust_of(agency: &Agency) -> BondTrust {
     }
 }
 
-type SqliteServer = Server<SqliteBoard, SqliteReplayCache, SqliteSessions>;
+type SqliteServer = Server;
 
 /// A CPO server on `store`, its keys drawn from `seed` (so that two servers
 /// made with one seed are one server in two processes).
 fn sqlite_server(
-    store: &Store,
+    store: &SqliteStore,
     trust: BondTrust,
     arbiter: VerifyingKey,
     seed: u64,
@@ -92,9 +92,7 @@ fn sqlite_server(
         keys(&mut ChaCha20Rng::seed_from_u64(seed)),
         trust,
         vec![arbiter],
-        store.board(),
-        store.replay_cache(),
-        store.sessions(),
+        std::sync::Arc::new(store.cpo()),
     )
 }
 
@@ -109,7 +107,7 @@ struct Market {
     cpo_id: [u8; 32],
 }
 
-fn market(store: &Store, rng: &mut ChaCha20Rng, server_seed: u64) -> Market {
+fn market(store: &SqliteStore, rng: &mut ChaCha20Rng, server_seed: u64) -> Market {
     let rng = &mut *rng;
     let agency = Agency::create(
         "First Bonding Agency",
@@ -212,7 +210,7 @@ fn ready_seller(
 }
 
 /// Two servers with the same keys on one database, each on its own
-/// `Store`, as two processes would be: the market on the first, and the
+/// `SqliteStore`, as two processes would be: the market on the first, and the
 /// second (`other`). Keep the directory alive while they run.
 struct TwoProcesses {
     _dir: tempfile::TempDir,
@@ -227,9 +225,9 @@ struct TwoProcesses {
 fn two_processes(rng_seed: u64, server_seed: u64) -> TwoProcesses {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(rng_seed);
-    let store = Store::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path()).unwrap();
     let m = market(&store, &mut rng, server_seed);
-    let other_store = Store::open_dir(dir.path()).unwrap();
+    let other_store = SqliteStore::open_dir(dir.path()).unwrap();
     let other = sqlite_server(&other_store, m.trust, m.arbiter, server_seed);
     TwoProcesses {
         _dir: dir,
@@ -247,7 +245,7 @@ fn sixty_four_sellers_race_to_bind_one_cpo_through_the_protocol_and_one_wins() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(3);
-    let store = Store::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path()).unwrap();
     let Market {
         agency,
         server,
@@ -315,7 +313,7 @@ fn sixty_four_sellers_race_to_bind_one_cpo_through_the_protocol_and_one_wins() {
     // longer listed.
     drop(server);
     drop(store);
-    let store = Store::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path()).unwrap();
     let binding = store.board().binding(&cpo_id).unwrap().expect("bound");
     assert_eq!(binding.seller, winner_id);
     assert_eq!(binding.bound_cpo, bound.signed);

@@ -6,7 +6,7 @@
 use agora_core::{Currency, KeyId, Money, Timestamp};
 use agora_cpo::ports::{Board, BoardEntry, PostOutcome};
 use agora_cpo::{Ccpo, CcpoDraft, Mode};
-use agora_store::Store;
+use agora_store::SqliteStore;
 
 const THREADS: usize = 64;
 const ID: [u8; 32] = [0x5A; 32];
@@ -46,7 +46,7 @@ fn entry(n: usize) -> BoardEntry {
 fn concurrent_posts_of_one_id_post_exactly_once_and_persist_the_winner() {
     let dir = tempfile::tempdir().unwrap();
     let winner = {
-        let store = Store::open_dir(dir.path()).unwrap();
+        let store = SqliteStore::open_dir(dir.path()).unwrap();
         let board = store.board();
         let barrier = std::sync::Barrier::new(THREADS);
         let outcomes: Vec<(usize, PostOutcome)> = std::thread::scope(|s| {
@@ -77,7 +77,7 @@ fn concurrent_posts_of_one_id_post_exactly_once_and_persist_the_winner() {
         winners[0]
     }; // store and board dropped: the writer stops, the file is closed
 
-    let store = Store::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path()).unwrap();
     let rows: i64 = store
         .read(|c| {
             Ok(c.query_row(

@@ -22,7 +22,7 @@ use agora_cpo::ports::{
     fold_case, BindOutcome, Binding, Board, BoardEntry, ListFilter, MemoryBoard, MAX_PAGE_LEN,
 };
 use agora_cpo::{Ccpo, CcpoDraft};
-use agora_store::{migrate, open_connection, SqliteBoard, Store, MIGRATIONS};
+use agora_store::{migrate, open_connection, SqliteBoard, SqliteStore, MIGRATIONS};
 use proptest::prelude::*;
 
 /// Pieces of goods and terms: ASCII in both cases, non-ASCII letters whose
@@ -196,8 +196,8 @@ fn filter() -> impl Strategy<Value = ListFilter> {
 /// A store whose index takes `batch` rows at a time (1: every row is
 /// indexed at once; more: the last rows wait, and the search takes them
 /// all as candidates).
-fn store(dir: &std::path::Path, batch: i64) -> Store {
-    let store = Store::open_dir(dir).unwrap();
+fn store(dir: &std::path::Path, batch: i64) -> SqliteStore {
+    let store = SqliteStore::open_dir(dir).unwrap();
     store
         .writer()
         .execute(move |c| {
@@ -441,7 +441,7 @@ fn a_schema_5_board_is_indexed_by_the_migration() {
         )
         .unwrap();
     }
-    let store = Store::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path()).unwrap();
     assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as u32);
     let indexed: (i64, i64) = store
         .read(|c| {
@@ -582,7 +582,7 @@ fn the_index_follows_deletes_and_updates_of_the_board() {
 #[test]
 fn the_plan_follows_the_number_of_candidates() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path()).unwrap();
     let b = store.board();
     let posters = 8u32;
     std::thread::scope(|s| {

@@ -6,7 +6,7 @@
 
 use agora_core::Timestamp;
 use agora_cpo::ports::{Board, BoardEntry, ListFilter, MemoryBoard, MAX_PAGE_LEN};
-use agora_store::Store;
+use agora_store::SqliteStore;
 use proptest::prelude::*;
 
 #[path = "../../agora-cpo/tests/board_gen/mod.rs"]
@@ -36,7 +36,7 @@ proptest! {
         k in 1usize..5,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_dir(dir.path()).unwrap();
+        let store = SqliteStore::open_dir(dir.path()).unwrap();
         let sql = store.board();
         let mem = MemoryBoard::new();
         post_all(&sql, &entries);

@@ -4,11 +4,11 @@
 //! bounded under steady writes.
 
 use agora_core::Error;
-use agora_store::{Store, StoreConfig};
+use agora_store::{SqliteStore, StoreConfig};
 use std::time::{Duration, Instant};
 
-fn open(dir: &tempfile::TempDir, config: StoreConfig) -> Store {
-    let s = Store::open(&dir.path().join("agora.db"), config).unwrap();
+fn open(dir: &tempfile::TempDir, config: StoreConfig) -> SqliteStore {
+    let s = SqliteStore::open(&dir.path().join("agora.db"), config).unwrap();
     s.writer()
         .execute(|c| {
             c.execute_batch("CREATE TABLE blob (k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
@@ -19,7 +19,7 @@ fn open(dir: &tempfile::TempDir, config: StoreConfig) -> Store {
 }
 
 /// Inserts rows `keys` of 4000 bytes each, in one request.
-fn insert(s: &Store, keys: std::ops::Range<i64>) {
+fn insert(s: &SqliteStore, keys: std::ops::Range<i64>) {
     s.writer()
         .execute(move |c| {
             for k in keys {
@@ -31,7 +31,7 @@ fn insert(s: &Store, keys: std::ops::Range<i64>) {
         .unwrap();
 }
 
-fn file_len(s: &Store, suffix: &str) -> u64 {
+fn file_len(s: &SqliteStore, suffix: &str) -> u64 {
     let mut p = s.path().as_os_str().to_owned();
     p.push(suffix);
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)

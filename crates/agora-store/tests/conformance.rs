@@ -6,7 +6,8 @@ use agora_core::ports::conformance::{archive_suite, replay_cache_suite};
 use agora_core::ports::{Freshness, MemoryReplayCache, ReplayCache};
 use agora_core::Timestamp;
 use agora_store::{
-    SqliteAgencyRegistry, SqliteArchive, SqliteBoard, SqliteReplayCache, SqliteSessions, Store,
+    SqliteAgencyRegistry, SqliteArchive, SqliteBoard, SqliteReplayCache, SqliteSessions,
+    SqliteStore,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -23,9 +24,9 @@ impl Dbs {
             n: AtomicUsize::new(0),
         }
     }
-    fn store(&self) -> Store {
+    fn store(&self) -> SqliteStore {
         let i = self.n.fetch_add(1, Ordering::Relaxed);
-        Store::open_dir(&self.dir.path().join(i.to_string())).unwrap()
+        SqliteStore::open_dir(&self.dir.path().join(i.to_string())).unwrap()
     }
 }
 
@@ -53,6 +54,12 @@ fn sqlite_agency_registry_passes_conformance_suite() {
 fn sqlite_board_passes_conformance_suite() {
     let dbs = Dbs::new();
     agora_cpo::ports::conformance::board_suite(|| -> SqliteBoard { dbs.store().board() });
+}
+
+#[test]
+fn sqlite_cpo_store_keeps_every_unit_whole() {
+    let dbs = Dbs::new();
+    agora_cpo::store::conformance::cpo_store_suite(|| dbs.store().cpo());
 }
 
 #[test]
@@ -94,7 +101,7 @@ fn sessions_and_bindings_survive_reopen() {
     let mut id = [0u8; 32];
     id[..8].copy_from_slice(&1u64.to_be_bytes());
     {
-        let store = Store::open_dir(dir.path()).unwrap();
+        let store = SqliteStore::open_dir(dir.path()).unwrap();
         store.sessions().create(&session).unwrap();
         agora_cpo::ports::conformance::post_then_get(&store.board());
         assert_eq!(
@@ -102,7 +109,7 @@ fn sessions_and_bindings_survive_reopen() {
             BindOutcome::Bound
         );
     }
-    let store = Store::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path()).unwrap();
     let sessions = store.sessions();
     assert_eq!(sessions.get(&[1; 32]).unwrap(), Some(session.clone()));
     assert!(matches!(
@@ -141,8 +148,9 @@ fn binds_and_bids_in_a_session_need_it_open() {
     use agora_core::{Currency, KeyId, Money};
     use agora_cpo::bidding::{BidRecord, BidSummary, Bids};
     use agora_cpo::ports::{BindOutcome, Board, Sessions};
+    use agora_cpo::store::{CpoStore, CpoUnit, CpoWrite, CpoWritten};
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path()).unwrap();
     let (ended, live, unknown) = ([1; 32], [5; 32], [6; 32]);
     store.sessions().create(&session(1)).unwrap();
     store.sessions().create(&session(5)).unwrap();
@@ -152,11 +160,25 @@ fn binds_and_bids_in_a_session_need_it_open() {
     cpo[..8].copy_from_slice(&1u64.to_be_bytes());
     let binding = binding();
     let board = store.board();
+    let cpo_store = store.cpo();
+    let bind_in = |s: &[u8; 32]| {
+        cpo_store
+            .commit(
+                CpoUnit {
+                    write: CpoWrite::Bind {
+                        cpo,
+                        binding: binding.clone(),
+                        session: *s,
+                    },
+                    evidence: vec![],
+                },
+                Timestamp(150),
+            )
+            .wait()
+            .unwrap()
+    };
     for s in [&ended, &unknown] {
-        assert_eq!(
-            board.try_bind_in_session(&cpo, &binding, s).unwrap(),
-            BindOutcome::SessionEnded
-        );
+        assert_eq!(bind_in(s), CpoWritten::Bind(BindOutcome::SessionEnded));
     }
     assert_eq!(board.binding(&cpo).unwrap(), None, "nothing bound");
     let bid = BidRecord {
@@ -178,10 +200,7 @@ fn binds_and_bids_in_a_session_need_it_open() {
     assert!(bids.bids(&cpo).unwrap().is_empty(), "nothing recorded");
     bids.record_bid_in_session(&cpo, &bid, &live).unwrap();
     assert_eq!(bids.bids(&cpo).unwrap(), vec![bid]);
-    assert_eq!(
-        board.try_bind_in_session(&cpo, &binding, &live).unwrap(),
-        BindOutcome::Bound
-    );
+    assert_eq!(bind_in(&live), CpoWritten::Bind(BindOutcome::Bound));
     assert_eq!(board.binding(&cpo).unwrap(), Some(binding));
 }
 
@@ -214,11 +233,11 @@ fn board_survives_reopen() {
     };
     let (a, b) = (entry(1, 1_000), entry(2, u64::MAX));
     {
-        let board = Store::open_dir(dir.path()).unwrap().board();
+        let board = SqliteStore::open_dir(dir.path()).unwrap().board();
         assert_eq!(board.post(&a).unwrap(), PostOutcome::Posted);
         assert_eq!(board.post(&b).unwrap(), PostOutcome::Posted);
     }
-    let board = Store::open_dir(dir.path()).unwrap().board();
+    let board = SqliteStore::open_dir(dir.path()).unwrap().board();
     assert_eq!(board.get(&[1; 32]).unwrap(), Some(a.clone()));
     assert_eq!(board.get(&[2; 32]).unwrap(), Some(b.clone()));
     assert_eq!(board.post(&a).unwrap(), PostOutcome::AlreadyPosted);
@@ -247,7 +266,7 @@ fn agency_registry_survives_reopen() {
         der: vec![0x30, 0x00],
     };
     {
-        let r = Store::open_dir(dir.path()).unwrap().agency_registry();
+        let r = SqliteStore::open_dir(dir.path()).unwrap().agency_registry();
         r.record_issued(&agency, &rec).unwrap();
         r.revoke(
             &agency,
@@ -258,7 +277,7 @@ fn agency_registry_survives_reopen() {
         .unwrap();
         assert_eq!(r.next_crl_number(&agency).unwrap(), 1);
     }
-    let r = Store::open_dir(dir.path()).unwrap().agency_registry();
+    let r = SqliteStore::open_dir(dir.path()).unwrap().agency_registry();
     assert_eq!(r.issued(&agency, &rec.serial).unwrap(), Some(rec.clone()));
     let revs = r.revocations(&agency).unwrap();
     assert_eq!(revs.len(), 1);
@@ -271,13 +290,13 @@ fn replay_cache_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let n = [9u8; 32];
     {
-        let c = Store::open_dir(dir.path()).unwrap().replay_cache();
+        let c = SqliteStore::open_dir(dir.path()).unwrap().replay_cache();
         assert_eq!(
             c.check_and_insert("s", &n, Timestamp(100), Timestamp(1)),
             Ok(Freshness::Fresh)
         );
     }
-    let c = Store::open_dir(dir.path()).unwrap().replay_cache();
+    let c = SqliteStore::open_dir(dir.path()).unwrap().replay_cache();
     assert_eq!(
         c.check_and_insert("s", &n, Timestamp(100), Timestamp(2)),
         Ok(Freshness::Replayed)
@@ -307,7 +326,7 @@ proptest::proptest! {
     #[test]
     fn sqlite_replay_cache_matches_memory_twin(ops in proptest::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
-        let sql = Store::open_dir(dir.path()).unwrap().replay_cache();
+        let sql = SqliteStore::open_dir(dir.path()).unwrap().replay_cache();
         let mem = MemoryReplayCache::new();
         let mut now = 1_000u64;
         for op in ops {

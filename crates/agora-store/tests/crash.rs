@@ -9,7 +9,7 @@
 //! returns at once, so a normal test run just passes it).
 
 use agora_core::Error;
-use agora_store::{Store, StoreConfig};
+use agora_store::{SqliteStore, StoreConfig};
 use rusqlite::Connection;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -34,7 +34,7 @@ fn crash_child() {
     let Ok(path) = std::env::var(DB_ENV) else {
         return; // not re-executed by the parent: nothing to do
     };
-    let store = Store::open(std::path::Path::new(&path), StoreConfig::default()).unwrap();
+    let store = SqliteStore::open(std::path::Path::new(&path), StoreConfig::default()).unwrap();
     store
         .writer()
         .execute(|c| {

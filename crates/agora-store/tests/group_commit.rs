@@ -3,13 +3,13 @@
 //! overload, graceful shutdown, and 64 concurrent writers losing nothing.
 
 use agora_core::Error;
-use agora_store::{open_connection, GroupCommit, GroupCommitConfig, Store, StoreConfig};
+use agora_store::{open_connection, GroupCommit, GroupCommitConfig, SqliteStore, StoreConfig};
 use rusqlite::Connection;
 use std::sync::mpsc;
 use std::sync::Arc;
 
-fn store_with(dir: &tempfile::TempDir, config: StoreConfig) -> Store {
-    let s = Store::open(&dir.path().join("agora.db"), config).unwrap();
+fn store_with(dir: &tempfile::TempDir, config: StoreConfig) -> SqliteStore {
+    let s = SqliteStore::open(&dir.path().join("agora.db"), config).unwrap();
     s.writer()
         .execute(|c| {
             c.execute_batch(
@@ -32,7 +32,7 @@ fn insert(k: i64) -> impl FnOnce(&Connection) -> Result<i64, Error> + Send + 'st
     }
 }
 
-fn keys(s: &Store) -> Vec<i64> {
+fn keys(s: &SqliteStore) -> Vec<i64> {
     s.read(|c| {
         let mut st = c.prepare("SELECT k FROM t ORDER BY k").unwrap();
         let v = st
@@ -48,7 +48,7 @@ fn keys(s: &Store) -> Vec<i64> {
 /// Holds the writer inside a request until the returned sender is used (or
 /// dropped), so that the requests submitted meanwhile queue up and form the
 /// next batch. Returns once the writer is inside the gate.
-fn gate(s: &Store) -> (mpsc::Sender<()>, agora_store::Ticket<i64>) {
+fn gate(s: &SqliteStore) -> (mpsc::Sender<()>, agora_store::Ticket<i64>) {
     let (started_tx, started_rx) = mpsc::channel::<()>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let t = s
@@ -208,7 +208,9 @@ fn a_ticket_can_be_awaited() {
     let dir = tempfile::tempdir().unwrap();
     let s = store_with(&dir, StoreConfig::default());
     let t = s.writer().submit(insert(7)).unwrap();
-    assert_eq!(block_on(t), Ok(7));
+    // Polled as a future (by the one-future executor behind `Commit::wait`,
+    // no runtime), not through `Ticket::wait`.
+    assert_eq!(agora_core::ports::Commit::new(t).wait(), Ok(7));
     assert_eq!(keys(&s), vec![7]);
 }
 
@@ -255,26 +257,6 @@ fn sixty_four_concurrent_writers_lose_nothing() {
     );
 }
 
-/// A one-future executor (no runtime needed: the ticket is woken by the writer).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
-}
-
 #[test]
 fn dropping_the_last_store_inside_a_request_does_not_deadlock() {
     let dir = tempfile::tempdir().unwrap();
@@ -284,9 +266,9 @@ fn dropping_the_last_store_inside_a_request_does_not_deadlock() {
     let t = s
         .writer()
         .submit(move |c| {
-            dropped_rx.recv().unwrap(); // the caller's Store is gone
+            dropped_rx.recv().unwrap(); // the caller's SqliteStore is gone
             let r = insert(1)(c);
-            drop(inner); // the last Store: closes the writer from the writer
+            drop(inner); // the last SqliteStore: closes the writer from the writer
             r
         })
         .unwrap();

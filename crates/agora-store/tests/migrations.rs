@@ -2,13 +2,13 @@
 //! Opening, configuration and migrations of the database.
 
 use agora_core::Error;
-use agora_store::{migrate, open_connection, schema_version, Migration, Store, MIGRATIONS};
+use agora_store::{migrate, open_connection, schema_version, Migration, SqliteStore, MIGRATIONS};
 use rusqlite::Connection;
 
 #[test]
 fn open_configures_durability() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open_dir(&dir.path().join("data")).unwrap();
+    let s = SqliteStore::open_dir(&dir.path().join("data")).unwrap();
     assert!(s.path().ends_with("data/agora.db"));
     s.read(|c| {
         let mode: String = c
@@ -37,7 +37,7 @@ fn open_configures_durability() {
 #[test]
 fn read_connections_refuse_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open_dir(dir.path()).unwrap();
+    let s = SqliteStore::open_dir(dir.path()).unwrap();
     let r = s.read(|c| {
         c.execute("DELETE FROM replay_cache", [])
             .map_err(|e| Error::Storage(e.to_string()))
@@ -49,7 +49,7 @@ fn read_connections_refuse_writes() {
 fn reopening_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..3 {
-        let s = Store::open_dir(dir.path()).unwrap();
+        let s = SqliteStore::open_dir(dir.path()).unwrap();
         assert_eq!(s.schema_version(), Ok(agora_store::MIGRATIONS.len() as u32));
     }
 }
@@ -58,12 +58,12 @@ fn reopening_is_idempotent() {
 fn a_newer_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agora.db");
-    drop(Store::open(&path, Default::default()).unwrap());
+    drop(SqliteStore::open(&path, Default::default()).unwrap());
     Connection::open(&path)
         .unwrap()
         .pragma_update(None, "user_version", 99)
         .unwrap();
-    let err = Store::open(&path, Default::default()).unwrap_err();
+    let err = SqliteStore::open(&path, Default::default()).unwrap_err();
     assert!(
         matches!(&err, Error::Storage(m) if m.contains("newer")),
         "{err:?}"

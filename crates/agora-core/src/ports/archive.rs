@@ -23,6 +23,7 @@
 //! `prev_hash` = 32 zero bytes ([`GENESIS_PREV_HASH`]).
 
 use crate::crypto::{ct_eq, Sha256};
+use crate::ports::unit::{Commit, Evidence};
 use crate::{Error, Timestamp};
 use std::sync::Mutex;
 
@@ -298,6 +299,13 @@ pub trait EvidenceArchive: Send + Sync {
     /// over-large payload (see [`check_append_args`]).
     fn append(&self, kind: &str, payload: &[u8], now: Timestamp) -> Result<ArchiveEntry, Error>;
 
+    /// Archives `evidence`, in order, as one unit of work (a step whose
+    /// only write is its evidence: an arbiter's acceptance, a broker's
+    /// ruling): all entries or none, durable when the [`Commit`] resolves.
+    /// Refuses the whole unit, archiving nothing, if any entry breaks
+    /// [`check_append_args`].
+    fn record(&self, evidence: Vec<Evidence>, now: Timestamp) -> Commit<Vec<ArchiveEntry>>;
+
     /// The entry `seq`, if present.
     fn get(&self, seq: u64) -> Result<Option<ArchiveEntry>, Error>;
 
@@ -369,6 +377,44 @@ impl MemoryArchive {
     }
 }
 
+impl MemoryArchive {
+    /// [`EvidenceArchive::record`] at once: every entry is checked, and the
+    /// room for all of them, before the first is appended.
+    pub fn record_now(
+        &self,
+        evidence: &[Evidence],
+        now: Timestamp,
+    ) -> Result<Vec<ArchiveEntry>, Error> {
+        for e in evidence {
+            e.check()?;
+        }
+        let mut v = self.lock()?;
+        if v.len() + evidence.len() > self.capacity {
+            return Err(Error::Storage("memory archive is full".into()));
+        }
+        Ok(evidence
+            .iter()
+            .map(|e| push_entry(&mut v, e.kind, &e.payload, now))
+            .collect())
+    }
+}
+
+/// Appends the next entry to `v`, chained to its last.
+fn push_entry(
+    v: &mut Vec<ArchiveEntry>,
+    kind: &str,
+    payload: &[u8],
+    now: Timestamp,
+) -> ArchiveEntry {
+    let (seq, prev) = match v.last() {
+        Some(last) => (last.seq + 1, last.hash),
+        None => (1, GENESIS_PREV_HASH),
+    };
+    let e = ArchiveEntry::new(seq, now, kind.to_owned(), payload.to_vec(), prev);
+    v.push(e.clone());
+    e
+}
+
 impl Default for MemoryArchive {
     fn default() -> Self {
         Self::new()
@@ -382,13 +428,11 @@ impl EvidenceArchive for MemoryArchive {
         if v.len() >= self.capacity {
             return Err(Error::Storage("memory archive is full".into()));
         }
-        let (seq, prev) = match v.last() {
-            Some(last) => (last.seq + 1, last.hash),
-            None => (1, GENESIS_PREV_HASH),
-        };
-        let e = ArchiveEntry::new(seq, now, kind.to_owned(), payload.to_vec(), prev);
-        v.push(e.clone());
-        Ok(e)
+        Ok(push_entry(&mut v, kind, payload, now))
+    }
+
+    fn record(&self, evidence: Vec<Evidence>, now: Timestamp) -> Commit<Vec<ArchiveEntry>> {
+        Commit::ready(self.record_now(&evidence, now))
     }
 
     fn get(&self, seq: u64) -> Result<Option<ArchiveEntry>, Error> {

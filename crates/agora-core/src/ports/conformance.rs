@@ -13,6 +13,7 @@ use super::archive::{
     GENESIS_PREV_HASH, MAX_KIND_LEN, MAX_PAGE_LEN, MAX_PAYLOAD_LEN,
 };
 use super::replay::{Freshness, ReplayCache, MAX_SCOPE_LEN};
+use super::unit::Evidence;
 use crate::{Error, Timestamp};
 use std::sync::Barrier;
 
@@ -255,6 +256,7 @@ pub fn archive_suite<A: EvidenceArchive + Sync>(make: impl Fn() -> A) {
     archive_paging(&make());
     archive_refuses_bad_arguments(&make());
     archive_concurrent_appends_chain(&make());
+    archive_records_a_unit_whole_or_not_at_all(&make());
 }
 
 /// An empty archive: no head, nothing to read, verifies with 0 entries.
@@ -352,6 +354,39 @@ pub fn archive_refuses_bad_arguments<A: EvidenceArchive>(a: &A) {
     ));
     assert_eq!(a.head(), Ok(None), "nothing appended");
     assert_eq!(a.append("k", b"x", t).map(|e| e.seq), Ok(1));
+}
+
+/// A unit of evidence ([`EvidenceArchive::record`]) is archived in order
+/// and chained, or, if one of its entries breaks the limits, not at all.
+pub fn archive_records_a_unit_whole_or_not_at_all<A: EvidenceArchive>(a: &A) {
+    let t = Timestamp(9);
+    a.append("before", b"0", t).expect("append");
+    let bad = vec![
+        Evidence::new("first", b"1".to_vec()),
+        Evidence::new("second", vec![0u8; MAX_PAYLOAD_LEN + 1]),
+    ];
+    assert!(matches!(a.record(bad, t).wait(), Err(Error::ApiMisuse(_))));
+    assert_eq!(
+        a.head().map(|h| h.map(|(s, _)| s)),
+        Ok(Some(1)),
+        "nothing of a refused unit"
+    );
+    let got = a
+        .record(
+            vec![
+                Evidence::new("first", b"1".to_vec()),
+                Evidence::new("second", b"2".to_vec()),
+            ],
+            t,
+        )
+        .wait()
+        .expect("record");
+    let kinds: Vec<_> = got.iter().map(|e| (e.seq, e.kind.as_str())).collect();
+    assert_eq!(kinds, vec![(2, "first"), (3, "second")]);
+    assert_eq!(got[0].prev_hash, a.get(1).unwrap().unwrap().hash);
+    assert_eq!(a.get(3), Ok(Some(got[1].clone())));
+    assert_eq!(a.record(vec![], t).wait(), Ok(vec![]));
+    assert_eq!(a.verify(), Ok(3));
 }
 
 /// Concurrent appends get distinct, gap-free seqs and still form one chain.

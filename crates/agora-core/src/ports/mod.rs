@@ -17,6 +17,7 @@
 
 pub mod archive;
 pub mod replay;
+pub mod unit;
 
 // Documented always, compiled for use only with `testkit` (or in our tests).
 #[cfg(any(test, feature = "testkit", doc))]
@@ -30,3 +31,4 @@ pub use archive::{
 pub use replay::{
     check_insert_args, check_scope, Freshness, MemoryReplayCache, ReplayCache, MAX_SCOPE_LEN,
 };
+pub use unit::{Commit, Evidence};

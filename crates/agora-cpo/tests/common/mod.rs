@@ -5,12 +5,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use agora_core::crypto::{SigningKey, X25519Secret};
-use agora_core::ports::MemoryReplayCache;
 use agora_core::{Currency, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
 use agora_cpo::buyer::{self, Acceptance, PostReceipt};
 use agora_cpo::policy::ArbiterPolicy;
-use agora_cpo::ports::{MemoryBoard, MemorySessions};
 use agora_cpo::server::{Posted, Server};
 use agora_cpo::{BondTrust, Ccpo, CcpoDraft, Keys, Peer, Variant};
 use agora_pki::{Agency, BondParams, Conditions, CrlParams, Role, TrustAnchors};
@@ -49,7 +47,7 @@ pub struct Market {
     /// A copy of Alice's keys, for tests that play a careless or corrupt
     /// Alice (signing what the honest `Arbiter` would refuse).
     pub alice_keys: Keys,
-    pub server: Server<MemoryBoard, MemoryReplayCache, MemorySessions>,
+    pub server: Server,
     pub server_peer: Peer,
     /// A copy of the server's keys, for a second instance of the same
     /// server (other arbiters, fresh storage).
@@ -138,9 +136,7 @@ impl Market {
             server_keys,
             trust.clone(),
             vec![alice_peer.sign],
-            MemoryBoard::new(),
-            MemoryReplayCache::new(),
-            MemorySessions::new(),
+            std::sync::Arc::new(agora_cpo::store::MemoryCpoStore::new()),
         );
         Market {
             rng,
@@ -173,17 +169,12 @@ impl Market {
 
     /// A second instance of the same server (same keys and trust) on fresh
     /// storage, working with `arbiters`.
-    pub fn server_with_arbiters(
-        &self,
-        arbiters: Vec<agora_core::crypto::VerifyingKey>,
-    ) -> Server<MemoryBoard, MemoryReplayCache, MemorySessions> {
+    pub fn server_with_arbiters(&self, arbiters: Vec<agora_core::crypto::VerifyingKey>) -> Server {
         Server::new(
             clone_keys(&self.server_keys),
             self.trust.clone(),
             arbiters,
-            MemoryBoard::new(),
-            MemoryReplayCache::new(),
-            MemorySessions::new(),
+            std::sync::Arc::new(agora_cpo::store::MemoryCpoStore::new()),
         )
     }
 
