@@ -100,7 +100,7 @@ use agora_pki::{Agency, BondParams, Conditions, IdentityParams, PartyRole};
 use agora_speed::customer::{self, CustomerNext, Identity};
 use agora_speed::ledger::{Account, AccountKind, JournalEntry, Ledger, Posting};
 use agora_speed::msg::BillSecret;
-use agora_speed::product::{Encrypted, HashingWriter};
+use agora_speed::product::Encrypted;
 use agora_speed::strategy::AcceptFirst;
 use agora_speed::{AccountNumber, PaymentOrderId, SpeedTrust};
 use anyhow::{bail, Context};
@@ -1803,8 +1803,6 @@ const SPEED_BROKER: &str = "/v1/speed/broker";
 const SPEED_PRODUCT: &str = crate::speed::DEMO_KEY;
 /// Largest product the bench buys: it keeps each delivery in memory.
 const MAX_SPEED_PRODUCT_LEN: u64 = 64 * 1024;
-/// Largest delivery head (the bill and its framing), as the CLI's client.
-const MAX_DELIVERY_HEAD_LEN: usize = 16 * 1024;
 /// Purchases per second one customer could make at most, to size the
 /// deposits: a purchase is three round trips and some twenty public-key
 /// operations, well over 100 µs on any machine. A customer whose deposit
@@ -2171,33 +2169,6 @@ struct Delivered {
     head: Vec<u8>,
 }
 
-/// Splits a delivery stream (`agora_node::speed`: `u64` length of the
-/// encrypted product, the product, `u32` length of the head, the head)
-/// into the encrypted product and the head.
-fn split_delivery(buf: &[u8], max_ct: u64) -> Result<(&[u8], &[u8]), &'static str> {
-    const CUT: &str = "the delivery was cut";
-    let (len, rest) = buf.split_first_chunk::<8>().ok_or(CUT)?;
-    let len = u64::from_be_bytes(*len);
-    if len > max_ct {
-        return Err("the announced product is too large");
-    }
-    let len = usize::try_from(len).map_err(|_| "the announced product is too large")?;
-    if rest.len() < len {
-        return Err(CUT);
-    }
-    let (ct, rest) = rest.split_at(len);
-    let (head_len, head) = rest.split_first_chunk::<4>().ok_or(CUT)?;
-    let head_len = u32::from_be_bytes(*head_len) as usize;
-    if head_len > MAX_DELIVERY_HEAD_LEN {
-        return Err("the delivery head is too large");
-    }
-    match head.len().cmp(&head_len) {
-        std::cmp::Ordering::Less => Err(CUT),
-        std::cmp::Ordering::Greater => Err("bytes after the delivery head"),
-        std::cmp::Ordering::Equal => Ok((ct, head)),
-    }
-}
-
 /// Sends `body` to the vendor and reads the whole delivery into memory,
 /// hashing the encrypted product there (where `SpeedClient` writes it to a
 /// file: the bench measures the node, not a disk).
@@ -2206,7 +2177,6 @@ fn receive(
     body: &[u8],
     headers: &[(&str, String)],
 ) -> Result<Delivered, OpError> {
-    use std::io::Read;
     let bad = |what| OpError::Check {
         kind: "delivery",
         what,
@@ -2221,20 +2191,12 @@ fn receive(
         return Err(bad("the vendor's answer is not a delivery"));
     }
     let max_ct = agora_core::crypto::stream::ciphertext_len(MAX_SPEED_PRODUCT_LEN);
-    let cap = 8 + max_ct + 4 + MAX_DELIVERY_HEAD_LEN as u64 + 1;
-    let mut buf = Vec::new();
-    r.take(cap)
-        .read_to_end(&mut buf)
-        .map_err(|_| bad("the delivery was cut"))?;
-    let (ct, head) = split_delivery(&buf, max_ct).map_err(bad)?;
-    let mut w = HashingWriter::new(std::io::sink());
-    w.write_all(ct)
-        .map_err(|_| bad("hashing the encrypted product"))?;
-    Ok(Delivered {
-        ct: ct.to_vec(),
-        enc: w.finish().1,
-        head: head.to_vec(),
-    })
+    let (ct, enc, head) = agora_speed::delivery::read_delivery(r, max_ct, Vec::new())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => bad("the delivery was cut"),
+            _ => bad("the delivery breaks its framing (a length over its bound, or bytes after the head)"),
+        })?;
+    Ok(Delivered { ct, enc, head })
 }
 
 /// One SPEED purchase over the node, each round trip timed: the
@@ -3400,48 +3362,6 @@ mod tests {
         // Never more than the protocol's two per purchase.
         assert_eq!(Validations::amortized(16, 4, secs(10)), 2.0);
         assert_eq!(Validations::amortized(16, 0, secs(10)), 2.0);
-    }
-
-    #[test]
-    fn a_delivery_stream_is_split_strictly() {
-        let stream = |ct: &[u8], head: &[u8]| {
-            let mut b = (ct.len() as u64).to_be_bytes().to_vec();
-            b.extend_from_slice(ct);
-            b.extend_from_slice(&(head.len() as u32).to_be_bytes());
-            b.extend_from_slice(head);
-            b
-        };
-        let ok = stream(b"ciphertext", b"head");
-        assert_eq!(
-            split_delivery(&ok, 100),
-            Ok((&b"ciphertext"[..], &b"head"[..]))
-        );
-        assert_eq!(
-            split_delivery(&stream(b"", b""), 100),
-            Ok((&b""[..], &b""[..]))
-        );
-        for cut in 0..ok.len() {
-            assert_eq!(
-                split_delivery(&ok[..cut], 100),
-                Err("the delivery was cut"),
-                "{cut}"
-            );
-        }
-        let mut long = ok.clone();
-        long.push(0);
-        assert_eq!(
-            split_delivery(&long, 100),
-            Err("bytes after the delivery head")
-        );
-        assert_eq!(
-            split_delivery(&ok, 9),
-            Err("the announced product is too large")
-        );
-        let big_head = stream(b"x", &vec![0; MAX_DELIVERY_HEAD_LEN + 1]);
-        assert_eq!(
-            split_delivery(&big_head, 100),
-            Err("the delivery head is too large")
-        );
     }
 
     #[test]

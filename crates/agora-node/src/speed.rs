@@ -49,9 +49,6 @@ use std::sync::{Arc, RwLock};
 /// The media type of a complaint: `u32` (big-endian) length of the
 /// complaint message, the message, then the encrypted product as delivered.
 pub const COMPLAINT_TYPE: &str = "application/vnd.agora.speed-complaint";
-/// The largest complaint message (the encrypted product after it is bounded
-/// by the length the message announces).
-const MAX_COMPLAINT_LEN: u32 = 64 * 1024;
 /// How much of a refused complaint's upload is read before answering.
 const MAX_DRAIN: u64 = 256 << 20;
 
@@ -508,26 +505,22 @@ fn write_delivery<W: Write + Send>(
     mut d: Delivery,
     product: impl io::Read,
     ct_len: u64,
-    mut w: W,
+    w: W,
 ) -> io::Result<W> {
     let mut rng = os_rng();
-    w.write_all(&ct_len.to_be_bytes())?;
     let key = d.draw_key(&mut rng).clone();
-    let (mut w, enc) = agora_speed::product::encrypt(&mut rng, &key, product, w)?;
-    if enc.len != ct_len {
-        return Err(io::Error::other(
-            "the product file changed while it was sent",
-        ));
-    }
-    let (head, sale) = d
-        .finish(&mut rng, &read(&v.vendor), enc)
-        .map_err(io::Error::other)?;
-    let head_len = u32::try_from(head.len()).map_err(io::Error::other)?;
-    w.write_all(&head_len.to_be_bytes())?;
-    w.write_all(&head)?;
-    w.flush()?;
-    tracing::debug!(order = %sale.order, price = %sale.price, "SPEED delivery sent");
-    Ok(w)
+    agora_speed::delivery::write_delivery(
+        w,
+        ct_len,
+        |w| agora_speed::product::encrypt(&mut os_rng(), &key, product, w),
+        |enc| {
+            let (head, sale) = d
+                .finish(&mut rng, &read(&v.vendor), enc)
+                .map_err(io::Error::other)?;
+            tracing::debug!(order = %sale.order, price = %sale.price, "SPEED delivery sent");
+            Ok(head)
+        },
+    )
 }
 
 /// Sends what is written to it as body chunks.
@@ -713,15 +706,12 @@ async fn complaint_route(
             rx,
             cur: Bytes::new(),
         };
-        let cut = |_| Problem::bad_request("the complaint was cut short");
-        let mut len = [0u8; 4];
-        r.read_exact(&mut len).map_err(cut)?;
-        let len = u32::from_be_bytes(len);
-        if len > MAX_COMPLAINT_LEN {
-            return Err(Problem::bad_request("the complaint message is too large"));
-        }
-        let mut msg = vec![0u8; len as usize];
-        r.read_exact(&mut msg).map_err(cut)?;
+        let msg = agora_speed::delivery::read_complaint_head(&mut r).map_err(|e| {
+            Problem::bad_request(match e.kind() {
+                io::ErrorKind::UnexpectedEof => "the complaint was cut short".to_owned(),
+                _ => e.to_string(),
+            })
+        })?;
         let ruled = (|| -> Result<Vec<u8>, Problem> {
             let case = b.open_complaint(now, &msg, svc.ledger.as_ref())?;
             let found = case

@@ -13,7 +13,6 @@ use agora_speed::customer::{
     self, CustomerNext, ExpectProduct, ExpectPurseDebit, ExpectReceipt, Identity, Purchase,
     ReadyToPay,
 };
-use agora_speed::product::HashingWriter;
 use agora_speed::purse::Card;
 use agora_speed::strategy::CustomerStrategy;
 use agora_speed::{AccountNumber, PaymentOrderId, Peer};
@@ -22,8 +21,6 @@ use std::path::Path;
 
 /// The largest encrypted product a customer accepts (64 GiB).
 pub const MAX_PRODUCT_LEN: u64 = 64 << 30;
-/// The largest delivery head.
-const MAX_HEAD_LEN: u32 = 16 * 1024;
 
 /// Why a purchase step failed.
 #[derive(Debug, thiserror::Error)]
@@ -127,34 +124,14 @@ impl SpeedClient {
         if ct != DELIVERY_TYPE {
             return Err(ClientError::Transport(format!("expected a delivery, got {ct:?}")).into());
         }
-        let mut r = io::BufReader::with_capacity(64 * 1024, r);
-        let mut len = [0u8; 8];
-        r.read_exact(&mut len)?;
-        let len = u64::from_be_bytes(len);
-        if len > MAX_PRODUCT_LEN {
-            return Err(io::Error::other("the announced product is too large").into());
-        }
+        let r = io::BufReader::with_capacity(64 * 1024, r);
         let file = std::fs::File::create(out)?;
-        let mut w = HashingWriter::new(BufWriter::with_capacity(64 * 1024, file));
-        let copied = io::copy(&mut (&mut r).take(len), &mut w)?;
-        if copied != len {
-            return Err(
-                io::Error::new(io::ErrorKind::UnexpectedEof, "the delivery was cut").into(),
-            );
-        }
-        let (file, enc) = w.finish();
+        let (file, enc, head) = agora_speed::delivery::read_delivery(
+            r,
+            MAX_PRODUCT_LEN,
+            BufWriter::with_capacity(64 * 1024, file),
+        )?;
         file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        let mut hl = [0u8; 4];
-        r.read_exact(&mut hl)?;
-        let hl = u32::from_be_bytes(hl);
-        if hl > MAX_HEAD_LEN {
-            return Err(io::Error::other("the delivery head is too large").into());
-        }
-        let mut head = vec![0u8; hl as usize];
-        r.read_exact(&mut head)?;
-        if r.read(&mut [0u8; 1])? != 0 {
-            return Err(io::Error::other("bytes after the delivery head").into());
-        }
         Ok(expect(&head)?.on_product(enc)?)
     }
 
@@ -342,9 +319,7 @@ impl SpeedClient {
     ) -> Result<(agora_speed::msg::Ruling, Vec<u8>)> {
         let len = std::fs::metadata(product)?.len();
         let msg = customer::complaint(rng, me, broker, order, product_id, len)?;
-        let head_len = u32::try_from(msg.len()).map_err(io::Error::other)?;
-        let mut head = head_len.to_be_bytes().to_vec();
-        head.extend_from_slice(&msg);
+        let head = agora_speed::delivery::complaint_head(&msg)?;
         let total = head.len() as u64 + len;
         let path = product.to_path_buf();
         let signed = self

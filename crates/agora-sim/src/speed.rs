@@ -82,7 +82,7 @@ use agora_speed::ledger::{
     MAX_LIST_LEN,
 };
 use agora_speed::msg::{Bill, ReceiptRequest};
-use agora_speed::product::{self, Encrypted, HashingWriter};
+use agora_speed::product::{self, Encrypted};
 use agora_speed::purse::{Card, Sam};
 use agora_speed::strategy::{PriceRule, Target};
 use agora_speed::vendor::{
@@ -296,17 +296,6 @@ fn frame(kind: u8, name: &[u8], body: &[u8]) -> Vec<u8> {
     f
 }
 
-fn delivery_frame(nid: Nid, head: &[u8], ct: &[u8]) -> Option<Vec<u8>> {
-    let len = u32::try_from(head.len()).ok()?;
-    let mut f = Vec::with_capacity(1 + NID_LEN + 4 + head.len() + ct.len());
-    f.push(kind::DELIVERY);
-    f.extend_from_slice(&nid.0);
-    f.extend_from_slice(&len.to_be_bytes());
-    f.extend_from_slice(head);
-    f.extend_from_slice(ct);
-    Some(f)
-}
-
 fn split_kind(b: &[u8]) -> Option<(u8, &[u8])> {
     b.split_first().map(|(k, rest)| (*k, rest))
 }
@@ -321,12 +310,14 @@ fn split_order(b: &[u8]) -> Option<(PaymentOrderId, &[u8])> {
     Some((PaymentOrderId::from_bytes(o).ok()?, rest))
 }
 
-/// `[head length, head, product]` -> (head, product).
-fn split_delivery(b: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (len, rest) = b.split_at_checked(4)?;
-    let len = usize::try_from(u32::from_be_bytes(len.try_into().ok()?)).ok()?;
-    rest.split_at_checked(len)
+/// A delivery as the vendor frames it (`agora_speed::delivery`, the same
+/// bytes as over HTTP): the encrypted product, what it hashed to, the head.
+fn read_delivery(b: &[u8]) -> std::io::Result<(Vec<u8>, Encrypted, Vec<u8>)> {
+    agora_speed::delivery::read_delivery(b, MAX_DELIVERED, Vec::new())
 }
+
+/// The largest encrypted product a simulated customer takes.
+const MAX_DELIVERED: u64 = 1 << 20;
 
 /// The protocol messages, as the faults of directed tests name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -444,15 +435,6 @@ impl Outbox {
     fn send(&mut self, to: Addr, frame: Vec<u8>) {
         self.sends.push((to, frame));
     }
-}
-
-/// Length and digest of an encrypted product, as the customer computes them
-/// while she stores it.
-fn encrypted_of(ct: &[u8]) -> Encrypted {
-    let mut w = HashingWriter::new(std::io::sink());
-    // Writing to a sink cannot fail.
-    let _ = std::io::Write::write_all(&mut w, ct);
-    w.finish().1
 }
 
 // --------------------------------------------------------------- customer
@@ -732,28 +714,26 @@ impl CustomerActor {
                 }
             }
             (kind::DELIVERY, Step::ExpectDelivery(e)) => {
-                let Some((head, ct)) = split_delivery(body) else {
+                let Ok((ct, enc, head)) = read_delivery(body) else {
                     self.step = Step::ExpectDelivery(e);
                     self.stats.rejected += 1;
                     return;
                 };
                 self.last_in = Some(digest);
-                let ready = e
-                    .on_delivery(head)
-                    .and_then(|p| p.on_product(encrypted_of(ct)));
-                self.after_delivery(out, ready, ct);
+                let ready = e.on_delivery(&head).and_then(|p| p.on_product(enc));
+                self.after_delivery(out, ready, &ct);
             }
             (kind::DELIVERY, Step::ExpectAggressive(e)) => {
-                let Some((head, ct)) = split_delivery(body) else {
+                let Ok((ct, enc, head)) = read_delivery(body) else {
                     self.step = Step::ExpectAggressive(e);
                     self.stats.rejected += 1;
                     return;
                 };
                 self.last_in = Some(digest);
                 let ready = e
-                    .on_delivery(&self.me, head)
-                    .and_then(|p| p.on_product(encrypted_of(ct)));
-                self.after_delivery(out, ready, ct);
+                    .on_delivery(&self.me, &head)
+                    .and_then(|p| p.on_product(enc));
+                self.after_delivery(out, ready, &ct);
             }
             (_, other) => {
                 self.step = other;
@@ -1136,9 +1116,10 @@ impl VendorActor {
             return false;
         };
         let nid = sale.order.nid;
-        let Some(delivery) = delivery_frame(nid, &head, &ct) else {
+        let Ok(delivery) = agora_speed::delivery::delivery_bytes(&ct, enc, &head) else {
             return false;
         };
+        let delivery = frame(kind::DELIVERY, &nid.0, &delivery);
         out.send(from, delivery.clone());
         self.deliveries += 1;
         self.last_of.insert(digest, nid);

@@ -21,6 +21,7 @@
 
 pub mod broker;
 pub mod customer;
+pub mod delivery;
 pub mod ids;
 pub mod ledger;
 pub mod msg;
