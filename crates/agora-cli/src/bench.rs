@@ -78,20 +78,27 @@
 //! her round trips ([`race_loops`]).
 
 use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
+use agora_client::cpo::flow::{
+    self, Approval, Bind, Browse, Conversation, EndSession, Listings, Next,
+};
+use agora_client::cpo::{role_of, run_async, FlowError};
+use agora_client::transport::{
+    AsyncCpoTransport, AsyncNodeClient, ClientError, CpoTransport, NodeClient,
+};
 use agora_core::crypto::hpke::{self, Encapped};
 use agora_core::crypto::{
     os_rng, random_bytes, Rng, Signature, SigningKey, VerifyingKey, X25519Public, X25519Secret,
 };
+use agora_core::wire::tags;
 use agora_core::{Currency, Money, Timestamp};
 use agora_cpo::arbiter::Arbiter;
 use agora_cpo::msg::{digest, BindListing, BindOffer, BoundCpo, ListingRequest};
 use agora_cpo::policy::ArbiterPolicy;
-use agora_cpo::seller::{self, Listing, SellerSession};
+use agora_cpo::seller::{Listing, SellerSession};
 use agora_cpo::server::Server;
 use agora_cpo::session::{BindingKey, Channel, Direction};
 use agora_cpo::{buyer, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys, Mode, Peer};
-use agora_node::client::{AsyncNodeClient, ClientError, CpoTransport, NodeClient};
-use agora_node::cpo::{Reply, Role};
+use agora_node::cpo::{BoardQuery, Reply, Role};
 use agora_node::pending::StepId;
 use agora_node::speed::{SpeedTrustSource, DELIVERY_TYPE};
 use agora_node::STEP_HEADER;
@@ -442,47 +449,17 @@ impl Tally {
         *self.errors.entry(kind).or_default() += 1;
     }
 
-    /// One timed protocol message.
-    fn call(
-        &mut self,
-        client: &NodeClient,
-        step: &str,
-        role: Role,
-        body: &[u8],
-        step_id: Option<StepId>,
-    ) -> Result<Reply, ClientError> {
-        let t = Instant::now();
-        let r = client.call(role, body, step_id);
-        let d = t.elapsed();
+    /// One timed request's outcome, under `step` or `<step>:error`.
+    fn took<T, E>(&mut self, step: &str, d: Duration, r: &Result<T, E>) {
         self.requests += 1;
-        match &r {
+        match r {
             Ok(_) => self.record(step, d),
             Err(_) => self.record(&format!("{step}:error"), d),
         }
-        r
     }
 
-    /// [`Self::call`] on an event loop.
-    async fn call_async(
-        &mut self,
-        client: &AsyncNodeClient,
-        step: &str,
-        role: Role,
-        body: &[u8],
-    ) -> Result<Reply, ClientError> {
-        let t = Instant::now();
-        let r = client.call(role, body, None).await;
-        let d = t.elapsed();
-        self.requests += 1;
-        match &r {
-            Ok(_) => self.record(step, d),
-            Err(_) => self.record(&format!("{step}:error"), d),
-        }
-        r
-    }
-
-    /// One timed round trip that is not a CPO message (`call` is): the
-    /// time of `f`, under `step` or `<step>:error`.
+    /// One timed round trip that is not a CPO message (those go through
+    /// [`Timed`]): the time of `f`, under `step` or `<step>:error`.
     fn timed<T>(
         &mut self,
         step: &str,
@@ -490,15 +467,100 @@ impl Tally {
     ) -> Result<T, OpError> {
         let t = Instant::now();
         let r = f();
-        let d = t.elapsed();
-        self.requests += 1;
-        match &r {
-            Ok(_) => self.record(step, d),
-            Err(_) => self.record(&format!("{step}:error"), d),
-        }
+        self.took(step, t.elapsed(), &r);
         r
     }
+}
 
+/// The report's name of the protocol step a CPO message starts.
+fn step_name(body: &[u8]) -> &'static str {
+    let tag = agora_core::wire::envelope::peek_tag(body)
+        .or_else(|_| agora_cpo::session::peek(body).map(|(t, _)| t));
+    match tag {
+        Ok(t) if t == tags::CPO_ARBITER_REQUEST => "approval-1",
+        Ok(t) if t == tags::CPO_ARBITER_RESPONSE => "approval-2",
+        Ok(t) if t == tags::CPO_POST_REQUEST => "post-1",
+        Ok(t) if t == tags::CPO_POST_RESPONSE => "post-2",
+        Ok(t) if t == tags::CPO_BROWSE_REQUEST => "session-1",
+        Ok(t) if t == tags::CPO_BROWSE_RESPONSE => "session-2",
+        Ok(t) if t == tags::CPO_LISTING_REQUEST => "listing",
+        Ok(t) if t == tags::CPO_LISTINGS_REQUEST => "listings",
+        Ok(t) if t == tags::CPO_BIND_OFFER => "offer",
+        Ok(t) if t == tags::CPO_BROWSE_END => "end-session",
+        _ => "other",
+    }
+}
+
+/// A CPO transport whose every protocol message is timed into a tally,
+/// under the name of its step ([`step_name`]): the client flows of
+/// agora-client run over it unchanged.
+struct Timed<'a, C> {
+    client: &'a C,
+    tally: std::cell::RefCell<&'a mut Tally>,
+}
+
+impl<'a, C> Timed<'a, C> {
+    fn new(client: &'a C, tally: &'a mut Tally) -> Self {
+        Timed {
+            client,
+            tally: std::cell::RefCell::new(tally),
+        }
+    }
+}
+
+impl CpoTransport for Timed<'_, NodeClient> {
+    fn call(&self, role: Role, body: &[u8], step: Option<StepId>) -> Result<Reply, ClientError> {
+        let t = Instant::now();
+        let r = self.client.call(role, body, step);
+        self.tally
+            .borrow_mut()
+            .took(step_name(body), t.elapsed(), &r);
+        r
+    }
+    fn board(&self, q: &BoardQuery) -> Result<Vec<serde_json::Value>, ClientError> {
+        self.client.board(q)
+    }
+    fn cpo(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError> {
+        self.client.cpo(id)
+    }
+    fn notice(&self, id: &[u8; 32], receipt: &[u8; 32]) -> Result<Vec<u8>, ClientError> {
+        self.client.notice(id, receipt)
+    }
+    fn award(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError> {
+        self.client.award(id)
+    }
+}
+
+impl AsyncCpoTransport for Timed<'_, AsyncNodeClient> {
+    async fn call(
+        &self,
+        role: Role,
+        body: &[u8],
+        step: Option<StepId>,
+    ) -> Result<Reply, ClientError> {
+        let t = Instant::now();
+        let r = self.client.call(role, body, step).await;
+        self.tally
+            .borrow_mut()
+            .took(step_name(body), t.elapsed(), &r);
+        r
+    }
+}
+
+impl From<FlowError> for OpError {
+    fn from(e: FlowError) -> OpError {
+        match e {
+            FlowError::Node(e) => OpError::Node(e),
+            FlowError::Protocol(e) => OpError::Client(e),
+        }
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::now_from_system_clock()
+}
+
+impl Tally {
     fn merge(&mut self, other: Tally) {
         self.requests += other.requests;
         self.successes += other.successes;
@@ -932,16 +994,14 @@ fn post_once(
         .draft(&bob.bond, &env.server, &env.arbiter)
         .map_err(|_| OpError::Client(agora_core::Error::ApiMisuse("bad CPO draft")))?;
     let ccpo = Ccpo::new(draft, rng)?;
-    let (m0, b) = buyer::request_approval::<FirstCome>(&bob.keys, rng, ccpo, "", &env.arbiter)?;
-    let r1 = t.call(client, "approval-1", Role::Arbiter, &m0, None)?;
-    let (m2, b) = b.handle(&bob.keys, rng, &r1.body)?;
-    let r3 = t.call(client, "approval-2", Role::Arbiter, &m2, r1.step)?;
-    let acceptance = b.handle(&bob.keys, Timestamp::now_from_system_clock(), &r3.body)?;
-    let (m0, p) = buyer::request_post(&bob.keys, rng, &acceptance, &env.server)?;
-    let r1 = t.call(client, "post-1", Role::Server, &m0, None)?;
-    let (m2, p) = p.handle(&bob.keys, rng, &r1.body)?;
-    let r3 = t.call(client, "post-2", Role::Server, &m2, r1.step)?;
-    Ok(p.handle(&bob.keys, &r3.body)?.cpo.ccpo.id)
+    let node = Timed::new(client, t);
+    let (m0, c) = Approval::<FirstCome>::start(&bob.keys, rng, ccpo, "", &env.arbiter)?;
+    let acceptance = agora_client::cpo::run(&node, &bob.keys, m0, c, rng, now)?;
+    let (m0, c) = flow::Posting::start(&bob.keys, rng, &acceptance, &env.server)?;
+    Ok(agora_client::cpo::run(&node, &bob.keys, m0, c, rng, now)?
+        .cpo
+        .ccpo
+        .id)
 }
 
 /// Protocol 3 over the node: a browse session with K_p.
@@ -953,7 +1013,7 @@ fn open_session(
     t: &mut Tally,
 ) -> Result<SellerSession, OpError> {
     let now = Timestamp::now_from_system_clock();
-    let (m0, p) = seller::request_session(
+    let (m0, c) = Browse::start(
         &pam.keys,
         rng,
         pam.bond.clone(),
@@ -961,13 +1021,18 @@ fn open_session(
         now.plus_secs(env.life_secs),
         &env.server,
     )?;
-    let r1 = t.call(client, "session-1", Role::Server, &m0, None)?;
-    let (m2, p) = p.handle(&pam.keys, rng, &r1.body)?;
-    let r3 = t.call(client, "session-2", Role::Server, &m2, r1.step)?;
-    Ok(p.handle(&pam.keys, &r3.body)?)
+    Ok(agora_client::cpo::run(
+        &Timed::new(client, t),
+        &pam.keys,
+        m0,
+        c,
+        rng,
+        self::now,
+    )?)
 }
 
-/// The listing of `cpo` under the session (one round trip).
+/// The listing of `cpo` under the session (one round trip), opened and
+/// checked to be of `cpo` (what `cpo-browse` measures: no offer is made).
 fn listing(
     session: &SellerSession,
     client: &NodeClient,
@@ -976,7 +1041,7 @@ fn listing(
     t: &mut Tally,
 ) -> Result<Listing, OpError> {
     let m = session.request_listing(rng, cpo, Mode::FirstCome);
-    let r = t.call(client, "listing", Role::Server, &m, None)?;
+    let r = Timed::new(client, t).call(Role::Server, &m, None)?;
     open_listing_of(session, &r.body, cpo)
 }
 
@@ -994,7 +1059,8 @@ fn open_listing_of(
 }
 
 /// The listings of a page of CPOs under the session (one round trip): per
-/// CPO, in the order asked, its listing, or the node's refusal to list it.
+/// CPO, in the order asked, its listing opened and checked, or the node's
+/// refusal to list it.
 fn listings(
     session: &SellerSession,
     client: &NodeClient,
@@ -1002,73 +1068,88 @@ fn listings(
     rng: &mut impl Rng,
     t: &mut Tally,
 ) -> Result<Vec<Result<Listing, OpError>>, OpError> {
-    let (m, expect) = session.request_listings(rng, cpos, Mode::FirstCome)?;
-    let r = t.call(client, "listings", Role::Server, &m, None)?;
-    page_of_listings(session, expect, &r.body)
-}
-
-/// What a LISTINGS answer holds, per CPO asked for: her listing, or why
-/// the node did not list it.
-fn page_of_listings(
-    session: &SellerSession,
-    expect: agora_cpo::seller::ExpectListings,
-    answer: &[u8],
-) -> Result<Vec<Result<Listing, OpError>>, OpError> {
-    expect
-        .handle(session, answer)?
+    let (m, c) = Listings::start(session, rng, cpos, Mode::FirstCome)?;
+    let page = agora_client::cpo::run(&Timed::new(client, t), session, m, c, rng, now)?;
+    Ok(page
         .into_iter()
-        .map(|(cpo, entry)| match entry {
-            Ok(sealed) => open_listing_of(session, &sealed, cpo).map(Ok),
-            Err(why) if says_already_bound(&why) => Ok(Err(OpError::Check {
-                kind: "already-bound",
-                what: "the node refused to list a bound CPO",
-            })),
-            Err(_) => Ok(Err(OpError::Check {
-                kind: "refused",
-                what: "the node refused to list the CPO",
-            })),
+        .map(|(cpo, entry)| {
+            entry
+                .map_err(refusal)
+                .and_then(|s| open_listing_of(session, &s, cpo))
         })
-        .collect()
+        .collect())
 }
 
-/// [`listing`] on an event loop.
+/// Why the node did not list a CPO of a page.
+fn refusal(why: String) -> OpError {
+    if says_already_bound(&why) {
+        OpError::Check {
+            kind: "already-bound",
+            what: "the node refused to list a bound CPO",
+        }
+    } else {
+        OpError::Check {
+            kind: "refused",
+            what: "the node refused to list the CPO",
+        }
+    }
+}
+
+/// A bind's listing as it came, not yet opened: the bind opens and checks
+/// it when (and if) she makes her offer.
+type Listed = (Bind, Vec<u8>);
+
+/// The listing of `cpo`, on an event loop.
 async fn listing_async(
     session: &SellerSession,
     client: &AsyncNodeClient,
     cpo: [u8; 32],
     rng: &mut impl Rng,
     t: &mut Tally,
-) -> Result<Listing, OpError> {
-    let m = session.request_listing(rng, cpo, Mode::FirstCome);
-    let r = t.call_async(client, "listing", Role::Server, &m).await?;
-    open_listing_of(session, &r.body, cpo)
+) -> Result<Listed, OpError> {
+    let (m, c) = Bind::start(session, rng, cpo, OFFER)?;
+    let r = Timed::new(client, t)
+        .call(role_of(m.to), &m.body, None)
+        .await?;
+    Ok((c, r.body))
 }
 
-/// [`listings`] on an event loop.
+/// The listings of a page of CPOs, on an event loop: per CPO, in the order
+/// asked, the bind of her listing with its offer, or the node's refusal.
 async fn listings_async(
     session: &SellerSession,
     client: &AsyncNodeClient,
     cpos: &[[u8; 32]],
     rng: &mut impl Rng,
     t: &mut Tally,
-) -> Result<Vec<Result<Listing, OpError>>, OpError> {
-    let (m, expect) = session.request_listings(rng, cpos, Mode::FirstCome)?;
-    let r = t.call_async(client, "listings", Role::Server, &m).await?;
-    page_of_listings(session, expect, &r.body)
+) -> Result<Vec<Result<Listed, OpError>>, OpError> {
+    let (m, c) = Listings::start(session, rng, cpos, Mode::FirstCome)?;
+    let page = run_async(&Timed::new(client, t), session, m, c, rng, now).await?;
+    Ok(page
+        .into_iter()
+        .map(|(cpo, entry)| {
+            entry
+                .map_err(refusal)
+                .map(|sealed| (Bind::awaiting(session, cpo, OFFER), sealed))
+        })
+        .collect())
 }
 
-/// Offers to bind a listing and checks BOUND_CPO (signed by the server,
-/// answering this offer), on an event loop.
+/// Opens and checks a listing (of the CPO asked for, in this session),
+/// offers, and checks BOUND_CPO (signed by the server, answering this
+/// offer), on an event loop.
 async fn offer_async(
     session: &SellerSession,
     client: &AsyncNodeClient,
-    l: &Listing,
+    (bind, sealed): Listed,
     rng: &mut impl Rng,
     t: &mut Tally,
 ) -> Result<(), OpError> {
-    let (m1, expect) = session.offer(rng, l, OFFER)?;
-    let r = t.call_async(client, "offer", Role::Server, &m1).await?;
-    expect.handle(session, &r.body)?;
+    let (offer, bind) = match bind.on_reply(session, rng, now(), &sealed)? {
+        Next::Send(offer, bind) => (offer, bind),
+        Next::Done(_) => return Err(agora_core::Error::ApiMisuse("a listing ended a bind").into()),
+    };
+    run_async(&Timed::new(client, t), session, offer, bind, rng, now).await?;
     Ok(())
 }
 
@@ -1186,8 +1267,9 @@ fn end_sessions(sellers: &[Seller]) {
     std::thread::scope(|s| {
         for seller in sellers {
             s.spawn(move || {
-                let m = seller.session.end(&mut os_rng());
-                let _ = seller.client.call(Role::Server, &m, None);
+                let rng = &mut os_rng();
+                let (m, c) = EndSession::start(&seller.session, rng);
+                let _ = agora_client::cpo::run(&seller.client, &seller.session, m, c, rng, now);
             });
         }
     });
@@ -1695,7 +1777,7 @@ fn run_bind(
                     let r = match listing_async(&seller.session, &client, cpos[i], &mut rng, &mut t)
                         .await
                     {
-                        Ok(l) => offer_async(&seller.session, &client, &l, &mut rng, &mut t).await,
+                        Ok(l) => offer_async(&seller.session, &client, l, &mut rng, &mut t).await,
                         Err(e) => Err(e),
                     };
                     settle(i, r, &mut t);
@@ -1743,7 +1825,7 @@ fn run_bind(
                         if !limits.reserve(1) {
                             break 'pages;
                         }
-                        let r = offer_async(&seller.session, &client, &l, &mut rng, &mut t).await;
+                        let r = offer_async(&seller.session, &client, l, &mut rng, &mut t).await;
                         settle(i, r, &mut t);
                     }
                 }
@@ -3286,7 +3368,7 @@ mod tests {
 
     #[test]
     fn errors_are_classified_by_code() {
-        use agora_node::client::ProblemDoc;
+        use agora_client::transport::ProblemDoc;
         let problem = |code: &str, detail: Option<&str>| {
             ClientError::Problem(ProblemDoc {
                 status: 409,

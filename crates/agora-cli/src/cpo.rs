@@ -15,19 +15,23 @@
 //! of the evidence it receives in this data directory's archive.
 
 use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
+use agora_client::cpo::flow::{
+    AnyApproval, Bid, Bind, Browse, Conversation, EndSession, FetchBids, FetchBinding, FetchPosted,
+    Outgoing, Posting,
+};
+use agora_client::cpo::FlowError;
+use agora_client::transport::{ClientError, CpoTransport, LocalCpo, NodeClient};
 use agora_core::crypto::{SigningKey, X25519Secret};
 use agora_core::wire::{cose, Decoder, Encoder};
 use agora_core::{KeyId, Money, Timestamp};
 use agora_cpo::bidding::{check_notice, Award, BidReceipt, HeldReceipt, Notice, Outcome};
-use agora_cpo::buyer::{self, Acceptance};
+use agora_cpo::buyer::Acceptance;
 use agora_cpo::policy::{ArbiterPolicy, Template};
-use agora_cpo::seller::{self, SellerSession};
+use agora_cpo::seller::SellerSession;
 use agora_cpo::server::{check_acceptance, Server};
 use agora_cpo::session::BindingKey;
-use agora_cpo::{Bidding, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys, Mode, Peer};
-use agora_node::client::{ClientError, CpoTransport, LocalCpo, NodeClient};
-use agora_node::cpo::{BoardQuery, Reply, Role};
-use agora_node::pending::StepId;
+use agora_cpo::{BondTrust, Ccpo, CcpoDraft, Keys, Mode, Peer};
+use agora_node::cpo::BoardQuery;
 use agora_pki::{Keystore, Party, PartyRole, TrustStore};
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -441,21 +445,20 @@ fn node_error(e: ClientError, what: &str) -> anyhow::Error {
     }
 }
 
-/// Sends one protocol message to `role`; a refusal reads "`what`: code: detail".
-fn send(
+/// Carries a client flow (`agora_client::cpo::flow`) over `t` to its end;
+/// a refusal reads "`what`: code: detail", a failed check is its own error.
+fn run_flow<C: Conversation>(
+    ctx: &Ctx,
     t: &dyn CpoTransport,
-    role: Role,
-    body: &[u8],
-    step: Option<StepId>,
+    party: &C::Party,
+    (first, conv): (Outgoing, C),
+    rng: &mut impl agora_core::crypto::Rng,
     what: &str,
-) -> anyhow::Result<Reply> {
-    t.call(role, body, step).map_err(|e| node_error(e, what))
-}
-
-/// The step id the first reply of a two-step protocol carries.
-fn step_of(r: &Reply, who: &str) -> anyhow::Result<StepId> {
-    r.step
-        .with_context(|| format!("{who} answered without an step id"))
+) -> anyhow::Result<C::Done> {
+    agora_client::cpo::run(t, party, first, conv, rng, || ctx.now()).map_err(|e| match e {
+        FlowError::Node(e) => node_error(e, what),
+        FlowError::Protocol(e) => anyhow::Error::new(e),
+    })
 }
 
 /// The node's `/v1/node` document.
@@ -784,29 +787,6 @@ fn time_of(v: &Value, key: &str) -> Timestamp {
     Timestamp(v[key].as_u64().unwrap_or(0))
 }
 
-/// Protocol 1 (or 5) between the buyer and the arbiter, through `t`.
-fn approve<V: agora_cpo::Variant>(
-    t: &dyn CpoTransport,
-    bob: &Keys,
-    alice: &Peer,
-    ccpo: Ccpo,
-    additional_terms: &str,
-    now: Timestamp,
-    rng: &mut impl agora_core::crypto::Rng,
-) -> anyhow::Result<Acceptance> {
-    let (m0, b) = buyer::request_approval::<V>(bob, rng, ccpo, additional_terms, alice)?;
-    let r1 = send(t, Role::Arbiter, &m0, None, "the arbiter refused")?;
-    let (m2, b) = b.handle(bob, rng, &r1.body)?;
-    let r3 = send(
-        t,
-        Role::Arbiter,
-        &m2,
-        Some(step_of(&r1, "the arbiter")?),
-        "the arbiter refused",
-    )?;
-    Ok(b.handle(bob, now, &r3.body)?)
-}
-
 pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
     let mut rng = agora_core::crypto::os_rng();
     match cmd {
@@ -907,12 +887,13 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 "the CCPO's arbiter",
             )?;
             let t = transport(ctx, &ks)?;
-            let now = ctx.now();
-            let acceptance = if *bidding {
-                approve::<Bidding>(&*t, &bob, &alice, ccpo, additional_terms, now, &mut rng)?
+            let mode = if *bidding {
+                Mode::Bidding
             } else {
-                approve::<FirstCome>(&*t, &bob, &alice, ccpo, additional_terms, now, &mut rng)?
+                Mode::FirstCome
             };
+            let start = AnyApproval::start(mode, &bob, &mut rng, ccpo, additional_terms, &alice)?;
+            let acceptance = run_flow(ctx, &*t, &bob, start, &mut rng, "the arbiter refused")?;
             keep(ctx, "cpo/arbiter-acceptance", &acceptance.signed, true)?;
             crate::datadir::write_file_atomic(out, &acceptance.signed)?;
             crate::output::emit(
@@ -971,17 +952,8 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 "the CPO's server",
             )?;
             let t = transport(ctx, &ks)?;
-            let (m0, b) = buyer::request_post(&bob, &mut rng, &acc, &server)?;
-            let r1 = send(&*t, Role::Server, &m0, None, "the server refused")?;
-            let (m2, b) = b.handle(&bob, &mut rng, &r1.body)?;
-            let r3 = send(
-                &*t,
-                Role::Server,
-                &m2,
-                Some(step_of(&r1, "the server")?),
-                "the server refused",
-            )?;
-            let receipt = b.handle(&bob, &r3.body)?;
+            let start = Posting::start(&bob, &mut rng, &acc, &server)?;
+            let receipt = run_flow(ctx, &*t, &bob, start, &mut rng, "the server refused")?;
             keep(ctx, "cpo/posted", &receipt.signed, true)?;
             crate::datadir::write_file_atomic(out, &receipt.signed)?;
             crate::output::emit(
@@ -1103,24 +1075,15 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let trust = ctx.load_trust()?;
             let session = seller_session(ctx, &ks, &trust, name)?;
             let t = transport(ctx, &ks)?;
-            let m0 = session.request_listing(&mut rng, cpo, Mode::FirstCome);
-            let r0 = send(
+            let start = Bind::start(&session, &mut rng, cpo, offer)?;
+            let receipt = run_flow(
+                ctx,
                 &*t,
-                Role::Server,
-                &m0,
-                None,
+                &session,
+                start,
+                &mut rng,
                 "the server refused the binding",
             )?;
-            let listing = session.open_listing(&r0.body)?;
-            let (m1, exp) = session.offer(&mut rng, &listing, offer)?;
-            let r2 = send(
-                &*t,
-                Role::Server,
-                &m1,
-                None,
-                "the server refused the binding",
-            )?;
-            let receipt = exp.handle(&session, &r2.body)?;
             keep(ctx, "cpo/bound-cpo", &receipt.signed, false)?;
             crate::datadir::write_file_atomic(out, &receipt.signed)?;
             let now = ctx.now();
@@ -1147,12 +1110,15 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let trust = ctx.load_trust()?;
             let session = seller_session(ctx, &ks, &trust, name)?;
             let t = transport(ctx, &ks)?;
-            let m0 = session.request_listing(&mut rng, cpo, Mode::Bidding);
-            let r0 = send(&*t, Role::Server, &m0, None, "the server refused the bid")?;
-            let listing = session.open_bid_listing(&r0.body)?;
-            let (m1, exp) = session.bid(&mut rng, &listing, *price, details)?;
-            let r2 = send(&*t, Role::Server, &m1, None, "the server refused the bid")?;
-            let receipt = exp.handle(&session, &r2.body)?;
+            let start = Bid::start(&session, &mut rng, cpo, *price, details)?;
+            let receipt = run_flow(
+                ctx,
+                &*t,
+                &session,
+                start,
+                &mut rng,
+                "the server refused the bid",
+            )?;
             keep(ctx, "cpo/bid-receipt", &receipt.signed, false)?;
             crate::datadir::write_file_atomic(out, &receipt.signed)?;
             crate::output::emit(
@@ -1238,11 +1204,8 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let trust = ctx.load_trust()?;
             let server = node_server(ctx, &ks, &trust)?;
             let t = transport(ctx, &ks)?;
-            let (req_bytes, req) =
-                agora_cpo::delivery::request_posted(&bob, &mut rng, ctx.now(), cpo);
-            let r = send(&*t, Role::Server, &req_bytes, None, "the server refused")?;
-            let receipt =
-                agora_cpo::delivery::open_posted_reply(&bob, &server.sign, &req, &r.body)?;
+            let start = FetchPosted::start(&bob, &mut rng, ctx.now(), cpo, &server);
+            let receipt = run_flow(ctx, &*t, &bob, start, &mut rng, "the server refused")?;
             crate::datadir::write_file_atomic(out, &receipt.signed)?;
             crate::output::emit(
                 ctx.json,
@@ -1270,10 +1233,8 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let mut held: Vec<HeldReceipt> = Vec::new();
             let mut from = Some(0);
             while let Some(f) = from {
-                let (req_bytes, req) =
-                    agora_cpo::bidding::request_bids(&pam, &mut rng, ctx.now(), cpo, f);
-                let r = send(&*t, Role::Server, &req_bytes, None, "the server refused")?;
-                let page = agora_cpo::bidding::open_bids_reply(&pam, &server.sign, &req, &r.body)?;
+                let start = FetchBids::start(&pam, &mut rng, ctx.now(), cpo, f, &server);
+                let page = run_flow(ctx, &*t, &pam, start, &mut rng, "the server refused")?;
                 from = page.next();
                 held.extend(page.receipts);
             }
@@ -1316,11 +1277,8 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let trust = ctx.load_trust()?;
             let server = node_server(ctx, &ks, &trust)?;
             let t = transport(ctx, &ks)?;
-            let (req_bytes, req) =
-                agora_cpo::delivery::request_binding(&bob, &mut rng, ctx.now(), cpo);
-            let r = send(&*t, Role::Server, &req_bytes, None, "the server refused")?;
-            let evidence =
-                agora_cpo::delivery::open_binding_reply(&bob, &server.sign, &req, &r.body)?;
+            let start = FetchBinding::start(&bob, &mut rng, ctx.now(), cpo, &server);
+            let evidence = run_flow(ctx, &*t, &bob, start, &mut rng, "the server refused")?;
             keep(ctx, "cpo/binding", &evidence, false)?;
             crate::datadir::write_file_atomic(out, &evidence)?;
             crate::output::emit(
@@ -1433,17 +1391,14 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let trust = ctx.load_trust()?;
             let session = seller_session(ctx, &ks, &trust, name)?;
             let t = transport(ctx, &ks)?;
-            let r = send(
+            let outcome = run_flow(
+                ctx,
                 &*t,
-                Role::Server,
-                &session.end(&mut rng),
-                None,
+                &session,
+                EndSession::start(&session, &mut rng),
+                &mut rng,
                 "the server refused to end the session",
             )?;
-            let outcome = Decoder::new(&r.body)
-                .text("the outcome", 64)
-                .context("the server's answer to the end of a session")?
-                .to_owned();
             ks.remove(&k_p_name(name));
             ctx.save_keystore(&ks)?;
             let _ = std::fs::remove_file(session_file(ctx, name));
@@ -1502,27 +1457,13 @@ fn session(
     let t = transport(ctx, &ks)?;
     let now = ctx.now();
     let until = now.plus_secs(hours.clamp(1, agora_cpo::MAX_SESSION_SECS / 3600) * 3600);
-    let (m0, p) = seller::request_session(&pam, rng, bond, now, until, &server_peer)?;
-    let r1 = send(
-        &*t,
-        Role::Server,
-        &m0,
-        None,
-        "the server refused the session",
-    )?;
-    let (m2, p) = p.handle(&pam, rng, &r1.body)?;
-    let r3 = send(
-        &*t,
-        Role::Server,
-        &m2,
-        Some(step_of(&r1, "the server")?),
-        "the server refused the session",
-    )?;
-    let session = p.handle(&pam, &r3.body)?;
+    let start = Browse::start(&pam, rng, bond, now, until, &server_peer)?;
+    let session = run_flow(ctx, &*t, &pam, start, rng, "the server refused the session")?;
     // One session per seller name here: a new one replaces the old, which
     // its server is told to end (if it can still be reached: best effort).
     if let Ok(old) = seller_session(ctx, &ks, &trust, name) {
-        let _ = t.call(Role::Server, &old.end(rng), None);
+        let (first, conv) = EndSession::start(&old, rng);
+        let _ = agora_client::cpo::run(&*t, &old, first, conv, rng, || ctx.now());
     }
     let f = keep_session(ctx, &mut ks, name, &session)?;
     crate::output::emit(

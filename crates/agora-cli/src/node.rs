@@ -435,7 +435,7 @@ pub fn status(ctx: &Ctx, a: &StatusArgs) -> anyhow::Result<()> {
     let url = ctx.node.clone().with_context(|| {
         format!("which node? pass --node or set AGORA_NODE (agora up serves http://127.0.0.1:{DEFAULT_PORT})")
     })?;
-    let client = agora_node::client::NodeClient::new(&url)?;
+    let client = agora_client::transport::NodeClient::new(&url)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(a.wait);
     // A spinner on a terminal while the node comes up (nothing otherwise).
     let spinner = indicatif::ProgressBar::new_spinner()
@@ -447,7 +447,7 @@ pub fn status(ctx: &Ctx, a: &StatusArgs) -> anyhow::Result<()> {
                 spinner.finish_and_clear();
                 break d;
             }
-            Err(agora_node::client::ClientError::Transport(_))
+            Err(agora_client::transport::ClientError::Transport(_))
                 if std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(200));

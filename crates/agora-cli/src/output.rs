@@ -15,7 +15,7 @@ pub fn emit(json_mode: bool, human: &str, json: Value) {
 /// (or a node's problem document).
 fn code(e: &anyhow::Error) -> String {
     for cause in e.chain() {
-        if let Some(err) = cause.downcast_ref::<agora_node::client::ClientError>() {
+        if let Some(err) = cause.downcast_ref::<agora_client::transport::ClientError>() {
             return err.code().to_owned();
         }
         if let Some(err) = cause.downcast_ref::<agora_core::Error>() {

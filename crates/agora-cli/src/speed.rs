@@ -18,13 +18,13 @@
 //! `vendor ...`) work on the data directory of the node.
 
 use crate::datadir::Ctx;
+use agora_client::speed::{Negotiated, SpeedClient};
+use agora_client::transport::NodeClient;
 use agora_core::crypto::{os_rng, Secret, SigningKey, X25519Secret};
 use agora_core::{Currency, KeyId, Money};
-use agora_node::client::NodeClient;
 use agora_node::speed::{
     BrokerSpec, Product, SpeedService, SpeedSpec, SpeedTrustSource, VendorSpec,
 };
-use agora_node::speed_client::{Negotiated, SpeedClient};
 use agora_pki::registry::IssuedKind;
 use agora_pki::{IdentityParams, Party, PartyRole, TrustStore};
 use agora_speed::customer::{ExpectPurseDebit, ExpectReceipt, Identity, Purchase, ReadyToPay};

@@ -8,13 +8,13 @@
 //! Every test kills its node when it ends, also when it fails ([`Node`]'s
 //! `Drop`).
 
+use agora_client::transport::{CpoTransport, NodeClient};
 use agora_core::crypto::{os_rng, SigningKey, X25519Secret};
 use agora_core::wire::cose;
 use agora_core::{KeyId, Money, Timestamp};
 use agora_cpo::msg::BoundCpo;
 use agora_cpo::seller::SellerSession;
 use agora_cpo::{buyer, seller, Ccpo, CcpoDraft, FirstCome, Keys, Mode, Peer};
-use agora_node::client::{CpoTransport, NodeClient};
 use agora_node::cpo::Role;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -1112,13 +1112,13 @@ fn speed_broker_killed_between_debit_and_receipt_pays_exactly_once() {
         "--amount",
         "5.00 EUR",
     ]);
-    let speed = agora_node::speed_client::SpeedClient::new(NodeClient::new(&node.url()).unwrap());
+    let speed = agora_client::speed::SpeedClient::new(NodeClient::new(&node.url()).unwrap());
     let http = NodeClient::new(&node.url()).unwrap();
     let rng = &mut os_rng();
 
     // Card: negotiate, order, message a, the card debits ... and the node dies.
     let ct = tmp.path().join("key.enc");
-    let agora_node::speed_client::Negotiated::Ready(ready) = speed
+    let agora_client::speed::Negotiated::Ready(ready) = speed
         .negotiate(
             rng,
             &carol.id,
@@ -1167,7 +1167,7 @@ fn speed_broker_killed_between_debit_and_receipt_pays_exactly_once() {
     assert_eq!(again, receipt);
 
     // Account: the order is committed, the reply is lost with the node.
-    let agora_node::speed_client::Negotiated::Ready(ready) = speed
+    let agora_client::speed::Negotiated::Ready(ready) = speed
         .negotiate(
             rng,
             &carol.id,

@@ -27,7 +27,6 @@
 //! memory, and their binding awaits its commit as a future.
 #![forbid(unsafe_code)]
 
-pub mod client;
 pub mod cpo;
 pub mod endpoint;
 pub mod metrics;
@@ -35,7 +34,6 @@ pub mod pending;
 pub mod pki;
 pub mod problem;
 pub mod speed;
-pub mod speed_client;
 pub mod web;
 
 use axum::body::Bytes;

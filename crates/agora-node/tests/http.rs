@@ -4,6 +4,7 @@
 //! revocations), the PKI routes, /metrics and the OpenAPI document.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+use agora_client::transport::{ClientError, CpoTransport, NodeClient};
 use agora_core::crypto::{os_rng, SigningKey, X25519Secret};
 use agora_core::{Currency, Money, Timestamp};
 use agora_cpo::bidding::HeldReceipt;
@@ -11,7 +12,6 @@ use agora_cpo::buyer::{self, Acceptance};
 use agora_cpo::policy::ArbiterPolicy;
 use agora_cpo::seller::{self, SellerSession};
 use agora_cpo::{Bidding, BondTrust, Ccpo, CcpoDraft, FirstCome, Keys, Mode, Peer, Variant};
-use agora_node::client::{ClientError, CpoTransport, NodeClient};
 use agora_node::cpo::{BoardQuery, CpoService, CpoSpec, Role, TrustSource};
 use agora_node::pki::{PkiService, PkiSpec};
 use agora_node::{Node, NodeConfig, Service};
@@ -278,7 +278,7 @@ impl Drop for TestNode {
     }
 }
 
-fn problem(e: ClientError) -> agora_node::client::ProblemDoc {
+fn problem(e: ClientError) -> agora_client::transport::ProblemDoc {
     match e {
         ClientError::Problem(p) => p,
         other => panic!("expected a problem document, got {other:?}"),

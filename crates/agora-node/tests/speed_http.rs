@@ -5,13 +5,13 @@
 //! decrypts, and replays get problem documents.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+use agora_client::speed::{Negotiated, SpeedClient};
+use agora_client::transport::{ClientError, NodeClient};
 use agora_core::crypto::{os_rng, Secret, SigningKey, X25519Secret};
 use agora_core::{Currency, Money, Timestamp};
-use agora_node::client::{ClientError, NodeClient};
 use agora_node::speed::{
     BrokerSpec, CatalogueSource, Product, SpeedService, SpeedSpec, SpeedTrustSource, VendorSpec,
 };
-use agora_node::speed_client::{Negotiated, SpeedClient};
 use agora_node::{Node, NodeConfig, Service};
 use agora_pki::{Agency, CrlParams, IdentityParams, PartyRole, TrustAnchors};
 use agora_speed::customer::Identity;

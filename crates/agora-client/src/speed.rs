@@ -4,11 +4,11 @@
 //! product of any size costs constant memory; it is checked against the
 //! bill before anything is paid.
 
-use crate::client::{ClientError, NodeClient};
-use crate::speed::{COMPLAINT_TYPE, DELIVERY_TYPE, PAYMENT_ORDER_HEADER};
-use crate::STEP_HEADER;
+use crate::transport::{ClientError, NodeClient};
 use agora_core::crypto::Rng;
 use agora_core::Money;
+use agora_node::speed::{COMPLAINT_TYPE, DELIVERY_TYPE, PAYMENT_ORDER_HEADER};
+use agora_node::STEP_HEADER;
 use agora_speed::customer::{
     self, CustomerNext, ExpectProduct, ExpectPurseDebit, ExpectReceipt, Identity, Purchase,
     ReadyToPay,
@@ -85,8 +85,8 @@ impl SpeedClient {
     fn vendor(
         &self,
         body: &[u8],
-        step_id: Option<crate::pending::StepId>,
-    ) -> Result<(Vec<u8>, Option<crate::pending::StepId>)> {
+        step_id: Option<agora_node::pending::StepId>,
+    ) -> Result<(Vec<u8>, Option<agora_node::pending::StepId>)> {
         let headers: Vec<(&str, String)> = step_id
             .map(|id| vec![(STEP_HEADER, hex::encode(id))])
             .unwrap_or_default();
@@ -106,7 +106,7 @@ impl SpeedClient {
     fn receive(
         &self,
         body: &[u8],
-        step_id: Option<crate::pending::StepId>,
+        step_id: Option<agora_node::pending::StepId>,
         out: &Path,
         expect: impl FnOnce(&[u8]) -> agora_core::Result<ExpectProduct>,
     ) -> Result<ReadyToPay> {

@@ -3,10 +3,10 @@
 //! [`CpoTransport`], so a buyer or seller runs the same protocol code
 //! whichever way the messages travel.
 
-use crate::cpo::{award_json, BoardQuery, CpoService, Reply, Role};
-use crate::pending::{parse_id, StepId};
-use crate::{PendingSteps, Problem, CBOR, STEP_HEADER};
 use agora_core::Timestamp;
+use agora_node::cpo::{award_json, BoardQuery, CpoService, Reply, Role};
+use agora_node::pending::{parse_id, StepId};
+use agora_node::{PendingSteps, Problem, CBOR, STEP_HEADER};
 use std::time::Duration;
 
 /// A problem document as a client reads it.
@@ -429,6 +429,29 @@ impl CpoTransport for NodeClient {
 pub struct AsyncNodeClient {
     base: String,
     http: reqwest::Client,
+}
+
+/// How a party reaches the CPO roles from an event loop: one protocol
+/// message at a time, awaited (no thread waits while the node answers).
+pub trait AsyncCpoTransport {
+    /// Sends one protocol message to `role`.
+    fn call(
+        &self,
+        role: Role,
+        body: &[u8],
+        step: Option<StepId>,
+    ) -> impl std::future::Future<Output = Result<Reply, ClientError>>;
+}
+
+impl AsyncCpoTransport for AsyncNodeClient {
+    fn call(
+        &self,
+        role: Role,
+        body: &[u8],
+        step: Option<StepId>,
+    ) -> impl std::future::Future<Output = Result<Reply, ClientError>> {
+        AsyncNodeClient::call(self, role, body, step)
+    }
 }
 
 impl AsyncNodeClient {

@@ -1,0 +1,17 @@
+//! agora-client: the parties' side of every system (ARCHITECTURE section 1).
+//!
+//! - [`transport`]: how a party reaches the server-side roles: the CPO
+//!   roles hosted in this process ([`transport::LocalCpo`]) or a node over
+//!   HTTP ([`transport::NodeClient`], and [`transport::AsyncNodeClient`] for
+//!   event loops), both behind [`transport::CpoTransport`].
+//! - [`cpo`]: the CPO buyer's and seller's flows, each once, as sans-IO
+//!   conversations ([`cpo::flow`]), and the drivers that carry them.
+//! - [`speed`]: the SPEED customer ([`speed::SpeedClient`]).
+//!
+//! agora-node is the only crate that serves HTTP, and this one the only
+//! one that speaks it as a client.
+#![forbid(unsafe_code)]
+
+pub mod cpo;
+pub mod speed;
+pub mod transport;
