@@ -92,16 +92,16 @@ use crate::cpo::{
     notice_file, pinned, read_limited, seller_session,
 };
 use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
+use agora_client::cpo::flow::{
+    AnyApproval, Bid, Bind, Browse, Conversation, Next, Outgoing, Posting,
+};
 use agora_core::ports::Freshness;
-use agora_core::wire::{envelope, saved, tags, Tag};
+use agora_core::wire::{envelope, tags, Tag};
 use agora_core::{KeyId, Money};
 use agora_cpo::arbiter::{Arbiter, PendingApproval};
-use agora_cpo::bidding::{ExpectBidReceipt, PendingAward, MAX_BID_DETAILS_LEN};
-use agora_cpo::buyer::{
-    self, Acceptance, ExpectArbiterAcceptance, ExpectArbiterChallenge, ExpectPostChallenge,
-    ExpectPosted,
-};
-use agora_cpo::seller::{self, ExpectBound, ExpectBrowseChallenge, ExpectBrowseGrant};
+use agora_cpo::bidding::PendingAward;
+use agora_cpo::buyer::Acceptance;
+use agora_cpo::seller::SellerSession;
 use agora_cpo::server::{check_acceptance, PendingBrowse, PendingListing, PendingPost};
 use agora_cpo::{Bidding, FirstCome, Mode, Variant};
 use agora_pki::PartyRole;
@@ -333,6 +333,91 @@ fn done(ctx: &Ctx, what: &str, out: &Path) {
     );
 }
 
+/// How a party's conversation goes on by mail.
+enum Mailed<T> {
+    /// Its next message was written to the step's `--out`.
+    Sent,
+    /// It is over: what she holds.
+    Done(T),
+}
+
+/// A saved kind of client conversation (`agora_client::cpo::flow`).
+trait Saved: Conversation {
+    /// The file-name prefix of its saved states.
+    const KIND: &'static str;
+    fn save(&self) -> Vec<u8>;
+    fn load(b: &[u8]) -> Result<Self, agora_core::DecodeError>;
+}
+
+macro_rules! saved {
+    ($t:ty, $kind:literal) => {
+        impl Saved for $t {
+            const KIND: &'static str = $kind;
+            fn save(&self) -> Vec<u8> {
+                self.to_bytes()
+            }
+            fn load(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
+                <$t>::from_bytes(b)
+            }
+        }
+    };
+}
+saved!(AnyApproval, "approval");
+saved!(Posting, "posting");
+saved!(Browse, "browse");
+saved!(Bind, "bind");
+saved!(Bid, "bid");
+
+/// Starts a conversation by mail: saves it under `role` and writes its
+/// first message to `out`.
+fn start<C: Saved>(
+    ctx: &Ctx,
+    role: &str,
+    (first, conv): (Outgoing, C),
+    out: &Path,
+    what: &str,
+) -> anyhow::Result<()> {
+    save(ctx, role, C::KIND, &conv.save())?;
+    crate::datadir::write_file_atomic(out, &first.body)?;
+    done(ctx, what, out);
+    Ok(())
+}
+
+/// One step of a party's conversation by mail: the saved conversation of
+/// `role` that waits for `msg` and takes it goes on: its next message is
+/// saved with it and written to `out` (which must be given then), or it
+/// ends with what she holds.
+fn converse<C: Saved>(
+    ctx: &Ctx,
+    role: &str,
+    party: &C::Party,
+    msg: &[u8],
+    out: Option<&Path>,
+    what: &str,
+) -> anyhow::Result<Mailed<C::Done>> {
+    let tag = envelope::peek_tag(msg)
+        .or_else(|_| agora_cpo::session::peek(msg).map(|(t, _)| t))
+        .ok();
+    let now = ctx.now();
+    let next = resume(ctx, role, C::KIND, |b| {
+        let conv = C::load(b)?;
+        if conv.expects().is_some() && conv.expects() != tag {
+            bail!("this run waits for another message");
+        }
+        Ok(conv.on_reply(party, &mut agora_core::crypto::os_rng(), now, msg)?)
+    })?;
+    match next {
+        Next::Done(d) => Ok(Mailed::Done(d)),
+        Next::Send(m, conv) => {
+            let out = need_out(out, what)?;
+            save(ctx, role, C::KIND, &conv.save())?;
+            crate::datadir::write_file_atomic(out, &m.body)?;
+            done(ctx, what, out);
+            Ok(Mailed::Sent)
+        }
+    }
+}
+
 fn start_approval<V: Variant>(
     ctx: &Ctx,
     ccpo: agora_cpo::Ccpo,
@@ -349,69 +434,51 @@ fn start_approval<V: Variant>(
         &ccpo.arbiter,
         "the CCPO's arbiter",
     )?;
-    let (m0, state) =
-        buyer::request_approval::<V>(&bob, &mut agora_core::crypto::os_rng(), ccpo, terms, &alice)?;
-    save(
+    let rng = &mut agora_core::crypto::os_rng();
+    let started = AnyApproval::start(V::MODE, &bob, rng, ccpo, terms, &alice)?;
+    start(
         ctx,
         &format!("buyer-{buyer}"),
-        &format!("challenge{}", V::APPROVAL_PROTOCOL),
-        &state.to_bytes(),
-    )?;
-    crate::datadir::write_file_atomic(out, &m0)?;
-    done(ctx, "M_0 for the arbiter", out);
-    Ok(())
+        started,
+        out,
+        "M_0 for the arbiter",
+    )
 }
 
-fn buyer_on_challenge<V: Variant>(
-    ctx: &Ctx,
-    buyer: &str,
-    msg: &[u8],
-    out: &Path,
-) -> anyhow::Result<()> {
+/// The buyer's step on a reply of the arbiter (protocol 1 or 5) or of
+/// the server (protocol 2).
+fn buyer_step(ctx: &Ctx, buyer: &str, tag: Tag, msg: &[u8], out: &Path) -> anyhow::Result<()> {
     let ks = ctx.load_keystore()?;
     let bob = keys(&ks, buyer)?;
     let role = format!("buyer-{buyer}");
-    let next = resume(
-        ctx,
-        &role,
-        &format!("challenge{}", V::APPROVAL_PROTOCOL),
-        |b| {
-            let s = ExpectArbiterChallenge::<V>::from_bytes(b)?;
-            Ok(s.handle(&bob, &mut agora_core::crypto::os_rng(), msg)?)
-        },
-    )?;
-    save(
-        ctx,
-        &role,
-        &format!("acceptance{}", V::APPROVAL_PROTOCOL),
-        &next.1.to_bytes(),
-    )?;
-    crate::datadir::write_file_atomic(out, &next.0)?;
-    done(ctx, "M_2 for the arbiter", out);
-    Ok(())
-}
-
-fn buyer_on_acceptance<V: Variant>(
-    ctx: &Ctx,
-    buyer: &str,
-    msg: &[u8],
-    out: &Path,
-) -> anyhow::Result<()> {
-    let ks = ctx.load_keystore()?;
-    let bob = keys(&ks, buyer)?;
-    let now = ctx.now();
-    let acc: Acceptance = resume(
-        ctx,
-        &format!("buyer-{buyer}"),
-        &format!("acceptance{}", V::APPROVAL_PROTOCOL),
-        |b| {
-            let s = ExpectArbiterAcceptance::<V>::from_bytes(b)?;
-            Ok(s.handle(&bob, now, msg)?)
-        },
-    )?;
-    crate::datadir::write_file_atomic(out, &acc.signed)?;
-    done(ctx, "ARBITER_ACCEPTANCE", out);
-    Ok(())
+    let approval = [
+        tags::CPO_ARBITER_CHALLENGE,
+        tags::CPO_BID_ARBITER_CHALLENGE,
+        tags::CPO_ARBITER_ACCEPTANCE,
+        tags::CPO_BID_ARBITER_ACCEPTANCE,
+    ];
+    if approval.contains(&tag) {
+        if let Mailed::Done(acc) =
+            converse::<AnyApproval>(ctx, &role, &bob, msg, Some(out), "M_2 for the arbiter")?
+        {
+            crate::datadir::write_file_atomic(out, &acc.signed)?;
+            done(ctx, "ARBITER_ACCEPTANCE", out);
+        }
+        return Ok(());
+    }
+    if [tags::CPO_POST_CHALLENGE, tags::CPO_POSTED].contains(&tag) {
+        if let Mailed::Done(receipt) =
+            converse::<Posting>(ctx, &role, &bob, msg, Some(out), "M_2 for the server")?
+        {
+            crate::datadir::write_file_atomic(out, &receipt.signed)?;
+            done(ctx, "the posted CPO, signed by the server", out);
+        }
+        return Ok(());
+    }
+    bail!(
+        "a buyer does not handle {} {tag}",
+        tag.name().unwrap_or("this message")
+    )
 }
 
 fn arbiter_on_request<V: Variant>(
@@ -467,83 +534,13 @@ fn arbiter_on_response<V: Variant>(
     Ok(())
 }
 
-/// Saved state kind (agora-cli's own numbering, see
-/// [`agora_core::wire::saved`]) of a seller's listing request: the CPO she
-/// asked for, her session and her offer.
-const BIND_REQUEST_KIND: u64 = 1;
-
-/// What a seller saves when she asks for a listing (`start-bind`).
-struct BindRequest {
-    cpo: [u8; 32],
-    session: [u8; 32],
-    offer: String,
-}
-
-impl BindRequest {
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut e = saved::start(BIND_REQUEST_KIND, 3);
-        e.field(&self.cpo).field(&self.session).text(&self.offer);
-        e.into_bytes()
-    }
-
-    fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
-        let mut d = saved::open(b, BIND_REQUEST_KIND, 3, 64 * 1024)?;
-        let r = BindRequest {
-            cpo: d.field()?,
-            session: d.field()?,
-            offer: d
-                .text("saved offer", agora_cpo::msg::MAX_OFFER_LEN)?
-                .to_owned(),
-        };
-        d.finish()?;
-        Ok(r)
-    }
-}
-
-/// Saved state kind (agora-cli's own numbering) of a seller's bidding
-/// listing request: the CPO she asked for, her session, her price and her
-/// details.
-const BID_REQUEST_KIND: u64 = 2;
-
-/// What a seller saves when she asks for a bidding listing (`start-bid`).
-struct BidRequest {
-    cpo: [u8; 32],
-    session: [u8; 32],
-    price: Money,
-    details: String,
-}
-
-impl BidRequest {
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut e = saved::start(BID_REQUEST_KIND, 4);
-        e.field(&self.cpo)
-            .field(&self.session)
-            .field(&self.price)
-            .text(&self.details);
-        e.into_bytes()
-    }
-
-    fn from_bytes(b: &[u8]) -> Result<Self, agora_core::DecodeError> {
-        let mut d = saved::open(b, BID_REQUEST_KIND, 4, 64 * 1024)?;
-        let r = BidRequest {
-            cpo: d.field()?,
-            session: d.field()?,
-            price: d.field()?,
-            details: d.text("saved bid details", MAX_BID_DETAILS_LEN)?.to_owned(),
-        };
-        d.finish()?;
-        Ok(r)
-    }
-}
-
 fn seller_role(seller: &str) -> String {
     format!("seller-{seller}")
 }
 
 /// The `--out` a step writes to, checked before anything changes.
-fn need_out<'a>(out: &'a Option<PathBuf>, what: &str) -> anyhow::Result<&'a Path> {
-    out.as_deref()
-        .with_context(|| format!("this message is answered with {what}: give --out"))
+fn need_out<'a>(out: Option<&'a Path>, what: &str) -> anyhow::Result<&'a Path> {
+    out.with_context(|| format!("this message is answered with {what}: give --out"))
 }
 
 fn start_session(
@@ -569,51 +566,39 @@ fn start_session(
     };
     let now = ctx.now();
     let until = now.plus_secs(hours.clamp(1, agora_cpo::MAX_SESSION_SECS / 3600) * 3600);
-    let (m0, state) = seller::request_session(
-        &pam,
-        &mut agora_core::crypto::os_rng(),
-        bond,
-        now,
-        until,
-        &server,
-    )?;
-    save(
+    let rng = &mut agora_core::crypto::os_rng();
+    let started = Browse::start(&pam, rng, bond, now, until, &server)?;
+    start(
         ctx,
         &seller_role(name),
-        "browse-challenge",
-        &state.to_bytes(),
-    )?;
-    crate::datadir::write_file_atomic(out, &m0)?;
-    done(ctx, "M_0 (the browse request) for the server", out);
-    Ok(())
+        started,
+        out,
+        "M_0 (the browse request) for the server",
+    )
+}
+
+/// The seller's session for a step by mail, refused once it is over.
+fn live_session(ctx: &Ctx, name: &str) -> anyhow::Result<SellerSession> {
+    let ks = ctx.load_keystore()?;
+    let trust = ctx.load_trust()?;
+    let session = seller_session(ctx, &ks, &trust, name)?;
+    if ctx.now() >= session.until {
+        bail!("{name}'s browse session is over: open a new one (agora cpo mail start-session)");
+    }
+    Ok(session)
 }
 
 fn start_bind(ctx: &Ctx, id: &str, name: &str, offer: &str, out: &Path) -> anyhow::Result<()> {
     let cpo = cpo_id(id)?;
-    if offer.len() > agora_cpo::msg::MAX_OFFER_LEN {
-        bail!(
-            "the offer is {} bytes; at most {} are allowed",
-            offer.len(),
-            agora_cpo::msg::MAX_OFFER_LEN
-        );
-    }
-    let ks = ctx.load_keystore()?;
-    let trust = ctx.load_trust()?;
-    let session = seller_session(ctx, &ks, &trust, name)?;
-    let now = ctx.now();
-    if now >= session.until {
-        bail!("{name}'s browse session is over: open a new one (agora cpo mail start-session)");
-    }
-    let m0 = session.request_listing(&mut agora_core::crypto::os_rng(), cpo, Mode::FirstCome);
-    let state = BindRequest {
-        cpo,
-        session: session.id(),
-        offer: offer.to_owned(),
-    };
-    save(ctx, &seller_role(name), "bind-listing", &state.to_bytes())?;
-    crate::datadir::write_file_atomic(out, &m0)?;
-    done(ctx, "the listing request for the server", out);
-    Ok(())
+    let session = live_session(ctx, name)?;
+    let started = Bind::start(&session, &mut agora_core::crypto::os_rng(), cpo, offer)?;
+    start(
+        ctx,
+        &seller_role(name),
+        started,
+        out,
+        "the listing request for the server",
+    )
 }
 
 fn start_bid(
@@ -625,51 +610,31 @@ fn start_bid(
     out: &Path,
 ) -> anyhow::Result<()> {
     let cpo = cpo_id(id)?;
-    if details.len() > MAX_BID_DETAILS_LEN {
-        bail!(
-            "the bid details are {} bytes; at most {MAX_BID_DETAILS_LEN} are allowed",
-            details.len()
-        );
-    }
-    let ks = ctx.load_keystore()?;
-    let trust = ctx.load_trust()?;
-    let session = seller_session(ctx, &ks, &trust, name)?;
-    let now = ctx.now();
-    if now >= session.until {
-        bail!("{name}'s browse session is over: open a new one (agora cpo mail start-session)");
-    }
-    let m0 = session.request_listing(&mut agora_core::crypto::os_rng(), cpo, Mode::Bidding);
-    let state = BidRequest {
-        cpo,
-        session: session.id(),
-        price,
-        details: details.to_owned(),
-    };
-    save(ctx, &seller_role(name), "bid-listing", &state.to_bytes())?;
-    crate::datadir::write_file_atomic(out, &m0)?;
-    done(ctx, "the bidding listing request for the server", out);
-    Ok(())
+    let session = live_session(ctx, name)?;
+    let rng = &mut agora_core::crypto::os_rng();
+    let started = Bid::start(&session, rng, cpo, price, details)?;
+    start(
+        ctx,
+        &seller_role(name),
+        started,
+        out,
+        "the bidding listing request for the server",
+    )
 }
 
 fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> anyhow::Result<()> {
-    let (tag, msg) = tag_of(message)?;
+    let msg = read_limited(message)?;
+    let tag = envelope::peek_tag(&msg)
+        .or_else(|_| agora_cpo::session::peek(&msg).map(|(t, _)| t))
+        .with_context(|| format!("{} is not an agora message", message.display()))?;
     let role = seller_role(name);
+    let out = out.as_deref();
     match tag {
-        t if t == tags::CPO_BROWSE_CHALLENGE => {
-            let out = need_out(out, "M_2")?;
-            let ks = ctx.load_keystore()?;
-            let pam = keys(&ks, name)?;
-            let (m2, next) = resume(ctx, &role, "browse-challenge", |b| {
-                let s = ExpectBrowseChallenge::from_bytes(b)?;
-                Ok(s.handle(&pam, &mut agora_core::crypto::os_rng(), &msg)?)
-            })?;
-            save(ctx, &role, "browse-grant", &next.to_bytes())?;
-            crate::datadir::write_file_atomic(out, &m2)?;
-            done(ctx, "M_2 for the server", out);
-            Ok(())
-        }
-        t if t == tags::CPO_BROWSE_GRANT => {
-            if let Some(o) = out {
+        t if t == tags::CPO_BROWSE_CHALLENGE || t == tags::CPO_BROWSE_GRANT => {
+            // --out is checked before anything is used up.
+            if t == tags::CPO_BROWSE_CHALLENGE {
+                need_out(out, "M_2")?;
+            } else if let Some(o) = out {
                 bail!(
                     "the grant ends protocol 3 and is answered with nothing: \
                      leave out --out {}",
@@ -679,10 +644,11 @@ fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> 
             let _lock = ctx.lock_for_update()?;
             let mut ks = ctx.load_keystore()?;
             let pam = keys(&ks, name)?;
-            let session = resume(ctx, &role, "browse-grant", |b| {
-                let s = ExpectBrowseGrant::from_bytes(b)?;
-                Ok(s.handle(&pam, &msg)?)
-            })?;
+            let Mailed::Done(session) =
+                converse::<Browse>(ctx, &role, &pam, &msg, out, "M_2 for the server")?
+            else {
+                return Ok(());
+            };
             let f = keep_session(ctx, &mut ks, name, &session)?;
             crate::output::emit(
                 ctx.json,
@@ -700,40 +666,28 @@ fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> 
             );
             Ok(())
         }
-        t if t == tags::CPO_BIND_LISTING => {
-            let out = need_out(out, "the offer (M_1)")?;
-            let ks = ctx.load_keystore()?;
-            let trust = ctx.load_trust()?;
-            let session = seller_session(ctx, &ks, &trust, name)?;
-            let (m1, next) = resume(ctx, &role, "bind-listing", |b| {
-                let req = BindRequest::from_bytes(b)?;
-                if req.session != session.id() {
-                    bail!("the listing was asked for under another browse session of {name}");
-                }
-                let listing = session.open_listing(&msg)?;
-                if listing.ccpo().id != req.cpo {
-                    bail!(
-                        "the listing is of CPO {}, not {} asked for",
-                        hex::encode(listing.ccpo().id),
-                        hex::encode(req.cpo)
-                    );
-                }
-                Ok(session.offer(&mut agora_core::crypto::os_rng(), &listing, &req.offer)?)
-            })?;
-            save(ctx, &role, "bound", &next.to_bytes())?;
-            crate::datadir::write_file_atomic(out, &m1)?;
-            done(ctx, "the offer (M_1) for the server", out);
-            Ok(())
-        }
-        t if t == tags::CPO_BOUND_CPO => {
+        t if t == tags::CPO_BIND_LISTING || t == tags::CPO_BOUND_CPO => {
+            let out = Some(need_out(
+                out,
+                if t == tags::CPO_BOUND_CPO {
+                    "BOUND_CPO"
+                } else {
+                    "the offer (M_1)"
+                },
+            )?);
+            let session = seller_session(ctx, &ctx.load_keystore()?, &ctx.load_trust()?, name)?;
+            let Mailed::Done(receipt) = converse::<Bind>(
+                ctx,
+                &role,
+                &session,
+                &msg,
+                out,
+                "the offer (M_1) for the server",
+            )?
+            else {
+                return Ok(());
+            };
             let out = need_out(out, "BOUND_CPO")?;
-            let ks = ctx.load_keystore()?;
-            let trust = ctx.load_trust()?;
-            let session = seller_session(ctx, &ks, &trust, name)?;
-            let receipt = resume(ctx, &role, "bound", |b| {
-                let s = ExpectBound::from_bytes(b)?;
-                Ok(s.handle(&session, &msg)?)
-            })?;
             keep(ctx, "cpo/bound-cpo", &receipt.signed, false)?;
             crate::datadir::write_file_atomic(out, &receipt.signed)?;
             crate::output::emit(
@@ -752,45 +706,28 @@ fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> 
             );
             Ok(())
         }
-        t if t == tags::CPO_BID_LISTING => {
-            let out = need_out(out, "the bid (M_1)")?;
-            let ks = ctx.load_keystore()?;
-            let trust = ctx.load_trust()?;
-            let session = seller_session(ctx, &ks, &trust, name)?;
-            let (m1, next) = resume(ctx, &role, "bid-listing", |b| {
-                let req = BidRequest::from_bytes(b)?;
-                if req.session != session.id() {
-                    bail!("the listing was asked for under another browse session of {name}");
-                }
-                let listing = session.open_bid_listing(&msg)?;
-                if listing.message.ccpo.id != req.cpo {
-                    bail!(
-                        "the listing is of CPO {}, not {} asked for",
-                        hex::encode(listing.message.ccpo.id),
-                        hex::encode(req.cpo)
-                    );
-                }
-                Ok(session.bid(
-                    &mut agora_core::crypto::os_rng(),
-                    &listing,
-                    req.price,
-                    &req.details,
-                )?)
-            })?;
-            save(ctx, &role, "bid-receipt", &next.to_bytes())?;
-            crate::datadir::write_file_atomic(out, &m1)?;
-            done(ctx, "the bid (M_1) for the server", out);
-            Ok(())
-        }
-        t if t == tags::CPO_BID_RECEIPT => {
+        t if t == tags::CPO_BID_LISTING || t == tags::CPO_BID_RECEIPT => {
+            let out = Some(need_out(
+                out,
+                if t == tags::CPO_BID_RECEIPT {
+                    "BID_RECEIPT"
+                } else {
+                    "the bid (M_1)"
+                },
+            )?);
+            let session = seller_session(ctx, &ctx.load_keystore()?, &ctx.load_trust()?, name)?;
+            let Mailed::Done(receipt) = converse::<Bid>(
+                ctx,
+                &role,
+                &session,
+                &msg,
+                out,
+                "the bid (M_1) for the server",
+            )?
+            else {
+                return Ok(());
+            };
             let out = need_out(out, "BID_RECEIPT")?;
-            let ks = ctx.load_keystore()?;
-            let trust = ctx.load_trust()?;
-            let session = seller_session(ctx, &ks, &trust, name)?;
-            let receipt = resume(ctx, &role, "bid-receipt", |b| {
-                let s = ExpectBidReceipt::from_bytes(b)?;
-                Ok(s.handle(&session, &msg)?)
-            })?;
             keep(ctx, "cpo/bid-receipt", &receipt.signed, false)?;
             crate::datadir::write_file_atomic(out, &receipt.signed)?;
             crate::output::emit(
@@ -862,17 +799,14 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                 t3: checked.t3,
                 mode: checked.mode,
             };
-            let (m0, state) =
-                buyer::request_post(&bob, &mut agora_core::crypto::os_rng(), &acc, &server)?;
-            save(
+            let started = Posting::start(&bob, &mut agora_core::crypto::os_rng(), &acc, &server)?;
+            start(
                 ctx,
                 &format!("buyer-{buyer}"),
-                "post-challenge",
-                &state.to_bytes(),
-            )?;
-            crate::datadir::write_file_atomic(out, &m0)?;
-            done(ctx, "M_0 for the server", out);
-            Ok(())
+                started,
+                out,
+                "M_0 for the server",
+            )
         }
         MailCmd::Buyer {
             message,
@@ -880,48 +814,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
             out,
         } => {
             let (tag, msg) = tag_of(message)?;
-            match tag {
-                t if t == tags::CPO_ARBITER_CHALLENGE => {
-                    buyer_on_challenge::<FirstCome>(ctx, buyer, &msg, out)
-                }
-                t if t == tags::CPO_BID_ARBITER_CHALLENGE => {
-                    buyer_on_challenge::<Bidding>(ctx, buyer, &msg, out)
-                }
-                t if t == tags::CPO_ARBITER_ACCEPTANCE => {
-                    buyer_on_acceptance::<FirstCome>(ctx, buyer, &msg, out)
-                }
-                t if t == tags::CPO_BID_ARBITER_ACCEPTANCE => {
-                    buyer_on_acceptance::<Bidding>(ctx, buyer, &msg, out)
-                }
-                t if t == tags::CPO_POST_CHALLENGE => {
-                    let ks = ctx.load_keystore()?;
-                    let bob = keys(&ks, buyer)?;
-                    let role = format!("buyer-{buyer}");
-                    let (m2, next) = resume(ctx, &role, "post-challenge", |b| {
-                        let s = ExpectPostChallenge::from_bytes(b)?;
-                        Ok(s.handle(&bob, &mut agora_core::crypto::os_rng(), &msg)?)
-                    })?;
-                    save(ctx, &role, "posted", &next.to_bytes())?;
-                    crate::datadir::write_file_atomic(out, &m2)?;
-                    done(ctx, "M_2 for the server", out);
-                    Ok(())
-                }
-                t if t == tags::CPO_POSTED => {
-                    let ks = ctx.load_keystore()?;
-                    let bob = keys(&ks, buyer)?;
-                    let receipt = resume(ctx, &format!("buyer-{buyer}"), "posted", |b| {
-                        let s = ExpectPosted::from_bytes(b)?;
-                        Ok(s.handle(&bob, &msg)?)
-                    })?;
-                    crate::datadir::write_file_atomic(out, &receipt.signed)?;
-                    done(ctx, "the posted CPO, signed by the server", out);
-                    Ok(())
-                }
-                other => bail!(
-                    "a buyer does not handle {} {other}",
-                    other.name().unwrap_or("this message")
-                ),
-            }
+            buyer_step(ctx, buyer, tag, &msg, out)
         }
         MailCmd::StartSession {
             seller,
