@@ -13,5 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cpo;
+#[cfg(feature = "transport")]
 pub mod speed;
+#[cfg(feature = "transport")]
 pub mod transport;

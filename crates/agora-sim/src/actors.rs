@@ -5,23 +5,18 @@
 
 use crate::net::Addr;
 use crate::{now_of, EPOCH};
+use agora_client::cpo::flow::{
+    AnyApproval, AskBinding, Bid, Bind, Browse, Conversation, FetchBids, FetchPosted, Next,
+    Outgoing, Posting, To,
+};
 use agora_core::crypto::VerifyingKey;
 use agora_core::wire::{envelope, tags};
 use agora_core::KeyId;
 use agora_core::Money;
 use agora_cpo::arbiter::{Arbiter, PendingApproval};
-use agora_cpo::bidding::{
-    check_notice, open_bids_reply, request_bids, BidsRequest, ExpectBidReceipt, HeldReceipt,
-    Outcome, PendingAward,
-};
-use agora_cpo::buyer::{
-    self, Acceptance, ExpectArbiterAcceptance, ExpectArbiterChallenge, ExpectPostChallenge,
-    ExpectPosted, PostReceipt,
-};
-use agora_cpo::recovery::ExpectBinding;
-use agora_cpo::seller::{
-    self, BoundReceipt, ExpectBound, ExpectBrowseChallenge, ExpectBrowseGrant, SellerSession,
-};
+use agora_cpo::bidding::{check_notice, HeldReceipt, Outcome, PendingAward};
+use agora_cpo::buyer::{Acceptance, PostReceipt};
+use agora_cpo::seller::{BoundReceipt, SellerSession};
 use agora_cpo::server::{PendingBrowse, PendingPost, Server};
 use agora_cpo::{Bidding, Ccpo, FirstCome, Keys, Mode, Peer};
 use rand_chacha::ChaCha20Rng;
@@ -77,6 +72,15 @@ impl Out {
     fn proto(&mut self, to: Addr, m: &[u8]) {
         self.frame(to, PROTO, m);
     }
+
+    /// A client conversation's message, to the role it names.
+    fn send(&mut self, m: &Outgoing) {
+        let to = match m.to {
+            To::Arbiter => Addr::Arbiter,
+            To::Server => Addr::Server,
+        };
+        self.proto(to, &m.body);
+    }
 }
 
 /// The tag of a protocol message (envelope or channel frame alike).
@@ -93,12 +97,10 @@ fn tag_of(body: &[u8]) -> Option<agora_core::wire::Tag> {
 #[derive(Debug)]
 enum BuyerStep {
     Idle,
-    FcChallenge(ExpectArbiterChallenge<FirstCome>),
-    FcAcceptance(ExpectArbiterAcceptance<FirstCome>),
-    BidChallenge(ExpectArbiterChallenge<Bidding>),
-    BidAcceptance(ExpectArbiterAcceptance<Bidding>),
-    PostChallenge(ExpectPostChallenge),
-    Posted(ExpectPosted),
+    /// Protocol 1 or 5 (the client's conversation).
+    Approving(AnyApproval),
+    /// Protocol 2.
+    Posting(Posting),
     /// His answer went out and M_3 never came: he asked for his posted CPO
     /// with a signed request (the server refuses to post it again).
     FetchPosted,
@@ -136,7 +138,7 @@ pub struct BuyerActor {
     pub recovered_posted: bool,
     /// His latest request for his posted CPO: a late answer is still taken
     /// (it may come after he posted again).
-    posted_request: Option<agora_cpo::delivery::PostedRequest>,
+    posted_request: Option<FetchPosted>,
     /// Whether he has answered a post challenge: from then on the CPO may
     /// be posted without his knowing.
     answered_post: bool,
@@ -199,45 +201,26 @@ impl BuyerActor {
         // and posts again the next time (it may not be on the board), and so
         // on in turn.
         if self.recovery && self.answered_post && !matches!(self.step, BuyerStep::FetchPosted) {
-            let (m, req) = agora_cpo::delivery::request_posted(k, rng, out.now(), self.ccpo.id);
-            out.proto(Addr::Server, &m);
-            self.posted_request = Some(req);
+            let (m, f) = FetchPosted::start(k, rng, out.now(), self.ccpo.id, &self.server);
+            out.send(&m);
+            self.posted_request = Some(f);
             self.step = BuyerStep::FetchPosted;
             return;
         }
         self.step = match &self.acceptance {
-            None => match self.mode {
-                Mode::FirstCome => match buyer::request_approval::<FirstCome>(
-                    k,
-                    rng,
-                    self.ccpo.clone(),
-                    "",
-                    &self.arbiter,
-                ) {
-                    Ok((m, s)) => {
-                        out.proto(Addr::Arbiter, &m);
-                        BuyerStep::FcChallenge(s)
+            None => {
+                match AnyApproval::start(self.mode, k, rng, self.ccpo.clone(), "", &self.arbiter) {
+                    Ok((m, c)) => {
+                        out.send(&m);
+                        BuyerStep::Approving(c)
                     }
                     Err(_) => BuyerStep::Stalled,
-                },
-                Mode::Bidding => match buyer::request_approval::<Bidding>(
-                    k,
-                    rng,
-                    self.ccpo.clone(),
-                    "",
-                    &self.arbiter,
-                ) {
-                    Ok((m, s)) => {
-                        out.proto(Addr::Arbiter, &m);
-                        BuyerStep::BidChallenge(s)
-                    }
-                    Err(_) => BuyerStep::Stalled,
-                },
-            },
-            Some(acc) => match buyer::request_post(k, rng, acc, &self.server) {
-                Ok((m, s)) => {
-                    out.proto(Addr::Server, &m);
-                    BuyerStep::PostChallenge(s)
+                }
+            }
+            Some(acc) => match Posting::start(k, rng, acc, &self.server) {
+                Ok((m, c)) => {
+                    out.send(&m);
+                    BuyerStep::Posting(c)
                 }
                 Err(_) => BuyerStep::Stalled,
             },
@@ -260,33 +243,13 @@ impl BuyerActor {
         let mut ok = true;
         let mut next_phase = false;
         self.step = match step {
-            BuyerStep::FcChallenge(s) if tag == tags::CPO_ARBITER_CHALLENGE => {
-                match s.handle(k, rng, m) {
-                    Ok((m2, s)) => {
-                        out.proto(Addr::Arbiter, &m2);
-                        BuyerStep::FcAcceptance(s)
+            BuyerStep::Approving(c) if c.expects() == Some(tag) => {
+                match c.on_reply(k, rng, now, m) {
+                    Ok(Next::Send(m2, c)) => {
+                        out.send(&m2);
+                        BuyerStep::Approving(c)
                     }
-                    Err(_) => {
-                        ok = false;
-                        BuyerStep::Stalled
-                    }
-                }
-            }
-            BuyerStep::BidChallenge(s) if tag == tags::CPO_BID_ARBITER_CHALLENGE => {
-                match s.handle(k, rng, m) {
-                    Ok((m2, s)) => {
-                        out.proto(Addr::Arbiter, &m2);
-                        BuyerStep::BidAcceptance(s)
-                    }
-                    Err(_) => {
-                        ok = false;
-                        BuyerStep::Stalled
-                    }
-                }
-            }
-            BuyerStep::FcAcceptance(s) if tag == tags::CPO_ARBITER_ACCEPTANCE => {
-                match s.handle(k, now, m) {
-                    Ok(a) => {
+                    Ok(Next::Done(a)) => {
                         self.acceptance = Some(a);
                         next_phase = true;
                         BuyerStep::Idle
@@ -297,40 +260,31 @@ impl BuyerActor {
                     }
                 }
             }
-            BuyerStep::BidAcceptance(s) if tag == tags::CPO_BID_ARBITER_ACCEPTANCE => {
-                match s.handle(k, now, m) {
-                    Ok(a) => {
-                        self.acceptance = Some(a);
-                        next_phase = true;
-                        BuyerStep::Idle
-                    }
-                    Err(_) => {
-                        ok = false;
-                        BuyerStep::Stalled
-                    }
+            BuyerStep::Posting(c) if c.expects() == Some(tag) => match c.on_reply(k, rng, now, m) {
+                Ok(Next::Send(m2, c)) => {
+                    out.send(&m2);
+                    self.answered_post = true;
+                    BuyerStep::Posting(c)
                 }
-            }
-            BuyerStep::PostChallenge(s) if tag == tags::CPO_POST_CHALLENGE => {
-                match s.handle(k, rng, m) {
-                    Ok((m2, s)) => {
-                        out.proto(Addr::Server, &m2);
-                        self.answered_post = true;
-                        BuyerStep::Posted(s)
-                    }
-                    Err(_) => {
-                        ok = false;
-                        BuyerStep::Stalled
-                    }
+                Ok(Next::Done(r)) => {
+                    self.receipt = Some(r);
+                    self.deadline = None;
+                    return;
                 }
-            }
+                Err(_) => {
+                    ok = false;
+                    BuyerStep::Stalled
+                }
+            },
             // The answer to his latest request for his posted CPO, whatever
             // he has done since.
             other if tag == tags::CPO_POSTED_REPLY && !matches!(other, BuyerStep::Done) => {
-                let opened = self.posted_request.as_ref().map(|req| {
-                    agora_cpo::delivery::open_posted_reply(k, &self.server.sign, req, m)
-                });
+                let opened = self
+                    .posted_request
+                    .clone()
+                    .map(|f| f.on_reply(k, rng, now, m));
                 match opened {
-                    Some(Ok(r)) if r.cpo.ccpo == self.ccpo => {
+                    Some(Ok(Next::Done(r))) if r.cpo.ccpo == self.ccpo => {
                         self.receipt = Some(r);
                         self.recovered_posted = true;
                         self.posted_request = None;
@@ -344,17 +298,6 @@ impl BuyerActor {
                     }
                 }
             }
-            BuyerStep::Posted(s) if tag == tags::CPO_POSTED => match s.handle(k, m) {
-                Ok(r) => {
-                    self.receipt = Some(r);
-                    self.deadline = None;
-                    return;
-                }
-                Err(_) => {
-                    ok = false;
-                    BuyerStep::Stalled
-                }
-            },
             other => {
                 ok = false;
                 other
@@ -625,11 +568,14 @@ pub enum Goal {
 #[derive(Debug)]
 enum SellerStep {
     Idle,
-    BrowseChallenge(ExpectBrowseChallenge),
-    BrowseGrant(ExpectBrowseGrant),
+    /// Protocol 3 (the client's conversation).
+    Browsing(Browse),
+    /// A listing asked for: it is pushed by the server (a transport frame).
     AwaitListing,
-    AwaitBound(ExpectBound),
-    AwaitReceipt(ExpectBidReceipt),
+    /// Her offer sent (protocol 4).
+    Binding(Bind),
+    /// Her bid sent (protocol 6).
+    Bidding(Bid),
     /// A bid of hers went out and its BID_RECEIPT never came: she asked
     /// for her receipts with a signed request.
     FetchBids,
@@ -638,6 +584,11 @@ enum SellerStep {
     Done,
     GaveUp,
 }
+
+/// What a simulated seller offers with a binding.
+const OFFER: &str = "delivered within 5 days";
+/// The details of a simulated seller's bid.
+const BID_DETAILS: &str = "delivered in 3 days";
 
 /// Pam (or Quinn, ...): protocol 3, then a listing, then protocol 4 or 6.
 #[derive(Debug)]
@@ -651,7 +602,7 @@ pub struct SellerActor {
     pub goal: Goal,
     session: Option<SellerSession>,
     step: SellerStep,
-    recovery_wait: Option<ExpectBinding>,
+    recovery_wait: Option<AskBinding>,
     offered: bool,
     recovery: bool,
     /// BOUND_CPO, if she believes she bound the CPO.
@@ -672,7 +623,7 @@ pub struct SellerActor {
     settled_bids: usize,
     /// Her latest request for her receipts, and how many bids she had sent
     /// when she made it. A late answer is still taken.
-    bids_request: Option<(BidsRequest, usize)>,
+    bids_request: Option<(FetchBids, usize)>,
     /// Whether she already came back after bidding closed to learn how her
     /// unanswered bids went, once her bidding attempts ran out.
     came_back: bool,
@@ -773,9 +724,16 @@ impl SellerActor {
 
     /// Asks the server for her receipts on `cpo` from her `from`-th bid on.
     fn ask_for_bids(&mut self, out: &mut Out, cpo: [u8; 32], from: u64, sent: usize) {
-        let (m, req) = request_bids(&self.keys, &mut self.rng, out.now(), cpo, from);
-        out.proto(Addr::Server, &m);
-        self.bids_request = Some((req, sent));
+        let (m, f) = FetchBids::start(
+            &self.keys,
+            &mut self.rng,
+            out.now(),
+            cpo,
+            from,
+            &self.server,
+        );
+        out.send(&m);
+        self.bids_request = Some((f, sent));
         self.step = SellerStep::FetchBids;
     }
 
@@ -789,8 +747,15 @@ impl SellerActor {
         let Some((req, sent)) = self.bids_request.take() else {
             return false;
         };
-        let got = match open_bids_reply(&self.keys, &self.server.sign, &req, m) {
-            Ok(got) if req.cpo == cpo && !matches!(self.step, SellerStep::Done) => got,
+        let opened = req
+            .clone()
+            .on_reply(&self.keys, &mut self.rng, out.now(), m);
+        let got = match opened {
+            Ok(Next::Done(got))
+                if req.request().cpo == cpo && !matches!(self.step, SellerStep::Done) =>
+            {
+                got
+            }
             _ => {
                 self.bids_request = Some((req, sent));
                 return false;
@@ -811,7 +776,7 @@ impl SellerActor {
         self.settled_bids = self.settled_bids.max(sent);
         if self.knows_outcome() {
             self.done();
-        } else if !matches!(self.step, SellerStep::AwaitReceipt(_)) {
+        } else if !matches!(self.step, SellerStep::Bidding(_)) {
             // (A bid she made since stays in flight.) Wait for the award's
             // notices, and ask for them if none come.
             self.step = SellerStep::AwaitNotice;
@@ -848,7 +813,7 @@ impl SellerActor {
         self.attempts += 1;
         self.deadline = Some(out.now_ms + self.limits.timeout_ms);
         let Some(s) = &self.session else {
-            self.step = match seller::request_session(
+            self.step = match Browse::start(
                 &self.keys,
                 &mut self.rng,
                 self.bond.clone(),
@@ -856,9 +821,9 @@ impl SellerActor {
                 EPOCH.plus_secs(86_400),
                 &self.server,
             ) {
-                Ok((m, p)) => {
-                    out.proto(Addr::Server, &m);
-                    SellerStep::BrowseChallenge(p)
+                Ok((m, c)) => {
+                    out.send(&m);
+                    SellerStep::Browsing(c)
                 }
                 Err(_) => SellerStep::Stalled,
             };
@@ -873,8 +838,8 @@ impl SellerActor {
         match self.goal {
             Goal::Bind { cpo } => {
                 if self.recovery && self.offered {
-                    let (m, e) = s.ask_binding(&mut self.rng, &cpo, &self.bond);
-                    out.proto(Addr::Server, &m);
+                    let (m, e) = AskBinding::start(s, &mut self.rng, &cpo, &self.bond);
+                    out.send(&m);
                     self.recovery_wait = Some(e);
                 }
                 list(out, &cpo, 0);
@@ -964,37 +929,30 @@ impl SellerActor {
             if self.bound.is_some() {
                 return false;
             }
-            return match e.handle(s, m) {
-                Ok(r) => {
+            return match e.on_reply(s, &mut self.rng, out.now(), m) {
+                Ok(Next::Done(r)) => {
                     self.bound = Some(r);
                     self.recovered = true;
                     self.done();
                     true
                 }
-                Err(_) => false,
+                _ => false,
             };
         }
         let progress = out.now_ms + self.limits.timeout_ms;
+        let now = out.now();
         let step = std::mem::replace(&mut self.step, SellerStep::Stalled);
         let (k, rng) = (&self.keys, &mut self.rng);
         let mut ok = true;
         let mut next_phase = false;
         self.step = match (step, &self.session) {
-            (SellerStep::BrowseChallenge(p), _) if tag == tags::CPO_BROWSE_CHALLENGE => {
-                match p.handle(k, rng, m) {
-                    Ok((m2, p)) => {
-                        out.proto(Addr::Server, &m2);
-                        SellerStep::BrowseGrant(p)
+            (SellerStep::Browsing(c), _) if c.expects() == Some(tag) => {
+                match c.on_reply(k, rng, now, m) {
+                    Ok(Next::Send(m2, c)) => {
+                        out.send(&m2);
+                        SellerStep::Browsing(c)
                     }
-                    Err(_) => {
-                        ok = false;
-                        SellerStep::Stalled
-                    }
-                }
-            }
-            (SellerStep::BrowseGrant(p), _) if tag == tags::CPO_BROWSE_GRANT => {
-                match p.handle(k, m) {
-                    Ok(s) => {
+                    Ok(Next::Done(s)) => {
                         self.session = Some(s);
                         next_phase = true;
                         SellerStep::Idle
@@ -1005,20 +963,17 @@ impl SellerActor {
                     }
                 }
             }
+            // The pushed listing goes to the bind (or bid) it answers,
+            // which checks it is of her CPO, in her session, and offers.
             (SellerStep::AwaitListing, Some(s)) if tag == tags::CPO_BIND_LISTING => {
-                match (s.open_listing(m), self.goal) {
-                    (Ok(l), Goal::Bind { cpo }) if l.ccpo().id == cpo => {
-                        match s.offer(rng, &l, "delivered within 5 days") {
-                            Ok((m1, e)) => {
-                                self.offered = true;
-                                out.proto(Addr::Server, &m1);
-                                SellerStep::AwaitBound(e)
-                            }
-                            Err(_) => {
-                                ok = false;
-                                SellerStep::AwaitListing
-                            }
-                        }
+                let Goal::Bind { cpo } = self.goal else {
+                    return false;
+                };
+                match Bind::awaiting(s, cpo, OFFER).on_reply(s, rng, now, m) {
+                    Ok(Next::Send(m1, c)) => {
+                        self.offered = true;
+                        out.send(&m1);
+                        SellerStep::Binding(c)
                     }
                     _ => {
                         ok = false;
@@ -1027,19 +982,16 @@ impl SellerActor {
                 }
             }
             (SellerStep::AwaitListing, Some(s)) if tag == tags::CPO_BID_LISTING => {
-                match (s.open_bid_listing(m), self.goal) {
-                    (Ok(l), Goal::Bid { cpo, price, .. }) if l.message.ccpo.id == cpo => {
-                        match s.bid(rng, &l, price, "delivered in 3 days") {
-                            Ok((m1, e)) => {
-                                out.proto(Addr::Server, &m1);
-                                self.sent_bids.push(e.bid_hash());
-                                SellerStep::AwaitReceipt(e)
-                            }
-                            Err(_) => {
-                                ok = false;
-                                SellerStep::AwaitListing
-                            }
+                let Goal::Bid { cpo, price, .. } = self.goal else {
+                    return false;
+                };
+                match Bid::awaiting(s, cpo, price, BID_DETAILS).on_reply(s, rng, now, m) {
+                    Ok(Next::Send(m1, c)) => {
+                        out.send(&m1);
+                        if let Some(h) = c.bid_hash() {
+                            self.sent_bids.push(h);
                         }
+                        SellerStep::Bidding(c)
                     }
                     _ => {
                         ok = false;
@@ -1047,29 +999,29 @@ impl SellerActor {
                     }
                 }
             }
-            (SellerStep::AwaitBound(e), Some(s)) if tag == tags::CPO_BOUND_CPO => {
-                match e.handle(s, m) {
-                    Ok(r) => {
+            (SellerStep::Binding(c), Some(s)) if c.expects() == Some(tag) => {
+                match c.on_reply(s, rng, now, m) {
+                    Ok(Next::Done(r)) => {
                         self.bound = Some(r);
                         self.recovery_wait = None;
                         self.deadline = None;
                         SellerStep::Done
                     }
-                    Err(_) => {
+                    _ => {
                         ok = false;
                         SellerStep::Stalled
                     }
                 }
             }
-            (SellerStep::AwaitReceipt(e), Some(s)) if tag == tags::CPO_BID_RECEIPT => {
-                match e.handle(s, m) {
-                    Ok(r) => {
+            (SellerStep::Bidding(c), Some(s)) if c.expects() == Some(tag) => {
+                match c.on_reply(s, rng, now, m) {
+                    Ok(Next::Done(r)) => {
                         if !self.receipts.contains(&r) {
                             self.receipts.push(r);
                         }
                         SellerStep::AwaitNotice
                     }
-                    Err(_) => {
+                    _ => {
                         ok = false;
                         SellerStep::Stalled
                     }

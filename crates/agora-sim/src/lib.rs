@@ -16,8 +16,11 @@
 //!   3, 4, 6, the award, notices, the binding recovery query of
 //!   [`agora_cpo::recovery`], and the buyer's and the bidder's signed
 //!   requests for a lost posted CPO or BID_RECEIPT), and sellers (3, a
-//!   listing request, then 4 or 6). The request for a listing, and for a notice, are transport-level
-//!   messages, not protocol messages. A message that fails its checks is
+//!   listing request, then 4 or 6). The buyers' and sellers' protocol runs
+//!   are agora-client's conversations (`agora_client::cpo::flow`), the
+//!   same the CLI, the load tool and the e-mail mode carry; the actors add
+//!   the network's timing, retries and recovery. The request for a listing,
+//!   and for a notice, are transport-level messages, not protocol messages. A message that fails its checks is
 //!   dropped and counted; an actor with no progress for
 //!   [`Scenario::timeout_ms`] restarts its run with fresh randomness, at most
 //!   [`Scenario::max_attempts`] times per phase.

@@ -320,7 +320,7 @@ impl Conversation for Posting {
 
 /// The buyer asks for his posted CPO (lost on the way): a request signed
 /// with his bond key, answered sealed to him.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct FetchPosted {
     request: PostedRequest,
     server: VerifyingKey,
@@ -372,7 +372,7 @@ impl Conversation for FetchPosted {
 
 /// The buyer asks for the binding of his CPO: the BOUND_CPO (or, for a
 /// bidding CPO, the winner's notice) as the server signed it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct FetchBinding {
     request: BindingRequest,
     server: VerifyingKey,
@@ -690,6 +690,14 @@ pub enum Bid {
 }
 
 impl Bid {
+    /// hash(X_1) of the bid she sent, once she has sent it.
+    pub fn bid_hash(&self) -> Option<[u8; 32]> {
+        match self {
+            Bid::Listing { .. } => None,
+            Bid::Receipt(s) => Some(s.bid_hash()),
+        }
+    }
+
     /// Asks for the bidding listing of `cpo`, to bid `price` on it.
     pub fn start(
         session: &SellerSession,
@@ -835,7 +843,7 @@ impl Conversation for Listings {
 
 /// A bidder asks for her receipts on a CPO (one lost on the way): a request
 /// signed with her bond key, answered sealed to her, a page at a time.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct FetchBids {
     request: BidsRequest,
     server: VerifyingKey,
