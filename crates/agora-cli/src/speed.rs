@@ -18,7 +18,7 @@
 //! `vendor ...`) work on the data directory of the node.
 
 use crate::datadir::Ctx;
-use agora_client::speed::{Negotiated, SpeedClient};
+use agora_client::speed::{LocalSpeed, Negotiated, SpeedClient};
 use agora_client::transport::NodeClient;
 use agora_core::crypto::{os_rng, Secret, SigningKey, X25519Secret};
 use agora_core::{Currency, KeyId, Money};
@@ -1174,12 +1174,22 @@ fn save_card(path: &Path, card: &Card) -> anyhow::Result<()> {
     write_private(path, &card.to_bytes())
 }
 
+/// How this command reaches the vendor and the broker: the node named by
+/// `--node` over HTTP, else this data directory's roles in this process
+/// (as `agora cpo` does).
 fn client(ctx: &Ctx) -> anyhow::Result<SpeedClient> {
-    let url = ctx
-        .node
-        .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{}", crate::node::DEFAULT_PORT));
-    Ok(SpeedClient::new(NodeClient::new(&url)?))
+    match &ctx.node {
+        Some(url) => Ok(SpeedClient::http(NodeClient::new(url)?)),
+        None => {
+            let ks = ctx.load_keystore()?;
+            let trust = Box::new(DirSpeedTrust {
+                trust_path: ctx.trust_path(),
+                crl_dir: ctx.crl_dir(),
+            });
+            let service = speed_service(ctx, &ks, trust)?;
+            Ok(SpeedClient::new(Box::new(LocalSpeed::new(service))))
+        }
+    }
 }
 
 fn catalogue(ctx: &Ctx) -> anyhow::Result<()> {

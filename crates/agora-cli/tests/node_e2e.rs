@@ -1112,7 +1112,7 @@ fn speed_broker_killed_between_debit_and_receipt_pays_exactly_once() {
         "--amount",
         "5.00 EUR",
     ]);
-    let speed = agora_client::speed::SpeedClient::new(NodeClient::new(&node.url()).unwrap());
+    let speed = agora_client::speed::SpeedClient::http(NodeClient::new(&node.url()).unwrap());
     let http = NodeClient::new(&node.url()).unwrap();
     let rng = &mut os_rng();
 
@@ -1409,4 +1409,58 @@ fn the_broker_registers_another_vendor() {
     assert_eq!(cents(&data, "V-BOOKSHOP"), 0);
     // The node starts with two vendors registered at its broker.
     let _node = Node::start(&data, port, &log);
+}
+
+/// SPEED commands behave alike with and without `--node`: without it they
+/// host the data directory's vendor and broker in the process (as `agora
+/// cpo` commands do). A purchase in each mode, one through the node and one
+/// in process after the node stopped, leaves the same evidence and the
+/// same books.
+#[test]
+fn speed_commands_run_in_process_without_a_node_as_with_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("node.log");
+    let port = free_port();
+    let mut node = Node::start(&data, port, &log);
+    let online = Cli::new(&data, &tmp.path().join("online"), Some(node.url()));
+    register_carol(&online, &data);
+    let buy = |cli: &Cli, out: &str| {
+        cli.json(&[
+            "speed",
+            "buy",
+            "--as",
+            "carol",
+            "--product",
+            DEMO_KEY,
+            "--aggressive",
+            "--price",
+            "0.50 EUR",
+            "--out",
+            out,
+        ])
+    };
+    let via_node = buy(&online, "key.bin");
+    let catalogue_online = online.json(&["speed", "catalogue"]);
+    node.terminate(Duration::from_secs(20));
+
+    let offline = Cli::new(&data, &tmp.path().join("offline"), None);
+    assert_eq!(
+        offline.json(&["speed", "catalogue"]),
+        catalogue_online,
+        "the same catalogue in process"
+    );
+    let in_process = buy(&offline, "key.bin");
+    assert_eq!(
+        std::fs::read(tmp.path().join("online/key.bin")).unwrap(),
+        std::fs::read(tmp.path().join("offline/key.bin")).unwrap(),
+        "the same product"
+    );
+    assert_ne!(via_node["order"], in_process["order"], "two purchases");
+    assert_eq!(
+        cents(&data, "V-DEMO"),
+        100,
+        "the vendor paid for both: 0.50 EUR twice"
+    );
+    assert_eq!(books_balance(&data), 0, "the books balance");
 }

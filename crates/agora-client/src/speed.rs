@@ -1,13 +1,18 @@
-//! The customer's side of SPEED over HTTP: drives [`agora_speed::customer`]
-//! against a node's vendor and broker ([`crate::speed`]). The encrypted
-//! product is written to a file as it arrives, hashed on the way, so a
-//! product of any size costs constant memory; it is checked against the
-//! bill before anything is paid.
+//! The customer's side of SPEED: drives [`agora_speed::customer`] against
+//! a vendor and a broker, over HTTP (a node's, `agora_node::speed`) or
+//! hosted in this process ([`LocalSpeed`]), through one [`SpeedTransport`].
+//! The encrypted product is written to a file as it arrives, hashed on the
+//! way, so a product of any size costs constant memory; it is checked
+//! against the bill before anything is paid.
 
 use crate::transport::{ClientError, NodeClient};
 use agora_core::crypto::Rng;
 use agora_core::Money;
+use agora_node::endpoint::Inbound;
+use agora_node::pending::StepId;
+use agora_node::speed::{SpeedService, VendorAnswer};
 use agora_node::speed::{COMPLAINT_TYPE, DELIVERY_TYPE, PAYMENT_ORDER_HEADER};
+use agora_node::PendingSteps;
 use agora_node::STEP_HEADER;
 use agora_speed::customer::{
     self, CustomerNext, ExpectProduct, ExpectPurseDebit, ExpectReceipt, Identity, Purchase,
@@ -16,8 +21,10 @@ use agora_speed::customer::{
 use agora_speed::purse::Card;
 use agora_speed::strategy::CustomerStrategy;
 use agora_speed::{AccountNumber, PaymentOrderId, Peer};
+use std::io::Write;
 use std::io::{self, BufWriter, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The largest encrypted product a customer accepts (64 GiB).
 pub const MAX_PRODUCT_LEN: u64 = 64 << 30;
@@ -65,39 +72,302 @@ pub enum Negotiated {
     },
 }
 
-/// A SPEED customer's client of a node.
-#[derive(Clone, Debug)]
-pub struct SpeedClient {
-    node: NodeClient,
+/// The vendor's answer to a customer's message.
+pub enum VendorReply {
+    /// A protocol message (a NegotiationStep), with the pending step the
+    /// negotiation goes on under.
+    Message(Vec<u8>, Option<StepId>),
+    /// A delivery ([`agora_speed::delivery`]): the encrypted product, then
+    /// the head with the bill, read as it comes.
+    Delivery(Box<dyn Read + Send>),
 }
 
-impl SpeedClient {
-    /// A client of `node`.
-    pub fn new(node: NodeClient) -> SpeedClient {
-        SpeedClient { node }
+impl std::fmt::Debug for VendorReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VendorReply::Message(b, s) => {
+                f.debug_tuple("Message").field(&b.len()).field(s).finish()
+            }
+            VendorReply::Delivery(_) => f.write_str("Delivery"),
+        }
     }
+}
 
+/// A complaint upload, opened again for each attempt: the reader and its
+/// length.
+pub type Upload<'a> = &'a dyn Fn() -> io::Result<(Box<dyn Read + Send>, u64)>;
+
+/// How a SPEED customer reaches the vendor and the broker: a node over
+/// HTTP ([`SpeedClient::http`]) or their roles hosted in this process
+/// ([`LocalSpeed`]).
+pub trait SpeedTransport: Send + Sync {
     /// The vendor's catalogue (JSON).
-    pub fn catalogue(&self) -> Result<serde_json::Value> {
-        Ok(self.node.get_json("/v1/speed/catalogue")?)
+    fn catalogue(&self) -> std::result::Result<serde_json::Value, ClientError>;
+    /// One message to the vendor, continuing pending step `step`.
+    fn vendor(
+        &self,
+        body: &[u8],
+        step: Option<StepId>,
+    ) -> std::result::Result<VendorReply, ClientError>;
+    /// One message to the broker; message b names its payment (`order`).
+    fn broker(
+        &self,
+        body: &[u8],
+        order: Option<&PaymentOrderId>,
+    ) -> std::result::Result<Vec<u8>, ClientError>;
+    /// A complaint upload ([`agora_speed::delivery::complaint_head`], then
+    /// the encrypted product): the broker's signed ruling.
+    fn complaint(&self, upload: Upload<'_>) -> std::result::Result<Vec<u8>, ClientError>;
+}
+
+/// A node's vendor and broker over HTTP.
+#[derive(Clone, Debug)]
+struct HttpSpeed(NodeClient);
+
+impl SpeedTransport for HttpSpeed {
+    fn catalogue(&self) -> std::result::Result<serde_json::Value, ClientError> {
+        self.0.get_json("/v1/speed/catalogue")
     }
 
     fn vendor(
         &self,
         body: &[u8],
-        step_id: Option<agora_node::pending::StepId>,
-    ) -> Result<(Vec<u8>, Option<agora_node::pending::StepId>)> {
-        let headers: Vec<(&str, String)> = step_id
+        step: Option<StepId>,
+    ) -> std::result::Result<VendorReply, ClientError> {
+        let headers: Vec<(&str, String)> = step
             .map(|id| vec![(STEP_HEADER, hex::encode(id))])
             .unwrap_or_default();
-        Ok(self.node.post_cbor("/v1/speed/vendor", body, &headers)?)
+        let r = self
+            .0
+            .post_cbor_stream("/v1/speed/vendor", body, &headers)?;
+        let media = r
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        if media == DELIVERY_TYPE {
+            return Ok(VendorReply::Delivery(Box::new(r)));
+        }
+        if media != agora_node::CBOR {
+            return Err(ClientError::Transport(format!(
+                "the vendor answered {media:?}"
+            )));
+        }
+        let step = r
+            .headers()
+            .get(STEP_HEADER)
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|v| agora_node::pending::parse_id(v).ok())
+                    .ok_or_else(|| ClientError::Transport("bad step header".into()))
+            })
+            .transpose()?;
+        let mut buf = Vec::new();
+        r.take(agora_core::wire::MAX_MESSAGE_LEN as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| ClientError::Transport(format!("reading the reply: {e}")))?;
+        Ok(VendorReply::Message(buf, step))
     }
 
-    fn broker(&self, body: &[u8], order: Option<&PaymentOrderId>) -> Result<Vec<u8>> {
+    fn broker(
+        &self,
+        body: &[u8],
+        order: Option<&PaymentOrderId>,
+    ) -> std::result::Result<Vec<u8>, ClientError> {
         let headers: Vec<(&str, String)> = order
             .map(|o| vec![(PAYMENT_ORDER_HEADER, o.to_hex())])
             .unwrap_or_default();
-        Ok(self.node.post_cbor("/v1/speed/broker", body, &headers)?.0)
+        Ok(self.0.post_cbor("/v1/speed/broker", body, &headers)?.0)
+    }
+
+    fn complaint(&self, upload: Upload<'_>) -> std::result::Result<Vec<u8>, ClientError> {
+        self.0
+            .post_stream("/v1/speed/complaints", COMPLAINT_TYPE, upload)
+    }
+}
+
+/// The SPEED roles (vendor, broker) hosted in this process, with their own
+/// table of pending steps: a customer without `--node` talks to the data
+/// directory's roles as to a node's.
+pub struct LocalSpeed {
+    service: Arc<SpeedService>,
+    pending: PendingSteps,
+}
+
+impl std::fmt::Debug for LocalSpeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSpeed").finish_non_exhaustive()
+    }
+}
+
+impl LocalSpeed {
+    /// Hosts `service` here.
+    pub fn new(service: SpeedService) -> LocalSpeed {
+        LocalSpeed {
+            service: Arc::new(service),
+            pending: PendingSteps::new(64, std::time::Duration::from_secs(600)),
+        }
+    }
+
+    fn inbound(body: &[u8], step: Option<StepId>) -> std::result::Result<Inbound, ClientError> {
+        let tag = agora_node::endpoint::message_tag(body, |_| None)?;
+        Ok(Inbound::local(
+            tag,
+            body,
+            step,
+            agora_core::Timestamp::now_from_system_clock(),
+        ))
+    }
+}
+
+/// Bytes of encrypted product per chunk between the in-process vendor's
+/// thread and the customer.
+const LOCAL_CHUNK: usize = 64 * 1024;
+
+/// A delivery written on another thread and read here, a few chunks in
+/// flight: constant memory whatever the product's size.
+struct PipeReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: io::Cursor<Vec<u8>>,
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let n = self.cur.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            match self.rx.recv() {
+                Ok(chunk) => self.cur = io::Cursor::new(chunk?),
+                Err(_) => return Ok(0),
+            }
+        }
+    }
+}
+
+/// The writing end of a [`PipeReader`].
+struct PipeWriter {
+    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= LOCAL_CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.buf);
+        self.tx
+            .send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the customer went away"))
+    }
+}
+
+impl SpeedTransport for LocalSpeed {
+    fn catalogue(&self) -> std::result::Result<serde_json::Value, ClientError> {
+        Ok(self.service.catalogue_json()?)
+    }
+
+    fn vendor(
+        &self,
+        body: &[u8],
+        step: Option<StepId>,
+    ) -> std::result::Result<VendorReply, ClientError> {
+        let m = Self::inbound(body, step)?;
+        match self.service.vendor_message(&self.pending, &m)? {
+            VendorAnswer::Step(body, step) => Ok(VendorReply::Message(body, step)),
+            VendorAnswer::Delivered(bytes) => {
+                Ok(VendorReply::Delivery(Box::new(io::Cursor::new(bytes))))
+            }
+            VendorAnswer::Deliver(d) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(4);
+                let service = self.service.clone();
+                std::thread::spawn(move || {
+                    let w = PipeWriter {
+                        tx: tx.clone(),
+                        buf: Vec::with_capacity(LOCAL_CHUNK),
+                    };
+                    if let Err(e) = service.write_delivery(d, w) {
+                        let _ = tx.send(Err(e));
+                    }
+                });
+                Ok(VendorReply::Delivery(Box::new(PipeReader {
+                    rx,
+                    cur: io::Cursor::new(Vec::new()),
+                })))
+            }
+        }
+    }
+
+    fn broker(
+        &self,
+        body: &[u8],
+        order: Option<&PaymentOrderId>,
+    ) -> std::result::Result<Vec<u8>, ClientError> {
+        Ok(self
+            .service
+            .broker_message(&Self::inbound(body, None)?, order)?)
+    }
+
+    fn complaint(&self, upload: Upload<'_>) -> std::result::Result<Vec<u8>, ClientError> {
+        let (mut r, _) =
+            upload().map_err(|e| ClientError::Transport(format!("reading the complaint: {e}")))?;
+        let now = agora_core::Timestamp::now_from_system_clock();
+        Ok(self.service.rule_on_complaint(now, &mut r)?)
+    }
+}
+
+/// A SPEED customer's client: the customer's side of [`agora_speed::customer`]
+/// over a [`SpeedTransport`].
+pub struct SpeedClient {
+    t: Box<dyn SpeedTransport>,
+}
+
+impl std::fmt::Debug for SpeedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpeedClient").finish_non_exhaustive()
+    }
+}
+
+impl SpeedClient {
+    /// A client over `t`.
+    pub fn new(t: Box<dyn SpeedTransport>) -> SpeedClient {
+        SpeedClient { t }
+    }
+
+    /// A client of the node `node` over HTTP.
+    pub fn http(node: NodeClient) -> SpeedClient {
+        SpeedClient::new(Box::new(HttpSpeed(node)))
+    }
+
+    /// The vendor's catalogue (JSON).
+    pub fn catalogue(&self) -> Result<serde_json::Value> {
+        Ok(self.t.catalogue()?)
+    }
+
+    fn vendor(&self, body: &[u8], step: Option<StepId>) -> Result<(Vec<u8>, Option<StepId>)> {
+        match self.t.vendor(body, step)? {
+            VendorReply::Message(b, s) => Ok((b, s)),
+            VendorReply::Delivery(_) => Err(ClientError::Transport(
+                "the vendor answered a negotiation message with a delivery".into(),
+            )
+            .into()),
+        }
+    }
+
+    fn broker(&self, body: &[u8], order: Option<&PaymentOrderId>) -> Result<Vec<u8>> {
+        Ok(self.t.broker(body, order)?)
     }
 
     /// Reads a delivery stream: the encrypted product into `out` (hashed on
@@ -106,24 +376,13 @@ impl SpeedClient {
     fn receive(
         &self,
         body: &[u8],
-        step_id: Option<agora_node::pending::StepId>,
+        step: Option<StepId>,
         out: &Path,
         expect: impl FnOnce(&[u8]) -> agora_core::Result<ExpectProduct>,
     ) -> Result<ReadyToPay> {
-        let headers: Vec<(&str, String)> = step_id
-            .map(|id| vec![(STEP_HEADER, hex::encode(id))])
-            .unwrap_or_default();
-        let r = self
-            .node
-            .post_cbor_stream("/v1/speed/vendor", body, &headers)?;
-        let ct = r
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if ct != DELIVERY_TYPE {
-            return Err(ClientError::Transport(format!("expected a delivery, got {ct:?}")).into());
-        }
+        let VendorReply::Delivery(r) = self.t.vendor(body, step)? else {
+            return Err(ClientError::Transport("expected a delivery, got a message".into()).into());
+        };
         let r = io::BufReader::with_capacity(64 * 1024, r);
         let file = std::fs::File::create(out)?;
         let (file, enc, head) = agora_speed::delivery::read_delivery(
@@ -322,13 +581,12 @@ impl SpeedClient {
         let head = agora_speed::delivery::complaint_head(&msg)?;
         let total = head.len() as u64 + len;
         let path = product.to_path_buf();
-        let signed = self
-            .node
-            .post_stream("/v1/speed/complaints", COMPLAINT_TYPE, || {
-                let f = std::fs::File::open(&path)?;
-                let r: Box<dyn Read + Send> = Box::new(io::Cursor::new(head.clone()).chain(f));
-                Ok((r, total))
-            })?;
+        let upload = || {
+            let f = std::fs::File::open(&path)?;
+            let r: Box<dyn Read + Send> = Box::new(io::Cursor::new(head.clone()).chain(f));
+            Ok((r, total))
+        };
+        let signed = self.t.complaint(&upload)?;
         let ruling = customer::verify_ruling(&signed, &broker.sign)?;
         if ruling.order != order {
             return Err(agora_core::Error::PeerMisbehaved("ruling on another payment").into());

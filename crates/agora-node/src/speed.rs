@@ -385,10 +385,14 @@ impl SpeedService {
 
 type Svc = (Arc<SpeedService>, Arc<Core>);
 
-/// What the vendor route answers.
-enum VendorAnswer {
+/// What the vendor answers a message with.
+#[derive(Debug)]
+pub enum VendorAnswer {
+    /// A NegotiationStep, and the pending step the negotiation goes on
+    /// under.
     Step(Vec<u8>, Option<crate::pending::StepId>),
-    /// A delivery to stream from the product's file.
+    /// A delivery to stream from the product's file
+    /// ([`SpeedService::write_delivery`]).
     Deliver(Delivery),
     /// A small product's whole delivery, made on the step's thread.
     Delivered(Vec<u8>),
@@ -426,8 +430,30 @@ async fn vendor_step(
     m: Inbound,
 ) -> Result<Outbound, Problem> {
     let s = svc.clone();
-    let answer = blocking(move || {
-        let v = s.vendor()?;
+    let answer = blocking(move || s.vendor_message(&c.pending, &m)).await?;
+    match answer {
+        VendorAnswer::Step(body, step) => Ok(Outbound::Message { body, step }),
+        VendorAnswer::Deliver(d) => Ok(Outbound::Response(deliver(svc, d)?)),
+        VendorAnswer::Delivered(body) => {
+            let mut r = Response::new(Body::from(body));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(DELIVERY_TYPE),
+            );
+            Ok(Outbound::Response(r))
+        }
+    }
+}
+
+impl SpeedService {
+    /// One message to the vendor (blocking: storage, signatures): the
+    /// route's handler, and an in-process customer's transport.
+    pub fn vendor_message(
+        &self,
+        pending: &crate::PendingSteps,
+        m: &Inbound,
+    ) -> Result<VendorAnswer, Problem> {
+        let v = self.vendor()?;
         let (body, now) = (&m.body[..], m.now);
         let mut rng = os_rng();
         match m.tag {
@@ -438,16 +464,16 @@ async fn vendor_step(
                     body,
                     v.catalogue().as_ref(),
                 )?;
-                let id = c.pending.insert(state)?;
+                let id = pending.insert(state)?;
                 Ok(VendorAnswer::Step(step, Some(id)))
             }
             tags::SPEED_NEGOTIATION_STEP => {
-                let next = c.pending.step(&m.pending_step()?, |s: VendorNegotiation| {
+                let next = pending.step(&m.pending_step()?, |s: VendorNegotiation| {
                     s.on_step(&mut rng, body)
                 })?;
                 match next {
                     VendorNext::Counter(state, step) => {
-                        let id = c.pending.insert(*state)?;
+                        let id = pending.insert(*state)?;
                         Ok(VendorAnswer::Step(step, Some(id)))
                     }
                     VendorNext::Closed => Err(Problem::from(agora_core::Error::Refused(
@@ -456,7 +482,7 @@ async fn vendor_step(
                 }
             }
             tags::SPEED_HANDSHAKE => {
-                let d = c.pending.step(&m.pending_step()?, |s: VendorNegotiation| {
+                let d = pending.step(&m.pending_step()?, |s: VendorNegotiation| {
                     s.on_handshake(now, body, v.handshakes.as_ref())
                 })?;
                 VendorAnswer::delivery(v, d)
@@ -472,19 +498,23 @@ async fn vendor_step(
             }
             other => Err(endpoint::unknown_message(other)),
         }
-    })
-    .await?;
-    match answer {
-        VendorAnswer::Step(body, step) => Ok(Outbound::Message { body, step }),
-        VendorAnswer::Deliver(d) => Ok(Outbound::Response(deliver(svc, d)?)),
-        VendorAnswer::Delivered(body) => {
-            let mut r = Response::new(Body::from(body));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(DELIVERY_TYPE),
-            );
-            Ok(Outbound::Response(r))
-        }
+    }
+
+    /// Writes the delivery `d` to `w`: the product read from its file and
+    /// encrypted as it is written (constant memory), then the head.
+    pub fn write_delivery<W: Write + Send>(&self, d: Delivery, w: W) -> io::Result<W> {
+        let v = self.vendor().map_err(|_| io::Error::other("no vendor"))?;
+        let (path, len) = v
+            .catalogue()
+            .items
+            .get(d.product_id())
+            .map(|item| (item.product.path.clone(), item.len))
+            .ok_or_else(|| io::Error::other("a product left the catalogue"))?;
+        let file = std::fs::File::open(&path)
+            .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+        let ct_len = agora_core::crypto::stream::ciphertext_len(len);
+        let file = io::BufReader::with_capacity(SEND_CHUNK, file);
+        write_delivery(v, d, file, ct_len, w)
     }
 }
 
@@ -561,31 +591,14 @@ impl Write for ChannelWriter {
 /// Streams the delivery: the encrypted product as it is made, then the
 /// head with the bill.
 fn deliver(svc: Arc<SpeedService>, d: Delivery) -> Result<Response, Problem> {
-    let v = svc.vendor()?;
-    let (product, len) = v
-        .catalogue()
-        .items
-        .get(d.product_id())
-        .map(|item| (item.product.path.clone(), item.len))
-        .ok_or_else(|| Problem::internal("a product left the catalogue"))?;
-    let file = std::fs::File::open(&product)
-        .map_err(|e| Problem::internal(&format!("{}: {e}", product.display())))?;
-    let ct_len = agora_core::crypto::stream::ciphertext_len(len);
+    svc.vendor()?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(SEND_QUEUE);
-    let svc2 = svc.clone();
     tokio::task::spawn_blocking(move || {
         let w = ChannelWriter {
             tx: tx.clone(),
             buf: Vec::with_capacity(SEND_CHUNK),
         };
-        let r = svc2
-            .vendor()
-            .map_err(|_| io::Error::other("no vendor"))
-            .and_then(|v| {
-                let file = io::BufReader::with_capacity(SEND_CHUNK, file);
-                write_delivery(v, d, file, ct_len, w)
-            });
-        if let Err(e) = r {
+        if let Err(e) = svc.write_delivery(d, w) {
             tracing::warn!(error = %e, "SPEED delivery aborted");
             let _ = tx.blocking_send(Err(e));
         }
@@ -621,9 +634,21 @@ async fn broker_step(svc: Arc<SpeedService>, m: Inbound) -> Result<Outbound, Pro
                 .ok_or_else(|| Problem::bad_request("the payment order id is not 96 hex digits"))?,
         ),
     };
-    let reply = blocking(move || {
-        let b = read(svc.broker()?);
-        let ledger = svc.ledger.as_ref();
+    let reply = blocking(move || svc.broker_message(&m, order.as_ref())).await?;
+    Ok(Outbound::done(reply))
+}
+
+impl SpeedService {
+    /// One message to the broker (blocking: the ledger, signatures), with
+    /// the payment message b names (`order`): the route's handler, and an
+    /// in-process customer's transport.
+    pub fn broker_message(
+        &self,
+        m: &Inbound,
+        order: Option<&PaymentOrderId>,
+    ) -> Result<Vec<u8>, Problem> {
+        let b = read(self.broker()?);
+        let ledger = self.ledger.as_ref();
         let (body, now) = (&m.body[..], m.now);
         Ok(match m.tag {
             tags::SPEED_PAYMENT_ORDER => {
@@ -638,15 +663,55 @@ async fn broker_step(svc: Arc<SpeedService>, m: Inbound) -> Result<Outbound, Pro
                         "message b names its payment in {PAYMENT_ORDER_HEADER}"
                     ))
                 })?;
-                b.on_purse_confirm(now, &order, body, ledger)?
+                b.on_purse_confirm(now, order, body, ledger)?
             }
             tags::SPEED_RECEIPT_REQUEST => b.on_receipt_request(body, ledger)?,
             tags::SPEED_CARD_LOAD_REQUEST => b.on_card_load(now, body, ledger)?,
             other => return Err(endpoint::unknown_message(other)),
         })
-    })
-    .await?;
-    Ok(Outbound::done(reply))
+    }
+
+    /// A complaint upload (its message, then the encrypted product) read
+    /// from `r` and examined by the broker in constant memory; the signed
+    /// ruling, archived before it is returned. Blocking.
+    pub fn rule_on_complaint(
+        &self,
+        now: Timestamp,
+        r: &mut impl io::Read,
+    ) -> Result<Vec<u8>, Problem> {
+        use io::Read;
+        let b = read(self.broker()?);
+        let msg = agora_speed::delivery::read_complaint_head(&mut *r).map_err(|e| {
+            Problem::bad_request(match e.kind() {
+                io::ErrorKind::UnexpectedEof => "the complaint was cut short".to_owned(),
+                _ => e.to_string(),
+            })
+        })?;
+        let ruled = (|| -> Result<Vec<u8>, Problem> {
+            let case = b.open_complaint(now, &msg, self.ledger.as_ref())?;
+            let found = case
+                .examine(&mut *r)
+                .map_err(|_| Problem::bad_request("the encrypted product could not be read"))?;
+            let ruling = case.rule(&found, now)?;
+            let signed = b.sign_ruling(&ruling);
+            // The ruling's unit of work is its evidence; this (blocking)
+            // thread waits for it.
+            self.store
+                .archive()
+                .record(vec![Evidence::new(RULING_EVIDENCE, signed.clone())], now)
+                .wait()
+                .map_err(Problem::from)?;
+            tracing::info!(order = %ruling.order, verdict = ruling.verdict.as_str(), "SPEED ruling");
+            Ok(signed)
+        })();
+        // A refused complaint still reads (a bounded amount of) what the
+        // customer is sending, so that she gets the refusal rather than a
+        // connection reset in the middle of her upload.
+        if ruled.is_err() {
+            let _ = io::copy(&mut (&mut *r).take(MAX_DRAIN), &mut io::sink());
+        }
+        ruled
+    }
 }
 
 /// Reads what an async body sends, on a blocking thread.
@@ -700,43 +765,11 @@ async fn complaint_route(
     });
     let now = Timestamp::now_from_system_clock();
     let signed = blocking(move || {
-        use io::Read;
-        let b = read(svc.broker()?);
         let mut r = ChannelReader {
             rx,
             cur: Bytes::new(),
         };
-        let msg = agora_speed::delivery::read_complaint_head(&mut r).map_err(|e| {
-            Problem::bad_request(match e.kind() {
-                io::ErrorKind::UnexpectedEof => "the complaint was cut short".to_owned(),
-                _ => e.to_string(),
-            })
-        })?;
-        let ruled = (|| -> Result<Vec<u8>, Problem> {
-            let case = b.open_complaint(now, &msg, svc.ledger.as_ref())?;
-            let found = case
-                .examine(&mut r)
-                .map_err(|_| Problem::bad_request("the encrypted product could not be read"))?;
-            let ruling = case.rule(&found, now)?;
-            let signed = b.sign_ruling(&ruling);
-            // The ruling's unit of work is its evidence; this thread (of the
-            // blocking pool, reading the upload) waits for it.
-            svc.store
-                .archive()
-                .record(vec![Evidence::new(RULING_EVIDENCE, signed.clone())], now)
-                .wait()
-                .map_err(Problem::from)?;
-            tracing::info!(order = %ruling.order, verdict = ruling.verdict.as_str(), "SPEED ruling");
-            Ok(signed)
-        })();
-        // A refused complaint still reads (a bounded amount of) what the
-        // customer is sending, so that she gets the refusal rather than a
-        // connection reset in the middle of her upload.
-        if ruled.is_err() {
-            let _ = io::copy(&mut (&mut r).take(MAX_DRAIN), &mut io::sink());
-        }
-        let signed = ruled?;
-        Ok(signed)
+        svc.rule_on_complaint(now, &mut r)
     })
     .await?;
     Ok(cbor_reply(signed, None))

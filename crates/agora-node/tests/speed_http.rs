@@ -241,7 +241,7 @@ fn start() -> TestNode {
 
 impl TestNode {
     fn client(&self) -> SpeedClient {
-        SpeedClient::new(NodeClient::new(&self.url).unwrap())
+        SpeedClient::http(NodeClient::new(&self.url).unwrap())
     }
     fn cents(&self, n: &str) -> i64 {
         self.svc.ledger().balance(&num(n)).unwrap().cents
