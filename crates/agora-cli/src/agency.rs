@@ -193,7 +193,7 @@ pub(crate) fn record_issued(
 
 /// The names of the agencies run from this data directory.
 pub(crate) fn agency_names(ctx: &Ctx) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(ctx.data_dir.join("agencies"))
+    let mut names: Vec<String> = std::fs::read_dir(ctx.dir().join("agencies"))
         .into_iter()
         .flatten()
         .flatten()

@@ -907,7 +907,7 @@ impl Env {
             bail!(
                 "the node at {url} does not serve the CPO roles of data directory {} \
                  (start it with `agora up` on the same --data-dir)",
-                ctx.data_dir.display()
+                ctx.dir().display()
             );
         }
         Ok(Env {
@@ -1980,7 +1980,7 @@ impl SpeedEnv {
             bail!(
                 "the node at {url} does not serve the SPEED broker and vendor of data directory {} \
                  (start it with `agora up` on the same --data-dir)",
-                ctx.data_dir.display()
+                ctx.dir().display()
             );
         }
         let (_, products) = crate::speed::load_catalogue(ctx)?;

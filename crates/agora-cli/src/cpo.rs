@@ -599,7 +599,7 @@ pub(crate) struct SessionFile {
 }
 
 fn session_file(ctx: &Ctx, seller: &str) -> PathBuf {
-    ctx.data_dir
+    ctx.dir()
         .join("cpo-sessions")
         .join(format!("{seller}.json"))
 }
@@ -718,7 +718,7 @@ pub(crate) fn arbiter_policy(ctx: &Ctx) -> anyhow::Result<ArbiterPolicy> {
         templates: Vec<String>,
         fee: Option<String>,
     }
-    let path = ctx.data_dir.join("arbiter-policy.toml");
+    let path = ctx.dir().join("arbiter-policy.toml");
     if !path.exists() {
         return Ok(ArbiterPolicy::default());
     }

@@ -258,7 +258,7 @@ pub enum MailCmd {
 }
 
 fn dir(ctx: &Ctx, role: &str) -> PathBuf {
-    ctx.data_dir.join("cpo-mail").join(role)
+    ctx.dir().join("cpo-mail").join(role)
 }
 
 /// Saves a state of `kind` under `role` with a fresh random name.

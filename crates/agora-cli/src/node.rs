@@ -332,7 +332,7 @@ pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
     let mut created = Vec::new();
     if !ctx.keystore_path().exists() {
         crate::datadir::init_quiet(ctx)?;
-        created.push(format!("data directory {}", ctx.data_dir.display()));
+        created.push(format!("data directory {}", ctx.dir().display()));
     }
     if crate::agency::agency_names(ctx).is_empty() {
         crate::agency::create(ctx, DEFAULT_AGENCY, 3650, &url, PartyRole::Agency)?;
@@ -349,7 +349,7 @@ pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
         .filter(|n| n != crate::speed::SPEED_CA)
         .collect();
     let json = ctx.json;
-    let data_dir = ctx.data_dir.clone();
+    let data_dir = ctx.dir().to_path_buf();
     let t = NodeToml {
         log_format: if a.log_json {
             "json".into()

@@ -58,7 +58,7 @@ pub const DEMO_KEY: &str = "DEMO-KEY-1: a 16-byte key to the demo stream";
 const DAY_SECS: u64 = 86_400;
 
 fn speed_dir(ctx: &Ctx) -> PathBuf {
-    ctx.data_dir.join("speed")
+    ctx.dir().join("speed")
 }
 
 fn eur() -> Currency {

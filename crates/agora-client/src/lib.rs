@@ -4,6 +4,7 @@
 //!   roles hosted in this process ([`transport::LocalCpo`]) or a node over
 //!   HTTP ([`transport::NodeClient`], and [`transport::AsyncNodeClient`] for
 //!   event loops), both behind [`transport::CpoTransport`].
+//! - [`datadir`]: a party's data directory: keystore, trust store, store.
 //! - [`cpo`]: the CPO buyer's and seller's flows, each once, as sans-IO
 //!   conversations ([`cpo::flow`]), and the drivers that carry them.
 //! - [`speed`]: the SPEED customer ([`speed::SpeedClient`]).
@@ -13,6 +14,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cpo;
+#[cfg(feature = "transport")]
+pub mod datadir;
 #[cfg(feature = "transport")]
 pub mod speed;
 #[cfg(feature = "transport")]
