@@ -1,8 +1,12 @@
 //! `/metrics`: request counts and latencies by route and status, requests in
-//! flight, protocol steps pending, and housekeeping runs, in the Prometheus text
-//! format (prometheus-client, the Prometheus project's own Rust crate).
+//! flight, protocol steps pending, housekeeping runs, and the cryptographic
+//! operations the process performed by kind (`agora_crypto_operations`,
+//! `agora_crypto_bytes`: what the load tool prices its crypto bound from),
+//! in the Prometheus text format (prometheus-client, the Prometheus
+//! project's own Rust crate).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -24,6 +28,44 @@ struct Route {
 struct Job {
     service: String,
     outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabel {
+    op: &'static str,
+}
+
+/// The process's counts of cryptographic operations, read at each scrape.
+#[derive(Debug)]
+struct CryptoOps;
+
+impl Collector for CryptoOps {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let counts = agora_core::crypto::ops::this_process();
+        for (name, help, bytes) in [
+            (
+                "crypto_operations",
+                "Cryptographic operations this process performed, by kind",
+                false,
+            ),
+            (
+                "crypto_bytes",
+                "Bytes the cryptographic operations of each kind processed",
+                true,
+            ),
+        ] {
+            let counter = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            for (op, calls, n) in counts.iter() {
+                let label = OpLabel { op: op.name() };
+                let value = if bytes { n } else { calls };
+                ConstCounter::new(value).encode(family.encode_family(&label)?)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The node's metrics.
@@ -108,6 +150,7 @@ impl Metrics {
             "Housekeeping runs by service and outcome",
             housekeeping.clone(),
         );
+        registry.register_collector(Box::new(CryptoOps));
         Metrics {
             registry,
             requests,

@@ -810,6 +810,25 @@ fn metrics_health_node_and_openapi() {
         m.contains(r#"agora_http_requests_total{route="/v1/cpo/board",status="200"}"#),
         "{m}"
     );
+    // The crypto counters are read at each scrape: a signature made since
+    // the last one shows (node and test share the process and its counts).
+    let signs = |m: &str| -> u64 {
+        let line = m
+            .lines()
+            .find(|l| l.starts_with(r#"agora_crypto_operations_total{op="ed25519_sign"}"#))
+            .unwrap_or_else(|| panic!("no ed25519_sign counter in {m}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(m.contains(r#"agora_crypto_bytes_total{op="aead"}"#), "{m}");
+    let before = signs(&m);
+    let _ = SigningKey::generate(&mut os_rng()).sign(b"counted");
+    let m = http
+        .get(format!("{}/metrics", n.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(signs(&m) > before, "{m}");
     let node: serde_json::Value = http
         .get(format!("{}/v1/node", n.url))
         .send()

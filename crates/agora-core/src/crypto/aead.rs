@@ -62,6 +62,7 @@ impl AeadKey {
 
     /// Encrypts `buf` in place and appends the tag.
     pub fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut Vec<u8>) {
+        super::ops::count(super::ops::Op::Aead, buf.len());
         let ok = match &self.inner {
             Inner::ChaCha(c) => c.encrypt_in_place(nonce.into(), aad, buf).is_ok(),
             Inner::Aes(c) => c
@@ -87,6 +88,7 @@ impl AeadKey {
         aad: &[u8],
         buf: &mut Vec<u8>,
     ) -> Result<()> {
+        super::ops::count(super::ops::Op::Aead, buf.len());
         let ok = match &self.inner {
             Inner::ChaCha(c) => c.decrypt_in_place(nonce.into(), aad, buf).is_ok(),
             Inner::Aes(c) => {

@@ -13,6 +13,7 @@ pub const HMAC_LEN: usize = 32;
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     use sha2::Digest;
+    super::ops::count(super::ops::Op::Sha256, data.len());
     Sha256::digest(data).into()
 }
 
@@ -23,6 +24,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// HMAC-SHA-256 of `data` under `key` (any length, RFC 2104).
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; HMAC_LEN] {
+    super::ops::count(super::ops::Op::Hmac, data.len());
     // new_from_slice never fails for HMAC: any key length is allowed.
     let mut mac = match hmac::Hmac::<Sha256>::new_from_slice(key) {
         Ok(m) => m,
@@ -82,6 +84,7 @@ impl std::fmt::Debug for MacKey {
 /// HKDF-SHA256 extract-and-expand (RFC 5869) into `out`. Fails if `out` is
 /// longer than 255 * 32 bytes.
 pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<()> {
+    super::ops::count(super::ops::Op::Hkdf, out.len());
     let salt = if salt.is_empty() { None } else { Some(salt) };
     hkdf::Hkdf::<Sha256>::new(salt, ikm)
         .expand(info, out)
@@ -90,6 +93,7 @@ pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Resu
 
 /// HKDF-Expand (RFC 5869 section 2.3) from a 32-byte pseudorandom key.
 pub fn hkdf_expand(prk: &[u8], info: &[u8], out: &mut [u8]) -> Result<()> {
+    super::ops::count(super::ops::Op::Hkdf, out.len());
     hkdf::Hkdf::<Sha256>::from_prk(prk)
         .map_err(|_| Error::ApiMisuse("HKDF PRK shorter than 32 bytes"))?
         .expand(info, out)
@@ -134,6 +138,7 @@ pub fn argon2id(
     salt: &[u8],
     params: Argon2Params,
 ) -> Result<Zeroizing<[u8; 32]>> {
+    super::ops::count(super::ops::Op::Argon2id, passphrase.len());
     if params.memory_kib > Argon2Params::MAX_MEMORY_KIB
         || params.iterations > Argon2Params::MAX_ITERATIONS
     {

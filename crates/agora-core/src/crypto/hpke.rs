@@ -48,6 +48,7 @@ pub fn seal(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<(Encapped, Vec<u8>)> {
+    super::ops::count(super::ops::Op::HpkeSeal, plaintext.len());
     let pk = public_key(recipient)?;
     let (enc, ct) = hpke::single_shot_seal::<Aead, Kdf, Kem, _>(
         &hpke::OpModeS::Base,
@@ -69,6 +70,7 @@ pub fn open(
     aad: &[u8],
     ciphertext: &[u8],
 ) -> Result<Vec<u8>> {
+    super::ops::count(super::ops::Op::HpkeOpen, ciphertext.len());
     let sk = private_key(recipient)?;
     hpke::single_shot_open::<Aead, Kdf, Kem>(
         &hpke::OpModeR::Base,
@@ -94,6 +96,7 @@ pub fn setup_sender(
     recipient: &X25519Public,
     info: &[u8],
 ) -> Result<(Encapped, SenderContext)> {
+    super::ops::count(super::ops::Op::HpkeSeal, 0);
     let pk = public_key(recipient)?;
     let (enc, ctx) = hpke::setup_sender::<Aead, Kdf, Kem, _>(&hpke::OpModeS::Base, &pk, info, rng)
         .map_err(|_| Error::Crypto)?;
@@ -106,6 +109,7 @@ pub fn setup_receiver(
     enc: &Encapped,
     info: &[u8],
 ) -> Result<ReceiverContext> {
+    super::ops::count(super::ops::Op::HpkeOpen, 0);
     let sk = private_key(recipient)?;
     let ctx =
         hpke::setup_receiver::<Aead, Kdf, Kem>(&hpke::OpModeR::Base, &sk, &encapped(enc)?, info)
@@ -117,6 +121,7 @@ impl SenderContext {
     /// Seal the next message of the context (the sequence number is
     /// implicit: the receiver must open messages in order).
     pub fn seal(&mut self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        super::ops::count(super::ops::Op::Aead, plaintext.len());
         self.0.seal(plaintext, aad).map_err(|_| Error::Crypto)
     }
 
@@ -132,6 +137,7 @@ impl SenderContext {
 impl ReceiverContext {
     /// Open the next message of the context.
     pub fn open(&mut self, aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>> {
+        super::ops::count(super::ops::Op::Aead, ciphertext.len());
         self.0.open(ciphertext, aad).map_err(|_| Error::Crypto)
     }
 

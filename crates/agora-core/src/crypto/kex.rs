@@ -40,6 +40,7 @@ impl X25519Secret {
 
     /// X25519 with `peer`; refuses the all-zero output of low-order points.
     pub fn diffie_hellman(&self, peer: &X25519Public) -> Result<SharedSecret> {
+        super::ops::count(super::ops::Op::X25519, 0);
         let shared = self
             .0
             .diffie_hellman(&x25519_dalek::PublicKey::from(peer.0));

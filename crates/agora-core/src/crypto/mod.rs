@@ -9,6 +9,7 @@ mod aead;
 mod hash;
 pub mod hpke;
 mod kex;
+pub mod ops;
 mod sign;
 pub mod stream;
 

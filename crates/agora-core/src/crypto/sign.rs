@@ -45,6 +45,7 @@ impl SigningKey {
     /// Sign `msg` (pure Ed25519, deterministic).
     pub fn sign(&self, msg: &[u8]) -> Signature {
         use ed25519_dalek::Signer;
+        super::ops::count(super::ops::Op::Ed25519Sign, msg.len());
         Signature(self.0.sign(msg).to_bytes())
     }
 }
@@ -87,6 +88,7 @@ impl VerifyingKey {
 
     /// Strict verification of `sig` over `msg`.
     pub fn verify(&self, msg: &[u8], sig: &Signature) -> Result<()> {
+        super::ops::count(super::ops::Op::Ed25519Verify, msg.len());
         let s = ed25519_dalek::Signature::from_bytes(&sig.0);
         self.0.verify_strict(msg, &s).map_err(|_| Error::Crypto)
     }
@@ -125,6 +127,11 @@ pub fn verify_batch(items: &[(&[u8], &Signature, &VerifyingKey)]) -> Result<()> 
     if items.is_empty() {
         return Ok(());
     }
+    super::ops::count_n(
+        super::ops::Op::Ed25519BatchItem,
+        items.len() as u64,
+        items.iter().map(|i| i.0.len()).sum(),
+    );
     let msgs: Vec<&[u8]> = items.iter().map(|i| i.0).collect();
     let sigs: Vec<ed25519_dalek::Signature> = items
         .iter()
