@@ -7,7 +7,7 @@
 use crate::datadir::Ctx;
 use agora_core::crypto::SigningKey;
 use agora_core::{KeyId, Money, Timestamp};
-use agora_pki::registry::{IssuedKind, IssuedRecord, RevokeOutcome};
+use agora_pki::registry::{IssuedKind, RevokeOutcome};
 use agora_pki::{Agency, BondParams, IssuedCert, RevocationReason};
 use agora_pki::{Conditions, PartyRole, Role};
 use agora_pki::{Crl, Serial};
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 const DAY_SECS: u64 = 86_400;
 /// Where agencies say their CRLs are published, unless told otherwise: the
 /// address `agora up` will serve them from.
-const DEFAULT_CRL_BASE: &str = "http://127.0.0.1:7878";
+use agora_client::datadir::names::DEFAULT_CRL_BASE;
 
 #[derive(Debug, Subcommand)]
 pub enum AgencyCmd {
@@ -106,33 +106,16 @@ pub enum AgencyCmd {
 }
 
 fn key_name(agency: &str) -> String {
-    crate::key::ed_name(&format!("agency-{agency}"))
+    agora_client::datadir::agency_key_name(agency)
 }
 
 /// The agency `name` run from this data directory.
 pub(crate) fn load_agency(ctx: &Ctx, name: &str) -> anyhow::Result<Agency> {
-    crate::key::check_name(name)?;
-    let cert_path = ctx.agency_dir(name).join("agency.pem");
-    if !cert_path.exists() {
-        bail!("no agency named {name:?} here (agora agency create {name})");
-    }
-    let pem = std::fs::read_to_string(&cert_path)
-        .with_context(|| format!("reading {}", cert_path.display()))?;
-    let der = agora_pki::pem::decode(&pem, "CERTIFICATE")?;
-    let ks = ctx.load_keystore()?;
-    let key = ks
-        .ed25519(&key_name(name))
-        .with_context(|| format!("the keystore holds no key for agency {name:?}"))?;
-    Ok(Agency::from_parts(
-        SigningKey::from_seed(&key.to_seed()),
-        &der,
-    )?)
+    Ok(ctx.agency(name)?)
 }
 
 pub(crate) fn crl_base(ctx: &Ctx, name: &str) -> String {
-    std::fs::read_to_string(ctx.agency_dir(name).join("crl-base"))
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| DEFAULT_CRL_BASE.to_owned())
+    ctx.crl_base(name)
 }
 
 fn parse_role(s: &str) -> anyhow::Result<Role> {
@@ -172,23 +155,9 @@ pub(crate) fn record_issued(
     issued_at: Timestamp,
     not_after: Timestamp,
 ) -> anyhow::Result<()> {
-    store.agency_registry().record_issued(
-        &agency.key_id(),
-        &IssuedRecord {
-            serial: issued.serial.clone(),
-            kind,
-            subject,
-            issued_at,
-            not_after,
-            der: issued.der.clone(),
-        },
-    )?;
-    let what = match kind {
-        IssuedKind::Bond => "pki/bond-certificate",
-        IssuedKind::Identity => "pki/identity-certificate",
-    };
-    store.archive().append(what, &issued.der, issued_at)?;
-    Ok(())
+    Ok(agora_client::datadir::record_issued(
+        store, agency, issued, kind, subject, issued_at, not_after,
+    )?)
 }
 
 /// The names of the agencies run from this data directory.

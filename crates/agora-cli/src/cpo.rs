@@ -21,7 +21,6 @@ use agora_client::cpo::flow::{
 };
 use agora_client::cpo::FlowError;
 use agora_client::transport::{ClientError, CpoTransport, LocalCpo, NodeClient};
-use agora_core::crypto::{SigningKey, X25519Secret};
 use agora_core::wire::{cose, Decoder, Encoder};
 use agora_core::{KeyId, Money, Timestamp};
 use agora_cpo::bidding::{check_notice, Award, BidReceipt, HeldReceipt, Notice, Outcome};
@@ -683,16 +682,7 @@ pub(crate) fn read_ccpo(path: &Path) -> anyhow::Result<Ccpo> {
 
 /// A key pair of the keystore as protocol keys.
 pub(crate) fn keys(ks: &Keystore, name: &str) -> anyhow::Result<Keys> {
-    let sign = ks
-        .ed25519(&crate::key::ed_name(name))
-        .with_context(|| format!("no key pair named {name:?} in the keystore"))?;
-    let enc = ks
-        .x25519(&crate::key::x_name(name))
-        .with_context(|| format!("key pair {name:?} has no X25519 key"))?;
-    Ok(Keys {
-        sign: SigningKey::from_seed(&sign.to_seed()),
-        enc: X25519Secret::from_bytes(*enc.to_bytes()),
-    })
+    Ok(agora_client::datadir::role_keys(ks, name)?)
 }
 
 pub(crate) fn bond_trust(ctx: &Ctx) -> anyhow::Result<BondTrust> {

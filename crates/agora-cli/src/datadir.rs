@@ -13,12 +13,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
-/// Name of this node's own key pair in the keystore.
-pub const SELF_KEY: &str = "self";
-/// Name of the key pair of this node's CPO arbiter.
-pub const ARBITER_KEY: &str = "arbiter";
-/// Name of the key pair of this node's CPO server.
-pub const SERVER_KEY: &str = "server";
+pub use agora_client::datadir::names::{ARBITER_KEY, SELF_KEY, SERVER_KEY};
 
 /// Everything a command needs: the data directory (agora-client's
 /// [`DataDir`], which this derefs to), the output format, and the node.

@@ -30,26 +30,10 @@ pub enum KeyCmd {
     },
 }
 
-pub fn ed_name(name: &str) -> String {
-    format!("{name}.ed25519")
-}
-pub fn x_name(name: &str) -> String {
-    format!("{name}.x25519")
-}
-
-/// Longest key-pair name.
-const MAX_NAME_LEN: usize = 64;
+pub use agora_client::datadir::{ed_name, x_name};
 
 pub fn check_name(name: &str) -> anyhow::Result<()> {
-    if name.is_empty()
-        || name.len() > MAX_NAME_LEN
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        bail!("invalid name {name:?}: use 1 to {MAX_NAME_LEN} letters, digits, '-' or '_'");
-    }
-    Ok(())
+    Ok(agora_client::datadir::check_name(name)?)
 }
 
 /// The public halves of key pair `name`.

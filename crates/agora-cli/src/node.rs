@@ -26,7 +26,7 @@ use std::time::Duration;
 /// The port `agora up` serves on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 7878;
 /// The name of the bonding agency `agora up` creates.
-pub const DEFAULT_AGENCY: &str = "agora-bonding";
+pub use agora_client::datadir::names::DEFAULT_AGENCY;
 
 /// The trust of a data directory: its trust store's agencies and the CRLs
 /// in its CRL directory, read afresh on every call.

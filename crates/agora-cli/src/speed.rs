@@ -18,6 +18,7 @@
 //! `vendor ...`) work on the data directory of the node.
 
 use crate::datadir::Ctx;
+use agora_client::datadir::Catalogue;
 use agora_client::speed::{LocalSpeed, Negotiated, SpeedClient};
 use agora_client::transport::NodeClient;
 use agora_core::crypto::{os_rng, Secret, SigningKey, X25519Secret};
@@ -30,35 +31,26 @@ use agora_pki::{IdentityParams, Party, PartyRole, TrustStore};
 use agora_speed::customer::{ExpectPurseDebit, ExpectReceipt, Identity, Purchase, ReadyToPay};
 use agora_speed::ledger::{Account, AccountKind, JournalEntry, Ledger, Posting};
 use agora_speed::purse::{Card, Sam};
-use agora_speed::strategy::{AcceptFirst, CustomerStrategy, PriceRule, Target, WalkAwayAbove};
+use agora_speed::strategy::{AcceptFirst, CustomerStrategy, Target, WalkAwayAbove};
 use agora_speed::{AccountNumber, CardId, Keys, PaymentOrderId, Peer};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
-/// The SPEED certification authority `agora up` creates.
-pub const SPEED_CA: &str = "agora-speed-ca";
-/// The node's broker key pair.
-pub const BROKER_KEY: &str = "speed-broker";
-/// The node's demo vendor key pair.
-pub const VENDOR_KEY: &str = "speed-vendor";
+pub use agora_client::datadir::names::{BROKER_KEY, CASH_EUR, DEMO_KEY, SPEED_CA, VENDOR_KEY};
 /// The SAM's master key (secret in the keystore).
 const SAM_SECRET: &str = "speed-sam";
 /// The broker's purse float account for euros.
 pub const FLOAT_EUR: &str = "B-FLOAT-EUR";
-/// The broker's account for money entering and leaving (deposits).
-pub const CASH_EUR: &str = "B-CASH-EUR";
 /// The demo vendor's account.
 pub const DEMO_VENDOR_ACCOUNT: &str = "V-DEMO";
 /// The demo song's ProductID.
 pub const DEMO_SONG: &str = "DEMO-SONG-1: Loopback Blues, 3 MB (demo bytes)";
-/// The demo key's ProductID.
-pub const DEMO_KEY: &str = "DEMO-KEY-1: a 16-byte key to the demo stream";
 
 const DAY_SECS: u64 = 86_400;
 
 fn speed_dir(ctx: &Ctx) -> PathBuf {
-    ctx.dir().join("speed")
+    ctx.speed_dir()
 }
 
 fn eur() -> Currency {
@@ -286,46 +278,6 @@ pub fn setup(ctx: &Ctx, url: &str) -> anyhow::Result<Vec<String>> {
 
 // ---------------------------------------------------------------- the node's service
 
-/// `speed/catalogue.toml`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CatalogueToml {
-    vendor: VendorToml,
-    #[serde(default)]
-    product: Vec<ProductToml>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VendorToml {
-    account: String,
-    #[serde(default = "default_aggressive")]
-    max_aggressive_bytes: u64,
-}
-
-fn default_aggressive() -> u64 {
-    agora_speed::vendor::DEFAULT_MAX_AGGRESSIVE_LEN
-}
-
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-struct ProductToml {
-    id: String,
-    file: String,
-    list: String,
-    floor: String,
-    step: String,
-}
-
-fn money(s: &str) -> anyhow::Result<Money> {
-    s.parse::<Money>()
-        .map_err(|_| anyhow::anyhow!("not an amount: {s:?} (say \"1.50 EUR\")"))
-}
-
-pub(crate) fn load_catalogue(ctx: &Ctx) -> anyhow::Result<(CatalogueToml, Vec<Product>)> {
-    catalogue_in(&speed_dir(ctx))
-}
-
 /// The vendor's catalogue in `speed/catalogue.toml`, read afresh on every
 /// call (the node's housekeeping picks up added products).
 struct DirCatalogue {
@@ -334,44 +286,10 @@ struct DirCatalogue {
 
 impl agora_node::speed::CatalogueSource for DirCatalogue {
     fn products(&self) -> Result<Vec<Product>, String> {
-        catalogue_in(&self.speed_dir)
-            .map(|(_, p)| p)
-            .map_err(|e| format!("{e:#}"))
+        Catalogue::read(&self.speed_dir)
+            .map(|c| c.products)
+            .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
     }
-}
-
-fn catalogue_in(dir: &Path) -> anyhow::Result<(CatalogueToml, Vec<Product>)> {
-    let path = dir.join("catalogue.toml");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let t: CatalogueToml =
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let mut products = Vec::new();
-    for p in &t.product {
-        let list = money(&p.list)?;
-        let floor = money(&p.floor)?;
-        let step = money(&p.step)?;
-        if floor.currency != list.currency
-            || step.currency != list.currency
-            || floor.cents > list.cents
-        {
-            bail!(
-                "{}: product {:?}: floor above list price, or mixed currencies",
-                path.display(),
-                p.id
-            );
-        }
-        products.push(Product {
-            id: p.id.clone(),
-            path: dir.join(&p.file),
-            rule: PriceRule {
-                list,
-                floor,
-                step: step.cents,
-            },
-        });
-    }
-    Ok((t, products))
 }
 
 fn pem_file(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -412,7 +330,7 @@ pub fn speed_service(
         .context("the keystore holds no SAM key")?
         .clone();
     let vendor_keys = crate::cpo::keys(ks, VENDOR_KEY)?;
-    let (cat, _) = load_catalogue(ctx)?;
+    let cat = ctx.catalogue()?;
     let spec = SpeedSpec {
         store: ctx.store()?,
         broker: Some(BrokerSpec {
@@ -423,12 +341,12 @@ pub fn speed_service(
         }),
         vendor: Some(VendorSpec {
             keys: vendor_keys,
-            account: num(&cat.vendor.account)?,
+            account: num(&cat.vendor_account)?,
             broker: broker_peer,
             catalogue: Box::new(DirCatalogue {
                 speed_dir: speed_dir(ctx),
             }),
-            max_aggressive_len: cat.vendor.max_aggressive_bytes,
+            max_aggressive_len: cat.max_aggressive_bytes,
         }),
         trust,
     };
@@ -568,7 +486,7 @@ fn vendor_sales(ctx: &Ctx, limit: usize, out: Option<&Path>) -> anyhow::Result<(
     let keys = crate::cpo::keys(&ks, VENDOR_KEY)?;
     let broker = crate::cpo::keys(&ks, BROKER_KEY)?.peer();
     drop(ks);
-    let (cat, _) = load_catalogue(ctx)?;
+    let cat = ctx.catalogue()?;
     let trust = DirSpeedTrust {
         trust_path: ctx.trust_path(),
         crl_dir: ctx.crl_dir(),
@@ -577,10 +495,10 @@ fn vendor_sales(ctx: &Ctx, limit: usize, out: Option<&Path>) -> anyhow::Result<(
     .map_err(|e| anyhow::anyhow!(e))?;
     let vendor = agora_speed::vendor::Vendor {
         keys,
-        account: num(&cat.vendor.account)?,
+        account: num(&cat.vendor_account)?,
         broker,
         trust,
-        max_aggressive_len: cat.vendor.max_aggressive_bytes,
+        max_aggressive_len: cat.max_aggressive_bytes,
     };
     let sales = ctx.store()?.handshakes(vendor.id()).deliveries(limit)?;
     let c = client(ctx)?;
@@ -1034,7 +952,7 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
             {
                 bail!("the floor must be at most the price, all in one currency");
             }
-            let (_, products) = load_catalogue(ctx)?;
+            let products = ctx.catalogue()?.products;
             if products.iter().any(|p| p.id == *id) {
                 bail!("the catalogue has a product {id:?} already");
             }
@@ -1050,7 +968,7 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
                 q(step.to_string()),
             ));
             // What the node will read must parse.
-            toml::from_str::<CatalogueToml>(&text).context("the new catalogue")?;
+            Catalogue::parse(&text, &speed_dir(ctx), "the new catalogue")?;
             crate::datadir::write_file_atomic(&path, text.as_bytes())?;
             crate::output::emit(
                 ctx.json,

@@ -189,6 +189,17 @@ fn check_report(r: &serde_json::Value, scenario: &str, allowed_errors: &[&str]) 
     assert!(c["cores"].as_u64().unwrap() >= 1, "{r:#}");
 }
 
+/// The calls of `op` that the crypto bound counted on `side` (`node` or
+/// `clients`) in the measured phase.
+fn counted(r: &serde_json::Value, side: &str, op: &str) -> u64 {
+    r["crypto_bound"]["operations"][side]
+        .as_array()
+        .unwrap_or_else(|| panic!("no counted operations: {r:#}"))
+        .iter()
+        .find(|o| o["op"] == op)
+        .map_or(0, |o| o["calls"].as_u64().unwrap())
+}
+
 #[test]
 fn bench_scenarios_run_against_a_real_node() {
     {
@@ -252,6 +263,15 @@ fn bench_scenarios_run_against_a_real_node() {
         // Every success is one CPO bound by exactly one seller.
         assert_eq!(r["successes"], inv["cpos_bound_once"], "{r:#}");
         assert_eq!(inv["cpos_already_bound_without_binder"], 0, "{r:#}");
+        // The bound is priced from what the roles did: the server signs
+        // each BOUND_CPO and the seller checks it; the rest is the K_p
+        // channel (no seller signs, no one opens HPKE in a bind).
+        let binds = r["successes"].as_u64().unwrap();
+        assert!(counted(&r, "node", "ed25519_sign") >= binds, "{r:#}");
+        assert!(counted(&r, "clients", "ed25519_verify") >= binds, "{r:#}");
+        assert_eq!(counted(&r, "clients", "ed25519_sign"), 0, "{r:#}");
+        assert_eq!(counted(&r, "node", "hpke_open"), 0, "{r:#}");
+        assert!(counted(&r, "node", "hmac") > 0, "{r:#}");
         let errors = r["errors"]["already-bound"].as_u64().unwrap_or(0);
         assert_eq!(r["already_bound"].as_u64().unwrap(), errors, "{r:#}");
         assert!(r["attempts"].as_u64().unwrap() >= r["successes"].as_u64().unwrap());

@@ -8,13 +8,218 @@
 //! <data-dir>/agencies/<name>/agency.pem the certificate of each agency run here
 //! <data-dir>/crls/<agency-key-id>.pem   the newest CRL of each agency known here
 //! <data-dir>/update.lock                held while a command changes the keystore or trust store
+//! <data-dir>/speed/catalogue.toml       the SPEED vendor's catalogue (its products' files beside it)
 //! ```
+//!
+//! The names of what `agora up` makes in it (the roles' key pairs, the
+//! agencies, the broker's accounts) are in [`names`].
 
-use agora_core::crypto::Argon2Params;
-use agora_pki::{Keystore, TrustStore};
+use agora_core::crypto::{Argon2Params, SigningKey, X25519Secret};
+use agora_core::{KeyId, Money, Timestamp};
+use agora_cpo::Keys;
+use agora_node::speed::Product;
+use agora_pki::registry::{IssuedKind, IssuedRecord};
+use agora_pki::{Agency, IssuedCert, Keystore, TrustStore};
+use agora_speed::strategy::PriceRule;
 use agora_store::{StoreUrl, Stores};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
+
+/// The names of the key pairs, agencies, products and accounts a node's
+/// data directory holds once `agora up` has made them.
+pub mod names {
+    /// The node's own key pair.
+    pub const SELF_KEY: &str = "self";
+    /// The CPO arbiter's key pair.
+    pub const ARBITER_KEY: &str = "arbiter";
+    /// The CPO server's key pair.
+    pub const SERVER_KEY: &str = "server";
+    /// The bonding agency `agora up` creates.
+    pub const DEFAULT_AGENCY: &str = "agora-bonding";
+    /// The SPEED certification authority `agora up` creates.
+    pub const SPEED_CA: &str = "agora-speed-ca";
+    /// The SPEED broker's key pair.
+    pub const BROKER_KEY: &str = "speed-broker";
+    /// The demo SPEED vendor's key pair.
+    pub const VENDOR_KEY: &str = "speed-vendor";
+    /// The broker's account for money entering and leaving (deposits).
+    pub const CASH_EUR: &str = "B-CASH-EUR";
+    /// The demo key's ProductID: 16 bytes at a fixed price.
+    pub const DEMO_KEY: &str = "DEMO-KEY-1: a 16-byte key to the demo stream";
+    /// Where an agency's CRLs are published unless its `crl-base` file
+    /// says otherwise: the node `agora up` starts.
+    pub const DEFAULT_CRL_BASE: &str = "http://127.0.0.1:7878";
+}
+
+/// The keystore's name of key pair `name`'s Ed25519 half.
+pub fn ed_name(name: &str) -> String {
+    format!("{name}.ed25519")
+}
+
+/// The keystore's name of key pair `name`'s X25519 half.
+pub fn x_name(name: &str) -> String {
+    format!("{name}.x25519")
+}
+
+/// Longest key-pair name.
+const MAX_NAME_LEN: usize = 64;
+
+/// Refuses a key-pair or agency name that is empty, too long, or more than
+/// letters, digits, `-` and `_` (names become file names).
+pub fn check_name(name: &str) -> Result<(), DataDirError> {
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(DataDirError::new(format!(
+            "invalid name {name:?}: use 1 to {MAX_NAME_LEN} letters, digits, '-' or '_'"
+        )));
+    }
+    Ok(())
+}
+
+/// Key pair `name` of the keystore (both halves), as a role's keys.
+pub fn role_keys(ks: &Keystore, name: &str) -> Result<Keys, DataDirError> {
+    let sign = ks
+        .ed25519(&ed_name(name))
+        .ok_or_else(|| DataDirError::new(format!("no key pair named {name:?} in the keystore")))?;
+    let enc = ks
+        .x25519(&x_name(name))
+        .ok_or_else(|| DataDirError::new(format!("key pair {name:?} has no X25519 key")))?;
+    Ok(Keys {
+        sign: SigningKey::from_seed(&sign.to_seed()),
+        enc: X25519Secret::from_bytes(*enc.to_bytes()),
+    })
+}
+
+/// Keeps what `agora` issued: a row of its register (so that it can be
+/// revoked) and an entry of the evidence archive.
+pub fn record_issued(
+    store: &Stores,
+    agency: &Agency,
+    issued: &IssuedCert,
+    kind: IssuedKind,
+    subject: KeyId,
+    issued_at: Timestamp,
+    not_after: Timestamp,
+) -> Result<(), DataDirError> {
+    store
+        .agency_registry()
+        .record_issued(
+            &agency.key_id(),
+            &IssuedRecord {
+                serial: issued.serial.clone(),
+                kind,
+                subject,
+                issued_at,
+                not_after,
+                der: issued.der.clone(),
+            },
+        )
+        .map_err(|e| DataDirError::because("recording the certificate in the register", e))?;
+    let what = match kind {
+        IssuedKind::Bond => "pki/bond-certificate",
+        IssuedKind::Identity => "pki/identity-certificate",
+    };
+    store
+        .archive()
+        .append(what, &issued.der, issued_at)
+        .map_err(|e| DataDirError::because("archiving the certificate", e))?;
+    Ok(())
+}
+
+/// The SPEED vendor's catalogue (`speed/catalogue.toml`).
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    /// The vendor's account at the broker.
+    pub vendor_account: String,
+    /// Largest product sold in aggressive mode.
+    pub max_aggressive_bytes: u64,
+    /// The products, their files resolved against the catalogue's
+    /// directory.
+    pub products: Vec<Product>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogueToml {
+    vendor: VendorToml,
+    #[serde(default)]
+    product: Vec<ProductToml>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VendorToml {
+    account: String,
+    #[serde(default = "default_aggressive")]
+    max_aggressive_bytes: u64,
+}
+
+fn default_aggressive() -> u64 {
+    agora_speed::vendor::DEFAULT_MAX_AGGRESSIVE_LEN
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductToml {
+    id: String,
+    file: String,
+    list: String,
+    floor: String,
+    step: String,
+}
+
+impl Catalogue {
+    /// Parses a catalogue's text; its products' files are relative to
+    /// `dir`. `origin` names it in errors.
+    pub fn parse(text: &str, dir: &Path, origin: &str) -> Result<Catalogue, DataDirError> {
+        let t: CatalogueToml = toml::from_str(text)
+            .map_err(|e| DataDirError::because(format!("parsing {origin}"), e))?;
+        let money = |s: &str| {
+            s.parse::<Money>().map_err(|_| {
+                DataDirError::new(format!("{origin}: not an amount: {s:?} (say \"1.50 EUR\")"))
+            })
+        };
+        let mut products = Vec::with_capacity(t.product.len());
+        for p in &t.product {
+            let (list, floor, step) = (money(&p.list)?, money(&p.floor)?, money(&p.step)?);
+            if floor.currency != list.currency
+                || step.currency != list.currency
+                || floor.cents > list.cents
+            {
+                return Err(DataDirError::new(format!(
+                    "{origin}: product {:?}: floor above list price, or mixed currencies",
+                    p.id
+                )));
+            }
+            products.push(Product {
+                id: p.id.clone(),
+                path: dir.join(&p.file),
+                rule: PriceRule {
+                    list,
+                    floor,
+                    step: step.cents,
+                },
+            });
+        }
+        Ok(Catalogue {
+            vendor_account: t.vendor.account,
+            max_aggressive_bytes: t.vendor.max_aggressive_bytes,
+            products,
+        })
+    }
+
+    /// The catalogue in `dir/catalogue.toml`.
+    pub fn read(dir: &Path) -> Result<Catalogue, DataDirError> {
+        let path = dir.join("catalogue.toml");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| DataDirError::because(format!("reading {}", path.display()), e))?;
+        Catalogue::parse(&text, dir, &path.display().to_string())
+    }
+}
 
 /// Why the data directory could not be used: what was being done, and why.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +312,46 @@ impl DataDir {
     /// The newest CRL of each agency known here.
     pub fn crl_dir(&self) -> PathBuf {
         self.dir.join("crls")
+    }
+
+    /// The SPEED vendor's and broker's files.
+    pub fn speed_dir(&self) -> PathBuf {
+        self.dir.join("speed")
+    }
+
+    /// The SPEED vendor's catalogue, read afresh.
+    pub fn catalogue(&self) -> Result<Catalogue, DataDirError> {
+        Catalogue::read(&self.speed_dir())
+    }
+
+    /// The agency `name` run from this data directory: its certificate and
+    /// its key from the keystore.
+    pub fn agency(&self, name: &str) -> Result<Agency, DataDirError> {
+        check_name(name)?;
+        let cert_path = self.agency_dir(name).join("agency.pem");
+        if !cert_path.exists() {
+            return Err(DataDirError::new(format!(
+                "no agency named {name:?} here (agora agency create {name})"
+            )));
+        }
+        let pem = std::fs::read_to_string(&cert_path)
+            .map_err(|e| DataDirError::because(format!("reading {}", cert_path.display()), e))?;
+        let der = agora_pki::pem::decode(&pem, "CERTIFICATE")
+            .map_err(|e| DataDirError::because(format!("reading {}", cert_path.display()), e))?;
+        let ks = self.load_keystore()?;
+        let key = ks.ed25519(&agency_key_name(name)).ok_or_else(|| {
+            DataDirError::new(format!("the keystore holds no key for agency {name:?}"))
+        })?;
+        Agency::from_parts(SigningKey::from_seed(&key.to_seed()), &der)
+            .map_err(|e| DataDirError::because(format!("agency {name:?}"), e))
+    }
+
+    /// Where agency `name` publishes its CRLs: its `crl-base` file, else
+    /// [`names::DEFAULT_CRL_BASE`].
+    pub fn crl_base(&self, name: &str) -> String {
+        std::fs::read_to_string(self.agency_dir(name).join("crl-base"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| names::DEFAULT_CRL_BASE.to_owned())
     }
 
     /// Where the state is: `--store`, else the directory's SQLite file.
@@ -217,6 +462,11 @@ impl DataDir {
         let url = self.store_url()?;
         Stores::open(&url).map_err(|e| DataDirError::because(format!("opening the store {url}"), e))
     }
+}
+
+/// The keystore's name of agency `name`'s signing key.
+pub fn agency_key_name(name: &str) -> String {
+    ed_name(&format!("agency-{name}"))
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that

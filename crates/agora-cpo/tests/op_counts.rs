@@ -44,7 +44,10 @@ fn a_binding_costs_one_signature_and_one_verification() {
             .unwrap()
     });
     assert_eq!(public_key(&c), vec![], "the server's listing: K_p only");
-    assert!(c.calls(Op::Aead) + c.calls(Op::Hmac) > 0, "under K_p");
+    assert!(
+        c.calls(Op::ChaCha20Poly1305) + c.calls(Op::Hmac) > 0,
+        "under K_p"
+    );
     let ((offer, expect), c) = counted(|| {
         let l = session.open_listing(&listing).unwrap();
         session.offer(&mut m.rng, &l, "ships tomorrow").unwrap()

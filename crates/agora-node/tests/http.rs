@@ -819,7 +819,10 @@ fn metrics_health_node_and_openapi() {
             .unwrap_or_else(|| panic!("no ed25519_sign counter in {m}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
-    assert!(m.contains(r#"agora_crypto_bytes_total{op="aead"}"#), "{m}");
+    assert!(
+        m.contains(r#"agora_crypto_bytes_total{op="chacha20poly1305"}"#),
+        "{m}"
+    );
     let before = signs(&m);
     let _ = SigningKey::generate(&mut os_rng()).sign(b"counted");
     let m = http

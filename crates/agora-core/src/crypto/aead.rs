@@ -60,9 +60,17 @@ impl AeadKey {
         self.alg
     }
 
+    /// What a seal or open under this key counts as.
+    fn op(&self) -> super::ops::Op {
+        match self.alg {
+            AeadAlg::ChaCha20Poly1305 => super::ops::Op::ChaCha20Poly1305,
+            AeadAlg::Aes256Gcm => super::ops::Op::Aes256Gcm,
+        }
+    }
+
     /// Encrypts `buf` in place and appends the tag.
     pub fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut Vec<u8>) {
-        super::ops::count(super::ops::Op::Aead, buf.len());
+        super::ops::count(self.op(), buf.len());
         let ok = match &self.inner {
             Inner::ChaCha(c) => c.encrypt_in_place(nonce.into(), aad, buf).is_ok(),
             Inner::Aes(c) => c
@@ -88,7 +96,7 @@ impl AeadKey {
         aad: &[u8],
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        super::ops::count(super::ops::Op::Aead, buf.len());
+        super::ops::count(self.op(), buf.len());
         let ok = match &self.inner {
             Inner::ChaCha(c) => c.decrypt_in_place(nonce.into(), aad, buf).is_ok(),
             Inner::Aes(c) => {

@@ -121,7 +121,7 @@ impl SenderContext {
     /// Seal the next message of the context (the sequence number is
     /// implicit: the receiver must open messages in order).
     pub fn seal(&mut self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        super::ops::count(super::ops::Op::Aead, plaintext.len());
+        super::ops::count(super::ops::Op::ChaCha20Poly1305, plaintext.len());
         self.0.seal(plaintext, aad).map_err(|_| Error::Crypto)
     }
 
@@ -137,7 +137,7 @@ impl SenderContext {
 impl ReceiverContext {
     /// Open the next message of the context.
     pub fn open(&mut self, aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>> {
-        super::ops::count(super::ops::Op::Aead, ciphertext.len());
+        super::ops::count(super::ops::Op::ChaCha20Poly1305, ciphertext.len());
         self.0.open(ciphertext, aad).map_err(|_| Error::Crypto)
     }
 

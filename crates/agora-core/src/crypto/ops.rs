@@ -5,7 +5,8 @@
 //! Every operation of this crate's crypto API counts itself as it runs:
 //! Ed25519 signatures and verifications (a batch counts each signature),
 //! X25519 agreements, HPKE seals and opens (their KEM and key schedule; the
-//! AEAD of an exported context counts as AEAD), AEAD seals and opens,
+//! ChaCha20-Poly1305 of an HPKE context counts as such), AEAD seals and
+//! opens by algorithm,
 //! HMAC-SHA-256 tags and checks, SHA-256 digests, HKDF derivations and
 //! Argon2id. Symmetric operations count their bytes too. Hashing done with
 //! the re-exported `Sha256` hasher directly (a product's digest on the fly)
@@ -33,8 +34,10 @@ pub enum Op {
     HpkeSeal,
     /// An HPKE open (decapsulation and key schedule).
     HpkeOpen,
-    /// An AEAD seal or open (ChaCha20-Poly1305 or AES-256-GCM).
-    Aead,
+    /// A ChaCha20-Poly1305 seal or open.
+    ChaCha20Poly1305,
+    /// An AES-256-GCM seal or open.
+    Aes256Gcm,
     /// An HMAC-SHA-256 tag or check.
     Hmac,
     /// A SHA-256 digest.
@@ -46,14 +49,15 @@ pub enum Op {
 }
 
 /// Every kind, in a fixed order.
-pub const OPS: [Op; 11] = [
+pub const OPS: [Op; 12] = [
     Op::Ed25519Sign,
     Op::Ed25519Verify,
     Op::Ed25519BatchItem,
     Op::X25519,
     Op::HpkeSeal,
     Op::HpkeOpen,
-    Op::Aead,
+    Op::ChaCha20Poly1305,
+    Op::Aes256Gcm,
     Op::Hmac,
     Op::Sha256,
     Op::Hkdf,
@@ -72,7 +76,8 @@ impl Op {
             Op::X25519 => "x25519",
             Op::HpkeSeal => "hpke_seal",
             Op::HpkeOpen => "hpke_open",
-            Op::Aead => "aead",
+            Op::ChaCha20Poly1305 => "chacha20poly1305",
+            Op::Aes256Gcm => "aes256gcm",
             Op::Hmac => "hmac",
             Op::Sha256 => "sha256",
             Op::Hkdf => "hkdf",
@@ -255,7 +260,7 @@ mod tests {
             assert_eq!(Op::from_name(op.name()), Some(op));
         }
         assert!(Op::Ed25519Sign.is_public_key());
-        assert!(!Op::Aead.is_public_key());
+        assert!(!Op::ChaCha20Poly1305.is_public_key());
     }
 
     #[test]
