@@ -25,26 +25,27 @@ use crate::stats::{merge_all, OpError, Tally};
 use crate::{fresh_keys, warm_clients_at, BenchArgs, Scenario};
 use agora_client::datadir::names::{BROKER_KEY, CASH_EUR, DEMO_KEY, SPEED_CA, VENDOR_KEY};
 use agora_client::datadir::{record_issued, role_keys, DataDir};
-use agora_client::transport::NodeClient;
+use agora_client::speed::{
+    HttpSpeed, Negotiated, SpeedClient, SpeedClientError, SpeedTransport, Upload, VendorReply,
+};
+use agora_client::transport::{ClientError, NodeClient};
 use agora_core::crypto::{os_rng, random_bytes, Rng};
+use agora_core::wire::tags;
 use agora_core::{Currency, Money, Timestamp};
-use agora_node::speed::DELIVERY_TYPE;
-use agora_node::STEP_HEADER;
+use agora_node::endpoint::message_tag;
+use agora_node::pending::StepId;
 use agora_pki::registry::IssuedKind;
 use agora_pki::{Agency, IdentityParams, PartyRole};
-use agora_speed::customer::{self, CustomerNext, Identity};
+use agora_speed::customer::Identity;
 use agora_speed::ledger::{Account, AccountKind, JournalEntry, Ledger, Posting};
-use agora_speed::product::Encrypted;
 use agora_speed::strategy::AcceptFirst;
 use agora_speed::{AccountNumber, PaymentOrderId, Peer};
 use anyhow::{bail, Context};
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The node's SPEED vendor route.
-pub(crate) const SPEED_VENDOR: &str = "/v1/speed/vendor";
-/// The node's SPEED broker route.
-pub(crate) const SPEED_BROKER: &str = "/v1/speed/broker";
 /// What every SPEED purchase buys: the demo catalogue's 16-byte key at its
 /// fixed price (`agora up` makes it), so that a purchase costs the
 /// protocol, not the bulk encryption.
@@ -374,87 +375,136 @@ pub(crate) struct SpeedCustomer {
     pub(crate) deposit_cents: i64,
 }
 
-/// An encrypted product, its length and digest, and the head that came
-/// after it.
-pub(crate) struct Delivered {
-    pub(crate) ct: Vec<u8>,
-    pub(crate) enc: Encrypted,
-    pub(crate) head: Vec<u8>,
+/// A customer's SPEED transport over HTTP whose every message is timed
+/// into her tally, under its step's name ([`speed_step`]): agora-client's
+/// `SpeedClient` runs over it unchanged. A delivery is timed to its
+/// response's head (the 16-byte product comes in the same packets).
+struct TimedSpeed {
+    inner: HttpSpeed,
+    tally: Arc<Mutex<Tally>>,
 }
 
-/// Sends `body` to the vendor and reads the whole delivery into memory,
-/// hashing the encrypted product there (where `SpeedClient` writes it to a
-/// file: the bench measures the node, not a disk).
-pub(crate) fn receive(
-    client: &NodeClient,
-    body: &[u8],
-    headers: &[(&str, String)],
-) -> Result<Delivered, OpError> {
-    let bad = |what| OpError::Check {
-        kind: "delivery",
-        what,
-    };
-    let r = client.post_cbor_stream(SPEED_VENDOR, body, headers)?;
-    let media = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if media != DELIVERY_TYPE {
-        return Err(bad("the vendor's answer is not a delivery"));
+/// The report's name of the step a SPEED message starts.
+fn speed_step(body: &[u8]) -> &'static str {
+    match message_tag(body, |_| None) {
+        Ok(t) if t == tags::SPEED_NEGOTIATION_REQUEST => "negotiate",
+        Ok(t) if t == tags::SPEED_HANDSHAKE => "handshake+delivery",
+        Ok(t) if t == tags::SPEED_PRODUCT_REQUEST => "request+delivery",
+        Ok(t) if t == tags::SPEED_PAYMENT_ORDER => "pay",
+        _ => "other",
     }
-    let max_ct = agora_core::crypto::stream::ciphertext_len(MAX_SPEED_PRODUCT_LEN);
-    let (ct, enc, head) = agora_speed::delivery::read_delivery(r, max_ct, Vec::new())
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => bad("the delivery was cut"),
-            _ => bad("the delivery breaks its framing (a length over its bound, or bytes after the head)"),
-        })?;
-    Ok(Delivered { ct, enc, head })
 }
 
-/// One SPEED purchase over the node, each round trip timed: the
-/// customer's side of `agora_speed::customer` driven directly, as
-/// `SpeedClient` drives it. `paying` is set to the order just before its
-/// PaymentOrder is sent (a purchase that fails after may still be paid).
+impl TimedSpeed {
+    fn took<T>(&self, body: &[u8], t: Instant, r: &Result<T, ClientError>) {
+        let d = t.elapsed();
+        self.tally
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .took(speed_step(body), d, r);
+    }
+}
+
+impl SpeedTransport for TimedSpeed {
+    fn catalogue(&self) -> Result<serde_json::Value, ClientError> {
+        self.inner.catalogue()
+    }
+
+    fn vendor(&self, body: &[u8], step: Option<StepId>) -> Result<VendorReply, ClientError> {
+        let t = Instant::now();
+        let r = self.inner.vendor(body, step);
+        self.took(body, t, &r);
+        r
+    }
+
+    fn broker(&self, body: &[u8], order: Option<&PaymentOrderId>) -> Result<Vec<u8>, ClientError> {
+        let t = Instant::now();
+        let r = self.inner.broker(body, order);
+        self.took(body, t, &r);
+        r
+    }
+
+    fn complaint(&self, upload: Upload<'_>) -> Result<Vec<u8>, ClientError> {
+        self.inner.complaint(upload)
+    }
+}
+
+/// The encrypted product, kept in memory up to [`MAX_SPEED_PRODUCT_LEN`]
+/// (a longer delivery is refused as it comes).
+struct Bounded(Vec<u8>);
+
+impl Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let max = agora_core::crypto::stream::ciphertext_len(MAX_SPEED_PRODUCT_LEN);
+        if (self.0.len() + data.len()) as u64 > max {
+            return Err(std::io::Error::other(
+                "the delivery is longer than the product the bench buys",
+            ));
+        }
+        self.0.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl From<SpeedClientError> for OpError {
+    fn from(e: SpeedClientError) -> OpError {
+        match e {
+            SpeedClientError::Node(e) => OpError::Node(e),
+            SpeedClientError::Protocol(e) => OpError::Client(e),
+            SpeedClientError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                OpError::Check {
+                    kind: "delivery",
+                    what: "the delivery was cut",
+                }
+            }
+            SpeedClientError::Io(_) => OpError::Check {
+                kind: "delivery",
+                what: "the delivery breaks its framing (a length over its bound, or bytes \
+                       after the head)",
+            },
+        }
+    }
+}
+
+/// One SPEED purchase over the node through agora-client's `SpeedClient`
+/// (as `agora speed buy` makes one), the product kept in memory and
+/// decrypted with the receipt's K. `paying` is set to the order just
+/// before its PaymentOrder is sent (a purchase that fails after may still
+/// be paid).
 pub(crate) fn speed_purchase(
     env: &SpeedEnv,
     mode: SpeedMode,
-    client: &NodeClient,
+    speed: &SpeedClient,
     me: &SpeedCustomer,
     rng: &mut impl Rng,
-    t: &mut Tally,
     paying: &mut Option<PaymentOrderId>,
 ) -> Result<(), OpError> {
-    let (ready, ct) = match mode {
+    let open = || Ok(Bounded(Vec::with_capacity(64)));
+    let (ready, Bounded(ct)) = match mode {
         SpeedMode::Normal => {
-            let (state, m1) =
-                customer::negotiate(rng, &me.id, &env.vendor, SPEED_PRODUCT, &AcceptFirst)?;
-            let (step, step_id) = t.timed("negotiate", || {
-                Ok(client.post_cbor(SPEED_VENDOR, &m1, &[])?)
-            })?;
-            let CustomerNext::Agreed(expect, m3) =
-                state.on_step(rng, &me.id, &step, &AcceptFirst)?
-            else {
-                return Err(OpError::Check {
-                    kind: "no-deal",
-                    what: "the customer did not take the vendor's first offer",
-                });
-            };
-            let step_id = step_id.ok_or(OpError::Check {
-                kind: "no-step",
-                what: "the vendor's offer named no pending step",
-            })?;
-            let headers = [(STEP_HEADER, hex::encode(step_id))];
-            let d = t.timed("handshake+delivery", || receive(client, &m3, &headers))?;
-            let ready = expect.on_delivery(&d.head)?.on_product(d.enc)?;
-            (ready, d.ct)
+            match speed.negotiate_into(
+                rng,
+                &me.id,
+                &env.vendor,
+                SPEED_PRODUCT,
+                &AcceptFirst,
+                open,
+            )? {
+                (Negotiated::Ready(ready), Some(ct)) => (ready, ct),
+                _ => {
+                    return Err(OpError::Check {
+                        kind: "no-deal",
+                        what: "the customer did not take the vendor's first offer",
+                    })
+                }
+            }
         }
         SpeedMode::Aggressive => {
-            let (expect, m1) =
-                customer::request(rng, &me.id, &env.vendor, SPEED_PRODUCT, env.price)?;
-            let d = t.timed("request+delivery", || receive(client, &m1, &[]))?;
-            let ready = expect.on_delivery(&me.id, &d.head)?.on_product(d.enc)?;
-            (ready, d.ct)
+            speed.request_into(rng, &me.id, &env.vendor, SPEED_PRODUCT, env.price, open)?
         }
     };
     if ready.price() != env.price {
@@ -464,11 +514,17 @@ pub(crate) fn speed_purchase(
         });
     }
     // Every purchase has a fresh NID: the bench pays no bill twice.
-    let (expect, po) =
-        ready.pay_from_account(rng, &me.id, &env.broker, me.account.clone(), &|_| false)?;
-    *paying = Some(expect.order());
-    let (receipt, _) = t.timed("pay", || Ok(client.post_cbor(SPEED_BROKER, &po, &[])?))?;
-    let purchase = expect.on_receipt(&receipt)?;
+    *paying = Some(ready.order());
+    let purchase = speed.pay_from_account(
+        rng,
+        &me.id,
+        &env.broker,
+        &env.vendor,
+        ready,
+        me.account.clone(),
+        &|_| false,
+        |_| Ok(()),
+    )?;
     let mismatch = |what| OpError::Check {
         kind: "product-mismatch",
         what,
@@ -594,13 +650,20 @@ pub(crate) fn run_speed(
     let workers: Vec<(&SpeedCustomer, NodeClient)> = customers.iter().zip(clients).collect();
     let (results, wall) = race(workers, limits, window, |_, (me, client)| {
         let mut rng = os_rng();
-        let mut t = Tally::default();
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let speed = SpeedClient::new(Box::new(TimedSpeed {
+            inner: HttpSpeed::new(client),
+            tally: tally.clone(),
+        }));
+        let sent = || tally.lock().unwrap_or_else(|p| p.into_inner()).requests;
         let mut unsure = Vec::new();
         while limits.reserve(per_op) {
-            let before = t.requests;
+            let before = sent();
             let mut paying = None;
             let start = Instant::now();
-            match speed_purchase(env, mode, &client, me, &mut rng, &mut t, &mut paying) {
+            let r = speed_purchase(env, mode, &speed, me, &mut rng, &mut paying);
+            let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+            match r {
                 Ok(()) => {
                     t.successes += 1;
                     t.record("purchase", start.elapsed());
@@ -612,6 +675,8 @@ pub(crate) fn run_speed(
             }
             limits.release(per_op - (t.requests - before).min(per_op));
         }
+        drop(speed);
+        let t = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
         (t, unsure)
     });
     let mut unsure = Vec::new();

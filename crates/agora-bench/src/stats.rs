@@ -5,7 +5,7 @@ use agora_client::cpo::FlowError;
 use agora_client::transport::ClientError;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Latency histograms: 1 µs to 1 hour, 3 significant digits.
 const HIST_MAX_US: u64 = 3_600_000_000;
@@ -166,22 +166,8 @@ impl Tally {
             Err(_) => self.record(&format!("{step}:error"), d),
         }
     }
-
-    /// One timed round trip that is not a CPO message (those go through
-    /// [`Timed`]): the time of `f`, under `step` or `<step>:error`.
-    pub(crate) fn timed<T>(
-        &mut self,
-        step: &str,
-        f: impl FnOnce() -> Result<T, OpError>,
-    ) -> Result<T, OpError> {
-        let t = Instant::now();
-        let r = f();
-        self.took(step, t.elapsed(), &r);
-        r
-    }
 }
 
-/// The report's name of the protocol step a CPO message starts.
 impl From<FlowError> for OpError {
     fn from(e: FlowError) -> OpError {
         match e {

@@ -348,6 +348,13 @@ fn speed_scenarios_run_against_a_real_node() {
         // Every success is a whole purchase whose product decrypted to the
         // vendor's 16 bytes.
         assert_eq!(r["latency"]["purchase"]["count"], r["successes"], "{r:#}");
+        // Priced from what the roles did: the vendor signs each bill and
+        // the broker each receipt; the customer signs her order, and seals
+        // her request and her order to vendor and broker.
+        let bought = r["successes"].as_u64().unwrap();
+        assert!(counted(&r, "node", "ed25519_sign") >= 2 * bought, "{r:#}");
+        assert!(counted(&r, "clients", "ed25519_sign") >= bought, "{r:#}");
+        assert!(counted(&r, "clients", "hpke_seal") >= 2 * bought, "{r:#}");
         let speed = &r["speed"];
         assert_eq!(speed["product_bytes"], 16, "{r:#}");
         assert_eq!(speed["price"], "0.50 EUR", "{r:#}");

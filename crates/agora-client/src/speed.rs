@@ -1,9 +1,10 @@
 //! The customer's side of SPEED: drives [`agora_speed::customer`] against
 //! a vendor and a broker, over HTTP (a node's, `agora_node::speed`) or
 //! hosted in this process ([`LocalSpeed`]), through one [`SpeedTransport`].
-//! The encrypted product is written to a file as it arrives, hashed on the
-//! way, so a product of any size costs constant memory; it is checked
-//! against the bill before anything is paid.
+//! The encrypted product is written as it arrives (to a file, or to any
+//! writer the caller opens: the load tool keeps small ones in memory),
+//! hashed on the way, so a product of any size costs constant memory; it
+//! is checked against the bill before anything is paid.
 
 use crate::transport::{ClientError, NodeClient};
 use agora_core::crypto::Rng;
@@ -122,7 +123,14 @@ pub trait SpeedTransport: Send + Sync {
 
 /// A node's vendor and broker over HTTP.
 #[derive(Clone, Debug)]
-struct HttpSpeed(NodeClient);
+pub struct HttpSpeed(NodeClient);
+
+impl HttpSpeed {
+    /// The vendor and broker of the node `node`.
+    pub fn new(node: NodeClient) -> HttpSpeed {
+        HttpSpeed(node)
+    }
+}
 
 impl SpeedTransport for HttpSpeed {
     fn catalogue(&self) -> std::result::Result<serde_json::Value, ClientError> {
@@ -370,33 +378,40 @@ impl SpeedClient {
         Ok(self.t.broker(body, order)?)
     }
 
-    /// Reads a delivery stream: the encrypted product into `out` (hashed on
-    /// the way), then the head, which `expect` checks; then the product
-    /// against the bill.
-    fn receive(
+    /// Reads a delivery stream: the encrypted product into the writer
+    /// `open` gives (hashed on the way), then the head, which `expect`
+    /// checks; then the product against the bill.
+    fn receive<W: Write>(
         &self,
         body: &[u8],
         step: Option<StepId>,
-        out: &Path,
+        open: impl FnOnce() -> io::Result<W>,
         expect: impl FnOnce(&[u8]) -> agora_core::Result<ExpectProduct>,
-    ) -> Result<ReadyToPay> {
+    ) -> Result<(ReadyToPay, W)> {
         let VendorReply::Delivery(r) = self.t.vendor(body, step)? else {
             return Err(ClientError::Transport("expected a delivery, got a message".into()).into());
         };
         let r = io::BufReader::with_capacity(64 * 1024, r);
-        let file = std::fs::File::create(out)?;
-        let (file, enc, head) = agora_speed::delivery::read_delivery(
-            r,
-            MAX_PRODUCT_LEN,
-            BufWriter::with_capacity(64 * 1024, file),
-        )?;
-        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        Ok(expect(&head)?.on_product(enc)?)
+        let (out, enc, head) = agora_speed::delivery::read_delivery(r, MAX_PRODUCT_LEN, open()?)?;
+        Ok((expect(&head)?.on_product(enc)?, out))
+    }
+
+    /// The product file `out`, created, and written through a buffer.
+    fn create(out: &Path) -> io::Result<BufWriter<std::fs::File>> {
+        Ok(BufWriter::with_capacity(
+            64 * 1024,
+            std::fs::File::create(out)?,
+        ))
+    }
+
+    /// Flushes and syncs a product file.
+    fn sync(file: BufWriter<std::fs::File>) -> io::Result<()> {
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()
     }
 
     /// Normal mode: negotiates `product_id` with `vendor` under `strategy`,
-    /// and on agreement receives the encrypted product into `out` and checks
-    /// it against the bill.
+    /// and on agreement receives the encrypted product into the file `out`
+    /// and checks it against the bill.
     pub fn negotiate(
         &self,
         rng: &mut impl Rng,
@@ -406,6 +421,25 @@ impl SpeedClient {
         strategy: &dyn CustomerStrategy,
         out: &Path,
     ) -> Result<Negotiated> {
+        let (n, file) =
+            self.negotiate_into(rng, me, vendor, product_id, strategy, || Self::create(out))?;
+        if let Some(file) = file {
+            Self::sync(file)?;
+        }
+        Ok(n)
+    }
+
+    /// [`Self::negotiate`], the encrypted product written into what `open`
+    /// opens on agreement (and returned with the outcome).
+    pub fn negotiate_into<W: Write>(
+        &self,
+        rng: &mut impl Rng,
+        me: &Identity,
+        vendor: &Peer,
+        product_id: &str,
+        strategy: &dyn CustomerStrategy,
+        open: impl FnOnce() -> io::Result<W>,
+    ) -> Result<(Negotiated, Option<W>)> {
         let (mut state, request) = customer::negotiate(rng, me, vendor, product_id, strategy)?;
         let (mut step, mut step_id) = self.vendor(&request, None)?;
         let mut rounds = 1;
@@ -419,19 +453,20 @@ impl SpeedClient {
                     rounds += 1;
                 }
                 CustomerNext::Agreed(expect, handshake) => {
-                    let ready =
-                        self.receive(&handshake, step_id, out, |head| expect.on_delivery(head))?;
-                    return Ok(Negotiated::Ready(ready));
+                    let (ready, out) =
+                        self.receive(&handshake, step_id, open, |head| expect.on_delivery(head))?;
+                    return Ok((Negotiated::Ready(ready), Some(out)));
                 }
                 CustomerNext::WalkedAway { offer } => {
-                    return Ok(Negotiated::WalkedAway { offer, rounds })
+                    return Ok((Negotiated::WalkedAway { offer, rounds }, None))
                 }
             }
         }
     }
 
     /// Aggressive mode: asks for `product_id` at `price`, receives the
-    /// encrypted product into `out` and checks it against the bill.
+    /// encrypted product into the file `out` and checks it against the
+    /// bill.
     pub fn request(
         &self,
         rng: &mut impl Rng,
@@ -441,8 +476,25 @@ impl SpeedClient {
         price: Money,
         out: &Path,
     ) -> Result<ReadyToPay> {
+        let (ready, file) =
+            self.request_into(rng, me, vendor, product_id, price, || Self::create(out))?;
+        Self::sync(file)?;
+        Ok(ready)
+    }
+
+    /// [`Self::request`], the encrypted product written into what `open`
+    /// opens (and returned with it).
+    pub fn request_into<W: Write>(
+        &self,
+        rng: &mut impl Rng,
+        me: &Identity,
+        vendor: &Peer,
+        product_id: &str,
+        price: Money,
+        open: impl FnOnce() -> io::Result<W>,
+    ) -> Result<(ReadyToPay, W)> {
         let (expect, request) = customer::request(rng, me, vendor, product_id, price)?;
-        self.receive(&request, None, out, |head| expect.on_delivery(me, head))
+        self.receive(&request, None, open, |head| expect.on_delivery(me, head))
     }
 
     /// Pays from `account` and opens the receipt. `save` is called with the

@@ -415,6 +415,7 @@ pub(crate) fn fresh_keys(rng: &mut impl Rng) -> Keys {
     }
 }
 
+/// The report's name of the protocol step a CPO message starts.
 pub(crate) fn step_name(body: &[u8]) -> &'static str {
     let tag = agora_core::wire::envelope::peek_tag(body)
         .or_else(|_| agora_cpo::session::peek(body).map(|(t, _)| t));
