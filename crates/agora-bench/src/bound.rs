@@ -8,7 +8,8 @@
 //! its own process's (its clients' side). The differences are what the run
 //! cost in cryptography, failed attempts included. Each kind is then
 //! priced by timing agora-core's own function for it on one thread of
-//! this process, at the run's average size, fastest of [`ROUNDS`] rounds (a
+//! this process, at the run's average size, fastest of [`ROUNDS`] rounds in
+//! which every kind runs in turn (a
 //! bound is what the CPU can do; on a shared machine a slower round
 //! measured someone else's load too). The bound is the completed
 //! operations per second that the priced cryptography alone would allow on
@@ -22,7 +23,7 @@ use agora_client::transport::NodeClient;
 use agora_core::crypto::ops::{self, Op, OpCounts, OPS};
 use agora_core::crypto::{
     argon2id, hkdf_sha256, hmac_sha256, hpke, os_rng, sha256, verify_batch, AeadAlg, AeadKey,
-    Argon2Params, Secret, SigningKey, X25519Secret, NONCE_LEN,
+    Argon2Params, Secret, SigningKey, X25519Secret, NONCE_LEN, TAG_LEN,
 };
 use anyhow::{bail, Context};
 use std::hint::black_box;
@@ -30,7 +31,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Rounds of each price's measurement: the fastest counts.
-pub(crate) const ROUNDS: u32 = 5;
+pub(crate) const ROUNDS: u32 = 10;
 
 /// Signatures per batch when pricing a batch verification's item.
 const BATCH: usize = 16;
@@ -171,77 +172,84 @@ impl<'a> Window<'a> {
     }
 }
 
-/// Runs `op` on this thread for about `budget` (after a warm-up), in
-/// [`ROUNDS`] rounds; the fastest round's µs per call.
-fn time_op(budget: Duration, mut op: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    op()?;
-    op()?;
-    let per_round = budget / ROUNDS;
-    let mut best = f64::INFINITY;
-    for _ in 0..ROUNDS {
-        let (mut n, t0) = (0u64, Instant::now());
-        while n == 0 || t0.elapsed() < per_round {
-            op()?;
-            n += 1;
-        }
-        best = best.min(t0.elapsed().as_secs_f64() * 1e6 / n as f64);
-    }
-    Ok(best)
+/// One call of an operation of some kind, its inputs made ready, and how
+/// many operations one call is (a batch verification is [`BATCH`]).
+struct Pricer {
+    call: Box<dyn FnMut() -> anyhow::Result<()>>,
+    ops_per_call: f64,
 }
 
-/// The µs of one operation of kind `op` over `len` bytes, timed on
-/// agora-core's own function for it. The public-key kinds' costs barely
-/// depend on the bytes; the symmetric ones' are affine in them, so pricing
-/// every call at the run's average size prices their sum exactly.
-pub(crate) fn price(op: Op, len: usize, budget: Duration) -> anyhow::Result<f64> {
-    let rng = &mut os_rng();
+impl Pricer {
+    fn one(call: impl FnMut() -> anyhow::Result<()> + 'static) -> Pricer {
+        Pricer {
+            call: Box::new(call),
+            ops_per_call: 1.0,
+        }
+    }
+}
+
+/// A call of agora-core's own function for kind `op` over `len` bytes.
+/// The public-key kinds' costs barely depend on the bytes; the symmetric
+/// ones' are affine in them, so pricing every call at the run's average
+/// size prices their sum exactly.
+fn pricer(op: Op, len: usize) -> anyhow::Result<Pricer> {
+    let mut rng = os_rng();
     let msg = vec![0x5a_u8; len];
-    match op {
+    Ok(match op {
         Op::Ed25519Sign => {
-            let k = SigningKey::generate(rng);
-            time_op(budget, || {
+            let k = SigningKey::generate(&mut rng);
+            Pricer::one(move || {
                 black_box(k.sign(&msg));
                 Ok(())
             })
         }
         Op::Ed25519Verify => {
-            let k = SigningKey::generate(rng);
+            let k = SigningKey::generate(&mut rng);
             let (vk, sig) = (k.verifying_key(), k.sign(&msg));
-            time_op(budget, || Ok(vk.verify(&msg, &sig)?))
+            Pricer::one(move || Ok(vk.verify(&msg, &sig)?))
         }
         Op::Ed25519BatchItem => {
-            let keys: Vec<SigningKey> = (0..BATCH).map(|_| SigningKey::generate(rng)).collect();
+            let keys: Vec<SigningKey> =
+                (0..BATCH).map(|_| SigningKey::generate(&mut rng)).collect();
             let signed: Vec<_> = keys
                 .iter()
                 .map(|k| (k.sign(&msg), k.verifying_key()))
                 .collect();
-            let items: Vec<_> = signed
-                .iter()
-                .map(|(sig, vk)| (msg.as_slice(), sig, vk))
-                .collect();
-            Ok(time_op(budget, || Ok(verify_batch(&items)?))? / BATCH as f64)
+            Pricer {
+                call: Box::new(move || {
+                    let items: Vec<_> = signed
+                        .iter()
+                        .map(|(sig, vk)| (msg.as_slice(), sig, vk))
+                        .collect();
+                    Ok(verify_batch(&items)?)
+                }),
+                ops_per_call: BATCH as f64,
+            }
         }
         Op::X25519 => {
-            let (a, b) = (X25519Secret::generate(rng), X25519Secret::generate(rng));
+            let (a, b) = (
+                X25519Secret::generate(&mut rng),
+                X25519Secret::generate(&mut rng),
+            );
             let peer = b.public();
-            time_op(budget, || {
+            Pricer::one(move || {
                 black_box(a.diffie_hellman(&peer)?);
                 Ok(())
             })
         }
         Op::HpkeSeal => {
-            let to = X25519Secret::generate(rng).public();
-            time_op(budget, || {
-                black_box(hpke::seal(rng, &to, PRICE_INFO, b"", &msg)?);
+            let to = X25519Secret::generate(&mut rng).public();
+            Pricer::one(move || {
+                black_box(hpke::seal(&mut rng, &to, PRICE_INFO, b"", &msg)?);
                 Ok(())
             })
         }
         Op::HpkeOpen => {
-            let me = X25519Secret::generate(rng);
+            let me = X25519Secret::generate(&mut rng);
             // The counted length of an open is the ciphertext's.
-            let plain = vec![0x5a_u8; len.saturating_sub(agora_core::crypto::TAG_LEN)];
-            let (enc, ct) = hpke::seal(rng, &me.public(), PRICE_INFO, b"", &plain)?;
-            time_op(budget, || {
+            let plain = vec![0x5a_u8; len.saturating_sub(TAG_LEN)];
+            let (enc, ct) = hpke::seal(&mut rng, &me.public(), PRICE_INFO, b"", &plain)?;
+            Pricer::one(move || {
                 black_box(hpke::open(&me, &enc, PRICE_INFO, b"", &ct)?);
                 Ok(())
             })
@@ -253,38 +261,68 @@ pub(crate) fn price(op: Op, len: usize, budget: Duration) -> anyhow::Result<f64>
                 AeadAlg::ChaCha20Poly1305
             };
             let key = AeadKey::new(alg, &Secret::new([7; 32]));
-            let nonce = [0u8; NONCE_LEN];
-            let mut buf = Vec::with_capacity(len + agora_core::crypto::TAG_LEN);
-            time_op(budget, || {
+            let mut buf = Vec::with_capacity(len + TAG_LEN);
+            Pricer::one(move || {
                 buf.clear();
                 buf.extend_from_slice(&msg);
-                key.seal_in_place(&nonce, b"", &mut buf);
+                key.seal_in_place(&[0u8; NONCE_LEN], b"", &mut buf);
                 black_box(&buf);
                 Ok(())
             })
         }
-        Op::Hmac => time_op(budget, || {
+        Op::Hmac => Pricer::one(move || {
             black_box(hmac_sha256(&[7; 32], &msg));
             Ok(())
         }),
-        Op::Sha256 => time_op(budget, || {
+        Op::Sha256 => Pricer::one(move || {
             black_box(sha256(&msg));
             Ok(())
         }),
         Op::Hkdf => {
             let mut out = vec![0u8; len.clamp(1, MAX_HKDF_OUT)];
-            time_op(budget, || {
+            Pricer::one(move || {
                 hkdf_sha256(&[1; 32], &[2; 32], PRICE_INFO, &mut out)?;
                 black_box(&out);
                 Ok(())
             })
         }
         // Keystores are written with these parameters (`agora init`).
-        Op::Argon2id => time_op(budget, || {
+        Op::Argon2id => Pricer::one(move || {
             black_box(argon2id(&msg, &[3; 16], Argon2Params::INTERACTIVE)?);
             Ok(())
         }),
+    })
+}
+
+/// The µs of one operation of each `(kind, bytes)` of `work`, timed on
+/// this thread in [`ROUNDS`] rounds of about `budget / ROUNDS` each, every
+/// kind in every round (so that a burst of someone else's load on this
+/// shared machine falls on all kinds alike, not on one); each kind's
+/// fastest round counts: a bound is what the CPU can do.
+pub(crate) fn price(work: &[(Op, usize)], budget: Duration) -> anyhow::Result<Vec<f64>> {
+    let mut pricers = work
+        .iter()
+        .map(|&(op, len)| pricer(op, len).with_context(|| format!("pricing {}", op.name())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for p in &mut pricers {
+        // Warm-up: caches, lazy tables, the CPU's clock.
+        (p.call)()?;
+        (p.call)()?;
     }
+    let slice = budget / ROUNDS / u32::try_from(pricers.len().max(1)).unwrap_or(u32::MAX);
+    let mut best = vec![f64::INFINITY; pricers.len()];
+    for _ in 0..ROUNDS {
+        for (p, best) in pricers.iter_mut().zip(&mut best) {
+            let (mut n, t0) = (0u64, Instant::now());
+            while n == 0 || t0.elapsed() < slice {
+                (p.call)()?;
+                n += 1;
+            }
+            let us = t0.elapsed().as_secs_f64() * 1e6 / (n as f64 * p.ops_per_call);
+            *best = best.min(us);
+        }
+    }
+    Ok(best)
 }
 
 /// One kind of operation on one side, counted and priced.
@@ -303,20 +341,14 @@ impl Priced {
     }
 }
 
-/// Prices every kind `counts` holds, splitting `budget` between them.
-fn price_all(counts: &OpCounts, budget: Duration) -> anyhow::Result<Vec<Priced>> {
-    let kinds: Vec<_> = counts.iter().filter(|(_, calls, _)| *calls > 0).collect();
-    let each = budget / u32::try_from(kinds.len().max(1)).unwrap_or(u32::MAX);
-    kinds
-        .into_iter()
+/// The kinds `counts` holds, each with its calls' average size.
+fn kinds(counts: &OpCounts) -> Vec<(Op, u64, u64, usize)> {
+    counts
+        .iter()
+        .filter(|(_, calls, _)| *calls > 0)
         .map(|(op, calls, bytes)| {
             let len = usize::try_from(bytes / calls).unwrap_or(usize::MAX);
-            Ok(Priced {
-                op,
-                calls,
-                bytes,
-                us_each: price(op, len, each).with_context(|| format!("pricing {}", op.name()))?,
-            })
+            (op, calls, bytes, len)
         })
         .collect()
 }
@@ -333,12 +365,32 @@ pub(crate) struct CryptoBound {
 }
 
 impl CryptoBound {
-    /// Prices what `counted` holds, spending about `budget` on one thread.
+    /// Prices what `counted` holds, spending about `budget` on one thread
+    /// (both sides' kinds in the same rounds).
     pub(crate) fn price(counted: &Counted, units: u64, budget: Duration) -> anyhow::Result<Self> {
+        let (client, node) = (kinds(&counted.client), kinds(&counted.node));
+        let work: Vec<(Op, usize)> = client
+            .iter()
+            .chain(&node)
+            .map(|&(op, _, _, len)| (op, len))
+            .collect();
+        let mut prices = price(&work, budget)?.into_iter();
+        let mut priced = |side: Vec<(Op, u64, u64, usize)>| {
+            side.into_iter()
+                .map(|(op, calls, bytes, _)| Priced {
+                    op,
+                    calls,
+                    bytes,
+                    us_each: prices.next().unwrap_or(f64::NAN),
+                })
+                .collect::<Vec<_>>()
+        };
+        let client = priced(client);
+        let node = priced(node);
         Ok(CryptoBound {
             units,
-            client: price_all(&counted.client, budget / 2)?,
-            node: price_all(&counted.node, budget / 2)?,
+            client,
+            node,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
     }
@@ -430,7 +482,7 @@ impl CryptoBound {
             "method": "counted: the node's /metrics crypto counters and this process's, read as \
                        the measured phase started and ended; each kind priced by timing \
                        agora-core's function for it at the run's average size, one thread, \
-                       the fastest of 5 rounds",
+                       every kind in each of 10 rounds, the fastest round of each",
             "units": self.units,
             "operations": { "node": ops(&self.node), "clients": ops(&self.client) },
             "client_us_per_op": self.client_us(),
@@ -531,17 +583,19 @@ mod tests {
 
     #[test]
     fn every_kind_is_priced_by_running_it_and_counts_as_it_runs() {
-        // The pricing counts too: one signature priced is one more
-        // counted in this process.
+        // The pricing runs agora-core's own functions, so it counts too.
+        let work: Vec<(Op, usize)> = OPS
+            .into_iter()
+            .filter(|o| *o != Op::Argon2id)
+            .map(|op| (op, 64))
+            .collect();
         let before = ops::this_process();
-        let us = price(Op::Ed25519Sign, 100, Duration::from_millis(5)).unwrap();
-        assert!(us > 0.0);
-        assert!(ops::this_process().since(&before).calls(Op::Ed25519Sign) >= 3);
-        for op in OPS.into_iter().filter(|o| *o != Op::Argon2id) {
-            assert!(
-                price(op, 64, Duration::from_millis(1)).unwrap() > 0.0,
-                "{op:?}"
-            );
+        let prices = price(&work, Duration::from_millis(20)).unwrap();
+        let counted = ops::this_process().since(&before);
+        assert_eq!(prices.len(), work.len());
+        for ((op, _), us) in work.iter().zip(prices) {
+            assert!(us > 0.0 && us.is_finite(), "{op:?}");
+            assert!(counted.calls(*op) >= 3, "{op:?} was priced without running");
         }
     }
 }

@@ -66,7 +66,7 @@ pub const DEFAULT_NODE: &str = "http://127.0.0.1:7878";
 /// Most concurrent clients.
 pub const MAX_CONCURRENCY: u16 = 256;
 /// How long the pricing of the counted operations runs, at most.
-const CRYPTO_SECS: f64 = 1.0;
+const CRYPTO_SECS: f64 = 2.0;
 
 /// What `agora bench` loads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
