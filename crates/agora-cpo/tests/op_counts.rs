@@ -3,7 +3,11 @@
 //! as agora-core counts them (`agora_core::crypto::ops`): what the load
 //! tool prices its crypto bound from. A step that gained an operation (one
 //! more signature, say) fails here, and the counter sees one added
-//! operation exactly.
+//! operation exactly. Broken on purpose to check: one more
+//! `self.keys.sign.sign(..)` in `Server::prepare_bind_offer` failed
+//! `a_binding_costs_one_signature_and_one_verification` with
+//! `[(Ed25519Sign, 2)]`; `agora bench cpo-bind` reads the same counters
+//! from the node, so its bound would then price two signatures a bind.
 
 mod common;
 
