@@ -24,7 +24,7 @@ use crate::report::{Outcome, Setup};
 use crate::stats::{merge_all, OpError, Tally};
 use crate::{fresh_keys, warm_clients_at, BenchArgs, Scenario};
 use agora_client::datadir::names::{BROKER_KEY, CASH_EUR, DEMO_KEY, SPEED_CA, VENDOR_KEY};
-use agora_client::datadir::{record_issued, role_keys, DataDir};
+use agora_client::datadir::{issue_identity, read_at_most, role_keys, DataDir};
 use agora_client::speed::{
     HttpSpeed, Negotiated, SpeedClient, SpeedClientError, SpeedTransport, Upload, VendorReply,
 };
@@ -34,7 +34,6 @@ use agora_core::wire::tags;
 use agora_core::{Currency, Money, Timestamp};
 use agora_node::endpoint::message_tag;
 use agora_node::pending::StepId;
-use agora_pki::registry::IssuedKind;
 use agora_pki::{Agency, IdentityParams, PartyRole};
 use agora_speed::customer::Identity;
 use agora_speed::ledger::{Account, AccountKind, JournalEntry, Ledger, Posting};
@@ -81,18 +80,6 @@ impl SpeedMode {
 
 pub(crate) fn euro() -> anyhow::Result<Currency> {
     Ok(Currency::new("EUR")?)
-}
-
-/// At most `limit` bytes of the file at `path`, or why not.
-pub(crate) fn read_at_most(path: &std::path::Path, limit: u64) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut buf = Vec::new();
-    f.take(limit + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > limit {
-        bail!("{} is larger than {limit} bytes", path.display());
-    }
-    Ok(buf)
 }
 
 /// What the SPEED scenarios work with: the node's vendor and broker (this
@@ -263,7 +250,9 @@ impl SpeedEnv {
         let now = Timestamp::now_from_system_clock();
         let not_after = now.plus_secs(self.life_secs);
         let short = keys.id().to_string()[..16].to_owned();
-        let issued = self.ca.issue_identity(
+        let issued = issue_identity(
+            &self.store,
+            &self.ca,
             &IdentityParams {
                 name: format!("agora bench customer {short}"),
                 key: keys.sign.verifying_key(),
@@ -273,16 +262,8 @@ impl SpeedEnv {
                 not_after,
                 crl_uri: self.crl_uri.clone(),
             },
-            rng,
-        )?;
-        record_issued(
-            &self.store,
-            &self.ca,
-            &issued,
-            IssuedKind::Identity,
-            keys.id(),
             now,
-            not_after,
+            rng,
         )?;
         let account = AccountNumber::new(&format!("C-BENCH-{short}"))?;
         self.ledger.open_account(&Account {

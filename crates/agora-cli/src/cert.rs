@@ -68,14 +68,7 @@ pub fn fmt_time(t: Timestamp) -> String {
 }
 
 fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut buf = Vec::new();
-    f.take(MAX_FILE_LEN + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > MAX_FILE_LEN {
-        bail!("{} is larger than {MAX_FILE_LEN} bytes", path.display());
-    }
-    Ok(buf)
+    Ok(agora_client::datadir::read_at_most(path, MAX_FILE_LEN)?)
 }
 
 /// PEM or DER of the given label from a file.

@@ -657,16 +657,7 @@ pub(crate) fn local_server(
 }
 
 pub(crate) fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    std::fs::File::open(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .take(MAX_FILE_LEN + 1)
-        .read_to_end(&mut buf)?;
-    if buf.len() as u64 > MAX_FILE_LEN {
-        bail!("{} is larger than {MAX_FILE_LEN} bytes", path.display());
-    }
-    Ok(buf)
+    Ok(agora_client::datadir::read_at_most(path, MAX_FILE_LEN)?)
 }
 
 pub(crate) fn read_ccpo(path: &Path) -> anyhow::Result<Ccpo> {

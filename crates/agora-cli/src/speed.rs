@@ -26,7 +26,6 @@ use agora_core::{Currency, KeyId, Money};
 use agora_node::speed::{
     BrokerSpec, Product, SpeedService, SpeedSpec, SpeedTrustSource, VendorSpec,
 };
-use agora_pki::registry::IssuedKind;
 use agora_pki::{IdentityParams, Party, PartyRole, TrustStore};
 use agora_speed::customer::{ExpectPurseDebit, ExpectReceipt, Identity, Purchase, ReadyToPay};
 use agora_speed::ledger::{Account, AccountKind, JournalEntry, Ledger, Posting};
@@ -85,14 +84,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 fn read_limited(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut buf = Vec::new();
-    f.take(limit + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > limit {
-        bail!("{} is larger than {limit} bytes", path.display());
-    }
-    Ok(buf)
+    Ok(agora_client::datadir::read_at_most(path, limit)?)
 }
 
 // ---------------------------------------------------------------- setup
@@ -110,7 +102,9 @@ fn issue_identity(
         .context("this data directory runs no SPEED CA (it is made by `agora up`)")?;
     let now = ctx.now();
     let not_after = now.plus_secs(days.max(1) * DAY_SECS);
-    let issued = ca.issue_identity(
+    let issued = agora_client::datadir::issue_identity(
+        &ctx.store()?,
+        &ca,
         &IdentityParams {
             name: name.to_owned(),
             key: keys.sign.verifying_key(),
@@ -120,16 +114,8 @@ fn issue_identity(
             not_after,
             crl_uri: ca.crl_uri(&crate::agency::crl_base(ctx, SPEED_CA)),
         },
-        &mut os_rng(),
-    )?;
-    crate::agency::record_issued(
-        &ctx.store()?,
-        &ca,
-        &issued,
-        IssuedKind::Identity,
-        keys.id(),
         now,
-        not_after,
+        &mut os_rng(),
     )?;
     Ok(issued.der)
 }

@@ -19,7 +19,7 @@ use agora_core::{KeyId, Money, Timestamp};
 use agora_cpo::Keys;
 use agora_node::speed::Product;
 use agora_pki::registry::{IssuedKind, IssuedRecord};
-use agora_pki::{Agency, IssuedCert, Keystore, TrustStore};
+use agora_pki::{Agency, IdentityParams, IssuedCert, Keystore, TrustStore};
 use agora_speed::strategy::PriceRule;
 use agora_store::{StoreUrl, Stores};
 use std::path::{Path, PathBuf};
@@ -128,6 +128,31 @@ pub fn record_issued(
         .append(what, &issued.der, issued_at)
         .map_err(|e| DataDirError::because("archiving the certificate", e))?;
     Ok(())
+}
+
+/// Issues an identity certificate of `ca` as `params` say and keeps it
+/// ([`record_issued`]: the CA's register, so that it can be revoked, and
+/// the archive), as issued at `now`.
+pub fn issue_identity(
+    store: &Stores,
+    ca: &Agency,
+    params: &IdentityParams,
+    now: Timestamp,
+    rng: &mut impl agora_core::crypto::Rng,
+) -> Result<IssuedCert, DataDirError> {
+    let issued = ca
+        .issue_identity(params, rng)
+        .map_err(|e| DataDirError::because("issuing the identity certificate", e))?;
+    record_issued(
+        store,
+        ca,
+        &issued,
+        IssuedKind::Identity,
+        params.key.key_id(),
+        now,
+        params.not_after,
+    )?;
+    Ok(issued)
 }
 
 /// The SPEED vendor's catalogue (`speed/catalogue.toml`).
@@ -462,6 +487,26 @@ impl DataDir {
         let url = self.store_url()?;
         Stores::open(&url).map_err(|e| DataDirError::because(format!("opening the store {url}"), e))
     }
+}
+
+/// The file at `path`, refused if it is longer than `limit` bytes (read no
+/// further than that: a file is input like any other).
+pub fn read_at_most(path: &Path, limit: u64) -> Result<Vec<u8>, DataDirError> {
+    use std::io::Read;
+    let reading = |e| DataDirError::because(format!("reading {}", path.display()), e);
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .map_err(reading)?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(reading)?;
+    if buf.len() as u64 > limit {
+        return Err(DataDirError::new(format!(
+            "{} is larger than {limit} bytes",
+            path.display()
+        )));
+    }
+    Ok(buf)
 }
 
 /// The keystore's name of agency `name`'s signing key.

@@ -12,7 +12,7 @@
 //! was woken for every reply, a quarter of the load tool's CPU taken, over
 //! loopback, from the node under test.
 
-use super::{end_sessions, open_sessions, post_many, refusal, Env, Timed, OFFER};
+use super::{board_and_sellers, end_sessions, refusal, Env, Timed, OFFER};
 use crate::bound::Window;
 use crate::race::{race_loops, Limits, LOOPS};
 use crate::report::{Outcome, Setup};
@@ -136,15 +136,7 @@ pub(crate) fn run_bind(
     limits: &Limits,
     window: &Window,
 ) -> anyhow::Result<(Setup, Outcome)> {
-    let t0 = Instant::now();
-    let (cpos, post_time) = post_many(env, m)?;
-    let (sellers, session_time) = open_sessions(env, n)?;
-    let setup = Setup {
-        secs: t0.elapsed().as_secs_f64(),
-        cpos: Some((cpos.len(), post_time.as_secs_f64())),
-        sessions: Some((sellers.len(), session_time.as_secs_f64())),
-        customers: None,
-    };
+    let (cpos, sellers, setup) = board_and_sellers(env, n, m)?;
     env.say(&format!(
         "measuring: {n} sellers racing to bind {} CPOs...",
         cpos.len()

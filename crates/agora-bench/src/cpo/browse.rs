@@ -3,13 +3,12 @@
 //! round trip each, or a page of them per request); throughput = listings
 //! per second.
 
-use super::{end_sessions, listing, listings, open_sessions, post_many, Env, Seller};
+use super::{board_and_sellers, end_sessions, listing, listings, Env, Seller};
 use crate::bound::Window;
 use crate::race::{below, race, Limits};
 use crate::report::{Outcome, Setup};
 use crate::stats::{merge_all, Tally};
 use agora_core::crypto::os_rng;
-use std::time::Instant;
 
 pub(crate) fn run_browse(
     env: &Env,
@@ -19,15 +18,7 @@ pub(crate) fn run_browse(
     limits: &Limits,
     window: &Window,
 ) -> anyhow::Result<(Setup, Outcome)> {
-    let t0 = Instant::now();
-    let (cpos, post_time) = post_many(env, m)?;
-    let (sellers, session_time) = open_sessions(env, n)?;
-    let setup = Setup {
-        secs: t0.elapsed().as_secs_f64(),
-        cpos: Some((cpos.len(), post_time.as_secs_f64())),
-        sessions: Some((sellers.len(), session_time.as_secs_f64())),
-        customers: None,
-    };
+    let (cpos, sellers, setup) = board_and_sellers(env, n, m)?;
     env.say(&format!(
         "measuring: {n} sellers fetching listings of {} CPOs...",
         cpos.len()

@@ -7,6 +7,7 @@ pub(crate) mod bind;
 pub(crate) mod browse;
 pub(crate) mod post;
 
+use crate::report::Setup;
 use crate::stats::{says_already_bound, OpError, Tally};
 use crate::{now, BenchArgs};
 use agora_client::cpo::flow::{self, Approval, Browse, EndSession, Listings};
@@ -388,6 +389,25 @@ pub(crate) fn open_sessions(env: &Env, n: usize) -> anyhow::Result<(Vec<Seller>,
     });
     let sellers = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     Ok((sellers, t0.elapsed()))
+}
+
+/// The setup of `cpo-browse` and `cpo-bind`: `m` CPOs posted and `n`
+/// sellers with a browse session each (not measured).
+pub(crate) fn board_and_sellers(
+    env: &Env,
+    n: usize,
+    m: usize,
+) -> anyhow::Result<(Vec<[u8; 32]>, Vec<Seller>, Setup)> {
+    let t0 = Instant::now();
+    let (cpos, post_time) = post_many(env, m)?;
+    let (sellers, session_time) = open_sessions(env, n)?;
+    let setup = Setup {
+        secs: t0.elapsed().as_secs_f64(),
+        cpos: Some((cpos.len(), post_time.as_secs_f64())),
+        sessions: Some((sellers.len(), session_time.as_secs_f64())),
+        customers: None,
+    };
+    Ok((cpos, sellers, setup))
 }
 
 /// A seller with a live session and her own connection to the node.
