@@ -28,7 +28,6 @@ use agora_cpo::buyer::Acceptance;
 use agora_cpo::policy::{ArbiterPolicy, Template};
 use agora_cpo::seller::SellerSession;
 use agora_cpo::server::{check_acceptance, Server};
-use agora_cpo::session::BindingKey;
 use agora_cpo::{BondTrust, Ccpo, CcpoDraft, Keys, Mode, Peer};
 use agora_node::cpo::BoardQuery;
 use agora_pki::{Keystore, Party, PartyRole, TrustStore};
@@ -525,28 +524,7 @@ pub(crate) fn pinned(
     id: &KeyId,
     whose: &str,
 ) -> anyhow::Result<Peer> {
-    let what = match role {
-        PartyRole::Server => "server",
-        PartyRole::Arbiter => "arbiter",
-        _ => "party",
-    };
-    let p = trust
-        .by_key_id(id)
-        .filter(|p| p.role == role)
-        .with_context(|| {
-            format!(
-                "{whose} {id} is not pinned in the trust store as a CPO {what} \
-                 (pin a node's server and arbiter with `agora cpo trust-node <URL>`)"
-            )
-        })?;
-    Ok(Peer {
-        sign: p
-            .verifying_key()
-            .with_context(|| format!("the pinned {what} {id} has no Ed25519 key"))?,
-        enc: p
-            .x25519()
-            .with_context(|| format!("the pinned {what} {id} has no X25519 key"))?,
-    })
+    Ok(agora_client::datadir::pinned(trust, role, id, whose)?)
 }
 
 /// The server the transport reaches, with its pinned keys.
@@ -579,59 +557,15 @@ pub(crate) fn keep(
 
 // ------------------------------------------------------------ sessions
 
-/// Keystore name of a seller's K_p.
-fn k_p_name(seller: &str) -> String {
-    format!("{seller}.cpo-session")
-}
-
-/// What a seller keeps of her session besides K_p (which is in the keystore).
-#[derive(serde::Serialize, serde::Deserialize)]
-pub(crate) struct SessionFile {
-    pub(crate) session: String,
-    from: u64,
-    until: u64,
-    bond_der_hex: String,
-    /// The key id of the server the session is with (absent in files
-    /// written before the node existed: this data directory's server).
-    #[serde(default)]
-    server: Option<String>,
-}
-
-fn session_file(ctx: &Ctx, seller: &str) -> PathBuf {
-    ctx.dir()
-        .join("cpo-sessions")
-        .join(format!("{seller}.json"))
-}
-
+/// Seller `seller`'s browse session, kept in the data directory
+/// (agora-client's `DataDir::seller_session`).
 pub(crate) fn seller_session(
     ctx: &Ctx,
     ks: &Keystore,
     trust: &TrustStore,
     seller: &str,
 ) -> anyhow::Result<SellerSession> {
-    let k_p = ks.secret(&k_p_name(seller)).with_context(|| {
-        format!("{seller} has no browse session (agora cpo session --seller {seller})")
-    })?;
-    let path = session_file(ctx, seller);
-    let f: SessionFile = serde_json::from_slice(&read_limited(&path)?)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let server = match &f.server {
-        Some(h) => KeyId::from_hex(h).with_context(|| format!("{}: server", path.display()))?,
-        None => node_peer(ks, SERVER_KEY)?.id(),
-    };
-    let server = pinned(
-        trust,
-        PartyRole::Server,
-        &server,
-        &format!("{seller}'s session server"),
-    )?;
-    Ok(SellerSession::from_parts(
-        BindingKey::from_bytes(*k_p.expose()),
-        server,
-        hex::decode(&f.bond_der_hex).context("session file: bond")?,
-        Timestamp(f.from),
-        Timestamp(f.until),
-    ))
+    Ok(ctx.seller_session(ks, trust, seller)?)
 }
 
 // ------------------------------------------------------------ local roles
@@ -1380,9 +1314,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 &mut rng,
                 "the server refused to end the session",
             )?;
-            ks.remove(&k_p_name(name));
-            ctx.save_keystore(&ks)?;
-            let _ = std::fs::remove_file(session_file(ctx, name));
+            ctx.forget_session(&mut ks, name)?;
             crate::output::emit(
                 ctx.json,
                 &format!(
@@ -1395,30 +1327,16 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keeps `name`'s granted session where later commands find it: K_p in the
-/// keystore (replacing an older one), the rest in her session file. The
-/// caller holds the data directory's update lock.
+/// Keeps `name`'s granted session where later commands find it
+/// (agora-client's `DataDir::keep_session`). The caller holds the data
+/// directory's update lock.
 pub(crate) fn keep_session(
     ctx: &Ctx,
     ks: &mut Keystore,
     name: &str,
     session: &SellerSession,
-) -> anyhow::Result<SessionFile> {
-    ks.remove(&k_p_name(name));
-    ks.insert_secret(
-        &k_p_name(name),
-        agora_core::crypto::Secret::new(*session.k_p().expose()),
-    )?;
-    ctx.save_keystore(ks)?;
-    let f = SessionFile {
-        session: hex::encode(session.id()),
-        from: session.from.secs(),
-        until: session.until.secs(),
-        bond_der_hex: hex::encode(session.bond()),
-        server: Some(session.server().id().to_string()),
-    };
-    crate::datadir::write_file_atomic(&session_file(ctx, name), &serde_json::to_vec_pretty(&f)?)?;
-    Ok(f)
+) -> anyhow::Result<()> {
+    Ok(ctx.keep_session(ks, name, session)?)
 }
 
 /// `agora cpo session`: protocol 3 with the node's server.
@@ -1446,7 +1364,7 @@ fn session(
         let (first, conv) = EndSession::start(&old, rng);
         let _ = agora_client::cpo::run(&*t, &old, first, conv, rng, || ctx.now());
     }
-    let f = keep_session(ctx, &mut ks, name, &session)?;
+    keep_session(ctx, &mut ks, name, &session)?;
     crate::output::emit(
         ctx.json,
         &format!(
@@ -1454,7 +1372,7 @@ fn session(
             hex::encode(&session.id()[..8]),
             crate::cert::fmt_time(until)
         ),
-        serde_json::json!({ "session": f.session, "until": until.secs() }),
+        serde_json::json!({ "session": hex::encode(session.id()), "until": until.secs() }),
     );
     Ok(())
 }

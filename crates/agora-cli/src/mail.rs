@@ -649,7 +649,7 @@ fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> 
             else {
                 return Ok(());
             };
-            let f = keep_session(ctx, &mut ks, name, &session)?;
+            keep_session(ctx, &mut ks, name, &session)?;
             crate::output::emit(
                 ctx.json,
                 &format!(
@@ -660,7 +660,7 @@ fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> 
                 ),
                 serde_json::json!({
                     "result": "session",
-                    "session": f.session,
+                    "session": hex::encode(session.id()),
                     "until": session.until.secs(),
                 }),
             );

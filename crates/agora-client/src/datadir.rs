@@ -16,10 +16,12 @@
 
 use agora_core::crypto::{Argon2Params, SigningKey, X25519Secret};
 use agora_core::{KeyId, Money, Timestamp};
-use agora_cpo::Keys;
+use agora_cpo::seller::SellerSession;
+use agora_cpo::session::BindingKey;
+use agora_cpo::{Keys, Peer};
 use agora_node::speed::Product;
 use agora_pki::registry::{IssuedKind, IssuedRecord};
-use agora_pki::{Agency, IdentityParams, IssuedCert, Keystore, TrustStore};
+use agora_pki::{Agency, IdentityParams, IssuedCert, Keystore, PartyRole, TrustStore};
 use agora_speed::strategy::PriceRule;
 use agora_store::{StoreUrl, Stores};
 use std::path::{Path, PathBuf};
@@ -153,6 +155,60 @@ pub fn issue_identity(
         params.not_after,
     )?;
     Ok(issued)
+}
+
+/// The public keys of the party pinned in `trust` as `role` with key id
+/// `id`; `whose` names it in the error.
+pub fn pinned(
+    trust: &TrustStore,
+    role: PartyRole,
+    id: &KeyId,
+    whose: &str,
+) -> Result<Peer, DataDirError> {
+    let what = match role {
+        PartyRole::Server => "server",
+        PartyRole::Arbiter => "arbiter",
+        _ => "party",
+    };
+    let p = trust
+        .by_key_id(id)
+        .filter(|p| p.role == role)
+        .ok_or_else(|| {
+            DataDirError::new(format!(
+                "{whose} {id} is not pinned in the trust store as a CPO {what} \
+                 (pin a node's server and arbiter with `agora cpo trust-node <URL>`)"
+            ))
+        })?;
+    Ok(Peer {
+        sign: p.verifying_key().ok_or_else(|| {
+            DataDirError::new(format!("the pinned {what} {id} has no Ed25519 key"))
+        })?,
+        enc: p.x25519().ok_or_else(|| {
+            DataDirError::new(format!("the pinned {what} {id} has no X25519 key"))
+        })?,
+    })
+}
+
+/// Longest session file read back.
+const MAX_SESSION_FILE_LEN: u64 = 64 * 1024;
+
+/// The keystore's name of seller `name`'s K_p.
+fn k_p_name(name: &str) -> String {
+    format!("{name}.cpo-session")
+}
+
+/// What a seller keeps of her browse session besides K_p (which is in the
+/// keystore): `cpo-sessions/<name>.json`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SessionFile {
+    session: String,
+    from: u64,
+    until: u64,
+    bond_der_hex: String,
+    /// The key id of the server the session is with (absent in files
+    /// written before the node existed: this data directory's server).
+    #[serde(default)]
+    server: Option<String>,
 }
 
 /// The SPEED vendor's catalogue (`speed/catalogue.toml`).
@@ -371,6 +427,92 @@ impl DataDir {
             .map_err(|e| DataDirError::because(format!("agency {name:?}"), e))
     }
 
+    fn session_file(&self, seller: &str) -> PathBuf {
+        self.dir.join("cpo-sessions").join(format!("{seller}.json"))
+    }
+
+    /// Keeps seller `name`'s granted browse session where later commands
+    /// find it: K_p in the keystore `ks` (replacing an older one; the
+    /// keystore is saved), the rest in her session file. The caller holds
+    /// the update lock ([`Self::lock_for_update`]).
+    pub fn keep_session(
+        &self,
+        ks: &mut Keystore,
+        name: &str,
+        session: &SellerSession,
+    ) -> Result<(), DataDirError> {
+        ks.remove(&k_p_name(name));
+        ks.insert_secret(
+            &k_p_name(name),
+            agora_core::crypto::Secret::new(*session.k_p().expose()),
+        )
+        .map_err(|e| DataDirError::because(format!("keeping {name}'s K_p"), e))?;
+        self.save_keystore(ks)?;
+        let f = SessionFile {
+            session: hex::encode(session.id()),
+            from: session.from.secs(),
+            until: session.until.secs(),
+            bond_der_hex: hex::encode(session.bond()),
+            server: Some(session.server().id().to_string()),
+        };
+        let json = serde_json::to_vec_pretty(&f)
+            .map_err(|e| DataDirError::because("encoding the session file", e))?;
+        write_file_atomic(&self.session_file(name), &json)
+    }
+
+    /// Forgets seller `name`'s browse session (once it ended): K_p leaves
+    /// the keystore `ks` (saved), and her session file goes. The caller
+    /// holds the update lock.
+    pub fn forget_session(&self, ks: &mut Keystore, name: &str) -> Result<(), DataDirError> {
+        ks.remove(&k_p_name(name));
+        self.save_keystore(ks)?;
+        match std::fs::remove_file(self.session_file(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DataDirError::because(
+                format!("removing {name}'s session file"),
+                e,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Seller `name`'s browse session as [`Self::keep_session`] kept it,
+    /// with a server pinned in `trust` (a file written before the node
+    /// existed names none: this data directory's own server, key pair
+    /// [`names::SERVER_KEY`] of `ks`).
+    pub fn seller_session(
+        &self,
+        ks: &Keystore,
+        trust: &TrustStore,
+        name: &str,
+    ) -> Result<SellerSession, DataDirError> {
+        let k_p = ks.secret(&k_p_name(name)).ok_or_else(|| {
+            DataDirError::new(format!(
+                "{name} has no browse session (agora cpo session --seller {name})"
+            ))
+        })?;
+        let path = self.session_file(name);
+        let bad = |what: &str| DataDirError::new(format!("{}: {what}", path.display()));
+        let f: SessionFile = serde_json::from_slice(&read_at_most(&path, MAX_SESSION_FILE_LEN)?)
+            .map_err(|e| DataDirError::because(format!("reading {}", path.display()), e))?;
+        let server = match &f.server {
+            Some(h) => KeyId::from_hex(h).map_err(|_| bad("not a server key id"))?,
+            None => role_keys(ks, names::SERVER_KEY)?.peer().id(),
+        };
+        let server = pinned(
+            trust,
+            PartyRole::Server,
+            &server,
+            &format!("{name}'s session server"),
+        )?;
+        Ok(SellerSession::from_parts(
+            BindingKey::from_bytes(*k_p.expose()),
+            server,
+            hex::decode(&f.bond_der_hex).map_err(|_| bad("the bond is not hex"))?,
+            Timestamp(f.from),
+            Timestamp(f.until),
+        ))
+    }
+
     /// Where agency `name` publishes its CRLs: its `crl-base` file, else
     /// [`names::DEFAULT_CRL_BASE`].
     pub fn crl_base(&self, name: &str) -> String {
@@ -563,5 +705,49 @@ mod tests {
             Some("x".into()),
         );
         assert!(bad.store().is_err(), "an unknown store URL");
+    }
+
+    #[test]
+    fn a_kept_session_comes_back_only_with_its_server_pinned_and_goes_when_forgotten() {
+        use agora_core::crypto::{os_rng, SigningKey, X25519Secret};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let d = DataDir::new(tmp.path().to_owned(), Box::new(Fixed("pass")), None);
+        let mut ks = Keystore::new();
+        d.save_keystore(&ks).expect("save");
+        let rng = &mut os_rng();
+        let server = Keys {
+            sign: SigningKey::generate(rng),
+            enc: X25519Secret::generate(rng),
+        };
+        let session = SellerSession::from_parts(
+            BindingKey::random(rng),
+            server.peer(),
+            b"bond".to_vec(),
+            Timestamp(1_000),
+            Timestamp(2_000),
+        );
+        d.keep_session(&mut ks, "pam", &session).expect("keep");
+        let mut trust = TrustStore::new();
+        let e = d
+            .seller_session(&ks, &trust, "pam")
+            .expect_err("her server is not pinned");
+        assert!(e.to_string().contains("not pinned"), "{e}");
+        trust
+            .add(agora_pki::Party {
+                name: "the server".into(),
+                role: PartyRole::Server,
+                key_id: server.id(),
+                certificate: None,
+                ed25519: Some(server.sign.verifying_key()),
+                x25519: Some(server.enc.public()),
+            })
+            .expect("pin");
+        let back = d.seller_session(&ks, &trust, "pam").expect("back");
+        assert_eq!(back.id(), session.id());
+        assert_eq!((back.from, back.until), (session.from, session.until));
+        assert_eq!(back.bond(), b"bond");
+        d.forget_session(&mut ks, "pam").expect("forget");
+        assert!(d.seller_session(&ks, &trust, "pam").is_err());
+        assert!(!tmp.path().join("cpo-sessions/pam.json").exists());
     }
 }
