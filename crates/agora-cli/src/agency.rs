@@ -6,9 +6,9 @@
 
 use crate::datadir::Ctx;
 use agora_core::crypto::SigningKey;
-use agora_core::{KeyId, Money, Timestamp};
+use agora_core::{KeyId, Money};
 use agora_pki::registry::{IssuedKind, RevokeOutcome};
-use agora_pki::{Agency, BondParams, IssuedCert, RevocationReason};
+use agora_pki::{Agency, BondParams, RevocationReason};
 use agora_pki::{Conditions, PartyRole, Role};
 use agora_pki::{Crl, Serial};
 use anyhow::{bail, Context};
@@ -19,6 +19,7 @@ const DAY_SECS: u64 = 86_400;
 /// Where agencies say their CRLs are published, unless told otherwise: the
 /// address `agora up` will serve them from.
 use agora_client::datadir::names::DEFAULT_CRL_BASE;
+use agora_client::datadir::{agency_key_name, check_name};
 
 #[derive(Debug, Subcommand)]
 pub enum AgencyCmd {
@@ -105,19 +106,6 @@ pub enum AgencyCmd {
     },
 }
 
-fn key_name(agency: &str) -> String {
-    agora_client::datadir::agency_key_name(agency)
-}
-
-/// The agency `name` run from this data directory.
-pub(crate) fn load_agency(ctx: &Ctx, name: &str) -> anyhow::Result<Agency> {
-    Ok(ctx.agency(name)?)
-}
-
-pub(crate) fn crl_base(ctx: &Ctx, name: &str) -> String {
-    ctx.crl_base(name)
-}
-
 fn parse_role(s: &str) -> anyhow::Result<Role> {
     match s.trim() {
         "buyer" => Ok(Role::Buyer),
@@ -141,22 +129,6 @@ pub(crate) fn publish_crl(ctx: &Ctx, agency: &Agency, days: u64) -> anyhow::Resu
         &ctx.crl_dir(),
         days,
         ctx.now(),
-    )?)
-}
-
-/// Keeps what `agency` issued: a row of its register (so that it can be
-/// revoked) and an entry of the evidence archive.
-pub(crate) fn record_issued(
-    store: &agora_store::Stores,
-    agency: &Agency,
-    issued: &IssuedCert,
-    kind: IssuedKind,
-    subject: KeyId,
-    issued_at: Timestamp,
-    not_after: Timestamp,
-) -> anyhow::Result<()> {
-    Ok(agora_client::datadir::record_issued(
-        store, agency, issued, kind, subject, issued_at, not_after,
     )?)
 }
 
@@ -211,7 +183,7 @@ pub fn run(ctx: &Ctx, cmd: &AgencyCmd) -> anyhow::Result<()> {
             arbiters,
             out,
         } => {
-            let ag = load_agency(ctx, agency)?;
+            let ag = ctx.agency(agency)?;
             let (holder_key, holder_x) = match (holder, holder_ed25519, holder_x25519) {
                 (Some(name), _, _) => crate::key::public_pair(&ctx.load_keystore()?, name)?,
                 (None, Some(ed), Some(x)) => {
@@ -247,12 +219,12 @@ pub fn run(ctx: &Ctx, cmd: &AgencyCmd) -> anyhow::Result<()> {
                     },
                     not_before: now,
                     not_after,
-                    crl_uri: ag.crl_uri(&crl_base(ctx, agency)),
+                    crl_uri: ag.crl_uri(&ctx.crl_base(agency)),
                 },
                 &mut rng,
             )?;
             let store = ctx.store()?;
-            record_issued(
+            agora_client::datadir::record_issued(
                 &store,
                 &ag,
                 &issued,
@@ -289,7 +261,7 @@ pub fn run(ctx: &Ctx, cmd: &AgencyCmd) -> anyhow::Result<()> {
             target,
             reason,
         } => {
-            let ag = load_agency(ctx, agency)?;
+            let ag = ctx.agency(agency)?;
             let serial = target_serial(target)?;
             let now = ctx.now();
             let outcome =
@@ -317,7 +289,7 @@ pub fn run(ctx: &Ctx, cmd: &AgencyCmd) -> anyhow::Result<()> {
             );
         }
         AgencyCmd::Crl { agency, days, out } => {
-            let ag = load_agency(ctx, agency)?;
+            let ag = ctx.agency(agency)?;
             let crl = publish_crl(ctx, &ag, *days)?;
             if let Some(out) = out {
                 crate::datadir::write_file_atomic(out, crl.to_pem().as_bytes())?;
@@ -377,11 +349,11 @@ pub(crate) fn create(
     crl_base: &str,
     role: PartyRole,
 ) -> anyhow::Result<Agency> {
-    crate::key::check_name(name)?;
+    check_name(name)?;
     let _lock = ctx.lock_for_update()?;
     let mut ks = ctx.load_keystore()?;
     let mut trust = ctx.load_trust()?;
-    if ks.ed25519(&key_name(name)).is_some() || ctx.agency_dir(name).exists() {
+    if ks.ed25519(&agency_key_name(name)).is_some() || ctx.agency_dir(name).exists() {
         bail!("an agency named {name:?} already exists here");
     }
     let mut rng = agora_core::crypto::os_rng();
@@ -394,7 +366,7 @@ pub(crate) fn create(
         now.plus_secs(days.max(1) * DAY_SECS),
         &mut rng,
     )?;
-    ks.insert_ed25519(&key_name(name), key)?;
+    ks.insert_ed25519(&agency_key_name(name), key)?;
     ctx.save_keystore(&ks)?;
     let dir = ctx.agency_dir(name);
     crate::datadir::write_file_atomic(&dir.join("crl-base"), crl_base.as_bytes())?;

@@ -20,15 +20,15 @@ use agora_client::cpo::flow::{
     Outgoing, Posting,
 };
 use agora_client::cpo::FlowError;
+use agora_client::datadir::{pinned, role_keys};
 use agora_client::transport::{ClientError, CpoTransport, LocalCpo, NodeClient};
 use agora_core::wire::{cose, Decoder, Encoder};
 use agora_core::{KeyId, Money, Timestamp};
 use agora_cpo::bidding::{check_notice, Award, BidReceipt, HeldReceipt, Notice, Outcome};
 use agora_cpo::buyer::Acceptance;
 use agora_cpo::policy::{ArbiterPolicy, Template};
-use agora_cpo::seller::SellerSession;
 use agora_cpo::server::{check_acceptance, Server};
-use agora_cpo::{BondTrust, Ccpo, CcpoDraft, Keys, Mode, Peer};
+use agora_cpo::{BondTrust, Ccpo, CcpoDraft, Mode, Peer};
 use agora_node::cpo::BoardQuery;
 use agora_pki::{Keystore, Party, PartyRole, TrustStore};
 use anyhow::{bail, Context};
@@ -517,25 +517,15 @@ impl Hosted {
     }
 }
 
-/// The public keys of the party pinned as `role` with key id `id`.
-pub(crate) fn pinned(
-    trust: &TrustStore,
-    role: PartyRole,
-    id: &KeyId,
-    whose: &str,
-) -> anyhow::Result<Peer> {
-    Ok(agora_client::datadir::pinned(trust, role, id, whose)?)
-}
-
 /// The server the transport reaches, with its pinned keys.
 pub(crate) fn node_server(ctx: &Ctx, ks: &Keystore, trust: &TrustStore) -> anyhow::Result<Peer> {
     let h = hosted(ctx, ks)?;
-    pinned(
+    Ok(pinned(
         trust,
         PartyRole::Server,
         &h.server()?,
         &format!("{} server", h.name),
-    )
+    )?)
 }
 
 /// Keeps the client's own copy of evidence it received. Without `--node`
@@ -557,17 +547,6 @@ pub(crate) fn keep(
 
 // ------------------------------------------------------------ sessions
 
-/// Seller `seller`'s browse session, kept in the data directory
-/// (agora-client's `DataDir::seller_session`).
-pub(crate) fn seller_session(
-    ctx: &Ctx,
-    ks: &Keystore,
-    trust: &TrustStore,
-    seller: &str,
-) -> anyhow::Result<SellerSession> {
-    Ok(ctx.seller_session(ks, trust, seller)?)
-}
-
 // ------------------------------------------------------------ local roles
 
 /// This data directory's own server on its store, for what only the
@@ -582,7 +561,7 @@ pub(crate) fn local_server(
         .by_role(PartyRole::Arbiter)
         .filter_map(|p| p.verifying_key())
         .collect();
-    let server_keys = keys(ks, SERVER_KEY)?;
+    let server_keys = role_keys(ks, SERVER_KEY)?;
     let peer = server_keys.peer();
     Ok((
         Server::new(server_keys, bond_trust(ctx)?, arbiters, store.cpo()),
@@ -603,11 +582,6 @@ pub(crate) fn read_ccpo(path: &Path) -> anyhow::Result<Ccpo> {
     d.finish()
         .with_context(|| format!("{} is not a CCPO", path.display()))?;
     Ok(c)
-}
-
-/// A key pair of the keystore as protocol keys.
-pub(crate) fn keys(ks: &Keystore, name: &str) -> anyhow::Result<Keys> {
-    Ok(agora_client::datadir::role_keys(ks, name)?)
 }
 
 pub(crate) fn bond_trust(ctx: &Ctx) -> anyhow::Result<BondTrust> {
@@ -663,7 +637,7 @@ pub(crate) fn arbiter_policy(ctx: &Ctx) -> anyhow::Result<ArbiterPolicy> {
 }
 
 fn node_peer(ks: &Keystore, name: &str) -> anyhow::Result<Peer> {
-    Ok(keys(ks, name)
+    Ok(role_keys(ks, name)
         .with_context(|| format!("this data directory has no CPO {name} (made by `agora init`)"))?
         .peer())
 }
@@ -720,7 +694,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let ks = ctx.load_keystore()?;
             let bond = crate::cert::read_cert_der(bond)?;
             let holder = agora_pki::parse_certificate(&bond)?.public_key;
-            let me = keys(&ks, buyer)?;
+            let me = role_keys(&ks, buyer)?;
             if holder != me.sign.verifying_key() {
                 bail!("the bond certifies another key than {buyer:?}'s");
             }
@@ -784,7 +758,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
         } => {
             let ccpo = read_ccpo(ccpo)?;
             let ks = ctx.load_keystore()?;
-            let bob = keys(&ks, buyer)?;
+            let bob = role_keys(&ks, buyer)?;
             let trust = ctx.load_trust()?;
             let h = hosted(ctx, &ks)?;
             let theirs = h.arbiter()?;
@@ -850,7 +824,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 t3: checked.t3,
                 mode: checked.mode,
             };
-            let bob = keys(&ks, buyer)?;
+            let bob = role_keys(&ks, buyer)?;
             let h = hosted(ctx, &ks)?;
             let theirs = h.server()?;
             if acc.ccpo.server != theirs {
@@ -988,7 +962,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let cpo = cpo_id(id)?;
             let ks = ctx.load_keystore()?;
             let trust = ctx.load_trust()?;
-            let session = seller_session(ctx, &ks, &trust, name)?;
+            let session = ctx.seller_session(&ks, &trust, name)?;
             let t = transport(ctx, &ks)?;
             let start = Bind::start(&session, &mut rng, cpo, offer)?;
             let receipt = run_flow(
@@ -1023,7 +997,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let cpo = cpo_id(id)?;
             let ks = ctx.load_keystore()?;
             let trust = ctx.load_trust()?;
-            let session = seller_session(ctx, &ks, &trust, name)?;
+            let session = ctx.seller_session(&ks, &trust, name)?;
             let t = transport(ctx, &ks)?;
             let start = Bid::start(&session, &mut rng, cpo, *price, details)?;
             let receipt = run_flow(
@@ -1115,7 +1089,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
         CpoCmd::Posted { id, buyer, out } => {
             let cpo = cpo_id(id)?;
             let ks = ctx.load_keystore()?;
-            let bob = keys(&ks, buyer)?;
+            let bob = role_keys(&ks, buyer)?;
             let trust = ctx.load_trust()?;
             let server = node_server(ctx, &ks, &trust)?;
             let t = transport(ctx, &ks)?;
@@ -1139,7 +1113,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
         } => {
             let cpo = cpo_id(id)?;
             let ks = ctx.load_keystore()?;
-            let pam = keys(&ks, name)?;
+            let pam = role_keys(&ks, name)?;
             let trust = ctx.load_trust()?;
             let server = node_server(ctx, &ks, &trust)?;
             let t = transport(ctx, &ks)?;
@@ -1188,7 +1162,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
         CpoCmd::Binding { id, buyer, out } => {
             let cpo = cpo_id(id)?;
             let ks = ctx.load_keystore()?;
-            let bob = keys(&ks, buyer)?;
+            let bob = role_keys(&ks, buyer)?;
             let trust = ctx.load_trust()?;
             let server = node_server(ctx, &ks, &trust)?;
             let t = transport(ctx, &ks)?;
@@ -1230,7 +1204,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             out,
         } => {
             let ks = ctx.load_keystore()?;
-            let pam = keys(&ks, name)?;
+            let pam = role_keys(&ks, name)?;
             let c: agora_cpo::delivery::ProofChallenge =
                 agora_core::wire::decode(&read_limited(challenge)?)
                     .context("not a delivery challenge")?;
@@ -1304,7 +1278,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let _lock = ctx.lock_for_update()?;
             let mut ks = ctx.load_keystore()?;
             let trust = ctx.load_trust()?;
-            let session = seller_session(ctx, &ks, &trust, name)?;
+            let session = ctx.seller_session(&ks, &trust, name)?;
             let t = transport(ctx, &ks)?;
             let outcome = run_flow(
                 ctx,
@@ -1327,18 +1301,6 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keeps `name`'s granted session where later commands find it
-/// (agora-client's `DataDir::keep_session`). The caller holds the data
-/// directory's update lock.
-pub(crate) fn keep_session(
-    ctx: &Ctx,
-    ks: &mut Keystore,
-    name: &str,
-    session: &SellerSession,
-) -> anyhow::Result<()> {
-    Ok(ctx.keep_session(ks, name, session)?)
-}
-
 /// `agora cpo session`: protocol 3 with the node's server.
 fn session(
     ctx: &Ctx,
@@ -1349,7 +1311,7 @@ fn session(
 ) -> anyhow::Result<()> {
     let _lock = ctx.lock_for_update()?;
     let mut ks = ctx.load_keystore()?;
-    let pam = keys(&ks, name)?;
+    let pam = role_keys(&ks, name)?;
     let bond = crate::cert::read_cert_der(bond)?;
     let trust = ctx.load_trust()?;
     let server_peer = node_server(ctx, &ks, &trust)?;
@@ -1360,11 +1322,11 @@ fn session(
     let session = run_flow(ctx, &*t, &pam, start, rng, "the server refused the session")?;
     // One session per seller name here: a new one replaces the old, which
     // its server is told to end (if it can still be reached: best effort).
-    if let Ok(old) = seller_session(ctx, &ks, &trust, name) {
+    if let Ok(old) = ctx.seller_session(&ks, &trust, name) {
         let (first, conv) = EndSession::start(&old, rng);
         let _ = agora_client::cpo::run(&*t, &old, first, conv, rng, || ctx.now());
     }
-    keep_session(ctx, &mut ks, name, &session)?;
+    ctx.keep_session(&mut ks, name, &session)?;
     crate::output::emit(
         ctx.json,
         &format!(

@@ -30,11 +30,7 @@ pub enum KeyCmd {
     },
 }
 
-pub use agora_client::datadir::{ed_name, x_name};
-
-pub fn check_name(name: &str) -> anyhow::Result<()> {
-    Ok(agora_client::datadir::check_name(name)?)
-}
+pub use agora_client::datadir::{check_name, ed_name, x_name};
 
 /// The public halves of key pair `name`.
 pub fn public_pair(ks: &Keystore, name: &str) -> anyhow::Result<(VerifyingKey, X25519Public)> {

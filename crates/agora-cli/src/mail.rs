@@ -88,13 +88,13 @@
 //! are saved to files between messages instead.
 
 use crate::cpo::{
-    arbiter_policy, bond_trust, cpo_id, keep, keep_session, keys, local_server, node_server,
-    notice_file, pinned, read_limited, seller_session,
+    arbiter_policy, bond_trust, cpo_id, keep, local_server, node_server, notice_file, read_limited,
 };
 use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
 use agora_client::cpo::flow::{
     AnyApproval, Bid, Bind, Browse, Conversation, Next, Outgoing, Posting,
 };
+use agora_client::datadir::{pinned, role_keys};
 use agora_core::ports::Freshness;
 use agora_core::wire::{envelope, tags, Tag};
 use agora_core::{KeyId, Money};
@@ -426,7 +426,7 @@ fn start_approval<V: Variant>(
     out: &Path,
 ) -> anyhow::Result<()> {
     let ks = ctx.load_keystore()?;
-    let bob = keys(&ks, buyer)?;
+    let bob = role_keys(&ks, buyer)?;
     let trust = ctx.load_trust()?;
     let alice = pinned(
         &trust,
@@ -449,7 +449,7 @@ fn start_approval<V: Variant>(
 /// the server (protocol 2).
 fn buyer_step(ctx: &Ctx, buyer: &str, tag: Tag, msg: &[u8], out: &Path) -> anyhow::Result<()> {
     let ks = ctx.load_keystore()?;
-    let bob = keys(&ks, buyer)?;
+    let bob = role_keys(&ks, buyer)?;
     let role = format!("buyer-{buyer}");
     let approval = [
         tags::CPO_ARBITER_CHALLENGE,
@@ -552,7 +552,7 @@ fn start_session(
     out: &Path,
 ) -> anyhow::Result<()> {
     let ks = ctx.load_keystore()?;
-    let pam = keys(&ks, name)?;
+    let pam = role_keys(&ks, name)?;
     let bond = crate::cert::read_cert_der(bond)?;
     let trust = ctx.load_trust()?;
     let server = match server {
@@ -581,7 +581,7 @@ fn start_session(
 fn live_session(ctx: &Ctx, name: &str) -> anyhow::Result<SellerSession> {
     let ks = ctx.load_keystore()?;
     let trust = ctx.load_trust()?;
-    let session = seller_session(ctx, &ks, &trust, name)?;
+    let session = ctx.seller_session(&ks, &trust, name)?;
     if ctx.now() >= session.until {
         bail!("{name}'s browse session is over: open a new one (agora cpo mail start-session)");
     }
@@ -643,13 +643,13 @@ fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> 
             }
             let _lock = ctx.lock_for_update()?;
             let mut ks = ctx.load_keystore()?;
-            let pam = keys(&ks, name)?;
+            let pam = role_keys(&ks, name)?;
             let Mailed::Done(session) =
                 converse::<Browse>(ctx, &role, &pam, &msg, out, "M_2 for the server")?
             else {
                 return Ok(());
             };
-            keep_session(ctx, &mut ks, name, &session)?;
+            ctx.keep_session(&mut ks, name, &session)?;
             crate::output::emit(
                 ctx.json,
                 &format!(
@@ -675,7 +675,7 @@ fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> 
                     "the offer (M_1)"
                 },
             )?);
-            let session = seller_session(ctx, &ctx.load_keystore()?, &ctx.load_trust()?, name)?;
+            let session = ctx.seller_session(&ctx.load_keystore()?, &ctx.load_trust()?, name)?;
             let Mailed::Done(receipt) = converse::<Bind>(
                 ctx,
                 &role,
@@ -715,7 +715,7 @@ fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> 
                     "the bid (M_1)"
                 },
             )?);
-            let session = seller_session(ctx, &ctx.load_keystore()?, &ctx.load_trust()?, name)?;
+            let session = ctx.seller_session(&ctx.load_keystore()?, &ctx.load_trust()?, name)?;
             let Mailed::Done(receipt) = converse::<Bid>(
                 ctx,
                 &role,
@@ -779,7 +779,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
         } => {
             let signed = read_limited(acceptance)?;
             let ks = ctx.load_keystore()?;
-            let bob = keys(&ks, buyer)?;
+            let bob = role_keys(&ks, buyer)?;
             let trust = ctx.load_trust()?;
             let arbiters: Vec<_> = trust
                 .by_role(PartyRole::Arbiter)
@@ -867,7 +867,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
             let (tag, msg) = tag_of(message)?;
             let ks = ctx.load_keystore()?;
             let mut arbiter = Arbiter::new(
-                keys(&ks, ARBITER_KEY)?,
+                role_keys(&ks, ARBITER_KEY)?,
                 arbiter_policy(ctx)?,
                 bond_trust(ctx)?,
             );
@@ -887,7 +887,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                 }
                 t if t == tags::CPO_BID_AWARD_REQUEST => {
                     // This data directory's server is the one she awards for.
-                    let server = keys(&ks, SERVER_KEY)?.peer();
+                    let server = role_keys(&ks, SERVER_KEY)?.peer();
                     let (reply, _) = arbiter
                         .handle_award_request(
                             &mut agora_core::crypto::os_rng(),

@@ -11,6 +11,7 @@
 //! `--node` runs the very code the node runs.
 
 use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
+use agora_client::datadir::role_keys;
 use agora_cpo::{BondTrust, Peer};
 use agora_node::cpo::{CpoService, CpoSpec, TrustSource};
 use agora_node::pki::{PkiService, PkiSpec};
@@ -81,9 +82,9 @@ fn peers(trust: &TrustStore, role: PartyRole) -> Vec<Peer> {
 /// store.
 pub fn cpo_service(ctx: &Ctx, ks: &agora_pki::Keystore) -> anyhow::Result<CpoService> {
     let trust = ctx.load_trust()?;
-    let server_keys = crate::cpo::keys(ks, SERVER_KEY)
+    let server_keys = role_keys(ks, SERVER_KEY)
         .context("this data directory has no CPO server key (made by `agora init`)")?;
-    let arbiter_keys = crate::cpo::keys(ks, ARBITER_KEY)
+    let arbiter_keys = role_keys(ks, ARBITER_KEY)
         .context("this data directory has no CPO arbiter key (made by `agora init`)")?;
     let spec = CpoSpec {
         store: ctx.store()?,
@@ -104,8 +105,8 @@ pub fn cpo_service(ctx: &Ctx, ks: &agora_pki::Keystore) -> anyhow::Result<CpoSer
 fn pki_service(ctx: &Ctx, crl_days: u64) -> anyhow::Result<PkiService> {
     let agencies = crate::agency::agency_names(ctx)
         .iter()
-        .map(|n| crate::agency::load_agency(ctx, n))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .map(|n| ctx.agency(n))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(PkiService::new(PkiSpec {
         store: ctx.store()?,
         agencies,
@@ -340,10 +341,10 @@ pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
     }
     created.extend(crate::speed::setup(ctx, &url)?);
     let ks = ctx.load_keystore()?;
-    let broker = crate::cpo::keys(&ks, crate::speed::BROKER_KEY)?.id();
-    let vendor = crate::cpo::keys(&ks, crate::speed::VENDOR_KEY)?.id();
-    let server = crate::cpo::keys(&ks, SERVER_KEY)?.peer().id();
-    let arbiter = crate::cpo::keys(&ks, ARBITER_KEY)?.peer().id();
+    let broker = role_keys(&ks, crate::speed::BROKER_KEY)?.id();
+    let vendor = role_keys(&ks, crate::speed::VENDOR_KEY)?.id();
+    let server = role_keys(&ks, SERVER_KEY)?.peer().id();
+    let arbiter = role_keys(&ks, ARBITER_KEY)?.peer().id();
     let agencies: Vec<String> = crate::agency::agency_names(ctx)
         .into_iter()
         .filter(|n| n != crate::speed::SPEED_CA)

@@ -18,7 +18,7 @@
 //! `vendor ...`) work on the data directory of the node.
 
 use crate::datadir::Ctx;
-use agora_client::datadir::Catalogue;
+use agora_client::datadir::{check_name, read_at_most, role_keys, Catalogue};
 use agora_client::speed::{LocalSpeed, Negotiated, SpeedClient};
 use agora_client::transport::NodeClient;
 use agora_core::crypto::{os_rng, Secret, SigningKey, X25519Secret};
@@ -83,10 +83,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-fn read_limited(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
-    Ok(agora_client::datadir::read_at_most(path, limit)?)
-}
-
 // ---------------------------------------------------------------- setup
 
 /// Issues an identity certificate from the SPEED CA, records it in the CA's
@@ -98,7 +94,8 @@ fn issue_identity(
     keys: &Keys,
     days: u64,
 ) -> anyhow::Result<Vec<u8>> {
-    let ca = crate::agency::load_agency(ctx, SPEED_CA)
+    let ca = ctx
+        .agency(SPEED_CA)
         .context("this data directory runs no SPEED CA (it is made by `agora up`)")?;
     let now = ctx.now();
     let not_after = now.plus_secs(days.max(1) * DAY_SECS);
@@ -112,7 +109,7 @@ fn issue_identity(
             x25519: Some(keys.enc.public()),
             not_before: now,
             not_after,
-            crl_uri: ca.crl_uri(&crate::agency::crl_base(ctx, SPEED_CA)),
+            crl_uri: ca.crl_uri(&ctx.crl_base(SPEED_CA)),
         },
         now,
         &mut os_rng(),
@@ -220,7 +217,7 @@ pub fn setup(ctx: &Ctx, url: &str) -> anyhow::Result<Vec<String>> {
         made.push(format!("SPEED CA {SPEED_CA}"));
     }
     let ks = ctx.load_keystore()?;
-    let broker = match crate::cpo::keys(&ks, BROKER_KEY) {
+    let broker = match role_keys(&ks, BROKER_KEY) {
         Ok(k) => k.id(),
         Err(_) => {
             made.push("SPEED broker".to_owned());
@@ -233,7 +230,7 @@ pub fn setup(ctx: &Ctx, url: &str) -> anyhow::Result<Vec<String>> {
             )?
         }
     };
-    let vendor = match crate::cpo::keys(&ks, VENDOR_KEY) {
+    let vendor = match role_keys(&ks, VENDOR_KEY) {
         Ok(k) => k.id(),
         Err(_) => {
             made.push("SPEED demo vendor".to_owned());
@@ -309,13 +306,13 @@ pub fn speed_service(
     ks: &agora_pki::Keystore,
     trust: Box<dyn SpeedTrustSource<agora_speed::SpeedTrust>>,
 ) -> anyhow::Result<SpeedService> {
-    let broker_keys = crate::cpo::keys(ks, BROKER_KEY)?;
+    let broker_keys = role_keys(ks, BROKER_KEY)?;
     let broker_peer = broker_keys.peer();
     let sam = ks
         .secret(SAM_SECRET)
         .context("the keystore holds no SAM key")?
         .clone();
-    let vendor_keys = crate::cpo::keys(ks, VENDOR_KEY)?;
+    let vendor_keys = role_keys(ks, VENDOR_KEY)?;
     let cat = ctx.catalogue()?;
     let spec = SpeedSpec {
         store: ctx.store()?,
@@ -469,8 +466,8 @@ fn vendor_sales(ctx: &Ctx, limit: usize, out: Option<&Path>) -> anyhow::Result<(
         bail!("--limit must be 1 to {MAX_SALES_LISTED}");
     }
     let ks = ctx.load_keystore()?;
-    let keys = crate::cpo::keys(&ks, VENDOR_KEY)?;
-    let broker = crate::cpo::keys(&ks, BROKER_KEY)?.peer();
+    let keys = role_keys(&ks, VENDOR_KEY)?;
+    let broker = role_keys(&ks, BROKER_KEY)?.peer();
     drop(ks);
     let cat = ctx.catalogue()?;
     let trust = DirSpeedTrust {
@@ -715,7 +712,7 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
         }
         SpeedCmd::Pay(a) => {
             let order = PaymentOrderId::from_hex(a.order.trim()).context("PaymentOrderID")?;
-            let state = read_limited(&purchase_dir(ctx, &order).join("state"), 64 * 1024)
+            let state = read_at_most(&purchase_dir(ctx, &order).join("state"), 64 * 1024)
                 .context("no negotiated purchase with that id here (agora speed negotiate)")?;
             let ready = match ReadyToPay::from_bytes(&state) {
                 Ok(r) => r,
@@ -740,7 +737,7 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
         }
         SpeedCmd::Receipt { order, out, card } => {
             let order = PaymentOrderId::from_hex(order.trim()).context("PaymentOrderID")?;
-            let state = read_limited(&purchase_dir(ctx, &order).join("state"), 64 * 1024)
+            let state = read_at_most(&purchase_dir(ctx, &order).join("state"), 64 * 1024)
                 .context("no purchase with that id here")?;
             let c = client(ctx)?;
             let purchase = if let Ok(expect) = ExpectReceipt::from_bytes(&state) {
@@ -883,7 +880,7 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
             cert,
             account,
         }) => {
-            crate::key::check_name(name)?;
+            check_name(name)?;
             let der = pem_file(cert)?;
             let trust = DirSpeedTrust {
                 trust_path: ctx.trust_path(),
@@ -1002,7 +999,7 @@ fn register(
     days: u64,
 ) -> anyhow::Result<()> {
     let ks = ctx.load_keystore()?;
-    let keys = crate::cpo::keys(&ks, name)
+    let keys = role_keys(&ks, name)
         .with_context(|| format!("make the customer's key pair first: agora key new {name}"))?;
     drop(ks);
     if deposit.currency != eur() {
@@ -1070,7 +1067,7 @@ fn register(
 }
 
 fn load_card(path: &Path) -> anyhow::Result<Card> {
-    let bytes = read_limited(path, agora_speed::purse::MAX_CARD_FILE_LEN as u64)?;
+    let bytes = read_at_most(path, agora_speed::purse::MAX_CARD_FILE_LEN as u64)?;
     Card::from_bytes(&bytes).with_context(|| format!("{} is not a card file", path.display()))
 }
 
@@ -1150,7 +1147,7 @@ struct Customer {
 impl Customer {
     fn load(ctx: &Ctx, name: &str) -> anyhow::Result<Customer> {
         let ks = ctx.load_keystore()?;
-        let keys = crate::cpo::keys(&ks, name)?;
+        let keys = role_keys(&ks, name)?;
         let dir = speed_dir(ctx).join("customers");
         let cert = pem_file(&dir.join(format!("{name}.pem")))
             .with_context(|| format!("{name} is not registered (agora speed register {name})"))?;

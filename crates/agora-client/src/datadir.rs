@@ -9,6 +9,7 @@
 //! <data-dir>/crls/<agency-key-id>.pem   the newest CRL of each agency known here
 //! <data-dir>/update.lock                held while a command changes the keystore or trust store
 //! <data-dir>/speed/catalogue.toml       the SPEED vendor's catalogue (its products' files beside it)
+//! <data-dir>/cpo-sessions/<name>.json   a seller's browse session (its K_p is in the keystore)
 //! ```
 //!
 //! The names of what `agora up` makes in it (the roles' key pairs, the
@@ -96,7 +97,7 @@ pub fn role_keys(ks: &Keystore, name: &str) -> Result<Keys, DataDirError> {
     })
 }
 
-/// Keeps what `agora` issued: a row of its register (so that it can be
+/// Keeps what `agency` issued: a row of its register (so that it can be
 /// revoked) and an entry of the evidence archive.
 pub fn record_issued(
     store: &Stores,
