@@ -31,7 +31,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Rounds of each price's measurement: the fastest counts.
-pub(crate) const ROUNDS: u32 = 10;
+const ROUNDS: u32 = 10;
 
 /// Signatures per batch when pricing a batch verification's item.
 const BATCH: usize = 16;
@@ -47,7 +47,7 @@ const CALLS_METRIC: &str = "agora_crypto_operations_total";
 const BYTES_METRIC: &str = "agora_crypto_bytes_total";
 
 /// The node's counts, from the Prometheus text of its `/metrics`.
-pub(crate) fn node_counts(client: &NodeClient) -> anyhow::Result<OpCounts> {
+fn node_counts(client: &NodeClient) -> anyhow::Result<OpCounts> {
     let body = client
         .get_bytes("/metrics")
         .context("reading the node's /metrics")?;
@@ -58,7 +58,7 @@ pub(crate) fn node_counts(client: &NodeClient) -> anyhow::Result<OpCounts> {
 /// The crypto counters of a `/metrics` text: every kind agora-core counts
 /// must be there, in both families, once; a kind this tool cannot price is
 /// refused, so that no operation goes unpriced.
-pub(crate) fn parse_counts(text: &str) -> anyhow::Result<OpCounts> {
+fn parse_counts(text: &str) -> anyhow::Result<OpCounts> {
     let mut calls = [None; OPS.len()];
     let mut bytes = [None; OPS.len()];
     for line in text.lines() {
@@ -82,8 +82,7 @@ pub(crate) fn parse_counts(text: &str) -> anyhow::Result<OpCounts> {
             .trim()
             .parse()
             .with_context(|| format!("not a count: {line:?}"))?;
-        let i = OPS.iter().position(|o| *o == op).unwrap_or_default();
-        if slot[i].replace(value).is_some() {
+        if slot[op.index()].replace(value).is_some() {
             bail!("the node reports {name:?} twice");
         }
     }
@@ -374,19 +373,21 @@ impl CryptoBound {
             .chain(&node)
             .map(|&(op, _, _, len)| (op, len))
             .collect();
-        let mut prices = price(&work, budget)?.into_iter();
-        let mut priced = |side: Vec<(Op, u64, u64, usize)>| {
-            side.into_iter()
-                .map(|(op, calls, bytes, _)| Priced {
+        let prices = price(&work, budget)?;
+        let (client_prices, node_prices) = prices.split_at(client.len());
+        let priced = |side: &[(Op, u64, u64, usize)], prices: &[f64]| {
+            side.iter()
+                .zip(prices)
+                .map(|(&(op, calls, bytes, _), &us_each)| Priced {
                     op,
                     calls,
                     bytes,
-                    us_each: prices.next().unwrap_or(f64::NAN),
+                    us_each,
                 })
                 .collect::<Vec<_>>()
         };
-        let client = priced(client);
-        let node = priced(node);
+        let client = priced(&client, client_prices);
+        let node = priced(&node, node_prices);
         Ok(CryptoBound {
             units,
             client,

@@ -16,9 +16,9 @@ pub(crate) struct Limits {
     pub(crate) budget: u64,
     pub(crate) duration: Duration,
     pub(crate) start: OnceLock<Instant>,
-    pub(crate) sent: AtomicU64,
-    pub(crate) halted: AtomicBool,
-    pub(crate) stopped_by: Mutex<Option<&'static str>>,
+    sent: AtomicU64,
+    halted: AtomicBool,
+    stopped_by: Mutex<Option<&'static str>>,
 }
 
 impl Limits {

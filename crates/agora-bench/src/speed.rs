@@ -50,15 +50,15 @@ use std::time::{Duration, Instant};
 /// protocol, not the bulk encryption.
 pub(crate) const SPEED_PRODUCT: &str = DEMO_KEY;
 /// Largest product the bench buys: it keeps each delivery in memory.
-pub(crate) const MAX_SPEED_PRODUCT_LEN: u64 = 64 * 1024;
+const MAX_SPEED_PRODUCT_LEN: u64 = 64 * 1024;
 /// Purchases per second one customer could make at most, to size the
 /// deposits: a purchase is three round trips and some twenty public-key
 /// operations, well over 100 µs on any machine. A customer whose deposit
 /// runs out anyway is refused "insufficient funds", an error of the report.
-pub(crate) const MAX_PURCHASES_PER_SEC_PER_CUSTOMER: u64 = 10_000;
+const MAX_PURCHASES_PER_SEC_PER_CUSTOMER: u64 = 10_000;
 /// Threads registering the customers (setup): the ledger's group commit
 /// batches their writes.
-pub(crate) const REGISTRARS: usize = 16;
+const REGISTRARS: usize = 16;
 
 /// How a SPEED scenario buys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +78,7 @@ impl SpeedMode {
     }
 }
 
-pub(crate) fn euro() -> anyhow::Result<Currency> {
+fn euro() -> anyhow::Result<Currency> {
     Ok(Currency::new("EUR")?)
 }
 
@@ -456,7 +456,7 @@ impl From<SpeedClientError> for OpError {
 /// decrypted with the receipt's K. `paying` is set to the order just
 /// before its PaymentOrder is sent (a purchase that fails after may still
 /// be paid).
-pub(crate) fn speed_purchase(
+fn speed_purchase(
     env: &SpeedEnv,
     mode: SpeedMode,
     speed: &SpeedClient,

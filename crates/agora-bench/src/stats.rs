@@ -24,7 +24,7 @@ pub(crate) fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
 }
 
-pub(crate) fn new_histogram() -> Histogram<u64> {
+fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("constant, valid histogram bounds")
 }
 
@@ -69,7 +69,7 @@ pub(crate) fn says_already_bound(why: &str) -> bool {
 /// The error kind of a node's refusal: its problem code, except that a
 /// refusal because the CPO is already bound (the expected loss of a bind
 /// race) is `already-bound`.
-pub(crate) fn node_error_kind(e: &ClientError) -> String {
+fn node_error_kind(e: &ClientError) -> String {
     match e {
         ClientError::Problem(p)
             if p.code == "refused" && p.detail.as_deref().is_some_and(says_already_bound) =>

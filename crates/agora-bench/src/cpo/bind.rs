@@ -27,7 +27,7 @@ use agora_cpo::Mode;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Instant;
 
-pub(crate) fn violations(counts: &[u32]) -> Vec<(usize, u32)> {
+fn violations(counts: &[u32]) -> Vec<(usize, u32)> {
     counts
         .iter()
         .enumerate()
@@ -72,10 +72,10 @@ impl Invariant {
 
 /// A bind's listing as it came, not yet opened: the bind opens and checks
 /// it when (and if) she makes her offer.
-pub(crate) type Listed = (Bind, Vec<u8>);
+type Listed = (Bind, Vec<u8>);
 
 /// The listing of `cpo`, on an event loop.
-pub(crate) async fn listing_async(
+async fn listing_async(
     session: &SellerSession,
     client: &AsyncNodeClient,
     cpo: [u8; 32],
@@ -91,7 +91,7 @@ pub(crate) async fn listing_async(
 
 /// The listings of a page of CPOs, on an event loop: per CPO, in the order
 /// asked, the bind of her listing with its offer, or the node's refusal.
-pub(crate) async fn listings_async(
+async fn listings_async(
     session: &SellerSession,
     client: &AsyncNodeClient,
     cpos: &[[u8; 32]],
@@ -113,7 +113,7 @@ pub(crate) async fn listings_async(
 /// Opens and checks a listing (of the CPO asked for, in this session),
 /// offers, and checks BOUND_CPO (signed by the server, answering this
 /// offer), on an event loop.
-pub(crate) async fn offer_async(
+async fn offer_async(
     session: &SellerSession,
     client: &AsyncNodeClient,
     (bind, sealed): Listed,

@@ -198,7 +198,7 @@ pub(crate) fn post_once(
 }
 
 /// Protocol 3 over the node: a browse session with K_p.
-pub(crate) fn open_session(
+fn open_session(
     env: &Env,
     client: &NodeClient,
     pam: &Party,
@@ -239,7 +239,7 @@ pub(crate) fn listing(
 }
 
 /// Opens a sealed listing and checks it is of `cpo`.
-pub(crate) fn open_listing_of(
+fn open_listing_of(
     session: &SellerSession,
     sealed: &[u8],
     cpo: [u8; 32],
@@ -289,7 +289,7 @@ pub(crate) fn refusal(why: String) -> OpError {
 }
 
 /// Posts `m` CPOs through the node, in parallel (setup, not measured).
-pub(crate) fn post_many(env: &Env, m: usize) -> anyhow::Result<(Vec<[u8; 32]>, Duration)> {
+fn post_many(env: &Env, m: usize) -> anyhow::Result<(Vec<[u8; 32]>, Duration)> {
     let posters = m.clamp(1, POSTERS);
     env.say(&format!(
         "setup: posting {m} CPOs through the node ({posters} buyers in parallel)..."
@@ -355,7 +355,7 @@ pub(crate) fn post_many(env: &Env, m: usize) -> anyhow::Result<(Vec<[u8; 32]>, D
 
 /// Opens a browse session for each of `n` fresh sellers, in parallel
 /// (setup, not measured); each keeps the client it opened it with.
-pub(crate) fn open_sessions(env: &Env, n: usize) -> anyhow::Result<(Vec<Seller>, Duration)> {
+fn open_sessions(env: &Env, n: usize) -> anyhow::Result<(Vec<Seller>, Duration)> {
     env.say(&format!(
         "setup: opening {n} browse sessions (protocol 3)..."
     ));
@@ -436,7 +436,7 @@ pub(crate) fn fresh_keys(rng: &mut impl Rng) -> Keys {
 }
 
 /// The report's name of the protocol step a CPO message starts.
-pub(crate) fn step_name(body: &[u8]) -> &'static str {
+fn step_name(body: &[u8]) -> &'static str {
     let tag = agora_core::wire::envelope::peek_tag(body)
         .or_else(|_| agora_cpo::session::peek(body).map(|(t, _)| t));
     match tag {

@@ -104,7 +104,8 @@ impl Op {
         )
     }
 
-    fn index(self) -> usize {
+    /// Its place in [`OPS`].
+    pub fn index(self) -> usize {
         self as usize
     }
 }
