@@ -1294,7 +1294,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 &format!(
                     "{name}'s browse session ended ({outcome}); K_p removed from the keystore"
                 ),
-                serde_json::json!({ "outcome": outcome }),
+                serde_json::json!({ "outcome": outcome.code() }),
             );
         }
     }

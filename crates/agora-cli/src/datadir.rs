@@ -175,8 +175,9 @@ pub fn init_quiet(ctx: &Ctx) -> anyhow::Result<agora_core::KeyId> {
         ks.insert_x25519(&crate::key::x_name(name), enc)?;
     }
     ctx.save_trust(&trust)?;
-    // Open the store once so that its schema exists.
-    ctx.open_store()?;
+    // Open the store once so that its schema exists (its secrets sealed
+    // under a key derived from the node key just made).
+    ctx.open_store(&ks)?;
     ctx.save_keystore(&ks)?;
     Ok(id)
 }

@@ -2,14 +2,15 @@
 //! state are kept.
 //!
 //! ```text
-//! <data-dir>/agora.db                   the store (by default: SQLite; `--store` names another)
-//! <data-dir>/keystore.toml              private keys, encrypted (Argon2id + ChaCha20-Poly1305)
-//! <data-dir>/trust.toml                 pinned well-known parties (agencies, arbiters, ...)
+//! <data-dir>/agora.db                   the store (by default: SQLite; `--store` names another), 0600,
+//!                                       its secrets sealed under the at-rest key ([`at_rest_key`])
+//! <data-dir>/keystore.toml              private keys, encrypted (Argon2id + ChaCha20-Poly1305), 0600
+//! <data-dir>/trust.toml                 pinned well-known parties (agencies, arbiters, ...), 0600
 //! <data-dir>/agencies/<name>/agency.pem the certificate of each agency run here
 //! <data-dir>/crls/<agency-key-id>.pem   the newest CRL of each agency known here
-//! <data-dir>/update.lock                held while a command changes the keystore or trust store
+//! <data-dir>/update.lock                held while a command changes the keystore or trust store, 0600
 //! <data-dir>/speed/catalogue.toml       the SPEED vendor's catalogue (its products' files beside it)
-//! <data-dir>/cpo-sessions/<name>.json   a seller's browse session (its K_p is in the keystore)
+//! <data-dir>/cpo-sessions/<name>.json   a seller's browse session (its K_p is in the keystore), 0600
 //! ```
 //!
 //! The names of what `agora up` makes in it (the roles' key pairs, the
@@ -24,8 +25,9 @@ use agora_node::speed::Product;
 use agora_pki::registry::{IssuedKind, IssuedRecord};
 use agora_pki::{Agency, IdentityParams, IssuedCert, Keystore, PartyRole, TrustStore};
 use agora_speed::strategy::PriceRule;
-use agora_store::{StoreUrl, Stores};
+use agora_store::{AtRestKey, StoreUrl, Stores};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use zeroize::Zeroizing;
 
 /// The names of the key pairs, agencies, products and accounts a node's
@@ -81,6 +83,31 @@ pub fn check_name(name: &str) -> Result<(), DataDirError> {
         )));
     }
     Ok(())
+}
+
+/// HKDF-SHA256 `info` of the store's at-rest key ([`at_rest_key`]): its
+/// purpose and version, so that the key is not the node key nor any other
+/// key derived from it.
+const AT_REST_KEY_INFO: &[u8] = b"agora/store/at-rest/v1";
+
+/// The key the store of the data directory whose keystore is `ks` seals its
+/// secrets under (agora_store::at_rest): HKDF-SHA256 of the seed of the
+/// node's own Ed25519 key ([`names::SELF_KEY`], made by `agora init`), no
+/// salt, info [`AT_REST_KEY_INFO`]. Derived, not stored: every data
+/// directory has it from its keystore alone, and whoever lacks the
+/// passphrase lacks it.
+pub fn at_rest_key(ks: &Keystore) -> Result<AtRestKey, DataDirError> {
+    let node = ks.ed25519(&ed_name(names::SELF_KEY)).ok_or_else(|| {
+        DataDirError::new(format!(
+            "the keystore holds no node key {:?} (made by `agora init`): \
+             the store's secrets are sealed under a key derived from it",
+            names::SELF_KEY
+        ))
+    })?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    agora_core::crypto::hkdf_sha256(&[], node.to_seed().as_ref(), AT_REST_KEY_INFO, &mut *key)
+        .map_err(|e| DataDirError::because("deriving the store's at-rest key", e))?;
+    Ok(AtRestKey::new(&agora_core::crypto::Secret::new(*key)))
 }
 
 /// Key pair `name` of the keystore (both halves), as a role's keys.
@@ -344,6 +371,9 @@ pub struct DataDir {
     passphrase: Box<dyn PassphraseSource>,
     /// The store's URL if not the directory's own SQLite file.
     store: Option<String>,
+    /// The store's at-rest key, once the keystore was opened (so that a
+    /// command that opened it does not pay Argon2id again for its store).
+    at_rest: OnceLock<AtRestKey>,
 }
 
 impl std::fmt::Debug for DataDir {
@@ -368,6 +398,7 @@ impl DataDir {
             dir,
             passphrase,
             store,
+            at_rest: OnceLock::new(),
         }
     }
 
@@ -458,7 +489,7 @@ impl DataDir {
         };
         let json = serde_json::to_vec_pretty(&f)
             .map_err(|e| DataDirError::because("encoding the session file", e))?;
-        write_file_atomic(&self.session_file(name), &json)
+        write_private_file_atomic(&self.session_file(name), &json)
     }
 
     /// Forgets seller `name`'s browse session (once it ended): K_p leaves
@@ -556,12 +587,16 @@ impl DataDir {
     pub fn lock_for_update(&self) -> Result<std::fs::File, DataDirError> {
         self.require_initialised()?;
         let path = self.dir.join("update.lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let f = opts
             .open(&path)
             .map_err(|e| DataDirError::because(format!("opening {}", path.display()), e))?;
+        // Mode 0600 whatever the umask, and for a file an older version
+        // made: others have no business holding (or reading) it.
+        restrict_to_owner(&f, &path)?;
         f.lock()
             .map_err(|e| DataDirError::because(format!("locking {}", path.display()), e))?;
         Ok(f)
@@ -571,12 +606,30 @@ impl DataDir {
     pub fn load_keystore(&self) -> Result<Keystore, DataDirError> {
         self.require_initialised()?;
         let pass = self.passphrase()?;
-        Keystore::load(&self.keystore_path(), pass.as_bytes()).map_err(|e| {
+        let ks = Keystore::load(&self.keystore_path(), pass.as_bytes()).map_err(|e| {
             DataDirError::because(
                 format!("opening keystore {}", self.keystore_path().display()),
                 e,
             )
-        })
+        })?;
+        if self.at_rest.get().is_none() {
+            if let Ok(key) = at_rest_key(&ks) {
+                let _ = self.at_rest.set(key);
+            }
+        }
+        Ok(ks)
+    }
+
+    /// The store's at-rest key ([`at_rest_key`]): from this directory's
+    /// keystore, opened (with the passphrase) unless a command opened it
+    /// before.
+    pub fn store_key(&self) -> Result<AtRestKey, DataDirError> {
+        if let Some(k) = self.at_rest.get() {
+            return Ok(k.clone());
+        }
+        let ks = self.load_keystore()?;
+        let key = at_rest_key(&ks)?;
+        Ok(self.at_rest.get_or_init(|| key).clone())
     }
 
     /// Writes the keystore, encrypted under the passphrase.
@@ -618,18 +671,50 @@ impl DataDir {
     }
 
     /// The store (migrated on open), on the backend [`Self::store_url`]
-    /// names.
+    /// names, its secrets sealed under [`Self::store_key`].
     pub fn store(&self) -> Result<Stores, DataDirError> {
         self.require_initialised()?;
-        self.open_store()
+        let key = self.store_key()?;
+        self.open_store_with(key)
     }
 
-    /// [`Self::store`] without the check that the directory is initialised
-    /// (for `agora init` itself).
-    pub fn open_store(&self) -> Result<Stores, DataDirError> {
-        let url = self.store_url()?;
-        Stores::open(&url).map_err(|e| DataDirError::because(format!("opening the store {url}"), e))
+    /// [`Self::store`] for the directory whose keystore is `ks`, not yet
+    /// saved (for `agora init` itself).
+    pub fn open_store(&self, ks: &Keystore) -> Result<Stores, DataDirError> {
+        let key = at_rest_key(ks)?;
+        // Remembered for this command's later stores, unless one is already.
+        let _ = self.at_rest.set(key.clone());
+        self.open_store_with(key)
     }
+
+    fn open_store_with(&self, key: AtRestKey) -> Result<Stores, DataDirError> {
+        let url = self.store_url()?;
+        Stores::open(&url, key)
+            .map_err(|e| DataDirError::because(format!("opening the store {url}"), e))
+    }
+}
+
+/// Restricts the open file `f` (at `path`) to mode 0600 unless it is.
+#[cfg(unix)]
+fn restrict_to_owner(f: &std::fs::File, path: &Path) -> Result<(), DataDirError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = f
+        .metadata()
+        .map_err(|e| DataDirError::because(format!("reading {}", path.display()), e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| {
+                DataDirError::because(format!("restricting {} to mode 0600", path.display()), e)
+            })?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_f: &std::fs::File, _path: &Path) -> Result<(), DataDirError> {
+    Ok(())
 }
 
 /// The file at `path`, refused if it is longer than `limit` bytes (read no
@@ -664,6 +749,40 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataDirError> 
         .map_err(|e| DataDirError::because(format!("writing {}", path.display()), e))
 }
 
+/// [`write_file_atomic`] for a file only its owner may read: mode 0600
+/// whatever the umask, from before its first byte is written (a seller's
+/// session file; the keystore and the trust store are written so by
+/// agora-pki).
+pub fn write_private_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataDirError> {
+    use std::io::Write;
+    let writing = |e| DataDirError::because(format!("writing {}", path.display()), e);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(writing)?;
+    }
+    // A name of its own per writer, as write_file_atomic's.
+    let tmp = path.with_extension(format!(
+        "tmp.{}.{}",
+        std::process::id(),
+        hex::encode(agora_core::crypto::random_bytes::<8>(
+            &mut agora_core::crypto::os_rng()
+        ))
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp).map_err(writing)?;
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(writing(e));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -684,11 +803,22 @@ mod tests {
         assert!(d.store().is_err());
     }
 
+    /// A keystore with a node key, as `agora init` makes it.
+    fn node_keystore() -> Keystore {
+        let mut ks = Keystore::new();
+        ks.insert_ed25519(
+            &ed_name(names::SELF_KEY),
+            SigningKey::generate(&mut agora_core::crypto::os_rng()),
+        )
+        .expect("insert");
+        ks
+    }
+
     #[test]
     fn the_keystore_and_trust_round_trip_and_the_store_opens() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let d = DataDir::new(tmp.path().to_owned(), Box::new(Fixed("pass")), None);
-        d.save_keystore(&Keystore::new()).expect("save");
+        d.save_keystore(&node_keystore()).expect("save");
         d.save_trust(&TrustStore::new()).expect("trust");
         assert!(d.load_keystore().is_ok());
         assert!(d.load_trust().is_ok());
@@ -750,5 +880,104 @@ mod tests {
         d.forget_session(&mut ks, "pam").expect("forget");
         assert!(d.seller_session(&ks, &trust, "pam").is_err());
         assert!(!tmp.path().join("cpo-sessions/pam.json").exists());
+    }
+
+    #[test]
+    fn the_store_is_sealed_under_a_key_from_the_keystore_and_refused_under_another() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let d = DataDir::new(tmp.path().to_owned(), Box::new(Fixed("pass")), None);
+        let e = d.open_store(&Keystore::new()).expect_err("no node key");
+        assert!(e.to_string().contains("no node key"), "{e}");
+        let ks = node_keystore();
+        // `agora init`: the store first, then the keystore saved.
+        d.open_store(&ks).expect("init opens it");
+        d.save_keystore(&ks).expect("save");
+        // Another command: the key comes from the keystore on disk.
+        let later = DataDir::new(tmp.path().to_owned(), Box::new(Fixed("pass")), None);
+        let store = later.store().expect("opens under the keystore's key");
+        let url = later.store_url().expect("url");
+        assert!(Stores::open(&url, at_rest_key(&ks).expect("key")).is_ok());
+        // Another data directory's keystore: another key, refused.
+        let e = Stores::open(&url, at_rest_key(&node_keystore()).expect("key"))
+            .expect_err("another node's key");
+        assert!(
+            e.to_string().contains("sealed under another at-rest key"),
+            "{e}"
+        );
+        // The key is not the node key itself: the HKDF of its seed.
+        let seed = ks
+            .ed25519(&ed_name(names::SELF_KEY))
+            .expect("node key")
+            .to_seed();
+        assert!(Stores::open(
+            &url,
+            AtRestKey::new(&agora_core::crypto::Secret::new(*seed))
+        )
+        .is_err());
+        drop(store);
+    }
+
+    /// The env var that makes [`umask_child`] work in its directory.
+    #[cfg(unix)]
+    const UMASK_DIR_ENV: &str = "AGORA_CLIENT_UMASK_TEST_DIR";
+
+    /// The child of [`the_lock_file_trust_store_and_session_file_are_0600_under_umask_022`]:
+    /// this test binary run again by a shell under umask 022 (the umask is
+    /// the process's: setting it here would change it for the tests
+    /// running beside). Without the variable it returns at once.
+    #[cfg(unix)]
+    #[test]
+    fn umask_child() {
+        let Ok(dir) = std::env::var(UMASK_DIR_ENV) else {
+            return;
+        };
+        let d = DataDir::new(PathBuf::from(dir), Box::new(Fixed("pass")), None);
+        d.save_keystore(&node_keystore()).expect("save");
+        d.save_trust(&TrustStore::new()).expect("trust");
+        drop(d.lock_for_update().expect("lock"));
+        write_private_file_atomic(&d.session_file("pam"), b"{}").expect("session file");
+        drop(d.store().expect("store"));
+        println!("UMASK CHILD WROTE");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_lock_file_trust_store_and_session_file_are_0600_under_umask_022() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // A lock file as an older version made it.
+        let lock = tmp.path().join("update.lock");
+        std::fs::write(&lock, b"").expect("lock file");
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask 022 && exec \"$0\" \"$@\"")
+            .arg(std::env::current_exe().expect("exe"))
+            .args([
+                "--exact",
+                "datadir::tests::umask_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(UMASK_DIR_ENV, tmp.path())
+            .output()
+            .expect("run the child");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("UMASK CHILD WROTE"), "the child ran: {text}");
+        for name in [
+            "update.lock",
+            "trust.toml",
+            "keystore.toml",
+            "cpo-sessions/pam.json",
+            "agora.db",
+        ] {
+            let mode = std::fs::metadata(tmp.path().join(name))
+                .expect(name)
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name} is {:o}", mode & 0o777);
+        }
     }
 }

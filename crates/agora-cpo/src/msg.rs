@@ -408,8 +408,9 @@ impl Message for BrowseResponse {
 }
 
 /// Protocol 3, step 4: `X_3 = U_3, hash(X_2), T, K_p`, server to Pam. It
-/// carries the secret K_p: it only ever travels sealed to Pam.
-#[derive(Clone, PartialEq, Eq)]
+/// carries the secret K_p: it only ever travels sealed to Pam, and compares
+/// in constant time over K_p.
+#[derive(Clone)]
 pub struct BrowseGrant {
     /// hash(X_2).
     pub x2_hash: [u8; 32],
@@ -435,6 +436,24 @@ impl Drop for BrowseGrant {
         zeroize::Zeroize::zeroize(&mut self.k_p);
     }
 }
+
+impl subtle::ConstantTimeEq for BrowseGrant {
+    /// K_p in constant time; then the public fields.
+    fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        let public =
+            self.x2_hash == other.x2_hash && self.from == other.from && self.until == other.until;
+        self.k_p[..].ct_eq(&other.k_p[..]) & subtle::Choice::from(u8::from(public))
+    }
+}
+
+impl PartialEq for BrowseGrant {
+    /// [`subtle::ConstantTimeEq::ct_eq`].
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(self, other))
+    }
+}
+
+impl Eq for BrowseGrant {}
 
 impl Message for BrowseGrant {
     const TAG: Tag = tags::CPO_BROWSE_GRANT;

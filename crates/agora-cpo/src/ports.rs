@@ -84,8 +84,11 @@ pub enum TakeDownOutcome {
     NotPosted,
 }
 
-/// A browse session (protocol 3) as the server keeps it.
-#[derive(Clone, PartialEq, Eq)]
+/// A browse session (protocol 3) as the server keeps it. Compared in
+/// constant time over its id and K_p ([`subtle::ConstantTimeEq`]; `==` is
+/// the same comparison): how long a comparison takes says nothing of where
+/// two sessions' secrets differ.
+#[derive(Clone)]
 pub struct Session {
     /// The session id (SHA-256 of a label and K_p).
     pub id: [u8; 32],
@@ -125,6 +128,32 @@ impl Drop for Session {
     }
 }
 
+impl subtle::ConstantTimeEq for Session {
+    /// The id and K_p in constant time, without stopping at the first
+    /// difference; then the public fields.
+    fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        let public = self.seller == other.seller
+            && self.bond == other.bond
+            && self.bond_serial == other.bond_serial
+            && self.agency == other.agency
+            && self.from == other.from
+            && self.until == other.until
+            && self.ended_at == other.ended_at;
+        self.id[..].ct_eq(&other.id[..])
+            & self.k_p[..].ct_eq(&other.k_p[..])
+            & subtle::Choice::from(u8::from(public))
+    }
+}
+
+impl PartialEq for Session {
+    /// [`subtle::ConstantTimeEq::ct_eq`].
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(self, other))
+    }
+}
+
+impl Eq for Session {}
+
 /// The result of ending a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndOutcome {
@@ -134,6 +163,46 @@ pub enum EndOutcome {
     AlreadyEnded,
     /// No such session.
     Unknown,
+}
+
+impl EndOutcome {
+    /// Every outcome, in the order of [`EndOutcome::code`]'s table.
+    pub const ALL: [EndOutcome; 3] = [
+        EndOutcome::Ended,
+        EndOutcome::AlreadyEnded,
+        EndOutcome::Unknown,
+    ];
+
+    /// The outcome's stable code: the server's answer to CPO_BROWSE_END
+    /// (a CBOR text string), what the seller's client reads back and what
+    /// `agora cpo end-session` prints. Part of the protocol: never changed,
+    /// only added to.
+    ///
+    /// | outcome | code |
+    /// |---|---|
+    /// | [`EndOutcome::Ended`] | `ended` |
+    /// | [`EndOutcome::AlreadyEnded`] | `already-ended` |
+    /// | [`EndOutcome::Unknown`] | `unknown-session` |
+    pub fn code(self) -> &'static str {
+        match self {
+            EndOutcome::Ended => "ended",
+            EndOutcome::AlreadyEnded => "already-ended",
+            EndOutcome::Unknown => "unknown-session",
+        }
+    }
+
+    /// The outcome of `code` ([`EndOutcome::code`]), or `None` for a code
+    /// this version does not know.
+    pub fn from_code(code: &str) -> Option<EndOutcome> {
+        EndOutcome::ALL.into_iter().find(|o| o.code() == code)
+    }
+}
+
+impl std::fmt::Display for EndOutcome {
+    /// [`EndOutcome::code`].
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
 }
 
 /// The browse sessions of a server.
@@ -1136,5 +1205,60 @@ mod tests {
     #[test]
     fn memory_sessions_pass_the_conformance_suite() {
         super::conformance::sessions_suite(super::MemorySessions::new);
+    }
+
+    #[test]
+    fn end_outcomes_have_stable_kebab_case_codes() {
+        use super::EndOutcome;
+        // The wire answer to CPO_BROWSE_END: fixed, whatever Debug prints.
+        assert_eq!(
+            EndOutcome::ALL.map(EndOutcome::code),
+            ["ended", "already-ended", "unknown-session"]
+        );
+        for o in EndOutcome::ALL {
+            assert_eq!(EndOutcome::from_code(o.code()), Some(o));
+            assert_eq!(o.to_string(), o.code());
+            assert!(o
+                .code()
+                .split('-')
+                .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())));
+            assert_ne!(o.code(), format!("{o:?}"), "not the Debug name");
+        }
+        for unknown in ["", "Ended", "AlreadyEnded", "Unknown", "ENDED", "ended "] {
+            assert_eq!(EndOutcome::from_code(unknown), None, "{unknown:?}");
+        }
+    }
+
+    #[test]
+    fn sessions_and_grants_compare_in_constant_time_over_their_secrets() {
+        use subtle::ConstantTimeEq;
+        let a = super::conformance::session(1, 1);
+        let same = |s: &super::Session, t: &super::Session| {
+            let ct = bool::from(s.ct_eq(t));
+            assert_eq!(ct, s == t, "== is ct_eq");
+            ct
+        };
+        assert!(same(&a, &a.clone()));
+        let mut b = a.clone();
+        b.k_p[31] ^= 1;
+        assert!(!same(&a, &b), "K_p differs");
+        let mut b = a.clone();
+        b.id[0] ^= 1;
+        assert!(!same(&a, &b), "the id differs");
+        let mut b = a.clone();
+        b.ended_at = Some(agora_core::Timestamp(150));
+        assert!(!same(&a, &b), "a public field differs");
+
+        let grant = crate::msg::BrowseGrant {
+            x2_hash: [1; 32],
+            from: agora_core::Timestamp(1),
+            until: agora_core::Timestamp(2),
+            k_p: [9; 32],
+        };
+        assert!(bool::from(grant.ct_eq(&grant.clone())));
+        let mut other = grant.clone();
+        other.k_p[0] ^= 1;
+        assert!(!bool::from(grant.ct_eq(&other)));
+        assert_ne!(grant, other);
     }
 }

@@ -391,7 +391,8 @@ pub(crate) fn read_limited(path: &Path, limit: usize) -> Result<String, Error> {
 
 /// Write `bytes` to `path` via a temporary file in the same directory and a
 /// rename, so a crash leaves the old file or the new one. `private`: mode
-/// 0600 on Unix.
+/// 0600 on Unix whatever the umask (the temporary file is made so before a
+/// byte is written, so the file never exists with a looser mode).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), Error> {
     use std::io::Write;
     let io = |e: std::io::Error| Error::Storage(format!("{}: {e}", path.display()));
@@ -405,9 +406,17 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
+    let mut f = opts.open(&tmp).map_err(io)?;
+    // A temporary file left by a crash keeps its mode when opened again:
+    // set it.
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+    }
     #[cfg(not(unix))]
     let _ = private;
-    let mut f = opts.open(&tmp).map_err(io)?;
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     drop(f);

@@ -263,8 +263,10 @@ impl TrustStore {
         TrustStore::from_toml_str(&text)
     }
 
-    /// Write a trust store file (atomically: temporary file, then rename).
+    /// Write a trust store file (atomically: temporary file, then rename),
+    /// mode 0600 on Unix whatever the umask: whoever can change it chooses
+    /// whom this party trusts, and it says whom she deals with.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        crate::keystore::write_atomic(path, self.to_toml_string()?.as_bytes(), false)
+        crate::keystore::write_atomic(path, self.to_toml_string()?.as_bytes(), true)
     }
 }

@@ -103,3 +103,71 @@ fn trust_store_refuses_inconsistent_entries() {
         .add_ca("Not a CA", PartyRole::Agency, &ident.der)
         .is_err());
 }
+
+/// The env var that makes [`umask_child`] write into its directory.
+#[cfg(unix)]
+const UMASK_DIR_ENV: &str = "AGORA_PKI_UMASK_TEST_DIR";
+
+/// The child of [`trust_store_and_keystore_are_written_0600_under_umask_022`]:
+/// this binary run again by a shell under umask 022 (a process's umask is
+/// its own: setting it here would change it for the tests running beside),
+/// writing a trust store and a keystore into `$UMASK_DIR_ENV`, twice (a
+/// new file, then one replaced). Without the variable it returns at once.
+#[cfg(unix)]
+#[test]
+fn umask_child() {
+    let Ok(dir) = std::env::var(UMASK_DIR_ENV) else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let mut w = World::new(5, NOW);
+    let (ts, _) = store(&mut w);
+    for _ in 0..2 {
+        ts.save(&dir.join("trust.toml")).unwrap();
+        agora_pki::Keystore::new()
+            .save(
+                &dir.join("keystore.toml"),
+                b"pass",
+                agora_pki::ARGON2_PARAMS_FOR_TESTING_ONLY,
+                &mut w.rng,
+            )
+            .unwrap();
+    }
+    println!("UMASK CHILD WROTE");
+}
+
+#[cfg(unix)]
+#[test]
+fn trust_store_and_keystore_are_written_0600_under_umask_022() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // Files of the kind an older version left: 0644.
+    for name in ["trust.toml", "trust.toml.tmp"] {
+        std::fs::write(dir.path().join(name), b"old").unwrap();
+        std::fs::set_permissions(
+            dir.path().join(name),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "umask_child", "--nocapture", "--test-threads=1"])
+        .env(UMASK_DIR_ENV, dir.path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("UMASK CHILD WROTE"), "the child ran: {text}");
+    for name in ["trust.toml", "keystore.toml"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} is {:o}", mode & 0o777);
+    }
+    assert!(TrustStore::load(&dir.path().join("trust.toml")).is_ok());
+}

@@ -190,7 +190,7 @@ impl World {
     /// costs), with [`World::case`].
     fn sqlite_case(&mut self, sellers: usize) -> Case {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let store = SqliteStore::open_dir(dir.path()).unwrap();
+        let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
         let mut case = self.case(sellers, Arc::new(store.cpo()));
         case.store = Some(store);
         case._dir = Some(dir);
@@ -638,3 +638,8 @@ fn report(_: &mut Criterion) {
 
 criterion_group!(benches, bind, report);
 criterion_main!(benches);
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
+}

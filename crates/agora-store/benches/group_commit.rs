@@ -33,7 +33,7 @@ fn group_commit(c: &mut Criterion) {
     for writers in [1i64, 16, 64] {
         let dir = db_dir();
         let store =
-            SqliteStore::open(&dir.path().join("agora.db"), StoreConfig::default()).unwrap();
+            SqliteStore::open(&dir.path().join("agora.db"), StoreConfig::default(), key()).unwrap();
         store
             .writer()
             .execute(|c| {
@@ -114,3 +114,8 @@ fn group_commit(c: &mut Criterion) {
 
 criterion_group!(benches, group_commit);
 criterion_main!(benches);
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
+}

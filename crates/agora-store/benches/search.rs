@@ -442,7 +442,7 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_owned());
     let t = Instant::now();
-    let store = SqliteStore::open_dir(&dir).unwrap();
+    let store = SqliteStore::open_dir(&dir, key()).unwrap();
     let board = store.board();
     let opened = t.elapsed();
     let t = Instant::now();
@@ -585,4 +585,9 @@ fn main() {
         }
     }
     println!("{checked} answers checked against MemoryBoard");
+}
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
 }

@@ -1,6 +1,7 @@
 //! SQLite plumbing: opening and configuring connections, schema migrations,
 //! and the pool of read connections.
 
+use crate::at_rest::{self, AtRestKey};
 use agora_core::Error;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
@@ -28,7 +29,13 @@ pub(crate) fn storage(e: rusqlite::Error) -> Error {
 ///   payment is sent only after its commit (ARCHITECTURE 1);
 /// - `busy_timeout`: wait (bounded) for another process's write lock;
 /// - `foreign_keys=ON`: SQLite's default is off.
+///
+/// The database file is created mode 0600 whatever the umask, and an
+/// existing one (or its `-wal` or `-shm` file) readable by others is
+/// restricted to 0600 ([`restrict_files`]): besides the sealed secrets, it
+/// holds the books and the evidence.
 pub fn open_connection(path: &Path, busy_timeout_ms: u64) -> Result<Connection, Error> {
+    create_private(path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -49,7 +56,93 @@ pub fn open_connection(path: &Path, busy_timeout_ms: u64) -> Result<Connection, 
         .map_err(storage)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(storage)?;
+    // SQLite made the -wal and -shm files (if it did) with the database
+    // file's mode; files left by an older version may be looser.
+    restrict_files(path)?;
     Ok(conn)
+}
+
+/// The files SQLite keeps beside the database `path` in WAL mode.
+pub fn wal_files(path: &Path) -> [std::path::PathBuf; 2] {
+    ["-wal", "-shm"].map(|suffix| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    })
+}
+
+/// Creates the database file `path`, empty, mode 0600 (before SQLite
+/// creates it with 0644 less the umask), or restricts it to 0600 if it
+/// exists and others may read it.
+///
+/// An existing file is never opened here, only stat'ed and chmod'ed by
+/// path: closing a descriptor of a database file drops every POSIX lock
+/// this process holds on it, those of its open SQLite connections
+/// included, and another process could then write beside them and corrupt
+/// the file (sqlite.org/howtocorrupt.html, 2.2). A file created here is
+/// new: no connection of this process has it open.
+#[cfg(unix)]
+fn create_private(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !path.exists() {
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(f) => drop(f),
+            // Made meanwhile by another process: restricted below.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(Error::Storage(format!(
+                    "cannot create {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
+    restrict(path)
+}
+
+#[cfg(not(unix))]
+fn create_private(_path: &Path) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Restricts the database `path` and its `-wal` and `-shm` files, those
+/// that exist, to mode 0600 if group or others have any access (by path:
+/// no descriptor of them is opened, see [`create_private`]).
+pub fn restrict_files(path: &Path) -> Result<(), Error> {
+    restrict(path)?;
+    for f in wal_files(path) {
+        restrict(&f)?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Storage(format!("{}: {e}", path.display()))),
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+            Error::Storage(format!(
+                "cannot restrict {} to mode 0600: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict(_path: &Path) -> Result<(), Error> {
+    Ok(())
 }
 
 /// One schema change. Versions start at 1 and increase by one; the database
@@ -62,7 +155,18 @@ pub struct Migration {
     pub name: &'static str,
     /// The SQL, run as one batch inside the migration's transaction.
     pub sql: &'static str,
+    /// What SQL cannot do, run after `sql` in the same transaction (sealing
+    /// the secrets of existing rows under the at-rest key).
+    pub then: Option<MigrationStep>,
 }
+
+/// The Rust part of a [`Migration`]: it gets the migration's transaction
+/// and the store's at-rest key.
+pub type MigrationStep = fn(&Connection, &AtRestKey) -> Result<(), Error>;
+
+/// The schema version from which the secret columns are sealed at rest
+/// (migration 11).
+pub(crate) const SEALED_SINCE: u32 = 11;
 
 /// agora's migrations, in order. Append only: a released migration is never
 /// edited, a change is a new migration.
@@ -97,6 +201,7 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE TRIGGER evidence_archive_no_delete BEFORE DELETE ON evidence_archive
         BEGIN SELECT RAISE(ABORT, 'evidence archive is append-only'); END;
     "#,
+        then: None,
     },
     Migration {
         version: 2,
@@ -128,6 +233,7 @@ pub const MIGRATIONS: &[Migration] = &[
             last   INTEGER NOT NULL CHECK (last >= 1)
         );
     "#,
+        then: None,
     },
     Migration {
         version: 3,
@@ -154,6 +260,7 @@ pub const MIGRATIONS: &[Migration] = &[
         );
         CREATE INDEX cpo_board_end_at ON cpo_board (end_at);
     "#,
+        then: None,
     },
     Migration {
         version: 4,
@@ -189,6 +296,7 @@ pub const MIGRATIONS: &[Migration] = &[
         );
         CREATE INDEX cpo_session_seller ON cpo_session (seller);
     "#,
+        then: None,
     },
     Migration {
         version: 5,
@@ -217,6 +325,7 @@ pub const MIGRATIONS: &[Migration] = &[
             at INTEGER NOT NULL
         );
     "#,
+        then: None,
     },
     Migration {
         version: 6,
@@ -334,6 +443,7 @@ pub const MIGRATIONS: &[Migration] = &[
                 NEW.mode, lower(NEW.goods), lower(NEW.terms));
         END;
     "#,
+        then: None,
     },
     Migration {
         version: 7,
@@ -438,6 +548,7 @@ pub const MIGRATIONS: &[Migration] = &[
         WHEN EXISTS (SELECT 1 FROM speed_payment WHERE id = NEW.id)
         BEGIN SELECT RAISE(ABORT, 'the payment order is paid'); END;
     "#,
+        then: None,
     },
     Migration {
         version: 8,
@@ -459,6 +570,7 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE TRIGGER speed_handshake_no_delete BEFORE DELETE ON speed_handshake
         BEGIN SELECT RAISE(ABORT, 'the handshake register is append-only'); END;
     "#,
+        then: None,
     },
     Migration {
         version: 9,
@@ -468,6 +580,7 @@ pub const MIGRATIONS: &[Migration] = &[
         -- sales, whose receipts it asks the broker for), newest first.
         CREATE INDEX speed_handshake_by_time ON speed_handshake (vendor, at DESC, nid DESC);
     "#,
+        then: None,
     },
     Migration {
         version: 10,
@@ -521,8 +634,164 @@ pub const MIGRATIONS: &[Migration] = &[
         SELECT p.id, b.seller, b.bound_at, b.bound_cpo
         FROM cpo_bound b JOIN cpo_posting p ON p.seq = b.seq;
     "#,
+        then: None,
+    },
+    Migration {
+        version: 11,
+        name: "secrets sealed at rest",
+        sql: r#"
+        -- Until now K_p (cpo_session.k_p), the product keys
+        -- (speed_payment.k), the bills that carry RecKey
+        -- (speed_payment.bill) and the held card debits (speed_hold.state)
+        -- were stored in the clear. From now on each is sealed under the
+        -- store's at-rest key (crate::at_rest: nonce || ChaCha20-Poly1305,
+        -- bound to its table, column and row). The tables are made anew
+        -- with the sealed columns' sizes; the Rust step of this migration
+        -- (seal_existing_secrets) seals the rows already there into them,
+        -- then puts them in the old tables' place, in this transaction.
+
+        -- The at-rest key's check: a known value sealed under it, so that a
+        -- store opened with another key is refused at open.
+        CREATE TABLE store_at_rest (
+            one       INTEGER PRIMARY KEY CHECK (one = 1),
+            key_check BLOB    NOT NULL
+        ) STRICT;
+
+        -- As in migration 4, but k_p is sealed: 12 + 32 + 16 bytes.
+        CREATE TABLE cpo_session_sealed (
+            id          BLOB    NOT NULL PRIMARY KEY CHECK (length(id) = 32),
+            k_p         BLOB    NOT NULL CHECK (length(k_p) = 60),
+            seller      BLOB    NOT NULL CHECK (length(seller) = 32),
+            bond        BLOB    NOT NULL,
+            bond_serial BLOB    NOT NULL,
+            agency      BLOB    NOT NULL CHECK (length(agency) = 32),
+            from_at     INTEGER NOT NULL,
+            until_at    INTEGER NOT NULL,
+            ended_at    INTEGER NULL
+        );
+
+        -- As in migration 7, but k (12 + 32 + 16 bytes) and bill (12 + the
+        -- bill + 16) are sealed.
+        CREATE TABLE speed_payment_sealed (
+            id          BLOB    NOT NULL PRIMARY KEY CHECK (length(id) = 48),
+            payer       TEXT    NOT NULL REFERENCES speed_account (number),
+            vendor      TEXT    NOT NULL REFERENCES speed_account (number),
+            price_cents INTEGER NOT NULL CHECK (price_cents > 0),
+            currency    TEXT    NOT NULL CHECK (length(currency) = 3),
+            mode        TEXT    NOT NULL CHECK (mode IN ('account', 'purse')),
+            card        BLOB    CHECK (card IS NULL OR length(card) = 16),
+            customer    BLOB    NOT NULL CHECK (length(customer) = 32),
+            bill        BLOB    NOT NULL CHECK (length(bill) >= 28),
+            receipt     BLOB    NOT NULL,
+            k           BLOB    NOT NULL CHECK (length(k) = 60),
+            paid_at     INTEGER NOT NULL CHECK (paid_at >= 0),
+            entry       INTEGER NOT NULL UNIQUE REFERENCES speed_journal (seq),
+            CHECK ((mode = 'purse') = (card IS NOT NULL))
+        ) STRICT;
+
+        -- As in migration 7, but the state is sealed (16 KiB + 28 bytes).
+        CREATE TABLE speed_hold_sealed (
+            id      BLOB    NOT NULL PRIMARY KEY CHECK (length(id) = 48),
+            state   BLOB    NOT NULL CHECK (length(state) BETWEEN 28 AND 16412),
+            held_at INTEGER NOT NULL CHECK (held_at >= 0)
+        ) STRICT;
+    "#,
+        then: Some(seal_existing_secrets),
     },
 ];
+
+/// The end of migration 11, once the rows are sealed into the new tables:
+/// they take the old tables' place, with the old indexes and triggers.
+/// Dropping a table drops its indexes and triggers, and fires none
+/// (speed_payment's refusal of DELETE included); `speed_hold_not_paid`,
+/// which reads speed_payment, goes with speed_hold, before speed_payment.
+const SWAP_SEALED_TABLES: &str = r#"
+    DROP TABLE speed_hold;
+    DROP TABLE speed_payment;
+    DROP TABLE cpo_session;
+    ALTER TABLE cpo_session_sealed RENAME TO cpo_session;
+    ALTER TABLE speed_payment_sealed RENAME TO speed_payment;
+    ALTER TABLE speed_hold_sealed RENAME TO speed_hold;
+
+    CREATE INDEX cpo_session_seller ON cpo_session (seller);
+
+    CREATE INDEX speed_payment_vendor ON speed_payment (vendor, paid_at, id);
+    CREATE TRIGGER speed_payment_no_update BEFORE UPDATE ON speed_payment
+    BEGIN SELECT RAISE(ABORT, 'the payment register is append-only'); END;
+    CREATE TRIGGER speed_payment_no_delete BEFORE DELETE ON speed_payment
+    BEGIN SELECT RAISE(ABORT, 'the payment register is append-only'); END;
+
+    CREATE TRIGGER speed_hold_not_paid BEFORE INSERT ON speed_hold
+    WHEN EXISTS (SELECT 1 FROM speed_payment WHERE id = NEW.id)
+    BEGIN SELECT RAISE(ABORT, 'the payment order is paid'); END;
+"#;
+
+/// A row read by migration 11: its primary key and its secrets in the
+/// clear (wiped on drop).
+struct PlainRow {
+    id: Vec<u8>,
+    secrets: Vec<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+/// The rows `select` reads: the primary key first, then secret columns.
+fn plain_rows(conn: &Connection, select: &str) -> Result<Vec<PlainRow>, Error> {
+    let mut st = conn.prepare(select).map_err(storage)?;
+    let n = st.column_count();
+    let rows = st
+        .query_map([], |r| {
+            Ok(PlainRow {
+                id: r.get(0)?,
+                secrets: (1..n)
+                    .map(|i| r.get::<_, Vec<u8>>(i).map(zeroize::Zeroizing::new))
+                    .collect::<rusqlite::Result<_>>()?,
+            })
+        })
+        .map_err(storage)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(storage);
+    rows
+}
+
+/// Migration 11's Rust step: records the key check of `key`, seals the
+/// secrets of the rows already stored (in the clear, by versions before
+/// it) into the new tables, each bound to its row's primary key, and swaps
+/// the tables. One transaction: a failure leaves the database at version
+/// 10, its rows as they were.
+fn seal_existing_secrets(conn: &Connection, key: &AtRestKey) -> Result<(), Error> {
+    use at_rest::{HOLD_STATE, PAYMENT_BILL, PAYMENT_K, SESSION_K_P};
+    at_rest::write_key_check(conn, key)?;
+    for r in plain_rows(conn, "SELECT id, k_p FROM cpo_session")? {
+        let k_p = key.seal(SESSION_K_P, &r.id, &r.secrets[0]);
+        conn.execute(
+            "INSERT INTO cpo_session_sealed
+             SELECT id, ?2, seller, bond, bond_serial, agency, from_at, until_at, ended_at
+             FROM cpo_session WHERE id = ?1",
+            rusqlite::params![r.id, k_p],
+        )
+        .map_err(storage)?;
+    }
+    for r in plain_rows(conn, "SELECT id, k, bill FROM speed_payment")? {
+        let k = key.seal(PAYMENT_K, &r.id, &r.secrets[0]);
+        let bill = key.seal(PAYMENT_BILL, &r.id, &r.secrets[1]);
+        conn.execute(
+            "INSERT INTO speed_payment_sealed
+             SELECT id, payer, vendor, price_cents, currency, mode, card, customer, ?2,
+                 receipt, ?3, paid_at, entry
+             FROM speed_payment WHERE id = ?1",
+            rusqlite::params![r.id, bill, k],
+        )
+        .map_err(storage)?;
+    }
+    for r in plain_rows(conn, "SELECT id, state FROM speed_hold")? {
+        let state = key.seal(HOLD_STATE, &r.id, &r.secrets[0]);
+        conn.execute(
+            "INSERT INTO speed_hold_sealed SELECT id, ?2, held_at FROM speed_hold WHERE id = ?1",
+            rusqlite::params![r.id, state],
+        )
+        .map_err(storage)?;
+    }
+    conn.execute_batch(SWAP_SEALED_TABLES).map_err(storage)
+}
 
 /// The schema version recorded in the database (0 for a new one).
 pub fn schema_version(conn: &Connection) -> Result<u32, Error> {
@@ -535,7 +804,11 @@ pub fn schema_version(conn: &Connection) -> Result<u32, Error> {
 /// processes opening the same new file do not both migrate). Refuses a
 /// database whose version is newer than the code: running old code on it
 /// could misread data. Returns the resulting version.
-pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<u32, Error> {
+pub fn migrate(
+    conn: &mut Connection,
+    migrations: &[Migration],
+    key: &AtRestKey,
+) -> Result<u32, Error> {
     for (i, m) in migrations.iter().enumerate() {
         if usize::try_from(m.version).ok() != Some(i + 1) {
             return Err(Error::ApiMisuse("migrations must be numbered 1, 2, 3, ..."));
@@ -556,9 +829,12 @@ pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<u32, E
         if schema_version(&tx)? >= m.version {
             continue; // another process applied it meanwhile
         }
-        tx.execute_batch(m.sql).map_err(|e| {
-            Error::Storage(format!("migration {} ({}) failed: {e}", m.version, m.name))
-        })?;
+        let failed =
+            |e: String| Error::Storage(format!("migration {} ({}) failed: {e}", m.version, m.name));
+        tx.execute_batch(m.sql).map_err(|e| failed(e.to_string()))?;
+        if let Some(step) = m.then {
+            step(&tx, key).map_err(|e| failed(e.to_string()))?;
+        }
         // user_version lives in the file header and is part of the transaction.
         tx.pragma_update(None, "user_version", m.version)
             .map_err(storage)?;

@@ -16,10 +16,15 @@
 //! Balances are computed in Rust with [`checked_balances`] (the same
 //! function the in-memory twin uses) and written as values: SQLite's own
 //! integer arithmetic would turn an overflow into a REAL.
+//!
+//! The secrets the broker keeps are sealed under the store's at-rest key,
+//! each bound to its PaymentOrderID ([`crate::at_rest`]): a payment's
+//! product key K and its bill (which carries RecKey, the key of the
+//! receipt that carries K), and a held card debit's whole state.
 
+use crate::at_rest::{AtRestKey, HOLD_STATE, PAYMENT_BILL, PAYMENT_K};
 use crate::db::storage;
 use crate::SqliteStore;
-use agora_core::crypto::Secret;
 use agora_core::{Currency, Error, KeyId, Money, Timestamp};
 use agora_speed::ids::{AccountNumber, CardId, PaymentOrderId};
 use agora_speed::ledger::{
@@ -31,9 +36,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// The ledger port on a [`SqliteStore`].
 ///
-/// The payment register keeps each product key K in the clear (see
-/// [`PaymentRecord::key`]): protect the database file like the broker's
-/// keys.
+/// The payment register keeps each product key K (see
+/// [`PaymentRecord::key`]) and each bill sealed under the at-rest key, and
+/// so are the held card debits.
 #[derive(Clone, Debug)]
 pub struct SqliteLedger {
     store: SqliteStore,
@@ -213,8 +218,8 @@ fn apply(conn: &Connection, entry: &JournalEntry) -> Result<i64, Error> {
 const PAYMENT_COLUMNS: &str =
     "id, payer, vendor, price_cents, currency, mode, card, customer, bill, receipt, k, paid_at";
 
-/// One row of `speed_payment` as read, before it is checked. Holds K only
-/// until it is copied into the record's [`Secret`]; wiped on drop.
+/// One row of `speed_payment` as read, before it is checked: K and the bill
+/// still sealed.
 struct RawPayment {
     id: Vec<u8>,
     payer: String,
@@ -228,12 +233,6 @@ struct RawPayment {
     receipt: Vec<u8>,
     k: Vec<u8>,
     paid_at: i64,
-}
-
-impl Drop for RawPayment {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.k);
-    }
 }
 
 impl RawPayment {
@@ -254,7 +253,11 @@ impl RawPayment {
         })
     }
 
-    fn into_record(mut self) -> Result<PaymentRecord, Error> {
+    /// The record, K and the bill opened with `key` (refused unless they
+    /// were sealed for this payment).
+    fn into_record(self, key: &AtRestKey) -> Result<PaymentRecord, Error> {
+        let k = key.open_32(PAYMENT_K, &self.id, &self.k)?;
+        let bill = key.open(PAYMENT_BILL, &self.id, &self.bill)?.to_vec();
         let mode = match (self.mode.as_str(), self.card.as_deref()) {
             ("account", None) => PayMode::Account,
             ("purse", Some(card)) => PayMode::Purse {
@@ -262,13 +265,6 @@ impl RawPayment {
             },
             _ => return Err(corrupt("payment mode")),
         };
-        let mut k = [0u8; 32];
-        if self.k.len() != k.len() {
-            return Err(corrupt("key"));
-        }
-        k.copy_from_slice(&self.k);
-        let key = Secret::new(k);
-        zeroize::Zeroize::zeroize(&mut k);
         Ok(PaymentRecord {
             id: PaymentOrderId::from_bytes(&self.id).map_err(|_| corrupt("payment id"))?,
             payer: number_back(&self.payer)?,
@@ -279,16 +275,20 @@ impl RawPayment {
             ),
             mode,
             customer: KeyId::from_slice(&self.customer).map_err(|_| corrupt("customer"))?,
-            bill: std::mem::take(&mut self.bill),
-            receipt: std::mem::take(&mut self.receipt),
-            key,
+            bill,
+            receipt: self.receipt,
+            key: k,
             paid_at: ts_back(self.paid_at)?,
         })
     }
 }
 
-/// The payment `id`, as stored.
-fn stored_payment(conn: &Connection, id: &[u8; 48]) -> Result<Option<PaymentRecord>, Error> {
+/// The payment `id`, as stored, its secrets opened with `key`.
+fn stored_payment(
+    conn: &Connection,
+    key: &AtRestKey,
+    id: &[u8; 48],
+) -> Result<Option<PaymentRecord>, Error> {
     let raw = conn
         .prepare_cached(&format!(
             "SELECT {PAYMENT_COLUMNS} FROM speed_payment WHERE id = ?1"
@@ -298,12 +298,33 @@ fn stored_payment(conn: &Connection, id: &[u8; 48]) -> Result<Option<PaymentReco
                 .optional()
         })
         .map_err(storage)?;
-    raw.map(RawPayment::into_record).transpose()
+    raw.map(|r| r.into_record(key)).transpose()
 }
 
-/// Records `p` (checked, not paid, accounts checked) with its journal entry
-/// `seq`, and deletes the hold of its id.
-fn insert_payment(conn: &Connection, p: &PaymentRecord, seq: i64) -> Result<(), Error> {
+/// A payment's secrets, sealed for its row.
+struct SealedPayment {
+    k: Vec<u8>,
+    bill: Vec<u8>,
+}
+
+impl SealedPayment {
+    fn of(key: &AtRestKey, p: &PaymentRecord) -> SealedPayment {
+        let id = p.id.to_bytes();
+        SealedPayment {
+            k: key.seal(PAYMENT_K, &id, p.key.expose()),
+            bill: key.seal(PAYMENT_BILL, &id, &p.bill),
+        }
+    }
+}
+
+/// Records `p` (checked, not paid, accounts checked; its secrets `sealed`)
+/// with its journal entry `seq`, and deletes the hold of its id.
+fn insert_payment(
+    conn: &Connection,
+    p: &PaymentRecord,
+    sealed: &SealedPayment,
+    seq: i64,
+) -> Result<(), Error> {
     let id = p.id.to_bytes();
     let price = i64::try_from(p.price.cents)
         .map_err(|_| Error::Refused("price beyond i64::MAX cents".into()))?;
@@ -327,9 +348,9 @@ fn insert_payment(conn: &Connection, p: &PaymentRecord, seq: i64) -> Result<(), 
             mode,
             card,
             p.customer.as_bytes().as_slice(),
-            p.bill,
+            sealed.bill,
             p.receipt,
-            p.key.expose().as_slice(),
+            sealed.k,
             paid_at,
             seq
         ])
@@ -339,6 +360,17 @@ fn insert_payment(conn: &Connection, p: &PaymentRecord, seq: i64) -> Result<(), 
         .and_then(|mut st| st.execute([id.as_slice()]))
         .map_err(storage)?;
     Ok(())
+}
+
+/// The state of the card debit held for `id`, opened with `key`.
+fn held_state(conn: &Connection, key: &AtRestKey, id: &[u8; 48]) -> Result<Option<Vec<u8>>, Error> {
+    let sealed: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT state FROM speed_hold WHERE id = ?1")
+        .and_then(|mut st| st.query_row([id.as_slice()], |r| r.get(0)).optional())
+        .map_err(storage)?;
+    sealed
+        .map(|s| Ok(key.open(HOLD_STATE, id, &s)?.to_vec()))
+        .transpose()
 }
 
 impl Ledger for SqliteLedger {
@@ -428,8 +460,11 @@ impl Ledger for SqliteLedger {
         payment.check()?;
         let entry = payment.entry()?;
         let p = payment.clone();
+        // Sealed here, not on the writer's thread: it holds up the batch.
+        let key = self.store.at_rest().clone();
+        let sealed = SealedPayment::of(&key, &p);
         self.store.writer().execute(move |conn| {
-            if let Some(stored) = stored_payment(conn, &p.id.to_bytes())? {
+            if let Some(stored) = stored_payment(conn, &key, &p.id.to_bytes())? {
                 return Ok(PayOutcome::AlreadyPaid(Box::new(stored)));
             }
             let account = |n: &AccountNumber| {
@@ -444,14 +479,16 @@ impl Ledger for SqliteLedger {
                 ));
             }
             let seq = apply(conn, &entry)?;
-            insert_payment(conn, &p, seq)?;
+            insert_payment(conn, &p, &sealed, seq)?;
             Ok(PayOutcome::Paid)
         })
     }
 
     fn hold(&self, id: &PaymentOrderId, state: &[u8], at: Timestamp) -> Result<HoldOutcome, Error> {
         check_hold(state, at)?;
-        let (id, state, at) = (id.to_bytes(), state.to_vec(), secs(at)?);
+        let (id, at) = (id.to_bytes(), secs(at)?);
+        let key = self.store.at_rest().clone();
+        let sealed = key.seal(HOLD_STATE, &id, state);
         self.store.writer().execute(move |conn| {
             let paid = conn
                 .prepare_cached("SELECT 1 FROM speed_payment WHERE id = ?1")
@@ -460,15 +497,11 @@ impl Ledger for SqliteLedger {
             if paid {
                 return Ok(HoldOutcome::AlreadyPaid);
             }
-            let held: Option<Vec<u8>> = conn
-                .prepare_cached("SELECT state FROM speed_hold WHERE id = ?1")
-                .and_then(|mut st| st.query_row([id.as_slice()], |r| r.get(0)).optional())
-                .map_err(storage)?;
-            if let Some(s) = held {
+            if let Some(s) = held_state(conn, &key, &id)? {
                 return Ok(HoldOutcome::AlreadyHeld(s));
             }
             conn.prepare_cached("INSERT INTO speed_hold (id, state, held_at) VALUES (?1, ?2, ?3)")
-                .and_then(|mut st| st.execute(params![id.as_slice(), state, at]))
+                .and_then(|mut st| st.execute(params![id.as_slice(), sealed, at]))
                 .map_err(storage)?;
             Ok(HoldOutcome::Held)
         })
@@ -476,15 +509,13 @@ impl Ledger for SqliteLedger {
 
     fn held(&self, id: &PaymentOrderId) -> Result<Option<Vec<u8>>, Error> {
         let id = id.to_bytes();
-        self.store.read(|conn| {
-            conn.prepare_cached("SELECT state FROM speed_hold WHERE id = ?1")
-                .and_then(|mut st| st.query_row([id.as_slice()], |r| r.get(0)).optional())
-                .map_err(storage)
-        })
+        self.store
+            .read(|conn| held_state(conn, self.store.at_rest(), &id))
     }
 
     fn payment(&self, id: &PaymentOrderId) -> Result<Option<PaymentRecord>, Error> {
-        self.store.read(|conn| stored_payment(conn, &id.to_bytes()))
+        self.store
+            .read(|conn| stored_payment(conn, self.store.at_rest(), &id.to_bytes()))
     }
 
     fn settlement(

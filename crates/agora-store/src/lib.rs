@@ -4,9 +4,10 @@
 //! - [`Stores`]: every port as a trait object, on the backend a
 //!   [`StoreUrl`] names (`sqlite:PATH`; PostgreSQL to come), chosen at
 //!   start-up: what the node and the CLI use, naming no backend type.
-//! - [`SqliteStore`]: one database file (`<data-dir>/agora.db`), configured for
-//!   durability (WAL, `synchronous=FULL`), migrated on open, with one
-//!   group-commit writer and a pool of read connections.
+//! - [`SqliteStore`]: one database file (`<data-dir>/agora.db`, mode 0600),
+//!   configured for durability (WAL, `synchronous=FULL`), migrated on open,
+//!   with one group-commit writer and a pool of read connections; its
+//!   secret columns sealed under an [`AtRestKey`] ([`at_rest`]).
 //! - [`group_commit`]: concurrent write requests batched into one transaction,
 //!   each in its own savepoint, each acknowledged only once durable.
 //! - [`SqliteReplayCache`], [`SqliteArchive`]: the supporting layer's ports
@@ -21,6 +22,7 @@
 
 mod agency;
 mod archive;
+pub mod at_rest;
 mod bids;
 mod board;
 mod board_cache;
@@ -37,11 +39,14 @@ mod stores;
 
 pub use agency::SqliteAgencyRegistry;
 pub use archive::SqliteArchive;
+pub use at_rest::AtRestKey;
 pub use bids::SqliteBids;
 pub use board::SqliteBoard;
 pub use checkpoint::CheckpointStats;
 pub use cpo::SqliteCpoStore;
-pub use db::{migrate, open_connection, schema_version, Migration, DB_FILE_NAME, MIGRATIONS};
+pub use db::{
+    migrate, open_connection, schema_version, Migration, MigrationStep, DB_FILE_NAME, MIGRATIONS,
+};
 pub use group_commit::{GroupCommit, GroupCommitConfig, GroupCommitStats, Ticket};
 pub use handshakes::SqliteHandshakes;
 pub use ledger::SqliteLedger;
@@ -92,6 +97,8 @@ struct Inner {
     readers: ReadPool,
     /// What this process knows of posted CPOs (see [`board_cache`]).
     cpo_states: board_cache::StateCache,
+    /// What the secret columns are sealed under.
+    at_rest: AtRestKey,
 }
 
 /// An open agora database. Cheap to clone (shared); the writer stops, after
@@ -104,18 +111,51 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens `<dir>/agora.db` with the default configuration, creating the
-    /// directory and the database if needed.
-    pub fn open_dir(dir: &Path) -> Result<SqliteStore, Error> {
+    /// directory and the database if needed, its secrets sealed under `key`.
+    pub fn open_dir(dir: &Path, key: AtRestKey) -> Result<SqliteStore, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Storage(format!("cannot create {}: {e}", dir.display())))?;
-        SqliteStore::open(&dir.join(DB_FILE_NAME), StoreConfig::default())
+        SqliteStore::open(&dir.join(DB_FILE_NAME), StoreConfig::default(), key)
     }
 
-    /// Opens the database at `path`, applies pending [`MIGRATIONS`] (refusing
-    /// a database newer than this code), starts the writer and the readers.
-    pub fn open(path: &Path, config: StoreConfig) -> Result<SqliteStore, Error> {
+    /// Opens the database at `path` (created mode 0600), applies pending
+    /// [`MIGRATIONS`] (refusing a database newer than this code), checks
+    /// that its secrets are sealed under `key` (refusing another key),
+    /// starts the writer and the readers.
+    ///
+    /// A database of a version before the secrets were sealed (10 or less)
+    /// has its secrets sealed by migration 11; the plaintext it held is
+    /// then overwritten (`secure_delete` during the migration) and the WAL
+    /// truncated, so that it leaves no copy in the files.
+    pub fn open(path: &Path, config: StoreConfig, key: AtRestKey) -> Result<SqliteStore, Error> {
         let mut conn = open_connection(path, config.busy_timeout_ms)?;
-        migrate(&mut conn, MIGRATIONS)?;
+        let found = schema_version(&conn)?;
+        let sealing = found > 0 && found < db::SEALED_SINCE;
+        if sealing {
+            conn.pragma_update(None, "secure_delete", "ON")
+                .map_err(db::storage)?;
+        }
+        migrate(&mut conn, MIGRATIONS, &key)?;
+        if sealing {
+            // Every page the old tables held is zeros now; copy them over
+            // the database file and empty the WAL, which may hold older
+            // copies. Busy (another process reading) leaves the WAL as it
+            // is: said in the log, the next full checkpoint does it.
+            let (busy, _, _): (i64, i64, i64) = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(db::storage)?;
+            if busy != 0 {
+                tracing::warn!(
+                    "secrets sealed at rest, but the WAL of {} could not be truncated now",
+                    path.display()
+                );
+            }
+            conn.pragma_update(None, "secure_delete", "OFF")
+                .map_err(db::storage)?;
+        }
+        at_rest::check_key(&conn, &key)?;
         conn.pragma_update(None, "wal_autocheckpoint", config.wal_backstop_pages.max(1))
             .map_err(|e| Error::Storage(e.to_string()))?;
         let readers = ReadPool::open(path, config.read_connections, config.busy_timeout_ms)?;
@@ -130,8 +170,14 @@ impl SqliteStore {
                 checkpointer,
                 readers,
                 cpo_states: board_cache::StateCache::default(),
+                at_rest: key,
             }),
         })
+    }
+
+    /// What the secret columns are sealed under.
+    pub(crate) fn at_rest(&self) -> &AtRestKey {
+        &self.inner.at_rest
     }
 
     fn cpo_states(&self) -> &board_cache::StateCache {
@@ -209,8 +255,7 @@ impl SqliteStore {
     }
 
     /// The CPO server's browse sessions port (agora-cpo) on this database.
-    /// It stores each session's K_p in the clear: protect the database file
-    /// like the keystore.
+    /// Each session's K_p is sealed under the at-rest key.
     pub fn sessions(&self) -> SqliteSessions {
         SqliteSessions::new(self.clone())
     }

@@ -3,9 +3,10 @@
 //! is one conditional `UPDATE`, so "the first end stands" holds across
 //! processes sharing the database.
 //!
-//! K_p is stored in the clear (see migration 4): the database file must be
-//! protected like the keystore.
+//! K_p is sealed under the store's at-rest key, bound to its session id
+//! ([`crate::at_rest`]).
 
+use crate::at_rest::{AtRestKey, SESSION_K_P};
 use crate::db::storage;
 use crate::SqliteStore;
 use agora_core::{Error, KeyId, Timestamp};
@@ -49,11 +50,11 @@ fn ts_back(v: i64) -> Result<Timestamp, Error> {
         .map_err(|_| corrupt("negative time"))
 }
 
-/// One row of `cpo_session` as read, before it is checked. Holds K_p only
-/// until it is copied into the [`Session`] (which wipes it on drop).
+/// One row of `cpo_session` as read, before it is checked: K_p still
+/// sealed.
 struct RawSession {
     id: Vec<u8>,
-    k_p: Vec<u8>,
+    sealed_k_p: Vec<u8>,
     seller: Vec<u8>,
     bond: Vec<u8>,
     bond_serial: Vec<u8>,
@@ -61,12 +62,6 @@ struct RawSession {
     from_at: i64,
     until_at: i64,
     ended_at: Option<i64>,
-}
-
-impl Drop for RawSession {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.k_p);
-    }
 }
 
 /// The columns a [`Session`] is rebuilt from, in this order.
@@ -77,7 +72,7 @@ impl RawSession {
     fn from_row(r: &Row<'_>) -> rusqlite::Result<RawSession> {
         Ok(RawSession {
             id: r.get(0)?,
-            k_p: r.get(1)?,
+            sealed_k_p: r.get(1)?,
             seller: r.get(2)?,
             bond: r.get(3)?,
             bond_serial: r.get(4)?,
@@ -88,10 +83,13 @@ impl RawSession {
         })
     }
 
-    fn to_session(&self) -> Result<Session, Error> {
+    /// The session, its K_p opened with `key` (refused unless it was
+    /// sealed for this session id).
+    fn to_session(&self, key: &AtRestKey) -> Result<Session, Error> {
+        let k_p = key.open_32(SESSION_K_P, &self.id, &self.sealed_k_p)?;
         Ok(Session {
             id: self.id.as_slice().try_into().map_err(|_| corrupt("id"))?,
-            k_p: self.k_p.as_slice().try_into().map_err(|_| corrupt("K_p"))?,
+            k_p: *k_p.expose(),
             seller: KeyId::from_slice(&self.seller).map_err(|_| corrupt("seller"))?,
             bond: self.bond.clone(),
             bond_serial: self.bond_serial.clone(),
@@ -111,6 +109,8 @@ impl Sessions for SqliteSessions {
             .ended_at
             .map(|t| ts_exact(t, "session end time beyond i64::MAX seconds"))
             .transpose()?;
+        // Sealed here, not on the writer's thread: it holds up the batch.
+        let sealed_k_p = self.store.at_rest().seal(SESSION_K_P, &s.id, &s.k_p);
         // Cloned, not moved out of: `Session` wipes K_p on drop.
         let s = s.clone();
         self.store.writer().execute(move |conn| {
@@ -124,7 +124,7 @@ impl Sessions for SqliteSessions {
                 .and_then(|mut st| {
                     st.execute(params![
                         s.id.as_slice(),
-                        s.k_p.as_slice(),
+                        sealed_k_p,
                         s.seller.as_bytes().as_slice(),
                         s.bond.as_slice(),
                         s.bond_serial.as_slice(),
@@ -156,7 +156,7 @@ impl Sessions for SqliteSessions {
         let Some(raw) = raw else {
             return Ok(None);
         };
-        let s = raw.to_session()?;
+        let s = raw.to_session(self.store.at_rest())?;
         if &s.id != id {
             return Err(corrupt("id differs from the one asked for"));
         }
@@ -206,7 +206,8 @@ impl Sessions for SqliteSessions {
             })
             .map_err(storage)
         })?;
-        raws.iter().map(RawSession::to_session).collect()
+        let key = self.store.at_rest();
+        raws.iter().map(|r| r.to_session(key)).collect()
     }
 
     fn end_all_of(&self, seller: &KeyId, at: Timestamp) -> Result<usize, Error> {

@@ -4,7 +4,7 @@
 //! the CLI name no backend type: adding a backend is implementing the ports
 //! (and passing their conformance suites) and one arm of [`StoreUrl`].
 
-use crate::{SqliteStore, StoreConfig, DB_FILE_NAME};
+use crate::{AtRestKey, SqliteStore, StoreConfig, DB_FILE_NAME};
 use agora_core::ports::{EvidenceArchive, ReplayCache};
 use agora_core::{Error, KeyId};
 use agora_cpo::store::CpoStore;
@@ -82,19 +82,21 @@ pub struct Stores {
 
 impl Stores {
     /// Opens (creating, migrating) the store at `url` with the default
-    /// configuration.
-    pub fn open(url: &StoreUrl) -> Result<Stores, Error> {
-        Stores::open_with(url, StoreConfig::default())
+    /// configuration, its secrets sealed under `key` (refused if they were
+    /// sealed under another).
+    pub fn open(url: &StoreUrl, key: AtRestKey) -> Result<Stores, Error> {
+        Stores::open_with(url, StoreConfig::default(), key)
     }
 
     /// Opens the embedded default of data directory `dir`
-    /// (`sqlite:<dir>/agora.db`).
-    pub fn in_data_dir(dir: &Path) -> Result<Stores, Error> {
-        Stores::open(&StoreUrl::in_data_dir(dir))
+    /// (`sqlite:<dir>/agora.db`), its secrets sealed under `key`.
+    pub fn in_data_dir(dir: &Path, key: AtRestKey) -> Result<Stores, Error> {
+        Stores::open(&StoreUrl::in_data_dir(dir), key)
     }
 
-    /// Opens the store at `url` with `config`.
-    pub fn open_with(url: &StoreUrl, config: StoreConfig) -> Result<Stores, Error> {
+    /// Opens the store at `url` with `config`, its secrets sealed under
+    /// `key`.
+    pub fn open_with(url: &StoreUrl, config: StoreConfig, key: AtRestKey) -> Result<Stores, Error> {
         let backend = match url {
             StoreUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -102,7 +104,7 @@ impl Stores {
                         Error::Storage(format!("cannot create {}: {e}", dir.display()))
                     })?;
                 }
-                Backend::Sqlite(SqliteStore::open(path, config)?)
+                Backend::Sqlite(SqliteStore::open(path, config, key)?)
             }
             StoreUrl::Postgres(_) => {
                 return Err(Error::Refused(
@@ -191,14 +193,18 @@ mod tests {
             "postgres://…@db:5432/agora",
             "no password shown"
         );
-        assert!(matches!(Stores::open(&pg), Err(Error::Refused(_))));
+        assert!(matches!(
+            Stores::open(&pg, AtRestKey::generate(&mut agora_core::crypto::os_rng())),
+            Err(Error::Refused(_))
+        ));
     }
 
     #[test]
     fn an_sqlite_store_opens_in_a_new_directory() {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = StoreUrl::Sqlite(dir.path().join("a/b/agora.db"));
-        let s = Stores::open(&url).expect("opens");
+        let s = Stores::open(&url, AtRestKey::generate(&mut agora_core::crypto::os_rng()))
+            .expect("opens");
         assert_eq!(s.url(), &url);
         assert!(s.schema_version().expect("version") > 0);
         assert_eq!(s.archive().head(), Ok(None));

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 /// append-only triggers dropped (an attacker with file access can do that).
 fn archive() -> (tempfile::TempDir, SqliteArchive, Connection) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     let a = store.archive();
     for i in 1..=6u64 {
         a.append(
@@ -33,7 +33,7 @@ fn archive() -> (tempfile::TempDir, SqliteArchive, Connection) {
 #[test]
 fn plain_sql_cannot_update_or_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     store.archive().append("k", b"p", Timestamp(1)).unwrap();
     let raw = Connection::open(store.path()).unwrap();
     let upd = raw.execute(
@@ -153,4 +153,9 @@ fn corrupt_hash_column_is_reported_not_panicking() {
         a.verify(),
         Err(ChainError::Unreadable { seq: 1, .. })
     ));
+}
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
 }

@@ -225,9 +225,9 @@ struct TwoProcesses {
 fn two_processes(rng_seed: u64, server_seed: u64) -> TwoProcesses {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(rng_seed);
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     let m = market(&store, &mut rng, server_seed);
-    let other_store = SqliteStore::open_dir(dir.path()).unwrap();
+    let other_store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     let other = sqlite_server(&other_store, m.trust, m.arbiter, server_seed);
     TwoProcesses {
         _dir: dir,
@@ -245,7 +245,7 @@ fn sixty_four_sellers_race_to_bind_one_cpo_through_the_protocol_and_one_wins() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(3);
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     let Market {
         agency,
         server,
@@ -313,7 +313,7 @@ fn sixty_four_sellers_race_to_bind_one_cpo_through_the_protocol_and_one_wins() {
     // longer listed.
     drop(server);
     drop(store);
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     let binding = store.board().binding(&cpo_id).unwrap().expect("bound");
     assert_eq!(binding.seller, winner_id);
     assert_eq!(binding.bound_cpo, bound.signed);
@@ -416,4 +416,9 @@ fn a_cpo_bound_by_another_process_is_refused_and_then_known_bound() {
     );
     let binding = server.board().binding(&cpo_id).unwrap().unwrap();
     assert_eq!(binding.seller, quinn.keys.peer().id());
+}
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
 }

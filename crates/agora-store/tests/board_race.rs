@@ -46,7 +46,7 @@ fn entry(n: usize) -> BoardEntry {
 fn concurrent_posts_of_one_id_post_exactly_once_and_persist_the_winner() {
     let dir = tempfile::tempdir().unwrap();
     let winner = {
-        let store = SqliteStore::open_dir(dir.path()).unwrap();
+        let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
         let board = store.board();
         let barrier = std::sync::Barrier::new(THREADS);
         let outcomes: Vec<(usize, PostOutcome)> = std::thread::scope(|s| {
@@ -77,7 +77,7 @@ fn concurrent_posts_of_one_id_post_exactly_once_and_persist_the_winner() {
         winners[0]
     }; // store and board dropped: the writer stops, the file is closed
 
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     let rows: i64 = store
         .read(|c| {
             Ok(c.query_row(
@@ -95,4 +95,9 @@ fn concurrent_posts_of_one_id_post_exactly_once_and_persist_the_winner() {
         board.list_open(Timestamp(500), None, 100).unwrap(),
         vec![entry(winner)]
     );
+}
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
 }

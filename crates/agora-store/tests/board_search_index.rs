@@ -197,7 +197,7 @@ fn filter() -> impl Strategy<Value = ListFilter> {
 /// indexed at once; more: the last rows wait, and the search takes them
 /// all as candidates).
 fn store(dir: &std::path::Path, batch: i64) -> SqliteStore {
-    let store = SqliteStore::open_dir(dir).unwrap();
+    let store = SqliteStore::open_dir(dir, key()).unwrap();
     store
         .writer()
         .execute(move |c| {
@@ -401,7 +401,7 @@ fn a_schema_5_board_is_indexed_by_the_migration() {
         .collect();
     {
         let mut conn = open_connection(&path, 1_000).unwrap();
-        assert_eq!(migrate(&mut conn, &MIGRATIONS[..5]).unwrap(), 5);
+        assert_eq!(migrate(&mut conn, &MIGRATIONS[..5], &key()).unwrap(), 5);
         for e in &entries {
             let c = &e.ccpo;
             let mut enc = Encoder::new();
@@ -441,7 +441,7 @@ fn a_schema_5_board_is_indexed_by_the_migration() {
         )
         .unwrap();
     }
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as u32);
     let indexed: (i64, i64) = store
         .read(|c| {
@@ -582,7 +582,7 @@ fn the_index_follows_deletes_and_updates_of_the_board() {
 #[test]
 fn the_plan_follows_the_number_of_candidates() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     let b = store.board();
     let posters = 8u32;
     std::thread::scope(|s| {
@@ -633,4 +633,9 @@ fn the_plan_follows_the_number_of_candidates() {
             "{t}"
         );
     }
+}
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
 }

@@ -36,7 +36,7 @@ proptest! {
         k in 1usize..5,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open_dir(dir.path()).unwrap();
+        let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
         let sql = store.board();
         let mem = MemoryBoard::new();
         post_all(&sql, &entries);
@@ -55,4 +55,9 @@ proptest! {
             mem.list_open(queries[0].1, None, MAX_PAGE_LEN).unwrap()
         );
     }
+}
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
 }

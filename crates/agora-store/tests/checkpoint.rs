@@ -8,7 +8,7 @@ use agora_store::{SqliteStore, StoreConfig};
 use std::time::{Duration, Instant};
 
 fn open(dir: &tempfile::TempDir, config: StoreConfig) -> SqliteStore {
-    let s = SqliteStore::open(&dir.path().join("agora.db"), config).unwrap();
+    let s = SqliteStore::open(&dir.path().join("agora.db"), config, key()).unwrap();
     s.writer()
         .execute(|c| {
             c.execute_batch("CREATE TABLE blob (k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
@@ -104,4 +104,9 @@ fn the_wal_file_stays_bounded_under_steady_writes() {
     // it does.
     assert!(wal <= 1024 * 1024, "WAL of {wal} bytes after 8 MB written");
     assert!(eventually(|| file_len(&s, "") >= 2000 * 4000));
+}
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
 }

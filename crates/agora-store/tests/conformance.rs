@@ -26,7 +26,7 @@ impl Dbs {
     }
     fn store(&self) -> SqliteStore {
         let i = self.n.fetch_add(1, Ordering::Relaxed);
-        SqliteStore::open_dir(&self.dir.path().join(i.to_string())).unwrap()
+        SqliteStore::open_dir(&self.dir.path().join(i.to_string()), key()).unwrap()
     }
 }
 
@@ -101,7 +101,7 @@ fn sessions_and_bindings_survive_reopen() {
     let mut id = [0u8; 32];
     id[..8].copy_from_slice(&1u64.to_be_bytes());
     {
-        let store = SqliteStore::open_dir(dir.path()).unwrap();
+        let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
         store.sessions().create(&session).unwrap();
         agora_cpo::ports::conformance::post_then_get(&store.board());
         assert_eq!(
@@ -109,7 +109,7 @@ fn sessions_and_bindings_survive_reopen() {
             BindOutcome::Bound
         );
     }
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     let sessions = store.sessions();
     assert_eq!(sessions.get(&[1; 32]).unwrap(), Some(session.clone()));
     assert!(matches!(
@@ -150,7 +150,7 @@ fn binds_and_bids_in_a_session_need_it_open() {
     use agora_cpo::ports::{BindOutcome, Board, Sessions};
     use agora_cpo::store::{CpoStore, CpoUnit, CpoWrite, CpoWritten};
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     let (ended, live, unknown) = ([1; 32], [5; 32], [6; 32]);
     store.sessions().create(&session(1)).unwrap();
     store.sessions().create(&session(5)).unwrap();
@@ -233,11 +233,11 @@ fn board_survives_reopen() {
     };
     let (a, b) = (entry(1, 1_000), entry(2, u64::MAX));
     {
-        let board = SqliteStore::open_dir(dir.path()).unwrap().board();
+        let board = SqliteStore::open_dir(dir.path(), key()).unwrap().board();
         assert_eq!(board.post(&a).unwrap(), PostOutcome::Posted);
         assert_eq!(board.post(&b).unwrap(), PostOutcome::Posted);
     }
-    let board = SqliteStore::open_dir(dir.path()).unwrap().board();
+    let board = SqliteStore::open_dir(dir.path(), key()).unwrap().board();
     assert_eq!(board.get(&[1; 32]).unwrap(), Some(a.clone()));
     assert_eq!(board.get(&[2; 32]).unwrap(), Some(b.clone()));
     assert_eq!(board.post(&a).unwrap(), PostOutcome::AlreadyPosted);
@@ -266,7 +266,9 @@ fn agency_registry_survives_reopen() {
         der: vec![0x30, 0x00],
     };
     {
-        let r = SqliteStore::open_dir(dir.path()).unwrap().agency_registry();
+        let r = SqliteStore::open_dir(dir.path(), key())
+            .unwrap()
+            .agency_registry();
         r.record_issued(&agency, &rec).unwrap();
         r.revoke(
             &agency,
@@ -277,7 +279,9 @@ fn agency_registry_survives_reopen() {
         .unwrap();
         assert_eq!(r.next_crl_number(&agency).unwrap(), 1);
     }
-    let r = SqliteStore::open_dir(dir.path()).unwrap().agency_registry();
+    let r = SqliteStore::open_dir(dir.path(), key())
+        .unwrap()
+        .agency_registry();
     assert_eq!(r.issued(&agency, &rec.serial).unwrap(), Some(rec.clone()));
     let revs = r.revocations(&agency).unwrap();
     assert_eq!(revs.len(), 1);
@@ -290,13 +294,17 @@ fn replay_cache_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let n = [9u8; 32];
     {
-        let c = SqliteStore::open_dir(dir.path()).unwrap().replay_cache();
+        let c = SqliteStore::open_dir(dir.path(), key())
+            .unwrap()
+            .replay_cache();
         assert_eq!(
             c.check_and_insert("s", &n, Timestamp(100), Timestamp(1)),
             Ok(Freshness::Fresh)
         );
     }
-    let c = SqliteStore::open_dir(dir.path()).unwrap().replay_cache();
+    let c = SqliteStore::open_dir(dir.path(), key())
+        .unwrap()
+        .replay_cache();
     assert_eq!(
         c.check_and_insert("s", &n, Timestamp(100), Timestamp(2)),
         Ok(Freshness::Replayed)
@@ -326,7 +334,7 @@ proptest::proptest! {
     #[test]
     fn sqlite_replay_cache_matches_memory_twin(ops in proptest::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
-        let sql = SqliteStore::open_dir(dir.path()).unwrap().replay_cache();
+        let sql = SqliteStore::open_dir(dir.path(), key()).unwrap().replay_cache();
         let mem = MemoryReplayCache::new();
         let mut now = 1_000u64;
         for op in ops {
@@ -384,4 +392,9 @@ fn board_reports_a_corrupt_row_as_a_storage_error() {
 fn sqlite_bids_pass_conformance_suite() {
     let dbs = Dbs::new();
     agora_cpo::bidding::conformance::bids_suite(|| dbs.store().bids());
+}
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
 }

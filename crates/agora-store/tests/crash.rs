@@ -34,7 +34,8 @@ fn crash_child() {
     let Ok(path) = std::env::var(DB_ENV) else {
         return; // not re-executed by the parent: nothing to do
     };
-    let store = SqliteStore::open(std::path::Path::new(&path), StoreConfig::default()).unwrap();
+    let store =
+        SqliteStore::open(std::path::Path::new(&path), StoreConfig::default(), key()).unwrap();
     store
         .writer()
         .execute(|c| {
@@ -169,4 +170,9 @@ fn killed_writer_loses_no_acknowledged_request_and_half_writes_none() {
     for kill_after_acks in [150, 400, 777] {
         run_and_kill(kill_after_acks);
     }
+}
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
 }

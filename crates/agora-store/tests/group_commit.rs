@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 fn store_with(dir: &tempfile::TempDir, config: StoreConfig) -> SqliteStore {
-    let s = SqliteStore::open(&dir.path().join("agora.db"), config).unwrap();
+    let s = SqliteStore::open(&dir.path().join("agora.db"), config, key()).unwrap();
     s.writer()
         .execute(|c| {
             c.execute_batch(
@@ -280,4 +280,9 @@ fn dropping_the_last_store_inside_a_request_does_not_deadlock() {
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 1);
+}
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
 }

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 #[test]
 fn open_configures_durability() {
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open_dir(&dir.path().join("data")).unwrap();
+    let s = SqliteStore::open_dir(&dir.path().join("data"), key()).unwrap();
     assert!(s.path().ends_with("data/agora.db"));
     s.read(|c| {
         let mode: String = c
@@ -37,7 +37,7 @@ fn open_configures_durability() {
 #[test]
 fn read_connections_refuse_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open_dir(dir.path()).unwrap();
+    let s = SqliteStore::open_dir(dir.path(), key()).unwrap();
     let r = s.read(|c| {
         c.execute("DELETE FROM replay_cache", [])
             .map_err(|e| Error::Storage(e.to_string()))
@@ -49,7 +49,7 @@ fn read_connections_refuse_writes() {
 fn reopening_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..3 {
-        let s = SqliteStore::open_dir(dir.path()).unwrap();
+        let s = SqliteStore::open_dir(dir.path(), key()).unwrap();
         assert_eq!(s.schema_version(), Ok(agora_store::MIGRATIONS.len() as u32));
     }
 }
@@ -58,12 +58,12 @@ fn reopening_is_idempotent() {
 fn a_newer_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agora.db");
-    drop(SqliteStore::open(&path, Default::default()).unwrap());
+    drop(SqliteStore::open(&path, Default::default(), key()).unwrap());
     Connection::open(&path)
         .unwrap()
         .pragma_update(None, "user_version", 99)
         .unwrap();
-    let err = SqliteStore::open(&path, Default::default()).unwrap_err();
+    let err = SqliteStore::open(&path, Default::default(), key()).unwrap_err();
     assert!(
         matches!(&err, Error::Storage(m) if m.contains("newer")),
         "{err:?}"
@@ -77,11 +77,13 @@ fn migrations_apply_in_order_each_atomically() {
             version: 1,
             name: "a",
             sql: "CREATE TABLE a (x);",
+            then: None,
         },
         Migration {
             version: 2,
             name: "b",
             sql: "CREATE TABLE b (x);",
+            then: None,
         },
     ];
     const BAD: &[Migration] = &[
@@ -89,29 +91,35 @@ fn migrations_apply_in_order_each_atomically() {
             version: 1,
             name: "a",
             sql: "CREATE TABLE a (x);",
+            then: None,
         },
         Migration {
             version: 2,
             name: "b",
             sql: "CREATE TABLE b (x);",
+            then: None,
         },
         Migration {
             version: 3,
             name: "half",
             sql: "CREATE TABLE c (x); THIS IS NOT SQL;",
+            then: None,
         },
     ];
     const MISNUMBERED: &[Migration] = &[Migration {
         version: 2,
         name: "a",
         sql: "",
+        then: None,
     }];
     let dir = tempfile::tempdir().unwrap();
     let mut c = open_connection(&dir.path().join("m.db"), 1_000).unwrap();
-    assert_eq!(migrate(&mut c, &GOOD[..1]), Ok(1));
-    assert_eq!(migrate(&mut c, GOOD), Ok(2));
-    assert_eq!(migrate(&mut c, GOOD), Ok(2));
-    assert!(matches!(migrate(&mut c, BAD), Err(Error::Storage(m)) if m.contains("migration 3")));
+    assert_eq!(migrate(&mut c, &GOOD[..1], &key()), Ok(1));
+    assert_eq!(migrate(&mut c, GOOD, &key()), Ok(2));
+    assert_eq!(migrate(&mut c, GOOD, &key()), Ok(2));
+    assert!(
+        matches!(migrate(&mut c, BAD, &key()), Err(Error::Storage(m)) if m.contains("migration 3"))
+    );
     assert_eq!(
         schema_version(&c),
         Ok(2),
@@ -126,7 +134,12 @@ fn migrations_apply_in_order_each_atomically() {
         .unwrap();
     assert_eq!(c_exists, 0);
     assert!(matches!(
-        migrate(&mut c, MISNUMBERED),
+        migrate(&mut c, MISNUMBERED, &key()),
         Err(Error::ApiMisuse(_))
     ));
+}
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
 }

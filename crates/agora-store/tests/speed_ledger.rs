@@ -26,7 +26,7 @@ impl Dbs {
     }
     fn store(&self) -> SqliteStore {
         let i = self.n.fetch_add(1, Ordering::Relaxed);
-        SqliteStore::open_dir(&self.dir.path().join(i.to_string())).unwrap()
+        SqliteStore::open_dir(&self.dir.path().join(i.to_string()), key()).unwrap()
     }
 }
 
@@ -42,7 +42,7 @@ fn payments_and_balances_survive_reopen() {
     let p = payment(order(1, 1), "C1", "V1", 1_234, 5_000);
     let q = payment(order(1, 2), "FLOAT", "V2", 50, 5_001);
     {
-        let l = SqliteLedger::new(SqliteStore::open_dir(dir.path()).unwrap());
+        let l = SqliteLedger::new(SqliteStore::open_dir(dir.path(), key()).unwrap());
         books(&l);
         assert_eq!(l.pay(&p).unwrap(), PayOutcome::Paid);
         assert_eq!(
@@ -50,7 +50,7 @@ fn payments_and_balances_survive_reopen() {
             HoldOutcome::Held
         );
     }
-    let l = SqliteLedger::new(SqliteStore::open_dir(dir.path()).unwrap());
+    let l = SqliteLedger::new(SqliteStore::open_dir(dir.path(), key()).unwrap());
     assert_eq!(l.payment(&p.id).unwrap(), Some(p.clone()));
     assert_eq!(cents(&l, "C1"), 10_000 - 1_234);
     assert_eq!(cents(&l, "V1"), 1_234);
@@ -77,7 +77,7 @@ fn raw_write(store: &SqliteStore, sql: &'static str) -> Result<usize, Error> {
 #[test]
 fn the_schema_refuses_what_the_port_refuses() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     let l = SqliteLedger::new(store.clone());
     books(&l);
     let p = payment(order(2, 1), "C2", "V1", 100, 10);
@@ -152,7 +152,7 @@ fn the_schema_bounds_are_the_ports() {
 #[test]
 fn sqlite_handshake_register_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     agora_speed::vendor::conformance::handshake_suite(|| {
         // A fresh vendor per case: one register per vendor key.
         let mut v = [0u8; 32];
@@ -165,4 +165,9 @@ fn rand_vendor() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
 }

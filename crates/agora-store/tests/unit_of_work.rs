@@ -85,7 +85,7 @@ fn kinds(s: &SqliteCpoStore) -> Vec<String> {
 fn a_failure_between_a_steps_write_and_its_evidence_leaves_neither() {
     let _one = ARMING.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     let s = store.cpo();
     let posted = entry(2, 5_000);
     let bidding = entry(3, 5_000);
@@ -143,7 +143,7 @@ fn a_failure_between_a_steps_write_and_its_evidence_leaves_neither() {
 fn a_failed_commit_leaves_neither_the_write_nor_its_evidence() {
     let _one = ARMING.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_dir(dir.path(), key()).unwrap();
     store
         .writer()
         .execute(|c| {
@@ -197,7 +197,8 @@ fn child_aborting_between_write_and_evidence() {
     let Ok(path) = std::env::var(DB_ENV) else {
         return;
     };
-    let store = SqliteStore::open(std::path::Path::new(&path), StoreConfig::default()).unwrap();
+    let store =
+        SqliteStore::open(std::path::Path::new(&path), StoreConfig::default(), key()).unwrap();
     let s = store.cpo();
     s.commit(post_unit(&entry(1, 5_000)), NOW).wait().unwrap();
     let mut out = std::io::stdout().lock();
@@ -228,7 +229,7 @@ fn a_process_killed_between_a_write_and_its_evidence_leaves_neither() {
     assert!(!said.contains("SURVIVED"), "the child died at the point");
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(6), "SIGABRT: {:?}", out.status);
-    let store = SqliteStore::open(&path, StoreConfig::default()).unwrap();
+    let store = SqliteStore::open(&path, StoreConfig::default(), key()).unwrap();
     let s = store.cpo();
     assert!(s.board().get(&entry(1, 5_000).ccpo.id).unwrap().is_some());
     assert_eq!(s.board().get(&entry(2, 5_000).ccpo.id), Ok(None));
@@ -257,7 +258,8 @@ fn child_posting_until_killed() {
     let Ok(path) = std::env::var(DB_ENV) else {
         return;
     };
-    let store = SqliteStore::open(std::path::Path::new(&path), StoreConfig::default()).unwrap();
+    let store =
+        SqliteStore::open(std::path::Path::new(&path), StoreConfig::default(), key()).unwrap();
     let s = store.cpo();
     std::thread::scope(|scope| {
         for w in 0..8u64 {
@@ -318,7 +320,7 @@ fn a_process_killed_while_committing_units_leaves_each_whole_or_absent() {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(9), "{status:?}");
 
-        let store = SqliteStore::open(&path, StoreConfig::default()).unwrap();
+        let store = SqliteStore::open(&path, StoreConfig::default(), key()).unwrap();
         let on_board: BTreeSet<Vec<u8>> = store
             .read(|c| {
                 let mut st = c.prepare("SELECT id FROM cpo_board").unwrap();
@@ -354,4 +356,9 @@ fn a_process_killed_while_committing_units_leaves_each_whole_or_absent() {
             on_board.len()
         );
     }
+}
+
+/// The at-rest key of this file's stores (fixed: some are opened again).
+fn key() -> agora_store::AtRestKey {
+    agora_store::AtRestKey::new(&agora_core::crypto::Secret::new([7; 32]))
 }

@@ -27,6 +27,7 @@ use agora_cpo::msg::{
     ArbiterAcceptance, ArbiterChallenge, BindListing, BoundCpo, BrowseChallenge, BrowseGrant,
     PostChallenge, PostedCpo,
 };
+use agora_cpo::ports::EndOutcome;
 use agora_cpo::recovery::ExpectBinding;
 use agora_cpo::seller::{
     self, BoundReceipt, ExpectBound, ExpectBrowseChallenge, ExpectBrowseGrant, ExpectListings,
@@ -504,8 +505,9 @@ impl EndSession {
 
 impl Conversation for EndSession {
     type Party = SellerSession;
-    /// The server's one word: `Ended`, `AlreadyEnded` or `Unknown`.
-    type Done = String;
+    /// The server's answer, read from its stable code
+    /// ([`EndOutcome::code`]: `ended`, `already-ended`, `unknown-session`).
+    type Done = EndOutcome;
 
     fn expects(&self) -> Option<Tag> {
         None
@@ -519,9 +521,12 @@ impl Conversation for EndSession {
         reply: &[u8],
     ) -> Result<Next<Self>> {
         let mut d = agora_core::wire::Decoder::new(reply);
-        let word = d.text("the end of a session", 32)?.to_owned();
+        let code = d.text("the end of a session", 32)?;
+        let outcome = EndOutcome::from_code(code).ok_or(Error::Decode(DecodeError::Invalid(
+            "not a code of the end of a session",
+        )))?;
         d.finish()?;
-        Ok(Next::Done(word))
+        Ok(Next::Done(outcome))
     }
 }
 
@@ -934,5 +939,50 @@ impl Conversation for AskBinding {
         reply: &[u8],
     ) -> Result<Next<Self>> {
         Ok(Next::Done(self.0.handle(session, reply)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_a_session_is_read_from_the_servers_stable_code() {
+        let rng = &mut agora_core::crypto::os_rng();
+        let server = Keys {
+            sign: agora_core::crypto::SigningKey::generate(rng),
+            enc: agora_core::crypto::X25519Secret::generate(rng),
+        };
+        let session = SellerSession::from_parts(
+            agora_cpo::session::BindingKey::random(rng),
+            server.peer(),
+            b"bond".to_vec(),
+            Timestamp(1_000),
+            Timestamp(2_000),
+        );
+        // The reply as the node writes it: one CBOR text string.
+        let reply = |word: &str| {
+            let mut e = agora_core::wire::Encoder::new();
+            e.text(word);
+            e.as_bytes().to_vec()
+        };
+        for o in EndOutcome::ALL {
+            match EndSession.on_reply(&session, rng, Timestamp(1_500), &reply(o.code())) {
+                Ok(Next::Done(got)) => assert_eq!(got, o),
+                Ok(_) => panic!("{o:?}: not done"),
+                Err(e) => panic!("{o:?}: {e:?}"),
+            }
+        }
+        // Rust's Debug names, as nodes answered before the codes, are not
+        // codes.
+        for word in ["Ended", "AlreadyEnded", "Unknown", ""] {
+            assert!(
+                matches!(
+                    EndSession.on_reply(&session, rng, Timestamp(1_500), &reply(word)),
+                    Err(Error::Decode(_))
+                ),
+                "{word:?}"
+            );
+        }
     }
 }
