@@ -161,20 +161,45 @@ pub struct NodeToml {
     pub limits: Limits,
 }
 
-/// `[limits]` of node.toml.
+/// `[limits]` of node.toml (each is [`NodeConfig`]'s field of the same
+/// name; times in seconds).
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
+    /// Largest upload (a SPEED complaint), bytes.
+    pub max_upload_bytes: u64,
     /// Requests served at once before `503`.
     pub max_in_flight: usize,
+    /// Request bodies being received at once.
+    pub max_receiving: usize,
+    /// Uploads at once.
+    pub max_uploads: usize,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_client: usize,
+    /// Seconds for a request head to arrive (and a keep-alive idle).
+    pub header_timeout_secs: f64,
+    /// Seconds for a request body to arrive.
+    pub body_timeout_secs: f64,
+    /// Seconds for a whole request.
+    pub request_timeout_secs: f64,
+    /// Seconds for a whole upload.
+    pub upload_timeout_secs: f64,
+    /// Seconds requests in flight may take to finish on shutdown.
+    pub shutdown_grace_secs: f64,
     /// Requests per second per client address; 0 is no limit.
     pub rate_limit_per_sec: u32,
     /// Burst above that rate.
     pub rate_limit_burst: u32,
+    /// Whether loopback clients are rate-limited too.
+    pub rate_limit_loopback: bool,
     /// Protocol steps pending at once.
     pub max_pending_steps: usize,
+    /// Protocol steps pending at once per client address.
+    pub max_pending_per_client: usize,
     /// Seconds a pending step waits.
     pub pending_step_ttl_secs: u64,
 }
@@ -184,13 +209,35 @@ impl Default for Limits {
         let d = NodeConfig::default();
         Limits {
             max_body_bytes: d.max_body_bytes,
+            max_upload_bytes: d.max_upload_bytes,
             max_in_flight: d.max_in_flight,
+            max_receiving: d.max_receiving,
+            max_uploads: d.max_uploads,
+            max_connections: d.max_connections,
+            max_connections_per_client: d.max_connections_per_client,
+            header_timeout_secs: d.header_timeout.as_secs_f64(),
+            body_timeout_secs: d.body_timeout.as_secs_f64(),
+            request_timeout_secs: d.request_timeout.as_secs_f64(),
+            upload_timeout_secs: d.upload_timeout.as_secs_f64(),
+            shutdown_grace_secs: d.shutdown_grace.as_secs_f64(),
             rate_limit_per_sec: d.rate_limit_per_sec,
             rate_limit_burst: d.rate_limit_burst,
+            rate_limit_loopback: d.rate_limit_loopback,
             max_pending_steps: d.max_pending_steps,
+            max_pending_per_client: d.max_pending_per_client,
             pending_step_ttl_secs: d.pending_step_ttl.as_secs(),
         }
     }
+}
+
+/// A time limit from node.toml: at least a millisecond, at most a day
+/// (`Duration::from_secs_f64` would panic on a negative or huge value).
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(if s.is_finite() {
+        s.clamp(0.001, 86_400.0)
+    } else {
+        86_400.0
+    })
 }
 
 fn default_listen() -> SocketAddr {
@@ -252,13 +299,26 @@ impl NodeToml {
     }
 
     fn config(&self) -> NodeConfig {
+        let l = &self.limits;
         NodeConfig {
-            max_body_bytes: self.limits.max_body_bytes,
-            max_in_flight: self.limits.max_in_flight,
-            rate_limit_per_sec: self.limits.rate_limit_per_sec,
-            rate_limit_burst: self.limits.rate_limit_burst,
-            max_pending_steps: self.limits.max_pending_steps,
-            pending_step_ttl: Duration::from_secs(self.limits.pending_step_ttl_secs.max(1)),
+            max_body_bytes: l.max_body_bytes,
+            max_upload_bytes: l.max_upload_bytes,
+            max_in_flight: l.max_in_flight,
+            max_receiving: l.max_receiving,
+            max_uploads: l.max_uploads,
+            max_connections: l.max_connections,
+            max_connections_per_client: l.max_connections_per_client,
+            header_timeout: secs(l.header_timeout_secs),
+            body_timeout: secs(l.body_timeout_secs),
+            request_timeout: secs(l.request_timeout_secs),
+            upload_timeout: secs(l.upload_timeout_secs),
+            shutdown_grace: secs(l.shutdown_grace_secs),
+            rate_limit_per_sec: l.rate_limit_per_sec,
+            rate_limit_burst: l.rate_limit_burst,
+            rate_limit_loopback: l.rate_limit_loopback,
+            max_pending_steps: l.max_pending_steps,
+            max_pending_per_client: l.max_pending_per_client,
+            pending_step_ttl: Duration::from_secs(l.pending_step_ttl_secs.max(1)),
             housekeeping_every: Duration::from_secs(self.housekeeping_secs.max(1)),
             public_url: self.public_url(),
         }

@@ -1073,15 +1073,29 @@ fn register_carol(operator: &Cli, data: &Path) -> Carol {
     }
 }
 
+/// The store of data directory `data`, opened as the CLI does (its
+/// at-rest key from the keystore, opened with [`PASS`]).
+fn store(data: &Path) -> agora_store::Stores {
+    struct Pass;
+    impl agora_client::datadir::PassphraseSource for Pass {
+        fn passphrase(&self) -> Result<zeroize::Zeroizing<String>, String> {
+            Ok(zeroize::Zeroizing::new(PASS.to_owned()))
+        }
+    }
+    agora_client::datadir::DataDir::new(data.to_owned(), Box::new(Pass), None)
+        .store()
+        .unwrap()
+}
+
 fn cents(data: &Path, account: &str) -> i64 {
-    let l = agora_store::Stores::in_data_dir(data).unwrap().ledger();
+    let l = store(data).ledger();
     l.balance(&agora_speed::AccountNumber::new(account).unwrap())
         .unwrap()
         .cents
 }
 
 fn books_balance(data: &Path) -> i128 {
-    let l = agora_store::Stores::in_data_dir(data).unwrap().ledger();
+    let l = store(data).ledger();
     l.total(agora_core::Currency::new("EUR").unwrap()).unwrap()
 }
 
@@ -1463,4 +1477,127 @@ fn speed_commands_run_in_process_without_a_node_as_with_one() {
         "the vendor paid for both: 0.50 EUR twice"
     );
     assert_eq!(books_balance(&data), 0, "the books balance");
+}
+
+/// A connection to the node on loopback `port` from 127.0.0.`last` (all of
+/// 127/8 reaches loopback on Linux), so that an attacker's connections are
+/// counted apart from the honest client's 127.0.0.1.
+fn connect_from(rt: &tokio::runtime::Runtime, last: u8, port: u16) -> TcpStream {
+    let s = rt
+        .block_on(async move {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.bind(std::net::SocketAddr::from(([127, 0, 0, last], 0)))?;
+            sock.connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+                .await
+        })
+        .expect("connect")
+        .into_std()
+        .unwrap();
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s
+}
+
+/// A value of `/metrics` (an unlabelled gauge or counter).
+fn metric(port: u16, name: &str) -> f64 {
+    let (_, text) = http_get(port, "/metrics").unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
+/// The attack of issue 15: 600 connections that send half a request each
+/// (300 a head and 3 bytes of a 1,000-byte body, 300 part of a head) held
+/// all 512 work slots of the node, and the board, the arbiter and `agora cpo
+/// list` answered 503 while they lasted. Now they hold connections only:
+/// an honest `agora cpo list` and an approval succeed meanwhile, the slow
+/// ones are cut at their time bounds, and with slow uploads open a SIGTERM
+/// stops the node within its shutdown grace.
+#[test]
+fn six_hundred_slow_clients_do_not_lock_out_a_listing_and_an_approval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let mut node = Node::start(&data, port, &tmp.path().join("node.log"));
+    let operator = Cli::new(&data, &tmp.path().join("operator"), None);
+    let remote = Cli::new(&data, &tmp.path().join("remote"), Some(node.url()));
+    let client = NodeClient::new(&node.url()).unwrap();
+    let doc: serde_json::Value = client.get_json("/v1/node").unwrap();
+    let (arbiter, server) = (node_peer(&doc, "arbiter"), node_peer(&doc, "server"));
+    let buyer = make_party(&operator, "buyer", "buyer", "1000 EUR");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Three attacker addresses, 200 connections each (within the default
+    // share of 256 per address, so that all 600 are really held).
+    let mut slow: Vec<(bool, TcpStream)> = (0..600)
+        .map(|i| {
+            let mut s = connect_from(&rt, 2 + (i % 3) as u8, port);
+            let body = i % 2 == 0;
+            if body {
+                s.write_all(
+                    b"POST /v1/cpo/arbiter HTTP/1.1\r\nHost: node\r\n\
+                      Content-Type: application/cbor\r\nContent-Length: 1000\r\n\r\nabc",
+                )
+                .unwrap();
+            } else {
+                s.write_all(b"GET /v1/cpo/board HTTP/1.1\r\nHost: node\r\nX-Slow: ")
+                    .unwrap();
+            }
+            (body, s)
+        })
+        .collect();
+
+    // Meanwhile: the honest listing (a CLI process) and an approval and a
+    // post (protocols 1 and 2 over HTTP).
+    let list = remote.ok(&["cpo", "list"]);
+    assert!(list.contains("no open CPOs"), "{list}");
+    let id = post_cpo(&client, &buyer, &arbiter, &server, 1);
+    assert!(remote
+        .ok(&["cpo", "list", "--ids"])
+        .contains(&hex::encode(id)));
+    // The slow ones were really there while that happened.
+    assert!(metric(port, "agora_connections") >= 600.0);
+    assert!(metric(port, "agora_http_receiving") >= 1.0);
+    let (ready, why) = http_get(port, "/readyz").unwrap();
+    assert_eq!(ready, 200, "{why}");
+
+    // Each is cut at its bound: a slow body gets 408, a slow head is closed.
+    for (body, s) in slow.iter_mut().take(20) {
+        let mut raw = Vec::new();
+        let r = s.read_to_end(&mut raw);
+        assert!(r.is_ok(), "the node ended it: {r:?}");
+        let text = String::from_utf8_lossy(&raw);
+        if *body {
+            assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        } else {
+            assert!(
+                text.is_empty() || text.starts_with("HTTP/1.1 408"),
+                "{text}"
+            );
+        }
+    }
+
+    // Two slow uploads and a few slow bodies open, then SIGTERM: the node
+    // stops within its grace (10 s) instead of waiting for them.
+    let _held: Vec<TcpStream> = (0..6)
+        .map(|i| {
+            let mut s = connect_from(&rt, 5, port);
+            let req: &[u8] = if i < 2 {
+                b"POST /v1/speed/complaints HTTP/1.1\r\nHost: node\r\n\
+                  Content-Type: application/vnd.agora.speed-complaint\r\n\
+                  Content-Length: 100000000\r\n\r\n\0\0\0\x10abcd"
+            } else {
+                b"POST /v1/cpo/server HTTP/1.1\r\nHost: node\r\n\
+                  Content-Type: application/cbor\r\nContent-Length: 1000\r\n\r\nabc"
+            };
+            s.write_all(req).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let status = node.terminate(Duration::from_secs(40));
+    assert!(status.success(), "{status}:\n{}", node.logs());
 }

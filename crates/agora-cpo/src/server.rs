@@ -725,6 +725,21 @@ impl Server {
         Ok((s, channel))
     }
 
+    /// Whether the session message `m` names is one this server holds in
+    /// memory (its K_p channel ready), so that a step on it reads no
+    /// storage. A driver uses this to keep a message naming an unknown
+    /// session, which anyone can send, off a thread that must not block.
+    pub fn has_in_memory(&self, m: &[u8]) -> bool {
+        match session::peek(m) {
+            Ok((_, id)) => self
+                .known
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&id),
+            Err(_) => false,
+        }
+    }
+
     /// Forgets the remembered sessions `ended` says have ended.
     pub(crate) fn forget(&self, ended: impl Fn(&Session) -> bool) {
         self.known

@@ -19,6 +19,7 @@
 
 use crate::endpoint::{self, Answer, Endpoint, Inbound, Outbound, Reloading};
 use crate::pending::StepId;
+use crate::problem::path_of;
 use crate::{blocking, Core, Problem, Service, COSE};
 use agora_core::crypto::{os_rng, SigningKey, VerifyingKey, X25519Secret};
 use agora_core::ports::Evidence;
@@ -31,6 +32,7 @@ use agora_cpo::server::{PendingBrowse, PendingPost, PreparedPost, Server};
 use agora_cpo::store::{CpoStore, CpoUnit, CpoWritten};
 use agora_cpo::{Bidding, BondTrust, FirstCome, Keys, Mode, Peer};
 use agora_store::Stores;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -281,7 +283,13 @@ impl Endpoint for CpoEndpoint {
     fn handle(self: Arc<Self>, core: Arc<Core>, m: Inbound) -> Answer {
         Box::pin(async move {
             let now = m.now;
-            let r = if self.role == Role::Server && BIND_STEPS.contains(&m.tag) {
+            // A bind step runs on the runtime only when its session is in
+            // memory: one naming an unknown session (anyone can send one)
+            // would read storage, so it goes to the blocking pool.
+            let in_memory = self.role == Role::Server
+                && BIND_STEPS.contains(&m.tag)
+                && self.svc.server().is_ok_and(|s| s.has_in_memory(&m.body));
+            let r = if in_memory {
                 self.svc.handle_bind_step(m.tag, &m.body, now).await?
             } else {
                 let svc = self.svc.clone();
@@ -347,6 +355,11 @@ fn go_on(body: Vec<u8>, step: StepId) -> Reply {
     }
 }
 
+/// The reply to a message that opened a protocol run, and its step.
+fn opened((body, step): (Vec<u8>, StepId)) -> Reply {
+    go_on(body, step)
+}
+
 fn done(body: Vec<u8>) -> Reply {
     Reply { body, step: None }
 }
@@ -408,13 +421,13 @@ impl CpoService {
         let rng = &mut os_rng();
         let (body, now) = (&m.body[..], m.now);
         let reply = match m.tag {
-            tags::CPO_ARBITER_REQUEST => {
-                let (m1, pending) = arbiter.handle_request::<FirstCome>(rng, now, body)?;
-                go_on(m1, steps.insert(pending)?)
-            }
+            tags::CPO_ARBITER_REQUEST => opened(steps.open(m.opening("cpo/arbiter"), || {
+                Ok(arbiter.handle_request::<FirstCome>(rng, now, body)?)
+            })?),
             tags::CPO_BID_ARBITER_REQUEST => {
-                let (m1, pending) = arbiter.handle_request::<Bidding>(rng, now, body)?;
-                go_on(m1, steps.insert(pending)?)
+                opened(steps.open(m.opening("cpo/arbiter"), || {
+                    Ok(arbiter.handle_request::<Bidding>(rng, now, body)?)
+                })?)
             }
             tags::CPO_ARBITER_RESPONSE => return self.accept::<FirstCome>(&arbiter, steps, m),
             tags::CPO_BID_ARBITER_RESPONSE => return self.accept::<Bidding>(&arbiter, steps, m),
@@ -470,20 +483,18 @@ impl CpoService {
         let rng = &mut os_rng();
         let (body, now) = (&m.body[..], m.now);
         let reply = match m.tag {
-            tags::CPO_POST_REQUEST => {
-                let (m1, pending) = server.handle_post_request(rng, now, body)?;
-                go_on(m1, steps.insert(pending)?)
-            }
+            tags::CPO_POST_REQUEST => opened(steps.open(m.opening("cpo/server"), || {
+                Ok(server.handle_post_request(rng, now, body)?)
+            })?),
             tags::CPO_POST_RESPONSE => {
                 let (unit, prepared) = steps.step(&m.pending_step()?, |p: PendingPost| {
                     p.prepare_response(&server, now, body)
                 })?;
                 return Ok(Handled::Unit(Box::new((unit, Finish::Post(prepared)))));
             }
-            tags::CPO_BROWSE_REQUEST => {
-                let (m1, pending) = server.handle_browse_request(rng, now, body)?;
-                go_on(m1, steps.insert(pending)?)
-            }
+            tags::CPO_BROWSE_REQUEST => opened(steps.open(m.opening("cpo/server"), || {
+                Ok(server.handle_browse_request(rng, now, body)?)
+            })?),
             tags::CPO_BROWSE_RESPONSE => {
                 let granted = steps.step(&m.pending_step()?, |p: PendingBrowse| {
                     p.handle_response(&server, rng, now, body)
@@ -498,7 +509,7 @@ impl CpoService {
                 let outcome = server.handle_end_session(now, body)?;
                 // A one-word answer; the seller needs nothing signed here.
                 let mut e = agora_core::wire::Encoder::new();
-                e.text(&format!("{outcome:?}"));
+                e.text(outcome.code());
                 done(e.as_bytes().to_vec())
             }
             tags::CPO_BINDING_REQUEST => done(server.binding_for_buyer(rng, now, body)?),
@@ -724,9 +735,15 @@ impl CpoService {
             .ok_or_else(|| Problem::not_found("no such CPO on this board"))
     }
 
-    /// The signed notice for the bid whose BID_RECEIPT hashes to `receipt`.
+    /// The signed notice for the bid whose BID_RECEIPT hashes to `receipt`:
+    /// `404` if the board has no such CPO, `409` if it is not awarded yet or
+    /// its award considered no such bid.
     pub fn notice(&self, id: &[u8; 32], receipt: &[u8; 32]) -> Result<Vec<u8>, Problem> {
-        Ok(self.server()?.notice(id, receipt)?)
+        let server = self.server()?;
+        if self.store.board().get(id)?.is_none() {
+            return Err(Problem::not_found("no such CPO on this board"));
+        }
+        Ok(server.notice(id, receipt)?)
     }
 
     /// The store this service keeps its state in.
@@ -757,17 +774,18 @@ async fn board_route(
 
 async fn cpo_route(
     State((svc, _)): State<Svc>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let id = hex32(&id, "the CPO id")?;
+    let id = hex32(&path_of(id)?, "the CPO id")?;
     let json = blocking(move || svc.cpo_json(&id, Timestamp::now_from_system_clock())).await?;
     Ok(Json(json).into_response())
 }
 
 async fn notice_route(
     State((svc, _)): State<Svc>,
-    Path((id, receipt)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, Problem> {
+    let (id, receipt) = path_of(path)?;
     let id = hex32(&id, "the CPO id")?;
     let receipt = hex32(&receipt, "the receipt hash")?;
     let notice = blocking(move || svc.notice(&id, &receipt)).await?;
@@ -776,9 +794,9 @@ async fn notice_route(
 
 async fn award_route(
     State((svc, _)): State<Svc>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let id = hex32(&id, "the CPO id")?;
+    let id = hex32(&path_of(id)?, "the CPO id")?;
     let s = blocking(move || svc.award(&id, Timestamp::now_from_system_clock())).await?;
     Ok(Json(award_json(&id, &s)).into_response())
 }

@@ -19,15 +19,18 @@
 //!   pending step's id when the protocol goes on; [`Outbound::Response`] is
 //!   any other response (a SPEED delivery stream). Errors are [`Problem`]s.
 
-use crate::pending::{parse_id, StepId, STEP_HEADER};
+use crate::pending::{parse_id, Opening, StepId, STEP_HEADER};
 use crate::{cbor_reply, Cbor, Core, Problem};
 use agora_core::wire::{self, tags, Tag};
 use agora_core::Timestamp;
 use axum::body::Bytes;
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, MethodRouter};
+use axum::Extension;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
@@ -44,6 +47,8 @@ pub struct Inbound {
     pub headers: HeaderMap,
     /// When it arrived.
     pub now: Timestamp,
+    /// The client's address, when it came over the network.
+    pub client: Option<IpAddr>,
 }
 
 impl Inbound {
@@ -55,6 +60,17 @@ impl Inbound {
             step,
             headers: HeaderMap::new(),
             now,
+            client: None,
+        }
+    }
+
+    /// This message as the opening of a protocol run at `scope` (for
+    /// [`crate::PendingSteps::open`]).
+    pub fn opening(&self, scope: &'static str) -> Opening<'_> {
+        Opening {
+            scope,
+            message: &self.body,
+            client: self.client,
         }
     }
 
@@ -175,21 +191,26 @@ pub fn route<E: Endpoint, S: Clone + Send + Sync + 'static>(
     endpoint: Arc<E>,
     core: Arc<Core>,
 ) -> MethodRouter<S> {
-    post(move |headers: HeaderMap, Cbor(body): Cbor| {
-        let (endpoint, core) = (endpoint.clone(), core.clone());
-        async move {
-            let step = step_header(&headers)?;
-            let tag = message_tag(&body, |b| endpoint.own_framing_tag(b))?;
-            let m = Inbound {
-                tag,
-                body,
-                step,
-                headers,
-                now: Timestamp::now_from_system_clock(),
-            };
-            endpoint.handle(core, m).await
-        }
-    })
+    post(
+        move |peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+              headers: HeaderMap,
+              Cbor(body): Cbor| {
+            let (endpoint, core) = (endpoint.clone(), core.clone());
+            async move {
+                let step = step_header(&headers)?;
+                let tag = message_tag(&body, |b| endpoint.own_framing_tag(b))?;
+                let m = Inbound {
+                    tag,
+                    body,
+                    step,
+                    headers,
+                    now: Timestamp::now_from_system_clock(),
+                    client: peer.map(|Extension(ConnectInfo(a))| a.ip()),
+                };
+                endpoint.handle(core, m).await
+            }
+        },
+    )
 }
 
 /// Where a role's trust comes from: called at start and by housekeeping, so

@@ -14,12 +14,20 @@
 //!   reload;
 //! - a bounded table of pending protocol steps with expiry
 //!   ([`pending::PendingSteps`]);
-//! - load shedding: past `max_in_flight` requests, `503` with `Retry-After`;
-//!   per-client rate limits (`429`), keyed by the client's address;
-//! - `/healthz`, `/metrics` (Prometheus text), `/openapi.json`, `/v1/node`;
+//! - admission before work ([`guard`]): per-client rate limits (`429`,
+//!   loopback exempt by default), body size (`413` at once for a declared
+//!   length past the limit) and body time (`408`), the body received before a
+//!   work slot is taken, and past `max_in_flight` requests `503` with
+//!   `Retry-After`; a refused request has changed nothing;
+//! - connections admitted and bounded ([`serve`]): in all and per client
+//!   address, a header-read timeout, a shutdown that ends within
+//!   `shutdown_grace`;
+//! - `/healthz` (the process is up), `/readyz` (it can take work now),
+//!   `/metrics` (Prometheus text), `/openapi.json`, `/v1/node`;
 //! - structured logs (tracing) and graceful shutdown: on SIGINT/SIGTERM the
 //!   node stops accepting, finishes the requests in flight (their commits are
-//!   durable before their replies) and then returns.
+//!   durable before their replies) for at most `shutdown_grace`, and then
+//!   returns.
 //!
 //! Storage calls block (SQLite, group commit): handlers run them through
 //! [`blocking`], on tokio's blocking pool. The exception is the two steps of
@@ -29,48 +37,77 @@
 
 pub mod cpo;
 pub mod endpoint;
+mod guard;
 pub mod metrics;
 pub mod pending;
 pub mod pki;
 pub mod problem;
+mod serve;
 pub mod speed;
 pub mod web;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, MatchedPath, Request, State};
+use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 pub use metrics::Metrics;
 pub use pending::{PendingSteps, STEP_HEADER};
 pub use problem::Problem;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use std::time::Duration;
 
 /// The media type of protocol messages.
 pub const CBOR: &str = "application/cbor";
 /// The media type of signed evidence (COSE_Sign1).
 pub const COSE: &str = "application/cose";
 
-/// What the node's core enforces for every service.
+/// What the node's core enforces for every service (docs/NODE.md lists
+/// each limit with its default and its setting).
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes, of every route but uploads.
     pub max_body_bytes: usize,
+    /// Largest upload (a SPEED complaint: its message and the encrypted
+    /// product), in bytes.
+    pub max_upload_bytes: u64,
     /// Requests served at once; past it, `503` with `Retry-After`.
     pub max_in_flight: usize,
+    /// Request bodies being received at once (a slow sender holds one of
+    /// these, not a work slot); past it, `503`.
+    pub max_receiving: usize,
+    /// Uploads being received and examined at once; past it, `503`.
+    pub max_uploads: usize,
+    /// Connections open at once; past it, a new one gets `503` and is closed.
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_client: usize,
+    /// Time for a request's head (request line and headers) to arrive, and
+    /// the longest a keep-alive connection may sit idle.
+    pub header_timeout: Duration,
+    /// Time for a request's whole body to arrive once its head has; past
+    /// it, `408`.
+    pub body_timeout: Duration,
+    /// Time for a whole request, body and work, from the end of its head;
+    /// past it, `504 timed-out`.
+    pub request_timeout: Duration,
+    /// Time for a whole upload (received and examined).
+    pub upload_timeout: Duration,
+    /// On shutdown, how long requests in flight may take to finish before
+    /// their connections are closed.
+    pub shutdown_grace: Duration,
     /// Requests per second per client address (0: no limit).
     pub rate_limit_per_sec: u32,
     /// Burst above the rate a client may use.
     pub rate_limit_burst: u32,
+    /// Whether loopback clients are rate-limited too (by default they are
+    /// not: they are this machine's own tools).
+    pub rate_limit_loopback: bool,
     /// Protocol steps pending at once.
     pub max_pending_steps: usize,
+    /// Protocol steps pending at once for one client address.
+    pub max_pending_per_client: usize,
     /// How long a pending step waits for the client's next message.
     pub pending_step_ttl: Duration,
     /// How often each service's housekeeping runs.
@@ -83,10 +120,22 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             max_body_bytes: 256 * 1024,
+            max_upload_bytes: 1 << 30,
             max_in_flight: 512,
-            rate_limit_per_sec: 0,
+            max_receiving: 1024,
+            max_uploads: 4,
+            max_connections: 4096,
+            max_connections_per_client: 256,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            upload_timeout: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(10),
+            rate_limit_per_sec: 50,
             rate_limit_burst: 100,
+            rate_limit_loopback: false,
             max_pending_steps: 10_000,
+            max_pending_per_client: 1_000,
             pending_step_ttl: Duration::from_secs(120),
             housekeeping_every: Duration::from_secs(30),
             public_url: "http://127.0.0.1:7878".into(),
@@ -103,6 +152,9 @@ pub struct Core {
     pub pending: PendingSteps,
     /// Metrics.
     pub metrics: Metrics,
+    /// Connections, work slots, rate limits (the guard's and the
+    /// connection loop's).
+    admission: guard::Admission,
 }
 
 /// A role (or a set of roles) the node hosts.
@@ -111,6 +163,12 @@ pub trait Service: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Its routes. They are merged with the other services' and the core's.
     fn router(self: Arc<Self>, core: Arc<Core>) -> Router;
+    /// Its routes that read their own body as it arrives (bounded by
+    /// `max_upload_bytes` and `upload_timeout` instead of being received
+    /// whole first).
+    fn upload_routes(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Periodic work (CRL refresh, expiry, awards...): a summary for the log
     /// if something happened. Runs on the blocking pool.
     fn housekeeping(&self, _now: agora_core::Timestamp) -> Result<Option<String>, String> {
@@ -140,9 +198,11 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// A node with `config` and no services yet.
     pub fn new(config: NodeConfig) -> Node {
-        let pending = PendingSteps::new(config.max_pending_steps, config.pending_step_ttl);
+        let pending = PendingSteps::new(config.max_pending_steps, config.pending_step_ttl)
+            .with_quotas(config.max_pending_per_client);
         Node {
             core: Arc::new(Core {
+                admission: guard::Admission::new(&config),
                 config,
                 pending,
                 metrics: Metrics::new(),
@@ -179,8 +239,16 @@ impl Node {
             "url": self.core.config.public_url,
             "services": described.into_iter().collect::<serde_json::Map<_, _>>(),
         }));
-        let guard = Arc::new(Guard::new(&self.core.config));
+        let guard = Arc::new(guard::Guard {
+            core: self.core.clone(),
+            upload_routes: self
+                .services
+                .iter()
+                .flat_map(|s| s.upload_routes().iter().copied())
+                .collect(),
+        });
         let core = self.core.clone();
+        let ready = self.core.clone();
         app.route(
             "/v1/node",
             get(move || {
@@ -203,20 +271,33 @@ impl Node {
             }),
         )
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            (self.core.clone(), guard),
-            guard_layer,
-        ))
-        // The health check bypasses load shedding and rate limits.
+        .layer(axum::middleware::from_fn_with_state(guard, guard::layer))
+        // Health and readiness bypass admission: they must answer when
+        // nothing else can.
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                let why = ready.admission.not_ready(&ready);
+                let status = if why.is_empty() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                (
+                    status,
+                    axum::Json(serde_json::json!({ "ready": why.is_empty(), "why": why })),
+                )
+            }),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(
             self.core.config.max_body_bytes,
         ))
     }
 
     /// Serves on `listener` until `shutdown` completes, then finishes the
-    /// requests in flight and returns. Housekeeping runs every
-    /// `housekeeping_every` (and once at start).
+    /// requests in flight (for at most `shutdown_grace`) and returns.
+    /// Housekeeping runs every `housekeeping_every` (and once at start).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -229,21 +310,7 @@ impl Node {
             self.services.clone(),
             stop_rx,
         ));
-        // No Nagle: a reply written in a few pieces (a SPEED delivery: its
-        // length, the product, the head) would otherwise wait for the
-        // client's delayed acknowledgement, 40 ms on Linux.
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::warn!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = serve::run(self.core.clone(), app, listener, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = keeper.await;
         tracing::info!("node stopped: in-flight requests finished");
@@ -323,85 +390,6 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-// ------------------------------------------------------------ the guard
-
-/// Load shedding and per-client rate limits.
-struct Guard {
-    slots: Arc<Semaphore>,
-    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
-}
-
-impl Guard {
-    fn new(c: &NodeConfig) -> Guard {
-        let limiter = NonZeroU32::new(c.rate_limit_per_sec).map(|rate| {
-            let burst = NonZeroU32::new(c.rate_limit_burst).unwrap_or(rate);
-            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-        });
-        Guard {
-            slots: Arc::new(Semaphore::new(c.max_in_flight.max(1))),
-            limiter,
-        }
-    }
-}
-
-async fn guard_layer(
-    State((core, guard)): State<(Arc<Core>, Arc<Guard>)>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let method = req.method().clone();
-    let response = if let Some(l) = &guard.limiter {
-        if l.check_key(&client).is_err() {
-            core.metrics.rate_limited.inc();
-            let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited")
-                .with_detail("this client sent too many requests");
-            p.retry_after = Some(1);
-            Some(p.into_response())
-        } else {
-            None
-        }
-    } else {
-        None
-    };
-    let response = match response {
-        Some(r) => r,
-        None => match guard.slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                core.metrics.in_flight.inc();
-                let r = next.run(req).await;
-                core.metrics.in_flight.dec();
-                drop(permit);
-                r
-            }
-            Err(_) => {
-                core.metrics.shed.inc();
-                Problem::overloaded("the node is serving as many requests as it can")
-                    .into_response()
-            }
-        },
-    };
-    let status = response.status().as_u16();
-    let secs = started.elapsed().as_secs_f64();
-    core.metrics.observe(&route, status, secs);
-    if response.status().is_server_error() {
-        tracing::warn!(%method, route, status, ms = secs * 1e3, %client, "request failed");
-    } else {
-        tracing::debug!(%method, route, status, ms = secs * 1e3, "request");
-    }
-    response
-}
-
 /// Unknown routes: a problem document, or a page for a browser.
 async fn not_found(headers: axum::http::HeaderMap) -> Response {
     let wants_html = headers
@@ -425,6 +413,18 @@ async fn not_found(headers: axum::http::HeaderMap) -> Response {
 
 // ------------------------------------------------------------ bodies
 
+/// Whether a request's `Content-Type` names the media type `expected`
+/// (`type/subtype`, written in lower case): type and subtype are compared
+/// without regard to case and parameters may follow (RFC 9110 section
+/// 8.3.1), so `APPLICATION/CBOR; x=y` names `application/cbor`.
+pub fn content_type_is(headers: &axum::http::HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(expected))
+}
+
 /// A protocol message: an `application/cbor` body of at most
 /// [`agora_core::wire::MAX_MESSAGE_LEN`] bytes. Anything else is refused
 /// with a problem document before a role sees it.
@@ -435,12 +435,7 @@ impl<S: Send + Sync> FromRequest<S> for Cbor {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if ct.split(';').next().map(str::trim) != Some(CBOR) {
+        if !content_type_is(req.headers(), CBOR) {
             return Err(
                 Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
                     .with_detail(format!("protocol messages are {CBOR}")),

@@ -81,6 +81,15 @@ pub struct Metrics {
     pub shed: Counter,
     /// Requests refused by a client's rate limit.
     pub rate_limited: Counter,
+    /// Connections open now.
+    pub connections: Gauge,
+    /// Connections closed at once because the node or their client had as
+    /// many as it may.
+    pub connections_refused: Counter,
+    /// Request bodies being received now (counted apart from the work).
+    pub receiving: Gauge,
+    /// Requests ended by a time bound (head, body, upload or work).
+    pub timed_out: Counter,
     housekeeping: Family<Job, Counter>,
 }
 
@@ -114,6 +123,10 @@ impl Metrics {
         let pending_steps = Gauge::default();
         let shed = Counter::default();
         let rate_limited = Counter::default();
+        let connections = Gauge::default();
+        let connections_refused = Counter::default();
+        let receiving = Gauge::default();
+        let timed_out = Counter::default();
         let housekeeping = Family::<Job, Counter>::default();
         registry.register(
             "http_requests",
@@ -145,6 +158,22 @@ impl Metrics {
             "Requests answered 429 by a client's rate limit",
             rate_limited.clone(),
         );
+        registry.register("connections", "TCP connections open", connections.clone());
+        registry.register(
+            "connections_refused",
+            "Connections closed at once: the node's or their client's limit reached",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "http_receiving",
+            "Request bodies being received (not yet holding a work slot)",
+            receiving.clone(),
+        );
+        registry.register(
+            "http_timed_out",
+            "Requests ended by a time bound (body, upload or work)",
+            timed_out.clone(),
+        );
         registry.register(
             "housekeeping_runs",
             "Housekeeping runs by service and outcome",
@@ -159,6 +188,10 @@ impl Metrics {
             pending_steps,
             shed,
             rate_limited,
+            connections,
+            connections_refused,
+            receiving,
+            timed_out,
             housekeeping,
         }
     }

@@ -13,10 +13,12 @@
 //! has passed (so a current CRL is always at hand: bonds are refused
 //! without one), and the CPO service reloads them from there.
 
+use crate::problem::path_of;
 use crate::{blocking, Core, Problem, Service};
 use agora_core::Timestamp;
 use agora_pki::{Agency, Crl, CrlParams};
 use agora_store::Stores;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -155,9 +157,9 @@ fn key_id_path(s: &str) -> Result<String, Problem> {
 
 async fn crl_route(
     State(svc): State<Arc<PkiService>>,
-    Path(kid): Path<String>,
+    kid: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let kid = key_id_path(&kid)?;
+    let kid = key_id_path(&path_of(kid)?)?;
     let crl =
         blocking(move || current_crl(&svc.0.crl_dir, &kid).map_err(|e| Problem::internal(&e)))
             .await?
@@ -171,9 +173,9 @@ async fn crl_route(
 
 async fn cert_route(
     State(svc): State<Arc<PkiService>>,
-    Path(kid): Path<String>,
+    kid: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let kid = key_id_path(&kid)?;
+    let kid = key_id_path(&path_of(kid)?)?;
     let a = svc
         .0
         .agencies

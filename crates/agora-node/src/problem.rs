@@ -76,6 +76,9 @@ impl Problem {
             "refused" => "Refused",
             "overloaded" => "Overloaded; retry later",
             "rate-limited" => "Too many requests; retry later",
+            "too-many-pending" => "Too many protocol steps pending; retry later",
+            "request-timeout" => "The request body did not arrive in time",
+            "timed-out" => "The request was not answered in time",
             "not-found" => "Not found",
             "too-large" => "Request too large",
             "unsupported-media-type" => "Unsupported media type",
@@ -124,6 +127,16 @@ impl From<agora_core::DecodeError> for Problem {
     fn from(e: agora_core::DecodeError) -> Problem {
         Problem::from(agora_core::Error::Decode(e))
     }
+}
+
+/// A route's path segments, or `400 decode` when they cannot be read (not
+/// UTF-8 once percent-decoded): a problem document, as every error is,
+/// rather than axum's plain-text rejection.
+pub fn path_of<T>(
+    p: Result<axum::extract::Path<T>, axum::extract::rejection::PathRejection>,
+) -> Result<T, Problem> {
+    p.map(|axum::extract::Path(t)| t)
+        .map_err(|e| Problem::bad_request(e.body_text()))
 }
 
 impl IntoResponse for Problem {

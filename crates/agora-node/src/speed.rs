@@ -49,8 +49,11 @@ use std::sync::{Arc, RwLock};
 /// The media type of a complaint: `u32` (big-endian) length of the
 /// complaint message, the message, then the encrypted product as delivered.
 pub const COMPLAINT_TYPE: &str = "application/vnd.agora.speed-complaint";
-/// How much of a refused complaint's upload is read before answering.
-const MAX_DRAIN: u64 = 256 << 20;
+/// How much of a refused complaint's upload is read before answering (so
+/// that its sender reads the refusal rather than a reset): on the runtime,
+/// holding no thread, within the upload's time bound. A longer upload is
+/// answered anyway and its connection closed.
+const MAX_DRAIN: u64 = 16 << 20;
 
 /// The evidence kind of a broker's signed ruling in its archive.
 pub const RULING_EVIDENCE: &str = "speed/ruling";
@@ -458,13 +461,15 @@ impl SpeedService {
         let mut rng = os_rng();
         match m.tag {
             tags::SPEED_NEGOTIATION_REQUEST => {
-                let (state, step) = read(&v.vendor).on_negotiation_request(
-                    now,
-                    &mut rng,
-                    body,
-                    v.catalogue().as_ref(),
-                )?;
-                let id = pending.insert(state)?;
+                let (step, id) = pending.open(m.opening("speed/vendor"), || {
+                    let (state, step) = read(&v.vendor).on_negotiation_request(
+                        now,
+                        &mut rng,
+                        body,
+                        v.catalogue().as_ref(),
+                    )?;
+                    Ok((step, state))
+                })?;
                 Ok(VendorAnswer::Step(step, Some(id)))
             }
             tags::SPEED_NEGOTIATION_STEP => {
@@ -679,7 +684,6 @@ impl SpeedService {
         now: Timestamp,
         r: &mut impl io::Read,
     ) -> Result<Vec<u8>, Problem> {
-        use io::Read;
         let b = read(self.broker()?);
         let msg = agora_speed::delivery::read_complaint_head(&mut *r).map_err(|e| {
             Problem::bad_request(match e.kind() {
@@ -704,12 +708,6 @@ impl SpeedService {
             tracing::info!(order = %ruling.order, verdict = ruling.verdict.as_str(), "SPEED ruling");
             Ok(signed)
         })();
-        // A refused complaint still reads (a bounded amount of) what the
-        // customer is sending, so that she gets the refusal rather than a
-        // connection reset in the middle of her upload.
-        if ruled.is_err() {
-            let _ = io::copy(&mut (&mut *r).take(MAX_DRAIN), &mut io::sink());
-        }
         ruled
     }
 }
@@ -739,40 +737,92 @@ impl io::Read for ChannelReader {
 /// about, streamed through the broker's examination (constant memory); the
 /// answer is the signed ruling, also kept in the evidence archive.
 async fn complaint_route(
-    State((svc, _core)): State<Svc>,
+    State((svc, core)): State<Svc>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if ct != COMPLAINT_TYPE {
+    if !crate::content_type_is(&headers, COMPLAINT_TYPE) {
         return Err(
             Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
                 .with_detail(format!("a complaint is {COMPLAINT_TYPE}")),
         );
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(SEND_QUEUE);
-    tokio::spawn(async move {
-        use futures_util::StreamExt;
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            if tx.send(chunk.map_err(io::Error::other)).await.is_err() {
+    use futures_util::StreamExt;
+    let limit = core.config.max_upload_bytes;
+    let over = std::sync::atomic::AtomicBool::new(false);
+    let too_large = || crate::guard::too_large(limit);
+    let mut stream = body.into_data_stream();
+    // The complaint message first, on the runtime: an upload that stalls
+    // here holds no thread.
+    let mut head = Vec::new();
+    loop {
+        if head.len() >= 4 {
+            let n = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            if n > agora_speed::delivery::MAX_COMPLAINT_LEN || head.len() >= 4 + n {
                 break;
             }
         }
-    });
+        match stream.next().await {
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            Some(Err(e)) if past_limit(&e) => return Err(too_large()),
+            Some(Err(_)) => return Err(Problem::bad_request("the upload could not be read")),
+            None => break,
+        }
+    }
+    // Then the product, streamed through the examination on a blocking
+    // thread (at most `max_uploads` of them, for at most `upload_timeout`).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(SEND_QUEUE);
     let now = Timestamp::now_from_system_clock();
-    let signed = blocking(move || {
+    let work = blocking(move || {
         let mut r = ChannelReader {
             rx,
-            cur: Bytes::new(),
+            cur: Bytes::from(head),
         };
         svc.rule_on_complaint(now, &mut r)
-    })
-    .await?;
-    Ok(cbor_reply(signed, None))
+    });
+    let forward = async {
+        let tx = tx;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                if past_limit(&e) {
+                    over.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                io::Error::other(e)
+            });
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+    };
+    let ruled = {
+        tokio::pin!(forward, work);
+        tokio::select! {
+            r = &mut work => r,
+            () = &mut forward => work.await,
+        }
+    };
+    if over.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(too_large());
+    }
+    if ruled.is_err() {
+        // A refused complaint still reads (a bounded amount of) what the
+        // customer is sending, on the runtime, so that she reads the
+        // refusal rather than a reset in the middle of her upload. Past
+        // MAX_DRAIN the answer goes out anyway and the connection closes.
+        let mut drained = 0u64;
+        while drained < MAX_DRAIN {
+            match stream.next().await {
+                Some(Ok(chunk)) => drained += chunk.len() as u64,
+                _ => break,
+            }
+        }
+    }
+    Ok(cbor_reply(ruled?, None))
+}
+
+/// Whether a body error is the upload limit's (the guard's `Limited`).
+fn past_limit(e: &axum::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
 }
 
 async fn catalogue_route(State((svc, _)): State<Svc>) -> Result<Response, Problem> {
@@ -782,6 +832,10 @@ async fn catalogue_route(State((svc, _)): State<Svc>) -> Result<Response, Proble
 impl Service for SpeedService {
     fn name(&self) -> &'static str {
         "speed"
+    }
+
+    fn upload_routes(&self) -> &'static [&'static str] {
+        &["/v1/speed/complaints"]
     }
 
     fn router(self: Arc<Self>, core: Arc<Core>) -> Router {

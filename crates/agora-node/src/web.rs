@@ -846,7 +846,14 @@ fn problem_page(p: &Problem, public_url: &str) -> Response {
             "The node could not serve this page. Please try again later.".to_owned(),
         )
     };
-    html(p.status, render_error(heading, &message, public_url))
+    let mut r = html(p.status, render_error(heading, &message, public_url));
+    // A busy node's page says when to come back, as its problem document
+    // would.
+    if let Some(secs) = p.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
 }
 
 async fn board_page(State((web, core)): State<Web>, RawQuery(raw): RawQuery) -> Response {
@@ -1196,7 +1203,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cpo = Arc::new(
             CpoService::new(crate::cpo::CpoSpec {
-                store: agora_store::Stores::in_data_dir(dir.path()).unwrap(),
+                store: agora_store::Stores::in_data_dir(
+                    dir.path(),
+                    agora_store::AtRestKey::generate(&mut agora_core::crypto::os_rng()),
+                )
+                .unwrap(),
                 server: None,
                 arbiter: None,
                 trust: Box::new(NoTrust),
@@ -1253,5 +1264,20 @@ mod tests {
         assert_eq!(s, StatusCode::OK);
         assert_eq!(ct, "text/css; charset=utf-8");
         assert_eq!(body, STYLE_CSS);
+    }
+
+    /// A busy node's page carries `Retry-After`, as its problem document
+    /// does (openapi.json requires it of every 503).
+    #[test]
+    fn a_busy_page_says_when_to_retry() {
+        let r = problem_page(&Problem::overloaded("the store's write queue is full"), URL);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        assert!(r.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let r = problem_page(&Problem::not_found("no such CPO"), URL);
+        assert!(r.headers().get(header::RETRY_AFTER).is_none());
     }
 }

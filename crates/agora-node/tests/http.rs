@@ -4,6 +4,8 @@
 //! revocations), the PKI routes, /metrics and the OpenAPI document.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+mod common;
+
 use agora_client::transport::{ClientError, CpoTransport, NodeClient};
 use agora_core::crypto::{os_rng, SigningKey, X25519Secret};
 use agora_core::{Currency, Money, Timestamp};
@@ -57,8 +59,7 @@ struct TestNode {
     trust: Arc<Mutex<BondTrust>>,
     arbiter: Peer,
     server: Peer,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    served: common::Served,
     _dir: tempfile::TempDir,
 }
 
@@ -76,7 +77,11 @@ fn crl(agency: &Agency, number: u64, revoked: Vec<Revocation>) -> Crl {
 impl TestNode {
     fn start(config: NodeConfig) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
-        let store = agora_store::Stores::in_data_dir(dir.path()).unwrap();
+        let store = agora_store::Stores::in_data_dir(
+            dir.path(),
+            agora_store::AtRestKey::generate(&mut agora_core::crypto::os_rng()),
+        )
+        .unwrap();
         let agency_key = SigningKey::generate(&mut os_rng());
         let agency = Agency::create(
             "Test Bonding Agency",
@@ -109,32 +114,17 @@ impl TestNode {
             crl_dir: dir.path().join("crls"),
             crl_days: 7,
         }));
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = std_listener.local_addr().unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{addr}");
-        let node = Node::new(NodeConfig {
-            public_url: url.clone(),
-            housekeeping_every: Duration::from_secs(3600),
-            ..config
-        })
-        .with(svc.clone() as Arc<dyn Service>)
-        .with(pki.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-                node.serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await
+        let served = common::Served::start(|url| {
+            Node::new(NodeConfig {
+                public_url: url.to_owned(),
+                housekeeping_every: Duration::from_secs(3600),
+                ..config
             })
+            .with(svc.clone() as Arc<dyn Service>)
+            .with(pki.clone())
+            .with(Arc::new(agora_node::web::WebService::new(svc.clone())))
         });
+        let url = served.url();
         TestNode {
             client: NodeClient::new(&url).unwrap(),
             url,
@@ -144,8 +134,7 @@ impl TestNode {
             trust,
             arbiter,
             server,
-            stop: Some(stop),
-            thread: Some(thread),
+            served,
             _dir: dir,
         }
     }
@@ -262,19 +251,7 @@ impl TestNode {
     }
 
     fn stop(&mut self) -> std::io::Result<()> {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        match self.thread.take() {
-            Some(t) => t.join().unwrap(),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        let _ = self.stop();
+        self.served.stop()
     }
 }
 
@@ -600,6 +577,8 @@ fn rate_limits_answer_429_with_retry_after() {
     let n = TestNode::start(NodeConfig {
         rate_limit_per_sec: 1,
         rate_limit_burst: 2,
+        // The test's client is on loopback, which is exempt by default.
+        rate_limit_loopback: true,
         ..Default::default()
     });
     let http = raw(&n.url);
@@ -849,33 +828,502 @@ fn metrics_health_node_and_openapi() {
         .json()
         .unwrap();
     assert!(api["openapi"].as_str().unwrap().starts_with("3."));
-    for path in [
-        "/v1/cpo/arbiter",
-        "/v1/cpo/server",
-        "/v1/cpo/board",
-        "/v1/cpo/board/{id}",
+    assert_eq!(api, common::api(), "the node serves its document");
+    for (method, path, _, _) in ROUTES {
+        common::operation(&api, method, path);
+    }
+}
+
+// ------------------------------------------------------------ the document
+
+/// The statuses a connection can be answered with before any route is
+/// chosen (`agora_node::serve`): `431` for a request head past its bound
+/// (hyper's), `503` when the node or this client has as many connections
+/// open as it takes. Every route, `/healthz` too.
+const CONNECTION: &[u16] = &[431, 503];
+
+/// What admission (`agora_node::guard`) answers any route behind it with:
+/// `408 request-timeout` (the body came too slowly), `413 too-large`, `429
+/// rate-limited` and `503 overloaded` (both with `Retry-After`), `504
+/// timed-out` (the work took too long).
+const ADMISSION: &[u16] = &[408, 413, 429, 503, 504];
+
+/// A protocol endpoint's own (`agora_node::endpoint`, `Cbor`, the pending
+/// steps, `Problem::from(agora_core::Error)`): `400` decode, crypto,
+/// peer-misbehaved, unknown-message, missing-step; `403` not-authorised;
+/// `404` unknown-step, or the role is not hosted; `409` refused, replayed;
+/// `415` another media type.
+const PROTOCOL: &[u16] = &[200, 400, 403, 404, 409, 415];
+
+/// Every route the node serves: method, path template, whether admission
+/// stands before it, and the statuses its own code answers. A `500` is a
+/// defect, not a contract: it is documented nowhere (schemathesis's
+/// `not_a_server_error` hunts it).
+const ROUTES: &[(&str, &str, bool, &[u16])] = &[
+    ("post", "/v1/cpo/arbiter", true, PROTOCOL),
+    ("post", "/v1/cpo/server", true, PROTOCOL),
+    // 400: a bad query.
+    ("get", "/v1/cpo/board", true, &[200, 400]),
+    // 400: not an id; 404: no such CPO.
+    ("get", "/v1/cpo/board/{id}", true, &[200, 400, 404]),
+    // 409: not awarded yet, or no such bid in the award.
+    (
+        "get",
         "/v1/cpo/notices/{id}/{receipt}",
-        "/v1/cpo/awards/{id}",
-        "/v1/speed/vendor",
-        "/v1/speed/catalogue",
-        "/v1/speed/broker",
+        true,
+        &[200, 400, 404, 409],
+    ),
+    // 404: no such CPO, or its arbiter or server not hosted; 409: refused.
+    ("post", "/v1/cpo/awards/{id}", true, &[200, 400, 404, 409]),
+    ("post", "/v1/speed/vendor", true, PROTOCOL),
+    // 404: no vendor hosted.
+    ("get", "/v1/speed/catalogue", true, &[200, 404]),
+    ("post", "/v1/speed/broker", true, PROTOCOL),
+    // An upload read by the route itself: 400 cut short or unreadable,
+    // 403 not the customer's, 404 no broker, 409 refused, 415.
+    (
+        "post",
         "/v1/speed/complaints",
-        "/v1/pki/agencies",
-        "/v1/pki/{agency}/crl",
-        "/v1/pki/{agency}/cert",
-        "/v1/node",
-        "/",
-        "/cpo/{id}",
-        "/how-to-bind",
-        "/style.css",
-        "/healthz",
-        "/metrics",
+        true,
+        &[200, 400, 403, 404, 409, 415],
+    ),
+    ("get", "/v1/pki/agencies", true, &[200]),
+    ("get", "/v1/pki/{agency}/crl", true, &[200, 400, 404]),
+    ("get", "/v1/pki/{agency}/cert", true, &[200, 400, 404]),
+    ("get", "/v1/node", true, &[200]),
+    // The pages: 400 a page saying what is wrong, 404 no such CPO.
+    ("get", "/", true, &[200, 400]),
+    ("get", "/cpo/{id}", true, &[200, 400, 404]),
+    ("get", "/how-to-bind", true, &[200]),
+    ("get", "/style.css", true, &[200]),
+    ("get", "/openapi.json", true, &[200]),
+    ("get", "/metrics", true, &[200]),
+    // Health and readiness stand before admission.
+    ("get", "/healthz", false, &[200]),
+    ("get", "/readyz", false, &[200, 503]),
+];
+
+/// Every status `route` can be answered with.
+fn answered(admitted: bool, own: &[u16]) -> Vec<u16> {
+    let mut all: Vec<u16> = own.to_vec();
+    all.extend(CONNECTION);
+    if admitted {
+        all.extend(ADMISSION);
+    }
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// The number of a status the node's source names.
+fn status_named(name: &str) -> Option<u16> {
+    use axum::http::StatusCode as S;
+    let s = match name {
+        "OK" => S::OK,
+        "BAD_REQUEST" => S::BAD_REQUEST,
+        "FORBIDDEN" => S::FORBIDDEN,
+        "NOT_FOUND" => S::NOT_FOUND,
+        "REQUEST_TIMEOUT" => S::REQUEST_TIMEOUT,
+        "CONFLICT" => S::CONFLICT,
+        "PAYLOAD_TOO_LARGE" => S::PAYLOAD_TOO_LARGE,
+        "UNSUPPORTED_MEDIA_TYPE" => S::UNSUPPORTED_MEDIA_TYPE,
+        "TOO_MANY_REQUESTS" => S::TOO_MANY_REQUESTS,
+        "REQUEST_HEADER_FIELDS_TOO_LARGE" => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "INTERNAL_SERVER_ERROR" => S::INTERNAL_SERVER_ERROR,
+        "SERVICE_UNAVAILABLE" => S::SERVICE_UNAVAILABLE,
+        "GATEWAY_TIMEOUT" => S::GATEWAY_TIMEOUT,
+        _ => return None,
+    };
+    Some(s.as_u16())
+}
+
+/// The node's source files, by name.
+fn node_sources() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    let mut todo = vec![dir];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push((
+                    p.display().to_string(),
+                    std::fs::read_to_string(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    files
+}
+
+/// Every status a route's code returns is documented for that route, and
+/// the table above is held to the code: a status the node's source names
+/// that no route in it answers, or a problem code missing from the
+/// document's list, fails here until both are written down.
+#[test]
+fn every_status_a_route_returns_is_documented() {
+    let api = common::api();
+    let mut missing = Vec::new();
+    for (method, path, admitted, own) in ROUTES {
+        let documented = common::statuses(&api, method, path);
+        let answers = answered(*admitted, own);
+        for status in &answers {
+            if !documented.contains(status) {
+                missing.push(format!("{method} {path}: {status}"));
+            }
+        }
+        // And nothing is documented that the route does not answer.
+        for status in &documented {
+            assert!(
+                answers.contains(status),
+                "{method} {path} documents {status}, which its code does not answer"
+            );
+        }
+        // Who is told to wait is told how long.
+        for status in [429u16, 503] {
+            if *admitted {
+                let r = common::response(&api, method, path, status).unwrap();
+                assert_eq!(
+                    r["headers"]["Retry-After"]["required"], true,
+                    "{method} {path} {status} without a required Retry-After"
+                );
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "statuses the code returns that openapi.json does not document:\n{}",
+        missing.join("\n")
+    );
+    // Every operation in the document is a route here.
+    for (path, item) in api["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            assert!(
+                ROUTES.iter().any(|(m, p, _, _)| m == method && p == path),
+                "{method} {path} is documented but not in this test's table of routes"
+            );
+        }
+    }
+
+    // Every status the source names is answered by some route in the table.
+    let all: Vec<u16> = ROUTES
+        .iter()
+        .flat_map(|(_, _, a, own)| answered(*a, own))
+        .collect();
+    let codes: Vec<String> = api["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    for (file, text) in node_sources() {
+        for (i, _) in text.match_indices("StatusCode::") {
+            let name: String = text[i + "StatusCode::".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect();
+            if name.is_empty() {
+                continue;
+            }
+            let status = status_named(&name).unwrap_or_else(|| {
+                panic!("{file} names StatusCode::{name}: add it to this test's table")
+            });
+            assert!(
+                status == 500 || all.contains(&status),
+                "{file} answers {status}, which no route in this test's table (and so \
+                 perhaps openapi.json) says"
+            );
+        }
+        for (i, _) in text.match_indices("HTTP/1.1 ") {
+            if let Ok(status) = text[i + 9..]
+                .chars()
+                .take(3)
+                .collect::<String>()
+                .parse::<u16>()
+            {
+                assert!(all.contains(&status), "{file} answers {status} on its own");
+            }
+        }
+        // The problem codes: the second argument of each Problem::new.
+        for (i, _) in text.match_indices("Problem::new(") {
+            let call: String = text[i..].chars().take_while(|c| *c != ')').collect();
+            let Some(code) = call.split('"').nth(1) else {
+                continue;
+            };
+            assert!(
+                codes.iter().any(|c| c == code),
+                "{file} answers problem code {code:?}, which openapi.json's Problem.code \
+                 does not list"
+            );
+            let code: &'static str = Box::leak(code.to_owned().into_boxed_str());
+            let doc = agora_node::Problem::new(axum::http::StatusCode::BAD_REQUEST, code).to_json();
+            assert!(
+                code == "internal" || doc["title"] != "Internal error",
+                "{file}: problem code {code:?} has no title of its own"
+            );
+        }
+    }
+    // And those of the errors every role shares.
+    use agora_core::Error as E;
+    for e in [
+        E::Decode(agora_core::DecodeError::Invalid("x")),
+        E::Crypto,
+        E::PeerMisbehaved("x"),
+        E::Replayed,
+        E::NotAuthorised("x".into()),
+        E::Refused("x".into()),
+        E::Overloaded,
+        E::Storage("x".into()),
+        E::ApiMisuse("x"),
     ] {
+        let p = agora_node::Problem::from(e);
         assert!(
-            api["paths"].get(path).is_some(),
-            "{path} is not in the OpenAPI document"
+            codes.iter().any(|c| c == p.code),
+            "{} is not listed",
+            p.code
         );
     }
+}
+
+/// Requests that draw each kind of refusal (a head or a body too large, a
+/// body too slow or of another media type, unreadable ids, a client past
+/// its rate) to every
+/// CPO, PKI, page and core route of a real node: each answer is one the
+/// document describes (status, media type, required headers, body).
+#[test]
+fn real_refusals_are_the_documented_ones() {
+    let api = common::api();
+    let n = TestNode::start(NodeConfig {
+        max_body_bytes: 1024,
+        body_timeout: Duration::from_millis(200),
+        ..NodeConfig::default()
+    });
+    let http = raw(&n.url);
+    let addr = n.url.trim_start_matches("http://").to_owned();
+    let here = |p: &str| !p.starts_with("/v1/speed/");
+    for (method, path, admitted, own) in ROUTES.iter().filter(|r| here(r.1)) {
+        let url = |p: &str| format!("{}{p}", n.url);
+        let send = |p: &str, ct: &str, body: Vec<u8>| {
+            let req = match *method {
+                "post" => http.post(url(p)),
+                _ => http.get(url(p)),
+            };
+            common::Answer::of(req.header("content-type", ct).body(body).send().unwrap())
+        };
+        let target = common::concrete(path);
+        // As they are (ids that name nothing), and with a body of another
+        // media type.
+        let a = send(&target, "text/plain", b"hello".to_vec());
+        common::assert_documented(&api, method, path, &a);
+        if own.contains(&415) {
+            assert_eq!(a.status, 415, "{method} {path}");
+        }
+        // A head past the connection's bound, before any route is chosen.
+        let big = common::Raw {
+            method,
+            path: &target,
+            content_type: "application/cbor",
+            declared: 0,
+            sent: 0,
+            filler: 32 * 1024,
+        };
+        let a = common::raw_request(&addr, &big, Duration::from_secs(5));
+        assert_eq!(a.status, 431, "{method} {path}");
+        common::assert_documented(&api, method, path, &a);
+        if !admitted {
+            continue;
+        }
+        // Too large.
+        let a = send(&target, "application/cbor", vec![0u8; 4096]);
+        assert_eq!(a.status, 413, "{method} {path}");
+        common::assert_documented(&api, method, path, &a);
+        // Too slow: ten bytes promised, three sent.
+        let slow = common::Raw {
+            method,
+            path: &target,
+            content_type: "application/cbor",
+            declared: 10,
+            sent: 3,
+            filler: 0,
+        };
+        let a = common::raw_request(&addr, &slow, Duration::from_secs(5));
+        assert_eq!(a.status, 408, "{method} {path}");
+        common::assert_documented(&api, method, path, &a);
+        // Ids that are not ids, and segments that are not UTF-8.
+        for bad in ["zz", "%FF%FE"] {
+            if let Some(p) = common::with_bad_param(path, bad) {
+                let a = send(&p, "application/cbor", Vec::new());
+                assert_eq!(a.status, 400, "{method} {p}");
+                common::assert_documented(&api, method, path, &a);
+            }
+        }
+    }
+    drop(n);
+
+    // Past its rate, a client is told when to come back, on every route.
+    let n = TestNode::start(NodeConfig {
+        rate_limit_per_sec: 1,
+        rate_limit_burst: 1,
+        rate_limit_loopback: true,
+        ..NodeConfig::default()
+    });
+    let http = raw(&n.url);
+    for (method, path, _, _) in ROUTES.iter().filter(|r| here(r.1) && r.2) {
+        let url = format!("{}{}", n.url, common::concrete(path));
+        let mut limited = false;
+        for _ in 0..3 {
+            let req = match *method {
+                "post" => http.post(&url),
+                _ => http.get(&url),
+            };
+            let a = common::Answer::of(req.send().unwrap());
+            common::assert_documented(&api, method, path, &a);
+            limited |= a.status == 429;
+        }
+        assert!(limited, "{method} {path} was not rate-limited");
+    }
+}
+
+/// The bodies of the public data routes are what the document says: the
+/// board and the agencies are arrays (of CPOs, of agencies), as the CLI
+/// and the client library read them.
+#[test]
+fn public_data_matches_its_schemas() {
+    let api = common::api();
+    let n = TestNode::start(NodeConfig::default());
+    let bob = keys();
+    let ccpo = n.ccpo(&n.bond(&bob, BondRole::Buyer), "A teak bookcase", DAY);
+    let id = hex::encode(ccpo.id);
+    n.approve_and_post::<FirstCome>(&bob, ccpo);
+    let http = raw(&n.url);
+    for (path, url) in [
+        ("/v1/cpo/board", "/v1/cpo/board".to_owned()),
+        ("/v1/cpo/board/{id}", format!("/v1/cpo/board/{id}")),
+        ("/v1/pki/agencies", "/v1/pki/agencies".to_owned()),
+        ("/v1/node", "/v1/node".to_owned()),
+        ("/readyz", "/readyz".to_owned()),
+    ] {
+        let a = common::Answer::of(http.get(format!("{}{url}", n.url)).send().unwrap());
+        assert_eq!(a.status, 200, "{url}");
+        common::assert_documented(&api, "get", path, &a);
+    }
+    let board: serde_json::Value = http
+        .get(format!("{}/v1/cpo/board", n.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(board[0]["id"], id.as_str(), "{board}");
+    let agencies: serde_json::Value = http
+        .get(format!("{}/v1/pki/agencies", n.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(agencies[0]["key_id"], n.agency.key_id().to_string());
+    // The award of a bidding CPO once it has closed (with no bids: no
+    // winner).
+    let ccpo = n.ccpo(&n.bond(&bob, BondRole::Buyer), "A rowing boat", 2);
+    let (bid, end) = (hex::encode(ccpo.id), ccpo.end);
+    n.approve_and_post::<Bidding>(&bob, ccpo);
+    while now() < end.plus_secs(1) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let a = common::Answer::of(
+        http.post(format!("{}/v1/cpo/awards/{bid}", n.url))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    common::assert_documented(&api, "post", "/v1/cpo/awards/{id}", &a);
+}
+
+/// A notice is asked for by CPO and receipt: for a CPO the board does not
+/// have, `404` (not `409 refused` as if it were only not yet awarded); for
+/// one it has and has not awarded, `409`.
+#[test]
+fn a_notice_for_an_unknown_cpo_is_not_found() {
+    let api = common::api();
+    let n = TestNode::start(NodeConfig::default());
+    let http = raw(&n.url);
+    let get = |id: &str| {
+        common::Answer::of(
+            http.get(format!("{}/v1/cpo/notices/{id}/{}", n.url, "cd".repeat(32)))
+                .send()
+                .unwrap(),
+        )
+    };
+    let a = get(&"ab".repeat(32));
+    assert_eq!(a.status, 404);
+    common::assert_documented(&api, "get", "/v1/cpo/notices/{id}/{receipt}", &a);
+    let doc: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(doc["code"], "not-found", "{doc}");
+    let e = problem(n.client.notice(&[0xab; 32], &[0xcd; 32]).unwrap_err());
+    assert_eq!((e.status, e.code.as_str()), (404, "not-found"));
+
+    let bob = keys();
+    let ccpo = n.ccpo(&n.bond(&bob, BondRole::Buyer), "A pair of skis", DAY);
+    let id = hex::encode(ccpo.id);
+    n.approve_and_post::<Bidding>(&bob, ccpo);
+    let a = get(&id);
+    assert_eq!(a.status, 409, "on the board, not awarded yet");
+    common::assert_documented(&api, "get", "/v1/cpo/notices/{id}/{receipt}", &a);
+}
+
+/// Media types are matched as RFC 9110 says: type and subtype whatever
+/// their case, parameters allowed; another type is `415`.
+#[test]
+fn media_types_match_whatever_their_case() {
+    use axum::http::{header, HeaderMap, HeaderValue};
+    let is = |ct: &str, expected: &str| {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        agora_node::content_type_is(&h, expected)
+    };
+    for ct in [
+        "application/cbor",
+        "APPLICATION/CBOR",
+        "Application/Cbor; charset=binary",
+        "application/cbor ; x=\"y;z\"",
+    ] {
+        assert!(is(ct, agora_node::CBOR), "{ct}");
+    }
+    for ct in [
+        "application/cbor-seq",
+        "application/json",
+        "application/cbor+x",
+        "text/application/cbor",
+        "",
+    ] {
+        assert!(!is(ct, agora_node::CBOR), "{ct}");
+    }
+    assert!(!agora_node::content_type_is(
+        &HeaderMap::new(),
+        agora_node::CBOR
+    ));
+
+    let n = TestNode::start(NodeConfig::default());
+    let http = raw(&n.url);
+    let post = |ct: &str| {
+        http.post(format!("{}/v1/cpo/server", n.url))
+            .header("content-type", ct)
+            .body(b"garbage".to_vec())
+            .send()
+            .unwrap()
+    };
+    for ct in ["APPLICATION/CBOR", "Application/CBOR; charset=binary"] {
+        let r = post(ct);
+        assert_eq!(
+            r.status().as_u16(),
+            400,
+            "{ct}: read, and refused as garbage"
+        );
+        let doc: serde_json::Value = r.json().unwrap();
+        assert_eq!(doc["code"], "decode", "{ct}");
+    }
+    assert_eq!(post("application/cbor-seq").status().as_u16(), 415);
 }
 
 #[test]
@@ -1108,4 +1556,96 @@ fn a_page_of_listings_over_http() {
     let r = n.client.call(Role::Server, &m1, None).unwrap();
     exp.handle(&s, &r.body).unwrap();
     assert_eq!(n.client.cpo(&id).unwrap()["status"], "bound");
+}
+
+/// Replaying one recorded approval request cannot fill the pending-step
+/// table (issue 15: 10,000 replays gave 10,000 fresh challenges and refused
+/// approvals for two minutes). Every replay while the approval is pending
+/// gets the same challenge and step; others find room meanwhile, and the
+/// genuine approval goes on.
+#[test]
+fn replayed_approval_requests_cost_one_pending_step() {
+    let n = TestNode::start(NodeConfig {
+        max_pending_steps: 4,
+        ..Default::default()
+    });
+    let bob = keys();
+    let bond = n.bond(&bob, BondRole::Buyer);
+    let rng = &mut os_rng();
+    let ccpo = n.ccpo(&bond, "a lamp", DAY);
+    let (m0, b) = buyer::request_approval::<FirstCome>(&bob, rng, ccpo, "", &n.arbiter).unwrap();
+    let first = n.client.call(Role::Arbiter, &m0, None).unwrap();
+    for _ in 0..10_000 {
+        let again = n.client.call(Role::Arbiter, &m0, None).unwrap();
+        assert_eq!(again, first, "the same challenge and step");
+    }
+    // Another buyer's approval and post find room.
+    let alice = keys();
+    let alice_bond = n.bond(&alice, BondRole::Buyer);
+    n.approve_and_post::<FirstCome>(&alice, n.ccpo(&alice_bond, "a chair", DAY));
+    // And Bob's approval goes on under its step.
+    let (m2, b) = b.handle(&bob, rng, &first.body).unwrap();
+    let r3 = n.client.call(Role::Arbiter, &m2, first.step).unwrap();
+    b.handle(&bob, now(), &r3.body).unwrap();
+}
+
+/// A request refused for room changes nothing (issue 15: R_0 entered the
+/// replay cache before the pending step was stored, so the client's retry
+/// of the same bytes after a 503 was refused as replayed). Here the post
+/// request is refused with a full table, and the same bytes sent again once
+/// there is room go through to a posted CPO.
+#[test]
+fn a_post_refused_for_a_full_table_goes_through_when_sent_again() {
+    let n = TestNode::start(NodeConfig {
+        max_pending_steps: 1,
+        ..Default::default()
+    });
+    let rng = &mut os_rng();
+    let bob = keys();
+    let bob_bond = n.bond(&bob, BondRole::Buyer);
+    let (m0, b) = buyer::request_approval::<FirstCome>(
+        &bob,
+        rng,
+        n.ccpo(&bob_bond, "a lamp", DAY),
+        "",
+        &n.arbiter,
+    )
+    .unwrap();
+    let r1 = n.client.call(Role::Arbiter, &m0, None).unwrap();
+    let (m2, b) = b.handle(&bob, rng, &r1.body).unwrap();
+    let r3 = n.client.call(Role::Arbiter, &m2, r1.step).unwrap();
+    let acceptance = b.handle(&bob, now(), &r3.body).unwrap();
+    // Alice's approval holds the only pending step.
+    let alice = keys();
+    let alice_bond = n.bond(&alice, BondRole::Buyer);
+    let (a0, a) = buyer::request_approval::<FirstCome>(
+        &alice,
+        rng,
+        n.ccpo(&alice_bond, "a chair", DAY),
+        "",
+        &n.arbiter,
+    )
+    .unwrap();
+    let a1 = n.client.call(Role::Arbiter, &a0, None).unwrap();
+    // Bob's post request: 503 (sent raw: NodeClient would retry it).
+    let (p0, p) = buyer::request_post(&bob, rng, &acceptance, &n.server).unwrap();
+    let r = raw(&n.url)
+        .post(format!("{}/v1/cpo/server", n.url))
+        .header("content-type", "application/cbor")
+        .body(p0.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    // Alice finishes; the step is free.
+    let (a2, _) = a.handle(&alice, rng, &a1.body).unwrap();
+    n.client.call(Role::Arbiter, &a2, a1.step).unwrap();
+    // Bob's same bytes, again: not "replayed".
+    let r1 = n
+        .client
+        .call(Role::Server, &p0, None)
+        .expect("the refusal spent nothing");
+    let (p2, p) = p.handle(&bob, rng, &r1.body).unwrap();
+    let r3 = n.client.call(Role::Server, &p2, r1.step).unwrap();
+    p.handle(&bob, &r3.body).unwrap();
 }

@@ -5,6 +5,8 @@
 //! decrypts, and replays get problem documents.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+mod common;
+
 use agora_client::speed::{Negotiated, SpeedClient};
 use agora_client::transport::{ClientError, NodeClient};
 use agora_core::crypto::{os_rng, Secret, SigningKey, X25519Secret};
@@ -67,20 +69,10 @@ struct TestNode {
     broker: Peer,
     song: Vec<u8>,
     key_product: Vec<u8>,
+    // Declared before `dir`: fields drop in order, so the node stops
+    // before its data directory goes.
+    _served: common::Served,
     dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 fn start() -> TestNode {
@@ -133,7 +125,11 @@ fn start() -> TestNode {
     let key_product = b"0123456789abcdef".to_vec();
     std::fs::write(dir.path().join("song.mp3"), &song).unwrap();
     std::fs::write(dir.path().join("key.bin"), &key_product).unwrap();
-    let store = Stores::in_data_dir(dir.path()).unwrap();
+    let store = Stores::in_data_dir(
+        dir.path(),
+        agora_store::AtRestKey::generate(&mut agora_core::crypto::os_rng()),
+    )
+    .unwrap();
     let svc = Arc::new(
         SpeedService::new(SpeedSpec {
             store,
@@ -200,31 +196,15 @@ fn start() -> TestNode {
         ],
     })
     .unwrap();
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = std_listener.local_addr().unwrap();
-    std_listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{addr}");
-    let node = Node::new(NodeConfig {
-        public_url: url.clone(),
-        housekeeping_every: Duration::from_secs(3600),
-        ..NodeConfig::default()
-    })
-    .with(svc.clone() as Arc<dyn Service>);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-            node.serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
+    let served = common::Served::start(|url| {
+        Node::new(NodeConfig {
+            public_url: url.to_owned(),
+            housekeeping_every: Duration::from_secs(3600),
+            ..NodeConfig::default()
         })
+        .with(svc.clone() as Arc<dyn Service>)
     });
+    let url = served.url();
     TestNode {
         url,
         svc,
@@ -234,8 +214,7 @@ fn start() -> TestNode {
         song,
         key_product,
         dir,
-        stop: Some(stop),
-        thread: Some(thread),
+        _served: served,
     }
 }
 
@@ -531,4 +510,146 @@ fn damaged_negotiation_messages_leave_the_negotiation_intact() {
         .post_cbor("/v1/speed/vendor", &m2, &hdr(x2))
         .unwrap_err();
     assert_eq!(e.code(), "unknown-step", "{e}");
+}
+
+/// The SPEED routes answer what openapi.json says: the catalogue's body,
+/// bodies that are no message (each a `4xx` problem document), another
+/// media type (`415`), and the media types in any case (read, not `415`).
+#[test]
+fn speed_routes_answer_what_the_document_says() {
+    let api = common::api();
+    let n = start();
+    let http = reqwest::blocking::Client::new();
+    let a = common::Answer::of(
+        http.get(format!("{}/v1/speed/catalogue", n.url))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(a.status, 200);
+    common::assert_documented(&api, "get", "/v1/speed/catalogue", &a);
+    let post = |path: &str, ct: &str, body: &[u8]| {
+        common::Answer::of(
+            http.post(format!("{}{path}", n.url))
+                .header("content-type", ct)
+                .body(body.to_vec())
+                .send()
+                .unwrap(),
+        )
+    };
+    for (path, media) in [
+        ("/v1/speed/vendor", "application/cbor"),
+        ("/v1/speed/broker", "application/cbor"),
+        ("/v1/speed/complaints", agora_node::speed::COMPLAINT_TYPE),
+    ] {
+        let upper = media.to_ascii_uppercase();
+        let with_params = format!(
+            "{}; charset=binary",
+            media.replace("application", "Application")
+        );
+        for body in [&b""[..], b"garbage", &[0xff; 64]] {
+            for ct in [media, upper.as_str(), with_params.as_str()] {
+                let a = post(path, ct, body);
+                assert!(
+                    (400..500).contains(&a.status) && a.status != 415,
+                    "{path} as {ct}: {}",
+                    a.status
+                );
+                common::assert_documented(&api, "post", path, &a);
+            }
+        }
+        let a = post(path, "application/octet-stream", b"garbage");
+        assert_eq!(a.status, 415, "{path}");
+        common::assert_documented(&api, "post", path, &a);
+    }
+}
+
+/// Replaying one recorded negotiation request cannot fill the pending-step
+/// table (issue 15: 10,000 replays took 10,000 slots and refused normal
+/// purchases for two minutes). Each replay while the negotiation is pending
+/// gets the same step back; the table holds one step for them all, and the
+/// genuine negotiation goes on under that step.
+#[test]
+fn replayed_negotiation_requests_cost_one_pending_step() {
+    use agora_node::STEP_HEADER;
+    use agora_speed::customer::{self, CustomerNext};
+    let n = start();
+    let node = NodeClient::new(&n.url).unwrap();
+    let strategy = Target {
+        target: eur(90),
+        step: 10,
+        limit: eur(130),
+    };
+    let mut rng = os_rng();
+    let (state, m1) = customer::negotiate(&mut rng, &n.carol, &n.vendor, SONG, &strategy).unwrap();
+    let (step, x) = node.post_cbor("/v1/speed/vendor", &m1, &[]).unwrap();
+    for _ in 0..2_000 {
+        let (again, y) = node.post_cbor("/v1/speed/vendor", &m1, &[]).unwrap();
+        assert_eq!((&again, y), (&step, x), "the same answer and step");
+    }
+    let metrics: String = reqwest::blocking::get(format!("{}/metrics", n.url))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "agora_pending_steps 1"),
+        "one pending step for 2,001 copies of the request:\n{metrics}"
+    );
+    // The negotiation itself is unharmed.
+    let CustomerNext::Counter(_, m2) = state.on_step(&mut rng, &n.carol, &step, &strategy).unwrap()
+    else {
+        panic!("Carol counters 0.90")
+    };
+    let hdr = [(STEP_HEADER, hex::encode(x.unwrap()))];
+    node.post_cbor("/v1/speed/vendor", &m2, &hdr).unwrap();
+}
+
+/// The complaint route is an upload: bounded in size before its body is
+/// read (a declared 2^40 bytes is refused at once, naming the limit
+/// enforced) and in number (past `max_uploads` at once, `503`), and a slow
+/// uploader holds an upload slot, not one of the work slots other requests
+/// need.
+#[test]
+fn complaint_uploads_are_bounded_in_size_and_number() {
+    use std::io::{Read, Write};
+    let n = start();
+    let addr = n.url.trim_start_matches("http://").to_owned();
+    let head = |len: u64| {
+        format!(
+            "POST /v1/speed/complaints HTTP/1.1\r\nHost: t\r\n\
+             Content-Type: application/vnd.agora.speed-complaint\r\n\
+             Content-Length: {len}\r\n\r\n"
+        )
+    };
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    s.write_all(head(1 << 40).as_bytes()).unwrap();
+    let mut answer = [0u8; 12];
+    s.read_exact(&mut answer)
+        .expect("an answer without the body");
+    assert_eq!(&answer, b"HTTP/1.1 413");
+    let mut rest = String::new();
+    let _ = s.read_to_string(&mut rest);
+    let limit = NodeConfig::default().max_upload_bytes;
+    assert!(rest.contains(&limit.to_string()), "{rest}");
+    // Four slow uploads take every upload slot...
+    let slow: Vec<std::net::TcpStream> = (0..NodeConfig::default().max_uploads)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(head(1_000_000).as_bytes()).unwrap();
+            s.write_all(b"\0\0").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // ... so a fifth is refused for load, and other routes are served.
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/speed/complaints", n.url))
+        .header("content-type", "application/vnd.agora.speed-complaint")
+        .body(vec![0u8; 16])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let r = reqwest::blocking::get(format!("{}/v1/speed/catalogue", n.url)).unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    drop(slow);
 }

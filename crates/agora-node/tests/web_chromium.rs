@@ -224,7 +224,11 @@ fn seed() -> Seeded {
     let (arbiter, server) = (arbiter_keys.peer(), server_keys.peer());
     let cpo = Arc::new(
         CpoService::new(CpoSpec {
-            store: agora_store::Stores::in_data_dir(dir.path()).unwrap(),
+            store: agora_store::Stores::in_data_dir(
+                dir.path(),
+                agora_store::AtRestKey::generate(&mut agora_core::crypto::os_rng()),
+            )
+            .unwrap(),
             server: Some((clone_keys(&server_keys), vec![arbiter])),
             arbiter: Some((
                 clone_keys(&arbiter_keys),
