@@ -176,6 +176,8 @@ pub struct Limits {
     pub max_receiving: usize,
     /// Uploads at once.
     pub max_uploads: usize,
+    /// Uploads at once from one client address.
+    pub max_uploads_per_client: usize,
     /// Connections open at once.
     pub max_connections: usize,
     /// Connections open at once from one client address.
@@ -213,6 +215,7 @@ impl Default for Limits {
             max_in_flight: d.max_in_flight,
             max_receiving: d.max_receiving,
             max_uploads: d.max_uploads,
+            max_uploads_per_client: d.max_uploads_per_client,
             max_connections: d.max_connections,
             max_connections_per_client: d.max_connections_per_client,
             header_timeout_secs: d.header_timeout.as_secs_f64(),
@@ -306,6 +309,7 @@ impl NodeToml {
             max_in_flight: l.max_in_flight,
             max_receiving: l.max_receiving,
             max_uploads: l.max_uploads,
+            max_uploads_per_client: l.max_uploads_per_client,
             max_connections: l.max_connections,
             max_connections_per_client: l.max_connections_per_client,
             header_timeout: secs(l.header_timeout_secs),

@@ -93,7 +93,7 @@ const AT_REST_KEY_INFO: &[u8] = b"agora/store/at-rest/v1";
 /// The key the store of the data directory whose keystore is `ks` seals its
 /// secrets under (agora_store::at_rest): HKDF-SHA256 of the seed of the
 /// node's own Ed25519 key ([`names::SELF_KEY`], made by `agora init`), no
-/// salt, info [`AT_REST_KEY_INFO`]. Derived, not stored: every data
+/// salt, info `agora/store/at-rest/v1`. Derived, not stored: every data
 /// directory has it from its keystore alone, and whoever lacks the
 /// passphrase lacks it.
 pub fn at_rest_key(ks: &Keystore) -> Result<AtRestKey, DataDirError> {

@@ -30,11 +30,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http_body_util::BodyExt;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
@@ -42,9 +42,9 @@ use tokio::sync::Semaphore;
 /// upload slots, rate limits, and whether it is stopping.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    pub(crate) connections: Arc<crate::serve::Connections>,
+    pub(crate) connections: Arc<Places>,
     work: Arc<Semaphore>,
-    uploads: Arc<Semaphore>,
+    uploads: Arc<Places>,
     receiving: AtomicUsize,
     max_receiving: usize,
     limiter: Option<Limiter>,
@@ -74,12 +74,9 @@ impl Admission {
             }
         });
         Admission {
-            connections: Arc::new(crate::serve::Connections::new(
-                c.max_connections,
-                c.max_connections_per_client,
-            )),
+            connections: Arc::new(Places::new(c.max_connections, c.max_connections_per_client)),
             work: Arc::new(Semaphore::new(c.max_in_flight.max(1))),
-            uploads: Arc::new(Semaphore::new(c.max_uploads.max(1))),
+            uploads: Arc::new(Places::new(c.max_uploads, c.max_uploads_per_client)),
             receiving: AtomicUsize::new(0),
             max_receiving: c.max_receiving.max(1),
             limiter,
@@ -120,6 +117,94 @@ impl Admission {
             }
             _ => false,
         }
+    }
+}
+
+/// Places held (connections open, uploads under way), in all and by client
+/// address, each bounded.
+#[derive(Debug)]
+pub(crate) struct Places {
+    max: usize,
+    per_client: usize,
+    open: Mutex<Open>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    by_client: HashMap<IpAddr, usize>,
+}
+
+/// Why a place was not given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Every place of the node is held.
+    NodeFull,
+    /// This client holds as many as it may.
+    ClientFull,
+}
+
+/// A place held: counted until dropped.
+#[derive(Debug)]
+pub(crate) struct Place {
+    conns: Arc<Places>,
+    client: IpAddr,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut o = self.conns.lock();
+        o.total = o.total.saturating_sub(1);
+        if let Some(n) = o.by_client.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                o.by_client.remove(&self.client);
+            }
+        }
+    }
+}
+
+impl Places {
+    pub(crate) fn new(max: usize, per_client: usize) -> Places {
+        Places {
+            max: max.max(1),
+            per_client: per_client.max(1),
+            open: Mutex::new(Open::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        // Every update is a pair of counts changed together under the
+        // lock; a panic cannot happen between them.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives `client` a place, unless a limit is reached.
+    pub(crate) fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Place, Refusal> {
+        let mut o = self.lock();
+        if o.total >= self.max {
+            return Err(Refusal::NodeFull);
+        }
+        let n = o.by_client.entry(client).or_insert(0);
+        if *n >= self.per_client {
+            return Err(Refusal::ClientFull);
+        }
+        *n += 1;
+        o.total += 1;
+        Ok(Place {
+            conns: self.clone(),
+            client,
+        })
+    }
+
+    /// Places held now.
+    pub(crate) fn open(&self) -> usize {
+        self.lock().total
+    }
+
+    /// Whether every place is held.
+    pub(crate) fn is_full(&self) -> bool {
+        self.open() >= self.max
     }
 }
 
@@ -257,12 +342,13 @@ async fn admit_and_run(
         return Err(too_large(limit));
     }
     if upload {
-        let Ok(_slot) = a.uploads.clone().try_acquire_owned() else {
+        let _place = a.uploads.admit(client).map_err(|why| {
             m.shed.inc();
-            return Err(Problem::overloaded(
-                "the node is receiving as many uploads as it can",
-            ));
-        };
+            Problem::overloaded(match why {
+                Refusal::NodeFull => "the node is receiving as many uploads as it can",
+                Refusal::ClientFull => "this client is sending as many uploads as it may",
+            })
+        })?;
         let (parts, body) = req.into_parts();
         // A body longer than it declared, or chunked past the limit, ends
         // in an error the route reports as too large.
@@ -317,6 +403,22 @@ async fn admit_and_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn places_are_bounded_in_all_and_per_client() {
+        let c = Arc::new(Places::new(3, 2));
+        let a: IpAddr = "192.0.2.1".parse().expect("ip");
+        let b: IpAddr = "192.0.2.2".parse().expect("ip");
+        let a1 = c.admit(a).expect("first");
+        let _a2 = c.admit(a).expect("second");
+        assert_eq!(c.admit(a).expect_err("third"), Refusal::ClientFull);
+        let _b1 = c.admit(b).expect("another client");
+        assert_eq!(c.admit(b).expect_err("node full"), Refusal::NodeFull);
+        assert!(c.is_full());
+        drop(a1);
+        assert_eq!(c.open(), 2);
+        let _a3 = c.admit(a).expect("a slot freed by a closed connection");
+    }
 
     #[test]
     fn by_default_other_clients_are_rate_limited_and_loopback_is_not() {

@@ -14,12 +14,12 @@
 //!   reload;
 //! - a bounded table of pending protocol steps with expiry
 //!   ([`pending::PendingSteps`]);
-//! - admission before work ([`guard`]): per-client rate limits (`429`,
+//! - admission before work (`guard.rs`): per-client rate limits (`429`,
 //!   loopback exempt by default), body size (`413` at once for a declared
 //!   length past the limit) and body time (`408`), the body received before a
 //!   work slot is taken, and past `max_in_flight` requests `503` with
 //!   `Retry-After`; a refused request has changed nothing;
-//! - connections admitted and bounded ([`serve`]): in all and per client
+//! - connections admitted and bounded (`serve.rs`): in all and per client
 //!   address, a header-read timeout, a shutdown that ends within
 //!   `shutdown_grace`;
 //! - `/healthz` (the process is up), `/readyz` (it can take work now),
@@ -79,6 +79,8 @@ pub struct NodeConfig {
     pub max_receiving: usize,
     /// Uploads being received and examined at once; past it, `503`.
     pub max_uploads: usize,
+    /// Uploads at once from one client address.
+    pub max_uploads_per_client: usize,
     /// Connections open at once; past it, a new one gets `503` and is closed.
     pub max_connections: usize,
     /// Connections open at once from one client address.
@@ -124,6 +126,7 @@ impl Default for NodeConfig {
             max_in_flight: 512,
             max_receiving: 1024,
             max_uploads: 4,
+            max_uploads_per_client: 1,
             max_connections: 4096,
             max_connections_per_client: 256,
             header_timeout: Duration::from_secs(10),
@@ -261,6 +264,11 @@ impl Node {
             "/metrics",
             get(move || async move {
                 core.metrics.pending_steps.set(core.pending.len() as i64);
+                // Counted as connections are admitted, in the order they
+                // were accepted: this request's own is among them.
+                core.metrics
+                    .connections
+                    .set(core.admission.connections.open() as i64);
                 (
                     [(
                         header::CONTENT_TYPE,

@@ -4,7 +4,7 @@
 //! axum's own `serve` has no bound on the time a client takes to send its
 //! request head and keeps every connection it accepts; a few hundred slow
 //! clients could then hold the node. Here each accepted connection is
-//! first admitted ([`Connections`]: at most `max_connections` in all and
+//! first admitted (`guard::Places`: at most `max_connections` in all and
 //! `max_connections_per_client` from one address; past either, the
 //! connection gets a `503` and is closed at once), then served by hyper's
 //! HTTP/1 server with a header-read timeout (`header_timeout`, which also
@@ -15,6 +15,7 @@
 //! request it is serving and close, and after `shutdown_grace` whatever is
 //! still open is dropped: a slow upload cannot hold the node up.
 
+use crate::guard::Refusal;
 use crate::Core;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -23,10 +24,9 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -35,93 +35,6 @@ use tokio::task::JoinSet;
 /// The largest request head (request line and headers) a connection
 /// buffers; past it, `431`.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
-
-/// The connections open, in all and by client address.
-#[derive(Debug)]
-pub(crate) struct Connections {
-    max: usize,
-    per_client: usize,
-    open: Mutex<Open>,
-}
-
-#[derive(Debug, Default)]
-struct Open {
-    total: usize,
-    by_client: HashMap<IpAddr, usize>,
-}
-
-/// Why a connection was not taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// The node has `max_connections` open.
-    NodeFull,
-    /// This client has `max_connections_per_client` open.
-    ClientFull,
-}
-
-/// An admitted connection: counted until dropped.
-#[derive(Debug)]
-pub(crate) struct Ticket {
-    conns: Arc<Connections>,
-    client: IpAddr,
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        let mut o = self.conns.lock();
-        o.total = o.total.saturating_sub(1);
-        if let Some(n) = o.by_client.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
-                o.by_client.remove(&self.client);
-            }
-        }
-    }
-}
-
-impl Connections {
-    pub(crate) fn new(max: usize, per_client: usize) -> Connections {
-        Connections {
-            max: max.max(1),
-            per_client: per_client.max(1),
-            open: Mutex::new(Open::default()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
-        // Every update is a pair of counts changed together under the
-        // lock; a panic cannot happen between them.
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Takes a connection from `client`, unless a limit is reached.
-    pub(crate) fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Ticket, Refusal> {
-        let mut o = self.lock();
-        if o.total >= self.max {
-            return Err(Refusal::NodeFull);
-        }
-        let n = o.by_client.entry(client).or_insert(0);
-        if *n >= self.per_client {
-            return Err(Refusal::ClientFull);
-        }
-        *n += 1;
-        o.total += 1;
-        Ok(Ticket {
-            conns: self.clone(),
-            client,
-        })
-    }
-
-    /// Connections open now.
-    pub(crate) fn open(&self) -> usize {
-        self.lock().total
-    }
-
-    /// Whether the node has as many connections as it takes.
-    pub(crate) fn is_full(&self) -> bool {
-        self.open() >= self.max
-    }
-}
 
 /// Serves `app` on `listener` until `shutdown` completes; then stops
 /// accepting, lets each connection finish its request for at most
@@ -177,7 +90,6 @@ pub(crate) async fn run(
                     tcp,
                     peer,
                     ticket,
-                    core.clone(),
                     stop_rx.clone(),
                 ));
             }
@@ -207,12 +119,10 @@ async fn connection(
     app: Router,
     tcp: TcpStream,
     peer: SocketAddr,
-    ticket: Ticket,
-    core: Arc<Core>,
+    ticket: crate::guard::Place,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let _ticket = ticket;
-    core.metrics.connections.inc();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let app = app.clone();
@@ -235,7 +145,6 @@ async fn connection(
             }
         }
     }
-    core.metrics.connections.dec();
 }
 
 /// A connection past a limit: one `503` problem document, then closed.
@@ -257,25 +166,4 @@ async fn refuse(mut tcp: TcpStream, why: Refusal) {
         tcp.shutdown().await
     })
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connections_are_bounded_in_all_and_per_client() {
-        let c = Arc::new(Connections::new(3, 2));
-        let a: IpAddr = "192.0.2.1".parse().expect("ip");
-        let b: IpAddr = "192.0.2.2".parse().expect("ip");
-        let a1 = c.admit(a).expect("first");
-        let _a2 = c.admit(a).expect("second");
-        assert_eq!(c.admit(a).expect_err("third"), Refusal::ClientFull);
-        let _b1 = c.admit(b).expect("another client");
-        assert_eq!(c.admit(b).expect_err("node full"), Refusal::NodeFull);
-        assert!(c.is_full());
-        drop(a1);
-        assert_eq!(c.open(), 2);
-        let _a3 = c.admit(a).expect("a slot freed by a closed connection");
-    }
 }

@@ -751,6 +751,16 @@ async fn complaint_route(
     let limit = core.config.max_upload_bytes;
     let over = std::sync::atomic::AtomicBool::new(false);
     let too_large = || crate::guard::too_large(limit);
+    // An upload whose data stops for `body_timeout` is cut (408): one that
+    // keeps flowing is bounded by `upload_timeout` as a whole.
+    let idle = core.config.body_timeout;
+    let stalled = std::sync::atomic::AtomicBool::new(false);
+    let stalled_answer = || {
+        Problem::new(StatusCode::REQUEST_TIMEOUT, "request-timeout").with_detail(format!(
+            "the upload sent nothing for {} s",
+            idle.as_secs_f64()
+        ))
+    };
     let mut stream = body.into_data_stream();
     // The complaint message first, on the runtime: an upload that stalls
     // here holds no thread.
@@ -762,7 +772,10 @@ async fn complaint_route(
                 break;
             }
         }
-        match stream.next().await {
+        let Ok(next) = tokio::time::timeout(idle, stream.next()).await else {
+            return Err(stalled_answer());
+        };
+        match next {
             Some(Ok(chunk)) => head.extend_from_slice(&chunk),
             Some(Err(e)) if past_limit(&e) => return Err(too_large()),
             Some(Err(_)) => return Err(Problem::bad_request("the upload could not be read")),
@@ -782,7 +795,13 @@ async fn complaint_route(
     });
     let forward = async {
         let tx = tx;
-        while let Some(chunk) = stream.next().await {
+        loop {
+            let Ok(next) = tokio::time::timeout(idle, stream.next()).await else {
+                // Dropping the sender ends the examination's input.
+                stalled.store(true, std::sync::atomic::Ordering::SeqCst);
+                break;
+            };
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| {
                 if past_limit(&e) {
                     over.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -804,6 +823,9 @@ async fn complaint_route(
     if over.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(too_large());
     }
+    if stalled.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(stalled_answer());
+    }
     if ruled.is_err() {
         // A refused complaint still reads (a bounded amount of) what the
         // customer is sending, on the runtime, so that she reads the
@@ -811,8 +833,8 @@ async fn complaint_route(
         // MAX_DRAIN the answer goes out anyway and the connection closes.
         let mut drained = 0u64;
         while drained < MAX_DRAIN {
-            match stream.next().await {
-                Some(Ok(chunk)) => drained += chunk.len() as u64,
+            match tokio::time::timeout(idle, stream.next()).await {
+                Ok(Some(Ok(chunk))) => drained += chunk.len() as u64,
                 _ => break,
             }
         }

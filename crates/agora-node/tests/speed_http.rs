@@ -76,6 +76,10 @@ struct TestNode {
 }
 
 fn start() -> TestNode {
+    start_with(NodeConfig::default())
+}
+
+fn start_with(config: NodeConfig) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let now = Timestamp::now_from_system_clock();
     let mut rng = os_rng();
@@ -200,7 +204,7 @@ fn start() -> TestNode {
         Node::new(NodeConfig {
             public_url: url.to_owned(),
             housekeeping_every: Duration::from_secs(3600),
-            ..NodeConfig::default()
+            ..config
         })
         .with(svc.clone() as Arc<dyn Service>)
     });
@@ -605,13 +609,17 @@ fn replayed_negotiation_requests_cost_one_pending_step() {
 
 /// The complaint route is an upload: bounded in size before its body is
 /// read (a declared 2^40 bytes is refused at once, naming the limit
-/// enforced) and in number (past `max_uploads` at once, `503`), and a slow
-/// uploader holds an upload slot, not one of the work slots other requests
-/// need.
+/// enforced), in number (one at a time from a client address, `503` past
+/// it, and `max_uploads` in all) and in time (an upload whose data stops
+/// for `body_timeout` is cut with `408`), and a slow uploader holds an
+/// upload place, not one of the work slots other requests need.
 #[test]
-fn complaint_uploads_are_bounded_in_size_and_number() {
+fn complaint_uploads_are_bounded_in_size_number_and_time() {
     use std::io::{Read, Write};
-    let n = start();
+    let n = start_with(NodeConfig {
+        body_timeout: Duration::from_secs(1),
+        ..NodeConfig::default()
+    });
     let addr = n.url.trim_start_matches("http://").to_owned();
     let head = |len: u64| {
         format!(
@@ -621,7 +629,7 @@ fn complaint_uploads_are_bounded_in_size_and_number() {
         )
     };
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(head(1 << 40).as_bytes()).unwrap();
     let mut answer = [0u8; 12];
     s.read_exact(&mut answer)
@@ -631,25 +639,38 @@ fn complaint_uploads_are_bounded_in_size_and_number() {
     let _ = s.read_to_string(&mut rest);
     let limit = NodeConfig::default().max_upload_bytes;
     assert!(rest.contains(&limit.to_string()), "{rest}");
-    // Four slow uploads take every upload slot...
-    let slow: Vec<std::net::TcpStream> = (0..NodeConfig::default().max_uploads)
-        .map(|_| {
-            let mut s = std::net::TcpStream::connect(&addr).unwrap();
-            s.write_all(head(1_000_000).as_bytes()).unwrap();
-            s.write_all(b"\0\0").unwrap();
-            s
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    // ... so a fifth is refused for load, and other routes are served.
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{}/v1/speed/complaints", n.url))
-        .header("content-type", "application/vnd.agora.speed-complaint")
-        .body(vec![0u8; 16])
-        .send()
+    // A slow upload holds this client's upload place...
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    assert_eq!(r.status().as_u16(), 503);
+    slow.write_all(head(1_000_000).as_bytes()).unwrap();
+    slow.write_all(b"\0\0").unwrap();
+    let second = || {
+        reqwest::blocking::Client::new()
+            .post(format!("{}/v1/speed/complaints", n.url))
+            .header("content-type", "application/vnd.agora.speed-complaint")
+            .body(vec![0u8; 16])
+            .send()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let r = second();
+        if r.status().as_u16() == 503 {
+            break r.text().unwrap();
+        }
+        // The slow one may not have been admitted yet.
+        assert!(std::time::Instant::now() < deadline, "{}", r.status());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(refused.contains("as many uploads as it may"), "{refused}");
+    // ... while other routes are served ...
     let r = reqwest::blocking::get(format!("{}/v1/speed/catalogue", n.url)).unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    drop(slow);
+    // ... until its data stops for longer than the body timeout.
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let r = second();
+    assert_ne!(r.status().as_u16(), 503, "the place was given back");
 }

@@ -112,7 +112,7 @@ fn create_private(_path: &Path) -> Result<(), Error> {
 
 /// Restricts the database `path` and its `-wal` and `-shm` files, those
 /// that exist, to mode 0600 if group or others have any access (by path:
-/// no descriptor of them is opened, see [`create_private`]).
+/// no descriptor of them is opened, see `create_private`).
 pub fn restrict_files(path: &Path) -> Result<(), Error> {
     restrict(path)?;
     for f in wal_files(path) {
