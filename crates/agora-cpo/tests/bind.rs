@@ -894,3 +894,39 @@ fn a_session_holds_a_bounded_number_of_listings() {
         "already bound",
     );
 }
+
+/// What a node asks before it runs a bind step on its async workers: is the
+/// session the message names held in this server's memory? A message naming
+/// a session the server never opened, which anyone can send, is not, so the
+/// node takes it to its blocking pool instead of reading storage on a
+/// worker (issue 15); so is a message that is no session message at all.
+#[test]
+fn only_a_session_held_in_memory_lets_a_bind_step_run_on_the_runtime() {
+    let mut m = Market::new(10);
+    let ccpo = posted_cpo(&mut m);
+    let pam = seller(&mut m);
+    let pam_s = day_session(&mut m, &pam);
+    // Once the server has read a live session (its first step, on the
+    // blocking pool), it holds it: the next steps may run on the runtime.
+    let first = pam_s.request_listing(&mut m.rng, ccpo.id, agora_cpo::Mode::FirstCome);
+    m.server
+        .handle_listing_request(&mut m.rng, NOW, &first)
+        .expect("a listing");
+    let real = pam_s.request_listing(&mut m.rng, ccpo.id, agora_cpo::Mode::FirstCome);
+    assert!(m.server.has_in_memory(&real));
+    let made_up = SellerSession::from_parts(
+        BindingKey::from_bytes([9; 32]),
+        *pam_s.server(),
+        pam.bond.clone(),
+        NOW.minus_secs(60),
+        NOW.plus_secs(DAY),
+    );
+    let forged = made_up.request_listing(&mut m.rng, ccpo.id, agora_cpo::Mode::FirstCome);
+    assert!(!m.server.has_in_memory(&forged));
+    assert!(!m.server.has_in_memory(b"not a session message"));
+    // The blocking path refuses it as the role always did.
+    assert!(m
+        .server
+        .handle_listing_request(&mut m.rng, NOW, &forged)
+        .is_err());
+}
