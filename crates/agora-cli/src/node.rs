@@ -372,17 +372,50 @@ fn build(ctx: &Ctx, t: &NodeToml) -> anyhow::Result<Node> {
     Ok(node)
 }
 
-fn run_node(ctx: &Ctx, t: &NodeToml, banner: impl FnOnce(&str)) -> anyhow::Result<()> {
+/// What a node takes before it creates or opens anything: the data
+/// directory's node lock (a second node on it is refused) and its port (a
+/// port in use is refused), so that a refused start has made nothing.
+struct Claimed {
+    _lock: std::fs::File,
+    listener: std::net::TcpListener,
+}
+
+fn claim(ctx: &Ctx, t: &NodeToml) -> anyhow::Result<Claimed> {
+    let lock = ctx.lock_for_node()?;
+    let listener = std::net::TcpListener::bind(t.listen).map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "the port is in use: is another node running there? (choose another with --port)"
+                .to_owned()
+        } else {
+            e.to_string()
+        };
+        anyhow::anyhow!("cannot listen on {}: {why}", t.listen)
+    })?;
+    listener
+        .set_nonblocking(true)
+        .context("setting the listener non-blocking")?;
+    Ok(Claimed {
+        _lock: lock,
+        listener,
+    })
+}
+
+fn run_node(
+    ctx: &Ctx,
+    t: &NodeToml,
+    claimed: Claimed,
+    banner: impl FnOnce(&str),
+) -> anyhow::Result<()> {
     init_logs(t.log_format == "json");
     let node = build(ctx, t)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let Claimed { _lock, listener } = claimed;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(t.listen)
-            .await
-            .with_context(|| format!("listening on {} (is another node running?)", t.listen))?;
+        let listener =
+            tokio::net::TcpListener::from_std(listener).context("listening on the port taken")?;
         banner(&t.public_url());
         node.serve(listener, agora_node::shutdown_signal())
             .await
@@ -394,6 +427,7 @@ fn run_node(ctx: &Ctx, t: &NodeToml, banner: impl FnOnce(&str)) -> anyhow::Resul
 pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
     let t = NodeToml::defaults(a.port);
     let url = t.public_url();
+    let claimed = claim(ctx, &t)?;
     let mut created = Vec::new();
     if !ctx.keystore_path().exists() {
         crate::datadir::init_quiet(ctx)?;
@@ -423,7 +457,7 @@ pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
         },
         ..t
     };
-    run_node(ctx, &t, move |url| {
+    run_node(ctx, &t, claimed, move |url| {
         let text = format!(
             "agora node up at {url}\n\
              {}\
@@ -476,9 +510,10 @@ pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
 pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
     ctx.require_initialised()?;
     let t = NodeToml::load(&a.config)?;
+    let claimed = claim(ctx, &t)?;
     let roles = t.roles.join(", ");
     let json = ctx.json;
-    run_node(ctx, &t, move |url| {
+    run_node(ctx, &t, claimed, move |url| {
         crate::output::emit(
             json,
             &format!("agora node serving {roles} at {url}"),

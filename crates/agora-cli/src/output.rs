@@ -1,13 +1,36 @@
 //! What the CLI prints: a human summary or JSON, and errors as one line.
 
 use serde_json::Value;
+use std::io::Write;
 
 /// Print `json` if `--json` was given, else the human text.
 pub fn emit(json_mode: bool, human: &str, json: Value) {
     if json_mode {
-        println!("{json}");
+        say(&json.to_string());
     } else {
-        println!("{human}");
+        say(human);
+    }
+}
+
+/// Writes `line` and a newline to stdout. When the reader has gone (`agora
+/// status | head -1`), there is nobody left to tell anything: the command
+/// ends quietly and successfully instead of panicking as `println!` does on
+/// a closed pipe. (The write is all a command has left to do when it
+/// prints: its work, and any durable step, is done.)
+pub fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_all(line.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        // Any other failure to print is reported as the command's error
+        // would be, on stderr, once.
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
     }
 }
 
@@ -33,9 +56,9 @@ fn code(e: &anyhow::Error) -> String {
 pub fn report_error(e: &anyhow::Error, json_mode: bool, verbose: bool) {
     if json_mode {
         let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        println!(
-            "{}",
-            serde_json::json!({ "error": { "code": code(e), "message": e.to_string(), "causes": chain } })
+        say(
+            &serde_json::json!({ "error": { "code": code(e), "message": e.to_string(), "causes": chain } })
+                .to_string(),
         );
     }
     if verbose {

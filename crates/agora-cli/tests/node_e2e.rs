@@ -1612,3 +1612,119 @@ fn six_hundred_slow_clients_do_not_lock_out_a_listing_and_an_approval() {
     let status = node.terminate(Duration::from_secs(40));
     assert!(status.success(), "{status}:\n{}", node.logs());
 }
+
+/// Runs `agora args` with `data`, which must end within a minute (a node
+/// that was not refused would serve forever: it is killed, and the test
+/// fails on its exit status).
+fn run_briefly(data: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("AGORA_PASSPHRASE", PASS)
+        .env_remove("AGORA_NODE")
+        .env_remove("AGORA_DATA_DIR")
+        .env_remove("AGORA_PASSPHRASE_FILE")
+        .env_remove("AGORA_PORT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run agora");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status, err)
+}
+
+/// Issue 16: a second `agora up` on a data directory a node is serving
+/// started silently on another port. It is refused now, with a sentence
+/// that says what to do, and listens on nothing; and a node whose port is
+/// taken is refused before it makes a data directory, so that a reader who
+/// runs a walk-through's `agora up` beside a running node is left with
+/// nothing half made.
+#[test]
+fn a_second_node_on_a_data_directory_and_a_taken_port_are_refused_before_anything_is_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let _node = Node::start(&data, port, &tmp.path().join("node.log"));
+
+    let other = free_port();
+    let (status, err) = run_briefly(&data, &["up", "--port", &other.to_string()]);
+    assert!(!status.success(), "refused: {err}");
+    assert!(
+        err.contains("another node is serving the data directory"),
+        "{err}"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", other)).is_err(),
+        "the refused node listens on nothing"
+    );
+
+    let fresh = tmp.path().join("fresh");
+    let (status, err) = run_briefly(&fresh, &["up", "--port", &port.to_string()]);
+    assert!(!status.success(), "refused: {err}");
+    assert!(err.contains("the port is in use"), "{err}");
+    let made: Vec<String> = std::fs::read_dir(&fresh)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        made.iter().all(|n| n == "node.lock"),
+        "nothing but the lock was made: {made:?}"
+    );
+}
+
+/// Issue 16: `agora status | head -1` panicked with "failed printing to
+/// stdout: Broken pipe". A reader that goes away ends the command quietly.
+#[test]
+fn no_command_panics_on_a_closed_pipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let node = Node::start(&data, free_port(), &tmp.path().join("node.log"));
+    for args in [
+        vec!["status"],
+        vec!["--json", "status"],
+        vec!["cpo", "list"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--node", &node.url()])
+            .args(&args)
+            .env("AGORA_PASSPHRASE", PASS)
+            .env_remove("AGORA_NODE")
+            .env_remove("AGORA_DATA_DIR")
+            .env_remove("AGORA_PASSPHRASE_FILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run agora");
+        // The reader is gone before the command writes a byte.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "agora {args:?}: {err}");
+        assert!(out.status.success(), "agora {args:?}: {err}");
+    }
+}

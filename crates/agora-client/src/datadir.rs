@@ -9,6 +9,7 @@
 //! <data-dir>/agencies/<name>/agency.pem the certificate of each agency run here
 //! <data-dir>/crls/<agency-key-id>.pem   the newest CRL of each agency known here
 //! <data-dir>/update.lock                held while a command changes the keystore or trust store, 0600
+//! <data-dir>/node.lock                  held by the node serving this directory (`agora up`, `agora serve`), 0600
 //! <data-dir>/speed/catalogue.toml       the SPEED vendor's catalogue (its products' files beside it)
 //! <data-dir>/cpo-sessions/<name>.json   a seller's browse session (its K_p is in the keystore), 0600
 //! ```
@@ -600,6 +601,40 @@ impl DataDir {
         f.lock()
             .map_err(|e| DataDirError::because(format!("locking {}", path.display()), e))?;
         Ok(f)
+    }
+
+    /// Takes the directory's node lock (`node.lock`, an OS file lock)
+    /// without waiting: held by `agora up` and `agora serve` for as long
+    /// as they serve, so that a second node on the same data directory is
+    /// refused, before it creates or changes anything, instead of starting
+    /// beside the first. Creates the directory if there is none yet (the
+    /// lock is the first thing a new node makes). Released on drop, and by
+    /// the OS when the process ends however it ends.
+    pub fn lock_for_node(&self) -> Result<std::fs::File, DataDirError> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| DataDirError::because(format!("creating {}", self.dir.display()), e))?;
+        let path = self.dir.join("node.lock");
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let f = opts
+            .open(&path)
+            .map_err(|e| DataDirError::because(format!("opening {}", path.display()), e))?;
+        restrict_to_owner(&f, &path)?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => Err(DataDirError::new(format!(
+                "another node is serving the data directory {} (it holds {}): stop it first, \
+                 or give this node a data directory of its own with --data-dir",
+                self.dir.display(),
+                path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(DataDirError::because(
+                format!("locking {}", path.display()),
+                e,
+            )),
+        }
     }
 
     /// The keystore, opened with the passphrase.
