@@ -504,7 +504,7 @@ fn speed_purchase(
         ready,
         me.account.clone(),
         &|_| false,
-        |_| Ok(()),
+        |_, _| Ok(()),
     )?;
     let mismatch = |what| OpError::Check {
         kind: "product-mismatch",

@@ -58,7 +58,7 @@ pub enum AgencyCmd {
         #[arg(long, requires = "holder_ed25519")]
         holder_x25519: Option<PathBuf>,
         /// The amount the bond covers, e.g. "500.00 EUR".
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: Money,
         /// Roles covered: buyer, seller (comma-separated).
         #[arg(long, value_delimiter = ',', required = true)]
@@ -183,6 +183,7 @@ pub fn run(ctx: &Ctx, cmd: &AgencyCmd) -> anyhow::Result<()> {
             arbiters,
             out,
         } => {
+            ctx.check_out(out)?;
             let ag = ctx.agency(agency)?;
             let (holder_key, holder_x) = match (holder, holder_ed25519, holder_x25519) {
                 (Some(name), _, _) => crate::key::public_pair(&ctx.load_keystore()?, name)?,
@@ -289,6 +290,9 @@ pub fn run(ctx: &Ctx, cmd: &AgencyCmd) -> anyhow::Result<()> {
             );
         }
         AgencyCmd::Crl { agency, days, out } => {
+            if let Some(out) = out {
+                ctx.check_out(out)?;
+            }
             let ag = ctx.agency(agency)?;
             let crl = publish_crl(ctx, &ag, *days)?;
             if let Some(out) = out {

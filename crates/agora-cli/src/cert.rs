@@ -31,7 +31,7 @@ pub enum CertCmd {
         /// The certificate, PEM or DER.
         file: PathBuf,
         /// The bond must cover this price, e.g. "120.00 EUR".
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         price: Option<Money>,
         /// The bond must cover this role (buyer or seller); for an identity
         /// certificate, the party's role (arbiter, server, ...).
@@ -65,6 +65,30 @@ pub fn fmt_time(t: Timestamp) -> String {
                 .ok()
         })
         .unwrap_or_else(|| format!("@{}", t.secs()))
+}
+
+/// A time as a person or a script gives it: Unix seconds (`1767225600`),
+/// RFC 3339 (`2026-12-07T14:00:00Z`), or a date (`2026-12-07`, midnight
+/// UTC).
+pub fn parse_time(s: &str) -> Result<Timestamp, String> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map(Timestamp)
+            .map_err(|_| format!("{s:?}: too large for a time"));
+    }
+    let at = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .or_else(|_| {
+            time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+                .map(|d| d.midnight().assume_utc())
+        })
+        .map_err(|_| {
+            format!("{s:?} is not a time: give 2026-12-07, 2026-12-07T14:00:00Z or Unix seconds")
+        })?;
+    u64::try_from(at.unix_timestamp())
+        .map(Timestamp)
+        .map_err(|_| format!("{s:?} is before 1970"))
 }
 
 fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {

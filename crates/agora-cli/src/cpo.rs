@@ -16,8 +16,8 @@
 
 use crate::datadir::{Ctx, ARBITER_KEY, SERVER_KEY};
 use agora_client::cpo::flow::{
-    AnyApproval, Bid, Bind, Browse, Conversation, EndSession, FetchBids, FetchBinding, FetchPosted,
-    Outgoing, Posting,
+    AnyApproval, AskBinding, Bid, Bind, Browse, Conversation, EndSession, FetchBids, FetchBinding,
+    FetchPosted, Outgoing, Posting,
 };
 use agora_client::cpo::FlowError;
 use agora_client::datadir::{pinned, role_keys};
@@ -59,7 +59,7 @@ pub enum CpoCmd {
         #[arg(long)]
         goods: String,
         /// What he will pay, e.g. "120.00 EUR".
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         price: Money,
         /// All the terms.
         #[arg(long, default_value = "")]
@@ -127,7 +127,15 @@ pub enum CpoCmd {
         /// Most CPOs to list.
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// List CPOs whose id follows this one (paging).
+        /// The order: newest (posted last first), ending (soonest to end
+        /// first), price, price-desc, or id.
+        #[arg(long, default_value = "newest", value_parser = ["newest", "ending", "price", "price-desc", "id"])]
+        sort: String,
+        /// The next page: the cursor the previous page ended with.
+        #[arg(long, conflicts_with = "after")]
+        cursor: Option<String>,
+        /// List CPOs whose id follows this one (paging in the id order;
+        /// implies --sort id).
         #[arg(long)]
         after: Option<String>,
         /// Print only the ids, one per line (for scripts).
@@ -138,17 +146,18 @@ pub enum CpoCmd {
         #[arg(long, value_name = "TEXT")]
         search: Option<String>,
         /// Lowest price, inclusive, e.g. "10 EUR" (also selects its currency).
-        #[arg(long, value_name = "MONEY")]
+        #[arg(long, allow_hyphen_values = true, value_name = "MONEY")]
         min_price: Option<Money>,
         /// Highest price, inclusive, e.g. "200 EUR" (also selects its currency).
-        #[arg(long, value_name = "MONEY")]
+        #[arg(long, allow_hyphen_values = true, value_name = "MONEY")]
         max_price: Option<Money>,
         /// Only CPOs priced in this currency, e.g. EUR.
         #[arg(long)]
         currency: Option<agora_core::Currency>,
-        /// Only CPOs active at this time (Unix seconds): start <= t < end.
-        #[arg(long, value_name = "UNIX")]
-        active_at: Option<u64>,
+        /// Only CPOs active at this time (start <= t < end): a date
+        /// (2026-12-07), RFC 3339 (2026-12-07T14:00:00Z) or Unix seconds.
+        #[arg(long, value_name = "TIME", value_parser = crate::cert::parse_time)]
+        active_at: Option<Timestamp>,
         /// Only first-come or only bidding CPOs.
         #[arg(long, value_parser = ["first-come", "bidding"])]
         mode: Option<String>,
@@ -210,7 +219,7 @@ pub enum CpoCmd {
         #[arg(long)]
         seller: String,
         /// Her price (at most the CPO's, in its currency).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         price: Money,
         /// How she would deliver.
         #[arg(long, default_value = "")]
@@ -366,8 +375,10 @@ pub enum CpoCmd {
         #[arg(long, value_name = "KEY_ID")]
         expect_arbiter: Option<String>,
     },
-    /// Protocols 1 and 2 one message at a time through files, as by
-    /// e-mail: each party handles a message when it arrives.
+    /// The protocols one message at a time through files, as by e-mail
+    /// (approval, post, browse session, bind, bid and award): each party
+    /// handles a message when it arrives; a file named *.asc is
+    /// ASCII-armoured, to paste into a mail body.
     #[command(subcommand)]
     Mail(crate::mail::MailCmd),
 }
@@ -424,7 +435,8 @@ fn public_transport(ctx: &Ctx) -> anyhow::Result<Box<dyn CpoTransport>> {
 fn node_error(e: ClientError, what: &str) -> anyhow::Error {
     use agora_core::Error as E;
     match e {
-        ClientError::Transport(m) => anyhow::anyhow!(m).context("could not reach the node"),
+        // Its own sentence says what happened and what to do.
+        e @ ClientError::Transport(_) => anyhow::Error::new(e),
         ClientError::Problem(p) => {
             let detail = || p.detail.clone().unwrap_or_default();
             let typed = match p.code.as_str() {
@@ -435,9 +447,17 @@ fn node_error(e: ClientError, what: &str) -> anyhow::Error {
                 "overloaded" => Some(E::Overloaded),
                 _ => None,
             };
+            // The role's own words, as a person reads them: a refusal's
+            // detail, without the certificate code kept for scripts.
+            let said = match &typed {
+                Some(E::Refused(d) | E::NotAuthorised(d)) => {
+                    format!("{what}: {}", crate::output::human_detail(d))
+                }
+                _ => what.to_owned(),
+            };
             match typed {
-                Some(t) => anyhow::Error::new(t).context(what.to_owned()),
-                None => anyhow::Error::new(ClientError::Problem(p)).context(what.to_owned()),
+                Some(t) => anyhow::Error::new(t).context(said),
+                None => anyhow::Error::new(ClientError::Problem(p)).context(said),
             }
         }
     }
@@ -453,18 +473,112 @@ fn run_flow<C: Conversation>(
     rng: &mut impl agora_core::crypto::Rng,
     what: &str,
 ) -> anyhow::Result<C::Done> {
-    agora_client::cpo::run(t, party, first, conv, rng, || ctx.now()).map_err(|e| match e {
-        FlowError::Node(e) => node_error(e, what),
-        FlowError::Protocol(e) => anyhow::Error::new(e),
+    agora_client::cpo::run(t, party, first, conv, rng, || ctx.now()).map_err(|e| {
+        let retry = matches!(&e, FlowError::Node(c) if crate::output::retryable(c));
+        let e = match e {
+            FlowError::Node(e) => node_error(e, what),
+            FlowError::Protocol(e) => anyhow::Error::new(e),
+        };
+        if !retry {
+            return e;
+        }
+        // Each CPO conversation may be run again from its start: a step the
+        // node finished is answered again with its result (an acceptance,
+        // the posted CPO, the seller's own binding or bid), and one it did
+        // not finish left nothing behind.
+        e.context(crate::output::Resume {
+            pending: "the conversation with the node did not finish".into(),
+            command: crate::output::this_command(),
+        })
+    })
+}
+
+/// The BID_RECEIPTs the server holds of `pam`'s bids on `cpo`, asked for
+/// a page at a time under her signature.
+fn my_bids(
+    ctx: &Ctx,
+    t: &dyn CpoTransport,
+    pam: &agora_cpo::Keys,
+    server: &Peer,
+    cpo: [u8; 32],
+    rng: &mut impl agora_core::crypto::Rng,
+) -> anyhow::Result<Vec<HeldReceipt>> {
+    // `from` grows with every page and the server holds at most
+    // MAX_BIDS_PER_CPO bids, so this ends.
+    let mut held: Vec<HeldReceipt> = Vec::new();
+    let mut from = Some(0);
+    while let Some(f) = from {
+        let start = FetchBids::start(pam, rng, ctx.now(), cpo, f, server);
+        let page = match run_flow(ctx, t, pam, start, rng, "the server refused") {
+            Ok(page) => page,
+            Err(e) if refused_with(&e, agora_cpo::bidding::NO_BIDS_OF_YOURS) => break,
+            Err(e) => return Err(e),
+        };
+        from = page.next();
+        held.extend(page.receipts);
+    }
+    Ok(held)
+}
+
+/// Where a bid sent and not yet answered is marked, by CPO, seller, price
+/// and details (`cpo-pending/` in the data directory).
+fn pending_bid_marker(
+    ctx: &Ctx,
+    cpo: &[u8; 32],
+    seller: &str,
+    price: &Money,
+    details: &str,
+) -> PathBuf {
+    let what = agora_core::crypto::sha256(format!("{seller}\n{price}\n{details}").as_bytes());
+    ctx.dir().join("cpo-pending").join(format!(
+        "bid-{}-{}",
+        hex::encode(&cpo[..8]),
+        hex::encode(&what[..8])
+    ))
+}
+
+/// A buyer's request for his binding or posted CPO is checked against the
+/// key of the bond in the CPO: signed by any other key it is refused as not
+/// authorised. Said as what it means (and still with that code).
+fn not_the_buyer(e: anyhow::Error, buyer: &str) -> anyhow::Error {
+    let refused = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<agora_core::Error>(),
+            Some(agora_core::Error::NotAuthorised(_) | agora_core::Error::Crypto)
+        )
+    });
+    if !refused {
+        return e;
+    }
+    let sentence = format!(
+        "{buyer} is not this CPO's buyer: only the key of the bond in the CPO may ask for it"
+    );
+    anyhow::Error::new(agora_core::Error::NotAuthorised(sentence.clone())).context(sentence)
+}
+
+/// Whether `e` is the role's refusal `detail` (one of agora-cpo's stable
+/// refusals, e.g. [`agora_cpo::server::ALREADY_POSTED`]).
+fn refused_with(e: &anyhow::Error, detail: &str) -> bool {
+    e.chain().any(|c| {
+        matches!(c.downcast_ref::<agora_core::Error>(), Some(agora_core::Error::Refused(d)) if d == detail)
     })
 }
 
 /// The node's `/v1/node` document.
 fn node_doc(url: &str) -> anyhow::Result<(NodeClient, Value)> {
     let c = NodeClient::new(url)?;
-    let doc: Value = c
-        .get_json("/v1/node")
-        .map_err(|e| node_error(e, &format!("reading {url}/v1/node")))?;
+    let doc: Value = c.get_json("/v1/node").map_err(|e| {
+        let retry = crate::output::retryable(&e);
+        let e = node_error(e, &format!("reading {url}/v1/node"));
+        if retry {
+            e.context(crate::output::Resume {
+                pending: "nothing yet: the node's roles could not be read".into(),
+                command: crate::output::this_command(),
+            })
+        } else {
+            e
+        }
+    })?;
     Ok((c, doc))
 }
 
@@ -691,6 +805,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             server,
             out,
         } => {
+            ctx.check_out(out)?;
             let ks = ctx.load_keystore()?;
             let bond = crate::cert::read_cert_der(bond)?;
             let holder = agora_pki::parse_certificate(&bond)?.public_key;
@@ -756,6 +871,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             additional_terms,
             out,
         } => {
+            ctx.check_out(out)?;
             let ccpo = read_ccpo(ccpo)?;
             let ks = ctx.load_keystore()?;
             let bob = role_keys(&ks, buyer)?;
@@ -809,6 +925,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             buyer,
             out,
         } => {
+            ctx.check_out(out)?;
             let signed = read_limited(acceptance)?;
             let ks = ctx.load_keystore()?;
             let trust = ctx.load_trust()?;
@@ -842,26 +959,51 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             )?;
             let t = transport(ctx, &ks)?;
             let start = Posting::start(&bob, &mut rng, &acc, &server)?;
-            let receipt = run_flow(ctx, &*t, &bob, start, &mut rng, "the server refused")?;
+            let mut already = false;
+            let receipt = match run_flow(ctx, &*t, &bob, start, &mut rng, "the server refused") {
+                Ok(r) => r,
+                // Posted already, the answer lost: the server gives its
+                // buyer the posted CPO again.
+                Err(e) if refused_with(&e, agora_cpo::server::ALREADY_POSTED) => {
+                    let id = acc.ccpo.id;
+                    let start = FetchPosted::start(&bob, &mut rng, ctx.now(), id, &server);
+                    let r = run_flow(ctx, &*t, &bob, start, &mut rng, "the server refused")
+                        .map_err(|_| e)?;
+                    if r.cpo.ccpo != acc.ccpo {
+                        bail!("the server's posted CPO is not the one accepted");
+                    }
+                    already = true;
+                    r
+                }
+                Err(e) => return Err(e),
+            };
             keep(ctx, "cpo/posted", &receipt.signed, true)?;
             crate::datadir::write_file_atomic(out, &receipt.signed)?;
             crate::output::emit(
                 ctx.json,
                 &format!(
-                    "{}\nposted ({}); the server's signed CPO is in {}",
+                    "{}\n{} ({}); the server's signed CPO is in {}",
                     describe(&receipt.cpo.ccpo),
+                    if already {
+                        "was posted already"
+                    } else {
+                        "posted"
+                    },
                     acc.mode.as_str(),
                     out.display()
                 ),
                 serde_json::json!({
                     "id": hex::encode(receipt.cpo.ccpo.id),
                     "mode": acc.mode.as_str(),
+                    "already_posted": already,
                     "file": out,
                 }),
             );
         }
         CpoCmd::List {
             limit,
+            sort,
+            cursor,
             after,
             ids,
             search,
@@ -890,10 +1032,17 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 min_price: min_price.map(|m| m.to_string()),
                 max_price: max_price.map(|m| m.to_string()),
                 currency: currency.map(|c| c.as_str().to_owned()),
-                active_at: *active_at,
+                active_at: active_at.map(|t| t.secs()),
                 mode: mode.clone(),
                 after: after.clone(),
                 limit: Some(*limit),
+                // `--after` pages the id order.
+                sort: Some(if after.is_some() {
+                    "id".into()
+                } else {
+                    sort.clone()
+                }),
+                cursor: cursor.clone(),
             };
             let filtered = q.q.is_some()
                 || q.min_price.is_some()
@@ -901,22 +1050,48 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 || q.currency.is_some()
                 || q.active_at.is_some()
                 || q.mode.is_some();
-            let entries = public_transport(ctx)?
-                .board(&q)
+            if after.is_some() && sort != "newest" && sort != "id" {
+                bail!("--after pages the id order: give --cursor to page --sort {sort}");
+            }
+            let page = public_transport(ctx)?
+                .board_page(&q)
                 .map_err(|e| node_error(e, "the board refused the query"))?;
+            let entries = page.entries;
             let mut text = String::new();
             for e in entries.iter().filter(|_| *ids) {
                 text.push_str(text_of(e, "id"));
                 text.push('\n');
             }
             for e in entries.iter().filter(|_| !*ids) {
+                let bids = match e["bids"].as_u64() {
+                    Some(1) => "  (1 bid)".to_owned(),
+                    Some(n) => format!("  ({n} bids)"),
+                    None => String::new(),
+                };
                 text.push_str(&format!(
-                    "{}  {:>14}  {:<10}  until {}  {}\n",
+                    "{}  {:>14}  {:<10}  until {}  {}{bids}\n",
                     text_of(e, "id"),
                     text_of(e, "price"),
                     text_of(e, "mode"),
                     crate::cert::fmt_time(time_of(e, "end")),
                     text_of(e, "goods")
+                ));
+            }
+            // A page cut short says how to go on (not in --ids, which
+            // scripts page with --after).
+            if let (Some(next), false) = (&page.next, *ids) {
+                let mut args: Vec<String> = std::env::args().skip(1).collect();
+                if let Some(i) = args.iter().position(|a| a == "--cursor") {
+                    args.drain(i..(i + 2).min(args.len()));
+                }
+                args.retain(|a| !a.starts_with("--cursor="));
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                text.push_str(&format!(
+                    "more: {} --cursor {next}\n",
+                    std::iter::once("agora".to_owned())
+                        .chain(args.iter().map(|a| crate::output::shell_quote(a)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 ));
             }
             if entries.is_empty() && !*ids {
@@ -959,20 +1134,38 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             offer,
             out,
         } => {
+            ctx.check_out(out)?;
             let cpo = cpo_id(id)?;
             let ks = ctx.load_keystore()?;
             let trust = ctx.load_trust()?;
             let session = ctx.seller_session(&ks, &trust, name)?;
             let t = transport(ctx, &ks)?;
             let start = Bind::start(&session, &mut rng, cpo, offer)?;
-            let receipt = run_flow(
+            let receipt = match run_flow(
                 ctx,
                 &*t,
                 &session,
                 start,
                 &mut rng,
                 "the server refused the binding",
-            )?;
+            ) {
+                Ok(r) => r,
+                // Bound already: by her, the answer lost (the server gives
+                // her binding to her session), or by someone else.
+                Err(e) if refused_with(&e, agora_cpo::server::ALREADY_BOUND) => {
+                    let start = AskBinding::start(&session, &mut rng, &cpo, session.bond());
+                    run_flow(
+                        ctx,
+                        &*t,
+                        &session,
+                        start,
+                        &mut rng,
+                        "asking for the binding",
+                    )
+                    .map_err(|_| e)?
+                }
+                Err(e) => return Err(e),
+            };
             keep(ctx, "cpo/bound-cpo", &receipt.signed, false)?;
             crate::datadir::write_file_atomic(out, &receipt.signed)?;
             let now = ctx.now();
@@ -994,20 +1187,51 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             details,
             out,
         } => {
+            ctx.check_out(out)?;
             let cpo = cpo_id(id)?;
             let ks = ctx.load_keystore()?;
             let trust = ctx.load_trust()?;
             let session = ctx.seller_session(&ks, &trust, name)?;
             let t = transport(ctx, &ks)?;
-            let start = Bid::start(&session, &mut rng, cpo, *price, details)?;
-            let receipt = run_flow(
-                ctx,
-                &*t,
-                &session,
-                start,
-                &mut rng,
-                "the server refused the bid",
-            )?;
+            // A bid is a new bid each time it is sent; one whose answer was
+            // lost is found among her bids instead of being made twice. The
+            // marker says that this bid was sent and not answered.
+            let marker = pending_bid_marker(ctx, &cpo, name, price, details);
+            let mut found = None;
+            if marker.exists() {
+                let pam = role_keys(&ks, name)?;
+                let server = node_server(ctx, &ks, &trust)?;
+                found = my_bids(ctx, &*t, &pam, &server, cpo, &mut rng)?
+                    .into_iter()
+                    .find(|r| r.message.price == *price && r.message.details == *details);
+            }
+            let receipt = match found {
+                Some(r) => r,
+                None => {
+                    crate::datadir::write_file_atomic(
+                        &marker,
+                        crate::output::this_command().as_bytes(),
+                    )?;
+                    let start = Bid::start(&session, &mut rng, cpo, *price, details)?;
+                    run_flow(
+                        ctx,
+                        &*t,
+                        &session,
+                        start,
+                        &mut rng,
+                        "the server refused the bid",
+                    )?
+                }
+            };
+            std::fs::remove_file(&marker)
+                .or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .with_context(|| format!("removing {}", marker.display()))?;
             keep(ctx, "cpo/bid-receipt", &receipt.signed, false)?;
             crate::datadir::write_file_atomic(out, &receipt.signed)?;
             crate::output::emit(
@@ -1033,6 +1257,9 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             notice: mailed,
             out,
         } => {
+            if let Some(out) = out {
+                ctx.check_out(out)?;
+            }
             let cpo = cpo_id(id)?;
             let trust = ctx.load_trust()?;
             let signed = read_limited(receipt)?;
@@ -1087,6 +1314,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             );
         }
         CpoCmd::Posted { id, buyer, out } => {
+            ctx.check_out(out)?;
             let cpo = cpo_id(id)?;
             let ks = ctx.load_keystore()?;
             let bob = role_keys(&ks, buyer)?;
@@ -1094,7 +1322,8 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let server = node_server(ctx, &ks, &trust)?;
             let t = transport(ctx, &ks)?;
             let start = FetchPosted::start(&bob, &mut rng, ctx.now(), cpo, &server);
-            let receipt = run_flow(ctx, &*t, &bob, start, &mut rng, "the server refused")?;
+            let receipt = run_flow(ctx, &*t, &bob, start, &mut rng, "the server refused")
+                .map_err(|e| not_the_buyer(e, buyer))?;
             crate::datadir::write_file_atomic(out, &receipt.signed)?;
             crate::output::emit(
                 ctx.json,
@@ -1119,14 +1348,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let t = transport(ctx, &ks)?;
             // A page at a time; `from` grows with every page and the server
             // holds at most MAX_BIDS_PER_CPO bids, so this ends.
-            let mut held: Vec<HeldReceipt> = Vec::new();
-            let mut from = Some(0);
-            while let Some(f) = from {
-                let start = FetchBids::start(&pam, &mut rng, ctx.now(), cpo, f, &server);
-                let page = run_flow(ctx, &*t, &pam, start, &mut rng, "the server refused")?;
-                from = page.next();
-                held.extend(page.receipts);
-            }
+            let held = my_bids(ctx, &*t, &pam, &server, cpo, &mut rng)?;
             let mut text = format!(
                 "{name} has {} bid(s) on CPO {}; BID_RECEIPTs, signed by the server, in {}:",
                 held.len(),
@@ -1160,6 +1382,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             );
         }
         CpoCmd::Binding { id, buyer, out } => {
+            ctx.check_out(out)?;
             let cpo = cpo_id(id)?;
             let ks = ctx.load_keystore()?;
             let bob = role_keys(&ks, buyer)?;
@@ -1167,7 +1390,8 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             let server = node_server(ctx, &ks, &trust)?;
             let t = transport(ctx, &ks)?;
             let start = FetchBinding::start(&bob, &mut rng, ctx.now(), cpo, &server);
-            let evidence = run_flow(ctx, &*t, &bob, start, &mut rng, "the server refused")?;
+            let evidence = run_flow(ctx, &*t, &bob, start, &mut rng, "the server refused")
+                .map_err(|e| not_the_buyer(e, buyer))?;
             keep(ctx, "cpo/binding", &evidence, false)?;
             crate::datadir::write_file_atomic(out, &evidence)?;
             crate::output::emit(
@@ -1185,6 +1409,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             verifier,
             out,
         } => {
+            ctx.check_out(out)?;
             let bound = read_limited(bound)?;
             let c = agora_cpo::delivery::challenge(&mut rng, ctx.now(), &bound, verifier)?;
             crate::datadir::write_file_atomic(out, &agora_core::wire::encode(&c))?;
@@ -1203,6 +1428,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             seller: name,
             out,
         } => {
+            ctx.check_out(out)?;
             let ks = ctx.load_keystore()?;
             let pam = role_keys(&ks, name)?;
             let c: agora_cpo::delivery::ProofChallenge =
@@ -1386,6 +1612,7 @@ fn award(ctx: &Ctx, id: &str, out_dir: &Path) -> anyhow::Result<()> {
     // The winner's bond key id is known to the node when this call made the
     // award; otherwise the award names the winning bid by its receipt.
     let winner = a["winner"].as_str().map(str::to_owned);
+    let winner_name = winner.as_deref().and_then(|w| key_name(ctx, w));
     let winner_receipt = award.winner.map(hex::encode);
     crate::output::emit(
         ctx.json,
@@ -1394,7 +1621,10 @@ fn award(ctx: &Ctx, id: &str, out_dir: &Path) -> anyhow::Result<()> {
             alice.id(),
             hex::encode(cpo),
             match (&winner, &winner_receipt) {
-                (Some(w), _) => format!("winner {w}"),
+                (Some(w), _) => match &winner_name {
+                    Some(n) => format!("winner {n} ({w})"),
+                    None => format!("winner {w}"),
+                },
                 (None, Some(r)) => format!("winner the bid with receipt {}", &r[..16]),
                 (None, None) => "no winner".into(),
             },
@@ -1404,12 +1634,32 @@ fn award(ctx: &Ctx, id: &str, out_dir: &Path) -> anyhow::Result<()> {
         serde_json::json!({
             "id": hex::encode(cpo),
             "winner": winner,
+            "winner_name": winner_name,
             "winner_receipt": winner_receipt,
             "bids": award.considered.len(),
             "dir": out_dir,
         }),
     );
     Ok(())
+}
+
+/// The name of the key pair with key id `id` (hex) in this data
+/// directory's keystore, if it holds it and its passphrase is given
+/// (`AGORA_PASSPHRASE` or a passphrase file): people read "quinn", not a
+/// key id.
+fn key_name(ctx: &Ctx, id: &str) -> Option<String> {
+    // Never a prompt for a name: only a passphrase given beforehand.
+    if std::env::var_os("AGORA_PASSPHRASE").is_none()
+        && std::env::var_os("AGORA_PASSPHRASE_FILE").is_none()
+    {
+        return None;
+    }
+    let ks = ctx.load_keystore().ok()?;
+    ks.list().into_iter().find_map(|(name, _)| {
+        let key = ks.ed25519(name)?;
+        let pair = name.strip_suffix(".ed25519")?;
+        (key.key_id().to_string() == id).then(|| pair.to_owned())
+    })
 }
 
 /// A role's public keys as `/v1/node` describes them.

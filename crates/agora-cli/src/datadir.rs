@@ -21,6 +21,8 @@ pub use agora_client::datadir::names::{ARBITER_KEY, SELF_KEY, SERVER_KEY};
 pub struct Ctx {
     data: DataDir,
     pub json: bool,
+    /// `--force`: files that `--out` names may be replaced.
+    pub force: bool,
     /// The node to talk to (`--node`, `$AGORA_NODE`); `None`: host the roles
     /// in this process, on the data directory.
     pub node: Option<String>,
@@ -71,8 +73,32 @@ impl Ctx {
                 cli.store.clone(),
             ),
             json: cli.json,
+            force: cli.force,
             node: cli.node.clone(),
         }
+    }
+
+    /// `agora` with the global options this command was given that another
+    /// command needs to reach the same state (the data directory unless it
+    /// is the default, the node), then `args`: a command to print for the
+    /// user to run, quoted for the shell.
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut words = vec!["agora".to_owned()];
+        if self.dir() != Path::new("agora-data") {
+            words.push("--data-dir".into());
+            words.push(crate::output::shell_quote(&self.dir().to_string_lossy()));
+        }
+        if let Some(url) = &self.node {
+            words.push("--node".into());
+            words.push(crate::output::shell_quote(url));
+        }
+        words.extend(args.iter().map(|a| crate::output::shell_quote(a)));
+        words.join(" ")
+    }
+
+    /// [`crate::output::check_out`] under this command's `--force`.
+    pub fn check_out(&self, path: &Path) -> anyhow::Result<()> {
+        crate::output::check_out(path, self.force)
     }
 
     /// The wall clock: the CLI is a driver, so it may read it.

@@ -94,6 +94,8 @@ pub fn run(ctx: &Ctx, cmd: &KeyCmd) -> anyhow::Result<()> {
                         dir.join(format!("{name}.ed25519.pem")),
                         dir.join(format!("{name}.x25519.pem")),
                     );
+                    ctx.check_out(&a)?;
+                    ctx.check_out(&b)?;
                     crate::datadir::write_file_atomic(&a, ed_pem.as_bytes())?;
                     crate::datadir::write_file_atomic(&b, x_pem.as_bytes())?;
                     crate::output::emit(

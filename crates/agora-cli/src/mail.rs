@@ -77,6 +77,12 @@
 //! hash>.cose`) for mailing; each bidder checks hers against her receipt
 //! and the award. An award handled twice finds nothing waiting for it.
 //!
+//! Messages travel as binary files (attachments), or pasted into a mail
+//! body: a file named `*.asc` is written ASCII-armoured (base64 between
+//! `-----BEGIN AGORA MESSAGE-----` and `-----END AGORA MESSAGE-----`
+//! lines), and every step reads either form, wherever the armour sits in
+//! the text (a whole mail saved to a file will do).
+//!
 //! The buyer's and the seller's steps take the arbiter's and the server's
 //! keys from the trust store, as `agora cpo approve`, `post` and `session`
 //! do (`start-session` talks to this data directory's server, or the one
@@ -213,7 +219,7 @@ pub enum MailCmd {
         seller: String,
         /// Her price (at most the CPO's, in its currency; sent when the
         /// listing arrives).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         price: Money,
         /// How she would deliver (sent when the listing arrives).
         #[arg(long, default_value = "")]
@@ -319,10 +325,80 @@ fn resume<T>(
 }
 
 fn tag_of(path: &Path) -> anyhow::Result<(Tag, Vec<u8>)> {
-    let bytes = read_limited(path)?;
+    let bytes = read_message(path)?;
     let tag = envelope::peek_tag(&bytes)
         .with_context(|| format!("{} is not an agora message", path.display()))?;
     Ok((tag, bytes))
+}
+
+/// The first and last lines of an ASCII-armoured message.
+const ARMOR_BEGIN: &str = "-----BEGIN AGORA MESSAGE-----";
+const ARMOR_END: &str = "-----END AGORA MESSAGE-----";
+/// Base64 characters per armoured line (as PEM).
+const ARMOR_LINE: usize = 64;
+
+/// Writes a message to `out`: ASCII-armoured if its name ends in `.asc`
+/// (to paste into a mail body), else as the bytes themselves.
+fn write_message(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if out.extension().and_then(|e| e.to_str()) != Some("asc") {
+        return crate::datadir::write_file_atomic(out, bytes);
+    }
+    crate::datadir::write_file_atomic(out, armor(bytes).as_bytes())
+}
+
+/// `bytes` between armour lines, in base64 lines of [`ARMOR_LINE`].
+fn armor(bytes: &[u8]) -> String {
+    use base64ct::{Base64, Encoding};
+    let b64 = Base64::encode_string(bytes);
+    let mut text = format!("{ARMOR_BEGIN}\n");
+    for line in b64.as_bytes().chunks(ARMOR_LINE) {
+        // Base64 is ASCII: every chunk is text.
+        text.push_str(&String::from_utf8_lossy(line));
+        text.push('\n');
+    }
+    text.push_str(ARMOR_END);
+    text.push('\n');
+    text
+}
+
+/// Reads a message file: the bytes themselves, or the message armoured
+/// inside it ([`armor`]) wherever the armour lines are (a mail body with
+/// its quoting '>' and surrounding text will do). Strict inside the
+/// armour: base64 only, one message, bounded as any message file.
+fn read_message(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = read_limited(path)?;
+    match dearmor(&bytes) {
+        Some(decoded) => {
+            decoded.with_context(|| format!("{}: the armoured message", path.display()))
+        }
+        None => Ok(bytes),
+    }
+}
+
+/// The message armoured in `text`, or `None` if it has no armour.
+fn dearmor(text: &[u8]) -> Option<anyhow::Result<Vec<u8>>> {
+    use base64ct::{Base64, Encoding};
+    let text = std::str::from_utf8(text).ok()?;
+    // Lines as a mail client may quote them: "> " prefixes and spaces.
+    fn strip(l: &str) -> &str {
+        l.trim_start_matches(|c: char| c == '>' || c.is_whitespace())
+            .trim_end()
+    }
+    let mut lines = text.lines().map(strip);
+    lines.by_ref().find(|l| *l == ARMOR_BEGIN)?;
+    let mut b64 = String::new();
+    for line in lines {
+        if line == ARMOR_END {
+            return Some(Base64::decode_vec(&b64).map_err(|_| anyhow::anyhow!("it is not base64")));
+        }
+        if line.contains(ARMOR_BEGIN) {
+            return Some(Err(anyhow::anyhow!(
+                "a second message begins inside the first"
+            )));
+        }
+        b64.push_str(line);
+    }
+    Some(Err(anyhow::anyhow!("it has no end line ({ARMOR_END})")))
 }
 
 fn done(ctx: &Ctx, what: &str, out: &Path) {
@@ -378,7 +454,7 @@ fn start<C: Saved>(
     what: &str,
 ) -> anyhow::Result<()> {
     save(ctx, role, C::KIND, &conv.save())?;
-    crate::datadir::write_file_atomic(out, &first.body)?;
+    write_message(out, &first.body)?;
     done(ctx, what, out);
     Ok(())
 }
@@ -411,7 +487,7 @@ fn converse<C: Saved>(
         Next::Send(m, conv) => {
             let out = need_out(out, what)?;
             save(ctx, role, C::KIND, &conv.save())?;
-            crate::datadir::write_file_atomic(out, &m.body)?;
+            write_message(out, &m.body)?;
             done(ctx, what, out);
             Ok(Mailed::Sent)
         }
@@ -461,7 +537,7 @@ fn buyer_step(ctx: &Ctx, buyer: &str, tag: Tag, msg: &[u8], out: &Path) -> anyho
         if let Mailed::Done(acc) =
             converse::<AnyApproval>(ctx, &role, &bob, msg, Some(out), "M_2 for the arbiter")?
         {
-            crate::datadir::write_file_atomic(out, &acc.signed)?;
+            write_message(out, &acc.signed)?;
             done(ctx, "ARBITER_ACCEPTANCE", out);
         }
         return Ok(());
@@ -470,7 +546,7 @@ fn buyer_step(ctx: &Ctx, buyer: &str, tag: Tag, msg: &[u8], out: &Path) -> anyho
         if let Mailed::Done(receipt) =
             converse::<Posting>(ctx, &role, &bob, msg, Some(out), "M_2 for the server")?
         {
-            crate::datadir::write_file_atomic(out, &receipt.signed)?;
+            write_message(out, &receipt.signed)?;
             done(ctx, "the posted CPO, signed by the server", out);
         }
         return Ok(());
@@ -496,7 +572,7 @@ fn arbiter_on_request<V: Variant>(
         &format!("pending{}", V::APPROVAL_PROTOCOL),
         &pending.to_bytes(),
     )?;
-    crate::datadir::write_file_atomic(out, &m1)?;
+    write_message(out, &m1)?;
     done(ctx, "M_1 for the buyer", out);
     Ok(())
 }
@@ -529,7 +605,7 @@ fn arbiter_on_response<V: Variant>(
             now,
         )
         .wait()?;
-    crate::datadir::write_file_atomic(out, &issued.reply)?;
+    write_message(out, &issued.reply)?;
     done(ctx, "M_3 (the ARBITER_ACCEPTANCE) for the buyer", out);
     Ok(())
 }
@@ -623,7 +699,7 @@ fn start_bid(
 }
 
 fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> anyhow::Result<()> {
-    let msg = read_limited(message)?;
+    let msg = read_message(message)?;
     let tag = envelope::peek_tag(&msg)
         .or_else(|_| agora_cpo::session::peek(&msg).map(|(t, _)| t))
         .with_context(|| format!("{} is not an agora message", message.display()))?;
@@ -689,7 +765,7 @@ fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> 
             };
             let out = need_out(out, "BOUND_CPO")?;
             keep(ctx, "cpo/bound-cpo", &receipt.signed, false)?;
-            crate::datadir::write_file_atomic(out, &receipt.signed)?;
+            write_message(out, &receipt.signed)?;
             crate::output::emit(
                 ctx.json,
                 &format!(
@@ -729,7 +805,7 @@ fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> 
             };
             let out = need_out(out, "BID_RECEIPT")?;
             keep(ctx, "cpo/bid-receipt", &receipt.signed, false)?;
-            crate::datadir::write_file_atomic(out, &receipt.signed)?;
+            write_message(out, &receipt.signed)?;
             crate::output::emit(
                 ctx.json,
                 &format!(
@@ -756,7 +832,29 @@ fn seller_step(ctx: &Ctx, name: &str, message: &Path, out: &Option<PathBuf>) -> 
     }
 }
 
+impl MailCmd {
+    /// The file the step writes (`--out`).
+    fn out(&self) -> Option<&Path> {
+        match self {
+            MailCmd::StartApproval { out, .. }
+            | MailCmd::StartPost { out, .. }
+            | MailCmd::Buyer { out, .. }
+            | MailCmd::Arbiter { out, .. }
+            | MailCmd::StartSession { out, .. }
+            | MailCmd::StartBind { out, .. }
+            | MailCmd::StartBid { out, .. }
+            | MailCmd::StartAward { out, .. }
+            | MailCmd::Server { out, .. } => Some(out),
+            MailCmd::Seller { out, .. } => out.as_deref(),
+        }
+    }
+}
+
 pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
+    // Checked before the step runs: a refusal changes nothing.
+    if let Some(out) = cmd.out() {
+        ctx.check_out(out)?;
+    }
     match cmd {
         MailCmd::StartApproval {
             ccpo,
@@ -777,7 +875,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
             buyer,
             out,
         } => {
-            let signed = read_limited(acceptance)?;
+            let signed = read_message(acceptance)?;
             let ks = ctx.load_keystore()?;
             let bob = role_keys(&ks, buyer)?;
             let trust = ctx.load_trust()?;
@@ -859,7 +957,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                 .request_award(&mut agora_core::crypto::os_rng(), ctx.now(), &cpo, &alice)
                 .context("the server refused")?;
             save(ctx, "server", "pending-award", &pending.to_bytes())?;
-            crate::datadir::write_file_atomic(out, &m)?;
+            write_message(out, &m)?;
             done(ctx, "the award request for the arbiter", out);
             Ok(())
         }
@@ -896,7 +994,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                             &server,
                         )
                         .context("the arbiter refused")?;
-                    crate::datadir::write_file_atomic(out, &reply)?;
+                    write_message(out, &reply)?;
                     done(ctx, "the award for the server", out);
                     Ok(())
                 }
@@ -920,7 +1018,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                         .handle_post_request(&mut agora_core::crypto::os_rng(), now, &msg)
                         .context("the server refused")?;
                     save(ctx, "server", "pending-post", &pending.to_bytes())?;
-                    crate::datadir::write_file_atomic(out, &m1)?;
+                    write_message(out, &m1)?;
                     done(ctx, "M_1 for the buyer", out);
                     Ok(())
                 }
@@ -936,7 +1034,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                     })?;
                     // The posting's unit (the board row and the posted CPO
                     // archived) committed inside `handle_response`.
-                    crate::datadir::write_file_atomic(out, &posted.reply)?;
+                    write_message(out, &posted.reply)?;
                     done(ctx, "M_3 (the posted CPO) for the buyer", out);
                     Ok(())
                 }
@@ -945,7 +1043,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                         .handle_browse_request(&mut agora_core::crypto::os_rng(), now, &msg)
                         .context("the server refused")?;
                     save(ctx, "server", "pending-browse", &pending.to_bytes())?;
-                    crate::datadir::write_file_atomic(out, &m1)?;
+                    write_message(out, &m1)?;
                     done(ctx, "M_1 for the seller", out);
                     Ok(())
                 }
@@ -959,7 +1057,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                             &msg,
                         )?)
                     })?;
-                    crate::datadir::write_file_atomic(out, &granted.reply)?;
+                    write_message(out, &granted.reply)?;
                     done(ctx, "M_3 (K_p) for the seller", out);
                     Ok(())
                 }
@@ -988,7 +1086,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                         &format!("listing-{}", hex::encode(pending.session())),
                         &pending.to_bytes(),
                     )?;
-                    crate::datadir::write_file_atomic(out, &m0)?;
+                    write_message(out, &m0)?;
                     done(ctx, "the listing (M_0) for the seller", out);
                     Ok(())
                 }
@@ -1009,7 +1107,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                             )?)
                         },
                     )?;
-                    crate::datadir::write_file_atomic(out, &bound.reply)?;
+                    write_message(out, &bound.reply)?;
                     done(ctx, "M_2 (BOUND_CPO) for the seller", out);
                     Ok(())
                 }
@@ -1029,7 +1127,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                             Ok(server.handle_bid(&mut agora_core::crypto::os_rng(), now, &msg)?)
                         },
                     )?;
-                    crate::datadir::write_file_atomic(out, &taken.reply)?;
+                    write_message(out, &taken.reply)?;
                     done(ctx, "M_2 (BID_RECEIPT) for the seller", out);
                     Ok(())
                 }
@@ -1040,7 +1138,7 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                         let p = PendingAward::from_bytes(b)?;
                         Ok(p.handle_award(&server, now, &msg)?)
                     })?;
-                    crate::datadir::write_file_atomic(out, &awarded.award)?;
+                    write_message(out, &awarded.award)?;
                     let beside = out.parent().unwrap_or(Path::new("."));
                     for (_, receipt, notice) in &awarded.notices {
                         crate::datadir::write_file_atomic(&notice_file(beside, receipt), notice)?;
@@ -1067,5 +1165,40 @@ pub fn run(ctx: &Ctx, cmd: &MailCmd) -> anyhow::Result<()> {
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_armoured_message_reads_back_as_its_bytes_even_quoted_in_a_mail() {
+        let msg: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let text = armor(&msg);
+        assert!(text
+            .lines()
+            .all(|l| l.len() <= ARMOR_LINE + 2 || l.starts_with("-----")));
+        assert_eq!(dearmor(text.as_bytes()).unwrap().unwrap(), msg);
+        // Pasted into a mail, then quoted in a reply.
+        let mail = format!(
+            "Hello,\n\nhere is M_1:\n\n{}\nregards\n",
+            text.lines().map(|l| format!("> {l}\n")).collect::<String>()
+        );
+        assert_eq!(dearmor(mail.as_bytes()).unwrap().unwrap(), msg);
+        // Not armoured: not touched.
+        assert!(dearmor(&msg).is_none());
+        assert!(dearmor(b"just text").is_none());
+    }
+
+    #[test]
+    fn a_damaged_armour_is_refused() {
+        let text = armor(b"message");
+        let cut = text.replace(ARMOR_END, "");
+        assert!(dearmor(cut.as_bytes()).unwrap().is_err(), "no end line");
+        let bad = text.replace("bWVzc2FnZQ==", "bWVzc2F!ZQ==");
+        assert!(dearmor(bad.as_bytes()).unwrap().is_err(), "not base64");
+        let two = format!("{ARMOR_BEGIN}\n{text}");
+        assert!(dearmor(two.as_bytes()).unwrap().is_err(), "nested");
     }
 }

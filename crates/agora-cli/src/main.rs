@@ -39,8 +39,10 @@ Examples:
   agora agency revoke --agency acme-bonding alice-bond.pem
   agora evidence verify --archive";
 
-/// agora: a secure electronic marketplace (Conditional Purchase Orders,
-/// SPEED, STP, lightweight primitives, SEMPER).
+/// agora: a secure electronic marketplace. Built so far: Conditional
+/// Purchase Orders (`agora cpo`) and SPEED purchases (`agora speed`), with
+/// the bonding agencies and certificates they rest on, and a node that
+/// serves them (`agora up`).
 #[derive(Debug, Parser)]
 #[command(name = "agora", version, after_help = EXAMPLES)]
 struct Cli {
@@ -48,28 +50,52 @@ struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "AGORA_DATA_DIR",
         default_value = "agora-data"
     )]
     data_dir: PathBuf,
     /// Read the keystore passphrase from this file (else $AGORA_PASSPHRASE,
     /// else a prompt on the terminal).
-    #[arg(long, global = true, env = "AGORA_PASSPHRASE_FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "AGORA_PASSPHRASE_FILE",
+        help_heading = "Global options"
+    )]
     passphrase_file: Option<PathBuf>,
-    /// The agora node to talk to, e.g. http://127.0.0.1:7878 (`agora up`
-    /// prints it). Without it, `agora cpo` runs the node's roles in this
-    /// process on the data directory.
-    #[arg(long, global = true, env = "AGORA_NODE")]
+    /// The agora node that the cpo, speed, status and bench commands talk
+    /// to, e.g. http://127.0.0.1:7878 (`agora up` prints it). Without it,
+    /// the cpo and speed commands run the node's roles in this process on
+    /// the data directory, and bench loads the node of the data directory;
+    /// `status` needs it. The commands on the data directory alone (init,
+    /// key, agency, cert, evidence, up, serve) ignore it.
+    #[arg(
+        long,
+        global = true,
+        env = "AGORA_NODE",
+        help_heading = "Global options"
+    )]
     node: Option<String>,
     /// Where the state is kept: sqlite:PATH (the default is
-    /// sqlite:DATA_DIR/agora.db), or postgres://... once built.
-    #[arg(long, global = true, env = "AGORA_STORE", value_name = "URL")]
+    /// sqlite:DATA_DIR/agora.db).
+    #[arg(
+        long,
+        global = true,
+        env = "AGORA_STORE",
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
     store: Option<String>,
+    /// Replace an existing file that --out names; without it a command
+    /// refuses, before it does anything, to overwrite one.
+    #[arg(long, global = true, help_heading = "Global options")]
+    force: bool,
     /// Print machine-readable JSON instead of text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     json: bool,
     /// On failure, print the whole chain of causes.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = "Global options")]
     verbose: bool,
     #[command(subcommand)]
     cmd: Cmd,
@@ -93,7 +119,9 @@ enum Cmd {
     /// Verify signed evidence and the evidence archive.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCmd),
-    /// Conditional Purchase Orders: draft, approve, post, list.
+    /// Conditional Purchase Orders: buyers draft, approve and post them;
+    /// sellers list, open sessions, bind and bid; awards, notices, bindings,
+    /// proofs of delivery; and the same protocols by e-mail (`cpo mail`).
     #[command(subcommand)]
     Cpo(cpo::CpoCmd),
     /// SPEED purchases: register, catalogue, buy (negotiate, pay, decrypt),

@@ -156,6 +156,10 @@ pub struct NodeToml {
     /// Log format: `text` or `json`.
     #[serde(default = "default_log")]
     pub log_format: String,
+    /// Log every request (route template, status, duration, problem code;
+    /// nothing the client sent), at info level.
+    #[serde(default)]
+    pub request_log: bool,
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
@@ -271,6 +275,7 @@ impl NodeToml {
             housekeeping_secs: default_housekeeping(),
             crl_days: default_crl_days(),
             log_format: default_log(),
+            request_log: false,
             limits: Limits::default(),
         }
     }
@@ -325,6 +330,7 @@ impl NodeToml {
             pending_step_ttl: Duration::from_secs(l.pending_step_ttl_secs.max(1)),
             housekeeping_every: Duration::from_secs(self.housekeeping_secs.max(1)),
             public_url: self.public_url(),
+            request_log: self.request_log,
         }
     }
 }
@@ -473,9 +479,12 @@ pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
              \x20 export AGORA_NODE={url}\n\
              \x20 agora key new alice\n\
              \x20 agora agency issue-bond --agency {} --holder alice --amount \"500.00 EUR\" --roles buyer --days 365 --out alice-bond.pem\n\
-             \x20 agora cpo draft --buyer alice --bond alice-bond.pem --goods \"...\" --price \"120.00 EUR\" --out x.ccpo\n\
+             \x20 agora cpo draft --buyer alice --bond alice-bond.pem --goods \"A red bicycle\" --price \"120.00 EUR\" --out bicycle.ccpo\n\
+             \x20 agora cpo approve bicycle.ccpo --buyer alice --out bicycle.acceptance\n\
+             \x20 agora cpo post bicycle.acceptance --buyer alice --out bicycle.posted\n\
+             \x20 agora cpo list\n\
              \x20 agora key new carol && agora speed register carol --deposit \"20.00 EUR\" --card carol.card\n\
-             \x20 agora speed buy --as carol --product \"{demo}\" --limit \"1.30 EUR\" --out song.mp3\n\
+             \x20 agora speed buy --as carol --product \"{demo}\" --target \"1.00 EUR\" --limit \"1.30 EUR\" --out song.mp3\n\
              \x20 (the README walks through buying and selling step by step)\n\
              stop with Ctrl-C",
             if created.is_empty() {
@@ -554,9 +563,7 @@ pub fn status(ctx: &Ctx, a: &StatusArgs) -> anyhow::Result<()> {
             }
             Err(e) => {
                 spinner.finish_and_clear();
-                return Err(
-                    anyhow::Error::new(e).context(format!("could not reach the node at {url}"))
-                );
+                return Err(anyhow::Error::new(e));
             }
         }
     };

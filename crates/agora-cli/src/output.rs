@@ -51,29 +51,179 @@ fn code(e: &anyhow::Error) -> String {
     "error".to_owned()
 }
 
-/// One readable line on stderr (the whole chain with `--verbose`); with
-/// `--json`, an object on stdout as well so that scripts can branch on it.
-pub fn report_error(e: &anyhow::Error, json_mode: bool, verbose: bool) {
-    if json_mode {
-        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        say(
-            &serde_json::json!({ "error": { "code": code(e), "message": e.to_string(), "causes": chain } })
-                .to_string(),
-        );
+/// A step of a flow that failed with something pending: what is pending,
+/// and the one command that finishes it. Attached as the outermost context
+/// of the error; [`report_error`] prints the error, then these two lines.
+#[derive(Debug)]
+pub struct Resume {
+    /// What is left undone, e.g. "the payment of 1.00 EUR for order ...".
+    pub pending: String,
+    /// The command that carries it on, as the user would type it.
+    pub command: String,
+}
+
+impl std::fmt::Display for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pending: {}; resume: {}", self.pending, self.command)
     }
+}
+
+impl std::error::Error for Resume {}
+
+/// `e` with `resume` as its outermost context, unless it says already how
+/// to resume (the innermost step knows best).
+pub fn resumable(e: anyhow::Error, resume: impl FnOnce() -> Resume) -> anyhow::Error {
+    if e.downcast_ref::<Resume>().is_some() {
+        e
+    } else {
+        e.context(resume())
+    }
+}
+
+/// Quotes `arg` for a POSIX shell when it needs it, so that a printed
+/// command runs as printed.
+pub fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// One readable line on stderr (the whole chain with `--verbose`), and for a
+/// flow left pending ([`Resume`]) what is pending and the command that
+/// finishes it; with `--json`, an object on stdout as well so that scripts
+/// can branch on it.
+pub fn report_error(e: &anyhow::Error, json_mode: bool, verbose: bool) {
+    let resume = e.downcast_ref::<Resume>();
+    // The causes without the resume hint, which is printed apart.
+    let hint = resume.map(|r| r.to_string());
+    let causes: Vec<String> = e
+        .chain()
+        .map(|c| c.to_string())
+        .filter(|c| Some(c) != hint.as_ref())
+        .collect();
+    if json_mode {
+        let mut err = serde_json::json!({
+            "code": code(e),
+            "message": causes.first().cloned().unwrap_or_default(),
+            "causes": causes,
+        });
+        if let Some(r) = resume {
+            err["pending"] = r.pending.clone().into();
+            err["resume"] = r.command.clone().into();
+        }
+        say(&serde_json::json!({ "error": err }).to_string());
+    }
+    let (Some(top), Some(root)) = (causes.first(), causes.last()) else {
+        return;
+    };
     if verbose {
-        eprintln!("error: {e}");
-        for cause in e.chain().skip(1) {
+        eprintln!("error: {top}");
+        for cause in &causes[1..] {
             eprintln!("  caused by: {cause}");
         }
+    } else if says_it_all(top, root) {
+        eprintln!("error: {top}");
     } else {
         // The outermost context plus the root cause, on one line.
-        let root = e.root_cause().to_string();
-        let top = e.to_string();
-        if top == root {
-            eprintln!("error: {top}");
-        } else {
-            eprintln!("error: {top}: {root}");
+        eprintln!("error: {top}: {root}");
+    }
+    if let Some(r) = resume {
+        eprintln!("pending: {}", r.pending);
+        eprintln!("resume:  {}", r.command);
+    }
+}
+
+/// Refuses to replace `path` unless `force`: a file that `--out` names is
+/// checked before any protocol runs, so that a refusal changes nothing
+/// (a second purchase must not overwrite the first one's product).
+pub fn check_out(path: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    if !force && std::fs::symlink_metadata(path).is_ok() {
+        anyhow::bail!(
+            "{} exists already: name another file, or give --force to replace it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `e` says the node could not be reached or could not take the
+/// request now (408, 429, 503, 504): the same request may succeed later.
+pub fn retryable(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(err) = c.downcast_ref::<agora_client::transport::ClientError>() {
+            return match err {
+                agora_client::transport::ClientError::Transport(_) => true,
+                agora_client::transport::ClientError::Problem(p) => {
+                    matches!(p.status, 408 | 429 | 503 | 504)
+                }
+            };
         }
+        cause = c.source();
+    }
+    false
+}
+
+/// This command as it was typed (its arguments quoted for the shell), as
+/// `agora ...`: to run again when nothing was done.
+pub fn this_command() -> String {
+    std::iter::once("agora".to_owned())
+        .chain(std::env::args().skip(1).map(|a| shell_quote(&a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether the outermost context says all a person needs on one line: it
+/// is the root cause, or it repeats the root's words (a refusal whose
+/// detail it quotes). (`--verbose` prints the whole chain.)
+fn says_it_all(top: &str, root: &str) -> bool {
+    let words = root.split_once(": ").map_or(root, |(_, w)| w);
+    top == root || top.contains(words) || top.ends_with(human_detail(words))
+}
+
+/// A sentence for a missing file, with nothing of the operating system's
+/// text appended: `Err` becomes `say()` alone when its cause is a file that
+/// does not exist, which the sentence explains ("no purchase with that id
+/// here"); any other cause (a permission, a disk error) stays beneath it.
+pub trait Plainly<T> {
+    /// See the trait.
+    fn plainly(self, say: impl FnOnce() -> String) -> anyhow::Result<T>;
+}
+
+impl<T, E: Into<anyhow::Error>> Plainly<T> for Result<T, E> {
+    fn plainly(self, say: impl FnOnce() -> String) -> anyhow::Result<T> {
+        self.map_err(|e| {
+            let e: anyhow::Error = e.into();
+            let missing = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+            });
+            if missing {
+                anyhow::anyhow!(say())
+            } else {
+                e.context(say())
+            }
+        })
+    }
+}
+
+/// The detail of a role's refusal as a person reads it: a certificate's
+/// refusal, `certificate <code>: <sentence>` on the wire (the code is for
+/// scripts), is its sentence.
+pub fn human_detail(detail: &str) -> &str {
+    match detail
+        .strip_prefix("certificate ")
+        .and_then(|r| r.split_once(": "))
+    {
+        Some((code, sentence)) if code.chars().all(|c| c.is_ascii_lowercase() || c == '-') => {
+            sentence
+        }
+        _ => detail,
     }
 }

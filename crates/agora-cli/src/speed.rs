@@ -9,7 +9,11 @@
 //! speed/catalogue.toml                    the vendor's products and price rules
 //! speed/products/                         the demo vendor's product files
 //! speed/customers/<name>.pem, .account    a registered customer's certificate and account number
-//! speed/purchases/<order>/                a purchase: product.enc, state, bill.cose, receipt.cose
+//! speed/purchases/<order>/                a purchase: product.enc, bill.cose, customer, product_id;
+//!                                         how it is paid (pay) and where its product goes (out);
+//!                                         the payment's state and PaymentOrder (state, order.msg),
+//!                                         kept before the order is sent; receipt.cose; done
+//! speed/card-loads/<card id>.json         a card load asked for and not known to be applied
 //! speed/paid                              the customer's register of paid bills (one order per line)
 //! ```
 //!
@@ -18,11 +22,12 @@
 //! `vendor ...`) work on the data directory of the node.
 
 use crate::datadir::Ctx;
+use crate::output::Plainly;
 use agora_client::datadir::{check_name, read_at_most, role_keys, Catalogue};
 use agora_client::speed::{LocalSpeed, Negotiated, SpeedClient};
 use agora_client::transport::NodeClient;
 use agora_core::crypto::{os_rng, Secret, SigningKey, X25519Secret};
-use agora_core::{Currency, KeyId, Money};
+use agora_core::{Currency, KeyId, Money, Timestamp};
 use agora_node::speed::{
     BrokerSpec, Product, SpeedService, SpeedSpec, SpeedTrustSource, VendorSpec,
 };
@@ -351,7 +356,7 @@ pub enum SpeedCmd {
         /// The customer's key pair (see `agora key new`).
         name: String,
         /// Money paid in to open the account (from outside the system).
-        #[arg(long, default_value = "0.00 EUR")]
+        #[arg(long, allow_hyphen_values = true, default_value = "0.00 EUR")]
         deposit: Money,
         /// Also issue an e-purse card into this file (keep it private).
         #[arg(long)]
@@ -363,6 +368,15 @@ pub enum SpeedCmd {
     /// The vendor's products and prices.
     #[command(after_help = "Example:\n  agora speed catalogue")]
     Catalogue,
+    /// The purchases made from this data directory, newest first: what,
+    /// for how much, whether paid, and where the product and the broker's
+    /// receipt are; a payment left pending says how to finish it.
+    #[command(after_help = "Example:\n  agora speed purchases --as carol")]
+    Purchases {
+        /// Only this customer's.
+        #[arg(long = "as")]
+        customer: Option<String>,
+    },
     /// Buy a product: negotiate (or, with --aggressive, ask at a fixed
     /// price), receive it encrypted, pay, and decrypt it with the key from
     /// the broker's receipt.
@@ -381,9 +395,10 @@ pub enum SpeedCmd {
     Receipt {
         /// The PaymentOrderID.
         order: String,
-        /// Write the product here.
+        /// Write the product here (default: where the purchase was started
+        /// to write it).
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
         /// The card of a card payment that was interrupted after the card
         /// debited: its confirmation is sent to the broker again.
         #[arg(long)]
@@ -427,13 +442,13 @@ pub enum VendorCmd {
         #[arg(long)]
         file: PathBuf,
         /// The list price.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         price: Money,
         /// The lowest price the vendor accepts (default: the list price).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         floor: Option<Money>,
         /// How much the ask drops per negotiation round.
-        #[arg(long, default_value = "0.00 EUR")]
+        #[arg(long, allow_hyphen_values = true, default_value = "0.00 EUR")]
         step: Money,
     },
     /// The vendor's sales: its latest deliveries (from its handshake
@@ -559,17 +574,17 @@ pub struct DealArgs {
     #[arg(long, requires = "price")]
     aggressive: bool,
     /// The price in aggressive mode.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     price: Option<Money>,
     /// Normal mode: open at this price and raise by --step each round...
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     target: Option<Money>,
     /// ... by this much (default 0.10)...
-    #[arg(long, default_value = "0.10 EUR")]
+    #[arg(long, allow_hyphen_values = true, default_value = "0.10 EUR")]
     step: Money,
     /// ... never paying more than this. Without --target: accept the first
     /// offer up to --limit; without either: accept the first offer.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     limit: Option<Money>,
 }
 
@@ -582,18 +597,16 @@ pub enum PayWith {
     Card,
 }
 
-/// How a purchase is paid and where its product goes.
+/// How a purchase is paid.
 #[derive(Debug, Args)]
 pub struct PayOpts {
-    /// Pay from the account or by card.
-    #[arg(long, value_enum, default_value_t = PayWith::Account)]
-    pay: PayWith,
+    /// Pay from the account or by card (default: the account; when a
+    /// payment is finished, the way it was started).
+    #[arg(long, value_enum)]
+    pay: Option<PayWith>,
     /// The card file (with --pay card).
     #[arg(long)]
     card: Option<PathBuf>,
-    /// Write the decrypted product here.
-    #[arg(long)]
-    out: PathBuf,
 }
 
 /// `agora speed buy`.
@@ -603,15 +616,25 @@ pub struct BuyArgs {
     deal: DealArgs,
     #[command(flatten)]
     pay: PayOpts,
+    /// Write the decrypted product here (an existing file only with
+    /// --force).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 /// `agora speed pay`.
 #[derive(Debug, Args)]
 pub struct PayArgs {
-    /// The PaymentOrderID `agora speed negotiate` printed.
+    /// The PaymentOrderID `agora speed negotiate` printed, or one that an
+    /// interrupted `agora speed buy` or `pay` named: its payment is carried
+    /// on from where it stopped, and paid at most once.
     order: String,
     #[command(flatten)]
     pay: PayOpts,
+    /// Write the decrypted product here (default: where the purchase was
+    /// started to write it).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// `agora speed card ...`
@@ -630,8 +653,17 @@ pub enum CardCmd {
         #[arg(long)]
         card: PathBuf,
         /// How much.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: Money,
+    },
+    /// Finish a load that was interrupted (the node or the connection
+    /// failed, or the program stopped): the same request is sent again; the
+    /// broker debits the account once and the card applies the load once.
+    #[command(after_help = "Example:\n  agora speed card resume --card carol.card")]
+    Resume {
+        /// The card file.
+        #[arg(long)]
+        card: PathBuf,
     },
     /// What is on a card.
     #[command(after_help = "Example:\n  agora speed card balance --card carol.card")]
@@ -654,6 +686,10 @@ pub enum BrokerCmd {
         /// How many days back.
         #[arg(long, default_value_t = 30)]
         days: u64,
+        /// Only payments from this time on (a date, RFC 3339 or Unix
+        /// seconds): the next page of a listing cut short.
+        #[arg(long, value_name = "TIME", value_parser = crate::cert::parse_time)]
+        since: Option<Timestamp>,
     },
     /// Register another vendor with the broker: its identity certificate
     /// (from a trusted SPEED CA) and an account for it. The node accepts its
@@ -689,10 +725,20 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
             days,
         } => register(ctx, name, *deposit, card.as_deref(), *days),
         SpeedCmd::Catalogue => catalogue(ctx),
+        SpeedCmd::Purchases { customer } => purchases(ctx, customer.as_deref()),
         SpeedCmd::Buy(a) => {
+            ctx.check_out(&a.out)?;
+            if a.pay.pay == Some(PayWith::Card) {
+                let path = a
+                    .pay
+                    .card
+                    .as_deref()
+                    .context("--pay card needs --card FILE")?;
+                no_pending_load(ctx, &load_card(path)?, path)?;
+            }
             let c = Customer::load(ctx, &a.deal.customer)?;
             let (order, ready) = c.deal(ctx, &a.deal)?;
-            c.pay(ctx, order, ready, &a.pay)
+            c.pay(ctx, order, ready, &a.pay, &a.out)
         }
         SpeedCmd::Negotiate(a) => {
             let c = Customer::load(ctx, &a.customer)?;
@@ -710,62 +756,23 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        SpeedCmd::Pay(a) => {
-            let order = PaymentOrderId::from_hex(a.order.trim()).context("PaymentOrderID")?;
-            let state = read_at_most(&purchase_dir(ctx, &order).join("state"), 64 * 1024)
-                .context("no negotiated purchase with that id here (agora speed negotiate)")?;
-            let ready = match ReadyToPay::from_bytes(&state) {
-                Ok(r) => r,
-                Err(_)
-                    if ExpectReceipt::from_bytes(&state).is_ok()
-                        || ExpectPurseDebit::from_bytes(&state).is_ok() =>
-                {
-                    bail!(
-                        "this purchase is paid already; a lost receipt: agora speed receipt {} \
-                         (with --card for a card payment)",
-                        order.to_hex()
-                    )
-                }
-                Err(e) => return Err(anyhow::Error::new(e).context("the saved purchase")),
-            };
-            // Whose purchase it is: the customer whose certificate signed
-            // nothing yet; the name is kept beside the state.
-            let who = std::fs::read_to_string(purchase_dir(ctx, &order).join("customer"))
-                .context("the saved purchase names no customer")?;
-            let c = Customer::load(ctx, who.trim())?;
-            c.pay(ctx, order, ready, &a.pay)
-        }
-        SpeedCmd::Receipt { order, out, card } => {
-            let order = PaymentOrderId::from_hex(order.trim()).context("PaymentOrderID")?;
-            let state = read_at_most(&purchase_dir(ctx, &order).join("state"), 64 * 1024)
-                .context("no purchase with that id here")?;
-            let c = client(ctx)?;
-            let purchase = if let Ok(expect) = ExpectReceipt::from_bytes(&state) {
-                c.receipt(expect)?
-            } else {
-                // A card payment: the card's last confirmation (S3), sent
-                // again as message b; the broker pays at most once.
-                let expect = ExpectPurseDebit::from_bytes(&state)
-                    .context("that purchase has not been paid from here (agora speed pay)")?;
-                let path = card
-                    .as_deref()
-                    .context("a card payment: name the card with --card")?;
-                let s3 = load_card(path)?
-                    .last_confirmation()
-                    .context("the card has not debited: pay again with agora speed pay")?
-                    .to_vec();
-                let (expect, b) = expect.resume(&mut os_rng(), s3);
-                c.confirm_again(expect, &b)?
-            };
-            finish(ctx, &purchase, out)
-        }
+        SpeedCmd::Pay(a) => settle(ctx, &a.order, &a.pay, a.out.as_deref()),
+        SpeedCmd::Receipt { order, out, card } => settle(
+            ctx,
+            order,
+            &PayOpts {
+                pay: None,
+                card: card.clone(),
+            },
+            out.as_deref(),
+        ),
         SpeedCmd::Complain { order } => {
             let order = PaymentOrderId::from_hex(order.trim()).context("PaymentOrderID")?;
             let dir = purchase_dir(ctx, &order);
             let who = std::fs::read_to_string(dir.join("customer"))
-                .context("no purchase with that id here")?;
+                .plainly(|| "no purchase with that id here".into())?;
             let product_id = std::fs::read_to_string(dir.join("product_id"))
-                .context("the purchase does not say what was asked for")?;
+                .plainly(|| "the purchase does not say what was asked for".into())?;
             let c = Customer::load(ctx, who.trim())?;
             let (ruling, signed) = client(ctx)?.complain(
                 &mut os_rng(),
@@ -807,7 +814,20 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
         }) => {
             let c = Customer::load(ctx, customer)?;
             let mut k = load_card(card)?;
-            client(ctx)?.load_card(
+            no_pending_load(ctx, &k, card)?;
+            let pending = pending_load_path(ctx, &k);
+            let counter = k.counter();
+            let resume = || crate::output::Resume {
+                pending: format!("the load of {amount} onto {}", card.display()),
+                command: ctx.command(&[
+                    "speed",
+                    "card",
+                    "resume",
+                    "--card",
+                    &card.to_string_lossy(),
+                ]),
+            };
+            let loaded = client(ctx)?.load_card(
                 &mut os_rng(),
                 &c.id,
                 &c.broker,
@@ -816,11 +836,68 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
                 &mut k,
                 ctx.now(),
                 |k| save_card(card, k).map_err(std::io::Error::other),
-            )?;
+                |req| {
+                    let saved = PendingLoad {
+                        customer: customer.clone(),
+                        amount: *amount,
+                        counter,
+                        request: req.to_vec(),
+                    };
+                    saved.save(&pending).map_err(std::io::Error::other)
+                },
+            );
+            match loaded {
+                Ok(()) => {}
+                // Nothing was asked of the broker: nothing is pending.
+                Err(e) if !pending.exists() => return Err(e.into()),
+                Err(e) => return Err(anyhow::Error::new(e).context(resume())),
+            }
+            std::fs::remove_file(&pending)
+                .with_context(|| format!("removing {}", pending.display()))?;
             crate::output::emit(
                 ctx.json,
                 &format!("loaded {amount} onto the card; it holds {}", k.balance()),
                 serde_json::json!({ "loaded": amount.to_string(), "balance": k.balance().to_string() }),
+            );
+            Ok(())
+        }
+        SpeedCmd::Card(CardCmd::Resume { card }) => {
+            let mut k = load_card(card)?;
+            let path = pending_load_path(ctx, &k);
+            if !path.exists() {
+                bail!("no load onto {} is pending here", card.display());
+            }
+            let p = PendingLoad::load(&path)?;
+            let applied = client(ctx)?
+                .resume_card_load(&p.request, p.counter, &mut k, |k| {
+                    save_card(card, k).map_err(std::io::Error::other)
+                })
+                .map_err(|e| {
+                    anyhow::Error::new(e).context(crate::output::Resume {
+                        pending: format!("the load of {} onto {}", p.amount, card.display()),
+                        command: ctx.command(&[
+                            "speed",
+                            "card",
+                            "resume",
+                            "--card",
+                            &card.to_string_lossy(),
+                        ]),
+                    })
+                })?;
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "{} {} onto the card; it holds {}",
+                    if applied {
+                        "loaded"
+                    } else {
+                        "the card had applied the load of"
+                    },
+                    p.amount,
+                    k.balance()
+                ),
+                serde_json::json!({ "loaded": p.amount.to_string(), "balance": k.balance().to_string() }),
             );
             Ok(())
         }
@@ -842,17 +919,23 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        SpeedCmd::Broker(BrokerCmd::Settlement { account, days }) => {
+        SpeedCmd::Broker(BrokerCmd::Settlement {
+            account,
+            days,
+            since,
+        }) => {
             let ledger = ctx.store()?.ledger();
             let now = ctx.now();
-            let s = ledger.settlement(
-                &num(account)?,
-                now.minus_secs(days * DAY_SECS),
-                now.plus_secs(1),
-            )?;
+            let from = now
+                .minus_secs(days * DAY_SECS)
+                .max(since.unwrap_or(Timestamp(0)));
+            let s = ledger.settlement(&num(account)?, from, now.plus_secs(1))?;
             let mut text = format!(
-                "{}: {} payments, {} in the last {days} days",
-                s.vendor, s.count, s.total
+                "{}: {} payments, {} since {}",
+                s.vendor,
+                s.count,
+                s.total,
+                crate::cert::fmt_time(from)
             );
             for (o, p, at) in &s.payments {
                 text.push_str(&format!(
@@ -860,6 +943,28 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
                     crate::cert::fmt_time(*at),
                     o.to_hex()
                 ));
+            }
+            // A listing cut short says so, and how to go on: from the last
+            // time listed (its payments are listed again there).
+            if (s.payments.len() as u64) < s.count {
+                if let Some((_, _, last)) = s.payments.last() {
+                    text.push_str(&format!(
+                        "\nlisted the first {} of {} (by time); the rest: {}",
+                        s.payments.len(),
+                        s.count,
+                        ctx.command(&[
+                            "speed",
+                            "broker",
+                            "settlement",
+                            "--account",
+                            account,
+                            "--days",
+                            &days.to_string(),
+                            "--since",
+                            &last.secs().to_string(),
+                        ])
+                    ));
+                }
             }
             crate::output::emit(
                 ctx.json,
@@ -1005,8 +1110,19 @@ fn register(
     if deposit.currency != eur() {
         bail!("the broker keeps euro accounts");
     }
-    let der = issue_identity(ctx, name, PartyRole::Customer, &keys, days)?;
+    if let Some(path) = card {
+        ctx.check_out(path)?;
+    }
+    // Once: a second registration would pay in the deposit again and issue
+    // another certificate and card.
     let dir = speed_dir(ctx).join("customers");
+    if let Ok(account) = std::fs::read_to_string(dir.join(format!("{name}.account"))) {
+        bail!(
+            "{name} is registered already (account {}); nothing was deposited or issued",
+            account.trim()
+        );
+    }
+    let der = issue_identity(ctx, name, PartyRole::Customer, &keys, days)?;
     let cert_path = dir.join(format!("{name}.pem"));
     crate::datadir::write_file_atomic(
         &cert_path,
@@ -1118,6 +1234,48 @@ fn catalogue(ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The ProductID that `given` names in the vendor's catalogue: the whole
+/// ProductID, or its code, the part before the first colon
+/// (`DEMO-SONG-1`, in any case). A name the catalogue does not have is
+/// refused with what it has, before anything is asked of the vendor.
+fn resolve_product(c: &SpeedClient, given: &str) -> anyhow::Result<String> {
+    let cat = c.catalogue().map_err(|e| {
+        let retry = crate::output::retryable(&e);
+        let e = anyhow::Error::new(e).context("reading the vendor's catalogue");
+        if retry {
+            e.context(crate::output::Resume {
+                pending: "nothing: no purchase was agreed or paid".into(),
+                command: crate::output::this_command(),
+            })
+        } else {
+            e
+        }
+    })?;
+    let products: Vec<(&str, &str)> = cat["products"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["product_id"].as_str()?, p["list_price"].as_str()?)))
+        .collect();
+    let code = |id: &str| id.split(':').next().unwrap_or(id).trim().to_owned();
+    if let Some((id, _)) = products.iter().find(|(id, _)| *id == given) {
+        return Ok((*id).to_owned());
+    }
+    let by_code: Vec<&str> = products
+        .iter()
+        .filter(|(id, _)| code(id).eq_ignore_ascii_case(given.trim()))
+        .map(|(id, _)| *id)
+        .collect();
+    if let [id] = by_code[..] {
+        return Ok(id.to_owned());
+    }
+    let mut text = format!("no product {given:?} in the vendor's catalogue; it offers:");
+    for (id, price) in &products {
+        text.push_str(&format!("\n  {:<14} {price:>12}  {id}", code(id)));
+    }
+    bail!(text)
+}
+
 fn purchase_dir(ctx: &Ctx, order: &PaymentOrderId) -> PathBuf {
     speed_dir(ctx).join("purchases").join(order.to_hex())
 }
@@ -1150,9 +1308,9 @@ impl Customer {
         let keys = role_keys(&ks, name)?;
         let dir = speed_dir(ctx).join("customers");
         let cert = pem_file(&dir.join(format!("{name}.pem")))
-            .with_context(|| format!("{name} is not registered (agora speed register {name})"))?;
+            .plainly(|| format!("{name} is not registered (agora speed register {name})"))?;
         let account = std::fs::read_to_string(dir.join(format!("{name}.account")))
-            .with_context(|| format!("{name} has no account (agora speed register {name})"))?;
+            .plainly(|| format!("{name} has no account (agora speed register {name})"))?;
         let trust = ctx.load_trust()?;
         Ok(Customer {
             name: name.to_owned(),
@@ -1166,6 +1324,7 @@ impl Customer {
     /// Negotiates (or asks, in aggressive mode) and receives the product.
     fn deal(&self, ctx: &Ctx, a: &DealArgs) -> anyhow::Result<(PaymentOrderId, ReadyToPay)> {
         let c = client(ctx)?;
+        let product = resolve_product(&c, &a.product)?;
         let incoming = speed_dir(ctx).join("purchases").join(format!(
             "incoming-{}.enc",
             hex::encode(agora_core::crypto::random_bytes::<8>(&mut os_rng()))
@@ -1179,7 +1338,7 @@ impl Customer {
                 &mut os_rng(),
                 &self.id,
                 &self.vendor,
-                &a.product,
+                &product,
                 price,
                 &incoming,
             )
@@ -1203,14 +1362,26 @@ impl Customer {
                 &mut os_rng(),
                 &self.id,
                 &self.vendor,
-                &a.product,
+                &product,
                 strategy.as_ref(),
                 &incoming,
             )
         };
         spinner.finish_and_clear();
-        let r = r.inspect_err(|_| {
+        let r = r.map_err(|e| {
             let _ = std::fs::remove_file(&incoming);
+            let retry = crate::output::retryable(&e);
+            let e = anyhow::Error::new(e);
+            if retry {
+                // Nothing was paid, and the vendor's half-made deal expires
+                // on its own: the same command starts afresh.
+                e.context(crate::output::Resume {
+                    pending: "nothing: no purchase was agreed or paid".into(),
+                    command: crate::output::this_command(),
+                })
+            } else {
+                e
+            }
         })?;
         match r {
             Negotiated::Ready(ready) => {
@@ -1219,7 +1390,7 @@ impl Customer {
                 std::fs::create_dir_all(&dir)?;
                 std::fs::rename(&incoming, dir.join("product.enc"))?;
                 crate::datadir::write_file_atomic(&dir.join("customer"), self.name.as_bytes())?;
-                crate::datadir::write_file_atomic(&dir.join("product_id"), a.product.as_bytes())?;
+                crate::datadir::write_file_atomic(&dir.join("product_id"), product.as_bytes())?;
                 crate::datadir::write_file_atomic(&dir.join("bill.cose"), ready.signed_bill())?;
                 Ok((order, ready))
             }
@@ -1230,12 +1401,57 @@ impl Customer {
         }
     }
 
+    /// Pays a purchase dealt and delivered (state [`ReadyToPay`]) and
+    /// writes its product to `out`. Before anything is sent, the purchase
+    /// directory keeps how it is paid and where the product goes; the
+    /// client then keeps the state and the PaymentOrder before the order
+    /// leaves. A failure from there on names the payment and the command
+    /// that finishes it (`agora speed pay ORDER`).
     fn pay(
         &self,
         ctx: &Ctx,
         order: PaymentOrderId,
         ready: ReadyToPay,
         opts: &PayOpts,
+        out: &Path,
+    ) -> anyhow::Result<()> {
+        let dir = purchase_dir(ctx, &order);
+        let how = match opts.pay.unwrap_or(PayWith::Account) {
+            PayWith::Account => "account".to_owned(),
+            PayWith::Card => {
+                let card = opts
+                    .card
+                    .as_deref()
+                    .context("--pay card needs --card FILE")?;
+                format!("card\n{}", absolute(card)?.display())
+            }
+        };
+        crate::datadir::write_file_atomic(&dir.join("pay"), how.as_bytes())?;
+        let out = absolute(out)?;
+        let mut out_text = out.display().to_string();
+        if ctx.force {
+            out_text.push_str("\nforce");
+        }
+        crate::datadir::write_file_atomic(&dir.join("out"), out_text.as_bytes())?;
+        let price = ready.price();
+        self.settle(ctx, order, Stage::Ready(ready), opts, &out)
+            .map_err(|e| {
+                crate::output::resumable(e, || crate::output::Resume {
+                    pending: format!("the payment of {price} for order {order}"),
+                    command: ctx.command(&["speed", "pay", &order.to_hex()]),
+                })
+            })
+    }
+
+    /// Carries the payment of `order` on from `stage` to the receipt, then
+    /// decrypts the product into `out`.
+    fn settle(
+        &self,
+        ctx: &Ctx,
+        order: PaymentOrderId,
+        stage: Stage,
+        opts: &PayOpts,
+        out: &Path,
     ) -> anyhow::Result<()> {
         let c = client(ctx)?;
         let paid_path = speed_dir(ctx).join("paid");
@@ -1244,45 +1460,329 @@ impl Customer {
             .lines()
             .map(str::to_owned)
             .collect();
-        let already = |o: &PaymentOrderId| paid.iter().any(|p| *p == o.to_hex());
         let dir = purchase_dir(ctx, &order);
-        let save = |b: &[u8]| write_private(&dir.join("state"), b).map_err(std::io::Error::other);
-        let purchase = match opts.pay {
-            PayWith::Account => c.pay_from_account(
-                &mut os_rng(),
-                &self.id,
-                &self.broker,
-                &self.vendor,
-                ready,
-                self.account.clone(),
-                &already,
-                save,
-            )?,
-            PayWith::Card => {
-                let path = opts
-                    .card
-                    .as_deref()
-                    .context("--pay card needs --card FILE")?;
-                let mut k = load_card(path)?;
-                c.pay_by_card(
-                    &mut os_rng(),
-                    &self.id,
-                    &self.broker,
-                    &self.vendor,
-                    ready,
-                    &mut k,
-                    &already,
-                    save,
-                    |k| save_card(path, k).map_err(std::io::Error::other),
-                )?
+        let save = |state: &[u8], msg: &[u8]| {
+            // The message first: a state past ReadyToPay is never without
+            // the order that goes with it.
+            write_private(&dir.join("order.msg"), msg)
+                .and_then(|()| write_private(&dir.join("state"), state))
+                .map_err(std::io::Error::other)
+        };
+        let card_path = || -> anyhow::Result<PathBuf> {
+            if let Some(p) = &opts.card {
+                return Ok(p.clone());
+            }
+            let how = std::fs::read_to_string(dir.join("pay")).unwrap_or_default();
+            how.strip_prefix("card\n")
+                .map(PathBuf::from)
+                .context("a card payment: name the card with --card")
+        };
+        let purchase = match stage {
+            Stage::Ready(ready) => {
+                // The customer's register of paid bills (section 5.3): a
+                // bill paid before from here is refused.
+                let already = |o: &PaymentOrderId| paid.iter().any(|p| *p == o.to_hex());
+                match opts.pay.unwrap_or(PayWith::Account) {
+                    PayWith::Account => c.pay_from_account(
+                        &mut os_rng(),
+                        &self.id,
+                        &self.broker,
+                        &self.vendor,
+                        ready,
+                        self.account.clone(),
+                        &already,
+                        save,
+                    )?,
+                    PayWith::Card => {
+                        let path = card_path()?;
+                        let mut k = load_card(&path)?;
+                        no_pending_load(ctx, &k, &path)?;
+                        c.pay_by_card(
+                            &mut os_rng(),
+                            &self.id,
+                            &self.broker,
+                            &self.vendor,
+                            ready,
+                            &mut k,
+                            &already,
+                            save,
+                            |k| save_card(&path, k).map_err(std::io::Error::other),
+                        )?
+                    }
+                }
+            }
+            Stage::Account(expect) => match read_order_msg(&dir)? {
+                Some(msg) => c.resume_account(expect, &msg)?,
+                // A purchase paid by an older agora, which kept no order.
+                None => c.receipt(expect)?,
+            },
+            Stage::Card(expect) => {
+                let path = card_path()?;
+                let mut k = load_card(&path)?;
+                let msg = read_order_msg(&dir)?
+                    .context("the purchase kept no PaymentOrder to send again")?;
+                c.resume_card(&mut os_rng(), expect, &msg, &mut k, |k| {
+                    save_card(&path, k).map_err(std::io::Error::other)
+                })?
             }
         };
-        // The customer's register of paid bills (section 5.3).
-        let mut all = paid;
-        all.push(order.to_hex());
-        crate::datadir::write_file_atomic(&paid_path, (all.join("\n") + "\n").as_bytes())?;
-        finish(ctx, &purchase, &opts.out)
+        if !paid.iter().any(|p| *p == order.to_hex()) {
+            let mut all = paid;
+            all.push(order.to_hex());
+            crate::datadir::write_file_atomic(&paid_path, (all.join("\n") + "\n").as_bytes())?;
+        }
+        finish(ctx, &purchase, out)
     }
+}
+
+/// Where a purchase's payment stands, as its saved state says.
+enum Stage {
+    /// Dealt and delivered; nothing sent to the broker.
+    Ready(ReadyToPay),
+    /// Paid from the account: the order was (perhaps) sent, the receipt not
+    /// in.
+    Account(ExpectReceipt),
+    /// Paid by card: the order was (perhaps) sent, the card may have
+    /// debited.
+    Card(ExpectPurseDebit),
+}
+
+impl Stage {
+    fn read(dir: &Path) -> anyhow::Result<Stage> {
+        let state = read_at_most(&dir.join("state"), 64 * 1024).plainly(|| {
+            "no purchase with that id here (agora speed negotiate, agora speed buy)".into()
+        })?;
+        if let Ok(r) = ReadyToPay::from_bytes(&state) {
+            return Ok(Stage::Ready(r));
+        }
+        if let Ok(e) = ExpectReceipt::from_bytes(&state) {
+            return Ok(Stage::Account(e));
+        }
+        ExpectPurseDebit::from_bytes(&state)
+            .map(Stage::Card)
+            .context("the saved purchase")
+    }
+}
+
+/// The PaymentOrder a purchase kept before it was sent, if it kept one.
+fn read_order_msg(dir: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    let path = dir.join("order.msg");
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(read_at_most(&path, 64 * 1024)?))
+}
+
+/// `agora speed purchases`: the purchase directories of this data
+/// directory, newest first.
+fn purchases(ctx: &Ctx, only: Option<&str>) -> anyhow::Result<()> {
+    let root = speed_dir(ctx).join("purchases");
+    let mut found = Vec::new();
+    if root.exists() {
+        let entries =
+            std::fs::read_dir(&root).with_context(|| format!("reading {}", root.display()))?;
+        for entry in entries {
+            let dir = entry?.path();
+            let Some(order) = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| PaymentOrderId::from_hex(n).ok())
+            else {
+                // The products of deals still under way (incoming-*.enc).
+                continue;
+            };
+            let customer = std::fs::read_to_string(dir.join("customer")).unwrap_or_default();
+            if only.is_some_and(|c| c != customer.trim()) {
+                continue;
+            }
+            let modified = std::fs::metadata(dir.join("state"))
+                .or_else(|_| std::fs::metadata(&dir))
+                .and_then(|m| m.modified())
+                .ok();
+            found.push((modified, order, dir, customer.trim().to_owned()));
+        }
+    }
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    let mut text = String::new();
+    let mut rows = Vec::new();
+    for (_, order, dir, customer) in &found {
+        let product = std::fs::read_to_string(dir.join("product_id")).unwrap_or_default();
+        let done = std::fs::read_to_string(dir.join("done")).ok();
+        let (price, status) = match Stage::read(dir) {
+            Ok(Stage::Ready(r)) => (r.price().to_string(), "not paid"),
+            Ok(Stage::Account(e)) if done.is_some() => (e.price().to_string(), "paid"),
+            Ok(Stage::Card(e)) if done.is_some() => (e.price().to_string(), "paid"),
+            Ok(Stage::Account(e)) => (e.price().to_string(), "payment pending"),
+            Ok(Stage::Card(e)) => (e.price().to_string(), "payment pending"),
+            Err(_) => ("?".to_owned(), "unreadable"),
+        };
+        let hex = order.to_hex();
+        text.push_str(&format!(
+            "{}  {price:>12}  {status:<15}  {customer}  {}\n",
+            &hex[hex.len() - 16..],
+            product.trim()
+        ));
+        match (status, &done) {
+            ("paid", Some(out)) => text.push_str(&format!(
+                "    product {out}, receipt {}\n",
+                dir.join("receipt.cose").display()
+            )),
+            ("not paid" | "payment pending", _) => text.push_str(&format!(
+                "    finish: {}\n",
+                ctx.command(&["speed", "pay", &hex])
+            )),
+            _ => {}
+        }
+        let receipt = dir.join("receipt.cose");
+        rows.push(serde_json::json!({
+            "order": hex,
+            "customer": customer,
+            "product_id": product.trim(),
+            "price": price,
+            "status": status,
+            "product": done,
+            "receipt": receipt.exists().then_some(receipt),
+        }));
+    }
+    if found.is_empty() {
+        text.push_str("no purchases here");
+    }
+    crate::output::emit(ctx.json, text.trim_end(), serde_json::Value::Array(rows));
+    Ok(())
+}
+
+/// `path` made absolute against the working directory, so that a resumed
+/// command run elsewhere writes to the same file.
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("the path {}", path.display()))
+}
+
+/// `agora speed pay ORDER` and `agora speed receipt ORDER`: carries the
+/// payment of a purchase of this data directory on from wherever it
+/// stopped (not begun, order sent or not, card debited or not, receipt lost)
+/// to the decrypted product; pays at most once.
+fn settle(ctx: &Ctx, order: &str, opts: &PayOpts, out: Option<&Path>) -> anyhow::Result<()> {
+    let order = PaymentOrderId::from_hex(order.trim()).context("PaymentOrderID")?;
+    let dir = purchase_dir(ctx, &order);
+    let stage = Stage::read(&dir)?;
+    let who = std::fs::read_to_string(dir.join("customer"))
+        .plainly(|| "the saved purchase names no customer".into())?;
+    let c = Customer::load(ctx, who.trim())?;
+    let saved = std::fs::read_to_string(dir.join("out")).ok();
+    let saved_out = saved
+        .as_deref()
+        .and_then(|t| t.lines().next())
+        .map(PathBuf::from);
+    let saved_force = saved
+        .as_deref()
+        .is_some_and(|t| t.lines().nth(1) == Some("force"));
+    let out = match out {
+        Some(o) => absolute(o)?,
+        None => saved_out
+            .clone()
+            .context("name the file for the product with --out")?,
+    };
+    if let Stage::Ready(ready) = stage {
+        ctx.check_out(&out)?;
+        return c.pay(ctx, order, ready, opts, &out);
+    }
+    // Finished already: the product is where it was written.
+    if dir.join("done").exists() && out.exists() && Some(&out) == saved_out.as_ref() {
+        crate::output::emit(
+            ctx.json,
+            &format!(
+                "order {order} is paid; its product is in {} and the receipt in {}",
+                out.display(),
+                dir.join("receipt.cose").display()
+            ),
+            serde_json::json!({
+                "order": order.to_hex(),
+                "product": out,
+                "receipt": dir.join("receipt.cose"),
+            }),
+        );
+        return Ok(());
+    }
+    if !(saved_force && Some(&out) == saved_out.as_ref()) {
+        ctx.check_out(&out)?;
+    }
+    c.settle(ctx, order, stage, opts, &out).map_err(|e| {
+        crate::output::resumable(e, || crate::output::Resume {
+            pending: format!("the payment of order {order}"),
+            command: ctx.command(&["speed", "pay", &order.to_hex()]),
+        })
+    })
+}
+
+/// A card load asked for and not known to be applied: the request (sent
+/// again as it is), the card's counter when it was made, and for the user
+/// whose load and how much. Kept in `speed/card-loads/<card id>.json`.
+struct PendingLoad {
+    customer: String,
+    amount: Money,
+    counter: u64,
+    request: Vec<u8>,
+}
+
+impl PendingLoad {
+    fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let json = serde_json::json!({
+            "customer": self.customer,
+            "amount": self.amount.to_string(),
+            "counter": self.counter,
+            "request": hex::encode(&self.request),
+        });
+        write_private(path, json.to_string().as_bytes())
+    }
+
+    fn load(path: &Path) -> anyhow::Result<PendingLoad> {
+        let bytes = read_at_most(path, 16 * 1024)?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a pending card load", path.display()))?;
+        let text = |k: &str| {
+            v[k].as_str()
+                .with_context(|| format!("{}: no {k}", path.display()))
+        };
+        Ok(PendingLoad {
+            customer: text("customer")?.to_owned(),
+            amount: text("amount")?
+                .parse()
+                .context("the pending load's amount")?,
+            counter: v["counter"]
+                .as_u64()
+                .with_context(|| format!("{}: no counter", path.display()))?,
+            request: hex::decode(text("request")?).context("the pending load's request")?,
+        })
+    }
+}
+
+/// Where a pending load onto `card` is kept.
+fn pending_load_path(ctx: &Ctx, card: &Card) -> PathBuf {
+    speed_dir(ctx)
+        .join("card-loads")
+        .join(format!("{}.json", hex::encode(card.card_id().0)))
+}
+
+/// Refuses to use a card whose load is pending: a new session would close
+/// the one the load's command answers, and the load could not be applied.
+fn no_pending_load(ctx: &Ctx, card: &Card, path: &Path) -> anyhow::Result<()> {
+    let pending = pending_load_path(ctx, card);
+    if pending.exists() {
+        let p = PendingLoad::load(&pending)?;
+        return Err(anyhow::anyhow!(
+            "a load onto this card has not finished: finish it before using the card"
+        )
+        .context(crate::output::Resume {
+            pending: format!(
+                "the load of {} onto {} for {}",
+                p.amount,
+                path.display(),
+                p.customer
+            ),
+            command: ctx.command(&["speed", "card", "resume", "--card", &path.to_string_lossy()]),
+        }));
+    }
+    Ok(())
 }
 
 /// Decrypts the product with K from the receipt, keeps the receipt, and
@@ -1305,6 +1805,7 @@ fn finish(ctx: &Ctx, purchase: &Purchase, out: &Path) -> anyhow::Result<()> {
         "the key in the receipt does not decrypt the product (keep the receipt: it is evidence)",
     )?;
     std::fs::rename(&tmp, out)?;
+    crate::datadir::write_file_atomic(&dir.join("done"), out.display().to_string().as_bytes())?;
     crate::output::emit(
         ctx.json,
         &format!(

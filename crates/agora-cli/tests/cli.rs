@@ -354,3 +354,69 @@ fn concurrent_commands_do_not_lose_each_others_keys() {
         assert!(listed.contains(n.as_str()), "{n} was lost: {listed}");
     }
 }
+
+/// `agora --help` tells the truth: it names only what is built, groups the
+/// global options apart from each command's own, and the `cpo` and `mail`
+/// summaries name what their subcommands do.
+#[test]
+fn help_lists_what_works_and_groups_the_global_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = ok(dir.path(), &["--help"]);
+    for not_built in ["STP", "SEMPER", "lightweight", "postgres"] {
+        assert!(!help.contains(not_built), "{not_built} in:\n{help}");
+    }
+    // An option is defined on a line of its own: "  -v, --verbose" or
+    // "      --node <NODE>".
+    let defines = |text: &str, flag: &str| {
+        text.lines().any(|l| {
+            let l = l.trim_start();
+            l.starts_with(flag) || l.split_once(", ").is_some_and(|(_, f)| f.starts_with(flag))
+        })
+    };
+    let (commands, global) = help.split_once("Global options:").expect(&help);
+    for flag in [
+        "--data-dir",
+        "--node",
+        "--json",
+        "--force",
+        "--store",
+        "--verbose",
+    ] {
+        assert!(defines(global, flag), "{flag} is global:\n{help}");
+        assert!(
+            !defines(commands, flag),
+            "{flag} only among the globals:\n{help}"
+        );
+    }
+    // A command's help keeps its own options apart from the global ones.
+    let buy = ok(dir.path(), &["speed", "buy", "--help"]);
+    let (own, global) = buy.split_once("Global options:").expect(&buy);
+    assert!(
+        defines(own, "--product") && !defines(global, "--product"),
+        "{buy}"
+    );
+    assert!(
+        defines(global, "--node") && !defines(own, "--node"),
+        "{buy}"
+    );
+    // The summaries match the subcommands.
+    let cpo = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("cpo "))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    for sub in ["bind", "bid", "mail"] {
+        assert!(cpo.contains(sub), "cpo's summary names {sub}: {cpo}");
+    }
+    let cpo_help = ok(dir.path(), &["cpo", "--help"]);
+    let mail = cpo_help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("mail "))
+        .take(4)
+        .collect::<Vec<_>>()
+        .join(" ");
+    for step in ["approval", "post", "session", "bind", "bid", "award"] {
+        assert!(mail.contains(step), "mail's summary names {step}: {mail}");
+    }
+}

@@ -160,10 +160,12 @@ fn parties(d: &Path) -> (String, String) {
     (ids[1].clone(), ids[2].clone())
 }
 
-/// Protocol 3 by mail for `seller`, files `<seller>-s<i>.msg`.
+/// Protocol 3 by mail for `seller`, files `<seller>-s<i>.asc`: every
+/// message ASCII-armoured, the server's first answer pasted into a mail
+/// body and quoted in a reply before the seller reads it.
 fn session_by_mail(d: &Path, seller: &str) {
     let bond = format!("{seller}-bond.pem");
-    let f = |i: u8| format!("{seller}-s{i}.msg");
+    let f = |i: u8| format!("{seller}-s{i}.asc");
     ok(
         d,
         &[
@@ -180,7 +182,19 @@ fn session_by_mail(d: &Path, seller: &str) {
             &f(0),
         ],
     );
+    let armoured = std::fs::read_to_string(d.join(f(0))).unwrap();
+    assert!(
+        armoured.starts_with("-----BEGIN AGORA MESSAGE-----\n")
+            && armoured.ends_with("-----END AGORA MESSAGE-----\n"),
+        "{armoured}"
+    );
     ok(d, &["cpo", "mail", "server", &f(0), "--out", &f(1)]);
+    let body = std::fs::read_to_string(d.join(f(1))).unwrap();
+    let mail = format!(
+        "Subject: your session\n\nOn Monday the server wrote:\n{}\n-- \nserver\n",
+        body.lines().map(|l| format!("> {l}\n")).collect::<String>()
+    );
+    std::fs::write(d.join(f(1)), mail).unwrap();
     ok(
         d,
         &[

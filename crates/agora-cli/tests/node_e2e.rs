@@ -8,6 +8,8 @@
 //! Every test kills its node when it ends, also when it fails ([`Node`]'s
 //! `Drop`).
 
+mod common;
+
 use agora_client::transport::{CpoTransport, NodeClient};
 use agora_core::crypto::{os_rng, SigningKey, X25519Secret};
 use agora_core::wire::cose;
@@ -16,241 +18,15 @@ use agora_cpo::msg::BoundCpo;
 use agora_cpo::seller::SellerSession;
 use agora_cpo::{buyer, seller, Ccpo, CcpoDraft, FirstCome, Keys, Mode, Peer};
 use agora_node::cpo::Role;
+use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const PASS: &str = "node e2e passphrase";
-/// How long a node may take to come up (the first run creates the data
-/// directory: keystore with Argon2, an agency, SQLite).
-const START_DEADLINE: Duration = Duration::from_secs(90);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET path` on 127.0.0.1:port with a bare HTTP/1.1 request: the status
-/// and the body.
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// A running `agora up`; killed (SIGKILL) when dropped.
-struct Node {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Node {
-    /// Starts `agora --data-dir data up --port port`, logging to `log`
-    /// (appended: a restarted node adds to it), and waits for /healthz.
-    fn start(data: &Path, port: u16, log: &Path) -> Node {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_agora"))
-            .arg("--data-dir")
-            .arg(data)
-            .args(["up", "--port", &port.to_string()])
-            .env("AGORA_PASSPHRASE", PASS)
-            .env("RUST_LOG", "warn")
-            .env_remove("AGORA_NODE")
-            .env_remove("AGORA_DATA_DIR")
-            .env_remove("AGORA_PASSPHRASE_FILE")
-            .env_remove("AGORA_PORT")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start agora up");
-        let mut node = Node {
-            child,
-            port,
-            log: log.to_owned(),
-        };
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Some(status) = node.child.try_wait().unwrap() {
-                panic!(
-                    "agora up exited with {status} before serving:\n{}",
-                    node.logs()
-                );
-            }
-            if let Ok((200, body)) = http_get(port, "/healthz") {
-                assert_eq!(body.trim(), "ok");
-                return node;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agora up did not answer /healthz within {START_DEADLINE:?}:\n{}",
-                node.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then the exit status within `within`.
-    fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the node did not stop within {within:?} of SIGTERM:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL, and reap it.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The `agora` binary on one data directory, in one working directory,
-/// optionally with `--node`.
-struct Cli {
-    data: PathBuf,
-    work: PathBuf,
-    node: Option<String>,
-}
-
-impl Cli {
-    fn new(data: &Path, work: &Path, node: Option<String>) -> Cli {
-        std::fs::create_dir_all(work).unwrap();
-        Cli {
-            data: data.to_owned(),
-            work: work.to_owned(),
-            node,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_agora"));
-        c.arg("--data-dir").arg(&self.data);
-        if let Some(url) = &self.node {
-            c.args(["--node", url]);
-        }
-        c.args(args)
-            .current_dir(&self.work)
-            .env("AGORA_PASSPHRASE", PASS)
-            .env_remove("AGORA_NODE")
-            .env_remove("AGORA_DATA_DIR")
-            .env_remove("AGORA_PASSPHRASE_FILE")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run agora")
-    }
-
-    /// Runs `args`, which must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "agora {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs `args`, which must fail with one line on stderr; that line.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            !out.status.success(),
-            "agora {args:?} succeeded: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        assert_eq!(stderr.lines().count(), 1, "one readable line: {stderr}");
-        stderr
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let out = self.run(&a);
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "agora {args:?} printed no JSON ({e}): {} / {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-    }
-}
-
-fn issue_bond(cli: &Cli, holder: &str, amount: &str, role: &str, out: &str) {
-    cli.ok(&[
-        "agency",
-        "issue-bond",
-        "--agency",
-        "agora-bonding",
-        "--holder",
-        holder,
-        "--amount",
-        amount,
-        "--roles",
-        role,
-        "--out",
-        out,
-    ]);
-}
 
 #[test]
 fn buyers_and_sellers_walk_through_a_running_node() {
@@ -306,7 +82,7 @@ fn buyers_and_sellers_walk_through_a_running_node() {
     assert!(out.contains("posted (first-come)"), "{out}");
     // The slowest of these three commands sets the bidding window below.
     let per_command = started.elapsed() / 3;
-    let err = cli.fails(&[
+    let again = cli.ok(&[
         "cpo",
         "post",
         "book.acceptance",
@@ -315,7 +91,12 @@ fn buyers_and_sellers_walk_through_a_running_node() {
         "--out",
         "again.posted",
     ]);
-    assert!(err.contains("already posted"), "{err}");
+    // Posted once: the second post is told so, and gets the posted CPO.
+    assert!(again.contains("was posted already"), "{again}");
+    assert_eq!(
+        std::fs::read(cli.work.join("again.posted")).unwrap(),
+        std::fs::read(cli.work.join("book.posted")).unwrap()
+    );
     let list = cli.ok(&["cpo", "list"]);
     assert!(list.contains("120.00 EUR  first-come"), "{list}");
     let id = cli.ok(&["cpo", "list", "--ids"]).trim().to_owned();
@@ -354,10 +135,9 @@ fn buyers_and_sellers_walk_through_a_running_node() {
     ]);
     assert!(out.contains("pam bound CPO"), "{out}");
     let err = cli.fails(&["cpo", "bind", &id, "--seller", "sam", "--out", "sam.bound"]);
-    assert!(
-        err.starts_with("error: the server refused the binding: refused: ")
-            && err.contains("already bound"),
-        "{err}"
+    assert_eq!(
+        err.trim(),
+        "error: the server refused the binding: this CPO is already bound"
     );
     let v = cli.json(&["cpo", "bind", &id, "--seller", "sam", "--out", "sam.bound"]);
     assert_eq!(v["error"]["code"], "refused", "{v}");
@@ -731,8 +511,15 @@ fn a_client_with_its_own_data_directory_pins_the_node_first() {
         &carol_dir.join("work"),
         Some(format!("http://127.0.0.1:{}", free_port())),
     );
-    let err = gone.fails(&["cpo", "list"]);
-    assert!(err.contains("could not reach the node"), "{err}");
+    let url = gone.node.clone().unwrap();
+    for args in [&["cpo", "list"][..], &["speed", "catalogue"], &["status"]] {
+        let err = gone.fails(args);
+        assert_eq!(
+            err.trim(),
+            format!("error: connection refused: is `agora up` running at {url}?"),
+            "{args:?}"
+        );
+    }
 }
 
 // ------------------------------------------------------------ crash test
@@ -1071,32 +858,6 @@ fn register_carol(operator: &Cli, data: &Path) -> Carol {
         vendor: peer(agora_pki::PartyRole::Vendor),
         card,
     }
-}
-
-/// The store of data directory `data`, opened as the CLI does (its
-/// at-rest key from the keystore, opened with [`PASS`]).
-fn store(data: &Path) -> agora_store::Stores {
-    struct Pass;
-    impl agora_client::datadir::PassphraseSource for Pass {
-        fn passphrase(&self) -> Result<zeroize::Zeroizing<String>, String> {
-            Ok(zeroize::Zeroizing::new(PASS.to_owned()))
-        }
-    }
-    agora_client::datadir::DataDir::new(data.to_owned(), Box::new(Pass), None)
-        .store()
-        .unwrap()
-}
-
-fn cents(data: &Path, account: &str) -> i64 {
-    let l = store(data).ledger();
-    l.balance(&agora_speed::AccountNumber::new(account).unwrap())
-        .unwrap()
-        .cents
-}
-
-fn books_balance(data: &Path) -> i128 {
-    let l = store(data).ledger();
-    l.total(agora_core::Currency::new("EUR").unwrap()).unwrap()
 }
 
 const DEMO_KEY: &str = "DEMO-KEY-1: a 16-byte key to the demo stream";
@@ -1727,4 +1488,44 @@ fn no_command_panics_on_a_closed_pipe() {
         assert!(!err.contains("panicked"), "agora {args:?}: {err}");
         assert!(out.status.success(), "agora {args:?}: {err}");
     }
+}
+
+/// `agora up` prints the commands to try next; each works as printed, in
+/// order, in another terminal with the same passphrase and data directory
+/// (run by bash with `set -e`, the binary on the PATH).
+#[test]
+fn every_next_command_agora_up_prints_works_as_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("node.log");
+    let node = Node::start(&data, free_port(), &log);
+    let printed = node.logs();
+    let hints: Vec<&str> = printed
+        .lines()
+        .skip_while(|l| !l.starts_with("next, in another terminal"))
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| l.starts_with("agora ") || l.starts_with("export "))
+        .collect();
+    assert!(
+        hints.iter().any(|h| h.starts_with("agora speed buy"))
+            && hints.iter().any(|h| h.starts_with("agora cpo post")),
+        "the hints go as far as a purchase and a posted CPO:\n{printed}"
+    );
+    let work = tmp.path().join("terminal");
+    std::fs::create_dir_all(&work).unwrap();
+    let script = format!("set -e\n{}\n", hints.join("\n"));
+    let out = command("bash", &work)
+        .arg("-c")
+        .arg(&script)
+        .env("AGORA_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the printed commands:\n{script}\nfailed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(work.join("song.mp3").exists() && work.join("bicycle.posted").exists());
 }

@@ -109,8 +109,8 @@ fn readme_walkthrough_certificates() {
         "openssl accepted the bond"
     );
     assert!(
-        stderr.contains("amount"),
-        "the over-price refusal names the amount: {stderr}"
+        stderr.contains("the bond covers 500.00 EUR, the price is 600.00 EUR"),
+        "the over-price refusal names both amounts: {stderr}"
     );
     assert!(
         stderr.contains("revoked"),
@@ -139,10 +139,19 @@ fn readme_walkthrough_cpo() {
         "the listing shows the CPO"
     );
     assert!(
-        stderr.contains("bond amount is below the price"),
+        stderr.contains("the bond covers 500.00 EUR, the price is 900.00 EUR"),
         "{stderr}"
     );
-    assert!(stderr.contains("already posted"));
+    assert!(
+        stdout.contains(
+            "was posted already (first-come); the server's signed CPO is in again.posted"
+        ),
+        "posted once, and Bob is given his posted CPO: {stdout}"
+    );
+    assert!(
+        stderr.contains("again.posted exists already"),
+        "not replaced without --force: {stderr}"
+    );
     assert!(
         stdout.contains("posted; the server's signed CPO is in again.posted"),
         "Bob fetched his posted CPO again: {stdout}"
@@ -153,8 +162,8 @@ fn readme_walkthrough_cpo() {
     assert!(stdout.contains("pam bound CPO"), "{stdout}");
     assert!(stderr.contains("already bound"), "Quinn is told: {stderr}");
     assert!(
-        stderr.contains("role-not-allowed"),
-        "a buyer bond opens no session"
+        stderr.contains("the server refused the session: role not allowed by the certificate"),
+        "a buyer bond opens no session: {stderr}"
     );
     assert!(stdout.contains("status   bound"));
     assert!(stdout.contains("over CPO_BOUND_CPO [1, 4, 3]"));

@@ -498,8 +498,9 @@ impl SpeedClient {
     }
 
     /// Pays from `account` and opens the receipt. `save` is called with the
-    /// state to keep before the order is sent (to ask for the receipt again
-    /// should the answer be lost).
+    /// state and the PaymentOrder (message 5) before the order is sent: with
+    /// them an interrupted payment is finished by
+    /// [`SpeedClient::resume_account`], which sends the same bytes again.
     #[allow(clippy::too_many_arguments)] // each is one party or one piece of state
     pub fn pay_from_account(
         &self,
@@ -510,20 +511,35 @@ impl SpeedClient {
         ready: ReadyToPay,
         account: AccountNumber,
         already_paid: &dyn Fn(&PaymentOrderId) -> bool,
-        mut save: impl FnMut(&[u8]) -> io::Result<()>,
+        mut save: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
     ) -> Result<Purchase> {
         let (expect, order) = ready.pay_from_account(rng, me, broker, account, already_paid)?;
-        save(&expect.to_bytes(&vendor.sign))?;
-        let receipt = self.broker(&order, None)?;
-        Ok(expect.on_receipt(&receipt)?)
+        save(&expect.to_bytes(&vendor.sign), &order)?;
+        self.resume_account(expect, &order)
+    }
+
+    /// Sends the PaymentOrder `order` (saved with `expect` before it was
+    /// first sent) and opens the receipt. The broker pays a PaymentOrderID
+    /// at most once: an order it has paid already is refused as replayed,
+    /// and the receipt is then asked for ([`SpeedClient::receipt`]). So an
+    /// interrupted payment, whether the order or its answer was lost, ends
+    /// paid exactly once.
+    pub fn resume_account(&self, expect: ExpectReceipt, order: &[u8]) -> Result<Purchase> {
+        match self.broker(order, None) {
+            Ok(receipt) => Ok(expect.on_receipt(&receipt)?),
+            Err(SpeedClientError::Node(ClientError::Problem(p))) if p.code == "replayed" => {
+                self.receipt(expect)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Pays by `card` (S1, then message a to the card, message b back) and
-    /// opens the receipt. `save` is called with the state to keep before the
-    /// order is sent; with it and the card file (saved by `save_card` before
-    /// S3 leaves the card) an interrupted payment can be finished
-    /// ([`agora_speed::customer::ExpectPurseDebit::resume`],
-    /// [`SpeedClient::confirm_again`]).
+    /// opens the receipt. The card file is saved (`save_card`) once the card
+    /// has opened its session and again before S3 leaves it; `save` is
+    /// called with the state and the PaymentOrder before the order is sent.
+    /// With them an interrupted payment is finished by
+    /// [`SpeedClient::resume_card`].
     #[allow(clippy::too_many_arguments)] // each is one party or one piece of state
     pub fn pay_by_card(
         &self,
@@ -534,19 +550,55 @@ impl SpeedClient {
         ready: ReadyToPay,
         card: &mut Card,
         already_paid: &dyn Fn(&PaymentOrderId) -> bool,
-        mut save: impl FnMut(&[u8]) -> io::Result<()>,
+        mut save: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
         mut save_card: impl FnMut(&Card) -> io::Result<()>,
     ) -> Result<Purchase> {
-        let order_id = ready.order();
         let s1 = card.authenticate(rng);
+        // The session outlives this process: message a, sent again after an
+        // interruption, is for this session.
+        save_card(card)?;
         let (expect, order) = ready.pay_by_card(rng, me, broker, s1, already_paid)?;
-        save(&expect.to_bytes(&vendor.sign))?;
-        let a = self.broker(&order, None)?;
-        // The saved state stays the one that can make b again (with the
-        // card's S3): see ExpectPurseDebit::resume.
+        save(&expect.to_bytes(&vendor.sign), &order)?;
+        self.resume_card(rng, expect, &order, card, save_card)
+    }
+
+    /// Carries a card payment on from wherever it stopped. If the card's
+    /// last confirmation is this payment's debit, the card has paid: message
+    /// b is made from it again and sent ([`SpeedClient::confirm_again`]).
+    /// Otherwise the PaymentOrder `order` (saved with `expect` before it was
+    /// first sent) is sent again: the broker answers a held order with the
+    /// same message a, which the card, still in the session it opened for
+    /// this payment, debits once. A PaymentOrderID paid already gets its
+    /// receipt.
+    pub fn resume_card(
+        &self,
+        rng: &mut impl Rng,
+        expect: ExpectPurseDebit,
+        order: &[u8],
+        card: &mut Card,
+        mut save_card: impl FnMut(&Card) -> io::Result<()>,
+    ) -> Result<Purchase> {
+        if let Some(s3) = debit_of(card, &expect.order()) {
+            let (expect, b) = expect.resume(rng, s3);
+            return self.confirm_again(expect, &b);
+        }
+        if !card.has_open_session() {
+            return Err(agora_core::Error::Refused(
+                "the card has closed the session this payment opened (it was used since): \
+                 it cannot debit for this order; pay again once the broker's hold expires"
+                    .into(),
+            )
+            .into());
+        }
+        let a = match self.broker(order, None) {
+            Ok(a) => a,
+            Err(SpeedClientError::Node(ClientError::Problem(p))) if p.code == "replayed" => {
+                return self.receipt(expect.paid_already());
+            }
+            Err(e) => return Err(e),
+        };
         let (expect, b) = self.debit(rng, expect, &a, card, &mut save_card)?;
-        let receipt = self.broker(&b, Some(&order_id))?;
-        Ok(expect.on_receipt(&receipt)?)
+        self.confirm_again(expect, &b)
     }
 
     fn debit(
@@ -586,8 +638,12 @@ impl SpeedClient {
         }
     }
 
-    /// Loads `amount` onto `card` from `account`. The card file is saved by
-    /// `save_card` after the card applied the command.
+    /// Loads `amount` onto `card` from `account`. The card file is saved
+    /// (`save_card`) once the card has opened its session and again after
+    /// it applied the command; the request is given to `save_request`
+    /// before it is sent. With both an interrupted load is finished by
+    /// [`SpeedClient::resume_card_load`]: the broker debits the account once
+    /// per request and answers it again with the same command.
     #[allow(clippy::too_many_arguments)] // each is one party or one piece of state
     pub fn load_card(
         &self,
@@ -599,19 +655,48 @@ impl SpeedClient {
         card: &mut Card,
         now: agora_core::Timestamp,
         mut save_card: impl FnMut(&Card) -> io::Result<()>,
+        save_request: impl FnOnce(&[u8]) -> io::Result<()>,
     ) -> Result<()> {
+        let counter = card.counter();
         let s1 = card.authenticate(rng);
+        save_card(card)?;
         let req = customer::card_load_request(rng, me, broker, account, amount, s1, now)?;
-        // A lost answer is asked for again with the same request: the broker
-        // debits once and answers with the same command.
-        let cmd = match self.broker(&req, None) {
+        save_request(&req)?;
+        self.resume_card_load(&req, counter, card, save_card)
+            .map(|_| ())
+    }
+
+    /// Finishes the card load `req`, asked for when the card's counter was
+    /// `counter`. If the card has moved past that counter with its session
+    /// closed, it applied the command before the interruption: nothing is
+    /// sent, and the answer is `false`. Otherwise the same request is sent
+    /// (the broker debits once and answers with the same command), the card
+    /// applies it and is saved: `true`.
+    pub fn resume_card_load(
+        &self,
+        req: &[u8],
+        counter: u64,
+        card: &mut Card,
+        mut save_card: impl FnMut(&Card) -> io::Result<()>,
+    ) -> Result<bool> {
+        if card.counter() == counter + 1 && !card.has_open_session() {
+            return Ok(false);
+        }
+        if card.counter() != counter || !card.has_open_session() {
+            return Err(agora_core::Error::Refused(
+                "the card has been used since this load was asked for: it cannot apply it".into(),
+            )
+            .into());
+        }
+        // A lost answer is asked for again with the same request.
+        let cmd = match self.broker(req, None) {
             Ok(c) => c,
-            Err(SpeedClientError::Node(ClientError::Transport(_))) => self.broker(&req, None)?,
+            Err(SpeedClientError::Node(ClientError::Transport(_))) => self.broker(req, None)?,
             Err(e) => return Err(e),
         };
         card.load(&cmd)?;
         save_card(card)?;
-        Ok(())
+        Ok(true)
     }
 
     /// A complaint about a paid purchase (section 5.7): the description of
@@ -660,4 +745,14 @@ impl SpeedClient {
             Err(e) => Err(e),
         }
     }
+}
+
+/// S3 of the card's last debit, if that debit paid `order`. The card's
+/// confirmation is MAC'd for the SAM, not for her: it is read unverified,
+/// only to know whether the card has paid this order already (the broker
+/// checks the MAC).
+fn debit_of(card: &Card, order: &PaymentOrderId) -> Option<Vec<u8>> {
+    let s3 = card.last_confirmation()?;
+    let c: agora_speed::purse::DebitConfirmation = agora_speed::purse::read_unverified(s3).ok()?;
+    (c.order == *order).then(|| s3.to_vec())
 }

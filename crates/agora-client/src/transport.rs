@@ -4,7 +4,7 @@
 //! whichever way the messages travel.
 
 use agora_core::Timestamp;
-use agora_node::cpo::{award_json, BoardQuery, CpoService, Reply, Role};
+use agora_node::cpo::{award_json, BoardPage, BoardQuery, CpoService, Reply, Role};
 use agora_node::pending::{parse_id, StepId};
 use agora_node::{PendingSteps, Problem, CBOR, STEP_HEADER};
 use std::time::Duration;
@@ -67,12 +67,34 @@ impl From<Problem> for ClientError {
     }
 }
 
+/// A request that got no answer from `base`, said so that the user knows
+/// what to do: a refused connection asks whether the node runs there; a
+/// timeout says the node did not answer in time. Only the first sentence is
+/// for people: the HTTP client's own words follow for the rest.
+fn unreachable(base: &str, e: &reqwest::Error) -> ClientError {
+    let refused = std::iter::successors(Some(e as &dyn std::error::Error), |c| c.source())
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    ClientError::Transport(if refused {
+        format!("connection refused: is `agora up` running at {base}?")
+    } else if e.is_connect() {
+        format!("cannot connect to {base}: is `agora up` running there, and is the address right?")
+    } else if e.is_timeout() {
+        format!("{base} did not answer in time: the node may be overloaded; try again")
+    } else {
+        format!("the connection to {base} failed before the answer came: try again")
+    })
+}
+
 /// How a buyer or a seller reaches the CPO roles.
 pub trait CpoTransport {
     /// Sends one protocol message to `role`.
     fn call(&self, role: Role, body: &[u8], step: Option<StepId>) -> Result<Reply, ClientError>;
     /// The public listing.
     fn board(&self, q: &BoardQuery) -> Result<Vec<serde_json::Value>, ClientError>;
+    /// A page of the public listing in the order `q` asks for
+    /// (`sort`), with the cursor of the next page if there is one.
+    fn board_page(&self, q: &BoardQuery) -> Result<BoardPage, ClientError>;
     /// One CPO's public fields and status.
     fn cpo(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError>;
     /// A bidder's signed notice.
@@ -116,6 +138,10 @@ impl CpoTransport for LocalCpo {
 
     fn board(&self, q: &BoardQuery) -> Result<Vec<serde_json::Value>, ClientError> {
         Ok(self.service.board_json(q, now())?)
+    }
+
+    fn board_page(&self, q: &BoardQuery) -> Result<BoardPage, ClientError> {
+        Ok(self.service.board_page(q, now())?)
     }
 
     fn cpo(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError> {
@@ -269,9 +295,7 @@ impl NodeClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let r = make()
-                .send()
-                .map_err(|e| ClientError::Transport(format!("{}: {e}", self.base)))?;
+            let r = make().send().map_err(|e| unreachable(&self.base, &e))?;
             if r.status().is_success() {
                 return Ok(r);
             }
@@ -401,6 +425,25 @@ impl CpoTransport for NodeClient {
         self.get_json(&format!("/v1/cpo/board?{qs}"))
     }
 
+    fn board_page(&self, q: &BoardQuery) -> Result<BoardPage, ClientError> {
+        let qs = serde_urlencoded::to_string(q)
+            .map_err(|e| ClientError::Transport(format!("query: {e}")))?;
+        let path = format!("/v1/cpo/board?{qs}");
+        let r = self.send(|| self.http.get(format!("{}{path}", self.base)))?;
+        let next = r
+            .headers()
+            .get(agora_node::cpo::NEXT_CURSOR_HEADER)
+            .map(|v| {
+                v.to_str().map(str::to_owned).map_err(|_| {
+                    ClientError::Transport("a next-page cursor that is not text".into())
+                })
+            })
+            .transpose()?;
+        let entries = serde_json::from_slice(&Self::body(r)?)
+            .map_err(|e| ClientError::Transport(format!("{path}: not the JSON expected: {e}")))?;
+        Ok(BoardPage { entries, next })
+    }
+
     fn cpo(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError> {
         self.get_json(&format!("/v1/cpo/board/{}", hex::encode(id)))
     }
@@ -484,7 +527,7 @@ impl AsyncNodeClient {
                 .body(body.to_vec())
                 .send()
                 .await
-                .map_err(|e| ClientError::Transport(format!("{}: {e}", self.base)))?;
+                .map_err(|e| unreachable(&self.base, &e))?;
             let status = r.status().as_u16();
             let retry = retry_wait(status, r.headers(), attempt);
             let reply_step = step_in(r.headers());

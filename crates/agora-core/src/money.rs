@@ -123,6 +123,9 @@ impl FromStr for Money {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         const BAD: DecodeError = DecodeError::Invalid("amount must look like \"12.34 EUR\"");
         let (amount, code) = s.trim().split_once(' ').ok_or(BAD)?;
+        if amount.starts_with('-') {
+            return Err(DecodeError::Invalid("an amount cannot be negative"));
+        }
         let currency = Currency::new(code.trim())?;
         let (units, frac) = match amount.split_once('.') {
             Some((u, f)) => (u, f),

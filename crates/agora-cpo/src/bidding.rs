@@ -48,6 +48,11 @@ use agora_core::{DecodeError, Error, KeyId, Money, Result, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// The refusal of a seller's request for her bids on a CPO she has not bid
+/// on: an answer, not a failure, to a client looking for a bid whose
+/// receipt was lost.
+pub const NO_BIDS_OF_YOURS: &str = "the server holds no bid of yours on this CPO";
+
 /// How long after EndDate bidders wait for the award at most (T_Response).
 pub const AWARD_GRACE_SECS: u64 = 24 * 3600;
 /// Most bids one CPO takes.
@@ -1389,7 +1394,7 @@ impl Server {
             .collect();
         let latest = mine
             .last()
-            .ok_or_else(|| Error::Refused("the server holds no bid of yours on this CPO".into()))?;
+            .ok_or_else(|| Error::Refused(NO_BIDS_OF_YOURS.into()))?;
         let from = usize::try_from(req.from).unwrap_or(usize::MAX);
         if from > mine.len() {
             return Err(Error::Refused(format!(

@@ -36,6 +36,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use zeroize::Zeroize;
 
+/// The refusal of a post whose CPO is on the board already: its buyer, whose
+/// answer was lost, asks for the posted CPO instead
+/// (`agora_client::cpo::flow::FetchPosted`).
+pub const ALREADY_POSTED: &str = "this CPO is already posted";
+
+/// The refusal of a bind whose CPO is bound already: the seller who bound
+/// it, whose answer was lost, asks for her binding instead
+/// ([`crate::recovery`]).
+pub const ALREADY_BOUND: &str = "this CPO is already bound";
+
 /// Replay-cache scope of post requests' R_0.
 pub const POST_NONCE_SCOPE: &str = "cpo/post/r0";
 /// Replay-cache scope of browse requests' R_0.
@@ -54,7 +64,7 @@ pub(crate) struct Answer<M> {
 /// A CPO that is bound or taken down takes no listing, binding or bid.
 fn refuse_closed(entry: &CpoState) -> Result<()> {
     if entry.bound {
-        return Err(Error::Refused("this CPO is already bound".into()));
+        return Err(Error::Refused(ALREADY_BOUND.into()));
     }
     if entry.taken_down {
         return Err(Error::Refused("this CPO was taken down".into()));
@@ -334,7 +344,7 @@ impl Server {
             return Err(Error::Refused("the CPO has already expired".into()));
         }
         if self.store.board().get(&acc.ccpo.id)?.is_some() {
-            return Err(Error::Refused("this CPO is already posted".into()));
+            return Err(Error::Refused(ALREADY_POSTED.into()));
         }
         let expires = now.plus_secs(
             (crate::ACCEPTANCE_MAX_AGE_SECS + crate::MAX_CLOCK_SKEW_SECS)
@@ -460,9 +470,7 @@ impl PreparedPost {
     ) -> Result<Posted> {
         match written.post()? {
             PostOutcome::Posted => {}
-            PostOutcome::AlreadyPosted => {
-                return Err(Error::Refused("this CPO is already posted".into()))
-            }
+            PostOutcome::AlreadyPosted => return Err(Error::Refused(ALREADY_POSTED.into())),
         }
         let reply = envelope::seal(rng, &server.keys.sign, &self.buyer_enc, &self.cpo)?;
         Ok(Posted {
@@ -972,7 +980,7 @@ impl Server {
     pub fn finish_bind(&self, prepared: PreparedBind, written: CpoWritten) -> Result<Bound> {
         match written.bind()? {
             BindOutcome::Bound => Ok(prepared.bound),
-            BindOutcome::AlreadyBound => Err(Error::Refused("this CPO is already bound".into())),
+            BindOutcome::AlreadyBound => Err(Error::Refused(ALREADY_BOUND.into())),
             BindOutcome::NotPosted => Err(Error::Refused("no such CPO on this board".into())),
             BindOutcome::TakenDown => Err(Error::Refused("this CPO was taken down".into())),
             BindOutcome::SessionEnded => {

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `POST /v1/cpo/arbiter` | CBOR | protocols 1 and 5 (approval), 6 step 5 (award) |
 //! | `POST /v1/cpo/server` | CBOR | protocols 2, 3, 4, 6; binding fetch and recovery; a buyer's lost posted CPO, a bidder's lost receipts |
-//! | `GET /v1/cpo/board` | - | the public listing (JSON; filters, paging) |
+//! | `GET /v1/cpo/board` | - | the public listing (JSON; filters, orders, a next-page cursor) |
 //! | `GET /v1/cpo/board/{id}` | - | one CPO's public fields and status (JSON) |
 //! | `GET /v1/cpo/notices/{id}/{receipt}` | - | a bidder's signed notice (COSE) |
 //! | `POST /v1/cpo/awards/{id}` | - | award a closed bidding CPO now (JSON) |
@@ -31,7 +31,7 @@ use agora_cpo::ports::{Board, BoardEntry, ListFilter};
 use agora_cpo::server::{PendingBrowse, PendingPost, PreparedPost, Server};
 use agora_cpo::store::{CpoStore, CpoUnit, CpoWritten};
 use agora_cpo::{Bidding, BondTrust, FirstCome, Keys, Mode, Peer};
-use agora_store::Stores;
+use agora_store::{BoardCursor, BoardOrder, BoardViews, Stores};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -43,6 +43,14 @@ use std::sync::{Arc, RwLock};
 /// Where the CPO roles' trust (bonding agencies and their newest CRLs)
 /// comes from.
 pub use crate::endpoint::TrustSource;
+
+/// The header of `GET /v1/cpo/board` naming the next page's cursor (beside
+/// its `Link: <...>; rel="next"`), when there is a next page.
+pub const NEXT_CURSOR_HEADER: &str = "agora-next-cursor";
+
+/// Longest `cursor` of `GET /v1/cpo/board` read (one this board gives is
+/// under 100 bytes; openapi.json says 200).
+pub const MAX_CURSOR_LEN: usize = 200;
 
 /// Bidding CPOs awarded per housekeeping run, at most.
 const AWARDS_PER_RUN: usize = 64;
@@ -90,6 +98,10 @@ struct ArbiterRole {
 pub struct CpoService {
     /// The server's ports, and the arbiter's evidence archive.
     store: Arc<dyn CpoStore>,
+    /// The board's reads for people (orders, bid counts, bound lately).
+    views: Arc<dyn BoardViews>,
+    /// The node's business counts, once a node hosts this service.
+    business: std::sync::OnceLock<crate::Business>,
     server: Option<ServerRole>,
     arbiter: Option<ArbiterRole>,
     trust: Reloading<BondTrust>,
@@ -123,6 +135,7 @@ impl CpoService {
         let reloading = Reloading::new(spec.trust)?;
         let trust = (*reloading.current()).clone();
         let store = spec.store.cpo();
+        let views = spec.store.board_views();
         let server = spec.server.map(|(keys, arbiters)| ServerRole {
             server: Arc::new(make_server(&store, &keys, &arbiters, trust.clone())),
             keys,
@@ -139,6 +152,8 @@ impl CpoService {
         });
         Ok(CpoService {
             store,
+            views,
+            business: std::sync::OnceLock::new(),
             server,
             arbiter,
             trust: reloading,
@@ -157,6 +172,13 @@ impl CpoService {
             .as_ref()
             .map(|a| read(&a.current))
             .ok_or_else(|| Problem::not_found("this node hosts no CPO arbiter"))
+    }
+
+    /// Counts business done with `count`, if a node hosts this service.
+    fn count(&self, count: impl FnOnce(&crate::Business)) {
+        if let Some(b) = self.business.get() {
+            count(b);
+        }
     }
 
     /// Reloads the trust: the server takes it in place (its issued
@@ -223,6 +245,7 @@ impl CpoService {
         // housekeeping), and its unit (award, winner's binding, evidence)
         // commits before the notices exist.
         let awarded = pending.handle_award(&server, now, &reply)?;
+        self.count(crate::Business::cpo_awarded);
         Ok(AwardSummary {
             bids: awarded.notices.len(),
             winner: awarded.winner.map(|w| w.to_string()),
@@ -397,6 +420,8 @@ impl CpoService {
             Finish::Post(p) => {
                 let server = self.server()?;
                 let posted = p.finish(&server, &mut os_rng(), written)?;
+                // Finished only when the posting was new and committed.
+                self.count(crate::Business::cpo_posted);
                 Ok(done(posted.reply))
             }
         }
@@ -503,7 +528,11 @@ impl CpoService {
             }
             tags::CPO_LISTING_REQUEST => done(server.handle_listing_request(rng, now, body)?),
             tags::CPO_LISTINGS_REQUEST => done(server.handle_listings_request(rng, now, body)?),
-            tags::CPO_BIND_OFFER => done(server.handle_bind_offer(rng, now, body)?.reply),
+            tags::CPO_BIND_OFFER => {
+                let bound = server.handle_bind_offer(rng, now, body)?;
+                self.count(crate::Business::cpo_bound);
+                done(bound.reply)
+            }
             tags::CPO_BID => done(server.handle_bid(rng, now, body)?.reply),
             tags::CPO_BROWSE_END => {
                 let outcome = server.handle_end_session(now, body)?;
@@ -571,7 +600,10 @@ impl CpoService {
             tags::CPO_BIND_OFFER => {
                 let (unit, prepared) = server.prepare_bind_offer(&mut os_rng(), now, body)?;
                 let written = server.store().commit(unit, now).await?;
-                Ok(done(server.finish_bind(prepared, written)?.reply))
+                let bound = server.finish_bind(prepared, written)?;
+                // Finished only when this offer's binding committed.
+                self.count(crate::Business::cpo_bound);
+                Ok(done(bound.reply))
             }
             other => Err(endpoint::unknown_message(other)),
         }
@@ -600,15 +632,98 @@ pub struct BoardQuery {
     /// `first-come` or `bidding`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
-    /// Paging: the last id of the previous page.
+    /// Paging in the id order: the last id of the previous page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
     /// Entries per page (at most [`MAX_PAGE`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// The order: `id` (the default), `newest`, `ending`, `price` or
+    /// `price-desc` ([`BoardOrder::name`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// Paging in any order: the cursor the previous page ended with
+    /// ([`BoardPage::next`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// A page of the board: its entries (public JSON, with the bid count of
+/// each bidding CPO) and, if more follow, the cursor of the next page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BoardPage {
+    /// The entries.
+    pub entries: Vec<serde_json::Value>,
+    /// Where the next page starts (the `cursor` parameter), if there is one.
+    pub next: Option<String>,
+}
+
+/// A cursor as the board's JSON and pages carry it: the order's name, the
+/// last entry's sort key and its CPO id, e.g. `newest.42.<64 hex digits>`.
+pub fn cursor_text(order: BoardOrder, c: &BoardCursor) -> String {
+    format!("{}.{}.{}", order.name(), c.key, hex::encode(c.id))
+}
+
+/// Reads a cursor of [`cursor_text`] for `order`; a clear `400` otherwise.
+pub fn parse_cursor(order: BoardOrder, text: &str) -> Result<BoardCursor, Problem> {
+    let bad = |why: &str| Problem::bad_request(format!("cursor: {why}"));
+    let mut parts = text.trim().splitn(3, '.');
+    let (Some(name), Some(key), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad("not a cursor this board gave"));
+    };
+    if name != order.name() {
+        return Err(bad("it pages another order; ask for the first page again"));
+    }
+    let key = key
+        .parse::<i64>()
+        .map_err(|_| bad("not a cursor this board gave"))?;
+    let id = agora_core::KeyId::from_hex(id)
+        .map_err(|_| bad("not a cursor this board gave"))?
+        .0;
+    Ok(BoardCursor { key, id })
 }
 
 impl BoardQuery {
+    /// The order this query asks for and where its page starts; a clear
+    /// error for bad input (an unknown order, a cursor of another order,
+    /// `after` with an order other than the id order).
+    pub fn order_and_start(&self) -> Result<(BoardOrder, Option<BoardCursor>), Problem> {
+        let order = match self
+            .sort
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => BoardOrder::Id,
+            Some(name) => BoardOrder::from_name(name).ok_or_else(|| {
+                Problem::bad_request(format!(
+                    "sort: {name:?} is not an order (id, newest, ending, price, price-desc)"
+                ))
+            })?,
+        };
+        if self
+            .cursor
+            .as_ref()
+            .is_some_and(|c| c.len() > MAX_CURSOR_LEN)
+        {
+            return Err(Problem::bad_request(format!(
+                "cursor: longer than {MAX_CURSOR_LEN} bytes, so not one this board gave"
+            )));
+        }
+        let cursor = self.cursor.as_deref().filter(|c| !c.trim().is_empty());
+        let after = self.after.as_deref().filter(|a| !a.is_empty());
+        match (cursor, after) {
+            (Some(c), _) => Ok((order, Some(parse_cursor(order, c)?))),
+            (None, Some(_)) if order != BoardOrder::Id => Err(Problem::bad_request(
+                "after pages the id order only: page other orders with cursor",
+            )),
+            (None, _) => {
+                let (_, after, _) = self.filter()?;
+                Ok((order, after.map(|id| BoardCursor { key: 0, id })))
+            }
+        }
+    }
+
     /// The board filter this query asks for; a clear error for bad input.
     pub fn filter(&self) -> Result<(ListFilter, Option<[u8; 32]>, usize), Problem> {
         let bad = |what: &str, v: &str| Problem::bad_request(format!("{what}: {v:?}"));
@@ -729,10 +844,87 @@ impl CpoService {
         Ok(es.iter().map(|e| public_json(e, now)).collect())
     }
 
+    /// A page of the public listing for `q`: its entries in the order asked
+    /// for, each bidding one with its count of bids (`bids`), and the
+    /// cursor of the next page if there is one.
+    pub fn board_page(&self, q: &BoardQuery, now: Timestamp) -> Result<BoardPage, Problem> {
+        let (filter, _, limit) = q.filter()?;
+        let (order, start) = q.order_and_start()?;
+        // One more than the page: whether a next page exists.
+        let mut found = self
+            .views
+            .list(now, &filter, order, start.as_ref(), limit + 1)?;
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = found
+            .last()
+            .filter(|_| more)
+            .map(|l| cursor_text(order, &l.cursor));
+        let entries: Vec<_> = found.iter().map(|l| &l.entry).collect();
+        Ok(BoardPage {
+            entries: self.with_bids(&entries, now)?,
+            next,
+        })
+    }
+
+    /// The public JSON of `entries`, each bidding one with its bid count.
+    fn with_bids(
+        &self,
+        entries: &[&BoardEntry],
+        now: Timestamp,
+    ) -> Result<Vec<serde_json::Value>, Problem> {
+        let bidding: Vec<[u8; 32]> = entries
+            .iter()
+            .filter(|e| e.mode == Mode::Bidding)
+            .map(|e| e.ccpo.id)
+            .collect();
+        let mut counts = self.views.bid_counts(&bidding)?.into_iter();
+        Ok(entries
+            .iter()
+            .map(|e| {
+                let mut json = public_json(e, now);
+                if e.mode == Mode::Bidding {
+                    json["bids"] = counts.next().unwrap_or(0).into();
+                }
+                json
+            })
+            .collect())
+    }
+
+    /// The CPOs bound or awarded most recently, the latest first (at most
+    /// `limit`): their public fields, `bound` or `awarded`, and when.
+    pub fn recently_bound_json(
+        &self,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<serde_json::Value>, Problem> {
+        Ok(self
+            .views
+            .recently_bound(limit)?
+            .iter()
+            .map(|c| {
+                let mut json = public_json(&c.entry, now);
+                json["status"] = if c.awarded() { "awarded" } else { "bound" }.into();
+                json["bound_at"] = c.bound_at.secs().into();
+                json
+            })
+            .collect())
+    }
+
     /// One CPO's public fields and status.
     pub fn cpo_json(&self, id: &[u8; 32], now: Timestamp) -> Result<serde_json::Value, Problem> {
-        status_json(self.store.board(), id, now)?
-            .ok_or_else(|| Problem::not_found("no such CPO on this board"))
+        let mut json = status_json(self.store.board(), id, now)?
+            .ok_or_else(|| Problem::not_found("no such CPO on this board"))?;
+        if json["mode"] == Mode::Bidding.as_str() {
+            json["bids"] = self
+                .views
+                .bid_counts(&[*id])?
+                .first()
+                .copied()
+                .unwrap_or(0)
+                .into();
+        }
+        Ok(json)
     }
 
     /// The signed notice for the bid whose BID_RECEIPT hashes to `receipt`:
@@ -768,8 +960,27 @@ async fn board_route(
     q: Result<Query<BoardQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(q) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
-    let entries = blocking(move || svc.board_json(&q, Timestamp::now_from_system_clock())).await?;
-    Ok(Json(entries).into_response())
+    let asked = q.clone();
+    let page = blocking(move || svc.board_page(&q, Timestamp::now_from_system_clock())).await?;
+    let mut r = Json(page.entries).into_response();
+    if let Some(next) = page.next {
+        // The next page: the same query, from the cursor (RFC 8288 `Link`,
+        // and the cursor alone for clients that build their own query).
+        let link = BoardQuery {
+            after: None,
+            cursor: Some(next.clone()),
+            ..asked
+        };
+        let qs = serde_urlencoded::to_string(&link).unwrap_or_default();
+        if let Ok(v) = header::HeaderValue::from_str(&format!("</v1/cpo/board?{qs}>; rel=\"next\""))
+        {
+            r.headers_mut().insert(header::LINK, v);
+        }
+        if let Ok(v) = header::HeaderValue::from_str(&next) {
+            r.headers_mut().insert(NEXT_CURSOR_HEADER, v);
+        }
+    }
+    Ok(r)
 }
 
 async fn cpo_route(
@@ -807,6 +1018,7 @@ impl Service for CpoService {
     }
 
     fn router(self: Arc<Self>, core: Arc<Core>) -> Router {
+        let _ = self.business.set(core.metrics.business.clone());
         let endpoint = |role| {
             endpoint::route(
                 Arc::new(CpoEndpoint {
@@ -831,6 +1043,7 @@ impl Service for CpoService {
         let mut said = Vec::new();
         if let Some(s) = &self.server {
             let r = s.server.apply_revocations(now).map_err(|e| e.to_string())?;
+            self.count(|b| b.cpos_taken_down(r.cpos_taken_down as u64));
             if r.cpos_taken_down + r.sessions_ended > 0 {
                 said.push(format!(
                     "revocations: {} CPOs taken down, {} sessions ended",
@@ -904,17 +1117,71 @@ mod tests {
         fn any_board_query_is_filtered_or_refused_cleanly(
             q in any_text(), min in any_text(), max in any_text(), cur in any_text(),
             mode in any_text(), after in any_text(), active in any::<Option<u64>>(),
-            limit in any::<Option<usize>>(),
+            limit in any::<Option<usize>>(), sort in any_text(), cursor in any_text(),
         ) {
             let query = BoardQuery {
                 q, min_price: min, max_price: max, currency: cur, active_at: active,
-                mode, after, limit,
+                mode, after, limit, sort, cursor,
             };
             match query.filter() {
                 Ok((_, _, n)) => prop_assert!((1..=MAX_PAGE).contains(&n)),
                 Err(p) => prop_assert_eq!(p.status, StatusCode::BAD_REQUEST),
             }
+            if let Err(p) = query.order_and_start() {
+                prop_assert_eq!(p.status, StatusCode::BAD_REQUEST);
+            }
         }
+    }
+
+    #[test]
+    fn cursors_name_their_order() {
+        let c = BoardCursor {
+            key: -3,
+            id: [0xab; 32],
+        };
+        for order in BoardOrder::ALL {
+            let text = cursor_text(order, &c);
+            assert_eq!(parse_cursor(order, &text).expect("its own"), c);
+            let other = if order == BoardOrder::Id {
+                BoardOrder::Newest
+            } else {
+                BoardOrder::Id
+            };
+            assert_eq!(
+                parse_cursor(other, &text)
+                    .expect_err("another order's")
+                    .status,
+                StatusCode::BAD_REQUEST
+            );
+        }
+        for bad in ["", "newest", "newest.x.00", "newest.1.zz", "newest.1"] {
+            assert!(parse_cursor(BoardOrder::Newest, bad).is_err(), "{bad:?}");
+        }
+        // Blank is the first page, unless longer than a cursor may be.
+        let blank = |n: usize| BoardQuery {
+            cursor: Some(" ".repeat(n)),
+            ..Default::default()
+        };
+        assert_eq!(blank(3).order_and_start().expect("blank").1, None);
+        assert!(blank(MAX_CURSOR_LEN + 1).order_and_start().is_err());
+        // `after` pages the id order only.
+        let q = BoardQuery {
+            sort: Some("price".into()),
+            after: Some("ab".repeat(32)),
+            ..Default::default()
+        };
+        assert!(q.order_and_start().is_err());
+        let q = BoardQuery {
+            after: Some("ab".repeat(32)),
+            ..Default::default()
+        };
+        assert_eq!(
+            q.order_and_start().expect("the id order").1,
+            Some(BoardCursor {
+                key: 0,
+                id: [0xab; 32]
+            })
+        );
     }
 
     #[test]

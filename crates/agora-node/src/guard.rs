@@ -287,6 +287,9 @@ fn declared_length(req: &Request) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The `tracing` target of the request log (`NodeConfig::request_log`).
+pub const REQUEST_LOG: &str = "agora_node::request";
+
 /// The middleware: admission, then the route, then metrics and the log.
 pub(crate) async fn layer(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -309,6 +312,26 @@ pub(crate) async fn layer(State(g): State<Arc<Guard>>, req: Request, next: Next)
     let status = response.status().as_u16();
     let secs = started.elapsed().as_secs_f64();
     g.core.metrics.observe(&route, status, secs);
+    let code = response
+        .extensions()
+        .get::<crate::problem::ProblemCode>()
+        .map(|c| c.0);
+    if let Some(code) = code {
+        g.core.metrics.business.refused(code);
+    }
+    if g.core.config.request_log {
+        // The route's template, never the path a client sent (its values
+        // may name a CPO or an agency), nor its query, headers or body.
+        tracing::info!(
+            target: REQUEST_LOG,
+            %method,
+            route,
+            status,
+            ms = secs * 1e3,
+            code = code.unwrap_or("-"),
+            "request"
+        );
+    }
     if response.status().is_server_error() {
         tracing::warn!(%method, route, status, ms = secs * 1e3, %client, "request failed");
     } else {

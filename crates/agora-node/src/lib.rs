@@ -24,6 +24,9 @@
 //!   `shutdown_grace`;
 //! - `/healthz` (the process is up), `/readyz` (it can take work now),
 //!   `/metrics` (Prometheus text), `/openapi.json`, `/v1/node`;
+//! - an optional request log (`request_log`): one `tracing` event per
+//!   request with its route template, status, duration and problem code,
+//!   and nothing a client sent (no path values, query, headers or body);
 //! - structured logs (tracing) and graceful shutdown: on SIGINT/SIGTERM the
 //!   node stops accepting, finishes the requests in flight (their commits are
 //!   durable before their replies) for at most `shutdown_grace`, and then
@@ -52,7 +55,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-pub use metrics::Metrics;
+pub use guard::REQUEST_LOG;
+pub use metrics::{Business, Metrics};
 pub use pending::{PendingSteps, STEP_HEADER};
 pub use problem::Problem;
 use std::sync::Arc;
@@ -116,6 +120,11 @@ pub struct NodeConfig {
     pub housekeeping_every: Duration,
     /// The URL clients reach this node at (for links and `/v1/node`).
     pub public_url: String,
+    /// Whether every request is logged (target `agora_node::request`, level
+    /// info): its method, route template, status, duration and problem
+    /// code. Never a path's values, a query, a header or a body. Off by
+    /// default.
+    pub request_log: bool,
 }
 
 impl Default for NodeConfig {
@@ -142,6 +151,7 @@ impl Default for NodeConfig {
             pending_step_ttl: Duration::from_secs(120),
             housekeeping_every: Duration::from_secs(30),
             public_url: "http://127.0.0.1:7878".into(),
+            request_log: false,
         }
     }
 }
@@ -158,6 +168,23 @@ pub struct Core {
     /// Connections, work slots, rate limits (the guard's and the
     /// connection loop's).
     admission: guard::Admission,
+    /// The services the node hosts, once it has built its routes: what one
+    /// service may ask of the others (the web pages, of a vendor's
+    /// catalogue).
+    services: std::sync::OnceLock<Vec<Arc<dyn Service>>>,
+}
+
+impl Core {
+    /// The services the node hosts (none before its routes are built).
+    pub fn services(&self) -> &[Arc<dyn Service>] {
+        self.services.get().map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The catalogue of the first hosted service that sells something
+    /// ([`Service::storefront`]), if one does.
+    pub fn storefront(&self) -> Option<Result<serde_json::Value, Problem>> {
+        self.services().iter().find_map(|s| s.storefront())
+    }
 }
 
 /// A role (or a set of roles) the node hosts.
@@ -179,6 +206,17 @@ pub trait Service: Send + Sync + 'static {
     }
     /// What `/v1/node` says of it: roles, key ids, URLs.
     fn describe(&self) -> serde_json::Value;
+    /// What it sells, if it sells something (a SPEED vendor's catalogue, as
+    /// `GET /v1/speed/catalogue` gives it): the web's store page shows it.
+    fn storefront(&self) -> Option<Result<serde_json::Value, Problem>> {
+        None
+    }
+}
+
+impl std::fmt::Debug for dyn Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The node: a core and the services it hosts.
@@ -209,6 +247,7 @@ impl Node {
                 config,
                 pending,
                 metrics: Metrics::new(),
+                services: std::sync::OnceLock::new(),
             }),
             services: Vec::new(),
         }
@@ -227,6 +266,8 @@ impl Node {
 
     /// The whole HTTP application.
     pub fn router(&self) -> Router {
+        // The first set of services stays: a node's services do not change.
+        let _ = self.core.services.set(self.services.clone());
         let mut app = Router::new();
         for s in &self.services {
             app = app.merge(s.clone().router(self.core.clone()));
@@ -252,6 +293,7 @@ impl Node {
         });
         let core = self.core.clone();
         let ready = self.core.clone();
+        let api = Arc::new(openapi_for(&self.core.config.public_url));
         app.route(
             "/v1/node",
             get(move || {
@@ -259,7 +301,13 @@ impl Node {
                 async move { axum::Json((*d).clone()) }
             }),
         )
-        .route("/openapi.json", get(openapi))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let api = api.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], (*api).clone()) }
+            }),
+        )
         .route(
             "/metrics",
             get(move || async move {
@@ -496,9 +544,21 @@ pub async fn blocking<T: Send + 'static>(
 // ------------------------------------------------------------ OpenAPI
 
 /// The OpenAPI document of the HTTP API (kept by hand beside this crate:
-/// it documents the contract, and a test holds it to the routes).
+/// it documents the contract, and a test holds it to the routes). Its
+/// `servers` entry names `agora up`'s default address; a node serves it
+/// with its own ([`openapi_for`]).
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+/// [`OPENAPI`] as the node at `public_url` serves it: its `servers` entry
+/// names that URL, so that a client (or schemathesis) reading the document
+/// from the node talks to the node.
+pub fn openapi_for(public_url: &str) -> String {
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(OPENAPI) else {
+        return OPENAPI.to_owned();
+    };
+    doc["servers"] = serde_json::json!([{
+        "url": public_url.trim_end_matches('/'),
+        "description": "this node",
+    }]);
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| OPENAPI.to_owned())
 }

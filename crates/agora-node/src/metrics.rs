@@ -1,9 +1,11 @@
 //! `/metrics`: request counts and latencies by route and status, requests in
-//! flight, protocol steps pending, housekeeping runs, and the cryptographic
+//! flight, protocol steps pending, housekeeping runs, the cryptographic
 //! operations the process performed by kind (`agora_crypto_operations`,
 //! `agora_crypto_bytes`: what the load tool prices its crypto bound from),
-//! in the Prometheus text format (prometheus-client, the Prometheus
-//! project's own Rust crate).
+//! and the business done ([`Business`]: CPOs posted, bound, awarded and
+//! taken down, SPEED purchases and their volume by currency, refusals by
+//! problem code), in the Prometheus text format (prometheus-client, the
+//! Prometheus project's own Rust crate).
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
@@ -28,6 +30,16 @@ struct Route {
 struct Job {
     service: String,
     outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CurrencyLabel {
+    currency: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,6 +80,101 @@ impl Collector for CryptoOps {
     }
 }
 
+/// The business the node did: each count is taken where its step commits,
+/// after the durable write (a step refused, or failing before its commit,
+/// counts nothing; one answered again from the store counts once). Cheap
+/// to clone: clones share the counts. A service takes the node's
+/// (`core.metrics.business`) when the node asks for its routes
+/// ([`crate::Service::router`]).
+#[derive(Clone, Debug, Default)]
+pub struct Business {
+    cpos_posted: Counter,
+    cpos_bound: Counter,
+    cpos_awarded: Counter,
+    cpos_taken_down: Counter,
+    purchases: Family<CurrencyLabel, Counter>,
+    volume_cents: Family<CurrencyLabel, Counter>,
+    refusals: Family<CodeLabel, Counter>,
+}
+
+impl Business {
+    /// A CPO was posted (protocol 2's unit committed).
+    pub fn cpo_posted(&self) {
+        self.cpos_posted.inc();
+    }
+
+    /// A CPO was bound first-come (protocol 4's unit committed).
+    pub fn cpo_bound(&self) {
+        self.cpos_bound.inc();
+    }
+
+    /// A bidding CPO was awarded (the award's unit committed).
+    pub fn cpo_awarded(&self) {
+        self.cpos_awarded.inc();
+    }
+
+    /// `n` CPOs were taken down (their buyers' bonds revoked).
+    pub fn cpos_taken_down(&self, n: u64) {
+        self.cpos_taken_down.inc_by(n);
+    }
+
+    /// A SPEED purchase was paid (its payment recorded in the ledger).
+    pub fn purchase(&self, price: agora_core::Money) {
+        let label = CurrencyLabel {
+            currency: price.currency.as_str().to_owned(),
+        };
+        self.purchases.get_or_create(&label).inc();
+        self.volume_cents.get_or_create(&label).inc_by(price.cents);
+    }
+
+    /// A request was refused with a problem document of `code`.
+    pub fn refused(&self, code: &str) {
+        self.refusals
+            .get_or_create(&CodeLabel {
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "cpos_posted",
+            "CPOs posted (counted once their posting committed)",
+            self.cpos_posted.clone(),
+        );
+        registry.register(
+            "cpos_bound",
+            "First-come CPOs bound (counted once the binding committed)",
+            self.cpos_bound.clone(),
+        );
+        registry.register(
+            "cpos_awarded",
+            "Bidding CPOs awarded (counted once the award committed)",
+            self.cpos_awarded.clone(),
+        );
+        registry.register(
+            "cpos_taken_down",
+            "CPOs taken down because their buyer's bond was revoked",
+            self.cpos_taken_down.clone(),
+        );
+        registry.register(
+            "speed_purchases",
+            "SPEED purchases paid, by currency (counted once the payment committed)",
+            self.purchases.clone(),
+        );
+        registry.register(
+            "speed_volume_cents",
+            "Money paid for SPEED purchases, in cents, by currency",
+            self.volume_cents.clone(),
+        );
+        registry.register(
+            "refusals",
+            "Requests answered with a problem document, by its code",
+            self.refusals.clone(),
+        );
+    }
+}
+
 /// The node's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -91,6 +198,8 @@ pub struct Metrics {
     /// Requests ended by a time bound (head, body, upload or work).
     pub timed_out: Counter,
     housekeeping: Family<Job, Counter>,
+    /// The business done.
+    pub business: Business,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -179,6 +288,8 @@ impl Metrics {
             "Housekeeping runs by service and outcome",
             housekeeping.clone(),
         );
+        let business = Business::default();
+        business.register(&mut registry);
         registry.register_collector(Box::new(CryptoOps));
         Metrics {
             registry,
@@ -193,6 +304,7 @@ impl Metrics {
             receiving,
             timed_out,
             housekeeping,
+            business,
         }
     }
 
@@ -249,5 +361,42 @@ mod tests {
         assert!(text.contains("agora_http_in_flight 3"));
         assert!(text.contains("agora_http_request_duration_seconds_bucket"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn business_is_counted_by_kind_currency_and_code() {
+        let m = Metrics::new();
+        let text = m.render();
+        for zero in [
+            "agora_cpos_posted_total 0",
+            "agora_cpos_bound_total 0",
+            "agora_cpos_awarded_total 0",
+            "agora_cpos_taken_down_total 0",
+        ] {
+            assert!(text.contains(zero), "{zero} before any business: {text}");
+        }
+        let b = m.business.clone();
+        b.cpo_posted();
+        b.cpo_posted();
+        b.cpos_taken_down(3);
+        let eur = agora_core::Currency::new("EUR").expect("EUR");
+        b.purchase(agora_core::Money::new(110, eur));
+        b.purchase(agora_core::Money::new(50, eur));
+        b.refused("replayed");
+        let text = m.render();
+        assert!(text.contains("agora_cpos_posted_total 2"), "{text}");
+        assert!(text.contains("agora_cpos_taken_down_total 3"), "{text}");
+        assert!(
+            text.contains(r#"agora_speed_purchases_total{currency="EUR"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"agora_speed_volume_cents_total{currency="EUR"} 160"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"agora_refusals_total{code="replayed"} 1"#),
+            "{text}"
+        );
     }
 }

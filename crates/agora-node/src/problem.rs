@@ -12,6 +12,12 @@ use axum::response::{IntoResponse, Response};
 /// The media type of a problem document.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The code of the problem a response carries, kept in the response's
+/// extensions (never sent): what the node counts its refusals by and logs
+/// (`crate::guard`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProblemCode(pub &'static str);
+
 /// An HTTP error as RFC 9457 describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -145,6 +151,7 @@ impl IntoResponse for Problem {
         let mut r = (self.status, body).into_response();
         r.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        r.extensions_mut().insert(ProblemCode(self.code));
         if let Some(secs) = self.retry_after {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -179,6 +186,10 @@ mod tests {
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
         assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(
+            r.extensions().get::<ProblemCode>(),
+            Some(&ProblemCode("overloaded"))
+        );
     }
 
     #[test]

@@ -28,7 +28,10 @@ use agora_core::ports::Evidence;
 use agora_core::wire::tags;
 use agora_core::{Currency, Money, Timestamp};
 use agora_speed::broker::{Broker, BrokerReply};
-use agora_speed::ledger::Ledger;
+use agora_speed::ledger::{
+    Account, Balance, HoldOutcome, JournalEntry, JournalLine, Ledger, PayOutcome, PaymentRecord,
+    PostOutcome, Settlement,
+};
 use agora_speed::purse::Sam;
 use agora_speed::strategy::{PriceRule, VendorStrategy};
 use agora_speed::vendor::HandshakeRegister;
@@ -244,10 +247,78 @@ impl VendorRole {
     }
 }
 
+/// The broker's ledger, counting each payment it records into the node's
+/// business metrics (`agora_speed_purchases`, `agora_speed_volume_cents`):
+/// after the payment's transaction committed, and only for a payment new
+/// to the register (not one paid before).
+struct CountingLedger {
+    inner: Arc<dyn Ledger>,
+    business: Arc<std::sync::OnceLock<crate::Business>>,
+}
+
+impl Ledger for CountingLedger {
+    fn open_account(&self, account: &Account) -> Result<(), agora_core::Error> {
+        self.inner.open_account(account)
+    }
+    fn account(&self, number: &AccountNumber) -> Result<Option<Account>, agora_core::Error> {
+        self.inner.account(number)
+    }
+    fn accounts_of(&self, owner: &agora_core::KeyId) -> Result<Vec<Account>, agora_core::Error> {
+        self.inner.accounts_of(owner)
+    }
+    fn balance(&self, number: &AccountNumber) -> Result<Balance, agora_core::Error> {
+        self.inner.balance(number)
+    }
+    fn post(&self, entry: &JournalEntry) -> Result<PostOutcome, agora_core::Error> {
+        self.inner.post(entry)
+    }
+    fn pay(&self, payment: &PaymentRecord) -> Result<PayOutcome, agora_core::Error> {
+        let outcome = self.inner.pay(payment)?;
+        if let (PayOutcome::Paid, Some(b)) = (&outcome, self.business.get()) {
+            b.purchase(payment.price);
+        }
+        Ok(outcome)
+    }
+    fn hold(
+        &self,
+        id: &PaymentOrderId,
+        state: &[u8],
+        at: Timestamp,
+    ) -> Result<HoldOutcome, agora_core::Error> {
+        self.inner.hold(id, state, at)
+    }
+    fn held(&self, id: &PaymentOrderId) -> Result<Option<Vec<u8>>, agora_core::Error> {
+        self.inner.held(id)
+    }
+    fn payment(&self, id: &PaymentOrderId) -> Result<Option<PaymentRecord>, agora_core::Error> {
+        self.inner.payment(id)
+    }
+    fn settlement(
+        &self,
+        vendor: &AccountNumber,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Settlement, agora_core::Error> {
+        self.inner.settlement(vendor, from, to)
+    }
+    fn total(&self, currency: Currency) -> Result<i128, agora_core::Error> {
+        self.inner.total(currency)
+    }
+    fn journal(
+        &self,
+        number: &AccountNumber,
+        limit: usize,
+    ) -> Result<Vec<JournalLine>, agora_core::Error> {
+        self.inner.journal(number, limit)
+    }
+}
+
 /// The SPEED roles as a node service.
 pub struct SpeedService {
     store: Stores,
     ledger: Arc<dyn Ledger>,
+    /// The node's business counts, once a node hosts this service.
+    business: Arc<std::sync::OnceLock<crate::Business>>,
     broker: Option<RwLock<Broker>>,
     vendor: Option<VendorRole>,
     trust: Reloading<SpeedTrust>,
@@ -311,8 +382,13 @@ impl SpeedService {
                 })
             }
         };
+        let business = Arc::new(std::sync::OnceLock::new());
         Ok(SpeedService {
-            ledger: spec.store.ledger(),
+            ledger: Arc::new(CountingLedger {
+                inner: spec.store.ledger(),
+                business: business.clone(),
+            }),
+            business,
             store: spec.store,
             broker,
             vendor,
@@ -861,6 +937,7 @@ impl Service for SpeedService {
     }
 
     fn router(self: Arc<Self>, core: Arc<Core>) -> Router {
+        let _ = self.business.set(core.metrics.business.clone());
         Router::new()
             .route(
                 "/v1/speed/vendor",
@@ -878,6 +955,10 @@ impl Service for SpeedService {
     fn housekeeping(&self, _now: Timestamp) -> Result<Option<String>, String> {
         self.reload_trust()?;
         self.reload_catalogue()
+    }
+
+    fn storefront(&self) -> Option<Result<serde_json::Value, Problem>> {
+        self.vendor.as_ref().map(|_| self.catalogue_json())
     }
 
     fn describe(&self) -> serde_json::Value {

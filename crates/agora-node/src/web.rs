@@ -3,10 +3,13 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /` | the board: a search form and the open CPOs, a page at a time |
-//! | `GET /cpo/{id}` | one CPO: its public fields, its status, how to bind it |
+//! | `GET /` | the board: a search form and the open CPOs in the order chosen (`sort`), with the time each has left and the bids each bidding one has taken, a page at a time |
+//! | `GET /cpo/{id}` | one CPO: its public fields, its status, its time left, how to bind it |
+//! | `GET /recent` | the CPOs bound or awarded lately (they leave the board when they are) |
+//! | `GET /store` | the SPEED vendor's catalogue, its prices, and the command that buys each product |
 //! | `GET /how-to-bind` | for sellers: bond, browse session, bind or bid, with the CLI |
 //! | `GET /style.css` | the one stylesheet |
+//! | `GET /favicon.svg`, `GET /favicon.ico` | the icon (SVG, built in) |
 //!
 //! The pages use no JavaScript and read well on a phone (fluid layout,
 //! nothing scrolls sideways). They show only what [`crate::cpo::public_json`]
@@ -15,13 +18,19 @@
 //! too, with the right status (`400` for bad input, `404` for an unknown
 //! CPO), not problem documents: these routes are for people.
 //!
-//! The renderers ([`render_board`], [`render_cpo`], [`render_how_to_bind`],
-//! [`render_error`]) are pure functions of the JSON the CPO service gives,
-//! so that the tests can hold the HTML to what it must (and must not) say.
+//! The renderers ([`render_board`], [`render_cpo`], [`render_recent`],
+//! [`render_store`], [`render_how_to_bind`], [`render_error`]) are pure
+//! functions of the JSON the services give and of the time, so that the
+//! tests can hold the HTML to what it must (and must not) say.
+//!
+//! Commands in the how-to boxes keep each line whole (`white-space: pre`):
+//! a box too narrow for a line scrolls sideways inside itself, and the page
+//! does not, so no command is broken in the middle of a flag.
 
-use crate::cpo::{BoardQuery, CpoService};
+use crate::cpo::{BoardPage, BoardQuery, CpoService};
 use crate::{blocking, Core, Problem, Service};
 use agora_core::{Currency, KeyId, Money, Timestamp};
+use agora_store::BoardOrder;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -34,6 +43,13 @@ use std::sync::Arc;
 
 /// The stylesheet served at `/style.css`.
 pub const STYLE_CSS: &str = include_str!("web/style.css");
+
+/// The icon served at `/favicon.svg` (and at `/favicon.ico`, where browsers
+/// and feed readers look without being told).
+pub const FAVICON_SVG: &str = include_str!("web/favicon.svg");
+
+/// CPOs on the page of those bound lately.
+pub const RECENT: usize = 50;
 
 /// CPOs per page of the board, unless the query asks for another number.
 pub const PAGE: usize = 20;
@@ -70,14 +86,19 @@ impl Service for WebService {
             .route("/", get(board_page))
             .route("/cpo/{id}", get(cpo_page))
             .route("/how-to-bind", get(how_to_bind_page))
+            .route("/recent", get(recent_page))
+            .route("/store", get(store_page))
             .route("/style.css", get(style_css))
+            .route("/favicon.svg", get(favicon))
+            .route("/favicon.ico", get(favicon))
             .with_state((self, core))
     }
 
     fn describe(&self) -> Value {
         serde_json::json!({
-            "pages": ["/", "/cpo/{id}", "/how-to-bind"],
+            "pages": ["/", "/cpo/{id}", "/recent", "/store", "/how-to-bind"],
             "stylesheet": "/style.css",
+            "icon": "/favicon.svg",
         })
     }
 }
@@ -171,6 +192,33 @@ fn time_html(secs: u64) -> String {
     )
 }
 
+/// A span of time for people, to the minute: `29 days`, `1 day 4 h`,
+/// `5 h 12 min`, `7 min`, `under a minute`.
+pub fn span(secs: u64) -> String {
+    let (days, hours, mins) = (secs / 86_400, (secs % 86_400) / 3600, (secs % 3600) / 60);
+    match (days, hours, mins) {
+        (d, _, _) if d >= 2 => format!("{d} days"),
+        (1, 0, _) => "1 day".to_owned(),
+        (1, h, _) => format!("1 day {h} h"),
+        (0, 0, 0) => "under a minute".to_owned(),
+        (0, 0, m) => format!("{m} min"),
+        (0, h, 0) => format!("{h} h"),
+        (_, h, m) => format!("{h} h {m} min"),
+    }
+}
+
+/// What is left of a CPO active from `start` to `end`, at `now`: `3 days
+/// left`, `starts in 2 h`, `ended`.
+pub fn time_left(now: u64, start: u64, end: u64) -> String {
+    if end <= now {
+        "ended".to_owned()
+    } else if start > now {
+        format!("starts in {}", span(start - now))
+    } else {
+        format!("{} left", span(end - now))
+    }
+}
+
 fn mode_text(mode: &str) -> &str {
     match mode {
         "first-come" => "first come",
@@ -213,9 +261,11 @@ pub fn page(title: &str, body: &str, public_url: &str) -> String {
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"referrer\" content=\"no-referrer\">\n\
-         <title>{title} · agora</title>\n<link rel=\"stylesheet\" href=\"/style.css\">\n</head>\n<body>\n\
+         <title>{title} · agora</title>\n<link rel=\"stylesheet\" href=\"/style.css\">\n\
+         <link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\">\n</head>\n<body>\n\
          <header class=\"site\"><div class=\"wrap\"><a class=\"brand\" href=\"/\">agora</a>\
-         <nav aria-label=\"site\"><a href=\"/\">Board</a><a href=\"/how-to-bind\">How to bind</a></nav></div></header>\n\
+         <nav aria-label=\"site\"><a href=\"/\">Board</a><a href=\"/recent\">Recently bound</a>\
+         <a href=\"/store\">Store</a><a href=\"/how-to-bind\">How to bind</a></nav></div></header>\n\
          <main class=\"wrap\">\n{body}\n</main>\n\
          <footer class=\"site\"><div class=\"wrap\"><p>An agora node at <span class=\"id\">{url}</span>. \
          The board shows what a Conditional Purchase Order makes public: never the buyer, never a bond. \
@@ -261,12 +311,19 @@ pub struct BoardForm {
     /// Only CPOs active at this Unix time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_at: Option<String>,
-    /// Paging: the last CPO id of the previous page.
+    /// Paging in the id order (older links): the last CPO id of the
+    /// previous page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
     /// CPOs per page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
+    /// The order ([`BoardOrder::name`]); newest first if none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// Paging: the cursor the previous page ended with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 fn given(v: &Option<String>) -> Option<&str> {
@@ -306,7 +363,22 @@ impl BoardForm {
             active_at: opt(&self.active_at),
             after: opt(&self.after),
             limit: opt(&self.limit),
+            sort: opt(&self.sort),
+            cursor: opt(&self.cursor),
         }
+    }
+
+    /// The order asked for (newest first if none, or none that exists).
+    pub fn order(&self) -> BoardOrder {
+        self.sort
+            .as_deref()
+            .and_then(BoardOrder::from_name)
+            .unwrap_or(BoardOrder::Newest)
+    }
+
+    /// Whether this is a later page (not the first of its search).
+    pub fn paged(&self) -> bool {
+        self.after.is_some() || self.cursor.is_some()
     }
 
     /// Whether a filter (not paging) is set.
@@ -391,9 +463,24 @@ impl BoardForm {
                 ));
             }
         }
+        if let Some(o) = &self.sort {
+            if BoardOrder::from_name(o).is_none() {
+                wrong.push(format!(
+                    "Sort: “{}” is not an order; choose newest, ending, price or price-desc.",
+                    clip(o, 40)
+                ));
+            }
+        }
         if !wrong.is_empty() {
             return Err(wrong);
         }
+        let order = self.order();
+        // Older links page the id order with `after`.
+        let order = if self.after.is_some() && self.sort.is_none() && self.cursor.is_none() {
+            BoardOrder::Id
+        } else {
+            order
+        };
         let q = BoardQuery {
             q: self.q.clone(),
             min_price: self.min_price.clone(),
@@ -402,11 +489,13 @@ impl BoardForm {
             active_at,
             mode: self.mode.clone(),
             after: self.after.clone(),
-            limit: Some(self.page_len() + 1),
+            limit: Some(self.page_len()),
+            sort: Some(order.name().to_owned()),
+            cursor: self.cursor.clone(),
         };
         // What is left to check: currencies that disagree, a search text over
-        // its limits.
-        match q.filter() {
+        // its limits, a cursor of another order.
+        match q.filter().and_then(|_| q.order_and_start()) {
             Ok(_) => Ok(q),
             Err(p) => Err(vec![p
                 .detail
@@ -414,12 +503,29 @@ impl BoardForm {
         }
     }
 
-    /// The query string of this form with `after` as given (none: the first
-    /// page), for links.
-    pub fn href(&self, after: Option<&str>) -> String {
+    /// The address of this search's page starting at `cursor` (none: the
+    /// first page), for links.
+    pub fn href(&self, cursor: Option<&str>) -> String {
         let mut f = self.clone();
-        f.after = after.map(str::to_owned);
-        match serde_urlencoded::to_string(&f) {
+        f.after = None;
+        f.cursor = cursor.map(str::to_owned);
+        if f.sort.is_none() && self.after.is_some() {
+            f.sort = Some(BoardOrder::Id.name().to_owned());
+        }
+        f.link()
+    }
+
+    /// The address of this search's first page in `order`.
+    pub fn href_sorted(&self, order: BoardOrder) -> String {
+        let mut f = self.clone();
+        f.after = None;
+        f.cursor = None;
+        f.sort = (order != BoardOrder::Newest).then(|| order.name().to_owned());
+        f.link()
+    }
+
+    fn link(&self) -> String {
+        match serde_urlencoded::to_string(self) {
             Ok(qs) if !qs.is_empty() => format!("/?{qs}"),
             _ => "/".to_owned(),
         }
@@ -479,9 +585,13 @@ fn search_form(form: &BoardForm) -> String {
         );
     }
     h.push_str("</select></div>\n");
-    // Kept across searches: the page length and the activity time, which
-    // the form has no fields for.
-    for (name, v) in [("limit", &form.limit), ("active_at", &form.active_at)] {
+    // Kept across searches: the page length, the activity time and the
+    // order, which the form has no fields for.
+    for (name, v) in [
+        ("limit", &form.limit),
+        ("active_at", &form.active_at),
+        ("sort", &form.sort),
+    ] {
         if let Some(v) = v {
             let _ = write!(
                 h,
@@ -498,8 +608,8 @@ fn search_form(form: &BoardForm) -> String {
     h
 }
 
-/// One CPO of the list.
-fn entry_html(e: &Value) -> String {
+/// One CPO of the list, at `now`.
+fn entry_html(e: &Value, now: u64) -> String {
     let id = text(e, "id");
     let status = text(e, "status");
     let mut h = format!(
@@ -517,27 +627,62 @@ fn entry_html(e: &Value) -> String {
         escape(text(e, "price")),
         escape(mode_text(text(e, "mode")))
     );
+    if let Some(n) = e.get("bids").and_then(Value::as_u64) {
+        let _ = write!(h, "<div><dt>Bids</dt><dd class=\"bids\">{n}</dd></div>");
+    }
     if let Some(end) = secs(e, "end") {
         let _ = write!(
             h,
-            "<div><dt>Ends</dt><dd class=\"ends\">{}</dd></div>",
-            time_html(end)
+            "<div><dt>Ends</dt><dd class=\"ends\">{}</dd></div>\
+             <div><dt>Time left</dt><dd class=\"left\">{}</dd></div>",
+            time_html(end),
+            escape(&time_left(now, secs(e, "start").unwrap_or(0), end))
         );
     }
     h.push_str("</dl></li>\n");
     h
 }
 
-/// The board page: the form as typed, then either what is wrong with it
-/// (`errors`) or the `entries` of this page (public JSON of
-/// [`crate::cpo::public_json`]), with a link to the next page if `more`.
+/// The links that sort the board, the current order marked.
+fn sort_links(form: &BoardForm) -> String {
+    let current = form.order();
+    let mut h = String::from(
+        "<nav class=\"sort\" aria-label=\"Sort\" id=\"sort\"><span class=\"label\">Sort:</span>",
+    );
+    for (order, label) in [
+        (BoardOrder::Newest, "Newest"),
+        (BoardOrder::EndingSoonest, "Ending soonest"),
+        (BoardOrder::PriceLow, "Price: low to high"),
+        (BoardOrder::PriceHigh, "Price: high to low"),
+    ] {
+        let _ = write!(
+            h,
+            "<a href=\"{}\" data-sort=\"{}\"{}>{label}</a>",
+            escape(&form.href_sorted(order)),
+            order.name(),
+            if order == current {
+                " aria-current=\"true\""
+            } else {
+                ""
+            }
+        );
+    }
+    h.push_str("</nav>\n");
+    h
+}
+
+/// The board page at `now`: the form as typed, then either what is wrong
+/// with it (`errors`) or the `page` (public JSON of
+/// [`crate::cpo::public_json`], with bid counts), in the order chosen,
+/// with a link to the next page if there is one.
 pub fn render_board(
     form: &BoardForm,
-    entries: &[Value],
-    more: bool,
+    page_of: &BoardPage,
     errors: &[String],
     public_url: &str,
+    now: u64,
 ) -> String {
+    let entries = &page_of.entries;
     let mut h = String::from(
         "<h1>Open purchase orders</h1>\n<p class=\"lead\">Buyers post bonded, arbiter-approved \
          Conditional Purchase Orders: what they want and the price they will pay. \
@@ -555,8 +700,9 @@ pub fn render_board(
         h.push_str("</ul></div>\n");
         return page("Open purchase orders", &h, public_url);
     }
+    h.push_str(&sort_links(form));
     if entries.is_empty() {
-        let said = if form.after.is_some() {
+        let said = if form.paged() {
             "No more open CPOs match."
         } else if form.filtered() {
             "No open CPOs match your search. Try fewer words or a wider price range."
@@ -566,7 +712,7 @@ pub fn render_board(
         let _ = writeln!(h, "<p class=\"empty\" id=\"empty\">{said}</p>");
     } else {
         let n = entries.len();
-        let what = if form.after.is_some() {
+        let what = if form.paged() {
             " on this page"
         } else if form.filtered() {
             if n == 1 {
@@ -583,25 +729,21 @@ pub fn render_board(
             if n == 1 { "" } else { "s" },
         );
         for e in entries {
-            h.push_str(&entry_html(e));
+            h.push_str(&entry_html(e, now));
         }
         h.push_str("</ul>\n");
     }
-    let last = entries
-        .last()
-        .map(|e| text(e, "id"))
-        .filter(|id| !id.is_empty());
-    let next = last.filter(|_| more);
-    if form.after.is_some() || next.is_some() {
+    let next = page_of.next.as_deref();
+    if form.paged() || next.is_some() {
         h.push_str("<nav class=\"pager\" aria-label=\"pages\">");
-        if form.after.is_some() {
+        if form.paged() {
             let _ = write!(h, "<a href=\"{}\">First page</a>", escape(&form.href(None)));
         }
-        if let Some(id) = next {
+        if let Some(cursor) = next {
             let _ = write!(
                 h,
                 "<a rel=\"next\" id=\"next\" href=\"{}\">Next page</a>",
-                escape(&form.href(Some(id)))
+                escape(&form.href(Some(cursor)))
             );
         }
         h.push_str("</nav>\n");
@@ -623,10 +765,10 @@ fn row(h: &mut String, id: &str, label: &str, value_html: &str, class: &str) {
     );
 }
 
-/// The CPO page for `cpo` (the JSON of [`CpoService::cpo_json`]): its
-/// public fields, its status, and the commands that bind it through the
-/// node at `public_url`.
-pub fn render_cpo(cpo: &Value, public_url: &str) -> String {
+/// The CPO page for `cpo` (the JSON of [`CpoService::cpo_json`]) at
+/// `now`: its public fields, its status, the time it has left, and the
+/// commands that bind it through the node at `public_url`.
+pub fn render_cpo(cpo: &Value, public_url: &str, now: u64) -> String {
     let id = text(cpo, "id");
     let goods = text(cpo, "goods");
     let status = text(cpo, "status");
@@ -656,6 +798,13 @@ pub fn render_cpo(cpo: &Value, public_url: &str) -> String {
         if let Some(t) = secs(cpo, key) {
             row(&mut h, &key.replace('_', "-"), label, &time_html(t), "");
         }
+    }
+    if let (Some(end), "open" | "not yet active") = (secs(cpo, "end"), status) {
+        let left = time_left(now, secs(cpo, "start").unwrap_or(0), end);
+        row(&mut h, "time-left", "Time left", &escape(&left), "");
+    }
+    if let Some(n) = cpo.get("bids").and_then(Value::as_u64) {
+        row(&mut h, "bids", "Bids", &n.to_string(), "");
     }
     let terms = text(cpo, "terms");
     row(
@@ -801,6 +950,188 @@ contract carries the rest.</p>"#
     page("How to bind a CPO", &body, public_url)
 }
 
+// ------------------------------------------------------------ bound lately
+
+/// The page of the CPOs bound or awarded lately (`entries`: the JSON of
+/// [`CpoService::recently_bound_json`], the latest first).
+pub fn render_recent(entries: &[Value], public_url: &str) -> String {
+    let mut h = String::from(
+        "<h1>Recently bound and awarded</h1>\n<p class=\"lead\">A CPO leaves the board once a seller \
+         binds it, or once the arbiter awards it to the lowest bid. These found their seller lately, \
+         the latest first. <a href=\"/\">See the open CPOs</a>.</p>\n",
+    );
+    if entries.is_empty() {
+        h.push_str("<p class=\"empty\" id=\"empty\">No CPO has been bound here yet.</p>\n");
+        return page("Recently bound and awarded", &h, public_url);
+    }
+    h.push_str("<ul class=\"cpos\" id=\"recent\">\n");
+    for e in entries {
+        let status = text(e, "status");
+        let _ = write!(
+            h,
+            "<li class=\"cpo\"><a class=\"goods\" href=\"/cpo/{}\">{}</a> \
+             <span class=\"{}\">{}</span>\n<dl class=\"facts\">\
+             <div><dt>Price</dt><dd class=\"price\">{}</dd></div>\
+             <div><dt>Mode</dt><dd class=\"mode\">{}</dd></div>",
+            escape(text(e, "id")),
+            escape(text(e, "goods")),
+            status_class(status),
+            escape(status),
+            escape(text(e, "price")),
+            escape(mode_text(text(e, "mode"))),
+        );
+        if let Some(t) = secs(e, "bound_at") {
+            let _ = write!(
+                h,
+                "<div><dt>{}</dt><dd class=\"bound-at\">{}</dd></div>",
+                if status == "awarded" {
+                    "Awarded"
+                } else {
+                    "Bound"
+                },
+                time_html(t)
+            );
+        }
+        h.push_str("</dl></li>\n");
+    }
+    h.push_str("</ul>\n");
+    page("Recently bound and awarded", &h, public_url)
+}
+
+// ------------------------------------------------------------ the store
+
+/// `s` as one word for a POSIX shell: as it is if it needs no quoting,
+/// else in single quotes (a `'` in it as `'\''`).
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:@%+=,".contains(&b));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// A size for people: `3.1 MB`, `16 bytes`.
+fn size_text(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "KB")];
+    for (unit, name) in UNITS {
+        if bytes >= unit {
+            return format!("{:.1} {name}", bytes as f64 / unit as f64);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// The file name a product is saved to in its buy command: its code (the
+/// ProductID up to a colon or a space), in small letters.
+fn out_name(product_id: &str) -> String {
+    let code: String = product_id
+        .split([':', ' '])
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if code.is_empty() {
+        "product.bin".to_owned()
+    } else {
+        format!("{code}.bin")
+    }
+}
+
+/// The command that buys `product_id` at up to `price` through the node at
+/// `url`, as the store page prints it (the customer's name left for her to
+/// fill in: `<you>`).
+pub fn buy_command(product_id: &str, price: &str, url: &str) -> String {
+    format!(
+        "agora speed buy --as <you> --product {} --limit {} --out {} --node {}",
+        shell_word(product_id),
+        shell_word(price),
+        out_name(product_id),
+        shell_word(url)
+    )
+}
+
+/// The store page: the vendor's catalogue (the JSON of `GET
+/// /v1/speed/catalogue`), each product with its price and the command that
+/// buys it through the node at `public_url`.
+pub fn render_store(catalogue: &Value, public_url: &str) -> String {
+    let url = node_url(public_url);
+    let products: &[Value] = catalogue
+        .get("products")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let mut h = format!(
+        "<h1>Store</h1>\n<p class=\"lead\">Digital products sold by this node's SPEED vendor \
+         (key id <span class=\"id\" id=\"vendor-key\">{}</span>). A purchase arrives encrypted; \
+         you pay through the broker, and the broker's signed receipt carries the key that opens it. \
+         No money moves unless the product was delivered.</p>\n",
+        escape(text(catalogue, "vendor"))
+    );
+    let _ = write!(
+        h,
+        "<section class=\"howto\" id=\"how-to-buy\" aria-labelledby=\"how-to-buy-h\">\n\
+         <h2 id=\"how-to-buy-h\">How to buy</h2>\n\
+         <p>You need the <code>agora</code> command-line tool, a key pair, and an account at this \
+         node's broker with money in it. The broker opens the account on the node's data directory \
+         (its operator does this; on a node you run with <code>agora up</code>, you do):</p>\n\
+         <pre id=\"setup\"><code>{}</code></pre>\n\
+         <p>Then buy with the command under the product, your name in place of \
+         <code>&lt;you&gt;</code>. It pays at most the list price; the product is written to the \
+         file after <code>--out</code>.</p>\n</section>\n",
+        escape(&format!(
+            "agora key new <you>\nagora speed register <you> --deposit {}",
+            shell_word("20.00 EUR")
+        ))
+    );
+    if products.is_empty() {
+        h.push_str("<p class=\"empty\" id=\"empty\">Nothing is on sale right now.</p>\n");
+        return page("Store", &h, public_url);
+    }
+    let n = products.len();
+    let _ = write!(
+        h,
+        "<p class=\"count\" id=\"count\">{n} product{} on sale</p>\n<ul class=\"products\" id=\"products\">\n",
+        if n == 1 { "" } else { "s" }
+    );
+    for p in products {
+        let id = text(p, "product_id");
+        let price = text(p, "list_price");
+        let negotiable = p.get("negotiable").and_then(Value::as_bool) == Some(true);
+        let _ = write!(
+            h,
+            "<li class=\"product\"><h2 class=\"product-id\">{}</h2>\n<dl class=\"facts\">\
+             <div><dt>Price</dt><dd class=\"price\">{}</dd></div>",
+            escape(id),
+            escape(price)
+        );
+        if let Some(size) = p.get("size").and_then(Value::as_u64) {
+            let _ = write!(
+                h,
+                "<div><dt>Size</dt><dd class=\"size\">{}</dd></div>",
+                size_text(size)
+            );
+        }
+        let _ = write!(
+            h,
+            "<div><dt>Negotiable</dt><dd class=\"negotiable\">{}</dd></div></dl>\n\
+             <pre class=\"buy\"><code>{}</code></pre></li>\n",
+            if negotiable {
+                "yes: the vendor may come down"
+            } else {
+                "no"
+            },
+            escape(&buy_command(id, price, url))
+        );
+    }
+    h.push_str("</ul>\n");
+    page("Store", &h, public_url)
+}
+
 // ------------------------------------------------------------ handlers
 
 /// An HTML response with the headers every page carries.
@@ -847,6 +1178,8 @@ fn problem_page(p: &Problem, public_url: &str) -> Response {
         )
     };
     let mut r = html(p.status, render_error(heading, &message, public_url));
+    r.extensions_mut()
+        .insert(crate::problem::ProblemCode(p.code));
     // A busy node's page says when to come back, as its problem document
     // would.
     if let Some(secs) = p.retry_after {
@@ -858,12 +1191,17 @@ fn problem_page(p: &Problem, public_url: &str) -> Response {
 
 async fn board_page(State((web, core)): State<Web>, RawQuery(raw): RawQuery) -> Response {
     let url = &core.config.public_url;
+    let now = Timestamp::now_from_system_clock();
+    let none = BoardPage {
+        entries: Vec::new(),
+        next: None,
+    };
     let form = match BoardForm::from_query(raw.as_deref().unwrap_or("")) {
         Ok(f) => f,
         Err(e) => {
             return html(
                 StatusCode::BAD_REQUEST,
-                render_board(&BoardForm::default(), &[], false, &[e], url),
+                render_board(&BoardForm::default(), &none, &[e], url, now.secs()),
             )
         }
     };
@@ -872,32 +1210,70 @@ async fn board_page(State((web, core)): State<Web>, RawQuery(raw): RawQuery) -> 
         Err(errors) => {
             return html(
                 StatusCode::BAD_REQUEST,
-                render_board(&form, &[], false, &errors, url),
+                render_board(&form, &none, &errors, url, now.secs()),
             )
         }
     };
     let svc = web.cpo.clone();
-    let now = Timestamp::now_from_system_clock();
-    match blocking(move || svc.board_json(&query, now)).await {
-        Ok(mut entries) => {
-            let more = entries.len() > form.page_len();
-            entries.truncate(form.page_len());
-            html(
-                StatusCode::OK,
-                render_board(&form, &entries, more, &[], url),
-            )
-        }
+    match blocking(move || svc.board_page(&query, now)).await {
+        Ok(found) => html(
+            StatusCode::OK,
+            render_board(&form, &found, &[], url, now.secs()),
+        ),
         Err(p) if p.status.is_client_error() && p.status != StatusCode::TOO_MANY_REQUESTS => {
             let why = p
                 .detail
                 .unwrap_or_else(|| "This search cannot be run.".to_owned());
             html(
                 StatusCode::BAD_REQUEST,
-                render_board(&form, &[], false, &[why], url),
+                render_board(&form, &none, &[why], url, now.secs()),
             )
         }
         Err(p) => problem_page(&p, url),
     }
+}
+
+async fn recent_page(State((web, core)): State<Web>) -> Response {
+    let url = &core.config.public_url;
+    let svc = web.cpo.clone();
+    let now = Timestamp::now_from_system_clock();
+    match blocking(move || svc.recently_bound_json(RECENT, now)).await {
+        Ok(entries) => html(StatusCode::OK, render_recent(&entries, url)),
+        Err(p) => problem_page(&p, url),
+    }
+}
+
+async fn store_page(State((_, core)): State<Web>) -> Response {
+    let url = &core.config.public_url;
+    match core.storefront() {
+        Some(Ok(catalogue)) => html(StatusCode::OK, render_store(&catalogue, url)),
+        Some(Err(p)) => problem_page(&p, url),
+        None => html(
+            StatusCode::NOT_FOUND,
+            render_error(
+                "No store here",
+                "This node runs no SPEED vendor: there is nothing to buy here.",
+                url,
+            ),
+        ),
+    }
+}
+
+/// A file built into the binary, of `content_type`, cached for `cache`.
+fn asset(content_type: &'static str, cache: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn favicon() -> Response {
+    asset("image/svg+xml", "public, max-age=86400", FAVICON_SVG)
 }
 
 async fn cpo_page(
@@ -927,7 +1303,7 @@ async fn cpo_page(
     let svc = web.cpo.clone();
     let now = Timestamp::now_from_system_clock();
     match blocking(move || svc.cpo_json(&key.0, now)).await {
-        Ok(json) => html(StatusCode::OK, render_cpo(&json, url)),
+        Ok(json) => html(StatusCode::OK, render_cpo(&json, url, now.secs())),
         Err(p) if p.status == StatusCode::NOT_FOUND => html(
             StatusCode::NOT_FOUND,
             render_error(
@@ -958,15 +1334,7 @@ async fn how_to_bind_page(State((web, core)): State<Web>) -> Response {
 }
 
 async fn style_css() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        STYLE_CSS,
-    )
-        .into_response()
+    asset("text/css; charset=utf-8", "public, max-age=3600", STYLE_CSS)
 }
 
 #[cfg(test)]
@@ -976,6 +1344,15 @@ mod tests {
     use serde_json::json;
 
     const URL: &str = "http://node.example:7878/";
+    /// A time between the test CPO's start and end.
+    const NOW: u64 = 1_800_000_000 + 86_400 * 3 + 3600 * 5;
+
+    fn listed(entries: Vec<Value>, next: Option<&str>) -> BoardPage {
+        BoardPage {
+            entries,
+            next: next.map(str::to_owned),
+        }
+    }
 
     fn cpo(goods: &str, status: &str) -> Value {
         json!({
@@ -1009,14 +1386,15 @@ mod tests {
         let evil = "Radio <script>alert('x')</script> & \"co\"";
         let c = cpo(evil, "open");
         for html in [
-            render_cpo(&c, URL),
+            render_cpo(&c, URL, NOW),
             render_board(
                 &BoardForm::default(),
-                std::slice::from_ref(&c),
-                false,
+                &listed(vec![c.clone()], None),
                 &[],
                 URL,
+                NOW,
             ),
+            render_recent(std::slice::from_ref(&c), URL),
         ] {
             assert!(!html.contains("<script"), "{html}");
             assert!(!html.contains("<b>"), "terms are escaped too");
@@ -1027,7 +1405,7 @@ mod tests {
         // What a person typed is escaped too, in the form and in errors.
         let form = BoardForm::from_query("q=%22%3E%3Cscript%3E&min_price=%3Cimg%3E").unwrap();
         let errors = form.board_query().unwrap_err();
-        let html = render_board(&form, &[], false, &errors, URL);
+        let html = render_board(&form, &listed(vec![], None), &errors, URL, NOW);
         assert!(
             !html.contains("<script") && !html.contains("<img"),
             "{html}"
@@ -1049,7 +1427,7 @@ mod tests {
 
     #[test]
     fn the_cpo_page_shows_the_public_fields_and_the_commands() {
-        let html = render_cpo(&cpo("A first edition", "open"), URL);
+        let html = render_cpo(&cpo("A first edition", "open"), URL, NOW);
         assert!(html
             .contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"));
         assert!(html.contains("<h1 id=\"goods\">A first edition</h1>"));
@@ -1071,12 +1449,12 @@ mod tests {
     fn a_bound_cpo_says_so_and_offers_no_command() {
         let mut c = cpo("A lamp", "bound");
         c["bound_at"] = 1_800_000_500u64.into();
-        let html = render_cpo(&c, URL);
+        let html = render_cpo(&c, URL, NOW);
         assert!(html.contains("class=\"status status-bound\">bound</span>"));
         assert!(html.contains("id=\"bound-at\""));
         assert!(html.contains("This CPO is bound: it can no longer be bound."));
         assert!(!html.contains("agora cpo bind"));
-        let html = render_cpo(&cpo("A lamp", "taken down"), URL);
+        let html = render_cpo(&cpo("A lamp", "taken down"), URL, NOW);
         assert!(html.contains("status-taken-down"));
     }
 
@@ -1084,7 +1462,7 @@ mod tests {
     fn a_bidding_cpo_shows_the_bid_command() {
         let mut c = cpo("A boat", "open");
         c["mode"] = "bidding".into();
-        let html = render_cpo(&c, URL);
+        let html = render_cpo(&c, URL, NOW);
         assert!(html.contains("How to bid on this CPO"));
         assert!(html.contains("agora cpo bid "));
         assert!(!html.contains("agora cpo bind "));
@@ -1096,27 +1474,33 @@ mod tests {
         let form = BoardForm::from_query("q=bike&mode=any&min_price=&limit=2").unwrap();
         assert_eq!(form.mode, None, "any is no filter");
         assert_eq!(form.min_price, None, "blank is no filter");
-        let html = render_board(&form, &entries, true, &[], URL);
+        let cursor = format!("newest.7.{}", "ab".repeat(32));
+        let html = render_board(
+            &form,
+            &listed(entries.clone(), Some(&cursor)),
+            &[],
+            URL,
+            NOW,
+        );
         assert!(html.contains(&format!(
             "<a class=\"goods\" href=\"/cpo/{}\">One</a>",
             "ab".repeat(32)
         )));
         assert!(html.contains("<span class=\"badge\">not yet active</span>"));
         assert!(html.contains(&format!(
-            "<a rel=\"next\" id=\"next\" href=\"/?q=bike&amp;after={}&amp;limit=2\">Next page</a>",
-            "ab".repeat(32)
+            "<a rel=\"next\" id=\"next\" href=\"/?q=bike&amp;limit=2&amp;cursor={cursor}\">Next page</a>"
         )));
         assert!(html.contains("value=\"bike\""));
-        let last = render_board(&form, &entries, false, &[], URL);
+        let last = render_board(&form, &listed(entries, None), &[], URL, NOW);
         assert!(!last.contains("Next page"));
     }
 
     #[test]
     fn nothing_found_is_said_plainly() {
-        let html = render_board(&BoardForm::default(), &[], false, &[], URL);
+        let html = render_board(&BoardForm::default(), &listed(vec![], None), &[], URL, NOW);
         assert!(html.contains("There are no open CPOs on this board right now."));
         let form = BoardForm::from_query("q=unicorn").unwrap();
-        let html = render_board(&form, &[], false, &[], URL);
+        let html = render_board(&form, &listed(vec![], None), &[], URL, NOW);
         assert!(html.contains("No open CPOs match your search."));
         assert!(html.contains("Clear the search"));
     }
@@ -1138,10 +1522,11 @@ mod tests {
         assert_eq!(q.min_price.as_deref(), Some("10 EUR"));
         assert_eq!(q.max_price.as_deref(), Some("20.5 EUR"));
         assert_eq!(q.currency.as_deref(), Some("EUR"));
+        assert_eq!(q.limit, Some(PAGE));
         assert_eq!(
-            q.limit,
-            Some(PAGE + 1),
-            "one more than a page, to see if there is a next"
+            q.sort.as_deref(),
+            Some("newest"),
+            "people see the newest first"
         );
     }
 
@@ -1163,6 +1548,186 @@ mod tests {
                 .unwrap_or_else(|| panic!("{cmd} missing"));
             assert!(line.contains("--node http://node.example:7878"), "{line}");
         }
+    }
+
+    #[test]
+    fn time_left_counts_down_to_the_minute() {
+        assert_eq!(span(0), "under a minute");
+        assert_eq!(span(7 * 60 + 5), "7 min");
+        assert_eq!(span(5 * 3600), "5 h");
+        assert_eq!(span(5 * 3600 + 12 * 60), "5 h 12 min");
+        assert_eq!(span(86_400 + 4 * 3600), "1 day 4 h");
+        assert_eq!(span(29 * 86_400 + 3600), "29 days");
+        assert_eq!(time_left(100, 0, 100), "ended");
+        assert_eq!(time_left(100, 200, 1000), "starts in 1 min");
+        assert_eq!(time_left(100, 0, 100 + 2 * 86_400), "2 days left");
+        // On the board and on the CPO's page.
+        let c = cpo("A clock", "open");
+        let board = render_board(
+            &BoardForm::default(),
+            &listed(vec![c.clone()], None),
+            &[],
+            URL,
+            NOW,
+        );
+        assert!(
+            board.contains("<dt>Time left</dt><dd class=\"left\">26 days left</dd>"),
+            "{board}"
+        );
+        let page = render_cpo(&c, URL, NOW);
+        assert!(
+            page.contains("<dd id=\"time-left\">26 days left</dd>"),
+            "{page}"
+        );
+        let mut bound = c;
+        bound["status"] = "bound".into();
+        assert!(!render_cpo(&bound, URL, NOW).contains("Time left"));
+    }
+
+    #[test]
+    fn the_board_is_sorted_by_links_and_keeps_its_order() {
+        let form = BoardForm::from_query("q=bike&sort=price").unwrap();
+        assert_eq!(form.order(), BoardOrder::PriceLow);
+        let q = form.board_query().unwrap();
+        assert_eq!(q.sort.as_deref(), Some("price"));
+        let html = render_board(
+            &form,
+            &listed(vec![cpo("Bike", "open")], None),
+            &[],
+            URL,
+            NOW,
+        );
+        assert!(html.contains("<nav class=\"sort\""), "{html}");
+        assert!(html.contains(
+            "<a href=\"/?q=bike&amp;sort=price\" data-sort=\"price\" aria-current=\"true\">Price: low to high</a>"
+        ));
+        assert!(html.contains("<a href=\"/?q=bike\" data-sort=\"newest\">Newest</a>"));
+        assert!(html.contains("href=\"/?q=bike&amp;sort=ending\""));
+        assert!(html.contains("href=\"/?q=bike&amp;sort=price-desc\""));
+        // A search keeps the order.
+        assert!(html.contains("<input type=\"hidden\" name=\"sort\" value=\"price\">"));
+        // The default is newest first; a bad order is explained.
+        assert_eq!(BoardForm::default().order(), BoardOrder::Newest);
+        let errors = BoardForm::from_query("sort=cheapest")
+            .unwrap()
+            .board_query()
+            .unwrap_err();
+        assert!(
+            errors[0].starts_with("Sort: “cheapest” is not an order"),
+            "{errors:?}"
+        );
+        // A cursor of another order is refused before the board is read.
+        let id = "ab".repeat(32);
+        let errors = BoardForm::from_query(&format!("sort=ending&cursor=newest.3.{id}"))
+            .unwrap()
+            .board_query()
+            .unwrap_err();
+        assert!(errors[0].contains("another order"), "{errors:?}");
+    }
+
+    #[test]
+    fn bidding_cpos_show_their_bids() {
+        let mut c = cpo("A boat", "open");
+        c["mode"] = "bidding".into();
+        c["bids"] = 2.into();
+        let board = render_board(
+            &BoardForm::default(),
+            &listed(vec![c.clone()], None),
+            &[],
+            URL,
+            NOW,
+        );
+        assert!(
+            board.contains("<dt>Bids</dt><dd class=\"bids\">2</dd>"),
+            "{board}"
+        );
+        assert!(render_cpo(&c, URL, NOW).contains("<dd id=\"bids\">2</dd>"));
+        // A first-come CPO has no bids to show.
+        let board = render_board(
+            &BoardForm::default(),
+            &listed(vec![cpo("A lamp", "open")], None),
+            &[],
+            URL,
+            NOW,
+        );
+        assert!(!board.contains("Bids"));
+    }
+
+    #[test]
+    fn the_store_prints_a_command_per_product() {
+        assert_eq!(shell_word("DEMO-KEY-1"), "DEMO-KEY-1");
+        assert_eq!(shell_word("1.50 EUR"), "'1.50 EUR'");
+        assert_eq!(shell_word("it's $HOME"), "'it'\\''s $HOME'");
+        assert_eq!(shell_word(""), "''");
+        let cat = json!({
+            "vendor": "ee".repeat(32),
+            "products": [
+                {"product_id": "DEMO-SONG-1: Loopback <Blues>", "size": 3_145_728u64,
+                 "list_price": "1.50 EUR", "negotiable": true, "aggressive": false},
+                {"product_id": "DEMO-KEY-1", "size": 16, "list_price": "0.50 EUR",
+                 "negotiable": false, "aggressive": true},
+            ],
+        });
+        let html = render_store(&cat, URL);
+        assert!(html.contains("2 products on sale"));
+        assert!(html.contains("<h2 class=\"product-id\">DEMO-SONG-1: Loopback &lt;Blues&gt;</h2>"));
+        assert!(html.contains("<dd class=\"size\">3.0 MB</dd>"));
+        assert!(html.contains(
+            "agora speed buy --as &lt;you&gt; --product &#39;DEMO-SONG-1: Loopback &lt;Blues&gt;&#39; \
+             --limit &#39;1.50 EUR&#39; --out demo-song-1.bin --node http://node.example:7878</code>"
+        ), "{html}");
+        assert!(html.contains(
+            "agora speed buy --as &lt;you&gt; --product DEMO-KEY-1 --limit &#39;0.50 EUR&#39; \
+             --out demo-key-1.bin --node http://node.example:7878</code>"
+        ));
+        assert!(html.contains("agora speed register &lt;you&gt; --deposit &#39;20.00 EUR&#39;"));
+        let empty = render_store(&json!({"vendor": "x", "products": []}), URL);
+        assert!(empty.contains("Nothing is on sale right now."));
+    }
+
+    #[test]
+    fn the_recent_page_says_bound_or_awarded_and_when() {
+        let mut a = cpo("A lamp", "bound");
+        a["bound_at"] = 1_800_000_500u64.into();
+        let mut b = cpo("A boat", "awarded");
+        b["mode"] = "bidding".into();
+        b["bound_at"] = 1_800_000_600u64.into();
+        let html = render_recent(&[b, a], URL);
+        assert!(html.contains("<span class=\"status status-awarded\">awarded</span>"));
+        assert!(html.contains("<span class=\"status status-bound\">bound</span>"));
+        assert!(html.contains("<dt>Awarded</dt>") && html.contains("<dt>Bound</dt>"));
+        assert!(
+            html.find("A boat") < html.find("A lamp"),
+            "the latest first"
+        );
+        assert!(render_recent(&[], URL).contains("No CPO has been bound here yet."));
+    }
+
+    #[test]
+    fn every_page_links_the_icon_and_keeps_command_lines_whole() {
+        for html in [
+            render_board(&BoardForm::default(), &listed(vec![], None), &[], URL, NOW),
+            render_how_to_bind(URL, None, None),
+            render_error("x", "y", URL),
+        ] {
+            assert!(
+                html.contains("<link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\">")
+            );
+        }
+        assert!(FAVICON_SVG.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        // Command boxes: whole lines, scrolled inside the box if need be.
+        let pre = STYLE_CSS
+            .split("\npre {")
+            .nth(1)
+            .unwrap()
+            .split('}')
+            .next()
+            .unwrap();
+        assert!(
+            pre.contains("white-space: pre;") && pre.contains("overflow-x: auto;"),
+            "{pre}"
+        );
+        assert!(!pre.contains("overflow-wrap: anywhere"), "{pre}");
     }
 
     // ---------------------------------------------------- through the node
@@ -1264,6 +1829,35 @@ mod tests {
         assert_eq!(s, StatusCode::OK);
         assert_eq!(ct, "text/css; charset=utf-8");
         assert_eq!(body, STYLE_CSS);
+
+        for icon in ["/favicon.svg", "/favicon.ico"] {
+            let (s, ct, body) = get(&app, icon).await;
+            assert_eq!(
+                (s, ct.as_str()),
+                (StatusCode::OK, "image/svg+xml"),
+                "{icon}"
+            );
+            assert_eq!(body, FAVICON_SVG);
+        }
+        let (s, _, body) = get(&app, "/recent").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(body.contains("No CPO has been bound here yet."), "{body}");
+        let (s, ct, body) = get(&app, "/store").await;
+        assert_eq!(
+            (s, ct.as_str()),
+            (StatusCode::NOT_FOUND, "text/html; charset=utf-8")
+        );
+        assert!(body.contains("This node runs no SPEED vendor"), "{body}");
+        let (s, _, body) = get(&app, "/?sort=cheapest").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(body.contains("is not an order"), "{body}");
+        // The icon's requests are routes now, not unmatched ones.
+        let metrics = node.core().metrics.render();
+        assert!(
+            metrics.contains(r#"route="/favicon.ico",status="200""#),
+            "{metrics}"
+        );
+        assert!(!metrics.contains(r#"route="unmatched""#), "{metrics}");
     }
 
     /// A busy node's page carries `Retry-After`, as its problem document

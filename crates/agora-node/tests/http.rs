@@ -708,6 +708,65 @@ fn housekeeping_awards_closed_bidding_and_takes_down_revoked_buyers() {
     let said = n.svc.housekeeping(now()).unwrap().unwrap_or_default();
     assert!(said.contains("1 CPOs taken down"), "{said}");
     assert_eq!(n.client.cpo(&open_id).unwrap()["status"], "taken down");
+
+    // The business, counted where each step committed: two CPOs posted,
+    // one awarded (by housekeeping: the later call found it made), one
+    // taken down, none bound first-come.
+    let m = metrics(&n);
+    for line in [
+        "agora_cpos_posted_total 2",
+        "agora_cpos_awarded_total 1",
+        "agora_cpos_taken_down_total 1",
+        "agora_cpos_bound_total 0",
+    ] {
+        assert!(m.contains(line), "{line} in {m}");
+    }
+    // A second housekeeping run finds nothing new to count.
+    n.svc.housekeeping(now()).unwrap();
+    let m = metrics(&n);
+    assert!(m.contains("agora_cpos_awarded_total 1"), "{m}");
+    assert!(m.contains("agora_cpos_taken_down_total 1"), "{m}");
+}
+
+/// The node's `/metrics` text.
+fn metrics(n: &TestNode) -> String {
+    raw(&n.url)
+        .get(format!("{}/metrics", n.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// A first-come binding is counted once it committed, and the refusal of
+/// a second seller is counted by its problem code, not as a binding.
+#[test]
+fn bindings_and_refusals_are_counted_in_metrics() {
+    let n = TestNode::start(NodeConfig::default());
+    let bob = keys();
+    let bob_bond = n.bond(&bob, BondRole::Buyer);
+    let ccpo = n.ccpo(&bob_bond, "A counted lamp", DAY);
+    let id = ccpo.id;
+    n.approve_and_post::<FirstCome>(&bob, ccpo);
+    let (pam, quinn) = (keys(), keys());
+    let ps = n.session(&pam, &n.bond(&pam, BondRole::Seller));
+    let qs = n.session(&quinn, &n.bond(&quinn, BondRole::Seller));
+    let before = metrics(&n);
+    assert!(before.contains("agora_cpos_posted_total 1"), "{before}");
+    assert!(before.contains("agora_cpos_bound_total 0"), "{before}");
+    // Both offers made while the CPO is open; Pam's is sent first.
+    let (first, expect) = n.offer(&ps, id).unwrap();
+    let (second, _) = n.offer(&qs, id).unwrap();
+    let r = n.client.call(Role::Server, &first, None).unwrap();
+    expect.handle(&ps, &r.body).unwrap();
+    let late = problem(n.client.call(Role::Server, &second, None).unwrap_err());
+    assert_eq!(late.code, "refused");
+    let m = metrics(&n);
+    assert!(m.contains("agora_cpos_bound_total 1"), "{m}");
+    assert!(
+        m.contains(r#"agora_refusals_total{code="refused"} 1"#),
+        "{m}"
+    );
 }
 
 /// A bidder whose BID_RECEIPT was lost asks for her receipts over HTTP
@@ -828,7 +887,19 @@ fn metrics_health_node_and_openapi() {
         .json()
         .unwrap();
     assert!(api["openapi"].as_str().unwrap().starts_with("3."));
-    assert_eq!(api, common::api(), "the node serves its document");
+    // The document as kept, but for its servers entry: this node.
+    assert_eq!(
+        api["servers"],
+        serde_json::json!([{ "url": n.url, "description": "this node" }]),
+        "the node names itself as the server"
+    );
+    let mut kept = common::api();
+    assert_eq!(
+        kept["servers"][0]["url"], "http://127.0.0.1:7878",
+        "the document as kept names agora up's default address"
+    );
+    kept["servers"] = api["servers"].clone();
+    assert_eq!(api, kept, "the node serves its document");
     for (method, path, _, _) in ROUTES {
         common::operation(&api, method, path);
     }
@@ -895,7 +966,12 @@ const ROUTES: &[(&str, &str, bool, &[u16])] = &[
     ("get", "/", true, &[200, 400]),
     ("get", "/cpo/{id}", true, &[200, 400, 404]),
     ("get", "/how-to-bind", true, &[200]),
+    // 404: no SPEED vendor hosted.
+    ("get", "/store", true, &[200, 404]),
+    ("get", "/recent", true, &[200]),
     ("get", "/style.css", true, &[200]),
+    ("get", "/favicon.svg", true, &[200]),
+    ("get", "/favicon.ico", true, &[200]),
     ("get", "/openapi.json", true, &[200]),
     ("get", "/metrics", true, &[200]),
     // Health and readiness stand before admission.
@@ -956,6 +1032,60 @@ fn node_sources() -> Vec<(String, String)> {
         }
     }
     files
+}
+
+/// Every error a route answers is typed: a problem document
+/// (`application/problem+json`) for the API, a page (`text/html`) for the
+/// pages people read (and both for a busy page), never bare JSON nor an
+/// untyped body; only `431`, whose connection is closed, has no body.
+#[test]
+fn every_error_response_is_a_problem_document_or_a_page() {
+    let api = common::api();
+    let pages = ["/", "/cpo/{id}", "/recent", "/store"];
+    for (method, path, _, _) in ROUTES {
+        for status in common::statuses(&api, method, path) {
+            if status < 400 || status == 431 {
+                continue;
+            }
+            let r = common::response(&api, method, path, status).unwrap();
+            let types: Vec<&str> = r["content"]
+                .as_object()
+                .map(|c| c.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            let problem = types.contains(&"application/problem+json");
+            let page = types.contains(&"text/html");
+            let allowed = if *path == "/readyz" {
+                // Not ready is JSON saying why (a probe reads it), or a
+                // problem document from admission.
+                problem && types.contains(&"application/json")
+            } else if pages.contains(path) {
+                (problem || page) && !types.contains(&"application/json")
+            } else {
+                problem && types.len() == 1
+            };
+            assert!(
+                allowed,
+                "{method} {path} {status} is typed {types:?}, not as a problem document or page"
+            );
+        }
+    }
+    // And a node sends what the document says: an error of the API is
+    // application/problem+json.
+    let n = TestNode::start(NodeConfig::default());
+    let http = raw(&n.url);
+    for (path, status) in [
+        ("/v1/cpo/board?min_price=lots", 400),
+        ("/v1/cpo/board/nothex", 400),
+        ("/no/such/route", 404),
+    ] {
+        let r = http.get(format!("{}{path}", n.url)).send().unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{path}"
+        );
+    }
 }
 
 /// Every status a route's code returns is documented for that route, and

@@ -53,6 +53,17 @@ impl CatalogueSource for Fixed {
     }
 }
 
+struct NoBonds;
+
+impl agora_node::cpo::TrustSource<agora_cpo::BondTrust> for NoBonds {
+    fn load(&self) -> Result<agora_cpo::BondTrust, String> {
+        Ok(agora_cpo::BondTrust {
+            agencies: TrustAnchors::new(),
+            crls: vec![],
+        })
+    }
+}
+
 struct Trust(SpeedTrust);
 
 impl SpeedTrustSource<SpeedTrust> for Trust {
@@ -134,6 +145,16 @@ fn start_with(config: NodeConfig) -> TestNode {
         agora_store::AtRestKey::generate(&mut agora_core::crypto::os_rng()),
     )
     .unwrap();
+    // The pages too (the store page), over a CPO service hosting no role.
+    let web = Arc::new(agora_node::web::WebService::new(Arc::new(
+        agora_node::cpo::CpoService::new(agora_node::cpo::CpoSpec {
+            store: store.clone(),
+            server: None,
+            arbiter: None,
+            trust: Box::new(NoBonds),
+        })
+        .unwrap(),
+    )));
     let svc = Arc::new(
         SpeedService::new(SpeedSpec {
             store,
@@ -207,6 +228,7 @@ fn start_with(config: NodeConfig) -> TestNode {
             ..config
         })
         .with(svc.clone() as Arc<dyn Service>)
+        .with(web.clone())
     });
     let url = served.url();
     TestNode {
@@ -266,7 +288,7 @@ fn negotiated_purchase_paid_from_account_over_http() {
             ready,
             num("C-CAROL"),
             &|_| false,
-            |_| Ok(()),
+            |_, _| Ok(()),
         )
         .unwrap();
     assert_eq!(n.decrypt(&purchase.key, "song.enc"), n.song);
@@ -318,6 +340,7 @@ fn card_loaded_then_aggressive_purchase_paid_by_card_over_http() {
         &mut card,
         Timestamp::now_from_system_clock(),
         |_| Ok(()),
+        |_| Ok(()),
     )
     .unwrap();
     assert_eq!(card.balance(), eur(500));
@@ -336,7 +359,7 @@ fn card_loaded_then_aggressive_purchase_paid_by_card_over_http() {
             ready,
             &mut card,
             &|_| false,
-            |_| Ok(()),
+            |_, _| Ok(()),
             |c| {
                 saved_card = Some(c.to_bytes());
                 Ok(())
@@ -673,4 +696,136 @@ fn complaint_uploads_are_bounded_in_size_number_and_time() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     let r = second();
     assert_ne!(r.status().as_u16(), 503, "the place was given back");
+}
+
+/// The text of `html` with the five entities of `agora_node::web::escape`
+/// replaced by their characters.
+fn unescape(html: &str) -> String {
+    html.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+/// The words a POSIX shell makes of `line` (plain words and single-quoted
+/// ones, which is all the store page writes).
+fn shell_words(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted, mut started) = (Vec::new(), String::new(), false, false);
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                started = true;
+            }
+            ' ' if !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            c => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
+/// The store page lists the vendor's products at their list prices, and
+/// the command it prints for one, run as printed (the customer's name in
+/// place of `<you>`), buys it: its ProductID, limit and node make a deal at
+/// the list price, paid and decrypted. The purchase is then counted in
+/// `/metrics`, by currency, once.
+#[test]
+fn the_store_page_prints_a_command_that_buys_the_product() {
+    let n = start();
+    let http = reqwest::blocking::Client::new();
+    let r = http.get(format!("{}/store", n.url)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let page = r.text().unwrap();
+    assert!(
+        page.contains(&n.vendor.id().to_string()),
+        "the vendor's key id"
+    );
+    assert!(page.contains("2 products on sale"), "{page}");
+    let commands: Vec<String> = page
+        .split("<pre class=\"buy\"><code>")
+        .skip(1)
+        .map(|rest| unescape(rest.split("</code>").next().unwrap()))
+        .collect();
+    assert_eq!(commands.len(), 2, "{page}");
+    let line = commands
+        .iter()
+        .find(|c| c.contains(SONG))
+        .expect("the song's command");
+    let words = shell_words(&line.replace("<you>", "carol"));
+    assert_eq!(words[..3], ["agora", "speed", "buy"], "{line}");
+    let flag = |name: &str| -> String {
+        let i = words
+            .iter()
+            .position(|w| w == name)
+            .unwrap_or_else(|| panic!("{name} in {line}"));
+        words[i + 1].clone()
+    };
+    assert_eq!(flag("--as"), "carol");
+    assert_eq!(flag("--product"), SONG);
+    assert_eq!(flag("--node"), n.url);
+    assert!(!flag("--out").is_empty());
+    let limit: Money = flag("--limit").parse().unwrap();
+    assert_eq!(limit, eur(150), "the list price");
+    assert_eq!(words.len(), 13, "no other word: {words:?}");
+
+    // `--limit` alone is agora speed buy's WalkAwayAbove.
+    let c = SpeedClient::http(NodeClient::new(&flag("--node")).unwrap());
+    let out = n.dir.path().join("bought.enc");
+    let strategy = agora_speed::strategy::WalkAwayAbove { limit };
+    let Negotiated::Ready(ready) = c
+        .negotiate(
+            &mut os_rng(),
+            &n.carol,
+            &n.vendor,
+            &flag("--product"),
+            &strategy,
+            &out,
+        )
+        .unwrap()
+    else {
+        panic!("no deal at the printed limit")
+    };
+    assert_eq!(ready.price(), eur(150));
+    let purchase = c
+        .pay_from_account(
+            &mut os_rng(),
+            &n.carol,
+            &n.broker,
+            &n.vendor,
+            ready,
+            num("C-CAROL"),
+            &|_| false,
+            |_, _| Ok(()),
+        )
+        .unwrap();
+    assert_eq!(n.decrypt(&purchase.key, "bought.enc"), n.song);
+
+    let metrics = |n: &TestNode| {
+        http.get(format!("{}/metrics", n.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let m = metrics(&n);
+    assert!(
+        m.contains(r#"agora_speed_purchases_total{currency="EUR"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"agora_speed_volume_cents_total{currency="EUR"} 150"#),
+        "{m}"
+    );
 }

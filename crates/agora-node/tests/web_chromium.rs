@@ -6,11 +6,19 @@
 //! (protocols 1 and 5) and posted to its server (2), and one bound by a
 //! seller (3 then 4). Then:
 //!
+//! A SPEED vendor with two products is hosted too, for the store page, and
+//! the bidding CPO takes one bid.
+//!
 //! - `pages_over_http`: the pages' status codes and what they must never
-//!   show (the buyer, a bond), with a plain HTTP client;
+//!   show (the buyer, a bond), the board's orders and its JSON's next-page
+//!   cursor, bid counts, the CPOs bound lately, the store, the icon, with a
+//!   plain HTTP client;
 //! - `board_in_headless_chromium`: headless Chromium at a phone's width,
-//!   driven through WebDriver (chromedriver + fantoccini): search, open a
-//!   CPO, read what it says, page, and check that nothing scrolls sideways.
+//!   driven through WebDriver (chromedriver + fantoccini): search, sort,
+//!   open a CPO, read what it says and the time it has left, page, see the
+//!   CPOs bound lately and the store, check that no command in a how-to box
+//!   is broken across lines and that nothing scrolls sideways, and that the
+//!   browser asked for no route the node does not have (the icon).
 //!   Screenshots go to `target/screenshots/`. Without `/usr/bin/chromium`
 //!   and `/usr/bin/chromedriver` it is skipped, unless
 //!   `AGORA_REQUIRE_CHROMIUM=1`, which makes it fail instead.
@@ -141,7 +149,9 @@ impl Seeder<'_> {
                 goods: goods.into(),
                 price,
                 start: self.now.minus_secs(60),
-                end: self.now.plus_secs(30 * DAY),
+                // Half a day past 30 days: the time left reads "30 days"
+                // for the next twelve hours, whenever the pages are read.
+                end: self.now.plus_secs(30 * DAY + DAY / 2),
                 terms: terms.into(),
                 bond: self.bob_bond.clone(),
             },
@@ -162,6 +172,37 @@ impl Seeder<'_> {
         let receipt = b.handle(&self.bob, &r3.body).unwrap();
         assert_eq!(receipt.cpo.ccpo.id, ccpo.id);
         ccpo
+    }
+
+    /// Protocol 3: a seller's browse session.
+    fn session(&self, seller: &Keys, bond: &[u8]) -> agora_cpo::seller::SellerSession {
+        let rng = &mut os_rng();
+        let (m0, p) = agora_cpo::seller::request_session(
+            seller,
+            rng,
+            bond.to_vec(),
+            self.now.minus_secs(60),
+            self.now.plus_secs(DAY),
+            &self.server,
+        )
+        .unwrap();
+        let r1 = self.call(Role::Server, None, &m0);
+        let (m2, p) = p.handle(seller, rng, &r1.body).unwrap();
+        let r3 = self.call(Role::Server, r1.step, &m2);
+        p.handle(seller, &r3.body).unwrap()
+    }
+
+    /// Protocol 6: a seller bids `price` on bidding CPO `cpo`.
+    fn bid(&self, seller: &Keys, bond: &[u8], cpo: &Ccpo, price: Money) {
+        let rng = &mut os_rng();
+        let session = self.session(seller, bond);
+        let ask = session.request_listing(rng, cpo.id, Mode::Bidding);
+        let listing = session
+            .open_bid_listing(&self.call(Role::Server, None, &ask).body)
+            .unwrap();
+        let (m1, expect) = session.bid(rng, &listing, price, "").unwrap();
+        let r = self.call(Role::Server, None, &m1);
+        expect.handle(&session, &r.body).unwrap();
     }
 
     /// Protocols 3 and 4: a seller opens a browse session and binds `cpo`.
@@ -267,6 +308,7 @@ fn seed() -> Seeded {
     );
     let boat = s.post::<Bidding>(BOAT, eur(30_000), "Delivered to the lake shore.");
     s.bind(&pam, &pam_bond, &bicycle);
+    s.bid(&pam, &pam_bond, &boat, eur(29_000));
 
     let mut secrets = Vec::new();
     for k in [&s.bob, &pam] {
@@ -296,9 +338,75 @@ fn seed() -> Seeded {
 
 // ------------------------------------------------------------ the node
 
+/// SPEED CAs for a vendor that only shows its catalogue: none needed.
+struct NoCas;
+
+impl agora_node::speed::SpeedTrustSource<agora_speed::SpeedTrust> for NoCas {
+    fn load(&self) -> Result<agora_speed::SpeedTrust, String> {
+        Ok(agora_speed::SpeedTrust::new(TrustAnchors::new(), vec![]))
+    }
+}
+
+struct Products(Vec<agora_node::speed::Product>);
+
+impl agora_node::speed::CatalogueSource for Products {
+    fn products(&self) -> Result<Vec<agora_node::speed::Product>, String> {
+        Ok(self.0.clone())
+    }
+}
+
+/// The store's products: ProductID and list price.
+const SONG: &str = "DEMO-SONG-1: Loopback Blues, 3 MB (demo bytes)";
+const STREAM_KEY: &str = "DEMO-KEY-1: a 16-byte key to a stream";
+
+/// A SPEED vendor (no broker) selling two products from files in `dir`.
+fn speed(dir: &Path) -> Arc<agora_node::speed::SpeedService> {
+    use agora_node::speed::{Product, SpeedService, SpeedSpec, VendorSpec};
+    use agora_speed::strategy::PriceRule;
+    std::fs::write(dir.join("song.mp3"), vec![7u8; 3 * 1024 * 1024]).unwrap();
+    std::fs::write(dir.join("stream.key"), [9u8; 16]).unwrap();
+    let store = agora_store::Stores::open(
+        &agora_store::StoreUrl::Sqlite(dir.join("speed.db")),
+        agora_store::AtRestKey::generate(&mut os_rng()),
+    )
+    .unwrap();
+    let vendor = keys();
+    Arc::new(
+        SpeedService::new(SpeedSpec {
+            store,
+            broker: None,
+            vendor: Some(VendorSpec {
+                broker: keys().peer(),
+                keys: vendor,
+                account: agora_speed::AccountNumber::new("V-DEMO").unwrap(),
+                catalogue: Box::new(Products(vec![
+                    Product {
+                        id: SONG.into(),
+                        path: dir.join("song.mp3"),
+                        rule: PriceRule {
+                            list: eur(150),
+                            floor: eur(100),
+                            step: 20,
+                        },
+                    },
+                    Product {
+                        id: STREAM_KEY.into(),
+                        path: dir.join("stream.key"),
+                        rule: PriceRule::fixed(eur(50)),
+                    },
+                ])),
+                max_aggressive_len: 1_000_000,
+            }),
+            trust: Box::new(NoCas),
+        })
+        .unwrap(),
+    )
+}
+
 struct Running {
     rt: tokio::runtime::Runtime,
     url: String,
+    node: Arc<agora_node::Core>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     board: Seeded,
@@ -321,7 +429,9 @@ impl Running {
             ..Default::default()
         })
         .with(board.cpo.clone())
-        .with(Arc::new(WebService::new(board.cpo.clone())));
+        .with(Arc::new(WebService::new(board.cpo.clone())))
+        .with(speed(board._dir.path()));
+        let core = node.core().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = rt.spawn(node.serve(listener, async {
             let _ = stopped.await;
@@ -329,6 +439,7 @@ impl Running {
         Running {
             rt,
             url,
+            node: core,
             stop: Some(stop),
             served: Some(served),
             board,
@@ -425,7 +536,7 @@ fn pages_over_http() {
         .expect("a Next page link")
         .replace("&amp;", "&");
     assert!(
-        next.contains("after=") && next.contains("limit=2"),
+        next.contains("cursor=newest.") && next.contains("limit=2"),
         "{next}"
     );
     let (s, _, body) = get(&c, &base, &next);
@@ -482,6 +593,143 @@ fn pages_over_http() {
     let (s, _, body) = get(&c, &base, "/v1/cpo/board?q=zeppelin");
     assert_eq!(s, 200);
     assert!(body.contains(&b.zeppelin));
+
+    // Orders: the same three open CPOs, sorted as asked.
+    let order = |body: &str| -> Vec<String> {
+        body.split("<li class=\"cpo\"><a class=\"goods\" href=\"/cpo/")
+            .skip(1)
+            .map(|r| r[..64].to_owned())
+            .collect()
+    };
+    let (z, r, bo) = (b.zeppelin.clone(), b.radio.clone(), b.boat.clone());
+    for (query, expect) in [
+        ("/", vec![bo.clone(), r.clone(), z.clone()]),
+        ("/?sort=price", vec![r.clone(), z.clone(), bo.clone()]),
+        ("/?sort=price-desc", vec![bo.clone(), z.clone(), r.clone()]),
+    ] {
+        let (s, _, body) = get(&c, &base, query);
+        assert_eq!(s, 200, "{query}");
+        assert_eq!(order(&body), expect, "{query}: newest first by default");
+        assert!(body.contains("<nav class=\"sort\""), "{query}");
+    }
+    // Paging a sorted board: two, then the third, by the cursor.
+    let (_, _, body) = get(&c, &base, "/?sort=price&limit=2");
+    assert_eq!(order(&body), vec![r.clone(), z.clone()]);
+    let next = body
+        .split("<a rel=\"next\" id=\"next\" href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a Next page link")
+        .replace("&amp;", "&");
+    assert!(
+        next.contains("sort=price") && next.contains("cursor=price."),
+        "{next}"
+    );
+    let (_, _, body) = get(&c, &base, &next);
+    assert_eq!(order(&body), vec![bo.clone()]);
+
+    // Time left and bid counts.
+    let (_, _, body) = get(&c, &base, "/");
+    assert_eq!(
+        body.matches("<dt>Time left</dt><dd class=\"left\">30 days left</dd>")
+            .count(),
+        3,
+        "{body}"
+    );
+    assert!(
+        body.contains("<dt>Bids</dt><dd class=\"bids\">1</dd>"),
+        "the boat's bid"
+    );
+    let (_, _, body) = get(&c, &base, &format!("/cpo/{}", b.boat));
+    assert!(body.contains("<dd id=\"bids\">1</dd>") && body.contains("id=\"time-left\""));
+
+    // The JSON's next-page cursor: Link and agora-next-cursor, in any order.
+    let mut seen = Vec::new();
+    let mut path = "/v1/cpo/board?sort=price&limit=1".to_owned();
+    loop {
+        let r = c.get(format!("{base}{path}")).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let link = r
+            .headers()
+            .get("link")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let cursor = r
+            .headers()
+            .get("agora-next-cursor")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let page: serde_json::Value = r.json().unwrap();
+        for e in page.as_array().unwrap() {
+            seen.push(e["id"].as_str().unwrap().to_owned());
+            if e["id"] == b.boat.as_str() {
+                assert_eq!(e["bids"], 1, "a bidding CPO's bids: {e}");
+            } else {
+                assert!(e.get("bids").is_none(), "{e}");
+            }
+        }
+        match (link, cursor) {
+            (Some(link), Some(cursor)) => {
+                let next = link
+                    .strip_prefix('<')
+                    .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+                    .unwrap_or_else(|| panic!("a Link header: {link}"));
+                assert!(
+                    next.contains("cursor=") && next.contains("sort=price"),
+                    "{next}"
+                );
+                assert!(cursor.starts_with("price."), "{cursor}");
+                path = next.to_owned();
+            }
+            (None, None) => break,
+            other => panic!("a Link without its cursor or the reverse: {other:?}"),
+        }
+    }
+    assert_eq!(seen, vec![r.clone(), z.clone(), bo.clone()]);
+    // Without a sort, the id order as before; a cursor of another order is refused.
+    let (s, _, body) = get(&c, &base, "/v1/cpo/board");
+    assert_eq!(s, 200);
+    let mut ids = vec![z.clone(), r.clone(), bo.clone()];
+    ids.sort();
+    let listed: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&body)
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, ids);
+    let (s, ct, _) = get(
+        &c,
+        &base,
+        &format!("/v1/cpo/board?sort=ending&cursor=price.0.{z}"),
+    );
+    assert_eq!((s, ct.as_str()), (400, "application/problem+json"));
+
+    // The CPOs bound lately: the bicycle, gone from the board.
+    let (s, _, body) = get(&c, &base, "/recent");
+    assert_eq!(s, 200);
+    assert!(body.contains(&format!("href=\"/cpo/{}\"", b.bicycle)) && body.contains(BICYCLE));
+    assert!(body.contains("<span class=\"status status-bound\">bound</span>"));
+    for secret in &b.secrets {
+        assert!(
+            !body.contains(secret.as_str()),
+            "the recent page shows {secret}"
+        );
+    }
+
+    // The store.
+    let (s, _, body) = get(&c, &base, "/store");
+    assert_eq!(s, 200);
+    assert!(body.contains("2 products on sale"), "{body}");
+    assert!(
+        body.contains(&format!(
+        "agora speed buy --as &lt;you&gt; --product &#39;{SONG}&#39; --limit &#39;1.50 EUR&#39; \
+         --out demo-song-1.bin --node {base}</code>"
+    )),
+        "{body}"
+    );
+
+    // The icon, and no unmatched route asked for.
+    let (s, ct, body) = get(&c, &base, "/favicon.ico");
+    assert_eq!((s, ct.as_str()), (200, "image/svg+xml"));
+    assert!(body.starts_with("<svg"));
     node.stop();
 }
 
@@ -629,6 +877,38 @@ impl Browser<'_> {
     async fn shot(&self, name: &str) -> Checked<()> {
         let png = self.c.screenshot().await.map_err(wd("screenshot"))?;
         std::fs::write(self.shots.join(name), png).map_err(wd("writing a screenshot"))
+    }
+
+    /// Every command box on the page shows each of its lines whole: as many
+    /// line boxes as lines of text (a line broken in the middle of a flag
+    /// makes two), its lines kept as written (`white-space: pre`), and what
+    /// does not fit scrolled inside the box, not the page.
+    async fn whole_lines(&self, what: &str) -> Checked<()> {
+        let v = self
+            .c
+            .execute(
+                "return Array.from(document.querySelectorAll('pre code')).map(function (c) {
+                   var r = document.createRange(); r.selectNodeContents(c);
+                   var tops = {};
+                   Array.from(r.getClientRects()).forEach(function (x) { tops[Math.round(x.top)] = 1; });
+                   return [c.textContent.split('\\n').length, Object.keys(tops).length,
+                           getComputedStyle(c.parentElement).whiteSpace, c.textContent];
+                 });",
+                vec![],
+            )
+            .await
+            .map_err(wd("execute"))?;
+        let boxes = v.as_array().cloned().unwrap_or_default();
+        ensure!(!boxes.is_empty(), "{what}: no command box");
+        for b in boxes {
+            let (lines, shown, ws) = (b[0].as_u64(), b[1].as_u64(), b[2].as_str());
+            ensure!(
+                lines == shown && ws == Some("pre"),
+                "{what}: {lines:?} lines shown on {shown:?} ({ws:?}): {}",
+                b[3]
+            );
+        }
+        Ok(())
     }
 
     async fn scripts(&self) -> Checked<u64> {
@@ -786,7 +1066,7 @@ async fn walk(b: &Browser<'_>, board: &Seeded) -> Checked<()> {
         .click()
         .await
         .map_err(wd("clicking Next page"))?;
-    b.wait_for_url("the next page", |u| u.contains("after="))
+    b.wait_for_url("the next page", |u| u.contains("cursor="))
         .await?;
     let n =
         b.c.find_all(Locator::Css("li.cpo"))
@@ -822,6 +1102,133 @@ async fn walk(b: &Browser<'_>, board: &Seeded) -> Checked<()> {
     // Unknown CPO.
     b.open(&format!("/cpo/{}", "00".repeat(32))).await?;
     ensure!(b.text("h1").await? == "No such CPO", "the 404 page");
+
+    // Sorting: the cheapest first, chosen by its link.
+    b.open("/").await?;
+    ensure!(
+        b.text("nav.sort a[aria-current]").await? == "Newest",
+        "newest first by default"
+    );
+    b.c.find(Locator::LinkText("Price: low to high"))
+        .await
+        .map_err(wd("the price order's link"))?
+        .click()
+        .await
+        .map_err(wd("clicking the price order"))?;
+    b.wait_for_url("the board by price", |u| u.contains("sort=price"))
+        .await?;
+    let first = b.text("li.cpo a.goods").await?;
+    ensure!(first == RADIO, "the cheapest is the radio, not {first:?}");
+    ensure!(
+        b.text("nav.sort a[aria-current]").await? == "Price: low to high",
+        "the current order is marked"
+    );
+    let left = b.text("li.cpo .left").await?;
+    ensure!(left == "30 days left", "the time left reads {left:?}");
+    b.fits("the board by price").await?;
+    b.shot("board-by-price.png").await?;
+    // The boat's bid count.
+    b.open("/?mode=bidding").await?;
+    ensure!(b.text("li.cpo .bids").await? == "1", "the boat's bids");
+
+    // Time left on a CPO's page, and its commands on whole lines.
+    b.open(&format!("/cpo/{}", board.zeppelin)).await?;
+    ensure!(
+        b.text("#time-left").await? == "30 days left",
+        "the CPO's time left"
+    );
+    b.whole_lines("the CPO's commands").await?;
+
+    // The CPOs bound lately.
+    b.c.find(Locator::LinkText("Recently bound"))
+        .await
+        .map_err(wd("the recent page's link"))?
+        .click()
+        .await
+        .map_err(wd("clicking the recent page's link"))?;
+    b.wait_for_url("the recent page", |u| u.ends_with("/recent"))
+        .await?;
+    ensure!(
+        b.text("#recent li.cpo a.goods").await? == BICYCLE,
+        "the bound bicycle is listed"
+    );
+    ensure!(
+        b.text("#recent li.cpo .status").await? == "bound",
+        "and says it is bound"
+    );
+    b.fits("the recent page").await?;
+    b.shot("recent.png").await?;
+
+    // The store: each product with its price and its command.
+    b.c.find(Locator::LinkText("Store"))
+        .await
+        .map_err(wd("the store's link"))?
+        .click()
+        .await
+        .map_err(wd("clicking the store's link"))?;
+    b.wait_for_url("the store", |u| u.ends_with("/store"))
+        .await?;
+    let products =
+        b.c.find_all(Locator::Css("li.product"))
+            .await
+            .map_err(wd("find_all"))?;
+    ensure!(
+        products.len() == 2,
+        "the store lists {} products",
+        products.len()
+    );
+    let mut song = None;
+    for p in &products {
+        if p.text().await.map_err(wd("text"))?.contains(SONG) {
+            song = Some(p.clone());
+        }
+    }
+    let song = song.ok_or("the song is not in the store")?;
+    let shown = song.text().await.map_err(wd("text"))?;
+    ensure!(
+        shown.contains("1.50 EUR") && shown.contains("3.0 MB"),
+        "the song reads {shown:?}"
+    );
+    let buy = song
+        .find(Locator::Css("pre.buy"))
+        .await
+        .map_err(wd("the song's command"))?
+        .text()
+        .await
+        .map_err(wd("text"))?;
+    ensure!(
+        buy == format!(
+            "agora speed buy --as <you> --product '{SONG}' --limit '1.50 EUR' --out demo-song-1.bin --node {}",
+            b.base
+        ),
+        "the song's command reads {buy:?}"
+    );
+    b.whole_lines("the store's commands").await?;
+    b.fits("the store").await?;
+    b.shot("store.png").await?;
+    b.c.execute(
+        "document.getElementById('products').scrollIntoView();",
+        vec![],
+    )
+    .await
+    .map_err(wd("scrolling"))?;
+    b.shot("store-products.png").await?;
+
+    // The guide's commands, on whole lines too.
+    b.open("/how-to-bind").await?;
+    b.whole_lines("the guide's commands").await?;
+    // Every page names its icon.
+    let icon =
+        b.c.find(Locator::Css("link[rel=icon]"))
+            .await
+            .map_err(wd("the icon's link"))?
+            .attr("href")
+            .await
+            .map_err(wd("href"))?;
+    ensure!(
+        icon.as_deref() == Some("/favicon.svg"),
+        "the icon is {icon:?}"
+    );
     Ok(())
 }
 
@@ -875,6 +1282,20 @@ fn board_in_headless_chromium() {
         outcome
     });
     drop(driver);
+    // The browser asked for nothing the node lacks: its icon included
+    // (before, /favicon.ico was most of the unmatched routes).
+    let metrics = node.node.metrics.render();
+    let outcome = outcome.and_then(|()| {
+        if metrics.contains(r#"route="unmatched""#) {
+            Err(format!(
+                "the browser asked for an unmatched route: {metrics}"
+            ))
+        } else if !metrics.contains(r#"route="/favicon.svg",status="200""#) {
+            Err(format!("the browser never fetched the icon: {metrics}"))
+        } else {
+            Ok(())
+        }
+    });
     node.stop();
     if let Err(e) = outcome {
         panic!("{e} (screenshots in {})", shots.display());
@@ -933,6 +1354,9 @@ async fn every_page_fits(b: &Browser<'_>, board: &Seeded) -> Checked<()> {
         "/?min_price=abc&max_price=xyz&currency=euros&mode=auction".to_owned(),
         "/?limit=1".to_owned(),
         "/how-to-bind".to_owned(),
+        "/recent".to_owned(),
+        "/store".to_owned(),
+        "/?sort=ending".to_owned(),
         format!("/cpo/{}", "00".repeat(32)),
         "/cpo/not-a-cpo-id".to_owned(),
     ];

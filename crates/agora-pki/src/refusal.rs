@@ -30,8 +30,13 @@ pub enum Refusal {
     #[error("no current CRL from the issuer")]
     NoCurrentCrl,
     /// The bond covers less than the price.
-    #[error("bond amount is below the price")]
-    AmountTooLow,
+    #[error("the bond covers {bond}, the price is {price}")]
+    AmountTooLow {
+        /// What the bond covers.
+        bond: agora_core::Money,
+        /// The price it was asked to cover.
+        price: agora_core::Money,
+    },
     /// The bond is in another currency than the price.
     #[error("bond currency differs from the price's")]
     CurrencyMismatch,
@@ -64,7 +69,7 @@ impl Refusal {
             Refusal::Expired => "expired",
             Refusal::Revoked => "revoked",
             Refusal::NoCurrentCrl => "no-current-crl",
-            Refusal::AmountTooLow => "amount-too-low",
+            Refusal::AmountTooLow { .. } => "amount-too-low",
             Refusal::CurrencyMismatch => "currency-mismatch",
             Refusal::RoleNotAllowed => "role-not-allowed",
             Refusal::ServerNotAllowed => "server-not-allowed",

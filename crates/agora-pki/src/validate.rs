@@ -243,7 +243,7 @@ fn check_revocation(
 /// [`Refusal::NotYetValid`] / [`Refusal::Expired`] (the bond's or the
 /// agency's), [`Refusal::NoCurrentCrl`], [`Refusal::Revoked`],
 /// [`Refusal::RoleNotAllowed`], [`Refusal::CurrencyMismatch`],
-/// [`Refusal::AmountTooLow`], [`Refusal::ServerNotAllowed`],
+/// [`Refusal::AmountTooLow`] (with both amounts), [`Refusal::ServerNotAllowed`],
 /// [`Refusal::ArbiterNotAllowed`]. The subject CN must be the holder's key
 /// id in hex (else Malformed).
 pub fn validate_bond(
@@ -273,7 +273,10 @@ pub fn validate_bond(
             return Err(Refusal::CurrencyMismatch);
         }
         if !bond.amount.covers(price) {
-            return Err(Refusal::AmountTooLow);
+            return Err(Refusal::AmountTooLow {
+                bond: bond.amount,
+                price: *price,
+            });
         }
     }
     if let Some(server) = &req.server {

@@ -272,7 +272,19 @@ fn amount_too_low() {
         ..buyer_req()
     };
     let err = validate_bond(&bond.der, &w.anchors(), &[w.crl(&[])], NOW, &req);
-    assert_eq!(err.unwrap_err(), Refusal::AmountTooLow);
+    let refusal = err.unwrap_err();
+    assert_eq!(
+        refusal,
+        Refusal::AmountTooLow {
+            bond: eur(100_000),
+            price: eur(100_001)
+        }
+    );
+    // The refusal gives both numbers.
+    assert_eq!(
+        refusal.to_string(),
+        "the bond covers 1000.00 EUR, the price is 1000.01 EUR"
+    );
     // Exactly the amount is covered.
     let req = BondRequirement {
         price: Some(eur(100_000)),

@@ -558,6 +558,11 @@ impl ExpectPurseDebit {
         self.then.order
     }
 
+    /// The price on the bill.
+    pub fn price(&self) -> Money {
+        self.then.price
+    }
+
     /// Message a: hands S2 to the card (`card_debit`, e.g.
     /// [`crate::purse::Card::debit`], returns S3) and answers with message b.
     /// The card itself checks that S2 comes from a genuine SAM and debits
@@ -580,6 +585,14 @@ impl ExpectPurseDebit {
         };
         let sealed = sym::seal_mac(&self.enc_key, &self.sign_key, rng, &b);
         Ok((self.then, sealed))
+    }
+
+    /// The receipt to wait for when the broker says this payment is made
+    /// already ([`Error::Replayed`] to the PaymentOrder sent again): the
+    /// card debited and b arrived before an interruption. She asks for the
+    /// receipt ([`receipt_request`]).
+    pub fn paid_already(self) -> ExpectReceipt {
+        self.then
     }
 
     /// Message b again after an interruption: the card has debited (its
@@ -643,6 +656,11 @@ impl ExpectReceipt {
     /// The payment.
     pub fn order(&self) -> PaymentOrderId {
         self.order
+    }
+
+    /// The price on the bill.
+    pub fn price(&self) -> Money {
+        self.price
     }
 
     /// Message 6: the broker's receipt, with K. The state is kept when the

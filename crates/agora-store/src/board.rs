@@ -38,13 +38,18 @@ impl SqliteBoard {
     pub fn new(store: SqliteStore) -> Self {
         SqliteBoard { store }
     }
+
+    /// The database it reads.
+    pub(crate) fn store(&self) -> &SqliteStore {
+        &self.store
+    }
 }
 
 /// The columns a [`BoardEntry`] is rebuilt from, in this order.
-const ENTRY_COLUMNS: &str = "id, ccpo, mode, buyer, posted_at, acceptance, posted";
+pub(crate) const ENTRY_COLUMNS: &str = "id, ccpo, mode, buyer, posted_at, acceptance, posted";
 
 /// One row of `cpo_board` as read, before it is checked.
-struct RawEntry {
+pub(crate) struct RawEntry {
     id: Vec<u8>,
     ccpo: Vec<u8>,
     mode: String,
@@ -55,7 +60,7 @@ struct RawEntry {
 }
 
 impl RawEntry {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<RawEntry> {
+    pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<RawEntry> {
         Ok(RawEntry {
             id: r.get(0)?,
             ccpo: r.get(1)?,
@@ -67,7 +72,7 @@ impl RawEntry {
         })
     }
 
-    fn into_entry(self) -> Result<BoardEntry, Error> {
+    pub(crate) fn into_entry(self) -> Result<BoardEntry, Error> {
         let ccpo = decode_ccpo(&self.ccpo)?;
         if ccpo.id.as_slice() != self.id.as_slice() {
             return Err(corrupt("CCPO id differs from the row id"));
@@ -714,7 +719,7 @@ fn phrases<S: AsRef<str>>(words: &[S]) -> String {
         .join(" AND ")
 }
 
-fn sat(x: u64) -> Value {
+pub(crate) fn sat(x: u64) -> Value {
     Value::Integer(i64::try_from(x).unwrap_or(i64::MAX))
 }
 
@@ -1075,14 +1080,14 @@ fn bounded_walk(
 /// clauses of the filter's fields are there, so the statement cache holds
 /// one statement per shape.
 #[derive(Default)]
-struct Query {
-    sql: String,
-    args: Vec<Value>,
+pub(crate) struct Query {
+    pub(crate) sql: String,
+    pub(crate) args: Vec<Value>,
 }
 
 impl Query {
     /// A new argument: its placeholder.
-    fn arg(&mut self, v: Value) -> String {
+    pub(crate) fn arg(&mut self, v: Value) -> String {
         self.args.push(v);
         format!("?{}", self.args.len())
     }
@@ -1110,7 +1115,7 @@ impl Query {
     /// `cpo_search s`, on the columns copied from the CCPO (numbers
     /// saturated at `i64::MAX` on both sides, as `matches` compares them),
     /// and keyset paging by id, after `after`.
-    fn filters(&mut self, now: Timestamp, filter: &ListFilter, after: &[u8]) {
+    pub(crate) fn filters(&mut self, now: Timestamp, filter: &ListFilter, after: &[u8]) {
         // Blobs compare bytewise, shorter first: the empty blob is below
         // every 32-byte id, so "no `after`" is `id > x''`.
         let now = self.arg(sat(now.secs()));
@@ -1205,7 +1210,7 @@ impl Query {
         q
     }
 
-    fn run<T>(
+    pub(crate) fn run<T>(
         self,
         conn: &Connection,
         row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,

@@ -16,7 +16,9 @@
 //!   bindings; [`SqliteSessions`]: agora-cpo's browse sessions;
 //!   [`SqliteLedger`]: agora-speed's broker ledger and payment register;
 //!   [`SqliteCpoStore`]: the CPO server's ports and units of work (a step's
-//!   write and its evidence in one transaction). Their conformance suites
+//!   write and its evidence in one transaction); [`BoardViews`]: the
+//!   board's reads for people (orders and cursors, bid counts, recently
+//!   bound CPOs). Their conformance suites
 //!   run against them in this crate's tests.
 #![forbid(unsafe_code)]
 
@@ -26,6 +28,7 @@ pub mod at_rest;
 mod bids;
 mod board;
 mod board_cache;
+pub mod board_views;
 pub mod checkpoint;
 mod cpo;
 pub mod db;
@@ -42,6 +45,7 @@ pub use archive::SqliteArchive;
 pub use at_rest::AtRestKey;
 pub use bids::SqliteBids;
 pub use board::SqliteBoard;
+pub use board_views::{BoardCursor, BoardOrder, BoardViews, Closed, Listed};
 pub use checkpoint::CheckpointStats;
 pub use cpo::SqliteCpoStore;
 pub use db::{

@@ -130,6 +130,14 @@ impl Stores {
         }
     }
 
+    /// The board's reads for people: listings in an order and behind a
+    /// cursor, bid counts, the CPOs bound lately.
+    pub fn board_views(&self) -> Arc<dyn crate::BoardViews> {
+        match &self.backend {
+            Backend::Sqlite(s) => Arc::new(s.board()),
+        }
+    }
+
     /// The SPEED broker's ledger and payment register.
     pub fn ledger(&self) -> Arc<dyn Ledger> {
         match &self.backend {
