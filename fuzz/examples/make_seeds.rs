@@ -697,6 +697,22 @@ fn speed_seeds(put: &impl Fn(&str, &str, &[u8])) {
         .expect("the broker target accepts its card load seed");
     let card_load_plain =
         f.envelope_payload::<CardLoadRequest>(&card_load, &f.broker_keys.enc, &f.carol_peer);
+    let (_, balance) = customer::balance_request(
+        &mut rng(R_REQUEST),
+        &f.carol,
+        &f.broker_peer,
+        num(CAROL_ACCOUNT),
+        NOW,
+    )
+    .expect("balance request");
+    f.broker
+        .on_balance_request(NOW, &mut rng(R_REQUEST), &balance, &f.ledger())
+        .expect("the broker target answers its balance seed");
+    let balance_plain = f.envelope_payload::<agora_speed::msg::BalanceRequest>(
+        &balance,
+        &f.broker_keys.enc,
+        &f.carol_peer,
+    );
 
     // speed_customer. The fixture's run already checked the raw messages
     // (and its seal helpers are the targets'); the sealed steps are checked
@@ -904,6 +920,8 @@ fn speed_seeds(put: &impl Fn(&str, &str, &[u8])) {
         broker::CARD_LOAD_SEALED,
         &card_load_plain,
     );
+    step(t, "balance", broker::BALANCE, &balance);
+    step(t, "balance_plain", broker::BALANCE_SEALED, &balance_plain);
 
     // speed_purse. The fixture's SAM run checked the raw commands.
     let t = "speed_purse";

@@ -12,6 +12,7 @@
 //! | `RECEIPT_REQUEST` | `Broker::on_receipt_request` | a ReceiptRequest |
 //! | `BILL_SECRET` | `BillSecret::open` | `{AccountNumber, K}_B` |
 //! | `CARD_LOAD`, `CARD_LOAD_SEALED` | `Broker::on_card_load` | raw / CardLoadRequest in PKE from Carol |
+//! | `BALANCE`, `BALANCE_SEALED` | `Broker::on_balance_request` | raw / BalanceRequest in PKE from Carol |
 //!
 //! Each run gets a fresh ledger (Carol's account with 100.00 less the 50.00
 //! on her card; for message b, the fixture's card debit held), so a seed's
@@ -24,7 +25,7 @@ use agora_core::wire::{cose, envelope, tags, Message};
 use agora_core::Error;
 use agora_speed::broker::BrokerReply;
 use agora_speed::ledger::{Ledger, MemoryLedger};
-use agora_speed::msg::{BillSecret, CardLoadRequest, PaymentMode, PaymentOrder};
+use agora_speed::msg::{BalanceRequest, BillSecret, CardLoadRequest, PaymentMode, PaymentOrder};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -139,6 +140,16 @@ fn card_load(f: &Speed, m: &[u8]) {
     }
 }
 
+/// A balance request: answered or refused, it moves no money.
+fn balance(f: &Speed, m: &[u8]) {
+    let ledger = f.ledger();
+    let before = balances(&ledger);
+    let _ = f
+        .broker
+        .on_balance_request(NOW, &mut rng(R_BROKER), m, &ledger);
+    assert_eq!(balances(&ledger), before, "a balance request moved money");
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&step, input)) = data.split_first() else {
         return;
@@ -198,6 +209,16 @@ fuzz_target!(|data: &[u8]| {
                 input,
             );
             card_load(f, &m);
+        }
+        BALANCE => balance(f, input),
+        BALANCE_SEALED => {
+            let m = f.envelope(
+                &f.carol.keys.sign,
+                &f.broker_peer.enc,
+                BalanceRequest::TAG,
+                input,
+            );
+            balance(f, &m);
         }
         _ => unreachable!("step modulo COUNT"),
     }

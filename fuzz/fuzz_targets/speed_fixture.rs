@@ -862,7 +862,9 @@ pub mod steps {
         pub const BILL_SECRET: u8 = 7;
         pub const CARD_LOAD: u8 = 8;
         pub const CARD_LOAD_SEALED: u8 = 9;
-        pub const COUNT: u8 = 10;
+        pub const BALANCE: u8 = 10;
+        pub const BALANCE_SEALED: u8 = 11;
+        pub const COUNT: u8 = 12;
     }
     /// `speed_purse`.
     pub mod purse {

@@ -201,6 +201,15 @@ pub enum CpoCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// My CPOs: the ones I posted as a buyer, and bound or bid on as a
+    /// seller, as this data directory's evidence archive holds them, each
+    /// with its state on the node now; and my browse session.
+    #[command(after_help = "Example:\n  agora cpo mine --as bob")]
+    Mine {
+        /// The key pair whose CPOs to show (buyer or seller).
+        #[arg(long = "as")]
+        name: String,
+    },
     /// End the seller's browse session: K_p is taken out of action.
     EndSession {
         /// The seller's key pair.
@@ -1103,6 +1112,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             }
             crate::output::emit(ctx.json, text.trim_end(), Value::Array(entries));
         }
+        CpoCmd::Mine { name } => mine(ctx, name)?,
         CpoCmd::Status { id } => {
             let id = cpo_id(id)?;
             let json = public_transport(ctx)?.cpo(&id).map_err(|e| match e {
@@ -1524,6 +1534,109 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Archive entries read per page while looking for a party's CPOs.
+const MINE_PAGE: usize = 1000;
+
+/// `agora cpo mine`: the CPOs of `name`'s key in this data directory's
+/// evidence archive (posted CPOs whose bond is hers, BOUND_CPOs and
+/// BID_RECEIPTs whose seller bond is hers), each checked against the
+/// server that signed it, with its state on the node now.
+fn mine(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let ks = ctx.load_keystore()?;
+    let me = role_keys(&ks, name)?.sign.verifying_key();
+    let trust = ctx.load_trust()?;
+    let mine_bond =
+        |bond: &[u8]| agora_pki::parse_certificate(bond).is_ok_and(|c| c.public_key == me);
+    // (role, CPO, goods, price, what), once each.
+    let mut found: Vec<(&str, [u8; 32], String, Money, String)> = Vec::new();
+    let store = ctx.store()?;
+    let mut from = 0;
+    loop {
+        let page = store.archive().entries(from, MINE_PAGE)?;
+        let Some(last) = page.last() else { break };
+        from = last.seq + 1;
+        for e in &page {
+            let wanted = matches!(
+                e.kind.as_str(),
+                "cpo/posted" | "cpo/bound-cpo" | "cpo/bid-receipt"
+            );
+            let Some(server) = wanted
+                .then(|| cose::peek_kid(&e.payload).ok())
+                .flatten()
+                .and_then(|kid| trust.by_key_id(&kid))
+                .filter(|p| p.role == PartyRole::Server)
+                .and_then(|p| p.verifying_key())
+            else {
+                continue;
+            };
+            let row = match e.kind.as_str() {
+                "cpo/posted" => cose::verify::<agora_cpo::msg::PostedCpo>(&e.payload, &server)
+                    .ok()
+                    .filter(|m| mine_bond(&m.ccpo.bond))
+                    .map(|m| ("buyer", m.ccpo, "posted".to_owned())),
+                "cpo/bound-cpo" => cose::verify::<agora_cpo::msg::BoundCpo>(&e.payload, &server)
+                    .ok()
+                    .filter(|m| mine_bond(&m.seller_bond))
+                    .map(|m| ("seller", m.ccpo, "bound it".to_owned())),
+                _ => cose::verify::<BidReceipt>(&e.payload, &server)
+                    .ok()
+                    .filter(|m| mine_bond(&m.seller_bond))
+                    .map(|m| ("seller", m.ccpo, format!("bid {}", m.price))),
+            };
+            if let Some((role, ccpo, what)) = row {
+                if !found
+                    .iter()
+                    .any(|f| f.0 == role && f.1 == ccpo.id && f.4 == what)
+                {
+                    found.push((role, ccpo.id, ccpo.goods, ccpo.price, what));
+                }
+            }
+        }
+    }
+    let t = public_transport(ctx)?;
+    let mut text = String::new();
+    let mut rows = Vec::new();
+    for (role, id, goods, price, what) in found.iter().rev() {
+        let status = match t.cpo(id) {
+            Ok(v) => v["status"].as_str().unwrap_or("open").to_owned(),
+            Err(ClientError::Problem(p)) if p.code == "not-found" => {
+                "not on the board (expired or taken down)".to_owned()
+            }
+            Err(e) => return Err(node_error(e, "the node refused")),
+        };
+        text.push_str(&format!(
+            "{}  {role:<6}  {price:>12}  {what:<16}  now {status}  {goods}\n",
+            hex::encode(id)
+        ));
+        rows.push(serde_json::json!({
+            "id": hex::encode(id),
+            "role": role,
+            "goods": goods,
+            "price": price.to_string(),
+            "mine": what,
+            "status": status,
+        }));
+    }
+    let session = ctx.seller_session(&ks, &trust, name).ok();
+    match &session {
+        Some(s) => text.push_str(&format!(
+            "browse session {} open (agora cpo end-session --seller {name} ends it)\n",
+            hex::encode(&s.id()[..8])
+        )),
+        None if found.is_empty() => text.push_str(&format!("{name} has no CPOs here\n")),
+        None => {}
+    }
+    crate::output::emit(
+        ctx.json,
+        text.trim_end(),
+        serde_json::json!({
+            "cpos": rows,
+            "session": session.map(|s| hex::encode(s.id())),
+        }),
+    );
     Ok(())
 }
 

@@ -171,6 +171,16 @@ pub fn init_quiet(ctx: &Ctx) -> anyhow::Result<agora_core::KeyId> {
     std::fs::create_dir_all(ctx.dir())
         .with_context(|| format!("creating {}", ctx.dir().display()))?;
     restrict_permissions(ctx.dir())?;
+    // One maker at a time (`agora init` beside a starting `agora up`): under
+    // the lock, a directory made meanwhile is kept, not made again over it.
+    let _lock = ctx.lock_for_init()?;
+    if ctx.keystore_path().exists() {
+        let ks = ctx.load_keystore()?;
+        return ks
+            .ed25519(&crate::key::ed_name(SELF_KEY))
+            .map(|k| k.key_id())
+            .context("the keystore has no node key");
+    }
     let mut rng = agora_core::crypto::os_rng();
     let sign = SigningKey::generate(&mut rng);
     let id = sign.key_id();

@@ -3,12 +3,61 @@
 use serde_json::Value;
 use std::io::Write;
 
-/// Print `json` if `--json` was given, else the human text.
+/// Print `json` if `--json` was given, else the human text. Times in the
+/// JSON are given as people and most tools read them ([`iso_times`]).
 pub fn emit(json_mode: bool, human: &str, json: Value) {
     if json_mode {
+        let mut json = json;
+        iso_times(&mut json);
         say(&json.to_string());
     } else {
         say(human);
+    }
+}
+
+/// The keys whose values are times, in every JSON the CLI prints (its own
+/// and the node's public data it passes on).
+const TIME_KEYS: &[&str] = &[
+    "at",
+    "awarded_at",
+    "bound_at",
+    "delivered_at",
+    "end",
+    "next_update",
+    "not_after",
+    "not_before",
+    "paid_at",
+    "posted_at",
+    "recorded_at",
+    "start",
+    "t",
+    "t3",
+    "t_response",
+    "until",
+];
+
+/// Every time in `v` (a key of [`TIME_KEYS`] with a number of Unix
+/// seconds) as RFC 3339 / ISO 8601 in UTC, `2026-12-07T14:00:00Z`, with
+/// the seconds kept beside it as `<key>_unix` for scripts.
+pub fn iso_times(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let times: Vec<(String, u64)> = map
+                .iter()
+                .filter(|(k, _)| TIME_KEYS.contains(&k.as_str()))
+                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                .collect();
+            for (k, secs) in times {
+                let iso = crate::cert::fmt_time(agora_core::Timestamp(secs));
+                map.insert(format!("{k}_unix"), secs.into());
+                map.insert(k, iso.into());
+            }
+            for v in map.values_mut() {
+                iso_times(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(iso_times),
+        _ => {}
     }
 }
 

@@ -368,6 +368,14 @@ pub enum SpeedCmd {
     /// The vendor's products and prices.
     #[command(after_help = "Example:\n  agora speed catalogue")]
     Catalogue,
+    /// My account at the broker: its balance, as the broker signs it (a
+    /// request only the account's holder can make).
+    #[command(after_help = "Example:\n  agora speed balance --as carol")]
+    Balance {
+        /// The customer.
+        #[arg(long = "as")]
+        customer: String,
+    },
     /// The purchases made from this data directory, newest first: what,
     /// for how much, whether paid, and where the product and the broker's
     /// receipt are; a payment left pending says how to finish it.
@@ -726,6 +734,32 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
         } => register(ctx, name, *deposit, card.as_deref(), *days),
         SpeedCmd::Catalogue => catalogue(ctx),
         SpeedCmd::Purchases { customer } => purchases(ctx, customer.as_deref()),
+        SpeedCmd::Balance { customer } => {
+            let c = Customer::load(ctx, customer)?;
+            let b = client(ctx)?.balance(
+                &mut os_rng(),
+                &c.id,
+                &c.broker,
+                c.account.clone(),
+                ctx.now(),
+            )?;
+            crate::output::emit(
+                ctx.json,
+                &format!(
+                    "{customer}'s account {}: {} (the broker's word at {})",
+                    b.account,
+                    b.balance,
+                    crate::cert::fmt_time(b.at)
+                ),
+                serde_json::json!({
+                    "customer": customer,
+                    "account": b.account.to_string(),
+                    "balance": b.balance.to_string(),
+                    "at": b.at.secs(),
+                }),
+            );
+            Ok(())
+        }
         SpeedCmd::Buy(a) => {
             ctx.check_out(&a.out)?;
             if a.pay.pay == Some(PayWith::Card) {

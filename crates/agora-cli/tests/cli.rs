@@ -420,3 +420,40 @@ fn help_lists_what_works_and_groups_the_global_options() {
         assert!(mail.contains(step), "mail's summary names {step}: {mail}");
     }
 }
+
+/// Several commands making one data directory at once (`agora init` beside
+/// a starting `agora up`, as a newcomer may) make it once: every one
+/// succeeds, and the store opens under the keystore that was kept.
+#[test]
+fn data_directories_made_at_once_are_made_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let makers: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_agora"))
+                .args(["--json", "init"])
+                .current_dir(dir.path())
+                .env("AGORA_PASSPHRASE", "test passphrase")
+                .env_remove("AGORA_DATA_DIR")
+                .env_remove("AGORA_PASSPHRASE_FILE")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for m in makers {
+        let out = m.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        ids.insert(v["node_key_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "one node key: {ids:?}");
+    // The store opens under it.
+    ok(dir.path(), &["agency", "create", "acme"]);
+    ok(dir.path(), &["evidence", "verify", "--archive"]);
+}

@@ -238,6 +238,32 @@ fn errors_say_what_happened_with_the_numbers_and_names_a_user_knows() {
     let out = cli.ok(&["cpo", "award", &cello, "--out-dir", "cello-award"]);
     assert!(out.contains("winner quinn ("), "{out}");
 
+    // "My" CPOs: Bob's posted ones, Quinn's binding and bid, each with its
+    // state now, and Quinn's session.
+    let bob = cli.json(&["cpo", "mine", "--as", "bob"]);
+    let mine = |v: &serde_json::Value, id: &str| -> serde_json::Value {
+        v["cpos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not in {v}"))
+    };
+    assert_eq!(bob["cpos"].as_array().unwrap().len(), 2, "{bob}");
+    assert_eq!(mine(&bob, &violin)["role"], "buyer");
+    assert_eq!(mine(&bob, &violin)["status"], "bound");
+    assert_eq!(mine(&bob, &cello)["mine"], "posted");
+    let quinn = cli.json(&["cpo", "mine", "--as", "quinn"]);
+    assert_eq!(mine(&quinn, &violin)["mine"], "bound it", "{quinn}");
+    assert_eq!(mine(&quinn, &cello)["mine"], "bid 250.00 EUR", "{quinn}");
+    assert!(quinn["session"].is_string(), "{quinn}");
+    let text = cli.ok(&["cpo", "mine", "--as", "quinn"]);
+    assert!(
+        text.contains("now bound") && text.contains("browse session"),
+        "{text}"
+    );
+
     // SPEED: registering twice pays nothing in again.
     cli.ok(&["speed", "register", "carol", "--deposit", "20.00 EUR"]);
     let account = std::fs::read_to_string(data.join("speed/customers/carol.account")).unwrap();
@@ -312,6 +338,17 @@ fn errors_say_what_happened_with_the_numbers_and_names_a_user_knows() {
         cents(&data, account.trim()),
         20_00 - 50,
         "nothing paid for it"
+    );
+    // Her account and her purchases, as she sees them.
+    let balance = cli.ok(&["speed", "balance", "--as", "carol"]);
+    assert!(
+        balance.starts_with(&format!("carol's account {}: 19.50 EUR", account.trim())),
+        "{balance}"
+    );
+    let bought = cli.ok(&["speed", "purchases", "--as", "carol"]);
+    assert!(
+        bought.contains("0.50 EUR  paid") && bought.contains("stream.key"),
+        "{bought}"
     );
 
     // A clear sentence has no operating-system text after it.
@@ -429,6 +466,27 @@ fn cpo_list_is_newest_first_sorts_and_pages_with_a_cursor() {
     let rest = cli.ok(&["cpo", "list", "--limit", "2", "--cursor", cursor]);
     assert_eq!(goods_of(&rest), ["first"], "the rest: {rest}");
     assert!(!rest.contains("more: "), "{rest}");
+    // Times in JSON as ISO 8601, the seconds beside them; --active-at
+    // takes a date or an RFC 3339 time.
+    let json = cli.json(&["cpo", "list"]);
+    let first = &json.as_array().unwrap()[0];
+    let end = first["end"].as_str().expect("an ISO time");
+    assert!(
+        end.len() == 20 && end.ends_with('Z') && end.as_bytes()[10] == b'T',
+        "{end}"
+    );
+    assert!(
+        first["end_unix"].as_u64().unwrap() > 1_700_000_000,
+        "{first}"
+    );
+    let none = cli.ok(&["cpo", "list", "--active-at", "2000-01-01"]);
+    assert_eq!(none.trim(), "no open CPOs match");
+    let soon = cli.json(&["cpo", "list", "--active-at", end]);
+    assert_eq!(
+        soon.as_array().unwrap().len(),
+        0,
+        "none is active at its end"
+    );
     let by_price = cli.ok(&["cpo", "list", "--sort", "price"]);
     assert_eq!(
         goods_of(&by_price),

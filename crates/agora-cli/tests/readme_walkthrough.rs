@@ -69,7 +69,11 @@ fn free_port() -> u16 {
 
 fn run_block(name: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().to_string();
+    run_block_in(name, dir.path(), &free_port().to_string())
+}
+
+/// [`run_block`] in `dir`, the README's port 7878 read as `port`.
+fn run_block_in(name: &str, dir: &Path, port: &str) -> std::process::Output {
     let path = format!(
         "{}:{}",
         bin_dir().display(),
@@ -77,10 +81,10 @@ fn run_block(name: &str) -> std::process::Output {
     );
     let out = Command::new("bash")
         .arg("-c")
-        .arg(script(&block(&readme(), name).replace("7878", &port)))
-        .env("AGORA_PORT", &port)
+        .arg(script(&block(&readme(), name).replace("7878", port)))
+        .env("AGORA_PORT", port)
         .env_remove("AGORA_NODE")
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("PATH", path)
         .env_remove("AGORA_DATA_DIR")
         .env_remove("AGORA_PASSPHRASE")
@@ -194,8 +198,8 @@ fn readme_walkthrough_bidding() {
     assert!(stderr.contains("a bid must ask between"), "{stderr}");
     assert!(stdout.contains("of 2 bids"));
     assert!(
-        stdout.contains("pam has 1 bid(s) on CPO") && stdout.contains("pam-receipts/receipt-"),
-        "Pam fetched her receipt again: {stdout}"
+        stdout.contains("rita has 1 bid(s) on CPO") && stdout.contains("rita-receipts/receipt-"),
+        "Rita fetched her receipt again: {stdout}"
     );
     assert!(stdout.contains("the bid of 75.00 EUR lost"));
     assert!(stdout.contains("the bid of 70.00 EUR won"));
@@ -223,7 +227,7 @@ fn readme_walkthrough_mail() {
         "{stderr}"
     );
     assert!(stdout.contains("over CPO_POSTED [1, 2, 4]"));
-    // Pam's session and binding by mail: BOUND_CPO, checked.
+    // Vera's session and binding by mail: BOUND_CPO, checked.
     assert!(stdout.contains("over CPO_BOUND_CPO [1, 4, 3]"), "{stdout}");
 }
 
@@ -284,5 +288,54 @@ fn readme_walkthrough_speed() {
             .count(),
         3,
         "the customer's receipt and the vendor's two: {stdout}"
+    );
+}
+
+/// A newcomer runs the README in order, in one directory: the first
+/// command's `agora up` keeps running, and each walk-through after it (whose
+/// own `agora up &` is then refused: the data directory's node runs) works
+/// against that node, none colliding with another's keys, agencies or files.
+#[test]
+fn the_walkthroughs_run_in_order_in_one_directory_beside_the_first_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let log = std::fs::File::create(dir.path().join("first-node.log")).unwrap();
+    let mut first = Command::new(bin_dir().join("agora"))
+        .arg("up")
+        .env("AGORA_PORT", &port)
+        .env("AGORA_PASSPHRASE", "correct horse battery staple")
+        .env_remove("AGORA_NODE")
+        .env_remove("AGORA_DATA_DIR")
+        .env_remove("AGORA_PASSPHRASE_FILE")
+        .current_dir(dir.path())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // The reader sees "agora node up at ..." before she goes on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !std::fs::read_to_string(dir.path().join("first-node.log"))
+        .unwrap_or_default()
+        .contains("agora node up at")
+    {
+        assert!(
+            std::time::Instant::now() < deadline && first.try_wait().unwrap().is_none(),
+            "the first command's node did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut failed = None;
+    for name in ["cert", "cpo", "bidding", "mail", "speed"] {
+        let out = run_block_in(name, dir.path(), &port);
+        if !out.status.success() {
+            failed = Some(name);
+            break;
+        }
+    }
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_eq!(
+        failed, None,
+        "a walk-through failed after the others (its output is above)"
     );
 }

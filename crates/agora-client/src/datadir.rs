@@ -587,6 +587,20 @@ impl DataDir {
     /// Released on drop.
     pub fn lock_for_update(&self) -> Result<std::fs::File, DataDirError> {
         self.require_initialised()?;
+        self.update_lock()
+    }
+
+    /// The update lock for making the directory (`agora init`, and `agora
+    /// up` on a directory that is not one yet): the directory is created if
+    /// missing, then locked, so that two commands making it at once make it
+    /// once. The caller checks again, under the lock, whether it is made.
+    pub fn lock_for_init(&self) -> Result<std::fs::File, DataDirError> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| DataDirError::because(format!("creating {}", self.dir.display()), e))?;
+        self.update_lock()
+    }
+
+    fn update_lock(&self) -> Result<std::fs::File, DataDirError> {
         let path = self.dir.join("update.lock");
         let mut opts = std::fs::OpenOptions::new();
         opts.create(true).truncate(false).write(true);

@@ -699,6 +699,20 @@ impl SpeedClient {
         Ok(true)
     }
 
+    /// The balance of `account`, hers, as the broker signs it.
+    pub fn balance(
+        &self,
+        rng: &mut impl Rng,
+        me: &Identity,
+        broker: &Peer,
+        account: AccountNumber,
+        now: agora_core::Timestamp,
+    ) -> Result<agora_speed::msg::Balance> {
+        let (expect, req) = customer::balance_request(rng, me, broker, account, now)?;
+        let answer = self.broker(&req, None)?;
+        Ok(expect.on_balance(&answer)?)
+    }
+
     /// A complaint about a paid purchase (section 5.7): the description of
     /// her request and the encrypted product as delivered (the file at
     /// `product`), streamed to the broker; returns the broker's signed

@@ -748,6 +748,9 @@ impl SpeedService {
             }
             tags::SPEED_RECEIPT_REQUEST => b.on_receipt_request(body, ledger)?,
             tags::SPEED_CARD_LOAD_REQUEST => b.on_card_load(now, body, ledger)?,
+            tags::SPEED_BALANCE_REQUEST => {
+                b.on_balance_request(now, &mut os_rng(), body, ledger)?
+            }
             other => return Err(endpoint::unknown_message(other)),
         })
     }

@@ -261,6 +261,58 @@ impl Broker {
         }
     }
 
+    /// A customer's [`BalanceRequest`](crate::msg::BalanceRequest): the
+    /// balance of her own account (refused for anyone else's), signed and
+    /// sealed under the request's reply key. A request far from the
+    /// broker's clock is [`Error::Replayed`]; one sent again within it gets
+    /// an answer only its sender can read. Nothing changes.
+    pub fn on_balance_request(
+        &self,
+        now: Timestamp,
+        rng: &mut impl Rng,
+        bytes: &[u8],
+        ledger: &dyn Ledger,
+    ) -> Result<Vec<u8>> {
+        let opened = envelope::open_self_certified::<crate::msg::BalanceRequest>(
+            bytes,
+            &self.keys.enc,
+            |r| {
+                Ok(*self
+                    .trust
+                    .identity(&r.customer_cert, now, PartyRole::Customer)?
+                    .key())
+            },
+        )?;
+        let req = opened.message;
+        if req.at.distance_secs(now) > LOAD_REQUEST_WINDOW_SECS {
+            return Err(Error::Replayed);
+        }
+        let account = ledger
+            .account(&req.account)?
+            .ok_or_else(|| Error::Refused("no such customer account".into()))?;
+        if account.kind != AccountKind::Customer || account.owner != opened.signer {
+            return Err(Error::NotAuthorised(
+                "the account is not the customer's".into(),
+            ));
+        }
+        let answer = crate::msg::Balance {
+            request_hash: agora_core::crypto::sha256(bytes),
+            account: req.account,
+            // A customer's account never goes below zero (no credit).
+            balance: ledger
+                .balance(&account.number)?
+                .as_money()
+                .ok_or_else(|| Error::Storage("a customer account below zero".into()))?,
+            at: now,
+        };
+        Ok(sym::seal_signed(
+            &req.reply_key,
+            &self.keys.sign,
+            rng,
+            &answer,
+        ))
+    }
+
     /// A card load: the customer's account is debited and the purse float
     /// credited (one journal entry, whose id is derived from the request and
     /// its S1), and the SAM's load command is returned. The same request

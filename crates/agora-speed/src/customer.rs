@@ -735,6 +735,58 @@ pub fn card_load_request(
     envelope::seal(rng, &me.keys.sign, &broker.enc, &req)
 }
 
+/// A question to the broker for the balance of `account`, hers: the
+/// state that reads the answer, and the request (sealed to the broker).
+pub fn balance_request(
+    rng: &mut impl Rng,
+    me: &Identity,
+    broker: &Peer,
+    account: AccountNumber,
+    now: agora_core::Timestamp,
+) -> Result<(ExpectBalance, Vec<u8>)> {
+    let reply_key = Secret::random(rng);
+    let req = msg::BalanceRequest {
+        account: account.clone(),
+        at: now,
+        reply_key: reply_key.clone(),
+        customer_cert: me.cert.clone(),
+    };
+    let sealed = envelope::seal(rng, &me.keys.sign, &broker.enc, &req)?;
+    Ok((
+        ExpectBalance {
+            request_hash: agora_core::crypto::sha256(&sealed),
+            account,
+            reply_key,
+            broker: broker.sign,
+        },
+        sealed,
+    ))
+}
+
+/// Waiting for the broker's [`msg::Balance`].
+#[derive(Debug)]
+pub struct ExpectBalance {
+    request_hash: [u8; 32],
+    account: AccountNumber,
+    reply_key: Secret<32>,
+    broker: VerifyingKey,
+}
+
+impl ExpectBalance {
+    /// The answer: under the reply key, signed by the broker, answering this
+    /// request about this account.
+    pub fn on_balance(&self, bytes: &[u8]) -> Result<msg::Balance> {
+        let (b, _) = sym::open_signed::<msg::Balance>(bytes, &self.reply_key, &self.broker)?;
+        if b.request_hash != self.request_hash {
+            return Err(Error::PeerMisbehaved("an answer to another request"));
+        }
+        if b.account != self.account {
+            return Err(Error::PeerMisbehaved("the balance of another account"));
+        }
+        Ok(b)
+    }
+}
+
 /// A complaint about a paid purchase (section 5.7): the description of her
 /// request, sealed to the broker; send the encrypted product as delivered
 /// after it (`product_len` bytes).

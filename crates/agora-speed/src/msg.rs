@@ -570,6 +570,79 @@ impl Message for PurseConfirm {
     }
 }
 
+/// A customer asks the broker for the balance of her account: signed by
+/// her (self-certified by `customer_cert`) and sealed to the broker, so
+/// that `reply_key` is hers and the broker's alone.
+#[derive(Debug)]
+pub struct BalanceRequest {
+    /// The account.
+    pub account: AccountNumber,
+    /// When she asked (the broker refuses a request far from its clock).
+    pub at: agora_core::Timestamp,
+    /// The key the answer is sealed under.
+    pub reply_key: Secret<32>,
+    /// The customer's identity certificate (DER).
+    pub customer_cert: Vec<u8>,
+}
+
+impl Message for BalanceRequest {
+    const TAG: Tag = tags::SPEED_BALANCE_REQUEST;
+    const FIELDS: usize = 4;
+    const MAX_LEN: usize = MAX_CERT_LEN + 256;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.account)
+            .field(&self.at)
+            .bytes(self.reply_key.expose())
+            .bytes(&self.customer_cert);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> std::result::Result<Self, DecodeError> {
+        Ok(BalanceRequest {
+            account: d.field()?,
+            at: d.field()?,
+            reply_key: secret(d, "reply key")?,
+            customer_cert: d.bytes("customer certificate", MAX_CERT_LEN)?.to_vec(),
+        })
+    }
+}
+
+/// The broker's answer to a [`BalanceRequest`]: signed, sealed under its
+/// reply key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Balance {
+    /// SHA-256 of the sealed request it answers.
+    pub request_hash: [u8; 32],
+    /// The account.
+    pub account: AccountNumber,
+    /// Its balance.
+    pub balance: Money,
+    /// As of this time (the broker's clock).
+    pub at: agora_core::Timestamp,
+}
+
+impl Message for Balance {
+    const TAG: Tag = tags::SPEED_BALANCE;
+    const FIELDS: usize = 4;
+    const MAX_LEN: usize = 256;
+
+    fn encode_fields(&self, e: &mut Encoder) {
+        e.field(&self.request_hash)
+            .field(&self.account)
+            .field(&self.balance)
+            .field(&self.at);
+    }
+
+    fn decode_fields(d: &mut Decoder<'_>) -> std::result::Result<Self, DecodeError> {
+        Ok(Balance {
+            request_hash: d.field()?,
+            account: d.field()?,
+            balance: d.field()?,
+            at: d.field()?,
+        })
+    }
+}
+
 /// Message 6: `{PaymentOrderID, Price, K}`, signed by the broker, under
 /// RecKey, to customer and vendor.
 #[derive(Debug)]

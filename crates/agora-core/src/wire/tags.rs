@@ -197,6 +197,12 @@ pub const SPEED_RECEIPT_REQUEST: Tag = Tag::new(SYSTEM_SPEED, 5, 1);
 pub const SPEED_COMPLAINT: Tag = Tag::new(SYSTEM_SPEED, 5, 2);
 /// SPEED complaints: the broker's signed ruling.
 pub const SPEED_RULING: Tag = Tag::new(SYSTEM_SPEED, 5, 3);
+/// SPEED balance: the customer's signed question for the balance of her
+/// account, sealed to the broker, with the key for the answer.
+pub const SPEED_BALANCE_REQUEST: Tag = Tag::new(SYSTEM_SPEED, 5, 4);
+/// SPEED balance: the broker's signed answer, sealed under the request's
+/// reply key.
+pub const SPEED_BALANCE: Tag = Tag::new(SYSTEM_SPEED, 5, 5);
 
 // ---- System 2, protocol 6: the e-purse card and the broker's SAM ---------
 // (paper section 2, CEN WG10; ARCHITECTURE section 2). These travel MAC'd
@@ -277,6 +283,8 @@ pub const ALL: &[(Tag, &str)] = &[
     (SPEED_RECEIPT_REQUEST, "SPEED_RECEIPT_REQUEST"),
     (SPEED_COMPLAINT, "SPEED_COMPLAINT"),
     (SPEED_RULING, "SPEED_RULING"),
+    (SPEED_BALANCE_REQUEST, "SPEED_BALANCE_REQUEST"),
+    (SPEED_BALANCE, "SPEED_BALANCE"),
     (SPEED_PURSE_CARD_AUTH, "SPEED_PURSE_CARD_AUTH"),
     (SPEED_PURSE_DEBIT_COMMAND, "SPEED_PURSE_DEBIT_COMMAND"),
     (
