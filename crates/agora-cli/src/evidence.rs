@@ -135,7 +135,11 @@ pub fn run(ctx: &Ctx, cmd: &EvidenceCmd) -> anyhow::Result<()> {
         EvidenceCmd::Verify { file: None, .. } => bail!("name an evidence file, or pass --archive"),
         EvidenceCmd::List { from, limit } => {
             let store = ctx.store()?;
-            let entries = store.archive().entries(*from, (*limit).min(MAX_LIST))?;
+            let limit = (*limit).min(MAX_LIST);
+            // One more than asked for: whether the listing is cut short.
+            let mut entries = store.archive().entries(*from, limit + 1)?;
+            let more = entries.len() > limit;
+            entries.truncate(limit);
             let mut text = String::new();
             let mut rows = Vec::new();
             for e in &entries {
@@ -157,6 +161,20 @@ pub fn run(ctx: &Ctx, cmd: &EvidenceCmd) -> anyhow::Result<()> {
             }
             if entries.is_empty() {
                 text.push_str("the evidence archive is empty");
+            }
+            if let (true, Some(last)) = (more, entries.last()) {
+                text.push_str(&format!(
+                    "listed {} entries; more follow: {}",
+                    entries.len(),
+                    ctx.command(&[
+                        "evidence",
+                        "list",
+                        "--from",
+                        &(last.seq + 1).to_string(),
+                        "--limit",
+                        &limit.to_string(),
+                    ])
+                ));
             }
             crate::output::emit(ctx.json, text.trim_end(), serde_json::Value::Array(rows));
         }

@@ -242,6 +242,23 @@ fn agency_archive_and_register_follow_issue_and_revoke() {
         1
     );
     assert!(kinds.iter().filter(|k| **k == "pki/crl").count() >= 3);
+    // A listing cut short says so, and the command for the rest lists it.
+    let n = kinds.len();
+    let first = ok(d, &["evidence", "list", "--limit", "2"]);
+    let rest = first
+        .lines()
+        .last()
+        .and_then(|l| l.split_once("more follow: agora "))
+        .map(|(_, r)| r.to_owned())
+        .expect(&first);
+    let args: Vec<&str> = rest.split_whitespace().collect();
+    let more = ok(d, &args);
+    assert_eq!(
+        more.lines().count(),
+        2.min(n - 2) + usize::from(n > 4),
+        "{more}"
+    );
+    assert!(more.starts_with("     3  "), "{more}");
     let v = json(d, &["evidence", "verify", "--archive"]);
     assert_eq!(v["valid"], true);
     assert_eq!(v["entries"], list.as_array().unwrap().len());
