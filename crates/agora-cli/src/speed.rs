@@ -1467,6 +1467,12 @@ impl Customer {
             out_text.push_str("\nforce");
         }
         crate::datadir::write_file_atomic(&dir.join("out"), out_text.as_bytes())?;
+        // The deal itself, so that `agora speed pay ORDER` can finish even a
+        // payment that stopped before its order was made (the client saves
+        // the next states as they come).
+        if !dir.join("state").exists() {
+            write_private(&dir.join("state"), &ready.to_bytes(&self.vendor.sign))?;
+        }
         let price = ready.price();
         self.settle(ctx, order, Stage::Ready(ready), opts, &out)
             .map_err(|e| {
