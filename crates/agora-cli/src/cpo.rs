@@ -1063,7 +1063,7 @@ pub fn run(ctx: &Ctx, cmd: &CpoCmd) -> anyhow::Result<()> {
                 bail!("--after pages the id order: give --cursor to page --sort {sort}");
             }
             let page = public_transport(ctx)?
-                .board_page(&q)
+                .board(&q)
                 .map_err(|e| node_error(e, "the board refused the query"))?;
             let entries = page.entries;
             let mut text = String::new();

@@ -69,8 +69,9 @@ impl From<Problem> for ClientError {
 
 /// A request that got no answer from `base`, said so that the user knows
 /// what to do: a refused connection asks whether the node runs there; a
-/// timeout says the node did not answer in time. Only the first sentence is
-/// for people: the HTTP client's own words follow for the rest.
+/// timeout says the node did not answer in time. The HTTP client's own
+/// words ("error sending request for url ...") say nothing more to a person
+/// and are left out.
 fn unreachable(base: &str, e: &reqwest::Error) -> ClientError {
     let refused = std::iter::successors(Some(e as &dyn std::error::Error), |c| c.source())
         .filter_map(|c| c.downcast_ref::<std::io::Error>())
@@ -90,11 +91,9 @@ fn unreachable(base: &str, e: &reqwest::Error) -> ClientError {
 pub trait CpoTransport {
     /// Sends one protocol message to `role`.
     fn call(&self, role: Role, body: &[u8], step: Option<StepId>) -> Result<Reply, ClientError>;
-    /// The public listing.
-    fn board(&self, q: &BoardQuery) -> Result<Vec<serde_json::Value>, ClientError>;
-    /// A page of the public listing in the order `q` asks for
-    /// (`sort`), with the cursor of the next page if there is one.
-    fn board_page(&self, q: &BoardQuery) -> Result<BoardPage, ClientError>;
+    /// A page of the public listing in the order `q` asks for (`sort`),
+    /// with the cursor of the next page if there is one.
+    fn board(&self, q: &BoardQuery) -> Result<BoardPage, ClientError>;
     /// One CPO's public fields and status.
     fn cpo(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError>;
     /// A bidder's signed notice.
@@ -136,11 +135,7 @@ impl CpoTransport for LocalCpo {
             .handle(&self.pending, role, step, body, now())?)
     }
 
-    fn board(&self, q: &BoardQuery) -> Result<Vec<serde_json::Value>, ClientError> {
-        Ok(self.service.board_json(q, now())?)
-    }
-
-    fn board_page(&self, q: &BoardQuery) -> Result<BoardPage, ClientError> {
+    fn board(&self, q: &BoardQuery) -> Result<BoardPage, ClientError> {
         Ok(self.service.board_page(q, now())?)
     }
 
@@ -320,14 +315,26 @@ impl NodeClient {
 
     /// `GET path` as JSON.
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let r = self.send(|| self.http.get(format!("{}{path}", self.base)))?;
+        Self::json(path, self.get(path)?)
+    }
+
+    /// `GET path`, answered with success.
+    fn get(&self, path: &str) -> Result<reqwest::blocking::Response, ClientError> {
+        self.send(|| self.http.get(format!("{}{path}", self.base)))
+    }
+
+    /// The JSON body of `r`, the answer to `path`.
+    fn json<T: serde::de::DeserializeOwned>(
+        path: &str,
+        r: reqwest::blocking::Response,
+    ) -> Result<T, ClientError> {
         serde_json::from_slice(&Self::body(r)?)
             .map_err(|e| ClientError::Transport(format!("{path}: not the JSON expected: {e}")))
     }
 
     /// `GET path` as bytes.
     pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
-        Self::body(self.send(|| self.http.get(format!("{}{path}", self.base)))?)
+        Self::body(self.get(path)?)
     }
 
     /// `POST path` (no body) answered with JSON.
@@ -419,17 +426,11 @@ impl CpoTransport for NodeClient {
         })
     }
 
-    fn board(&self, q: &BoardQuery) -> Result<Vec<serde_json::Value>, ClientError> {
-        let qs = serde_urlencoded::to_string(q)
-            .map_err(|e| ClientError::Transport(format!("query: {e}")))?;
-        self.get_json(&format!("/v1/cpo/board?{qs}"))
-    }
-
-    fn board_page(&self, q: &BoardQuery) -> Result<BoardPage, ClientError> {
+    fn board(&self, q: &BoardQuery) -> Result<BoardPage, ClientError> {
         let qs = serde_urlencoded::to_string(q)
             .map_err(|e| ClientError::Transport(format!("query: {e}")))?;
         let path = format!("/v1/cpo/board?{qs}");
-        let r = self.send(|| self.http.get(format!("{}{path}", self.base)))?;
+        let r = self.get(&path)?;
         let next = r
             .headers()
             .get(agora_node::cpo::NEXT_CURSOR_HEADER)
@@ -439,9 +440,10 @@ impl CpoTransport for NodeClient {
                 })
             })
             .transpose()?;
-        let entries = serde_json::from_slice(&Self::body(r)?)
-            .map_err(|e| ClientError::Transport(format!("{path}: not the JSON expected: {e}")))?;
-        Ok(BoardPage { entries, next })
+        Ok(BoardPage {
+            entries: Self::json(&path, r)?,
+            next,
+        })
     }
 
     fn cpo(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError> {

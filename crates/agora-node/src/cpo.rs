@@ -833,17 +833,6 @@ fn hex32(s: &str, what: &str) -> Result<[u8; 32], Problem> {
 }
 
 impl CpoService {
-    /// The public listing for `q`, as JSON entries.
-    pub fn board_json(
-        &self,
-        q: &BoardQuery,
-        now: Timestamp,
-    ) -> Result<Vec<serde_json::Value>, Problem> {
-        let (filter, after, limit) = q.filter()?;
-        let es = self.store.board().search(now, &filter, after, limit)?;
-        Ok(es.iter().map(|e| public_json(e, now)).collect())
-    }
-
     /// A page of the public listing for `q`: its entries in the order asked
     /// for, each bidding one with its count of bids (`bids`), and the
     /// cursor of the next page if there is one.

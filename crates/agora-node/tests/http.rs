@@ -277,7 +277,8 @@ fn post_bind_refuse_and_fetch_over_http() {
             q: Some("bicycle".into()),
             ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+        .entries;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], hex::encode(id));
     assert!(listed[0].get("buyer").is_none(), "no buyer in public data");
@@ -296,7 +297,11 @@ fn post_bind_refuse_and_fetch_over_http() {
 
     assert_eq!(n.client.cpo(&id).unwrap()["status"], "bound");
     assert!(
-        n.client.board(&BoardQuery::default()).unwrap().is_empty(),
+        n.client
+            .board(&BoardQuery::default())
+            .unwrap()
+            .entries
+            .is_empty(),
         "bound CPOs leave the listing"
     );
 

@@ -480,11 +480,8 @@ impl CpoTransport for Timed<'_, NodeClient> {
             .took(step_name(body), t.elapsed(), &r);
         r
     }
-    fn board(&self, q: &BoardQuery) -> Result<Vec<serde_json::Value>, ClientError> {
+    fn board(&self, q: &BoardQuery) -> Result<agora_node::cpo::BoardPage, ClientError> {
         self.client.board(q)
-    }
-    fn board_page(&self, q: &BoardQuery) -> Result<agora_node::cpo::BoardPage, ClientError> {
-        self.client.board_page(q)
     }
     fn cpo(&self, id: &[u8; 32]) -> Result<serde_json::Value, ClientError> {
         self.client.cpo(id)
