@@ -4,7 +4,9 @@
 //! 1. **Rate**: past a client address's rate, `429` with `Retry-After`
 //!    (loopback clients are exempt unless `rate_limit_loopback`).
 //! 2. **Declared size**: a `Content-Length` above the route's limit is
-//!    answered `413` at once, before a byte of the body is read.
+//!    answered `413` without a byte of the body reaching a role: at once if
+//!    it declares more than [`MAX_DRAIN`], else once the body has been read
+//!    and dropped, so that its sender reads the answer, not a reset.
 //! 3. **Receiving**: the whole body is received, within `body_timeout`
 //!    (`408` past it) and `max_body_bytes` (`413`), while holding only a
 //!    *receiving* place (`max_receiving`), not a work slot: a client that
@@ -258,6 +260,48 @@ pub(crate) struct Guard {
     pub(crate) upload_routes: HashSet<&'static str>,
 }
 
+/// How much of a body refused for its size is still read before the answer
+/// goes out, so that its sender reads the `413` rather than a reset of the
+/// connection (a lingering close, as the SPEED complaint route does for a
+/// refused upload). A body declared or found longer is answered at once and
+/// its connection closed.
+pub(crate) const MAX_DRAIN: u64 = 16 << 20;
+
+/// The whole of `body`, if it is at most `limit` bytes. A longer one is
+/// read on to [`MAX_DRAIN`] and dropped, then refused as too large.
+async fn receive(mut body: Body, limit: u64) -> Result<axum::body::Bytes, Problem> {
+    let mut kept = Vec::new();
+    let mut seen = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| Problem::bad_request("the body could not be read"))?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen > MAX_DRAIN {
+            break;
+        }
+        if seen <= limit {
+            kept.extend_from_slice(data);
+        }
+    }
+    if seen > limit {
+        return Err(too_large(limit));
+    }
+    Ok(kept.into())
+}
+
+/// Reads and drops `body`, at most [`MAX_DRAIN`] bytes of it.
+async fn drain(mut body: Body) {
+    let mut seen = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+        if seen > MAX_DRAIN {
+            return;
+        }
+    }
+}
+
 /// `413 too-large` naming the limit that applies.
 pub(crate) fn too_large(limit: u64) -> Problem {
     Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large")
@@ -361,7 +405,15 @@ async fn admit_and_run(
     } else {
         c.max_body_bytes as u64
     };
-    if declared_length(&req).is_some_and(|n| n > limit) {
+    if let Some(declared) = declared_length(&req).filter(|&n| n > limit) {
+        // A body short enough to read is read and dropped first (holding a
+        // receiving place, within the body's time), so that a client still
+        // writing it reads this answer rather than a reset.
+        if declared <= MAX_DRAIN && !upload {
+            if let Some(_receiving) = Receiving::take(core) {
+                let _ = tokio::time::timeout(c.body_timeout, drain(req.into_body())).await;
+            }
+        }
         return Err(too_large(limit));
     }
     if upload {
@@ -393,17 +445,12 @@ async fn admit_and_run(
                 "the node is receiving as many requests as it can",
             ));
         };
-        let read = http_body_util::Limited::new(body, limit as usize).collect();
-        match tokio::time::timeout(c.body_timeout, read).await {
+        match tokio::time::timeout(c.body_timeout, receive(body, limit)).await {
             Err(_) => {
                 m.timed_out.inc();
                 return Err(body_timeout(c.body_timeout));
             }
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(too_large(limit))
-            }
-            Ok(Err(_)) => return Err(Problem::bad_request("the body could not be read")),
-            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(received) => received?,
         }
     };
     let req = Request::from_parts(parts, Body::from(bytes));

@@ -15,8 +15,9 @@
 //! - a bounded table of pending protocol steps with expiry
 //!   ([`pending::PendingSteps`]);
 //! - admission before work (`guard.rs`): per-client rate limits (`429`,
-//!   loopback exempt by default), body size (`413` at once for a declared
-//!   length past the limit) and body time (`408`), the body received before a
+//!   loopback exempt by default), body size (`413` for a declared length
+//!   past the limit, the body read and dropped first up to 16 MiB so that
+//!   its sender reads the answer) and body time (`408`), the body received before a
 //!   work slot is taken, and past `max_in_flight` requests `503` with
 //!   `Retry-After`; a refused request has changed nothing;
 //! - connections admitted and bounded (`serve.rs`): in all and per client

@@ -22,6 +22,7 @@
 //! because the bill carries the digest of the encrypted product.
 
 use crate::endpoint::{self, Answer, Endpoint, Inbound, Outbound, Reloading};
+use crate::guard::MAX_DRAIN;
 use crate::{blocking, cbor_reply, Core, Problem, Service};
 use agora_core::crypto::{os_rng, Secret};
 use agora_core::ports::Evidence;
@@ -52,11 +53,6 @@ use std::sync::{Arc, RwLock};
 /// The media type of a complaint: `u32` (big-endian) length of the
 /// complaint message, the message, then the encrypted product as delivered.
 pub const COMPLAINT_TYPE: &str = "application/vnd.agora.speed-complaint";
-/// How much of a refused complaint's upload is read before answering (so
-/// that its sender reads the refusal rather than a reset): on the runtime,
-/// holding no thread, within the upload's time bound. A longer upload is
-/// answered anyway and its connection closed.
-const MAX_DRAIN: u64 = 16 << 20;
 
 /// The evidence kind of a broker's signed ruling in its archive.
 pub const RULING_EVIDENCE: &str = "speed/ruling";
