@@ -488,17 +488,11 @@ fn run_flow<C: Conversation>(
             FlowError::Node(e) => node_error(e, what),
             FlowError::Protocol(e) => anyhow::Error::new(e),
         };
-        if !retry {
-            return e;
-        }
         // Each CPO conversation may be run again from its start: a step the
         // node finished is answered again with its result (an acceptance,
         // the posted CPO, the seller's own binding or bid), and one it did
         // not finish left nothing behind.
-        e.context(crate::output::Resume {
-            pending: "the conversation with the node did not finish".into(),
-            command: crate::output::this_command(),
-        })
+        crate::output::run_again_if(retry, e, "the conversation with the node did not finish")
     })
 }
 
@@ -579,14 +573,7 @@ fn node_doc(url: &str) -> anyhow::Result<(NodeClient, Value)> {
     let doc: Value = c.get_json("/v1/node").map_err(|e| {
         let retry = crate::output::retryable(&e);
         let e = node_error(e, &format!("reading {url}/v1/node"));
-        if retry {
-            e.context(crate::output::Resume {
-                pending: "nothing yet: the node's roles could not be read".into(),
-                command: crate::output::this_command(),
-            })
-        } else {
-            e
-        }
+        crate::output::run_again_if(retry, e, "nothing yet: the node's roles could not be read")
     })?;
     Ok((c, doc))
 }

@@ -219,6 +219,20 @@ pub fn retryable(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// `e` with this very command ([`this_command`]) as the way to resume,
+/// when `retry` says the node could not be reached or could not take the
+/// request ([`retryable`], asked before the error was converted) and a step
+/// that was not finished left `pending` behind; else `e` as it is.
+pub fn run_again_if(retry: bool, e: anyhow::Error, pending: &str) -> anyhow::Error {
+    if !retry {
+        return e;
+    }
+    resumable(e, || Resume {
+        pending: pending.to_owned(),
+        command: this_command(),
+    })
+}
+
 /// This command as it was typed (its arguments quoted for the shell), as
 /// `agora ...`: to run again when nothing was done.
 pub fn this_command() -> String {

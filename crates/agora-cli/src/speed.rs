@@ -53,6 +53,9 @@ pub const DEMO_SONG: &str = "DEMO-SONG-1: Loopback Blues, 3 MB (demo bytes)";
 
 const DAY_SECS: u64 = 86_400;
 
+/// What is pending when a purchase stopped before its deal was made.
+const NOTHING_PAID: &str = "nothing: no purchase was agreed or paid";
+
 fn speed_dir(ctx: &Ctx) -> PathBuf {
     ctx.speed_dir()
 }
@@ -851,16 +854,6 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
             no_pending_load(ctx, &k, card)?;
             let pending = pending_load_path(ctx, &k);
             let counter = k.counter();
-            let resume = || crate::output::Resume {
-                pending: format!("the load of {amount} onto {}", card.display()),
-                command: ctx.command(&[
-                    "speed",
-                    "card",
-                    "resume",
-                    "--card",
-                    &card.to_string_lossy(),
-                ]),
-            };
             let loaded = client(ctx)?.load_card(
                 &mut os_rng(),
                 &c.id,
@@ -884,7 +877,11 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
                 Ok(()) => {}
                 // Nothing was asked of the broker: nothing is pending.
                 Err(e) if !pending.exists() => return Err(e.into()),
-                Err(e) => return Err(anyhow::Error::new(e).context(resume())),
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(load_resume(ctx, card, *amount, customer))
+                    )
+                }
             }
             std::fs::remove_file(&pending)
                 .with_context(|| format!("removing {}", pending.display()))?;
@@ -907,16 +904,7 @@ pub fn run(ctx: &Ctx, cmd: &SpeedCmd) -> anyhow::Result<()> {
                     save_card(card, k).map_err(std::io::Error::other)
                 })
                 .map_err(|e| {
-                    anyhow::Error::new(e).context(crate::output::Resume {
-                        pending: format!("the load of {} onto {}", p.amount, card.display()),
-                        command: ctx.command(&[
-                            "speed",
-                            "card",
-                            "resume",
-                            "--card",
-                            &card.to_string_lossy(),
-                        ]),
-                    })
+                    anyhow::Error::new(e).context(load_resume(ctx, card, p.amount, &p.customer))
                 })?;
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
             crate::output::emit(
@@ -1276,14 +1264,7 @@ fn resolve_product(c: &SpeedClient, given: &str) -> anyhow::Result<String> {
     let cat = c.catalogue().map_err(|e| {
         let retry = crate::output::retryable(&e);
         let e = anyhow::Error::new(e).context("reading the vendor's catalogue");
-        if retry {
-            e.context(crate::output::Resume {
-                pending: "nothing: no purchase was agreed or paid".into(),
-                command: crate::output::this_command(),
-            })
-        } else {
-            e
-        }
+        crate::output::run_again_if(retry, e, NOTHING_PAID)
     })?;
     let products: Vec<(&str, &str)> = cat["products"]
         .as_array()
@@ -1405,17 +1386,9 @@ impl Customer {
         let r = r.map_err(|e| {
             let _ = std::fs::remove_file(&incoming);
             let retry = crate::output::retryable(&e);
-            let e = anyhow::Error::new(e);
-            if retry {
-                // Nothing was paid, and the vendor's half-made deal expires
-                // on its own: the same command starts afresh.
-                e.context(crate::output::Resume {
-                    pending: "nothing: no purchase was agreed or paid".into(),
-                    command: crate::output::this_command(),
-                })
-            } else {
-                e
-            }
+            // Nothing was paid, and the vendor's half-made deal expires on
+            // its own: the same command starts afresh.
+            crate::output::run_again_if(retry, anyhow::Error::new(e), NOTHING_PAID)
         })?;
         match r {
             Negotiated::Ready(ready) => {
@@ -1475,12 +1448,7 @@ impl Customer {
         }
         let price = ready.price();
         self.settle(ctx, order, Stage::Ready(ready), opts, &out)
-            .map_err(|e| {
-                crate::output::resumable(e, || crate::output::Resume {
-                    pending: format!("the payment of {price} for order {order}"),
-                    command: ctx.command(&["speed", "pay", &order.to_hex()]),
-                })
-            })
+            .map_err(|e| crate::output::resumable(e, || payment_resume(ctx, &order, price)))
     }
 
     /// Carries the payment of `order` on from `stage` to the receipt, then
@@ -1588,6 +1556,15 @@ enum Stage {
 }
 
 impl Stage {
+    /// The price on the bill.
+    fn price(&self) -> Money {
+        match self {
+            Stage::Ready(r) => r.price(),
+            Stage::Account(e) => e.price(),
+            Stage::Card(e) => e.price(),
+        }
+    }
+
     fn read(dir: &Path) -> anyhow::Result<Stage> {
         let state = read_at_most(&dir.join("state"), 64 * 1024).plainly(|| {
             "no purchase with that id here (agora speed negotiate, agora speed buy)".into()
@@ -1649,11 +1626,9 @@ fn purchases(ctx: &Ctx, only: Option<&str>) -> anyhow::Result<()> {
         let product = std::fs::read_to_string(dir.join("product_id")).unwrap_or_default();
         let done = std::fs::read_to_string(dir.join("done")).ok();
         let (price, status) = match Stage::read(dir) {
-            Ok(Stage::Ready(r)) => (r.price().to_string(), "not paid"),
-            Ok(Stage::Account(e)) if done.is_some() => (e.price().to_string(), "paid"),
-            Ok(Stage::Card(e)) if done.is_some() => (e.price().to_string(), "paid"),
-            Ok(Stage::Account(e)) => (e.price().to_string(), "payment pending"),
-            Ok(Stage::Card(e)) => (e.price().to_string(), "payment pending"),
+            Ok(stage @ Stage::Ready(_)) => (stage.price().to_string(), "not paid"),
+            Ok(stage) if done.is_some() => (stage.price().to_string(), "paid"),
+            Ok(stage) => (stage.price().to_string(), "payment pending"),
             Err(_) => ("?".to_owned(), "unreadable"),
         };
         let hex = order.to_hex();
@@ -1746,12 +1721,9 @@ fn settle(ctx: &Ctx, order: &str, opts: &PayOpts, out: Option<&Path>) -> anyhow:
     if !(saved_force && Some(&out) == saved_out.as_ref()) {
         ctx.check_out(&out)?;
     }
-    c.settle(ctx, order, stage, opts, &out).map_err(|e| {
-        crate::output::resumable(e, || crate::output::Resume {
-            pending: format!("the payment of order {order}"),
-            command: ctx.command(&["speed", "pay", &order.to_hex()]),
-        })
-    })
+    let price = stage.price();
+    c.settle(ctx, order, stage, opts, &out)
+        .map_err(|e| crate::output::resumable(e, || payment_resume(ctx, &order, price)))
 }
 
 /// A card load asked for and not known to be applied: the request (sent
@@ -1812,17 +1784,28 @@ fn no_pending_load(ctx: &Ctx, card: &Card, path: &Path) -> anyhow::Result<()> {
         return Err(anyhow::anyhow!(
             "a load onto this card has not finished: finish it before using the card"
         )
-        .context(crate::output::Resume {
-            pending: format!(
-                "the load of {} onto {} for {}",
-                p.amount,
-                path.display(),
-                p.customer
-            ),
-            command: ctx.command(&["speed", "card", "resume", "--card", &path.to_string_lossy()]),
-        }));
+        .context(load_resume(ctx, path, p.amount, &p.customer)));
     }
     Ok(())
+}
+
+/// A payment left pending, and the command that finishes it.
+fn payment_resume(ctx: &Ctx, order: &PaymentOrderId, price: Money) -> crate::output::Resume {
+    crate::output::Resume {
+        pending: format!("the payment of {price} for order {order}"),
+        command: ctx.command(&["speed", "pay", &order.to_hex()]),
+    }
+}
+
+/// A card load left pending, and the command that finishes it.
+fn load_resume(ctx: &Ctx, card: &Path, amount: Money, customer: &str) -> crate::output::Resume {
+    crate::output::Resume {
+        pending: format!(
+            "the load of {amount} onto {} for {customer}",
+            card.display()
+        ),
+        command: ctx.command(&["speed", "card", "resume", "--card", &card.to_string_lossy()]),
+    }
 }
 
 /// Decrypts the product with K from the receipt, keeps the receipt, and
