@@ -18,6 +18,40 @@ fn bond(cli: &Cli, holder: &str, amount: &str, role: &str) -> String {
     out
 }
 
+/// Bob drafts `goods` at `price` (with `--ends-in ends_in` if given), has
+/// the node's arbiter accept it (for bids if `bidding`) and posts it; files
+/// `<name>.ccpo`, `.acc`, `.posted`. The CPO's id.
+fn posted(
+    cli: &Cli,
+    bond: &str,
+    name: &str,
+    goods: &str,
+    price: &str,
+    ends_in: Option<&str>,
+    bidding: bool,
+) -> String {
+    let (ccpo, acc, posted) = (
+        format!("{name}.ccpo"),
+        format!("{name}.acc"),
+        format!("{name}.posted"),
+    );
+    let mut draft = vec![
+        "cpo", "draft", "--buyer", "bob", "--bond", bond, "--goods", goods, "--price", price,
+        "--out", &ccpo,
+    ];
+    if let Some(t) = ends_in {
+        draft.extend(["--ends-in", t]);
+    }
+    cli.ok(&draft);
+    let mut approve = vec!["cpo", "approve", &ccpo, "--buyer", "bob", "--out", &acc];
+    if bidding {
+        approve.push("--bidding");
+    }
+    cli.ok(&approve);
+    let v = cli.json(&["cpo", "post", &acc, "--buyer", "bob", "--out", &posted]);
+    v["id"].as_str().unwrap().to_owned()
+}
+
 #[test]
 fn errors_say_what_happened_with_the_numbers_and_names_a_user_knows() {
     let tmp = tempfile::tempdir().unwrap();
@@ -88,39 +122,15 @@ fn errors_say_what_happened_with_the_numbers_and_names_a_user_knows() {
     );
 
     // Someone else's binding: quinn is not the buyer.
-    cli.ok(&[
-        "cpo",
-        "draft",
-        "--buyer",
-        "bob",
-        "--bond",
+    let violin = posted(
+        &cli,
         &bob_bond,
-        "--goods",
+        "violin",
         "a violin",
-        "--price",
         "100.00 EUR",
-        "--out",
-        "violin.ccpo",
-    ]);
-    cli.ok(&[
-        "cpo",
-        "approve",
-        "violin.ccpo",
-        "--buyer",
-        "bob",
-        "--out",
-        "violin.acc",
-    ]);
-    let posted = cli.json(&[
-        "cpo",
-        "post",
-        "violin.acc",
-        "--buyer",
-        "bob",
-        "--out",
-        "violin.posted",
-    ]);
-    let violin = posted["id"].as_str().unwrap().to_owned();
+        None,
+        false,
+    );
     cli.ok(&["cpo", "session", "--seller", "quinn", "--bond", &quinn_bond]);
     cli.ok(&[
         "cpo",
@@ -183,42 +193,15 @@ fn errors_say_what_happened_with_the_numbers_and_names_a_user_knows() {
     // The award names the winner by her name here, not her key id.
     let window = Duration::from_secs(4);
     let drafted = Instant::now();
-    cli.ok(&[
-        "cpo",
-        "draft",
-        "--buyer",
-        "bob",
-        "--bond",
+    let cello = posted(
+        &cli,
         &bob_bond,
-        "--goods",
+        "cello",
         "a cello",
-        "--price",
         "300.00 EUR",
-        "--ends-in",
-        "4s",
-        "--out",
-        "cello.ccpo",
-    ]);
-    cli.ok(&[
-        "cpo",
-        "approve",
-        "cello.ccpo",
-        "--buyer",
-        "bob",
-        "--bidding",
-        "--out",
-        "cello.acc",
-    ]);
-    let posted = cli.json(&[
-        "cpo",
-        "post",
-        "cello.acc",
-        "--buyer",
-        "bob",
-        "--out",
-        "cello.posted",
-    ]);
-    let cello = posted["id"].as_str().unwrap().to_owned();
+        Some("4s"),
+        true,
+    );
     cli.ok(&[
         "cpo",
         "bid",
@@ -437,17 +420,7 @@ fn cpo_list_is_newest_first_sorts_and_pages_with_a_cursor() {
         ("second", "10.00 EUR"),
         ("third", "20.00 EUR"),
     ] {
-        let (ccpo, acc, posted) = (
-            format!("{goods}.ccpo"),
-            format!("{goods}.acc"),
-            format!("{goods}.posted"),
-        );
-        cli.ok(&[
-            "cpo", "draft", "--buyer", "bob", "--bond", &bob_bond, "--goods", goods, "--price",
-            price, "--out", &ccpo,
-        ]);
-        cli.ok(&["cpo", "approve", &ccpo, "--buyer", "bob", "--out", &acc]);
-        cli.ok(&["cpo", "post", &acc, "--buyer", "bob", "--out", &posted]);
+        posted(&cli, &bob_bond, goods, goods, price, None, false);
     }
     let goods_of = |out: &str| -> Vec<String> {
         out.lines()

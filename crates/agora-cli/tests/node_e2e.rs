@@ -819,17 +819,7 @@ struct Carol {
 }
 
 fn register_carol(operator: &Cli, data: &Path) -> Carol {
-    operator.ok(&["key", "new", "carol"]);
-    operator.ok(&[
-        "speed",
-        "register",
-        "carol",
-        "--deposit",
-        "20.00 EUR",
-        "--card",
-        "carol.card",
-    ]);
-    let card = operator.work.join("carol.card");
+    let card = register_customer(operator, "carol");
     let ks = agora_pki::Keystore::load(&data.join("keystore.toml"), PASS.as_bytes()).unwrap();
     let keys = Keys {
         sign: SigningKey::from_seed(&ks.ed25519("carol.ed25519").unwrap().to_seed()),

@@ -222,17 +222,7 @@ fn purchases_and_card_loads_cut_at_each_message_finish_with_the_printed_command_
     let port = free_port();
     let mut node = Node::start(&data, port, &tmp.path().join("node.log"));
     let operator = Cli::new(&data, &tmp.path().join("operator"), Some(node.url()));
-    operator.ok(&["key", "new", "carol"]);
-    operator.ok(&[
-        "speed",
-        "register",
-        "carol",
-        "--deposit",
-        "20.00 EUR",
-        "--card",
-        "carol.card",
-    ]);
-    let card = operator.work.join("carol.card");
+    let card = register_customer(&operator, "carol");
     let proxy = Proxy::start(port);
     let work = tmp.path().join("carol");
     std::fs::create_dir_all(&work).unwrap();

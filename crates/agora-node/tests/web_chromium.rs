@@ -828,6 +828,19 @@ impl Browser<'_> {
         }
     }
 
+    /// Clicks the element `at` (`what`, for the message if it is missing).
+    async fn click(&self, at: Locator<'_>, what: &str) -> Checked<()> {
+        let e = self
+            .c
+            .find(at)
+            .await
+            .map_err(|e| format!("{what}: {e:?}"))?;
+        e.click()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("clicking {what}: {e:?}"))
+    }
+
     async fn url(&self) -> String {
         self.c
             .current_url()
@@ -947,12 +960,11 @@ async fn walk(b: &Browser<'_>, board: &Seeded) -> Checked<()> {
             .await
             .map_err(wd("the search box"))?;
     q.send_keys("zeppelin").await.map_err(wd("typing"))?;
-    b.c.find(Locator::Css("form.search button[type=submit]"))
-        .await
-        .map_err(wd("the Search button"))?
-        .click()
-        .await
-        .map_err(wd("clicking Search"))?;
+    b.click(
+        Locator::Css("form.search button[type=submit]"),
+        "the Search button",
+    )
+    .await?;
     b.wait_for_url("the search results", |u| u.contains("q=zeppelin"))
         .await?;
     let items =
@@ -977,12 +989,8 @@ async fn walk(b: &Browser<'_>, board: &Seeded) -> Checked<()> {
     b.shot("search.png").await?;
 
     // Open it.
-    b.c.find(Locator::Css("li.cpo a.goods"))
-        .await
-        .map_err(wd("the result's link"))?
-        .click()
-        .await
-        .map_err(wd("clicking the result"))?;
+    b.click(Locator::Css("li.cpo a.goods"), "the result's link")
+        .await?;
     let path = format!("/cpo/{}", board.zeppelin);
     b.wait_for_url("the CPO's page", |u| u.ends_with(&path))
         .await?;
@@ -1060,12 +1068,8 @@ async fn walk(b: &Browser<'_>, board: &Seeded) -> Checked<()> {
             .map_err(wd("find_all"))?
             .len();
     ensure!(n == 2, "the first page lists {n} CPOs");
-    b.c.find(Locator::LinkText("Next page"))
-        .await
-        .map_err(wd("the Next page link"))?
-        .click()
-        .await
-        .map_err(wd("clicking Next page"))?;
+    b.click(Locator::LinkText("Next page"), "the Next page link")
+        .await?;
     b.wait_for_url("the next page", |u| u.contains("cursor="))
         .await?;
     let n =
@@ -1080,12 +1084,8 @@ async fn walk(b: &Browser<'_>, board: &Seeded) -> Checked<()> {
     );
 
     // The sellers' guide.
-    b.c.find(Locator::LinkText("How to bind"))
-        .await
-        .map_err(wd("the guide's link"))?
-        .click()
-        .await
-        .map_err(wd("clicking the guide's link"))?;
+    b.click(Locator::LinkText("How to bind"), "the guide's link")
+        .await?;
     b.wait_for_url("the guide", |u| u.ends_with("/how-to-bind"))
         .await?;
     let guide = b.text("main").await?;
@@ -1109,12 +1109,11 @@ async fn walk(b: &Browser<'_>, board: &Seeded) -> Checked<()> {
         b.text("nav.sort a[aria-current]").await? == "Newest",
         "newest first by default"
     );
-    b.c.find(Locator::LinkText("Price: low to high"))
-        .await
-        .map_err(wd("the price order's link"))?
-        .click()
-        .await
-        .map_err(wd("clicking the price order"))?;
+    b.click(
+        Locator::LinkText("Price: low to high"),
+        "the price order's link",
+    )
+    .await?;
     b.wait_for_url("the board by price", |u| u.contains("sort=price"))
         .await?;
     let first = b.text("li.cpo a.goods").await?;
@@ -1140,12 +1139,11 @@ async fn walk(b: &Browser<'_>, board: &Seeded) -> Checked<()> {
     b.whole_lines("the CPO's commands").await?;
 
     // The CPOs bound lately.
-    b.c.find(Locator::LinkText("Recently bound"))
-        .await
-        .map_err(wd("the recent page's link"))?
-        .click()
-        .await
-        .map_err(wd("clicking the recent page's link"))?;
+    b.click(
+        Locator::LinkText("Recently bound"),
+        "the recent page's link",
+    )
+    .await?;
     b.wait_for_url("the recent page", |u| u.ends_with("/recent"))
         .await?;
     ensure!(
@@ -1160,12 +1158,8 @@ async fn walk(b: &Browser<'_>, board: &Seeded) -> Checked<()> {
     b.shot("recent.png").await?;
 
     // The store: each product with its price and its command.
-    b.c.find(Locator::LinkText("Store"))
-        .await
-        .map_err(wd("the store's link"))?
-        .click()
-        .await
-        .map_err(wd("clicking the store's link"))?;
+    b.click(Locator::LinkText("Store"), "the store's link")
+        .await?;
     b.wait_for_url("the store", |u| u.ends_with("/store"))
         .await?;
     let products =

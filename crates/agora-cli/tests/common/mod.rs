@@ -287,3 +287,21 @@ pub fn issue_bond(cli: &Cli, holder: &str, amount: &str, role: &str, out: &str) 
         out,
     ]);
 }
+
+/// A new key pair `name`, registered as a SPEED customer with 20.00 EUR
+/// and an e-purse card in `<name>.card` of `cli`'s working directory (the
+/// card file's path).
+pub fn register_customer(cli: &Cli, name: &str) -> PathBuf {
+    let card = format!("{name}.card");
+    cli.ok(&["key", "new", name]);
+    cli.ok(&[
+        "speed",
+        "register",
+        name,
+        "--deposit",
+        "20.00 EUR",
+        "--card",
+        &card,
+    ]);
+    cli.work.join(card)
+}
