@@ -81,6 +81,7 @@
 
 mod agency;
 mod cert;
+mod identity;
 mod keystore;
 pub mod pem;
 mod profile;
@@ -98,6 +99,7 @@ pub use cert::{
     key_usage, parse_certificate, Crl, ParsedCert, RevokedEntry, Serial, MAX_CERT_LEN, MAX_CRL_LEN,
     MAX_SERIAL_LEN,
 };
+pub use identity::{IdentityTrust, MAX_CACHED_IDENTITIES};
 pub use keystore::{
     KeyKind, Keystore, KeystoreError, ARGON2_PARAMS_FOR_TESTING_ONLY, MAX_KEYS, MAX_KEYSTORE_LEN,
     MAX_KEY_NAME_LEN,
