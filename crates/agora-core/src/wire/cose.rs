@@ -301,6 +301,16 @@ pub fn peek_tag(bytes: &[u8]) -> Result<Tag> {
     Ok(super::peek_tag(&p.payload)?)
 }
 
+/// The message a `COSE_Sign1` carries, decoded as an `M` after the
+/// structural checks but **without verifying the signature**: only to find
+/// the key to verify with when the message itself names whose it is (an
+/// STP Decide names its transaction, whose record holds the signer's key).
+/// The caller must verify the same bytes before acting on anything else.
+pub fn peek_unverified<M: Message>(bytes: &[u8]) -> Result<M> {
+    let p = parse_sign1(bytes, sign1_limit::<M>())?;
+    Ok(decode::<M>(&p.payload)?)
+}
+
 /// `Auth_K(payload)` for arbitrary payload bytes.
 pub fn mac_raw(key: &MacKey, payload: &[u8]) -> Vec<u8> {
     let protected = mac0_protected();

@@ -223,6 +223,67 @@ pub const SPEED_PURSE_LOAD_COMMAND: Tag = Tag::new(SYSTEM_SPEED, 6, 4);
 /// SPEED e-purse, load: the card's confirmation of a load.
 pub const SPEED_PURSE_LOAD_CONFIRMATION: Tag = Tag::new(SYSTEM_SPEED, 6, 5);
 
+// ---- System 3: STP (paper 002; the message set of ARCHITECTURE section 6) --
+
+/// STP protocol 1 (a subtransaction), step 1, P to Q: Begin, signed by P:
+/// the TID, the pair, P's certificate, the transaction's deadline and the
+/// commit authority. Opens a new transaction.
+pub const STP_BEGIN: Tag = Tag::new(SYSTEM_STP, 1, 1);
+/// STP protocol 1, step 1 of a later subtransaction, P to R: Join, signed by
+/// P, who brings R into a transaction in which P's own subtransaction `via`
+/// is undecided.
+pub const STP_JOIN: Tag = Tag::new(SYSTEM_STP, 1, 2);
+/// STP protocol 1, step 2, each of the pair to the CA: Vote, signed: accept
+/// or reject the subtransaction the Begin or Join opens.
+pub const STP_VOTE: Tag = Tag::new(SYSTEM_STP, 1, 3);
+/// STP protocol 1, step 3, CA to each of the pair: Started, signed by the
+/// CA: the status, the other's signed vote (its certificate and key share)
+/// and who holds the send token.
+pub const STP_STARTED: Tag = Tag::new(SYSTEM_STP, 1, 4);
+/// STP protocol 1, step 4, token holder to peer: Data, signed over the TID,
+/// the pair, the sequence number, the previous context, the sealed payload
+/// and the token flag.
+pub const STP_DATA: Tag = Tag::new(SYSTEM_STP, 1, 5);
+/// STP protocol 1, step 5, token holder to peer: End, signed: no more data.
+pub const STP_END: Tag = Tag::new(SYSTEM_STP, 1, 6);
+/// STP protocol 1, step 6, each of the pair to the CA: Decide, signed:
+/// commit with the final context, or abort.
+pub const STP_DECIDE: Tag = Tag::new(SYSTEM_STP, 1, 7);
+/// STP protocol 1, step 7, CA to all: Outcome: the decided transaction's
+/// leaf in the CA's log, its inclusion proof and the signed tree head.
+pub const STP_OUTCOME: Tag = Tag::new(SYSTEM_STP, 1, 8);
+/// STP protocol 1, anyone to the CA: Status of a transaction.
+pub const STP_STATUS: Tag = Tag::new(SYSTEM_STP, 1, 9);
+/// STP protocol 1, CA to whoever asked: Pending, signed by the CA: the
+/// transaction is not decided yet (an answer to a Status, a Vote or a
+/// Decide that decides nothing yet).
+pub const STP_PENDING: Tag = Tag::new(SYSTEM_STP, 1, 10);
+
+/// STP protocol 2 (the CA's transparency log), a leaf: a decided
+/// transaction's outcome record.
+pub const STP_OUTCOME_LEAF: Tag = Tag::new(SYSTEM_STP, 2, 1);
+/// STP protocol 2: a tree head (size, RFC 9162 root, time), signed by the CA.
+pub const STP_TREE_HEAD: Tag = Tag::new(SYSTEM_STP, 2, 2);
+/// STP protocol 2: a consistency proof between two tree heads.
+pub const STP_CONSISTENCY: Tag = Tag::new(SYSTEM_STP, 2, 3);
+
+/// STP protocol 3 (escrow), step 1, depositor to the escrow: Deposit, signed:
+/// an item held for a transaction, to be released to a named party.
+pub const STP_ESCROW_DEPOSIT: Tag = Tag::new(SYSTEM_STP, 3, 1);
+/// STP protocol 3, step 2, escrow to depositor: the signed receipt of a
+/// deposit.
+pub const STP_ESCROW_RECEIPT: Tag = Tag::new(SYSTEM_STP, 3, 2);
+/// STP protocol 3, step 3, recipient or depositor to the escrow: Claim,
+/// signed, with the transaction's Outcome.
+pub const STP_ESCROW_CLAIM: Tag = Tag::new(SYSTEM_STP, 3, 3);
+/// STP protocol 3, step 4, escrow to claimant: Release, signed: the item,
+/// released against a committed outcome or returned on abort.
+pub const STP_ESCROW_RELEASE: Tag = Tag::new(SYSTEM_STP, 3, 4);
+
+/// STP protocol 4 (verifiable causality): a proof bundle: a subtransaction's
+/// signed messages, the CA's outcome, its inclusion proof and tree head.
+pub const STP_PROOF_BUNDLE: Tag = Tag::new(SYSTEM_STP, 4, 1);
+
 /// Every registered tag with its name. The one place a tag is defined.
 pub const ALL: &[(Tag, &str)] = &[
     (TEST_PING, "TEST_PING"),
@@ -296,6 +357,24 @@ pub const ALL: &[(Tag, &str)] = &[
         SPEED_PURSE_LOAD_CONFIRMATION,
         "SPEED_PURSE_LOAD_CONFIRMATION",
     ),
+    (STP_BEGIN, "STP_BEGIN"),
+    (STP_JOIN, "STP_JOIN"),
+    (STP_VOTE, "STP_VOTE"),
+    (STP_STARTED, "STP_STARTED"),
+    (STP_DATA, "STP_DATA"),
+    (STP_END, "STP_END"),
+    (STP_DECIDE, "STP_DECIDE"),
+    (STP_OUTCOME, "STP_OUTCOME"),
+    (STP_STATUS, "STP_STATUS"),
+    (STP_PENDING, "STP_PENDING"),
+    (STP_OUTCOME_LEAF, "STP_OUTCOME_LEAF"),
+    (STP_TREE_HEAD, "STP_TREE_HEAD"),
+    (STP_CONSISTENCY, "STP_CONSISTENCY"),
+    (STP_ESCROW_DEPOSIT, "STP_ESCROW_DEPOSIT"),
+    (STP_ESCROW_RECEIPT, "STP_ESCROW_RECEIPT"),
+    (STP_ESCROW_CLAIM, "STP_ESCROW_CLAIM"),
+    (STP_ESCROW_RELEASE, "STP_ESCROW_RELEASE"),
+    (STP_PROOF_BUNDLE, "STP_PROOF_BUNDLE"),
 ];
 
 /// The registered name of `tag`, if any.
