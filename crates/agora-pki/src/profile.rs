@@ -90,7 +90,8 @@ pub enum PartyRole {
     Server,
     /// A SPEED broker.
     Broker,
-    /// The STP commit authority (a CA).
+    /// The STP commit authority (an identity: it signs outcomes and tree
+    /// heads).
     CommitAuthority,
     /// Another certification authority (e.g. SPEED's).
     Ca,
@@ -100,11 +101,14 @@ pub enum PartyRole {
     Vendor,
     /// A trusted evaluator of commerce services (SEMPER).
     Evaluator,
+    /// An exchange authority that holds items in escrow for STP
+    /// transactions.
+    Escrow,
 }
 
 impl PartyRole {
     /// All roles, in code order.
-    pub const ALL: [PartyRole; 9] = [
+    pub const ALL: [PartyRole; 10] = [
         PartyRole::Agency,
         PartyRole::Arbiter,
         PartyRole::Server,
@@ -114,6 +118,7 @@ impl PartyRole {
         PartyRole::Customer,
         PartyRole::Vendor,
         PartyRole::Evaluator,
+        PartyRole::Escrow,
     ];
 
     /// The ENUMERATED value in the identity extension.
@@ -128,6 +133,7 @@ impl PartyRole {
             PartyRole::Customer => 6,
             PartyRole::Vendor => 7,
             PartyRole::Evaluator => 8,
+            PartyRole::Escrow => 9,
         }
     }
 

@@ -72,7 +72,10 @@ impl Party {
     fn is_ca_role(&self) -> bool {
         matches!(
             self.role,
-            PartyRole::Agency | PartyRole::Ca | PartyRole::CommitAuthority
+            // The STP commit authority is an identity with its role (issue
+            // 17), not a CA: it signs outcomes and tree heads, not
+            // certificates.
+            PartyRole::Agency | PartyRole::Ca
         )
     }
 }
@@ -146,7 +149,7 @@ impl TrustStore {
         Ok(())
     }
 
-    /// Pin a CA (agency, SPEED CA, commit authority) by its certificate.
+    /// Pin a CA (agency, SPEED CA) by its certificate.
     pub fn add_ca(&mut self, name: &str, role: PartyRole, cert_der: &[u8]) -> Result<(), Error> {
         let cert = parse_certificate(cert_der)?;
         self.add(Party {

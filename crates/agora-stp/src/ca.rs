@@ -27,7 +27,7 @@ use agora_core::crypto::{SigningKey, VerifyingKey};
 use agora_core::wire::{cose, decode, tags};
 use agora_core::{Error, KeyId, Result, Timestamp};
 use agora_pki::IdentityTrust;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 /// How often a step retries after a conflicting write by another step on
 /// the same transaction.
@@ -55,7 +55,7 @@ pub enum Answer {
 #[derive(Debug)]
 pub struct CommitAuthority {
     key: SigningKey,
-    trust: IdentityTrust,
+    trust: RwLock<Arc<IdentityTrust>>,
     tree: Mutex<MerkleTree>,
 }
 
@@ -75,9 +75,19 @@ impl CommitAuthority {
     pub fn new(key: SigningKey, trust: IdentityTrust) -> CommitAuthority {
         CommitAuthority {
             key,
-            trust,
+            trust: RwLock::new(Arc::new(trust)),
             tree: Mutex::new(MerkleTree::new()),
         }
+    }
+
+    /// Judges certificates under `trust` from now on (new CRLs, new CAs);
+    /// steps in flight keep the trust they started with.
+    pub fn set_trust(&self, trust: IdentityTrust) {
+        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(trust);
+    }
+
+    fn trust(&self) -> Arc<IdentityTrust> {
+        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Its UID.
@@ -115,11 +125,15 @@ impl CommitAuthority {
     /// within bounds), logs the vote, and answers Started, Pending or the
     /// outcome.
     pub fn on_vote(&self, now: Timestamp, bytes: &[u8], log: &dyn CommitLog) -> Result<Answer> {
+        let trust = self.trust();
+        let mut voter_key = None;
         let (v, voter) = cose::verify_self_certified::<Vote>(bytes, |v| {
-            Ok(*self.trust.identity_of_any_role(&v.voter_cert, now)?.key())
+            let key = *trust.identity_of_any_role(&v.voter_cert, now)?.key();
+            voter_key = Some(key);
+            Ok(key)
         })?;
-        let key = *self.trust.identity_of_any_role(&v.voter_cert, now)?.key();
-        let o = open_opening(&v.opening, &self.trust, now)?;
+        let key = voter_key.ok_or(Error::ApiMisuse("verified without a key"))?;
+        let o = open_opening(&v.opening, &trust, now)?;
         if o.tid != v.tid || o.pair != v.pair {
             return Err(Error::PeerMisbehaved("a vote on another subtransaction"));
         }

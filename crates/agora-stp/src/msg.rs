@@ -675,7 +675,8 @@ impl Message for DepositReceipt {
 
 /// Claim (recipient or depositor to the escrow): the deposit `deposit`,
 /// against the transaction's `outcome`. Signed by the claimant, whose
-/// certificate it carries.
+/// certificate it carries, with a fresh key the [`Release`] is sealed to:
+/// whoever replays the claim gets only a release they cannot open.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
     /// SHA-256 of the signed Deposit.
@@ -686,18 +687,21 @@ pub struct Claim {
     pub outcome: Vec<u8>,
     /// When the claimant asked (the escrow refuses stale claims).
     pub at: Timestamp,
+    /// The key the Release is sealed to (HPKE).
+    pub reply_to: X25519Public,
 }
 
 impl Message for Claim {
     const TAG: Tag = tags::STP_ESCROW_CLAIM;
-    const FIELDS: usize = 4;
+    const FIELDS: usize = 5;
     const MAX_LEN: usize = MAX_OUTCOME_LEN + MAX_CERT_LEN + 128;
 
     fn encode_fields(&self, e: &mut Encoder) {
         e.field(&self.deposit)
             .bytes(&self.claimant_cert)
             .bytes(&self.outcome)
-            .field(&self.at);
+            .field(&self.at)
+            .field(&self.reply_to);
     }
 
     fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
@@ -706,13 +710,15 @@ impl Message for Claim {
             claimant_cert: cert(d, "claimant certificate")?,
             outcome: d.bytes("outcome", MAX_OUTCOME_LEN)?.to_vec(),
             at: d.field()?,
+            reply_to: d.field()?,
         })
     }
 }
 
 /// Release (escrow to claimant): the item of `deposit`, released to the
 /// recipient against a committed outcome (`returned` false) or returned to
-/// the depositor on abort (`returned` true). Signed by the escrow.
+/// the depositor on abort (`returned` true). Signed by the escrow and
+/// sealed to the claim's `reply_to` key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Release {
     /// SHA-256 of the signed Deposit.

@@ -516,10 +516,12 @@ impl Open {
 
     fn may_send(&self) -> Result<u64> {
         if self.ended {
-            return Err(Error::ApiMisuse("the subtransaction has ended"));
+            return Err(Error::Refused("the subtransaction has ended".into()));
         }
         if !self.token {
-            return Err(Error::ApiMisuse("only the holder of the send token sends"));
+            return Err(Error::Refused(
+                "only the holder of the send token sends or ends".into(),
+            ));
         }
         self.seq
             .checked_add(1)
@@ -601,6 +603,9 @@ impl Open {
                 "a message of another subtransaction".into(),
             ));
         }
+        if seq <= self.seq {
+            return Err(Error::Replayed);
+        }
         if self.ended {
             return Err(Error::PeerMisbehaved("a message after End"));
         }
@@ -608,9 +613,6 @@ impl Open {
             return Err(Error::PeerMisbehaved(
                 "a message from a party without the send token",
             ));
-        }
-        if seq <= self.seq {
-            return Err(Error::Replayed);
         }
         if Some(seq) != self.seq.checked_add(1) || prev != self.ctx {
             return Err(Error::PeerMisbehaved(
@@ -658,6 +660,7 @@ impl Open {
             AwaitOutcome {
                 tid: self.tid,
                 pair: self.pair,
+                peer_cert: self.peer_cert,
                 committed_with: commit.then_some(self.ctx),
                 decide: bytes.clone(),
                 transcript: self.transcript,
@@ -672,6 +675,7 @@ impl Open {
 pub struct AwaitOutcome {
     tid: Tid,
     pair: Pair,
+    peer_cert: Vec<u8>,
     committed_with: Option<Context>,
     decide: Vec<u8>,
     transcript: Vec<Vec<u8>>,
@@ -712,6 +716,7 @@ impl AwaitOutcome {
             outcome_bytes: bytes.to_vec(),
             transcript: self.transcript.clone(),
             pair: self.pair,
+            peer_cert: self.peer_cert.clone(),
         })
     }
 }
@@ -728,11 +733,308 @@ pub struct Decided {
     pub transcript: Vec<Vec<u8>>,
     /// The subtransaction's pair.
     pub pair: Pair,
+    /// The other party's identity certificate (DER).
+    pub peer_cert: Vec<u8>,
 }
 
 impl Decided {
+    /// The certificate of the party the opening invited: the other party's
+    /// if this one sent the opening, else `own_cert` (for a proof bundle).
+    pub fn invitee_cert<'a>(&'a self, me: &KeyId, own_cert: &'a [u8]) -> &'a [u8] {
+        let initiator = self.transcript.first().and_then(|o| cose::peek_kid(o).ok());
+        if initiator == Some(*me) {
+            &self.peer_cert
+        } else {
+            own_cert
+        }
+    }
+
     /// Whether the transaction committed.
     pub fn committed(&self) -> bool {
         self.outcome.leaf.committed()
+    }
+}
+
+/// A subtransaction in whichever step it is, saved between program runs
+/// (the CLI keeps one file per subtransaction). Local data, read as
+/// strictly as peer input ([`agora_core::wire::saved`]); it holds the pair's
+/// data keys, so its file is the owner's only (mode 0600), as a SPEED
+/// customer's saved purchase is.
+#[derive(Clone, Debug)]
+pub enum SubState {
+    /// A Begin or Join received, not answered yet.
+    Invited(Invitation),
+    /// Voted to accept; waiting for the CA's Started.
+    AwaitingStart(AwaitStarted),
+    /// Open: data flows.
+    Open(Open),
+    /// Decided; waiting for the CA's Outcome.
+    AwaitingOutcome(AwaitOutcome),
+    /// The CA's Outcome, verified.
+    Decided(Decided),
+}
+
+/// Largest saved subtransaction (its transcript included).
+pub const MAX_SAVED_LEN: usize = 64 * 1024 * 1024;
+
+mod saved_kinds {
+    pub const INVITED: u64 = 1;
+    pub const AWAITING_START: u64 = 2;
+    pub const OPEN: u64 = 3;
+    pub const AWAITING_OUTCOME: u64 = 4;
+    pub const DECIDED: u64 = 5;
+}
+
+fn put_opening(e: &mut agora_core::wire::Encoder, o: &Opening) {
+    e.array(7)
+        .field(&o.tid)
+        .field(&o.pair)
+        .field(&o.initiator)
+        .text(&o.initiator_name)
+        .field(&o.deadline)
+        .field(&o.ca)
+        .field(&o.via);
+}
+
+fn read_opening(
+    d: &mut agora_core::wire::Decoder<'_>,
+) -> std::result::Result<Opening, agora_core::DecodeError> {
+    d.array(7)?;
+    Ok(Opening {
+        tid: d.field()?,
+        pair: d.field()?,
+        initiator: d.field()?,
+        initiator_name: d
+            .text("initiator name", agora_pki::MAX_NAME_LEN)?
+            .to_owned(),
+        deadline: d.field()?,
+        ca: d.field()?,
+        via: d.field()?,
+    })
+}
+
+fn put_list(e: &mut agora_core::wire::Encoder, items: &[Vec<u8>]) {
+    e.array(items.len());
+    for i in items {
+        e.bytes(i);
+    }
+}
+
+/// Most messages one saved subtransaction holds.
+pub const MAX_TRANSCRIPT: usize = 1 << 16;
+
+fn read_list(
+    d: &mut agora_core::wire::Decoder<'_>,
+) -> std::result::Result<Vec<Vec<u8>>, agora_core::DecodeError> {
+    let n = d.array_max("transcript", MAX_TRANSCRIPT)?;
+    (0..n)
+        .map(|_| {
+            Ok(d.bytes("message", crate::msg::MAX_PAYLOAD_LEN + 1024)?
+                .to_vec())
+        })
+        .collect()
+}
+
+fn read_secret(
+    d: &mut agora_core::wire::Decoder<'_>,
+    what: &'static str,
+) -> std::result::Result<Secret<32>, agora_core::DecodeError> {
+    let mut b: [u8; 32] = d.bytes_exact(what)?;
+    let s = Secret::new(b);
+    zeroize::Zeroize::zeroize(&mut b);
+    Ok(s)
+}
+
+impl SubState {
+    /// The transaction.
+    pub fn tid(&self) -> Tid {
+        match self {
+            SubState::Invited(i) => i.opening.tid,
+            SubState::AwaitingStart(a) => a.opening.tid,
+            SubState::Open(o) => o.tid,
+            SubState::AwaitingOutcome(a) => a.tid,
+            SubState::Decided(d) => d.outcome.leaf.tid,
+        }
+    }
+
+    /// The subtransaction's pair.
+    pub fn pair(&self) -> Pair {
+        match self {
+            SubState::Invited(i) => i.opening.pair,
+            SubState::AwaitingStart(a) => a.opening.pair,
+            SubState::Open(o) => o.pair,
+            SubState::AwaitingOutcome(a) => a.pair,
+            SubState::Decided(d) => d.pair,
+        }
+    }
+
+    /// A word for the step it is in.
+    pub fn step(&self) -> &'static str {
+        match self {
+            SubState::Invited(_) => "invited",
+            SubState::AwaitingStart(_) => "awaiting start",
+            SubState::Open(o) if o.ended => "ended",
+            SubState::Open(_) => "open",
+            SubState::AwaitingOutcome(_) => "awaiting outcome",
+            SubState::Decided(d) if d.committed() => "committed",
+            SubState::Decided(_) => "aborted",
+        }
+    }
+
+    /// The state as bytes ([`SubState::from_bytes`] reads them).
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        use agora_core::wire::saved::start;
+        use saved_kinds::*;
+        let e = match self {
+            SubState::Invited(i) => {
+                let mut e = start(INVITED, 3);
+                e.field(&i.me);
+                put_opening(&mut e, &i.opening);
+                e.bytes(&i.opening_bytes);
+                e
+            }
+            SubState::AwaitingStart(a) => {
+                let mut e = start(AWAITING_START, 5);
+                e.field(&a.me);
+                put_opening(&mut e, &a.opening);
+                e.bytes(&a.opening_bytes)
+                    .bytes(a.share.expose())
+                    .bytes(&a.vote);
+                e
+            }
+            SubState::Open(o) => {
+                let mut e = start(OPEN, 14);
+                e.field(&o.tid)
+                    .field(&o.pair)
+                    .field(&o.me)
+                    .field(&o.peer)
+                    .field(&o.peer_key)
+                    .bytes(&o.peer_cert)
+                    .field(&o.deadline)
+                    .bytes(o.send_key.expose())
+                    .bytes(o.recv_key.expose())
+                    .field(&o.ctx)
+                    .uint(o.seq)
+                    .bool(o.token)
+                    .bool(o.ended);
+                put_list(&mut e, &o.transcript);
+                e
+            }
+            SubState::AwaitingOutcome(a) => {
+                let mut e = start(AWAITING_OUTCOME, 6);
+                e.field(&a.tid)
+                    .field(&a.pair)
+                    .bytes(&a.peer_cert)
+                    .field(&a.committed_with)
+                    .bytes(&a.decide);
+                put_list(&mut e, &a.transcript);
+                e
+            }
+            SubState::Decided(d) => {
+                let mut e = start(DECIDED, 4);
+                e.bytes(&d.outcome_bytes).field(&d.pair).bytes(&d.peer_cert);
+                put_list(&mut e, &d.transcript);
+                e
+            }
+        };
+        zeroize::Zeroizing::new(e.into_bytes())
+    }
+
+    /// A state saved by [`SubState::to_bytes`]; a decided one's outcome is
+    /// verified again against the commit authority `ca`.
+    pub fn from_bytes(bytes: &[u8], ca: &VerifyingKey) -> Result<SubState> {
+        use agora_core::wire::saved::open;
+        use saved_kinds::*;
+        let kind = {
+            let mut d = agora_core::wire::Decoder::new(bytes);
+            d.array_any()?;
+            d.uint()?;
+            d.uint()?
+        };
+        let state = match kind {
+            INVITED => {
+                let mut d = open(bytes, INVITED, 3, MAX_SAVED_LEN)?;
+                let s = SubState::Invited(Invitation {
+                    me: d.field()?,
+                    opening: read_opening(&mut d)?,
+                    opening_bytes: d.bytes("opening", crate::msg::MAX_OPENING_LEN)?.to_vec(),
+                });
+                d.finish()?;
+                s
+            }
+            AWAITING_START => {
+                let mut d = open(bytes, AWAITING_START, 5, MAX_SAVED_LEN)?;
+                let s = SubState::AwaitingStart(AwaitStarted {
+                    me: d.field()?,
+                    opening: read_opening(&mut d)?,
+                    opening_bytes: d.bytes("opening", crate::msg::MAX_OPENING_LEN)?.to_vec(),
+                    share: read_secret(&mut d, "key share")?,
+                    vote: d.bytes("vote", crate::msg::MAX_VOTE_LEN)?.to_vec(),
+                });
+                d.finish()?;
+                s
+            }
+            OPEN => {
+                let mut d = open(bytes, OPEN, 14, MAX_SAVED_LEN)?;
+                let s = SubState::Open(Open {
+                    tid: d.field()?,
+                    pair: d.field()?,
+                    me: d.field()?,
+                    peer: d.field()?,
+                    peer_key: d.field()?,
+                    peer_cert: d
+                        .bytes("peer certificate", crate::msg::MAX_CERT_LEN)?
+                        .to_vec(),
+                    deadline: d.field()?,
+                    send_key: read_secret(&mut d, "send key")?,
+                    recv_key: read_secret(&mut d, "receive key")?,
+                    ctx: d.field()?,
+                    seq: d.uint()?,
+                    token: d.bool()?,
+                    ended: d.bool()?,
+                    transcript: read_list(&mut d)?,
+                });
+                d.finish()?;
+                s
+            }
+            AWAITING_OUTCOME => {
+                let mut d = open(bytes, AWAITING_OUTCOME, 6, MAX_SAVED_LEN)?;
+                let s = SubState::AwaitingOutcome(AwaitOutcome {
+                    tid: d.field()?,
+                    pair: d.field()?,
+                    peer_cert: d
+                        .bytes("peer certificate", crate::msg::MAX_CERT_LEN)?
+                        .to_vec(),
+                    committed_with: d.field()?,
+                    decide: d.bytes("decide", 1024)?.to_vec(),
+                    transcript: read_list(&mut d)?,
+                });
+                d.finish()?;
+                s
+            }
+            DECIDED => {
+                let mut d = open(bytes, DECIDED, 4, MAX_SAVED_LEN)?;
+                let outcome_bytes = d.bytes("outcome", crate::msg::MAX_OUTCOME_LEN)?.to_vec();
+                let pair = d.field()?;
+                let peer_cert = d
+                    .bytes("peer certificate", crate::msg::MAX_CERT_LEN)?
+                    .to_vec();
+                let transcript = read_list(&mut d)?;
+                d.finish()?;
+                SubState::Decided(Decided {
+                    outcome: verify_outcome(&outcome_bytes, ca)?,
+                    outcome_bytes,
+                    transcript,
+                    pair,
+                    peer_cert,
+                })
+            }
+            _ => {
+                return Err(Error::Decode(agora_core::DecodeError::Invalid(
+                    "saved subtransaction of an unknown kind",
+                )))
+            }
+        };
+        Ok(state)
     }
 }

@@ -237,6 +237,25 @@ pub struct Opening<P> {
     pub deadline: u64,
 }
 
+impl<P: Ord> Opening<P> {
+    /// The pair is two different parties, smaller first, and the initiator
+    /// is one of them.
+    fn check(&self) -> Result<(), RuleError> {
+        if self.pair.0 >= self.pair.1 {
+            return Err(RuleError::NotAParty);
+        }
+        if self.initiator != self.pair.0 && self.initiator != self.pair.1 {
+            return Err(RuleError::NotAParty);
+        }
+        Ok(())
+    }
+
+    /// Whether `party` is one of the pair.
+    fn has(&self, party: &P) -> bool {
+        *party == self.pair.0 || *party == self.pair.1
+    }
+}
+
 /// One transaction at the CA.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Tx<P, C> {
@@ -255,6 +274,7 @@ impl<P: Ord + Clone, C: Eq + Clone> Tx<P, C> {
             // A Join cannot open a transaction the CA has never seen.
             return Err(RuleError::JoinNotAllowed);
         }
+        opening.check()?;
         Ok(Tx {
             deadline: opening.deadline,
             subs: vec![Sub {
@@ -305,6 +325,16 @@ impl<P: Ord + Clone, C: Eq + Clone> Tx<P, C> {
         if let Some((o, _)) = self.outcome {
             return Ok(Effect::AlreadyDecided(o));
         }
+        // Nothing is registered for a vote that could not stand: the
+        // opening well formed, the voter one of its pair, its deadline the
+        // transaction's.
+        opening.check()?;
+        if !opening.has(voter) {
+            return Err(RuleError::NotAParty);
+        }
+        if opening.deadline != self.deadline {
+            return Err(RuleError::WrongDeadline);
+        }
         if let Some(o) = self.expire(now) {
             return Ok(Effect::Decided(o));
         }
@@ -326,9 +356,6 @@ impl<P: Ord + Clone, C: Eq + Clone> Tx<P, C> {
                 let Some(via) = &opening.via else {
                     return Err(RuleError::TransactionExists);
                 };
-                if opening.deadline != self.deadline {
-                    return Err(RuleError::WrongDeadline);
-                }
                 let through = self.sub(via).ok_or(RuleError::JoinNotAllowed)?;
                 if through.index_of(&opening.initiator).is_none()
                     || through.decided_by(&opening.initiator)
@@ -558,6 +585,39 @@ mod tests {
         assert_eq!(tx.decide(5, &o.pair, &2, Decision::Abort), done);
         assert_eq!(tx.vote(5, &o, &2, Vote::Reject), done);
         assert_eq!(tx.expire(1_000), None);
+    }
+
+    #[test]
+    fn a_vote_that_cannot_stand_registers_nothing() {
+        let o = begin(1, 2, 100);
+        let mut tx = started(&o);
+        let before = tx.clone();
+        // A stranger's vote on a new Join, a Join whose initiator is not of
+        // its pair, a malformed pair, another deadline on the Begin.
+        assert_eq!(
+            tx.vote(1, &join(1, 3, o.pair, 100), &4, Vote::Accept),
+            Err(RuleError::NotAParty)
+        );
+        let mut foreign = join(1, 3, o.pair, 100);
+        foreign.initiator = 5;
+        assert_eq!(
+            tx.vote(1, &foreign, &3, Vote::Accept),
+            Err(RuleError::NotAParty)
+        );
+        let mut same = join(1, 3, o.pair, 100);
+        same.pair = (3, 3);
+        assert_eq!(
+            tx.vote(1, &same, &3, Vote::Accept),
+            Err(RuleError::NotAParty)
+        );
+        assert_eq!(
+            tx.vote(1, &begin(1, 2, 99), &2, Vote::Accept),
+            Err(RuleError::WrongDeadline)
+        );
+        assert_eq!(tx, before);
+        let mut bad = begin(2, 2, 100);
+        bad.pair = (2, 2);
+        assert!(T::begin(&bad).is_err());
     }
 
     #[test]

@@ -85,18 +85,24 @@ pub fn identity(
 }
 
 impl World {
-    /// A world with `n` parties named p0, p1, ... from `seed`.
+    /// A world with `n` parties named p0, p1, ... from `seed`, at [`NOW`].
     pub fn new(n: usize, seed: u64) -> World {
+        World::at(n, seed, NOW)
+    }
+
+    /// A world with `n` parties from `seed` whose clock starts at `now` (a
+    /// node's tests use the system clock, which the node reads).
+    pub fn at(n: usize, seed: u64, now: Timestamp) -> World {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
         let agency = Agency::create(
             "STP test agency",
             SigningKey::generate(&mut rng),
-            NOW.minus_secs(DAY),
-            NOW.plus_secs(3650 * DAY),
+            now.minus_secs(DAY),
+            now.plus_secs(3650 * DAY),
             &mut rng,
         )
         .expect("a test agency");
-        let trust = trust_of(&agency, vec![], NOW);
+        let trust = trust_of(&agency, vec![], now);
         let ca_key = SigningKey::generate(&mut rng);
         let ca = CommitAuthority::new(SigningKey::from_seed(&ca_key.to_seed()), trust.clone());
         let mut w = World {
@@ -106,7 +112,7 @@ impl World {
             log: MemoryCommitLog::new(),
             parties: Vec::new(),
             rng,
-            now: NOW,
+            now,
             sent_to_ca: std::sync::Mutex::default(),
         };
         for i in 0..n {
@@ -129,7 +135,7 @@ impl World {
         self.parties.push(Party {
             sign,
             cert,
-            trust: trust_of(&self.agency, vec![], NOW),
+            trust: trust_of(&self.agency, vec![], self.now),
             ca: self.ca.verifying_key(),
         });
         self.parties.len() - 1

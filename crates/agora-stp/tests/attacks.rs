@@ -107,9 +107,9 @@ fn a_message_without_the_send_token_is_refused() {
     // p1 has not got the token; it cannot send through its own state...
     assert!(matches!(
         b.send(&w.parties[1], b"me first", false),
-        Err(Error::ApiMisuse(_))
+        Err(Error::Refused(_))
     ));
-    assert!(matches!(b.end(&w.parties[1]), Err(Error::ApiMisuse(_))));
+    assert!(matches!(b.end(&w.parties[1]), Err(Error::Refused(_))));
     // ...and what it signs by hand is refused by the token holder.
     let mut a = a;
     let m = forged_data(&w, 1, a.tid(), &a, 1, a.context());
@@ -124,7 +124,7 @@ fn a_message_after_end_is_refused() {
     b.receive(&end).unwrap();
     assert!(matches!(
         a.send(&w.parties[0], b"one more", false),
-        Err(Error::ApiMisuse(_))
+        Err(Error::Refused(_))
     ));
     let m = forged_data(&w, 0, a.tid(), &a, 2, b.context());
     assert!(matches!(b.receive(&m), Err(Error::PeerMisbehaved(_))));

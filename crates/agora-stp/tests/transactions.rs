@@ -334,3 +334,60 @@ fn an_outcome_is_checked_against_the_pinned_ca_and_its_proof() {
         Err(Error::Crypto)
     );
 }
+
+#[test]
+fn a_subtransaction_saved_at_every_step_carries_on_after_it_is_read_back() {
+    use agora_stp::process::{Invitation, SubState};
+    let mut w = World::new(2, 15);
+    let ca = w.ca.verifying_key();
+    let save = |s: SubState| SubState::from_bytes(&s.to_bytes(), &ca).unwrap();
+    let tid = agora_stp::Tid::random(&mut w.rng);
+    let peer = w.uid(1);
+    let deadline = w.now.plus_secs(DAY);
+    let (wait0, opened) =
+        agora_stp::process::begin(&w.parties[0], &mut w.rng, w.now, tid, peer, deadline).unwrap();
+    let SubState::AwaitingStart(wait0) = save(SubState::AwaitingStart(wait0)) else {
+        panic!()
+    };
+    w.to_ca(&opened.vote).unwrap();
+    let inv = Invitation::receive(&w.parties[1], w.now, &opened.opening).unwrap();
+    let SubState::Invited(inv) = save(SubState::Invited(inv)) else {
+        panic!()
+    };
+    let (wait1, vote1) = inv.accept(&w.parties[1], &mut w.rng);
+    let Answer::Started(s1) = w.to_ca(&vote1).unwrap() else {
+        panic!()
+    };
+    let Answer::Started(s0) = w.to_ca(wait0.vote()).unwrap() else {
+        panic!()
+    };
+    let a = wait0.on_started(&w.parties[0], w.now, &s0).unwrap();
+    let b = wait1.on_started(&w.parties[1], w.now, &s1).unwrap();
+    let SubState::Open(mut a) = save(SubState::Open(a)) else {
+        panic!()
+    };
+    let SubState::Open(mut b) = save(SubState::Open(b)) else {
+        panic!()
+    };
+    w.converse((0, &mut a), (1, &mut b), 2).unwrap();
+    let SubState::Open(b) = save(SubState::Open(b)) else {
+        panic!()
+    };
+    let (wa, _) = w.decide(0, a, true).unwrap();
+    let (wb, _) = w.decide(1, b, true).unwrap();
+    let SubState::AwaitingOutcome(wa) = save(SubState::AwaitingOutcome(wa)) else {
+        panic!()
+    };
+    let da = w.outcome(0, &wa).unwrap();
+    let SubState::Decided(da2) = save(SubState::Decided(da.clone())) else {
+        panic!()
+    };
+    assert_eq!(da2.outcome, da.outcome);
+    assert_eq!(da2.transcript, da.transcript);
+    assert!(w.outcome(1, &wb).unwrap().committed());
+    // A saved state is decoded as strictly as peer input.
+    let bytes = SubState::Decided(da).to_bytes();
+    assert!(SubState::from_bytes(&bytes[..bytes.len() - 1], &ca).is_err());
+    let other_ca = World::new(1, 16).ca.verifying_key();
+    assert!(SubState::from_bytes(&bytes, &other_ca).is_err());
+}
