@@ -9,6 +9,7 @@
 //! | `speed_payment.k` | a paid product's key K |
 //! | `speed_payment.bill` | the vendor-signed bill, which carries RecKey (it opens the receipt, which carries K) |
 //! | `speed_hold.state` | a held card debit: its BEncKey, MAC key, K and bill |
+//! | `stp_escrow.item` | an item the STP escrow holds for a transaction until it is settled |
 //! | `store_at_rest.key_check` | a known value, to refuse a database sealed under another key at open |
 //!
 //! A sealed value is `nonce ‖ ChaCha20-Poly1305(at-rest key, nonce, aad,
@@ -184,6 +185,11 @@ pub(crate) const PAYMENT_BILL: Column = Column {
 pub(crate) const HOLD_STATE: Column = Column {
     table: "speed_hold",
     column: "state",
+};
+/// `stp_escrow.item`, keyed by the deposit id.
+pub(crate) const ESCROW_ITEM: Column = Column {
+    table: "stp_escrow",
+    column: "item",
 };
 /// `store_at_rest.key_check`, in its only row (key `1`).
 pub(crate) const KEY_CHECK: Column = Column {

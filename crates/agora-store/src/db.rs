@@ -698,6 +698,103 @@ pub const MIGRATIONS: &[Migration] = &[
     "#,
         then: Some(seal_existing_secrets),
     },
+    Migration {
+        version: 12,
+        name: "stp commit log and escrow",
+        sql: r#"
+        -- CommitLog (agora_stp::log): the STP commit authority's log. What
+        -- holds each of its invariants, for every process sharing the file:
+        --
+        -- * a unit applies only at the version it was computed from: the
+        --   conditional write of crate::commit_log (INSERT ... ON CONFLICT
+        --   (tid) DO NOTHING for version 0, UPDATE ... WHERE tid = ? AND
+        --   version = ? after it); no row written is the Conflict;
+        -- * one outcome leaf per transaction: UNIQUE (tid) of stp_leaf, and
+        --   stp_tx_one_leaf (a record's leaf index, once set, never changes);
+        -- * dense leaf indices 0, 1, 2, ...: stp_leaf_dense (a leaf goes at
+        --   MAX(idx) + 1, read by the inserting statement inside the write
+        --   transaction), CHECK (idx >= 0), and no UPDATE or DELETE of a leaf;
+        -- * a leaf and its transaction's record agree: the foreign key
+        --   (idx, tid) -> stp_tx (leaf_index, tid);
+        -- * tree heads only grow and never pass the leaves: the conditional
+        --   INSERT of crate::commit_log::record_head, in the writer's
+        --   transaction.
+        --
+        -- stp_tx: one row per transaction, its record (agora_stp::log::
+        -- TxRecord, encoded), version and deadline; leaf_index once decided.
+        -- A rowid table: a record can be tens of KiB.
+        CREATE TABLE stp_tx (
+            tid        BLOB    NOT NULL PRIMARY KEY CHECK (length(tid) = 16),
+            version    INTEGER NOT NULL CHECK (version >= 1),
+            record     BLOB    NOT NULL,
+            deadline   INTEGER NOT NULL,
+            leaf_index INTEGER CHECK (leaf_index >= 0),
+            UNIQUE (leaf_index, tid)
+        ) STRICT;
+        -- The deadline sweep (undecided_past) reads undecided rows only.
+        CREATE INDEX stp_tx_undecided ON stp_tx (deadline, tid) WHERE leaf_index IS NULL;
+        CREATE TRIGGER stp_tx_one_leaf BEFORE UPDATE OF leaf_index ON stp_tx
+        WHEN OLD.leaf_index IS NOT NULL AND NEW.leaf_index IS NOT OLD.leaf_index
+        BEGIN SELECT RAISE(ABORT, 'stp_tx: a transaction has one outcome leaf'); END;
+        CREATE TRIGGER stp_tx_no_delete BEFORE DELETE ON stp_tx
+        BEGIN SELECT RAISE(ABORT, 'the commit log keeps every transaction'); END;
+
+        -- stp_leaf: the outcome leaves (encoded OutcomeLeaf), in log order.
+        CREATE TABLE stp_leaf (
+            idx  INTEGER PRIMARY KEY CHECK (idx >= 0),
+            tid  BLOB    NOT NULL UNIQUE,
+            leaf BLOB    NOT NULL,
+            FOREIGN KEY (idx, tid) REFERENCES stp_tx (leaf_index, tid)
+        ) STRICT;
+        CREATE TRIGGER stp_leaf_dense BEFORE INSERT ON stp_leaf
+        WHEN NEW.idx IS NOT (SELECT COALESCE(MAX(idx), -1) + 1 FROM stp_leaf)
+        BEGIN SELECT RAISE(ABORT, 'stp_leaf: a leaf goes at the next index'); END;
+        CREATE TRIGGER stp_leaf_no_update BEFORE UPDATE ON stp_leaf
+        BEGIN SELECT RAISE(ABORT, 'the commit log is append-only'); END;
+        CREATE TRIGGER stp_leaf_no_delete BEFORE DELETE ON stp_leaf
+        BEGIN SELECT RAISE(ABORT, 'the commit log is append-only'); END;
+
+        -- stp_head: the signed tree heads, in the order recorded.
+        CREATE TABLE stp_head (
+            n    INTEGER PRIMARY KEY,
+            size INTEGER NOT NULL CHECK (size >= 0),
+            head BLOB    NOT NULL
+        ) STRICT;
+        CREATE TRIGGER stp_head_no_update BEFORE UPDATE ON stp_head
+        BEGIN SELECT RAISE(ABORT, 'the tree heads are append-only'); END;
+        CREATE TRIGGER stp_head_no_delete BEFORE DELETE ON stp_head
+        BEGIN SELECT RAISE(ABORT, 'the tree heads are append-only'); END;
+
+        -- EscrowStore (agora_stp::escrow): the items held per transaction.
+        -- A deposit id is held once (the primary key; a second deposit of
+        -- it keeps the first); at most MAX_DEPOSITS_PER_TRANSACTION per
+        -- transaction (the conditional INSERT of crate::escrow, counting in
+        -- the writer's transaction); settled once (UPDATE ... WHERE id = ?
+        -- AND settled_at IS NULL). `item` is sealed under the at-rest key
+        -- (crate::at_rest: 12-byte nonce + the item + 16-byte tag), bound
+        -- to the deposit id.
+        CREATE TABLE stp_escrow (
+            id         BLOB    NOT NULL PRIMARY KEY CHECK (length(id) = 32),
+            tid        BLOB    NOT NULL CHECK (length(tid) = 16),
+            depositor  BLOB    NOT NULL CHECK (length(depositor) = 32),
+            recipient  BLOB    NOT NULL CHECK (length(recipient) = 32),
+            item       BLOB    NOT NULL CHECK (length(item) >= 28),
+            receipt    BLOB    NOT NULL,
+            settled_to BLOB    CHECK (length(settled_to) = 32),
+            returned   INTEGER CHECK (returned IN (0, 1)),
+            settled_at INTEGER CHECK (settled_at >= 0),
+            CHECK ((settled_to IS NULL) = (settled_at IS NULL)
+               AND (returned IS NULL) = (settled_at IS NULL))
+        ) STRICT;
+        CREATE INDEX stp_escrow_tid ON stp_escrow (tid, id);
+        CREATE TRIGGER stp_escrow_settled_once BEFORE UPDATE ON stp_escrow
+        WHEN OLD.settled_at IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'stp_escrow: a deposit is settled once'); END;
+        CREATE TRIGGER stp_escrow_no_delete BEFORE DELETE ON stp_escrow
+        BEGIN SELECT RAISE(ABORT, 'stp_escrow: a deposit is kept'); END;
+    "#,
+        then: None,
+    },
 ];
 
 /// The end of migration 11, once the rows are sealed into the new tables:

@@ -7,6 +7,8 @@
 //! Points:
 //! - `cpo-unit-before-evidence`: a CPO unit's write is made and its
 //!   evidence not yet archived (`crate::cpo`).
+//! - `stp-unit-before-leaf`: an STP log unit's record is written and its
+//!   outcome leaf not yet appended (`crate::commit_log`).
 
 use agora_core::Error;
 

@@ -18,8 +18,11 @@
 //!   [`SqliteCpoStore`]: the CPO server's ports and units of work (a step's
 //!   write and its evidence in one transaction); [`BoardViews`]: the
 //!   board's reads for people (orders and cursors, bid counts, recently
-//!   bound CPOs). Their conformance suites
-//!   run against them in this crate's tests.
+//!   bound CPOs); [`SqliteCommitLog`]: agora-stp's commit authority log
+//!   (one conditional unit per CA step, group-committed);
+//!   [`SqliteEscrowStore`]: agora-stp's escrow (items sealed at rest,
+//!   settled once). Their conformance suites run against them in this
+//!   crate's tests.
 #![forbid(unsafe_code)]
 
 mod agency;
@@ -30,8 +33,10 @@ mod board;
 mod board_cache;
 pub mod board_views;
 pub mod checkpoint;
+mod commit_log;
 mod cpo;
 pub mod db;
+mod escrow;
 pub mod failpoint;
 pub mod group_commit;
 mod handshakes;
@@ -47,10 +52,12 @@ pub use bids::SqliteBids;
 pub use board::SqliteBoard;
 pub use board_views::{BoardCursor, BoardOrder, BoardViews, Closed, Listed};
 pub use checkpoint::CheckpointStats;
+pub use commit_log::SqliteCommitLog;
 pub use cpo::SqliteCpoStore;
 pub use db::{
     migrate, open_connection, schema_version, Migration, MigrationStep, DB_FILE_NAME, MIGRATIONS,
 };
+pub use escrow::SqliteEscrowStore;
 pub use group_commit::{GroupCommit, GroupCommitConfig, GroupCommitStats, Ticket};
 pub use handshakes::SqliteHandshakes;
 pub use ledger::SqliteLedger;
@@ -262,6 +269,17 @@ impl SqliteStore {
     /// Each session's K_p is sealed under the at-rest key.
     pub fn sessions(&self) -> SqliteSessions {
         SqliteSessions::new(self.clone())
+    }
+
+    /// The STP commit authority's log (agora-stp) on this database.
+    pub fn commit_log(&self) -> SqliteCommitLog {
+        SqliteCommitLog::new(self.clone())
+    }
+
+    /// The STP escrow's store (agora-stp) on this database. Each item is
+    /// sealed under the at-rest key.
+    pub fn escrow(&self) -> SqliteEscrowStore {
+        SqliteEscrowStore::new(self.clone())
     }
 }
 

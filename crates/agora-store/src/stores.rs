@@ -11,6 +11,8 @@ use agora_cpo::store::CpoStore;
 use agora_pki::registry::AgencyRegistry;
 use agora_speed::ledger::Ledger;
 use agora_speed::vendor::HandshakeRegister;
+use agora_stp::escrow::EscrowStore;
+use agora_stp::log::CommitLog;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -149,6 +151,21 @@ impl Stores {
     pub fn handshakes(&self, vendor: KeyId) -> Arc<dyn HandshakeRegister> {
         match &self.backend {
             Backend::Sqlite(s) => Arc::new(s.handshakes(vendor)),
+        }
+    }
+
+    /// The STP commit authority's log (records, outcome leaves, tree
+    /// heads).
+    pub fn commit_log(&self) -> Arc<dyn CommitLog> {
+        match &self.backend {
+            Backend::Sqlite(s) => Arc::new(s.commit_log()),
+        }
+    }
+
+    /// The items the STP escrow holds.
+    pub fn escrow(&self) -> Arc<dyn EscrowStore> {
+        match &self.backend {
+            Backend::Sqlite(s) => Arc::new(s.escrow()),
         }
     }
 
