@@ -17,6 +17,7 @@ mod mail;
 mod node;
 mod output;
 mod speed;
+mod stp;
 
 /// mimalloc instead of glibc's malloc, for the node (`agora up`) and the load
 /// tool alike: their many threads allocate small buffers per request.
@@ -128,6 +129,10 @@ enum Cmd {
     /// receipts, e-purse cards, and the broker's books.
     #[command(subcommand)]
     Speed(speed::SpeedCmd),
+    /// STP: multi-party transactions with signed hash-chained contexts, a
+    /// send token and a commit authority; escrow; proof bundles.
+    #[command(subcommand)]
+    Stp(stp::StpCmd),
     /// Start the marketplace on this data directory: every role on one
     /// loopback port, with the web board. Creates what is missing first.
     #[command(after_help = "Example:\n  AGORA_PASSPHRASE=... agora up\n  agora up --port 8080")]
@@ -161,6 +166,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Cmd::Evidence(c) => evidence::run(&ctx, c),
         Cmd::Cpo(c) => cpo::run(&ctx, c),
         Cmd::Speed(c) => speed::run(&ctx, c),
+        Cmd::Stp(c) => stp::run(&ctx, c),
         Cmd::Up(a) => node::up(&ctx, a),
         Cmd::Serve(a) => node::serve(&ctx, a),
         Cmd::Status(a) => node::status(&ctx, a),

@@ -144,7 +144,7 @@ pub struct NodeToml {
     /// URL clients use; default `http://<listen>`.
     pub public_url: Option<String>,
     /// Roles: any of `agency`, `cpo` (arbiter and server), `speed` (broker
-    /// and demo vendor), `web`.
+    /// and demo vendor), `stp` (commit authority and escrow), `web`.
     #[serde(default = "default_roles")]
     pub roles: Vec<String>,
     /// Seconds between housekeeping runs (CRL refresh, revocations, awards).
@@ -264,7 +264,7 @@ fn default_log() -> String {
 }
 
 /// The roles a node can host.
-pub const ALL_ROLES: &[&str] = &["agency", "cpo", "speed", "web"];
+pub const ALL_ROLES: &[&str] = &["agency", "cpo", "speed", "stp", "web"];
 
 impl NodeToml {
     fn defaults(port: u16) -> NodeToml {
@@ -375,6 +375,9 @@ fn build(ctx: &Ctx, t: &NodeToml) -> anyhow::Result<Node> {
         });
         node = node.with(Arc::new(crate::speed::speed_service(ctx, &ks, trust)?));
     }
+    if t.roles.iter().any(|r| r == "stp") {
+        node = node.with(Arc::new(crate::stp::stp_service(ctx, &ks)?));
+    }
     Ok(node)
 }
 
@@ -444,6 +447,7 @@ pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
         created.push(format!("bonding agency {DEFAULT_AGENCY}"));
     }
     created.extend(crate::speed::setup(ctx, &url)?);
+    created.extend(crate::stp::setup(ctx)?);
     let ks = ctx.load_keystore()?;
     let broker = role_keys(&ks, crate::speed::BROKER_KEY)?.id();
     let vendor = role_keys(&ks, crate::speed::VENDOR_KEY)?.id();

@@ -95,7 +95,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Issues an identity certificate from the SPEED CA, records it in the CA's
 /// register (so that it can be revoked) and archives it.
-fn issue_identity(
+pub(crate) fn issue_identity(
     ctx: &Ctx,
     name: &str,
     role: PartyRole,
@@ -154,6 +154,20 @@ fn make_party(
     role: PartyRole,
     file: &str,
 ) -> anyhow::Result<KeyId> {
+    make_party_in(ctx, &speed_dir(ctx), key, name, role, file)
+}
+
+/// A party of the node (broker, vendor, commit authority, escrow): a key
+/// pair, an identity certificate from the node's identity CA in
+/// `<dir>/<file>`, pinned in the trust store.
+pub(crate) fn make_party_in(
+    ctx: &Ctx,
+    dir: &Path,
+    key: &str,
+    name: &str,
+    role: PartyRole,
+    file: &str,
+) -> anyhow::Result<KeyId> {
     let mut rng = os_rng();
     let keys = Keys {
         sign: SigningKey::generate(&mut rng),
@@ -161,7 +175,7 @@ fn make_party(
     };
     let der = issue_identity(ctx, name, role, &keys, 3650)?;
     crate::datadir::write_file_atomic(
-        &speed_dir(ctx).join(file),
+        &dir.join(file),
         agora_pki::pem::encode("CERTIFICATE", &der).as_bytes(),
     )?;
     let _lock = ctx.lock_for_update()?;

@@ -245,6 +245,51 @@ fn the_script_transform_checks_expected_failures() {
 }
 
 #[test]
+fn readme_walkthrough_stp() {
+    let out = run_block("stp");
+    assert!(out.status.success(), "the README's STP walk-through failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("registered STP party cement"), "{stdout}");
+    assert!(
+        stdout.contains("Build a house on lot 7 for 250000 EUR by 1 June"),
+        "the contractor read the buyer's data: {stdout}"
+    );
+    assert!(
+        stderr.contains("only the holder of the send token sends"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("replayed"), "{stderr}");
+    assert_eq!(
+        stdout.matches("the transaction COMMITTED").count(),
+        1,
+        "the fourth decision commits the transaction: {stdout}"
+    );
+    assert!(stdout.contains(": COMMITTED"), "{stdout}");
+    assert!(
+        stdout.contains("released to you: the transaction committed")
+            && stdout.contains("ORDER 1: 40 t cement C30 for lot 7, 6400 EUR"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("proof bundle OK") && stdout.contains("message 1 preceded message 2"));
+    assert!(
+        stderr.contains("message 2 did not precede message 1"),
+        "{stderr}"
+    );
+    // The second run: the subcontractor's abort aborts it all, and the
+    // order goes back to the contractor, never to her.
+    assert!(stdout.contains(": ABORTED (a party aborted)"), "{stdout}");
+    assert!(
+        stderr.contains("the item goes back to its depositor"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("returned to you: the transaction aborted"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn readme_walkthrough_speed() {
     let out = run_block("speed");
     assert!(
@@ -325,7 +370,7 @@ fn the_walkthroughs_run_in_order_in_one_directory_beside_the_first_node() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let mut failed = None;
-    for name in ["cert", "cpo", "bidding", "mail", "speed"] {
+    for name in ["cert", "cpo", "bidding", "mail", "speed", "stp"] {
         let out = run_block_in(name, dir.path(), &port);
         if !out.status.success() {
             failed = Some(name);

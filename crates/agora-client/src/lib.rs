@@ -8,6 +8,8 @@
 //! - [`cpo`]: the CPO buyer's and seller's flows, each once, as sans-IO
 //!   conversations ([`cpo::flow`]), and the drivers that carry them.
 //! - [`speed`]: the SPEED customer ([`speed::SpeedClient`]).
+//! - [`stp`]: an STP process's subtransactions kept between runs
+//!   ([`stp::StpClient`]) over a commit authority in process or over HTTP.
 //!
 //! agora-node is the only crate that serves HTTP, and this one the only
 //! one that speaks it as a client.
@@ -18,5 +20,7 @@ pub mod cpo;
 pub mod datadir;
 #[cfg(feature = "transport")]
 pub mod speed;
+#[cfg(feature = "transport")]
+pub mod stp;
 #[cfg(feature = "transport")]
 pub mod transport;

@@ -48,6 +48,7 @@ pub mod pki;
 pub mod problem;
 mod serve;
 pub mod speed;
+pub mod stp;
 pub mod web;
 
 use axum::body::Bytes;
