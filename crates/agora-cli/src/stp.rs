@@ -665,7 +665,7 @@ pub fn run(ctx: &Ctx, cmd: &StpCmd) -> anyhow::Result<()> {
             let p = party(ctx, &who.name)?;
             let tr = via(ctx)?;
             let c = StpClient::new(&p, &parties_dir(ctx).join(&who.name), &tr);
-            let subs = c.list()?;
+            let subs = c.list(now)?;
             let mut text = String::new();
             for s in &subs {
                 text.push_str(&format!(

@@ -209,8 +209,9 @@ impl<'a, T: StpTransport> StpClient<'a, T> {
         Ok(SubState::from_bytes(&bytes, &self.party.ca)?)
     }
 
-    /// Every subtransaction kept here.
-    pub fn list(&self) -> Result<Vec<Listed>, StpError> {
+    /// Every subtransaction kept here, those waiting for the commit
+    /// authority carried on first.
+    pub fn list(&self, now: Timestamp) -> Result<Vec<Listed>, StpError> {
         let mut out = Vec::new();
         let rd = match std::fs::read_dir(&self.dir) {
             Ok(rd) => rd,
@@ -225,7 +226,14 @@ impl<'a, T: StpTransport> StpClient<'a, T> {
             }
             let bytes = crate::datadir::read_at_most(&path, process::MAX_SAVED_LEN as u64)
                 .map_err(files)?;
-            let s = SubState::from_bytes(&bytes, &self.party.ca)?;
+            let mut s = SubState::from_bytes(&bytes, &self.party.ca)?;
+            // What waits for the commit authority is asked for again; if it
+            // cannot be reached, the step saved is the step shown.
+            if matches!(s, SubState::AwaitingStart(_) | SubState::AwaitingOutcome(_)) {
+                if let Ok(next) = self.advance(s.clone(), now) {
+                    s = next;
+                }
+            }
             if let Some(peer) = s.pair().other(&me) {
                 out.push(Listed {
                     tid: s.tid(),
