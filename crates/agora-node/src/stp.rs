@@ -202,6 +202,9 @@ impl Endpoint for EscrowEndpoint {
             if ![tags::STP_ESCROW_DEPOSIT, tags::STP_ESCROW_CLAIM].contains(&m.tag) {
                 return Err(unknown_message(m.tag));
             }
+            if self.0.escrow.is_none() {
+                return Err(Problem::not_found("this node hosts no escrow"));
+            }
             let svc = self.0.clone();
             blocking(move || Ok(svc.escrow_step(m.now, m.tag, &m.body)?))
                 .await

@@ -982,6 +982,26 @@ const ROUTES: &[(&str, &str, bool, &[u16])] = &[
         true,
         &[200, 400, 403, 404, 409, 415],
     ),
+    // The STP roles take no pending step and are always hosted together
+    // (no 404): 400 decode, crypto, peer-misbehaved, unknown-message; 403
+    // not-authorised (not a party, a certificate the node does not trust);
+    // 409 refused (no such transaction or deposit, a deadline too far
+    // ahead), replayed; 415 another media type.
+    ("post", "/v1/stp/ca", true, &[200, 400, 403, 409, 415]),
+    // The same, and 404 not-found when the node hosts no escrow.
+    (
+        "post",
+        "/v1/stp/escrow",
+        true,
+        &[200, 400, 403, 404, 409, 415],
+    ),
+    // 400: not a TID (an unknown one is pending, known false).
+    ("get", "/v1/stp/transactions/{tid}", true, &[200, 400]),
+    // 404: no signed tree head yet.
+    ("get", "/v1/stp/log/head", true, &[200, 404]),
+    // 400: old or new missing or not a u64; 409: not 0 < old <= new <= the
+    // latest head's size.
+    ("get", "/v1/stp/log/consistency", true, &[200, 400, 409]),
     ("get", "/v1/pki/agencies", true, &[200]),
     ("get", "/v1/pki/{agency}/crl", true, &[200, 400, 404]),
     ("get", "/v1/pki/{agency}/cert", true, &[200, 400, 404]),
@@ -1256,7 +1276,9 @@ fn real_refusals_are_the_documented_ones() {
     });
     let http = raw(&n.url);
     let addr = n.url.trim_start_matches("http://").to_owned();
-    let here = |p: &str| !p.starts_with("/v1/speed/");
+    // The SPEED and STP services are not hosted here (speed_http.rs and
+    // stp_http.rs serve them).
+    let here = |p: &str| !p.starts_with("/v1/speed/") && !p.starts_with("/v1/stp/");
     for (method, path, admitted, own) in ROUTES.iter().filter(|r| here(r.1)) {
         let url = |p: &str| format!("{}{p}", n.url);
         let send = |p: &str, ct: &str, body: Vec<u8>| {
