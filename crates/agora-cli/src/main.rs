@@ -41,9 +41,9 @@ Examples:
   agora evidence verify --archive";
 
 /// agora: a secure electronic marketplace. Built so far: Conditional
-/// Purchase Orders (`agora cpo`) and SPEED purchases (`agora speed`), with
-/// the bonding agencies and certificates they rest on, and a node that
-/// serves them (`agora up`).
+/// Purchase Orders (`agora cpo`), SPEED purchases (`agora speed`) and STP
+/// transactions (`agora stp`), with the agencies and certificates they rest
+/// on, and a node that serves them (`agora up`).
 #[derive(Debug, Parser)]
 #[command(name = "agora", version, after_help = EXAMPLES)]
 struct Cli {
