@@ -12,6 +12,8 @@ use std::path::Path;
 mod cpo_fixture;
 #[path = "../fuzz_targets/speed_fixture.rs"]
 mod speed_fixture;
+#[path = "../fuzz_targets/stp_fixture.rs"]
+mod stp_fixture;
 
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
@@ -90,6 +92,7 @@ fn main() {
     bid_seeds(&put);
     delivery_seeds(&put);
     speed_seeds(&put);
+    stp_seeds(&put);
     println!("seeds written to {}", dir.display());
 }
 
@@ -995,4 +998,241 @@ fn speed_seeds(put: &impl Fn(&str, &str, &[u8])) {
     put(t, "payment_order_id_hex", f.order.to_hex().as_bytes());
     put(t, "account_number", CAROL_ACCOUNT.as_bytes());
     put(t, "product_id", SONG.as_bytes());
+}
+
+/// The STP targets: each message of the fixture's transaction raw and as
+/// the payload the signed steps take, at the stage of the commit
+/// authority's log where it is taken.
+fn stp_seeds(put: &impl Fn(&str, &str, &[u8])) {
+    use agora_core::wire;
+    use agora_stp::escrow::open_release;
+    use agora_stp::log::TxRecord;
+    use agora_stp::msg::{Outcome, Release};
+    use stp_fixture::steps::{ca, escrow, process};
+    use stp_fixture::{Stage, Stp, P, Q, R, REPLY_SEED, TID};
+    let f = Stp::new();
+    let key = |i: usize| f.party(i).sign.verifying_key();
+    let payload = |signed: &[u8], i: usize| Stp::payload(signed, &key(i));
+    let step = |target: &str, name: &str, prefix: &[u8], input: &[u8]| {
+        let mut v = prefix.to_vec();
+        v.extend_from_slice(input);
+        put(target, name, &v);
+    };
+    // Each role seed is taken by its handler as the target calls it (so
+    // the seeds reach past the checks).
+    let ca_takes = |stage: stp_fixture::Stage, late: bool, m: &[u8]| {
+        let now = if late {
+            stp_fixture::LATE
+        } else {
+            agora_stp::testkit::NOW
+        };
+        f.ca()
+            .handle(now, m, &f.log(stage as u8))
+            .expect("the stp_ca target takes its seed");
+    };
+
+    // stp_messages: every message, signed and as its payload, the states.
+    let m = "stp_messages";
+    for (name, bytes, signer) in [
+        ("begin", &f.begin, Some(P)),
+        ("join", &f.join, Some(Q)),
+        ("vote", &f.vote_q, Some(Q)),
+        ("vote_reject", &f.reject_q, Some(Q)),
+        ("data", &f.data_p, Some(P)),
+        ("end", &f.end_p, Some(P)),
+        ("decide", &f.decide_p, Some(P)),
+        ("decide_abort", &f.abort_p, Some(P)),
+        ("deposit", &f.deposit, Some(P)),
+        ("claim", &f.claim, Some(Q)),
+    ] {
+        put(m, name, bytes);
+        if let Some(i) = signer {
+            put(m, &format!("{name}_payload"), &payload(bytes, i));
+        }
+    }
+    for (name, bytes) in [
+        ("started", &f.started_p),
+        ("pending", &f.pending),
+        ("tree_head", &f.head),
+    ] {
+        put(m, name, bytes);
+        put(
+            m,
+            &format!("{name}_payload"),
+            &Stp::payload(bytes, &f.ca_key),
+        );
+    }
+    put(m, "deposit_receipt", &f.receipt);
+    put(
+        m,
+        "deposit_receipt_payload",
+        &Stp::payload(&f.receipt, &f.escrow().verifying_key()),
+    );
+    put(m, "outcome", &f.outcome);
+    let o: Outcome = wire::decode(&f.outcome).expect("the outcome");
+    put(m, "outcome_leaf", &o.leaf);
+    put(m, "status", &f.status);
+    put(m, "consistency", &f.consistency);
+    put(m, "proof_bundle", &f.bundle);
+    let release = open_release(
+        &f.release,
+        &X25519Secret::from_bytes(REPLY_SEED),
+        &f.escrow().verifying_key(),
+    )
+    .expect("the release opens");
+    put(m, "release", &wire::encode::<Release>(&release));
+    for (name, bytes) in &f.saved {
+        put(m, &format!("saved_{name}"), bytes);
+    }
+    let stage = |s: Stage| SnapLogRecord::of(&f, s);
+    put(m, "tx_record_started", &stage(Stage::Started));
+    put(m, "tx_record_decided", &stage(Stage::Decided));
+    let rec = TxRecord::decode(&stage(Stage::Decided)).expect("the record");
+    assert_eq!(rec.encode(), stage(Stage::Decided));
+    put(m, "tid_hex", TID.to_string().as_bytes());
+
+    // stp_ca: [step, stage << 1 | late, message].
+    let c = "stp_ca";
+    let at = |s: Stage, late: bool| ((s as u8) << 1) | u8::from(late);
+    for (name, s, late, bytes) in [
+        ("vote_p_empty", Stage::Empty, false, &f.vote_p),
+        ("vote_q_voted", Stage::Voted, false, &f.vote_q),
+        ("reject_q_voted", Stage::Voted, false, &f.reject_q),
+        ("abort_p_voted", Stage::Voted, false, &f.abort_p),
+        ("vote_r_started", Stage::Started, false, &f.vote_r),
+        ("decide_q_deciding", Stage::Deciding, false, &f.decide_q),
+        ("decide_r_deciding", Stage::Deciding, false, &f.decide_r),
+        ("decide_p_decided", Stage::Decided, false, &f.decide_p),
+        ("decide_p_sealed", Stage::Sealed, false, &f.decide_p),
+        ("status_sealed", Stage::Sealed, false, &f.status),
+        ("status_late", Stage::Voted, true, &f.status),
+        ("vote_q_late", Stage::Voted, true, &f.vote_q),
+    ] {
+        ca_takes(s, late, bytes);
+        step(c, name, &[ca::RAW, at(s, late)], bytes);
+    }
+    step(
+        c,
+        "vote_p_signed",
+        &[ca::VOTE_SIGNED_P, at(Stage::Empty, false)],
+        &payload(&f.vote_p, P),
+    );
+    step(
+        c,
+        "vote_q_signed",
+        &[ca::VOTE_SIGNED_Q, at(Stage::Voted, false)],
+        &payload(&f.vote_q, Q),
+    );
+    step(
+        c,
+        "decide_p_signed",
+        &[ca::DECIDE_SIGNED_P, at(Stage::Started, false)],
+        &payload(&f.decide_p, P),
+    );
+    step(
+        c,
+        "decide_r_signed",
+        &[ca::DECIDE_SIGNED_R, at(Stage::Deciding, false)],
+        &payload(&f.decide_r, R),
+    );
+    step(
+        c,
+        "sweep_late",
+        &[ca::SWEEP, at(Stage::Deciding, true)],
+        &TID.0,
+    );
+
+    ca_takes(Stage::Started, false, &f.decide_p);
+    ca_takes(Stage::Deciding, false, &f.decide_r);
+    {
+        use agora_stp::process::Invitation;
+        use agora_stp::testkit::NOW;
+        let taken = "the stp_process target takes its seed";
+        f.open_q.clone().receive(&f.data_p).expect(taken);
+        f.open_q.clone().receive(&f.end_first).expect(taken);
+        Invitation::receive(f.party(Q), NOW, &f.begin).expect(taken);
+        f.await_started_p
+            .on_started(f.party(P), NOW, &f.started_p)
+            .expect(taken);
+        f.await_outcome_p
+            .on_outcome(f.party(P), &f.outcome)
+            .expect(taken);
+        let escrow = f.escrow();
+        escrow
+            .on_deposit(NOW, &f.deposit, &agora_stp::MemoryEscrowStore::new())
+            .expect("the stp_escrow target takes its seed");
+        escrow
+            .on_claim(&mut stp_fixture::rng(), NOW, &f.claim, &f.escrow_store())
+            .expect("the stp_escrow target takes its seed");
+    }
+
+    // stp_process: [step, message].
+    let p = "stp_process";
+    step(p, "data", &[process::RECEIVE], &f.data_p);
+    step(p, "end_first", &[process::RECEIVE], &f.end_first);
+    step(
+        p,
+        "data_signed",
+        &[process::RECEIVE_SIGNED],
+        &payload(&f.data_p, P),
+    );
+    step(
+        p,
+        "end_first_signed",
+        &[process::RECEIVE_SIGNED],
+        &payload(&f.end_first, P),
+    );
+    step(
+        p,
+        "data_by_holder_signed",
+        &[process::RECEIVE_BY_HOLDER_SIGNED],
+        &payload(&f.data_q, Q),
+    );
+    step(p, "begin", &[process::INVITATION], &f.begin);
+    step(
+        p,
+        "begin_signed",
+        &[process::INVITATION_SIGNED],
+        &payload(&f.begin, P),
+    );
+    step(p, "started", &[process::STARTED], &f.started_p);
+    step(
+        p,
+        "started_signed",
+        &[process::STARTED_SIGNED],
+        &Stp::payload(&f.started_p, &f.ca_key),
+    );
+    step(p, "outcome", &[process::OUTCOME], &f.outcome);
+    step(p, "outcome_leaf", &[process::OUTCOME_LEAF], &o.leaf);
+
+    // stp_escrow: [step, message].
+    let e = "stp_escrow";
+    step(e, "deposit", &[escrow::DEPOSIT], &f.deposit);
+    step(
+        e,
+        "deposit_signed",
+        &[escrow::DEPOSIT_SIGNED],
+        &payload(&f.deposit, P),
+    );
+    step(e, "claim", &[escrow::CLAIM], &f.claim);
+    step(
+        e,
+        "claim_signed",
+        &[escrow::CLAIM_SIGNED],
+        &payload(&f.claim, Q),
+    );
+}
+
+/// The fixture's transaction record at a stage of the log.
+struct SnapLogRecord;
+
+impl SnapLogRecord {
+    fn of(f: &stp_fixture::Stp, s: stp_fixture::Stage) -> Vec<u8> {
+        use agora_stp::log::CommitLog;
+        f.log(s as u8)
+            .get(&stp_fixture::TID)
+            .expect("the log")
+            .expect("the record")
+            .record
+    }
 }

@@ -1,7 +1,8 @@
 //! agora-sim: the CPO roles of protocols 1 to 6 (buyer, arbiter, server,
-//! sellers; not delivery, revocation or the e-mail mode) and SPEED's
-//! customer, vendor and broker, in one process over a simulated network and
-//! clock, reproducible from a seed (STYLE item 6; ARCHITECTURE section 8).
+//! sellers; not delivery, revocation or the e-mail mode), SPEED's
+//! customer, vendor and broker, and STP's processes and commit authority,
+//! in one process over a simulated network and clock, reproducible from a
+//! seed (STYLE item 6; ARCHITECTURE section 8).
 //!
 //! What is simulated:
 //!
@@ -31,11 +32,16 @@
 //! `World::new(seed, NetConfig::lossy(), Scenario::default()).run()`.
 //! At the end of a run, [`World::check`] lists every broken invariant.
 //! SPEED purchases (customers, a vendor, the broker) run on the same network in [`speed`].
+//! STP transactions (chains of ST processes and a commit authority that
+//! crashes and restarts on its log) run on the same network in [`stp`]; a
+//! failing STP seed prints the line that replays it,
+//! `stp::replay(seed, cfg, scenario)`.
 #![forbid(unsafe_code)]
 
 pub mod actors;
 pub mod net;
 pub mod speed;
+pub mod stp;
 
 pub use actors::{ArbiterActor, BuyerActor, Goal, Limits, SellerActor, ServerActor};
 pub use net::{Addr, NetConfig, NetStats, Packet, SimNet};
