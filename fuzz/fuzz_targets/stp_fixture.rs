@@ -20,14 +20,12 @@
 #![allow(dead_code)] // each includer uses part of it
 
 use agora_core::crypto::{SigningKey, VerifyingKey, X25519Secret};
-use agora_core::ports::unit::Commit;
 use agora_core::wire::{self, cose};
-use agora_core::{Error, KeyId, Result, Timestamp};
+use agora_core::{KeyId, Timestamp};
 use agora_pki::IdentityTrust;
 use agora_stp::ca::{Answer, CommitAuthority};
 use agora_stp::escrow::{Escrow, EscrowStore, Held, MemoryEscrowStore};
 use agora_stp::ids::{Context, Tid};
-use agora_stp::log::{CommitLog, LogUnit, LogWritten, StoredTx, MAX_LEAF_PAGE};
 use agora_stp::msg::{Claim, Deposit, Status};
 use agora_stp::process::{
     self, AwaitOutcome, AwaitStarted, Decided, Invitation, Open, Party, SubState,
@@ -35,8 +33,6 @@ use agora_stp::process::{
 use agora_stp::testkit::{World, DAY, NOW};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 /// The seed of the fixture's `testkit::World`.
 pub const WORLD_SEED: u64 = 0x5eed_57f0;
@@ -81,110 +77,11 @@ pub enum Stage {
 /// How many stages.
 pub const STAGES: u8 = 6;
 
-/// What the log holds: the transactions' records and deadlines, the
-/// leaves, the signed heads.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LogState {
-    pub txs: BTreeMap<Tid, (StoredTx, Timestamp)>,
-    pub leaves: Vec<Vec<u8>>,
-    pub heads: Vec<(u64, Vec<u8>)>,
-}
-
-/// The commit log as `MemoryCommitLog` keeps it (the same rules, checked by
-/// the port's conformance suite in [`Stp::new`]), whose state can be copied
-/// out and in: a target starts each run from a stage and compares the state
-/// after a step with the state before.
-#[derive(Debug, Default)]
-pub struct SnapLog(Mutex<LogState>);
-
-impl SnapLog {
-    pub fn at(state: &LogState) -> SnapLog {
-        SnapLog(Mutex::new(state.clone()))
-    }
-
-    pub fn state(&self) -> LogState {
-        self.lock().clone()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, LogState> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl CommitLog for SnapLog {
-    fn get(&self, tid: &Tid) -> Result<Option<StoredTx>> {
-        Ok(self.lock().txs.get(tid).map(|(s, _)| s.clone()))
-    }
-
-    fn commit(&self, unit: LogUnit) -> Commit<LogWritten> {
-        let mut g = self.lock();
-        let current = g.txs.get(&unit.tid).map(|(s, _)| s.clone());
-        let at = current.as_ref().map_or(0, |s| s.version);
-        if at != unit.version {
-            return Commit::ready(Ok(LogWritten::Conflict));
-        }
-        let had_leaf = current.as_ref().and_then(|s| s.leaf_index);
-        if unit.leaf.is_some() && had_leaf.is_some() {
-            return Commit::ready(Err(Error::Storage(
-                "a second outcome leaf for one transaction".into(),
-            )));
-        }
-        let leaf_index = match unit.leaf {
-            Some(leaf) => {
-                g.leaves.push(leaf);
-                Some(g.leaves.len() as u64 - 1)
-            }
-            None => None,
-        };
-        let stored = StoredTx {
-            version: at + 1,
-            record: unit.record,
-            leaf_index: leaf_index.or(had_leaf),
-        };
-        g.txs.insert(unit.tid, (stored, unit.deadline));
-        Commit::ready(Ok(LogWritten::Written { leaf_index }))
-    }
-
-    fn leaf_count(&self) -> Result<u64> {
-        Ok(self.lock().leaves.len() as u64)
-    }
-
-    fn leaves(&self, from: u64, limit: usize) -> Result<Vec<Vec<u8>>> {
-        let g = self.lock();
-        let from = usize::try_from(from).unwrap_or(usize::MAX);
-        Ok(g.leaves
-            .iter()
-            .skip(from)
-            .take(limit.min(MAX_LEAF_PAGE))
-            .cloned()
-            .collect())
-    }
-
-    fn record_head(&self, size: u64, head: &[u8]) -> Result<()> {
-        let mut g = self.lock();
-        let latest = g.heads.last().map_or(0, |(s, _)| *s);
-        if size < latest || size > g.leaves.len() as u64 {
-            return Err(Error::Storage("a tree head out of order".into()));
-        }
-        g.heads.push((size, head.to_vec()));
-        Ok(())
-    }
-
-    fn latest_head(&self) -> Result<Option<(u64, Vec<u8>)>> {
-        Ok(self.lock().heads.last().cloned())
-    }
-
-    fn undecided_past(&self, now: Timestamp, limit: usize) -> Result<Vec<Tid>> {
-        Ok(self
-            .lock()
-            .txs
-            .iter()
-            .filter(|(_, (s, deadline))| s.leaf_index.is_none() && *deadline <= now)
-            .map(|(t, _)| *t)
-            .take(limit)
-            .collect())
-    }
-}
+/// What the log holds (copied out and in: a target starts each run from a
+/// stage and compares the state after a step with the state before).
+pub use agora_stp::log::MemoryLogState as LogState;
+/// The commit log, which can start from a saved state.
+pub use agora_stp::MemoryCommitLog as SnapLog;
 
 /// The fixture: the world, every message of the run, the step states the
 /// targets start from, the log at each stage.

@@ -18,7 +18,7 @@ use agora_core::crypto::VerifyingKey;
 use agora_core::ports::Commit;
 use agora_core::wire::{Decoder, Encoder};
 use agora_core::{DecodeError, Error, KeyId, Result, Timestamp};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 /// A transaction's record as stored.
@@ -89,16 +89,22 @@ pub trait CommitLog: Send + Sync {
     fn undecided_past(&self, now: Timestamp, limit: usize) -> Result<Vec<Tid>>;
 }
 
-#[derive(Debug, Default)]
-struct MemoryInner {
-    txs: HashMap<Tid, (StoredTx, Timestamp)>,
-    leaves: Vec<Vec<u8>>,
-    heads: Vec<(u64, Vec<u8>)>,
+/// What a [`MemoryCommitLog`] holds: the transactions' records and
+/// deadlines, the leaves, the signed heads. It can be copied out and in (a
+/// fuzz target starts each run from a saved state and compares after).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryLogState {
+    /// Records and deadlines by TID.
+    pub txs: BTreeMap<Tid, (StoredTx, Timestamp)>,
+    /// The leaves, in order.
+    pub leaves: Vec<Vec<u8>>,
+    /// The signed heads and their sizes, in order.
+    pub heads: Vec<(u64, Vec<u8>)>,
 }
 
 /// The in-memory twin of [`CommitLog`].
 #[derive(Debug, Default)]
-pub struct MemoryCommitLog(Mutex<MemoryInner>);
+pub struct MemoryCommitLog(Mutex<MemoryLogState>);
 
 impl MemoryCommitLog {
     /// An empty log.
@@ -106,7 +112,17 @@ impl MemoryCommitLog {
         MemoryCommitLog::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+    /// A log holding `state`.
+    pub fn at(state: &MemoryLogState) -> MemoryCommitLog {
+        MemoryCommitLog(Mutex::new(state.clone()))
+    }
+
+    /// What it holds now.
+    pub fn state(&self) -> MemoryLogState {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryLogState> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -179,15 +195,12 @@ impl CommitLog for MemoryCommitLog {
 
     fn undecided_past(&self, now: Timestamp, limit: usize) -> Result<Vec<Tid>> {
         let g = self.lock();
-        let mut due: Vec<Tid> = g
-            .txs
+        Ok(g.txs
             .iter()
             .filter(|(_, (s, deadline))| s.leaf_index.is_none() && *deadline <= now)
             .map(|(t, _)| *t)
-            .collect();
-        due.sort();
-        due.truncate(limit);
-        Ok(due)
+            .take(limit)
+            .collect())
     }
 }
 
