@@ -15,8 +15,14 @@
 //! signature for the whole batch). Housekeeping aborts what is undecided
 //! past its deadline and seals what it decided.
 //!
-//! The roles' steps read and write storage, so they run on the blocking
-//! pool ([`crate::blocking`]).
+//! The roles' steps read and write storage. A message for the CA whose
+//! signature checks before any record is read
+//! ([`CommitAuthority::authenticates`]: a Vote, or a Decide by a voter
+//! whose key the CA has seen) runs on the async runtime, its log unit's
+//! group commit awaited as a future; every other message, the sealing of a
+//! tree head and the escrow's steps run on the blocking pool
+//! ([`crate::blocking`]), so that no unauthenticated request reaches
+//! storage on an async worker.
 
 use crate::endpoint::{self, unknown_message, Answer, Endpoint, Inbound, Outbound, Reloading};
 use crate::problem::path_of;
@@ -129,19 +135,43 @@ impl StpService {
     /// A message for the CA, answered with the CA's signed reply (or the
     /// Outcome, once sealed).
     pub fn ca_step(&self, now: Timestamp, body: &[u8]) -> Result<Vec<u8>, Error> {
-        let mut answer = self.ca.handle(now, body, self.log.as_ref())?;
-        if let CaAnswer::Sealing { index } = answer {
-            self.seal_covering(now, index)?;
-            // The same message again changes nothing and answers from the
-            // log, now with a head that covers the leaf.
-            answer = self.ca.handle(now, body, self.log.as_ref())?;
-        }
-        match answer {
-            CaAnswer::Started(b) | CaAnswer::Pending(b) | CaAnswer::Outcome(b) => Ok(b),
-            CaAnswer::Sealing { .. } => Err(Error::Storage(
-                "a decided transaction's leaf is still not covered by a head".into(),
-            )),
-        }
+        let answer = self.ca.handle(now, body, self.log.as_ref())?;
+        let answer = match answer {
+            CaAnswer::Sealing { index } => self.sealed(now, index)?,
+            a => a,
+        };
+        reply(answer)
+    }
+
+    /// [`Self::ca_step`] on the async runtime, for a message that
+    /// [`CommitAuthority::authenticates`]: the step's commit is awaited;
+    /// a tree head to seal is sealed on the blocking pool.
+    async fn ca_step_async(
+        self: Arc<Self>,
+        now: Timestamp,
+        body: &[u8],
+    ) -> Result<Vec<u8>, Problem> {
+        let answer = self.ca.handle_async(now, body, self.log.as_ref()).await?;
+        let answer = match answer {
+            CaAnswer::Sealing { index } => {
+                let svc = self.clone();
+                blocking(move || Ok(svc.sealed(now, index)?)).await?
+            }
+            a => a,
+        };
+        Ok(reply(answer)?)
+    }
+
+    /// The answer to a message whose transaction's leaf `index` waits for a
+    /// signed tree head: the head sealed, the Outcome of that leaf. The
+    /// message was checked and applied; the same message again would change
+    /// nothing and answer this very Outcome, so it is not checked twice.
+    fn sealed(&self, now: Timestamp, index: u64) -> Result<CaAnswer, Error> {
+        self.seal_covering(now, index)?;
+        Ok(match self.ca.outcome_at(index, self.log.as_ref())? {
+            Some(o) => CaAnswer::Outcome(o),
+            None => CaAnswer::Sealing { index },
+        })
     }
 
     /// The status of `tid`: the Outcome or the signed Pending.
@@ -178,6 +208,16 @@ impl StpService {
     }
 }
 
+/// The CA's signed reply, or the Outcome.
+fn reply(answer: CaAnswer) -> Result<Vec<u8>, Error> {
+    match answer {
+        CaAnswer::Started(b) | CaAnswer::Pending(b) | CaAnswer::Outcome(b) => Ok(b),
+        CaAnswer::Sealing { .. } => Err(Error::Storage(
+            "a decided transaction's leaf is still not covered by a head".into(),
+        )),
+    }
+}
+
 struct CaEndpoint(Arc<StpService>);
 
 impl Endpoint for CaEndpoint {
@@ -187,6 +227,10 @@ impl Endpoint for CaEndpoint {
                 return Err(unknown_message(m.tag));
             }
             let svc = self.0.clone();
+            // A signature check, no storage: on the runtime.
+            if svc.ca.authenticates(m.now, &m.body) {
+                return svc.ca_step_async(m.now, &m.body).await.map(Outbound::done);
+            }
             blocking(move || Ok(svc.ca_step(m.now, &m.body)?))
                 .await
                 .map(Outbound::done)
