@@ -396,12 +396,14 @@ impl CryptoBound {
         })
     }
 
+    // Folded from 0.0: a sum of no f64 is -0.0, which a report would print
+    // as "-0.0" for a side that performed nothing.
     fn client_secs(&self) -> f64 {
-        self.client.iter().map(Priced::secs).sum()
+        self.client.iter().map(Priced::secs).fold(0.0, |a, b| a + b)
     }
 
     fn node_secs(&self) -> f64 {
-        self.node.iter().map(Priced::secs).sum()
+        self.node.iter().map(Priced::secs).fold(0.0, |a, b| a + b)
     }
 
     /// The clients' crypto per unit, µs.

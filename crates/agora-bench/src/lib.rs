@@ -1,7 +1,8 @@
 //! agora's load tool (`agora bench cpo-post | cpo-browse | cpo-bind |
-//! speed-normal | speed-aggressive`): it loads a node started with `agora
-//! up` on the same data directory, through agora-client, and prices what
-//! the node and its clients did against the cryptography they performed.
+//! speed-normal | speed-aggressive | stp-ca | stp-e2e`): it loads a node
+//! started with `agora up` on the same data directory, through
+//! agora-client, and prices what the node and its clients did against the
+//! cryptography they performed.
 //!
 //! Loopback only (a node on any other host is refused), and bounded: at
 //! most 256 concurrent clients, and the measured phase stops at
@@ -17,7 +18,8 @@
 //! sessions it makes; the sessions are ended after the run.
 //!
 //! One module per scenario: `cpo/post.rs`, `cpo/browse.rs`, `cpo/bind.rs`,
-//! `speed.rs` (both SPEED modes). Setup (posting, sessions, customers) is
+//! `speed.rs` (both SPEED modes), `stp.rs` (the STP commit authority alone,
+//! and end to end). Setup (posting, sessions, customers) is
 //! not measured. Each run reports requests, successes, errors by code,
 //! throughput, p50/p99/p999 latency per protocol step (a step is one HTTP
 //! round trip), wall time, and the crypto bound (`bound.rs`): every
@@ -46,6 +48,7 @@ mod race;
 mod report;
 mod speed;
 mod stats;
+mod stp;
 
 pub use report::Report;
 
@@ -65,6 +68,10 @@ use std::time::Duration;
 pub const DEFAULT_NODE: &str = "http://127.0.0.1:7878";
 /// Most concurrent clients.
 pub const MAX_CONCURRENCY: u16 = 256;
+/// Transactions `stp-ca` prepares unless told otherwise.
+pub const DEFAULT_STP_TRANSACTIONS: u32 = 20_000;
+/// Most transactions `stp-ca` prepares (memory: some 4 KB each).
+pub const MAX_STP_TRANSACTIONS: u32 = 200_000;
 /// How long the pricing of the counted operations runs, at most.
 const CRYPTO_SECS: f64 = 2.0;
 
@@ -88,6 +95,16 @@ pub enum Scenario {
     /// pay from the account).
     #[value(name = "speed-aggressive")]
     SpeedAggressive,
+    /// The STP commit authority alone: N connections send the votes and
+    /// decisions of M two-party transactions, signed before the measured
+    /// phase (2 votes, 2 decisions each).
+    #[value(name = "stp-ca")]
+    StpCa,
+    /// STP end to end: N pairs of parties commit transactions with every
+    /// role live (begin, accept, started, Data each way, End, decide,
+    /// outcome verified by both).
+    #[value(name = "stp-e2e")]
+    StpE2e,
 }
 
 impl Scenario {
@@ -99,6 +116,8 @@ impl Scenario {
             Scenario::Bind => "cpo-bind",
             Scenario::SpeedNormal => "speed-normal",
             Scenario::SpeedAggressive => "speed-aggressive",
+            Scenario::StpCa => "stp-ca",
+            Scenario::StpE2e => "stp-e2e",
         }
     }
 
@@ -113,7 +132,7 @@ impl Scenario {
 
     fn default_concurrency(self) -> usize {
         match self {
-            Scenario::Bind => 64,
+            Scenario::Bind | Scenario::StpCa => 64,
             _ => 16,
         }
     }
@@ -133,6 +152,7 @@ impl Scenario {
             Scenario::Browse => "listings",
             Scenario::Bind => "binds",
             Scenario::SpeedNormal | Scenario::SpeedAggressive => "purchases",
+            Scenario::StpCa | Scenario::StpE2e => "transactions committed",
         }
     }
 
@@ -144,6 +164,10 @@ impl Scenario {
             Scenario::Bind => 2,
             Scenario::SpeedNormal => 3,
             Scenario::SpeedAggressive => 2,
+            // Two votes and two decisions.
+            Scenario::StpCa => 4,
+            // The initiator asks again for Started and for the Outcome.
+            Scenario::StpE2e => 6,
         }
     }
 }
@@ -153,11 +177,13 @@ impl Scenario {
 pub struct BenchArgs {
     /// cpo-post: approval + posting; cpo-browse: listings under browse
     /// sessions; cpo-bind: sellers race to bind M CPOs; speed-normal,
-    /// speed-aggressive: SPEED purchases of the demo 16-byte product.
+    /// speed-aggressive: SPEED purchases of the demo 16-byte product;
+    /// stp-ca: the STP commit authority alone; stp-e2e: STP transactions
+    /// with every role live.
     #[arg(value_enum)]
     scenario: Scenario,
-    /// Concurrent buyers, sellers or customers, 1-256 (default 16; 64 for
-    /// cpo-bind).
+    /// Concurrent buyers, sellers, customers, connections (stp-ca) or pairs
+    /// of parties (stp-e2e), 1-256 (default 16; 64 for cpo-bind and stp-ca).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=(MAX_CONCURRENCY as i64)))]
     concurrency: Option<u16>,
     /// CPOs posted during setup (default 2000 for cpo-bind, 32 for
@@ -182,6 +208,11 @@ pub struct BenchArgs {
     /// of the board would.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=(agora_cpo::msg::MAX_LISTINGS_PER_REQUEST as i64)))]
     page: u8,
+    /// stp-ca: transactions whose votes and decisions are signed during
+    /// setup; the measured phase ends when all are sent (or at the limits).
+    /// Each holds some 4 KB of signed messages in memory.
+    #[arg(long, default_value_t = DEFAULT_STP_TRANSACTIONS, value_parser = clap::value_parser!(u32).range(1..=(MAX_STP_TRANSACTIONS as i64)))]
+    transactions: u32,
 }
 
 // ------------------------------------------------------------ the node URL
@@ -263,6 +294,7 @@ fn bound_what(scenario: Scenario) -> String {
             Scenario::Browse => "listing",
             Scenario::Bind => "bind",
             Scenario::SpeedNormal | Scenario::SpeedAggressive => "purchase",
+            Scenario::StpCa | Scenario::StpE2e => "transaction committed",
         },
         scenario.unit()
     )
@@ -295,6 +327,14 @@ pub fn run(dir: &DataDir, node: Option<&str>, a: &BenchArgs) -> anyhow::Result<R
         Some(mode) => {
             let env = speed::SpeedEnv::load(dir, a, url.clone(), mode)?;
             speed::run_speed(&env, mode, a.scenario, n, &limits, &window)?
+        }
+        None if matches!(a.scenario, Scenario::StpCa | Scenario::StpE2e) => {
+            let env = stp::StpEnv::load(dir, a, url.clone())?;
+            if a.scenario == Scenario::StpCa {
+                stp::run_ca(&env, n, a.transactions as usize, &limits, &window)?
+            } else {
+                stp::run_e2e(&env, n, &limits, &window)?
+            }
         }
         None => {
             let env = cpo::Env::load(dir, a, url.clone())?;

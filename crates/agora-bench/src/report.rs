@@ -4,6 +4,7 @@ use crate::bound::CryptoBound;
 use crate::cpo::bind::Invariant;
 use crate::speed::{SpeedOutcome, SPEED_PRODUCT};
 use crate::stats::{per_sec, ratio, Percentiles, Tally};
+use crate::stp::StpOutcome;
 use crate::Scenario;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ pub(crate) struct Setup {
     pub(crate) sessions: Option<(usize, f64)>,
     /// SPEED customers registered, and in how long.
     pub(crate) customers: Option<(usize, f64)>,
+    /// STP parties registered, and in how long.
+    pub(crate) parties: Option<(usize, f64)>,
 }
 
 /// What the measured phase gave.
@@ -34,6 +37,8 @@ pub(crate) struct Outcome {
     pub(crate) invariant: Option<Invariant>,
     /// speed-*: the product, the deposits and the money check.
     pub(crate) speed: Option<SpeedOutcome>,
+    /// stp-*: the transactions prepared and the outcomes' check.
+    pub(crate) stp: Option<StpOutcome>,
 }
 
 impl Outcome {
@@ -46,6 +51,7 @@ impl Outcome {
             to_last_bind: None,
             invariant: None,
             speed: None,
+            stp: None,
         }
     }
 }
@@ -85,6 +91,7 @@ impl Report {
             Scenario::Browse => "listings/s".into(),
             Scenario::Bind => "binds/s".into(),
             Scenario::SpeedNormal | Scenario::SpeedAggressive => "purchases/s".into(),
+            Scenario::StpCa | Scenario::StpE2e => "committed transactions/s".into(),
         }
     }
 
@@ -111,6 +118,14 @@ impl Report {
         if let Some((n, secs)) = self.setup.customers {
             setup["customers_registered"] = n.into();
             setup["customers_secs"] = secs.into();
+        }
+        if let Some((n, secs)) = self.setup.parties {
+            setup["parties_registered"] = n.into();
+            setup["parties_secs"] = secs.into();
+        }
+        if let Some((n, secs)) = self.outcome.stp.as_ref().and_then(|o| o.prepared) {
+            setup["transactions_prepared"] = n.into();
+            setup["transactions_secs"] = secs.into();
         }
         let mut v = serde_json::json!({
             "scenario": self.scenario.name(),
@@ -156,6 +171,9 @@ impl Report {
             });
             v["money"] = sp.money.json();
         }
+        if let Some(o) = &self.outcome.stp {
+            v["stp"] = o.json(t.successes);
+        }
         v
     }
 
@@ -169,6 +187,8 @@ impl Report {
             Scenario::Post => "buyers",
             Scenario::Browse | Scenario::Bind => "sellers",
             Scenario::SpeedNormal | Scenario::SpeedAggressive => "customers",
+            Scenario::StpCa => "connections",
+            Scenario::StpE2e => "pairs of parties",
         };
         let _ = write!(
             s,
@@ -201,6 +221,16 @@ impl Report {
                 .map_or(0.0, |sp| sp.deposit_cents as f64 / 100.0);
             setup.push(format!(
                 "{n} customers registered in {secs:.2} s (certificate, account, {each:.2} EUR deposit each)"
+            ));
+        }
+        if let Some((n, secs)) = self.setup.parties {
+            setup.push(format!(
+                "{n} parties registered in {secs:.2} s (identity certificates)"
+            ));
+        }
+        if let Some((n, secs)) = self.outcome.stp.as_ref().and_then(|o| o.prepared) {
+            setup.push(format!(
+                "{n} transactions' votes and decisions signed in {secs:.2} s"
             ));
         }
         if setup.is_empty() {
@@ -270,6 +300,7 @@ impl Report {
             Scenario::Browse => "listing",
             Scenario::Bind => "bind",
             Scenario::SpeedNormal | Scenario::SpeedAggressive => "purchase",
+            Scenario::StpCa | Scenario::StpE2e => "transaction",
         };
         let fmt_ratio = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.3}"));
         let _ = writeln!(
@@ -325,6 +356,9 @@ impl Report {
                 m.paid_out as f64 / 100.0
             );
         }
+        if let Some(o) = &self.outcome.stp {
+            let _ = writeln!(s, "{}", o.text(t.successes));
+        }
         if let Some(inv) = &self.outcome.invariant {
             if inv.ok() {
                 let _ = write!(
@@ -367,6 +401,20 @@ impl Report {
             for (id, count) in &inv.violations {
                 out.push(format!("!!!   CPO {id}: {count} BOUND_CPOs"));
             }
+        }
+        if let Some(c) = self
+            .outcome
+            .stp
+            .as_ref()
+            .map(|o| &o.check)
+            .filter(|c| !c.ok())
+        {
+            out.push(format!(
+                "!!! STP OUTCOME CHECK FAILED: {} outcomes the commit authority answered do not \
+                 verify (the pinned CA's signed tree head, the inclusion proof, this \
+                 transaction, committed) !!!",
+                c.failed
+            ));
         }
         if let Some(m) = self
             .outcome

@@ -146,12 +146,13 @@ enum Cmd {
     #[command(after_help = "Example:\n  agora --node http://127.0.0.1:7878 status --wait 30")]
     Status(node::StatusArgs),
     /// Load a node started with `agora up` on this data directory, over
-    /// loopback only: cpo-post, cpo-browse, cpo-bind, speed-normal or
-    /// speed-aggressive, bounded in requests and time; prints throughput,
-    /// latency per protocol step and the crypto bound.
+    /// loopback only: cpo-post, cpo-browse, cpo-bind, speed-normal,
+    /// speed-aggressive, stp-ca or stp-e2e, bounded in requests and time;
+    /// prints throughput, latency per protocol step and the crypto bound.
     #[command(
         after_help = "Examples:\n  agora up &\n  agora bench cpo-bind --concurrency 64 --cpos 2000 --duration 10\n  \
-        agora bench cpo-post --concurrency 16 --json\n  agora bench cpo-browse --node http://127.0.0.1:7878 --requests 20000\n  agora bench speed-normal --concurrency 64 --duration 10"
+        agora bench cpo-post --concurrency 16 --json\n  agora bench cpo-browse --node http://127.0.0.1:7878 --requests 20000\n  agora bench speed-normal --concurrency 64 --duration 10\n  \
+        agora bench stp-ca --concurrency 64 --transactions 20000\n  agora bench stp-e2e --concurrency 32 --duration 10"
     )]
     Bench(bench::BenchArgs),
 }

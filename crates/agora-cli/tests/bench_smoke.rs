@@ -408,3 +408,109 @@ fn bench_refuses_a_node_that_is_not_on_loopback() {
         assert!(err.contains("loopback"), "{url}: {err}");
     }
 }
+
+/// The STP scenarios: the commit authority alone (the transactions'
+/// messages signed in the setup, only sent in the measured phase) and end
+/// to end (both parties' steps live), every step timed, every outcome
+/// verified, and the crypto bound priced from what each side did.
+#[test]
+fn stp_scenarios_run_against_a_real_node() {
+    let node = Node::start();
+    let r = node.bench(&[
+        "stp-ca",
+        "--duration",
+        "2",
+        "--concurrency",
+        "4",
+        "--transactions",
+        "200",
+    ]);
+    check_report(&r, "stp-ca", &[]);
+    for step in ["vote-1", "vote-2", "decide-1", "decide-2", "transaction"] {
+        assert!(
+            r["latency"][step]["count"].as_u64().unwrap() > 0,
+            "{step}: {r:#}"
+        );
+    }
+    let committed = r["successes"].as_u64().unwrap();
+    assert_eq!(
+        r["latency"]["transaction"]["count"], r["successes"],
+        "{r:#}"
+    );
+    assert_eq!(r["setup"]["transactions_prepared"], 200, "{r:#}");
+    let outcomes = &r["stp"]["outcomes"];
+    assert_eq!(outcomes["ok"], true, "{r:#}");
+    assert_eq!(outcomes["verified"].as_u64().unwrap(), committed, "{r:#}");
+    assert!(
+        outcomes["signed_tree_heads"].as_u64().unwrap() >= 1,
+        "{r:#}"
+    );
+    if r["stopped_by"] == "all-sent" {
+        assert_eq!(committed, 200, "{r:#}");
+    } else {
+        assert_eq!(r["stopped_by"], "duration", "{r:#}");
+    }
+    // The CA signs Pending, Started and Pending per transaction and checks
+    // each vote and decision; the load tool only sends what its setup
+    // signed.
+    assert!(
+        counted(&r, "node", "ed25519_sign") >= 3 * committed,
+        "{r:#}"
+    );
+    assert!(
+        counted(&r, "node", "ed25519_verify") >= 4 * committed,
+        "{r:#}"
+    );
+    assert_eq!(counted(&r, "clients", "ed25519_sign"), 0, "{r:#}");
+
+    let r = node.bench(&["stp-e2e", "--duration", "2", "--concurrency", "4"]);
+    check_report(&r, "stp-e2e", &[]);
+    for step in [
+        "vote-begin",
+        "vote-accept",
+        "vote-started",
+        "decide-1",
+        "decide-2",
+        "decide-again",
+        "transaction",
+    ] {
+        assert!(
+            r["latency"][step]["count"].as_u64().unwrap() > 0,
+            "{step}: {r:#}"
+        );
+    }
+    let committed = r["successes"].as_u64().unwrap();
+    let outcomes = &r["stp"]["outcomes"];
+    assert_eq!(outcomes["ok"], true, "{r:#}");
+    assert_eq!(
+        outcomes["verified"].as_u64().unwrap(),
+        2 * committed,
+        "{r:#}"
+    );
+    // Both parties' steps ran here: a Begin, two votes, two Data, an End
+    // and two Decides signed, two key agreements, per transaction.
+    assert!(
+        counted(&r, "clients", "ed25519_sign") >= 8 * committed,
+        "{r:#}"
+    );
+    assert!(counted(&r, "clients", "x25519") >= 2 * committed, "{r:#}");
+    assert!(
+        counted(&r, "node", "ed25519_sign") >= 3 * committed,
+        "{r:#}"
+    );
+
+    // The requests bound holds: a transaction end to end is six requests,
+    // a third does not fit in thirteen.
+    let r = node.bench(&[
+        "stp-e2e",
+        "--duration",
+        "10",
+        "--concurrency",
+        "1",
+        "--requests",
+        "13",
+    ]);
+    assert_eq!(r["requests"], 12, "{r:#}");
+    assert_eq!(r["successes"], 2, "{r:#}");
+    assert_eq!(r["stopped_by"], "requests", "{r:#}");
+}

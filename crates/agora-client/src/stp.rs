@@ -8,7 +8,7 @@
 //! the Outcome) is asked for again whenever a command touches a
 //! subtransaction still waiting for it, so a lost answer costs nothing.
 
-use crate::transport::{ClientError, NodeClient};
+use crate::transport::{AsyncNodeClient, ClientError, NodeClient};
 use agora_core::crypto::{Rng, VerifyingKey};
 use agora_core::wire::{cose, tags, Tag};
 use agora_core::{Error, KeyId, Timestamp};
@@ -33,7 +33,7 @@ pub trait StpTransport {
 
 impl StpTransport for NodeClient {
     fn to_ca(&self, body: &[u8]) -> Result<Vec<u8>, ClientError> {
-        Ok(self.post_cbor("/v1/stp/ca", body, &[])?.0)
+        Ok(self.post_cbor(CA_PATH, body, &[])?.0)
     }
 
     fn to_escrow(&self, body: &[u8]) -> Result<Vec<u8>, ClientError> {
@@ -44,6 +44,25 @@ impl StpTransport for NodeClient {
         self.get_json(&format!("/v1/stp/transactions/{tid}"))
     }
 }
+
+/// How a party reaches the commit authority from an event loop: one
+/// message at a time, awaited (no thread waits while the CA answers; see
+/// [`AsyncNodeClient`]).
+pub trait AsyncStpTransport {
+    /// One message for the commit authority (Vote, Decide, Status): its
+    /// reply, as [`StpTransport::to_ca`] gives it.
+    fn to_ca(&self, body: &[u8])
+        -> impl std::future::Future<Output = Result<Vec<u8>, ClientError>>;
+}
+
+impl AsyncStpTransport for AsyncNodeClient {
+    async fn to_ca(&self, body: &[u8]) -> Result<Vec<u8>, ClientError> {
+        Ok(self.post_cbor(CA_PATH, body, None).await?.body)
+    }
+}
+
+/// The commit authority's route.
+const CA_PATH: &str = "/v1/stp/ca";
 
 /// The commit authority and the escrow hosted in this process, on the data
 /// directory's store.

@@ -463,8 +463,9 @@ impl CpoTransport for NodeClient {
     }
 }
 
-/// The protocol messages of the CPO roles over HTTP, for async callers: a
-/// load generator's event loops, where many sellers share one thread and
+/// The protocol messages of the CPO roles (and, through
+/// [`crate::stp::AsyncStpTransport`], STP's commit authority) over HTTP, for
+/// async callers: a load generator's event loops, where many sellers share one thread and
 /// none sleeps while the node answers her (a thread per seller with a
 /// blocking [`NodeClient`] sleeps and is woken once per request: a quarter of
 /// the load tool's CPU in `agora bench cpo-bind`, per `perf`). Cheap to
@@ -518,7 +519,19 @@ impl AsyncNodeClient {
         body: &[u8],
         step: Option<StepId>,
     ) -> Result<Reply, ClientError> {
-        let url = format!("{}{}", self.base, role.path());
+        self.post_cbor(role.path(), body, step).await
+    }
+
+    /// `POST path` with a CBOR body (and the step's id, if any), retrying
+    /// after `503` as the blocking [`NodeClient::post_cbor`] does: the reply,
+    /// at most 4 MiB, or the node's problem.
+    pub async fn post_cbor(
+        &self,
+        path: &str,
+        body: &[u8],
+        step: Option<StepId>,
+    ) -> Result<Reply, ClientError> {
+        let url = format!("{}{path}", self.base);
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -405,7 +405,7 @@ pub(crate) fn board_and_sellers(
         secs: t0.elapsed().as_secs_f64(),
         cpos: Some((cpos.len(), post_time.as_secs_f64())),
         sessions: Some((sellers.len(), session_time.as_secs_f64())),
-        customers: None,
+        ..Setup::default()
     };
     Ok((cpos, sellers, setup))
 }
