@@ -17,20 +17,45 @@
 //!   verifier, whose state a store can persist.
 //! - [`ids`]: the client's and the vendor's identities.
 //!
-//! Not built yet, and to come in later increments: the protocols that use
-//! these keys -- SKEP and its non-repudiation extension (where the vendor
-//! signs the chain's anchor), SDDP and EDDP --, the client proxy (`agora
-//! proxy`, HTTP Message Signatures over headers, encrypted bodies), the
-//! vendor's tower layer, storage of the vendor's client records and chain
-//! verifiers, and the CLI and node wiring. Nothing here reads the clock,
-//! the OS RNG, a file or a socket: `now` and `rng` come in as arguments.
+//! -- and the protocols that use it (paper section 3, "Basic protocols";
+//! system tag 4, `tags::LITE_*`), as state machines consumed by value, a
+//! refused message giving the state back unchanged ([`wire::Rejected`]):
+//!
+//! - [`skep`]: SKEP (protocol 1, steps 1-3) and its non-repudiation
+//!   extension (step 4): `K ‖ N_C` HPKE-sealed to the vendor's X25519 key,
+//!   the challenge and confirm under `K`, and the vendor's signed receipt of
+//!   the subscription ([`wire::Subscription`], hash-chain anchor included),
+//!   which a third party checks with [`skep::verify_receipt`]. The vendor
+//!   keeps a [`skep::ClientRecord`].
+//! - [`sddp`]: SDDP (protocol 2) under `K_t`, the vendor refusing stale
+//!   units and, through agora-core's `ReplayCache`, replayed requests.
+//! - [`eddp`]: EDDP (protocol 3) under `K_t`: a single-use challenge the
+//!   vendor records ([`eddp::ChallengeLedger`], with an in-memory twin),
+//!   hash-chain acknowledgements fed to the record's [`ChainVerifier`], and
+//!   the next challenge riding in each reply.
+//! - [`wire`]: what they share: ids as message fields, the subscription,
+//!   [`wire::Rejected`].
+//!
+//! Not built yet, and to come in later increments: the client proxy
+//! (`agora proxy`: how it finds and validates the vendor's certificate and
+//! keys -- here the caller passes the vendor's X25519 and Ed25519 keys --,
+//! HTTP Message Signatures over headers, encrypted bodies), the vendor's
+//! tower layer, durable storage of the vendor's client records, pending
+//! SKEP states, issued challenges and chain verifiers (only the in-memory
+//! challenge ledger exists), and the CLI and node wiring. Nothing here
+//! reads the clock, the OS RNG, a file or a socket: `now` and `rng` come in
+//! as arguments.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod chain;
+pub mod eddp;
 pub mod ids;
 pub mod janus;
+pub mod sddp;
 pub mod session;
+pub mod skep;
+pub mod wire;
 
 pub use chain::{ChainVerifier, HashChain, MAX_CHAIN_LEN};
 pub use ids::{ClientId, VendorId, MAX_ID_LEN};

@@ -284,6 +284,40 @@ pub const STP_ESCROW_RELEASE: Tag = Tag::new(SYSTEM_STP, 3, 4);
 /// signed messages, the CA's outcome, its inclusion proof and tree head.
 pub const STP_PROOF_BUNDLE: Tag = Tag::new(SYSTEM_STP, 4, 1);
 
+// ---- System 4: lightweight primitives (paper 004, section 3) ------------
+// The body sealed inside a step (under K or K_t) carries the step's own tag:
+// the AEAD's associated data and the MAC'd payload bind it, so no body can be
+// moved to another step.
+
+/// Lightweight protocol 1 (SKEP), step 1, client to vendor: the client's ids
+/// and `K ‖ N_C`, HPKE-sealed to the vendor's X25519 key.
+pub const LITE_SKEP_HELLO: Tag = Tag::new(SYSTEM_LIGHTWEIGHT, 1, 1);
+/// SKEP, step 2, vendor to client: `{id_C, id_V, N_C, N_V}`, encrypted and
+/// MAC'd under K.
+pub const LITE_SKEP_CHALLENGE: Tag = Tag::new(SYSTEM_LIGHTWEIGHT, 1, 2);
+/// SKEP, step 3, client to vendor: `id_C` and `{id_C, id_V, N_V, S_C}`
+/// encrypted and MAC'd under K.
+pub const LITE_SKEP_CONFIRM: Tag = Tag::new(SYSTEM_LIGHTWEIGHT, 1, 3);
+/// SKEP with non-repudiation, step 4, vendor to client: the vendor's signed
+/// receipt of the subscription, encrypted under K.
+pub const LITE_SKEP_RECEIPT: Tag = Tag::new(SYSTEM_LIGHTWEIGHT, 1, 4);
+/// Lightweight protocol 2 (SDDP), step 1, client to vendor: `id_C`, the
+/// time unit and the request, encrypted and MAC'd under `K_t`.
+pub const LITE_SDDP_REQUEST: Tag = Tag::new(SYSTEM_LIGHTWEIGHT, 2, 1);
+/// SDDP, step 2, vendor to client: `{N_C, data}` encrypted and MAC'd under
+/// `K_t`.
+pub const LITE_SDDP_REPLY: Tag = Tag::new(SYSTEM_LIGHTWEIGHT, 2, 2);
+/// Lightweight protocol 3 (EDDP), step 1, client to vendor: `id_C`.
+pub const LITE_EDDP_HELLO: Tag = Tag::new(SYSTEM_LIGHTWEIGHT, 3, 1);
+/// EDDP, step 2, vendor to client: the challenge `N_V`.
+pub const LITE_EDDP_CHALLENGE: Tag = Tag::new(SYSTEM_LIGHTWEIGHT, 3, 2);
+/// EDDP, step 3, client to vendor: `id_C`, the time unit and
+/// `{id_C, id_V, N_V, N_C, request, ack}` encrypted and MAC'd under `K_t`.
+pub const LITE_EDDP_REQUEST: Tag = Tag::new(SYSTEM_LIGHTWEIGHT, 3, 3);
+/// EDDP, step 4, vendor to client: `{N_C, data, next N_V}` encrypted and
+/// MAC'd under `K_t`.
+pub const LITE_EDDP_REPLY: Tag = Tag::new(SYSTEM_LIGHTWEIGHT, 3, 4);
+
 /// Every registered tag with its name. The one place a tag is defined.
 pub const ALL: &[(Tag, &str)] = &[
     (TEST_PING, "TEST_PING"),
@@ -375,6 +409,16 @@ pub const ALL: &[(Tag, &str)] = &[
     (STP_ESCROW_CLAIM, "STP_ESCROW_CLAIM"),
     (STP_ESCROW_RELEASE, "STP_ESCROW_RELEASE"),
     (STP_PROOF_BUNDLE, "STP_PROOF_BUNDLE"),
+    (LITE_SKEP_HELLO, "LITE_SKEP_HELLO"),
+    (LITE_SKEP_CHALLENGE, "LITE_SKEP_CHALLENGE"),
+    (LITE_SKEP_CONFIRM, "LITE_SKEP_CONFIRM"),
+    (LITE_SKEP_RECEIPT, "LITE_SKEP_RECEIPT"),
+    (LITE_SDDP_REQUEST, "LITE_SDDP_REQUEST"),
+    (LITE_SDDP_REPLY, "LITE_SDDP_REPLY"),
+    (LITE_EDDP_HELLO, "LITE_EDDP_HELLO"),
+    (LITE_EDDP_CHALLENGE, "LITE_EDDP_CHALLENGE"),
+    (LITE_EDDP_REQUEST, "LITE_EDDP_REQUEST"),
+    (LITE_EDDP_REPLY, "LITE_EDDP_REPLY"),
 ];
 
 /// The registered name of `tag`, if any.
@@ -424,5 +468,15 @@ mod tests {
         assert_eq!(CPO_PROOF, Tag::new(1, 7, 2));
         assert!(!is_registered(Tag::new(1, 8, 1)));
         assert!(!is_registered(Tag::new(9, 9, 9)));
+        for (t, n) in ALL.iter().filter(|(t, _)| t.system == SYSTEM_LIGHTWEIGHT) {
+            assert!(n.starts_with("LITE_"), "{n}");
+            // SKEP 1 (steps 1-4), SDDP 2 (steps 1-2), EDDP 3 (steps 1-4).
+            let steps = match t.protocol {
+                1 | 3 => 4,
+                2 => 2,
+                _ => 0,
+            };
+            assert!((1..=steps).contains(&t.step), "{n}");
+        }
     }
 }
