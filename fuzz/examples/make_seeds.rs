@@ -10,6 +10,8 @@ use std::path::Path;
 
 #[path = "../fuzz_targets/cpo_fixture.rs"]
 mod cpo_fixture;
+#[path = "../fuzz_targets/lite_fixture.rs"]
+mod lite_fixture;
 #[path = "../fuzz_targets/speed_fixture.rs"]
 mod speed_fixture;
 #[path = "../fuzz_targets/stp_fixture.rs"]
@@ -93,6 +95,7 @@ fn main() {
     delivery_seeds(&put);
     speed_seeds(&put);
     stp_seeds(&put);
+    lite_seeds(&put);
     println!("seeds written to {}", dir.display());
 }
 
@@ -1221,6 +1224,42 @@ fn stp_seeds(put: &impl Fn(&str, &str, &[u8])) {
         &[escrow::CLAIM_SIGNED],
         &payload(&f.claim, Q),
     );
+}
+
+/// lite_vendor: `[step, message]`, each genuine message at the step that
+/// takes it (`step % 10`, see the target), and every message for the
+/// decoders (step 0).
+fn lite_seeds(put: &impl Fn(&str, &str, &[u8])) {
+    let f = lite_fixture::Lite::new();
+    let t = "lite_vendor";
+    let step = |name: &str, step: u8, input: &[u8]| {
+        let mut v = vec![step];
+        v.extend_from_slice(input);
+        put(t, name, &v);
+    };
+    for (name, bytes) in [
+        ("hello", &f.hello),
+        ("challenge", &f.challenge),
+        ("confirm", &f.confirm),
+        ("receipt", &f.receipt),
+        ("sddp_request", &f.sddp_request),
+        ("sddp_reply", &f.sddp_reply),
+        ("eddp_hello", &f.eddp_hello),
+        ("eddp_challenge", &f.eddp_challenge),
+        ("eddp_request", &f.eddp_request),
+        ("eddp_reply", &f.eddp_reply),
+    ] {
+        step(&format!("decode_{name}"), 0, bytes);
+    }
+    step("vendor_hello", 1, &f.hello);
+    step("vendor_confirm", 2, &f.confirm);
+    step("vendor_sddp_request", 3, &f.sddp_request);
+    step("vendor_eddp_request", 4, &f.eddp_request);
+    step("receipt", 5, &f.receipt);
+    step("client_challenge", 6, &f.challenge);
+    step("client_sddp_reply", 7, &f.sddp_reply);
+    step("client_eddp_challenge", 8, &f.eddp_challenge);
+    step("client_eddp_reply", 9, &f.eddp_reply);
 }
 
 /// The fixture's transaction record at a stage of the log.
