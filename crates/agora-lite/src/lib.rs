@@ -33,6 +33,11 @@
 //!   vendor records ([`eddp::ChallengeLedger`], with an in-memory twin),
 //!   hash-chain acknowledgements fed to the record's [`ChainVerifier`], and
 //!   the next challenge riding in each reply.
+//! - [`records`]: the vendor's client records (`id_C -> K`, `S_C`, the
+//!   chain verifier) behind the port [`records::ClientRecords`], keyed by
+//!   vendor and client: the first SKEP for an id wins, and the chain
+//!   advances by compare-and-set; an in-memory twin here, SQLite (`K`
+//!   sealed at rest) in agora-store.
 //! - [`wire`]: what they share: ids as message fields, the subscription,
 //!   [`wire::Rejected`].
 //!
@@ -40,9 +45,10 @@
 //! (`agora proxy`: how it finds and validates the vendor's certificate and
 //! keys -- here the caller passes the vendor's X25519 and Ed25519 keys --,
 //! HTTP Message Signatures over headers, encrypted bodies), the vendor's
-//! tower layer, durable storage of the vendor's client records, pending
-//! SKEP states, issued challenges and chain verifiers (only the in-memory
-//! challenge ledger exists), and the CLI and node wiring. Nothing here
+//! tower layer, durable storage of pending SKEP states and issued
+//! challenges (only the in-memory challenge ledger exists; client records
+//! are stored through [`records::ClientRecords`], on SQLite in agora-store),
+//! and the CLI and node wiring. Nothing here
 //! reads the clock, the OS RNG, a file or a socket: `now` and `rng` come in
 //! as arguments.
 #![forbid(unsafe_code)]
@@ -52,6 +58,7 @@ pub mod chain;
 pub mod eddp;
 pub mod ids;
 pub mod janus;
+pub mod records;
 pub mod sddp;
 pub mod session;
 pub mod skep;

@@ -10,6 +10,7 @@
 //! | `speed_payment.bill` | the vendor-signed bill, which carries RecKey (it opens the receipt, which carries K) |
 //! | `speed_hold.state` | a held card debit: its BEncKey, MAC key, K and bill |
 //! | `stp_escrow.item` | an item the STP escrow holds for a transaction until it is settled |
+//! | `lite_client.k` | a client's K_{C,V} with a lightweight vendor (whoever has it reads and sends in her name) |
 //! | `store_at_rest.key_check` | a known value, to refuse a database sealed under another key at open |
 //!
 //! A sealed value is `nonce ‖ ChaCha20-Poly1305(at-rest key, nonce, aad,

@@ -795,6 +795,55 @@ pub const MIGRATIONS: &[Migration] = &[
     "#,
         then: None,
     },
+    Migration {
+        version: 13,
+        name: "lightweight protocols: the vendor's client records",
+        sql: r#"
+        -- ClientRecords (agora_lite::records): what SKEP leaves with a
+        -- vendor for each client, one row per (vendor, client) so that one
+        -- store serves several vendors. What holds each rule, for every
+        -- process sharing the file:
+        --
+        -- * the first SKEP for an id wins: the primary key (INSERT ... ON
+        --   CONFLICT (vendor, client) DO NOTHING in crate::lite), and
+        --   lite_client_fixed refuses any change to the key, the
+        --   subscription or the chain's anchor and length;
+        -- * the chain only moves forward: UPDATE ... WHERE last_index = ?
+        --   (compare-and-set) in crate::lite, lite_client_forward (a new
+        --   last index above the old one), and last_index <= chain_n.
+        --
+        -- `k` is K_{C,V} sealed under the at-rest key (crate::at_rest:
+        -- 12-byte nonce + 32 bytes + 16-byte tag), bound to the row (its
+        -- vendor and client). `subscription` is the wire encoding of
+        -- agora_lite::wire::Subscription (at most MAX_SUBSCRIPTION_LEN,
+        -- 1152 bytes). The chain's four columns are all null (no chain) or
+        -- all set (agora_lite::ChainVerifier's parts). Ids are 1 to 255
+        -- bytes of UTF-8.
+        CREATE TABLE lite_client (
+            vendor       TEXT    NOT NULL CHECK (length(CAST(vendor AS BLOB)) BETWEEN 1 AND 255),
+            client       TEXT    NOT NULL CHECK (length(CAST(client AS BLOB)) BETWEEN 1 AND 255),
+            k            BLOB    NOT NULL CHECK (length(k) = 60),
+            subscription BLOB    NOT NULL CHECK (length(subscription) BETWEEN 1 AND 1152),
+            chain_anchor BLOB    CHECK (length(chain_anchor) = 32),
+            chain_n      INTEGER CHECK (chain_n BETWEEN 1 AND 1048576),
+            last_index   INTEGER CHECK (last_index BETWEEN 0 AND chain_n),
+            last_value   BLOB    CHECK (length(last_value) = 32),
+            created_at   INTEGER NOT NULL CHECK (created_at >= 0),
+            PRIMARY KEY (vendor, client),
+            CHECK ((chain_anchor IS NULL) = (chain_n IS NULL)
+               AND (chain_n IS NULL) = (last_index IS NULL)
+               AND (last_index IS NULL) = (last_value IS NULL))
+        ) STRICT;
+        CREATE TRIGGER lite_client_fixed
+        BEFORE UPDATE OF vendor, client, k, subscription, chain_anchor, chain_n, created_at
+        ON lite_client
+        BEGIN SELECT RAISE(ABORT, 'lite_client: a client record keeps its key and subscription'); END;
+        CREATE TRIGGER lite_client_forward BEFORE UPDATE OF last_index ON lite_client
+        WHEN NEW.last_index IS NULL OR NEW.last_index <= OLD.last_index
+        BEGIN SELECT RAISE(ABORT, 'lite_client: the hash chain only moves forward'); END;
+    "#,
+        then: None,
+    },
 ];
 
 /// The end of migration 11, once the rows are sealed into the new tables:

@@ -21,8 +21,10 @@
 //!   bound CPOs); [`SqliteCommitLog`]: agora-stp's commit authority log
 //!   (one conditional unit per CA step, group-committed);
 //!   [`SqliteEscrowStore`]: agora-stp's escrow (items sealed at rest,
-//!   settled once). Their conformance suites run against them in this
-//!   crate's tests.
+//!   settled once); [`SqliteClientRecords`]: agora-lite's vendor client
+//!   records (`K` sealed at rest, the first SKEP for an id winning, the
+//!   hash chain advanced by compare-and-set). Their conformance suites run
+//!   against them in this crate's tests.
 #![forbid(unsafe_code)]
 
 mod agency;
@@ -41,6 +43,7 @@ pub mod failpoint;
 pub mod group_commit;
 mod handshakes;
 mod ledger;
+mod lite;
 mod replay;
 mod sessions;
 mod stores;
@@ -61,6 +64,7 @@ pub use escrow::SqliteEscrowStore;
 pub use group_commit::{GroupCommit, GroupCommitConfig, GroupCommitStats, Ticket};
 pub use handshakes::SqliteHandshakes;
 pub use ledger::SqliteLedger;
+pub use lite::SqliteClientRecords;
 pub use replay::SqliteReplayCache;
 pub use sessions::SqliteSessions;
 pub use stores::{StoreUrl, Stores};
@@ -280,6 +284,13 @@ impl SqliteStore {
     /// sealed under the at-rest key.
     pub fn escrow(&self) -> SqliteEscrowStore {
         SqliteEscrowStore::new(self.clone())
+    }
+
+    /// The vendor's client records of the lightweight protocols
+    /// (agora-lite) on this database, for every vendor it serves. Each
+    /// client's `K` is sealed under the at-rest key.
+    pub fn lite_records(&self) -> SqliteClientRecords {
+        SqliteClientRecords::new(self.clone())
     }
 }
 

@@ -8,6 +8,7 @@ use crate::{AtRestKey, SqliteStore, StoreConfig, DB_FILE_NAME};
 use agora_core::ports::{EvidenceArchive, ReplayCache};
 use agora_core::{Error, KeyId};
 use agora_cpo::store::CpoStore;
+use agora_lite::records::ClientRecords;
 use agora_pki::registry::AgencyRegistry;
 use agora_speed::ledger::Ledger;
 use agora_speed::vendor::HandshakeRegister;
@@ -166,6 +167,14 @@ impl Stores {
     pub fn escrow(&self) -> Arc<dyn EscrowStore> {
         match &self.backend {
             Backend::Sqlite(s) => Arc::new(s.escrow()),
+        }
+    }
+
+    /// The client records of the lightweight protocols' vendors (`id_C ->
+    /// K`, subscription, hash-chain state), keyed by vendor and client.
+    pub fn lite_records(&self) -> Arc<dyn ClientRecords> {
+        match &self.backend {
+            Backend::Sqlite(s) => Arc::new(s.lite_records()),
         }
     }
 
