@@ -527,20 +527,11 @@ pub fn start(key: &VendorKey, id_c: ClientId, id_v: VendorId) -> (AwaitChallenge
 }
 
 /// The client after her hello, awaiting a challenge.
+#[derive(Debug)]
 pub struct AwaitChallenge {
     key: VendorKey,
     id_c: ClientId,
     id_v: VendorId,
-}
-
-impl fmt::Debug for AwaitChallenge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwaitChallenge")
-            .field("id_c", &self.id_c)
-            .field("id_v", &self.id_v)
-            .field("key", &self.key)
-            .finish()
-    }
 }
 
 impl AwaitChallenge {
@@ -561,21 +552,12 @@ impl AwaitChallenge {
 }
 
 /// The client holding a challenge, ready to make one request.
+#[derive(Debug)]
 pub struct Ready {
     key: VendorKey,
     id_c: ClientId,
     id_v: VendorId,
     n_v: Nonce,
-}
-
-impl fmt::Debug for Ready {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ready")
-            .field("id_c", &self.id_c)
-            .field("id_v", &self.id_v)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Ready {
@@ -633,22 +615,13 @@ impl Ready {
 }
 
 /// The client after her request, awaiting the reply.
+#[derive(Debug)]
 pub struct AwaitReply {
     key: VendorKey,
     id_c: ClientId,
     id_v: VendorId,
     k_t: SessionKey,
     n_c: Nonce,
-}
-
-impl fmt::Debug for AwaitReply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwaitReply")
-            .field("id_c", &self.id_c)
-            .field("id_v", &self.id_v)
-            .field("k_t", &self.k_t)
-            .finish_non_exhaustive()
-    }
 }
 
 /// What a reply delivered: the data, and the client ready for her next

@@ -175,17 +175,10 @@ pub fn request(
 }
 
 /// The client after step 1, awaiting the reply.
+#[derive(Debug)]
 pub struct AwaitReply {
     k_t: SessionKey,
     n_c: Nonce,
-}
-
-impl fmt::Debug for AwaitReply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwaitReply")
-            .field("k_t", &self.k_t)
-            .finish_non_exhaustive()
-    }
 }
 
 impl AwaitReply {

@@ -39,7 +39,6 @@ use agora_core::crypto::{
 };
 use agora_core::wire::{cose, sym, tags, Decoder, Encoder, Message, Tag};
 use agora_core::{DecodeError, Error, Result, Timestamp};
-use std::fmt;
 use zeroize::Zeroizing;
 
 /// The HPKE `info` of a SKEP hello.
@@ -300,21 +299,12 @@ impl SkepClient {
 }
 
 /// The client after step 1, awaiting the vendor's challenge.
+#[derive(Debug)]
 pub struct AwaitChallenge {
     id_c: ClientId,
     id_v: VendorId,
     key: VendorKey,
     n_c: Nonce,
-}
-
-impl fmt::Debug for AwaitChallenge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwaitChallenge")
-            .field("id_c", &self.id_c)
-            .field("id_v", &self.id_v)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
 }
 
 impl AwaitChallenge {
@@ -375,22 +365,12 @@ impl AwaitChallenge {
 /// The client after step 3: the vendor has shown it holds `K` (key
 /// confirmation). In non-repudiation SKEP she awaits the receipt
 /// ([`Self::on_receipt`]); otherwise the run is over.
+#[derive(Debug)]
 pub struct SkepConfirmed {
     id_c: ClientId,
     id_v: VendorId,
     key: VendorKey,
     subscription: Subscription,
-}
-
-impl fmt::Debug for SkepConfirmed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SkepConfirmed")
-            .field("id_c", &self.id_c)
-            .field("id_v", &self.id_v)
-            .field("key", &self.key)
-            .field("subscription", &self.subscription)
-            .finish()
-    }
 }
 
 /// A receipt the client keeps: the [`Receipt`] and the vendor's
@@ -458,21 +438,13 @@ pub enum SkepMode {
 }
 
 /// The vendor's side of SKEP: its id, its X25519 secret (for hellos) and
-/// its Ed25519 signing key (for receipts). Debug prints neither key.
+/// its Ed25519 signing key (for receipts). Debug prints only their public
+/// key ids.
+#[derive(Debug)]
 pub struct SkepVendor {
     id_v: VendorId,
     x25519: X25519Secret,
     signing: SigningKey,
-}
-
-impl fmt::Debug for SkepVendor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SkepVendor")
-            .field("id_v", &self.id_v)
-            .field("x25519", &format_args!("<redacted>"))
-            .field("signing", &format_args!("<redacted>"))
-            .finish()
-    }
 }
 
 impl SkepVendor {
@@ -570,21 +542,12 @@ pub fn confirm_client(bytes: &[u8]) -> Result<ClientId> {
 }
 
 /// The vendor after step 2, awaiting the client's confirm.
+#[derive(Debug)]
 pub struct VendorAwaitConfirm {
     id_c: ClientId,
     id_v: VendorId,
     key: VendorKey,
     n_v: Nonce,
-}
-
-impl fmt::Debug for VendorAwaitConfirm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VendorAwaitConfirm")
-            .field("id_c", &self.id_c)
-            .field("id_v", &self.id_v)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
 }
 
 /// What the vendor stores for a client after SKEP: the key, the
