@@ -62,6 +62,7 @@ use agora_core::Timestamp;
 use agora_cpo::Keys;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The node `agora up` serves, unless the caller names another.
@@ -268,6 +269,46 @@ fn fresh_keys(rng: &mut impl Rng) -> Keys {
         sign: SigningKey::generate(rng),
         enc: X25519Secret::generate(rng),
     }
+}
+
+/// Threads registering synthetic parties in a setup (SPEED customers, STP
+/// parties): the group commit batches their writes.
+pub(crate) const REGISTRARS: usize = 16;
+
+/// `make(i)` for every `i` in `0..n` on up to `threads` threads, in order
+/// of `i`.
+pub(crate) fn in_parallel<T: Send>(
+    n: usize,
+    threads: usize,
+    make: impl Fn(usize) -> anyhow::Result<T> + Sync,
+) -> anyhow::Result<Vec<T>> {
+    let next = AtomicUsize::new(0);
+    let results: Vec<anyhow::Result<Vec<(usize, T)>>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n.clamp(1, threads.max(1)))
+            .map(|_| {
+                let (next, make) = (&next, &make);
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            return Ok(mine);
+                        }
+                        mine.push((i, make(i)?));
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut all = Vec::with_capacity(n);
+    for r in results {
+        all.extend(r?);
+    }
+    all.sort_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, t)| t).collect())
 }
 
 /// `n` handles on `client`, the node at `url` checked up (setup).

@@ -22,7 +22,7 @@ use crate::bound::Window;
 use crate::race::{race, Limits};
 use crate::report::{Outcome, Setup};
 use crate::stats::{merge_all, OpError, Tally};
-use crate::{fresh_keys, warm_clients_at, BenchArgs, Scenario};
+use crate::{fresh_keys, in_parallel, warm_clients_at, BenchArgs, Scenario, REGISTRARS};
 use agora_client::datadir::names::{BROKER_KEY, CASH_EUR, DEMO_KEY, SPEED_CA, VENDOR_KEY};
 use agora_client::datadir::{issue_identity, read_at_most, role_keys, DataDir};
 use agora_client::speed::{
@@ -41,7 +41,6 @@ use agora_speed::strategy::AcceptFirst;
 use agora_speed::{AccountNumber, PaymentOrderId, Peer};
 use anyhow::{bail, Context};
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,9 +55,6 @@ const MAX_SPEED_PRODUCT_LEN: u64 = 64 * 1024;
 /// operations, well over 100 µs on any machine. A customer whose deposit
 /// runs out anyway is refused "insufficient funds", an error of the report.
 const MAX_PURCHASES_PER_SEC_PER_CUSTOMER: u64 = 10_000;
-/// Threads registering the customers (setup): the ledger's group commit
-/// batches their writes.
-const REGISTRARS: usize = 16;
 
 /// How a SPEED scenario buys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,29 +296,10 @@ impl SpeedEnv {
             deposit_cents as f64 / 100.0
         ));
         let t0 = Instant::now();
-        let next = AtomicUsize::new(0);
-        let results: Vec<anyhow::Result<Vec<SpeedCustomer>>> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..n.clamp(1, REGISTRARS))
-                .map(|_| {
-                    let next = &next;
-                    s.spawn(move || {
-                        let mut rng = os_rng();
-                        let mut mine = Vec::new();
-                        while next.fetch_add(1, Ordering::Relaxed) < n {
-                            mine.push(self.register(deposit_cents, &mut rng)?);
-                        }
-                        Ok(mine)
-                    })
-                })
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        let mut all = Vec::with_capacity(n);
-        for r in results {
-            all.extend(r.context("setup: registering a SPEED customer")?);
-        }
+        let all = in_parallel(n, REGISTRARS, |_| {
+            self.register(deposit_cents, &mut os_rng())
+        })
+        .context("setup: registering a SPEED customer")?;
         Ok((all, t0.elapsed()))
     }
 

@@ -43,7 +43,7 @@ use crate::bound::Window;
 use crate::race::{race_loops, Limits, LOOPS};
 use crate::report::{Outcome, Setup};
 use crate::stats::{merge_all, OpError, Tally};
-use crate::{now, BenchArgs, Scenario};
+use crate::{in_parallel, now, BenchArgs, Scenario, REGISTRARS};
 use agora_client::datadir::names::SPEED_CA;
 use agora_client::datadir::{issue_identity, DataDir};
 use agora_client::stp::AsyncStpTransport;
@@ -61,9 +61,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Threads registering the parties (setup): the register's group commit
-/// batches their writes.
-const REGISTRARS: usize = 16;
 /// The payload of each Data message of `stp-e2e` (the size `cargo bench -p
 /// agora-stp --bench steps` measures `send` and `receive` at).
 const PAYLOAD_LEN: usize = 1024;
@@ -102,26 +99,6 @@ pub(crate) struct StpEnv {
     life_secs: u64,
 }
 
-/// The CRLs in `crl_dir` (`<key id>.pem` each), as the node reads them.
-fn current_crls(crl_dir: &std::path::Path) -> anyhow::Result<Vec<agora_pki::Crl>> {
-    let mut crls = Vec::new();
-    let entries = match std::fs::read_dir(crl_dir) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(crls),
-        Err(e) => bail!("{}: {e}", crl_dir.display()),
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(kid) = name.to_str().and_then(|n| n.strip_suffix(".pem")) else {
-            continue;
-        };
-        if let Some(c) = agora_node::pki::current_crl(crl_dir, kid).map_err(anyhow::Error::msg)? {
-            crls.push(c);
-        }
-    }
-    Ok(crls)
-}
-
 impl StpEnv {
     pub(crate) fn load(dir: &DataDir, a: &BenchArgs, url: String) -> anyhow::Result<StpEnv> {
         let pinned = dir.load_trust()?;
@@ -148,7 +125,8 @@ impl StpEnv {
         let anchors = TrustStore::load(&dir.trust_path())?.anchors(PartyRole::Ca);
         // A party who meets the same peer again remembers its validated
         // certificate, as the node's commit authority does.
-        let trust = IdentityTrust::new(anchors, current_crls(&dir.crl_dir())?).with_cache();
+        let crls = agora_node::pki::current_crls(&dir.crl_dir()).map_err(anyhow::Error::msg)?;
+        let trust = IdentityTrust::new(anchors, crls).with_cache();
         Ok(StpEnv {
             url,
             ca,
@@ -202,42 +180,6 @@ impl StpEnv {
             .context("setup: registering an STP party")?;
         Ok((made, t0.elapsed()))
     }
-}
-
-/// `make(i)` for every `i` in `0..n` on up to `threads` threads, in order
-/// of `i`.
-fn in_parallel<T: Send>(
-    n: usize,
-    threads: usize,
-    make: impl Fn(usize) -> anyhow::Result<T> + Sync,
-) -> anyhow::Result<Vec<T>> {
-    let next = AtomicUsize::new(0);
-    let results: Vec<anyhow::Result<Vec<(usize, T)>>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..n.clamp(1, threads.max(1)))
-            .map(|_| {
-                let (next, make) = (&next, &make);
-                s.spawn(move || {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n {
-                            return Ok(mine);
-                        }
-                        mine.push((i, make(i)?));
-                    }
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let mut all = Vec::with_capacity(n);
-    for r in results {
-        all.extend(r?);
-    }
-    all.sort_by_key(|(i, _)| *i);
-    Ok(all.into_iter().map(|(_, t)| t).collect())
 }
 
 /// What a CA's answer must be.

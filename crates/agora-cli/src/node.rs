@@ -41,29 +41,9 @@ impl TrustSource<BondTrust> for DirTrust {
         let trust = TrustStore::load(&self.trust_path).map_err(|e| e.to_string())?;
         Ok(BondTrust {
             agencies: trust.agency_anchors(),
-            crls: current_crls(&self.crl_dir)?,
+            crls: agora_node::pki::current_crls(&self.crl_dir)?,
         })
     }
-}
-
-/// The current CRL of every CA in `crl_dir` (`<key id>.pem`).
-pub(crate) fn current_crls(crl_dir: &Path) -> Result<Vec<agora_pki::Crl>, String> {
-    let mut crls = Vec::new();
-    let dir = match std::fs::read_dir(crl_dir) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(crls),
-        Err(e) => return Err(format!("{}: {e}", crl_dir.display())),
-    };
-    for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(kid) = name.to_str().and_then(|n| n.strip_suffix(".pem")) else {
-            continue;
-        };
-        if let Some(c) = agora_node::pki::current_crl(crl_dir, kid)? {
-            crls.push(c);
-        }
-    }
-    Ok(crls)
 }
 
 fn peers(trust: &TrustStore, role: PartyRole) -> Vec<Peer> {

@@ -1879,7 +1879,7 @@ impl SpeedTrustSource<agora_speed::SpeedTrust> for DirSpeedTrust {
         // a fresh cache).
         Ok(agora_speed::SpeedTrust::new(
             trust.anchors(PartyRole::Ca),
-            crate::node::current_crls(&self.crl_dir)?,
+            agora_node::pki::current_crls(&self.crl_dir)?,
         )
         .with_cache())
     }

@@ -93,6 +93,27 @@ pub fn current_crl(crl_dir: &std::path::Path, key_id: &str) -> Result<Option<Crl
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The current CRL of every CA in `crl_dir` (`<key id>.pem` each), as the
+/// node's trust sources read them; none if the directory does not exist.
+pub fn current_crls(crl_dir: &std::path::Path) -> Result<Vec<Crl>, String> {
+    let mut crls = Vec::new();
+    let dir = match std::fs::read_dir(crl_dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(crls),
+        Err(e) => return Err(format!("{}: {e}", crl_dir.display())),
+    };
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(kid) = name.to_str().and_then(|n| n.strip_suffix(".pem")) else {
+            continue;
+        };
+        if let Some(c) = current_crl(crl_dir, kid)? {
+            crls.push(c);
+        }
+    }
+    Ok(crls)
+}
+
 /// What the PKI service hosts.
 pub struct PkiSpec {
     /// The store (agency register, archive).
