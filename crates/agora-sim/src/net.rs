@@ -132,12 +132,7 @@ impl SimNet {
 
     /// True with probability `p`.
     fn chance(&mut self, p: f64) -> bool {
-        if p <= 0.0 {
-            return false;
-        }
-        // 53 random bits: a uniform f64 in [0, 1).
-        let x = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        x < p
+        chance(&mut self.rng, p)
     }
 
     fn delay(&mut self) -> u64 {
@@ -220,5 +215,39 @@ impl SimNet {
     /// SHA-256 over every delivered copy so far (time, from, to, bytes).
     pub fn transcript_hash(&self) -> [u8; 32] {
         self.transcript.clone().finalize().into()
+    }
+}
+
+/// True with probability `p`, from 53 random bits of `rng` (a uniform f64
+/// in [0, 1)).
+pub(crate) fn chance(rng: &mut ChaCha20Rng, p: f64) -> bool {
+    if p <= 0.0 {
+        return false;
+    }
+    ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+}
+
+/// What one actor's handling of an event produced: the time it ran at and
+/// the messages it sends, which the simulation hands to the network.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    pub(crate) now_ms: u64,
+    pub(crate) sends: Vec<(Addr, Vec<u8>)>,
+}
+
+impl Outbox {
+    pub(crate) fn new(now_ms: u64) -> Outbox {
+        Outbox {
+            now_ms,
+            sends: Vec::new(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> agora_core::Timestamp {
+        crate::now_of(self.now_ms)
+    }
+
+    pub(crate) fn send(&mut self, to: Addr, bytes: Vec<u8>) {
+        self.sends.push((to, bytes));
     }
 }

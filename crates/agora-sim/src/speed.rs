@@ -69,8 +69,8 @@
 //! See [`World::check`]. A run is reproducible from its seed:
 //! `World::new(seed, cfg, Scenario::default()).run()`.
 
-use crate::net::{Addr, NetConfig, NetStats, Packet, SimNet};
-use crate::{now_of, EPOCH, MAX_EVENTS, MAX_RUN_MS};
+use crate::net::{Addr, NetConfig, NetStats, Outbox, Packet, SimNet};
+use crate::{EPOCH, MAX_EVENTS, MAX_RUN_MS};
 use agora_core::crypto::{sha256, Secret, SigningKey, X25519Secret};
 use agora_core::wire::{cose, envelope, tags};
 use agora_core::{Currency, Error, Money, Timestamp};
@@ -411,30 +411,6 @@ pub enum Fault {
     /// Its last byte has its lowest bit flipped (inside the message's
     /// authenticated part, or the product).
     Tamper,
-}
-
-/// What one actor's handling produced.
-#[derive(Debug)]
-pub(crate) struct Outbox {
-    now_ms: u64,
-    sends: Vec<(Addr, Vec<u8>)>,
-}
-
-impl Outbox {
-    fn new(now_ms: u64) -> Outbox {
-        Outbox {
-            now_ms,
-            sends: Vec::new(),
-        }
-    }
-
-    fn now(&self) -> Timestamp {
-        now_of(self.now_ms)
-    }
-
-    fn send(&mut self, to: Addr, frame: Vec<u8>) {
-        self.sends.push((to, frame));
-    }
 }
 
 // --------------------------------------------------------------- customer

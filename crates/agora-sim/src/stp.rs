@@ -76,7 +76,7 @@
 //! the same [`Summary`], whose transcript hashes every delivered message
 //! and its time.
 
-use crate::net::{Addr, NetConfig, NetStats, Packet, SimNet};
+use crate::net::{chance, Addr, NetConfig, NetStats, Outbox, Packet, SimNet};
 use crate::{now_of, EPOCH, MAX_EVENTS, MAX_RUN_MS};
 use agora_core::crypto::SigningKey;
 use agora_core::wire::{self, cose, tags};
@@ -294,43 +294,11 @@ pub enum Fate {
 
 // ------------------------------------------------------------- the outbox
 
-/// What one actor's handling produced.
-#[derive(Debug)]
-struct Outbox {
-    now_ms: u64,
-    sends: Vec<(Addr, Vec<u8>)>,
-}
-
-impl Outbox {
-    fn new(now_ms: u64) -> Outbox {
-        Outbox {
-            now_ms,
-            sends: Vec::new(),
-        }
-    }
-
-    fn now(&self) -> Timestamp {
-        now_of(self.now_ms)
-    }
-
-    fn send(&mut self, to: Addr, bytes: Vec<u8>) {
-        self.sends.push((to, bytes));
-    }
-}
-
 fn frame(k: u8, body: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(1 + body.len());
     f.push(k);
     f.extend_from_slice(body);
     f
-}
-
-/// True with probability `p`.
-fn chance(rng: &mut ChaCha20Rng, p: f64) -> bool {
-    if p <= 0.0 {
-        return false;
-    }
-    ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
 }
 
 /// Uniform in `lo..=hi`.
