@@ -1227,7 +1227,7 @@ fn stp_seeds(put: &impl Fn(&str, &str, &[u8])) {
 }
 
 /// lite_vendor: `[step, message]`, each genuine message at the step that
-/// takes it (`step % 10`, see the target), and every message for the
+/// takes it (`step % 12`, see the target), and every message for the
 /// decoders (step 0).
 fn lite_seeds(put: &impl Fn(&str, &str, &[u8])) {
     let f = lite_fixture::Lite::new();
@@ -1260,6 +1260,8 @@ fn lite_seeds(put: &impl Fn(&str, &str, &[u8])) {
     step("client_sddp_reply", 7, &f.sddp_reply);
     step("client_eddp_challenge", 8, &f.eddp_challenge);
     step("client_eddp_reply", 9, &f.eddp_reply);
+    step("vendor_http_request", 10, &f.http_request);
+    step("client_http_reply", 11, &f.http_reply);
 }
 
 /// The fixture's transaction record at a stage of the log.

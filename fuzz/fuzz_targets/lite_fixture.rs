@@ -52,6 +52,10 @@ pub struct Lite {
     pub n_v: Nonce,
     pub eddp_request: Vec<u8>,
     pub eddp_reply: Vec<u8>,
+    /// A genuine SDDP-over-HTTP request and its reply, in [`http_bytes`]'s
+    /// form.
+    pub http_request: Vec<u8>,
+    pub http_reply: Vec<u8>,
 }
 
 impl Lite {
@@ -117,6 +121,42 @@ impl Lite {
             .reply(&mut r, b"ACME 12.34")
             .expect("SDDP reply");
 
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri("http://quotes.example/quotes?symbols=ACME")
+            .header("content-type", "application/json")
+            .body(b"{\"limit\": 3}".to_vec())
+            .expect("request");
+        agora_lite::http::seal_request(
+            &mut r,
+            &key,
+            &id_c,
+            &id_v,
+            NOW,
+            Granularity::MINUTE,
+            &mut req,
+        )
+        .expect("HTTP request");
+        let req = as_received(&req);
+        let http_request = http_bytes(
+            req.uri().path_and_query().expect("path").as_str(),
+            req.headers(),
+            req.body(),
+        );
+        let mut received = req;
+        let accepted =
+            agora_lite::http::accept_request(&record, &id_v, policy(), &replay, &mut received)
+                .expect("HTTP request accepted");
+        let mut resp = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(b"{\"ACME\": \"12.34\"}".to_vec())
+            .expect("reply");
+        accepted
+            .seal_response(&mut r, NOW, &mut resp)
+            .expect("HTTP reply");
+        let http_reply = http_bytes(resp.status().as_str(), resp.headers(), resp.body());
+
         let ledger = MemoryChallengeLedger::with_capacity(16);
         let (await_eddp, eddp_hello) = eddp::start(&key, id_c.clone(), id_v.clone());
         let eddp_challenge =
@@ -156,6 +196,8 @@ impl Lite {
             n_v: ch.n_v,
             eddp_request,
             eddp_reply,
+            http_request,
+            http_reply,
         }
     }
 
@@ -185,4 +227,53 @@ impl Lite {
             .expect("issued");
         l
     }
+}
+
+/// A request as the vendor's server receives it: origin form, `Host` set.
+pub fn as_received(req: &http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
+    let uri = req.uri();
+    let mut b = http::Request::builder()
+        .method(req.method().clone())
+        .uri(uri.path_and_query().expect("path").as_str())
+        .header("host", uri.authority().expect("authority").as_str());
+    for (k, v) in req.headers() {
+        b = b.header(k, v);
+    }
+    b.body(req.body().clone()).expect("request")
+}
+
+/// An HTTP message as the targets read it: a first line (a request's path
+/// and query, or a reply's status), then `name: value` lines, an empty
+/// line, the body.
+pub fn http_bytes(first: &str, headers: &http::HeaderMap, body: &[u8]) -> Vec<u8> {
+    let mut v = first.as_bytes().to_vec();
+    v.push(b'\n');
+    for (k, val) in headers {
+        v.extend_from_slice(k.as_str().as_bytes());
+        v.extend_from_slice(b": ");
+        v.extend_from_slice(val.as_bytes());
+        v.push(b'\n');
+    }
+    v.push(b'\n');
+    v.extend_from_slice(body);
+    v
+}
+
+/// The first line, the headers and the body of [`http_bytes`]'s form;
+/// `None` if a name or value is not one HTTP allows.
+pub fn parse_http(data: &[u8]) -> Option<(Vec<u8>, http::HeaderMap, Vec<u8>)> {
+    let split = data.windows(2).position(|w| w == b"\n\n")?;
+    let (head, body) = (&data[..split], &data[split + 2..]);
+    let mut lines = head.split(|&b| b == b'\n');
+    let first = lines.next()?.to_vec();
+    let mut headers = http::HeaderMap::new();
+    for line in lines {
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = http::HeaderName::from_bytes(&line[..colon]).ok()?;
+        let value = line[colon + 1..]
+            .strip_prefix(b" ")
+            .unwrap_or(&line[colon + 1..]);
+        headers.append(name, http::HeaderValue::from_bytes(value).ok()?);
+    }
+    Some((first, headers, body.to_vec()))
 }

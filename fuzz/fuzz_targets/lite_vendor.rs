@@ -4,7 +4,8 @@
 //! requests, against the fixture's vendor, record, replay cache and
 //! challenge ledger), the client's steps that take the vendor's (SKEP's
 //! challenge and receipt, SDDP's and EDDP's replies) and a third party's
-//! check of a receipt. The first byte picks the step; the rest is the
+//! check of a receipt, and SDDP over HTTP on both sides (the message in
+//! `lite_fixture::http_bytes`'s form). The first byte picks the step; the rest is the
 //! message. No input may panic, and the only inputs a step may accept are
 //! the fixture's genuine messages (a forged one accepted is a crash).
 #![no_main]
@@ -22,7 +23,7 @@ use std::sync::OnceLock;
 #[path = "lite_fixture.rs"]
 mod lite_fixture;
 
-use lite_fixture::{policy, rng, Lite, NOW};
+use lite_fixture::{parse_http, policy, rng, Lite, NOW};
 
 fn lite() -> &'static Lite {
     static LITE: OnceLock<Lite> = OnceLock::new();
@@ -50,7 +51,7 @@ fuzz_target!(|input: &[u8]| {
     let Some((&step, data)) = input.split_first() else {
         return;
     };
-    match step % 10 {
+    match step % 12 {
         0 => {
             roundtrip::<SkepHello>(data);
             roundtrip::<SkepChallenge>(data);
@@ -130,6 +131,60 @@ fuzz_target!(|input: &[u8]| {
             if let Ok(ready) = wait.on_challenge(data) {
                 let _ = ready.request(&mut rng(11), NOW, Granularity::MINUTE, b"q", None);
             }
+        }
+        10 => {
+            // The vendor's HTTP layer: only the genuine request opens.
+            let Some((first, headers, body)) = parse_http(data) else {
+                return;
+            };
+            let Ok(path) = std::str::from_utf8(&first) else {
+                return;
+            };
+            let Ok(mut req) = http::Request::builder().method("POST").uri(path).body(body) else {
+                return;
+            };
+            *req.headers_mut() = headers.clone();
+            let _ = agora_lite::http::request_client(&headers);
+            let replay = MemoryReplayCache::new();
+            let r =
+                agora_lite::http::accept_request(&f.record(), &f.id_v, policy(), &replay, &mut req);
+            only_genuine(r, data, &f.http_request, "SDDP-over-HTTP request");
+        }
+        11 => {
+            // The client's side: her request has another N_C than the
+            // fixture's reply answers, so no reply may open.
+            let Some((first, headers, body)) = parse_http(data) else {
+                return;
+            };
+            let Some(status) = std::str::from_utf8(&first)
+                .ok()
+                .and_then(|s| s.parse::<u16>().ok())
+                .and_then(|s| http::StatusCode::from_u16(s).ok())
+            else {
+                return;
+            };
+            let mut req = http::Request::builder()
+                .method("GET")
+                .uri("http://quotes.example/quotes")
+                .body(Vec::new())
+                .expect("request");
+            let wait = agora_lite::http::seal_request(
+                &mut rng(13),
+                &client_key(f),
+                &f.id_c,
+                &f.id_v,
+                NOW,
+                Granularity::MINUTE,
+                &mut req,
+            )
+            .expect("HTTP request");
+            let mut resp = http::Response::new(body);
+            *resp.status_mut() = status;
+            *resp.headers_mut() = headers;
+            assert!(
+                wait.open_response(&mut resp).is_err(),
+                "a reply to another request opened"
+            );
         }
         _ => {
             let key = client_key(f);

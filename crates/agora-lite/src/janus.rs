@@ -57,6 +57,8 @@ pub const KEY_LABEL: &[u8] = b"agora/janus/v1";
 pub const ENC_INFO: &[u8] = b"agora/janus/enc";
 /// The HKDF-Expand info of `K_mac`.
 pub const MAC_INFO: &[u8] = b"agora/janus/mac";
+/// The label hashed before `K` into [`VendorKey::key_id`].
+pub const KEY_ID_LABEL: &[u8] = b"agora/janus/key-id";
 
 /// The longest secret [`Janus::open`] takes, in bytes: a passphrase or a
 /// machine-generated key is far shorter, and a longer input is a mistake
@@ -306,6 +308,17 @@ impl fmt::Debug for Janus {
 pub struct VendorKey(KeySet);
 
 impl VendorKey {
+    /// A name for the key that does not reveal it: the first 16 hex digits
+    /// of `SHA-256("agora/janus/key-id" ‖ K)`. Two proxies that derive the
+    /// same key print the same id (`agora lite derive`).
+    pub fn key_id(&self) -> String {
+        let mut m = zeroize::Zeroizing::new(Vec::with_capacity(KEY_ID_LABEL.len() + 32));
+        m.extend_from_slice(KEY_ID_LABEL);
+        m.extend_from_slice(self.k().expose());
+        let h = agora_core::crypto::sha256(&m);
+        h[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The vendor's side: rebuilds the key from the `K_{C,V}` it received in
     /// SKEP and filed under the client's id, expanding `K_enc` and `K_mac`
     /// exactly as the client's proxy does.

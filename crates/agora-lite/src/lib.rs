@@ -40,22 +40,27 @@
 //!   sealed at rest) in agora-store.
 //! - [`wire`]: what they share: ids as message fields, the subscription,
 //!   [`wire::Rejected`].
+//! - [`http`]: SDDP over HTTP, what the client proxy and the vendor's tower
+//!   layer speak: headers authenticated, never encrypted, by an RFC 9421
+//!   signature (`hmac-sha256` under a key from `K_t`), bodies sealed.
+//! - [`dispute`]: what the vendor's signed chain and a shown `w_i` prove
+//!   (paper section 5).
 //!
 //! Not built yet, and to come in later increments: the client proxy
-//! (`agora proxy`: how it finds and validates the vendor's certificate and
-//! keys -- here the caller passes the vendor's X25519 and Ed25519 keys --,
-//! HTTP Message Signatures over headers, encrypted bodies), the vendor's
-//! tower layer, durable storage of pending SKEP states and issued
-//! challenges (only the in-memory challenge ledger exists; client records
-//! are stored through [`records::ClientRecords`], on SQLite in agora-store),
-//! and the CLI and node wiring. Nothing here
-//! reads the clock, the OS RNG, a file or a socket: `now` and `rng` come in
-//! as arguments.
+//! (`agora proxy`: how it finds and validates the vendor's certificate,
+//! proxy authentication, SKEP on first contact), EDDP over HTTP, durable
+//! storage of issued EDDP challenges (only the in-memory challenge ledger
+//! exists; client records are stored through [`records::ClientRecords`],
+//! on SQLite in agora-store). The vendor's side on the network is
+//! `agora_node::lite`. Nothing here reads the clock, the OS RNG, a file or
+//! a socket: `now` and `rng` come in as arguments.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod chain;
+pub mod dispute;
 pub mod eddp;
+pub mod http;
 pub mod ids;
 pub mod janus;
 pub mod records;

@@ -550,6 +550,20 @@ pub struct VendorAwaitConfirm {
     n_v: Nonce,
 }
 
+/// A copy for a driver that must keep the state while it tries a message
+/// that may not authenticate (`K` is copied into a new zeroize-on-drop
+/// key; both copies are wiped when dropped).
+impl Clone for VendorAwaitConfirm {
+    fn clone(&self) -> Self {
+        VendorAwaitConfirm {
+            id_c: self.id_c.clone(),
+            id_v: self.id_v.clone(),
+            key: crate::wire::copy_key(&self.key),
+            n_v: self.n_v,
+        }
+    }
+}
+
 /// What the vendor stores for a client after SKEP: the key, the
 /// subscription, and the hash-chain verifier if the subscription commits to
 /// a chain. `K` is wiped when this is dropped and never printed.
