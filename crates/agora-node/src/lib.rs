@@ -42,6 +42,7 @@
 pub mod cpo;
 pub mod endpoint;
 mod guard;
+pub mod lite;
 pub mod metrics;
 pub mod pending;
 pub mod pki;

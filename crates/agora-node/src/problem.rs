@@ -91,6 +91,9 @@ impl Problem {
             "unknown-step" => "Unknown or expired pending step",
             "missing-step" => "This message continues a pending step: name it",
             "unknown-message" => "This role does not take that message",
+            "already-subscribed" => "This client is already subscribed",
+            "lite-unauthenticated" => "This route is served over SDDP: sign the request",
+            "lite-unknown-client" => "No subscription for this client: run SKEP first",
             _ => "Internal error",
         }
     }

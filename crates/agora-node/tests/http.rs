@@ -1002,6 +1002,18 @@ const ROUTES: &[(&str, &str, bool, &[u16])] = &[
     // 400: old or new missing or not a u64; 409: not 0 < old <= new <= the
     // latest head's size.
     ("get", "/v1/stp/log/consistency", true, &[200, 400, 409]),
+    // 204: basic SKEP's confirm; 404: unknown-step; 409: refused,
+    // replayed, already-subscribed.
+    (
+        "post",
+        "/v1/lite/skep",
+        true,
+        &[200, 204, 400, 404, 409, 415],
+    ),
+    ("get", "/v1/lite/vendor", true, &[200]),
+    // Behind the SDDP layer: 400 decode, crypto, a bad symbol list; 401
+    // unsigned or no subscription; 409 replayed, refused.
+    ("get", "/v1/lite/quotes", true, &[200, 400, 401, 409]),
     ("get", "/v1/pki/agencies", true, &[200]),
     ("get", "/v1/pki/{agency}/crl", true, &[200, 400, 404]),
     ("get", "/v1/pki/{agency}/cert", true, &[200, 400, 404]),
@@ -1040,6 +1052,8 @@ fn status_named(name: &str) -> Option<u16> {
     use axum::http::StatusCode as S;
     let s = match name {
         "OK" => S::OK,
+        "NO_CONTENT" => S::NO_CONTENT,
+        "UNAUTHORIZED" => S::UNAUTHORIZED,
         "BAD_REQUEST" => S::BAD_REQUEST,
         "FORBIDDEN" => S::FORBIDDEN,
         "NOT_FOUND" => S::NOT_FOUND,
@@ -1276,9 +1290,11 @@ fn real_refusals_are_the_documented_ones() {
     });
     let http = raw(&n.url);
     let addr = n.url.trim_start_matches("http://").to_owned();
-    // The SPEED and STP services are not hosted here (speed_http.rs and
-    // stp_http.rs serve them).
-    let here = |p: &str| !p.starts_with("/v1/speed/") && !p.starts_with("/v1/stp/");
+    // The SPEED, STP and lightweight services are not hosted here
+    // (speed_http.rs, stp_http.rs and lite_http.rs serve them).
+    let here = |p: &str| {
+        !p.starts_with("/v1/speed/") && !p.starts_with("/v1/stp/") && !p.starts_with("/v1/lite/")
+    };
     for (method, path, admitted, own) in ROUTES.iter().filter(|r| here(r.1)) {
         let url = |p: &str| format!("{}{p}", n.url);
         let send = |p: &str, ct: &str, body: Vec<u8>| {
