@@ -13,6 +13,7 @@ mod cpo;
 mod datadir;
 mod evidence;
 mod key;
+mod lite;
 mod mail;
 mod node;
 mod output;
@@ -41,9 +42,10 @@ Examples:
   agora evidence verify --archive";
 
 /// agora: a secure electronic marketplace. Built so far: Conditional
-/// Purchase Orders (`agora cpo`), SPEED purchases (`agora speed`) and STP
-/// transactions (`agora stp`), with the agencies and certificates they rest
-/// on, and a node that serves them (`agora up`).
+/// Purchase Orders (`agora cpo`), SPEED purchases (`agora speed`), STP
+/// transactions (`agora stp`) and lightweight subscriptions (`agora lite`),
+/// with the agencies and certificates they rest on, and a node that serves
+/// them (`agora up`).
 #[derive(Debug, Parser)]
 #[command(name = "agora", version, after_help = EXAMPLES)]
 struct Cli {
@@ -133,6 +135,11 @@ enum Cmd {
     /// send token and a commit authority; escrow; proof bundles.
     #[command(subcommand)]
     Stp(stp::StpCmd),
+    /// Lightweight subscriptions: subscribe to a vendor (SKEP), fetch over
+    /// SDDP, list receipts, derive your Janus key with a vendor, judge a
+    /// dispute over hash-chain receipts.
+    #[command(subcommand)]
+    Lite(lite::LiteCmd),
     /// Start the marketplace on this data directory: every role on one
     /// loopback port, with the web board. Creates what is missing first.
     #[command(after_help = "Example:\n  AGORA_PASSPHRASE=... agora up\n  agora up --port 8080")]
@@ -168,6 +175,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Cmd::Cpo(c) => cpo::run(&ctx, c),
         Cmd::Speed(c) => speed::run(&ctx, c),
         Cmd::Stp(c) => stp::run(&ctx, c),
+        Cmd::Lite(c) => lite::run(&ctx, c),
         Cmd::Up(a) => node::up(&ctx, a),
         Cmd::Serve(a) => node::serve(&ctx, a),
         Cmd::Status(a) => node::status(&ctx, a),

@@ -124,7 +124,8 @@ pub struct NodeToml {
     /// URL clients use; default `http://<listen>`.
     pub public_url: Option<String>,
     /// Roles: any of `agency`, `cpo` (arbiter and server), `speed` (broker
-    /// and demo vendor), `stp` (commit authority and escrow), `web`.
+    /// and demo vendor), `stp` (commit authority and escrow), `lite` (the
+    /// lightweight vendor of demo quotes), `web`.
     #[serde(default = "default_roles")]
     pub roles: Vec<String>,
     /// Seconds between housekeeping runs (CRL refresh, revocations, awards).
@@ -244,7 +245,7 @@ fn default_log() -> String {
 }
 
 /// The roles a node can host.
-pub const ALL_ROLES: &[&str] = &["agency", "cpo", "speed", "stp", "web"];
+pub const ALL_ROLES: &[&str] = &["agency", "cpo", "speed", "stp", "lite", "web"];
 
 impl NodeToml {
     fn defaults(port: u16) -> NodeToml {
@@ -358,6 +359,9 @@ fn build(ctx: &Ctx, t: &NodeToml) -> anyhow::Result<Node> {
     if t.roles.iter().any(|r| r == "stp") {
         node = node.with(Arc::new(crate::stp::stp_service(ctx, &ks)?));
     }
+    if t.roles.iter().any(|r| r == "lite") {
+        node = node.with(Arc::new(crate::lite::lite_service(ctx, &ks)?));
+    }
     Ok(node)
 }
 
@@ -428,6 +432,7 @@ pub fn up(ctx: &Ctx, a: &UpArgs) -> anyhow::Result<()> {
     }
     created.extend(crate::speed::setup(ctx, &url)?);
     created.extend(crate::stp::setup(ctx)?);
+    created.extend(crate::lite::setup(ctx)?);
     let ks = ctx.load_keystore()?;
     let broker = role_keys(&ks, crate::speed::BROKER_KEY)?.id();
     let vendor = role_keys(&ks, crate::speed::VENDOR_KEY)?.id();

@@ -292,7 +292,7 @@ fn pinned_key(ctx: &Ctx, role: PartyRole, what: &str) -> anyhow::Result<Verifyin
     key.with_context(|| format!("the trust store pins no {what} (`agora up` makes one)"))
 }
 
-fn identity_trust(ctx: &Ctx) -> anyhow::Result<agora_pki::IdentityTrust> {
+pub(crate) fn identity_trust(ctx: &Ctx) -> anyhow::Result<agora_pki::IdentityTrust> {
     use agora_node::speed::SpeedTrustSource;
     crate::speed::DirSpeedTrust {
         trust_path: ctx.trust_path(),

@@ -384,3 +384,44 @@ fn the_walkthroughs_run_in_order_in_one_directory_beside_the_first_node() {
         "a walk-through failed after the others (its output is above)"
     );
 }
+
+#[test]
+fn readme_walkthrough_lite() {
+    let out = run_block("lite");
+    assert!(
+        out.status.success(),
+        "the README's lightweight walk-through failed"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("subscribed  alice@example.org with agora-quotes for 30 days"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(signed by the vendor)"), "{stdout}");
+    assert!(
+        stdout.contains("\"client\": \"alice@example.org\"")
+            && stdout.contains("\"symbol\": \"ACME\"")
+            && stdout.contains("\"symbol\": \"INITECH\""),
+        "her quotes, opened: {stdout}"
+    );
+    assert!(
+        stdout.contains("alice@example.org with agora-quotes"),
+        "the receipt is listed: {stdout}"
+    );
+    assert!(stderr.contains("already-subscribed"), "{stderr}");
+    // The key id derive prints is the one the subscription used.
+    let kid = stdout
+        .split("(key id ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("subscribe prints the key id");
+    assert!(
+        stdout.contains(&format!("key id   {kid}")),
+        "derive gives the same key: {stdout}"
+    );
+    assert!(
+        stderr.contains("crypto"),
+        "the guessed key is refused: {stderr}"
+    );
+}

@@ -19,6 +19,8 @@ pub mod cpo;
 #[cfg(feature = "transport")]
 pub mod datadir;
 #[cfg(feature = "transport")]
+pub mod lite;
+#[cfg(feature = "transport")]
 pub mod speed;
 #[cfg(feature = "transport")]
 pub mod stp;

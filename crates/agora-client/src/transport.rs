@@ -313,6 +313,42 @@ impl NodeClient {
         Ok(buf)
     }
 
+    /// Sends `req` (its URI under this node's base) as it is, headers and
+    /// body, and returns the answer whatever its status: for a protocol
+    /// whose replies carry their own authentication (SDDP over HTTP), so
+    /// that the caller judges a signed error reply itself. Retried after a
+    /// `503` like every call (a request refused for load changed nothing,
+    /// so the same bytes may go again).
+    pub fn exchange(
+        &self,
+        req: &http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, ClientError> {
+        let url = req.uri().to_string();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut b = self.http.request(req.method().clone(), &url);
+            for (k, v) in req.headers() {
+                b = b.header(k, v);
+            }
+            let r = b
+                .body(req.body().clone())
+                .send()
+                .map_err(|e| unreachable(&self.base, &e))?;
+            if let Some(wait) = retry_wait(r.status().as_u16(), r.headers(), attempt) {
+                std::thread::sleep(wait);
+                continue;
+            }
+            let mut out = http::Response::builder().status(r.status());
+            for (k, v) in r.headers() {
+                out = out.header(k, v);
+            }
+            return out
+                .body(Self::body(r)?)
+                .map_err(|e| ClientError::Transport(format!("the answer: {e}")));
+        }
+    }
+
     /// `GET path` as JSON.
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         Self::json(path, self.get(path)?)
@@ -384,7 +420,9 @@ fn problem_of(r: reqwest::blocking::Response) -> ClientError {
 
 /// The error of a reply with a failure `status`: its problem document, if
 /// the body is one.
-fn problem_from(status: u16, body: Option<&[u8]>) -> ClientError {
+/// The error of an answer `status` with `body`: its problem document, or a
+/// transport error if it is none.
+pub fn problem_from(status: u16, body: Option<&[u8]>) -> ClientError {
     let doc: Option<serde_json::Value> = body.and_then(|b| serde_json::from_slice(b).ok());
     match doc {
         Some(d) if d.get("code").is_some() => ClientError::Problem(ProblemDoc {
