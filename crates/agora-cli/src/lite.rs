@@ -17,7 +17,7 @@ use agora_lite::janus::MAX_SECRET_LEN;
 use agora_lite::{ClientId, Janus, JanusParams, VendorId};
 use anyhow::{bail, Context};
 use base64ct::{Base64UrlUnpadded, Encoding};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::json;
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -108,9 +108,15 @@ pub enum LiteCmd {
         /// The path and query to fetch.
         path: String,
     },
-    /// List the receipts kept in the data directory (lite/receipts), each checked
-    /// against the vendor key it was received under.
-    Receipts,
+    /// List the receipts kept in the data directory (lite/receipts), each
+    /// checked against the vendor key it was received under; or, with
+    /// --file, check one receipt (as `agora proxy` hands it over) against
+    /// the key of the vendor at --node, validated by its certificate.
+    Receipts {
+        /// A receipt file (COSE_Sign1 bytes).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Judge a dispute over a subscription with hash-chain receipts: the
     /// vendor's signed receipt proves which chain it agreed to, an element
     /// w_i of that chain the vendor shows proves i deliveries acknowledged.
@@ -157,7 +163,8 @@ pub fn run(ctx: &Ctx, cmd: &LiteCmd) -> anyhow::Result<()> {
             out,
         } => subscribe(ctx, id, *counter, *days, payment, out.as_deref()),
         LiteCmd::Fetch { id, counter, path } => fetch(ctx, id, *counter, path),
-        LiteCmd::Receipts => receipts(ctx),
+        LiteCmd::Receipts { file: None } => receipts(ctx),
+        LiteCmd::Receipts { file: Some(f) } => receipt_file(ctx, f),
         LiteCmd::Derive {
             id,
             vendor,
@@ -385,6 +392,53 @@ fn fetch(ctx: &Ctx, id: &str, counter: u32, path: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One receipt file checked against the vendor at --node.
+fn receipt_file(ctx: &Ctx, file: &Path) -> anyhow::Result<()> {
+    let url = ctx
+        .node
+        .clone()
+        .context("which vendor signed it? pass --node or set AGORA_NODE")?;
+    let node = NodeClient::new(&url)?;
+    let trust = crate::stp::identity_trust(ctx)?;
+    let vendor = agora_client::lite::discover(&node, &trust, ctx.now())
+        .with_context(|| format!("checking the vendor at {url}"))?;
+    let cose = read_at_most(file, MAX_RECEIPT_FILE)?;
+    let r = agora_lite::skep::verify_receipt(&cose, &vendor.ed25519).with_context(|| {
+        format!(
+            "{} is not a receipt signed by {}",
+            file.display(),
+            vendor.id
+        )
+    })?;
+    let s = &r.subscription;
+    let text = format!(
+        "{}: receipt signed by {} (its certificate checked)\nclient   {}\nperiod   {} .. {}\nissued   {}\nchain    {}",
+        file.display(),
+        r.id_v,
+        r.id_c,
+        crate::cert::fmt_time(s.not_before),
+        crate::cert::fmt_time(s.not_after),
+        crate::cert::fmt_time(r.issued_at),
+        match s.chain {
+            Some(c) => format!("{} deliveries, w_0 {}", c.n, hex::encode(c.anchor)),
+            None => "none (no deliveries to acknowledge)".to_owned(),
+        }
+    );
+    emit(
+        ctx.json,
+        &text,
+        json!({
+            "vendor": r.id_v.as_str(),
+            "client": r.id_c.as_str(),
+            "not_before": s.not_before.0,
+            "not_after": s.not_after.0,
+            "issued_at": r.issued_at.0,
+            "chain_n": s.chain.map(|c| c.n),
+        }),
+    );
+    Ok(())
+}
+
 fn receipts(ctx: &Ctx) -> anyhow::Result<()> {
     let dir = receipts_dir(ctx);
     let mut rows = Vec::new();
@@ -608,4 +662,51 @@ pub fn lite_service(
         window_units: 2,
     })
     .map_err(|e| anyhow::anyhow!(e))
+}
+
+// ---- agora proxy ------------------------------------------------------------
+
+/// `agora proxy`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  agora proxy --port 8118 &\n  \
+    curl -x 'http://alice%40example.org:my%20secret@127.0.0.1:8118' \\\n      \
+    'http://127.0.0.1:7878/v1/lite/quotes?symbols=ACME'")]
+pub struct ProxyArgs {
+    /// The loopback port to listen on.
+    #[arg(long, default_value_t = 8118)]
+    port: u16,
+    /// Days a subscription made on first contact runs.
+    #[arg(long, default_value_t = 30)]
+    days: u64,
+}
+
+/// `agora proxy`: serves until Ctrl-C or SIGTERM. It reads the data
+/// directory's trust (which CAs certify vendors) and writes nothing.
+pub fn proxy(ctx: &Ctx, a: &ProxyArgs) -> anyhow::Result<()> {
+    if !(1..=3650).contains(&a.days) {
+        bail!("--days must be 1 to 3650");
+    }
+    let trust = crate::stp::identity_trust(ctx)?;
+    let upstream = std::sync::Arc::new(agora_client::lite::LiteProxy::new(
+        trust,
+        JanusParams::DEFAULT,
+        a.days,
+    ));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], a.port));
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr}: is another proxy running there?"))?;
+    listener.set_nonblocking(true)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    println!(
+        "agora proxy at http://{addr} (credentials: your client id and secret, \
+         e.g. curl -x http://alice%40example.org:SECRET@{addr} URL); nothing is written to disk"
+    );
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        agora_node::proxy::serve(listener, upstream, agora_node::shutdown_signal()).await
+    })
+    .context("serving the proxy")
 }

@@ -140,6 +140,11 @@ enum Cmd {
     /// dispute over hash-chain receipts.
     #[command(subcommand)]
     Lite(lite::LiteCmd),
+    /// The client proxy for browsers and curl: each http:// request to a
+    /// lightweight vendor is signed (SDDP) with the key your id and secret
+    /// derive (give them as proxy credentials); SKEP on first contact.
+    /// Writes nothing to disk.
+    Proxy(lite::ProxyArgs),
     /// Start the marketplace on this data directory: every role on one
     /// loopback port, with the web board. Creates what is missing first.
     #[command(after_help = "Example:\n  AGORA_PASSPHRASE=... agora up\n  agora up --port 8080")]
@@ -176,6 +181,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Cmd::Speed(c) => speed::run(&ctx, c),
         Cmd::Stp(c) => stp::run(&ctx, c),
         Cmd::Lite(c) => lite::run(&ctx, c),
+        Cmd::Proxy(a) => lite::proxy(&ctx, a),
         Cmd::Up(a) => node::up(&ctx, a),
         Cmd::Serve(a) => node::serve(&ctx, a),
         Cmd::Status(a) => node::status(&ctx, a),

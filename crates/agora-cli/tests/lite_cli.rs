@@ -328,3 +328,54 @@ fn dispute_with_a_wrong_vendor_key_is_refused() {
         "{e}"
     );
 }
+
+/// Key authentication before SKEP: a client whose data directory does not
+/// trust the CA that certified the vendor refuses it before sealing a key
+/// to it, and nothing is subscribed; the node's own data directory (which
+/// trusts its identity CA) subscribes, fetches and keeps the receipt.
+#[test]
+fn subscribe_refuses_a_vendor_its_trust_does_not_certify() {
+    let dir = tempfile::tempdir().unwrap();
+    let node_data = dir.path().join("node");
+    let node = common::Node::start(
+        &node_data,
+        common::free_port(),
+        &dir.path().join("node.log"),
+    );
+    // Another data directory, with its own (empty) trust.
+    let stranger = common::Cli::new(&dir.path().join("stranger"), dir.path(), Some(node.url()));
+    stranger.ok(&["init"]);
+    let out = {
+        let mut c = common::command("agora", dir.path());
+        c.arg("--data-dir")
+            .arg(dir.path().join("stranger"))
+            .args(["--node", &node.url(), "lite", "subscribe", "--id", ID])
+            .env("AGORA_LITE_SECRET", SECRET);
+        c.output().unwrap()
+    };
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("checking the vendor"), "{err}");
+
+    // The node's data directory trusts its CA: subscribe, fetch, receipts.
+    let run = |args: &[&str]| {
+        let mut c = common::command("agora", dir.path());
+        c.arg("--data-dir")
+            .arg(&node_data)
+            .args(["--node", &node.url(), "lite"])
+            .args(args)
+            .env("AGORA_LITE_SECRET", SECRET);
+        c.output().unwrap()
+    };
+    let sub = run(&["subscribe", "--id", ID]);
+    assert!(
+        sub.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sub.stderr)
+    );
+    let fetched = run(&["fetch", "--id", ID, "/v1/lite/quotes?symbols=ACME"]);
+    assert!(fetched.status.success());
+    assert!(String::from_utf8_lossy(&fetched.stdout).contains("\"symbol\": \"ACME\""));
+    let listed = run(&["receipts"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("alice@example.org with agora-quotes"));
+}

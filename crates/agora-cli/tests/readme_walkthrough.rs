@@ -30,6 +30,8 @@ fn block(readme: &str, name: &str) -> String {
 /// check that `cmd` fails (bash's own `!` would not stop `set -e`).
 fn script(block: &str) -> String {
     let mut s = String::from("set -euo pipefail\n");
+    // A line continued with a backslash is one command.
+    let block = block.replace("\\\n", "");
     for line in block.lines() {
         match line.strip_prefix("! ") {
             Some(cmd) => s.push_str(&format!(
@@ -72,8 +74,23 @@ fn run_block(name: &str) -> std::process::Output {
     run_block_in(name, dir.path(), &free_port().to_string())
 }
 
+/// [`run_block`], the README's proxy ports 8118 and 8119 read as free ones
+/// too.
+fn run_proxy_block(name: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let text = block(&readme(), name)
+        .replace("8118", &free_port().to_string())
+        .replace("8119", &free_port().to_string());
+    run_script_in(&text, dir.path(), &free_port().to_string())
+}
+
 /// [`run_block`] in `dir`, the README's port 7878 read as `port`.
 fn run_block_in(name: &str, dir: &Path, port: &str) -> std::process::Output {
+    run_script_in(&block(&readme(), name), dir, port)
+}
+
+/// Runs a block's text in `dir`, the README's port 7878 read as `port`.
+fn run_script_in(text: &str, dir: &Path, port: &str) -> std::process::Output {
     let path = format!(
         "{}:{}",
         bin_dir().display(),
@@ -81,7 +98,7 @@ fn run_block_in(name: &str, dir: &Path, port: &str) -> std::process::Output {
     );
     let out = Command::new("bash")
         .arg("-c")
-        .arg(script(&block(&readme(), name).replace("7878", port)))
+        .arg(script(&text.replace("7878", port)))
         .env("AGORA_PORT", port)
         .env_remove("AGORA_NODE")
         .current_dir(dir)
@@ -423,5 +440,37 @@ fn readme_walkthrough_lite() {
     assert!(
         stderr.contains("crypto"),
         "the guessed key is refused: {stderr}"
+    );
+}
+
+#[test]
+fn readme_walkthrough_proxy() {
+    let out = run_proxy_block("proxy");
+    assert!(
+        out.status.success(),
+        "the README's proxy walk-through failed"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("\"client\":\"bob@example.org\"") && stdout.contains("\"symbol\":\"ACME\""),
+        "the quotes through the first proxy: {stdout}"
+    );
+    assert!(
+        stdout.contains("receipt.cose: receipt signed by agora-quotes (its certificate checked)")
+            && stdout.contains("client   bob@example.org"),
+        "the receipt the proxy handed over verifies: {stdout}"
+    );
+    assert!(
+        stdout.contains("\"symbol\":\"GLOBEX\""),
+        "the second proxy carried on: {stdout}"
+    );
+    assert!(
+        stdout.contains("\"code\":\"upstream\"") && stdout.contains("crypto"),
+        "the guessed secret is refused by the vendor: {stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("proxy-authentication"),
+        "no credentials, 407: {stdout}"
     );
 }

@@ -14,6 +14,10 @@ use agora_lite::wire::Subscription;
 use agora_lite::{ClientId, Granularity, VendorId, VendorKey};
 use agora_node::Problem;
 use agora_pki::{IdentityTrust, PartyRole};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The route of a vendor's public description.
 pub const VENDOR_PATH: &str = "/v1/lite/vendor";
@@ -198,4 +202,216 @@ pub fn fetch(
     }
     wait.open_response(&mut resp).map_err(core)?;
     Ok(resp)
+}
+
+// ---- the client proxy's upstream -------------------------------------------
+
+/// The response header in which the proxy hands the user the vendor's
+/// signed receipt (COSE_Sign1, a structured-field byte sequence) of the
+/// subscription it made on her first request to that vendor.
+pub const RECEIPT_HEADER: http::HeaderName = http::HeaderName::from_static("agora-lite-receipt");
+
+/// A user's Janus state, opened under the secret whose MAC is kept.
+type Opened = ([u8; 32], Arc<agora_lite::Janus>);
+
+/// A vendor the proxy validated: how to reach it, what it is, when it was
+/// checked.
+type Validated = (Arc<NodeClient>, Vendor, Timestamp);
+
+/// The code of the vendor's refusal of a client it has no record of.
+const UNKNOWN_CLIENT: &str = "lite-unknown-client";
+
+/// What `agora proxy` does with each request a browser sends it: the
+/// vendor at the request's origin discovered and validated once (its
+/// certificate under `trust`), the user's Janus state opened once per id
+/// and secret (Argon2id), SKEP on the vendor's first `401
+/// lite-unknown-client`, then the request over SDDP. Everything it keeps
+/// is in memory: a second proxy with the same id and secret derives the
+/// same keys and carries on.
+pub struct LiteProxy {
+    trust: IdentityTrust,
+    params: agora_lite::JanusParams,
+    subscription_days: u64,
+    /// A random key of this process: the secret is remembered only as its
+    /// MAC under it, to tell whether a request brings the same one.
+    secret_key: agora_core::crypto::MacKey,
+    /// By client id: the secret's MAC and the Janus state it opened.
+    sessions: Mutex<HashMap<String, Opened>>,
+    /// By origin: its node client, the vendor validated, and when.
+    vendors: Mutex<HashMap<String, Validated>>,
+}
+
+/// How long the proxy trusts a vendor it validated before it fetches and
+/// validates its certificate again (a revocation takes effect within it).
+pub const VENDOR_RECHECK_SECS: u64 = 600;
+
+impl std::fmt::Debug for LiteProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiteProxy").finish_non_exhaustive()
+    }
+}
+
+/// The most users (ids) and vendors a proxy keeps state for; past it, it
+/// starts afresh (the state is a cache of what it can derive again).
+pub const MAX_PROXY_ENTRIES: usize = 1024;
+
+impl LiteProxy {
+    /// A proxy trusting vendors' certificates under `trust`, opening
+    /// Janus with `params`, subscribing for `subscription_days` on first
+    /// contact.
+    pub fn new(
+        trust: IdentityTrust,
+        params: agora_lite::JanusParams,
+        subscription_days: u64,
+    ) -> LiteProxy {
+        LiteProxy {
+            trust,
+            params,
+            subscription_days,
+            secret_key: agora_core::crypto::MacKey::random(&mut agora_core::crypto::os_rng()),
+            sessions: Default::default(),
+            vendors: Default::default(),
+        }
+    }
+
+    fn janus(&self, id: &ClientId, secret: &str) -> Result<Arc<agora_lite::Janus>, ClientError> {
+        let tag = self.secret_key.tag(secret.as_bytes());
+        {
+            let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((t, j)) = s.get(id.as_str()) {
+                if agora_core::crypto::ct_eq(t, &tag) {
+                    return Ok(j.clone());
+                }
+            }
+        }
+        let j = Arc::new(
+            agora_lite::Janus::open(id.clone(), secret.as_bytes(), self.params).map_err(core)?,
+        );
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if s.len() >= MAX_PROXY_ENTRIES {
+            s.clear();
+        }
+        s.insert(id.as_str().to_owned(), (tag, j.clone()));
+        Ok(j)
+    }
+
+    fn vendor(
+        &self,
+        origin: &str,
+        now: Timestamp,
+    ) -> Result<(Arc<NodeClient>, Vendor), ClientError> {
+        if let Some((node, vendor, checked)) = self
+            .vendors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(origin)
+        {
+            if now.0 < checked.0.saturating_add(VENDOR_RECHECK_SECS) {
+                return Ok((node.clone(), vendor.clone()));
+            }
+        }
+        let node = Arc::new(NodeClient::new(origin)?);
+        let vendor = discover(&node, &self.trust, now)?;
+        let mut v = self.vendors.lock().unwrap_or_else(|p| p.into_inner());
+        if v.len() >= MAX_PROXY_ENTRIES {
+            v.clear();
+        }
+        v.insert(origin.to_owned(), (node.clone(), vendor.clone(), now));
+        Ok((node, vendor))
+    }
+
+    /// One request for the user `id` with `secret`: `req` has an absolute
+    /// `http://` URI and a plain body.
+    pub fn forward_request(
+        &self,
+        id: &str,
+        secret: &str,
+        req: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, ClientError> {
+        let now = Timestamp::now_from_system_clock();
+        let id_c = ClientId::new(id).map_err(core)?;
+        let uri = req.uri();
+        let origin = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or("http"),
+            uri.authority()
+                .ok_or_else(|| ClientError::Transport("the request has no origin".into()))?
+        );
+        let path = uri
+            .path_and_query()
+            .map_or("/".to_owned(), |p| p.as_str().to_owned());
+        let (node, vendor) = self.vendor(&origin, now)?;
+        let janus = self.janus(&id_c, secret)?;
+        let key = janus.vendor_key(&vendor.id, 0);
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let method = req.method().clone();
+        let body = req.into_body();
+        let mut rng = agora_core::crypto::os_rng();
+        let send = |rng: &mut _| {
+            fetch(
+                &node,
+                &vendor,
+                &id_c,
+                &key,
+                rng,
+                now,
+                method.clone(),
+                &path,
+                content_type.as_deref(),
+                body.clone(),
+            )
+        };
+        match send(&mut rng) {
+            Err(ClientError::Problem(p)) if p.code == UNKNOWN_CLIENT => {
+                let s = Subscription {
+                    not_before: now,
+                    not_after: now.plus_secs(self.subscription_days * 86_400),
+                    chain: None,
+                    payment: b"agora proxy: first contact".to_vec(),
+                    counter: 0,
+                };
+                let receipt = subscribe(&node, &vendor, &id_c, &key, &mut rng, s)?;
+                let mut resp = send(&mut rng)?;
+                // The proxy keeps nothing: the receipt of the subscription
+                // it just made goes to the user with this answer.
+                if let Some(r) = receipt {
+                    let v = format!(":{}:", STANDARD.encode(&r.cose_sign1));
+                    if let Ok(v) = http::HeaderValue::from_str(&v) {
+                        resp.headers_mut().insert(RECEIPT_HEADER, v);
+                    }
+                }
+                Ok(resp)
+            }
+            other => other,
+        }
+    }
+}
+
+impl agora_node::proxy::Upstream for LiteProxy {
+    fn forward(
+        &self,
+        creds: &agora_node::proxy::Credentials,
+        req: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, Problem> {
+        self.forward_request(&creds.id, &creds.secret, req)
+            .map_err(|e| match e {
+                // The vendor refused: its status, the proxy's code.
+                ClientError::Problem(p) => Problem::new(
+                    http::StatusCode::from_u16(p.status).unwrap_or(http::StatusCode::BAD_GATEWAY),
+                    "upstream",
+                )
+                .with_detail(format!(
+                    "{}: {}",
+                    p.code,
+                    p.detail.unwrap_or_default()
+                )),
+                ClientError::Transport(t) => {
+                    Problem::new(http::StatusCode::BAD_GATEWAY, "upstream").with_detail(t)
+                }
+            })
+    }
 }

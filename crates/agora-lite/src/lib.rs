@@ -46,13 +46,12 @@
 //! - [`dispute`]: what the vendor's signed chain and a shown `w_i` prove
 //!   (paper section 5).
 //!
-//! Not built yet, and to come in later increments: the client proxy
-//! (`agora proxy`: how it finds and validates the vendor's certificate,
-//! proxy authentication, SKEP on first contact), EDDP over HTTP, durable
+//! Not built yet, and to come in later increments: EDDP over HTTP, durable
 //! storage of issued EDDP challenges (only the in-memory challenge ledger
 //! exists; client records are stored through [`records::ClientRecords`],
 //! on SQLite in agora-store). The vendor's side on the network is
-//! `agora_node::lite`. Nothing here reads the clock, the OS RNG, a file or
+//! `agora_node::lite`; the client's, and the proxy's work,
+//! `agora_client::lite`. Nothing here reads the clock, the OS RNG, a file or
 //! a socket: `now` and `rng` come in as arguments.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

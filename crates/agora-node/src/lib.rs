@@ -47,6 +47,7 @@ pub mod metrics;
 pub mod pending;
 pub mod pki;
 pub mod problem;
+pub mod proxy;
 mod serve;
 pub mod speed;
 pub mod stp;

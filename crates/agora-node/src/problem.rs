@@ -94,6 +94,9 @@ impl Problem {
             "already-subscribed" => "This client is already subscribed",
             "lite-unauthenticated" => "This route is served over SDDP: sign the request",
             "lite-unknown-client" => "No subscription for this client: run SKEP first",
+            "proxy-authentication" => "Give your client id and secret to the proxy",
+            "not-implemented" => "Not implemented",
+            "upstream" => "The vendor refused the request, or could not be reached",
             _ => "Internal error",
         }
     }
