@@ -115,7 +115,7 @@ const MAX_SIGNATURE_FIELD: usize = 4096;
 const MAX_COMPONENTS: usize = 32;
 
 /// The components a request's signature must cover.
-const REQUEST_REQUIRED: [&str; 7] = [
+pub const REQUEST_COVERS: [&str; 7] = [
     "@method",
     "@authority",
     "@path",
@@ -125,7 +125,7 @@ const REQUEST_REQUIRED: [&str; 7] = [
     "content-digest",
 ];
 /// The components a reply's signature must cover.
-const REPLY_REQUIRED: [&str; 2] = ["@status", "content-digest"];
+pub const REPLY_COVERS: [&str; 2] = ["@status", "content-digest"];
 /// Fields that must be covered whenever a message has them.
 const COVERED_IF_PRESENT: [&str; 2] = ["content-type", "content-encoding"];
 
@@ -236,23 +236,12 @@ fn one_header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'
     Ok(Some(s))
 }
 
-/// An sf-string of `s` (RFC 8941 section 3.3.3): printable ASCII only,
-/// `"` and `\` escaped. Refuses other characters.
+/// An sf-string of `s` (RFC 9651 section 3.3.3), serialised by `sfv`:
+/// printable ASCII only, `"` and `\` escaped. Refuses other characters.
 fn sf_string(s: &str, what: &'static str) -> Result<String> {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            ' '..='~' => out.push(c),
-            _ => return Err(Error::Refused(format!("{what} is not printable ASCII"))),
-        }
-    }
-    out.push('"');
-    Ok(out)
+    let s = StringRef::from_str(s)
+        .map_err(|_| Error::Refused(format!("{what} is not printable ASCII")))?;
+    Ok(sfv::ItemSerializer::new().bare_item(s).finish())
 }
 
 fn parse_sf_string(value: &str, what: &'static str) -> Result<String> {
@@ -717,7 +706,7 @@ pub fn seal_request(
     headers.insert(CONTENT_DIGEST, header_value(&content_digest(&sealed))?);
     *req.body_mut() = sealed;
 
-    let comps = covered(&REQUEST_REQUIRED, req.headers());
+    let comps = covered(&REQUEST_COVERS, req.headers());
     let view = View::of_request(req)?;
     let signature = sign(
         &view,
@@ -761,7 +750,7 @@ impl AwaitReply {
     /// refused with a decode error: the caller reports its status.
     pub fn open_response(&self, resp: &mut Response<Vec<u8>>) -> Result<()> {
         let received = read_signature(resp.headers())?;
-        let (n_c, keyid) = check_params(&received, REPLY_TAG, &REPLY_REQUIRED, resp.headers())?;
+        let (n_c, keyid) = check_params(&received, REPLY_TAG, &REPLY_COVERS, resp.headers())?;
         let view = View::of_response(resp);
         let base = view.base(&received.components, &received.params_text)?;
         self.keys.sig.verify(&base, &received.mac)?;
@@ -858,7 +847,7 @@ impl Accepted {
         // The length is the sealed body's; a layer above sets it again.
         headers.remove(http::header::CONTENT_LENGTH);
         *resp.body_mut() = sealed;
-        let comps = covered(&REPLY_REQUIRED, resp.headers());
+        let comps = covered(&REPLY_COVERS, resp.headers());
         let view = View::of_response(resp);
         let id_v = self.id_v.as_str();
         let signature = sign(
@@ -903,7 +892,7 @@ pub fn accept_request(
     req: &mut Request<Vec<u8>>,
 ) -> Result<Accepted> {
     let received = read_signature(req.headers())?;
-    let (n_c, keyid) = check_params(&received, REQUEST_TAG, &REQUEST_REQUIRED, req.headers())?;
+    let (n_c, keyid) = check_params(&received, REQUEST_TAG, &REQUEST_COVERS, req.headers())?;
     if keyid != record.id_c.as_str() {
         return Err(Error::ApiMisuse(
             "SDDP request checked against another client's record",

@@ -7,26 +7,15 @@
 
 mod common;
 
-use agora_core::{Error, Timestamp};
+use agora_core::Error;
 use agora_lite::eddp::{
     self, Ack, ChallengeLedger, EddpChallenge, EddpReply, MemoryChallengeLedger, Redeemed,
 };
-use agora_lite::sddp::SessionPolicy;
 use agora_lite::session::session_key;
 use agora_lite::skep::{ClientRecord, SkepMode};
 use agora_lite::wire::ChainCommitment;
-use agora_lite::{time_unit, Granularity, HashChain};
+use agora_lite::{time_unit, HashChain};
 use common::*;
-
-const G: Granularity = Granularity::MINUTE;
-
-fn policy(now: Timestamp) -> SessionPolicy {
-    SessionPolicy {
-        now,
-        granularity: G,
-        window_units: 2,
-    }
-}
 
 fn ledger() -> MemoryChallengeLedger {
     MemoryChallengeLedger::with_capacity(1024)

@@ -9,24 +9,13 @@ mod common;
 use agora_core::ports::replay::MemoryReplayCache;
 use agora_core::{DecodeError, Error, Timestamp};
 use agora_lite::http::{self as lite_http, CODING, CONTENT_DIGEST, SIGNATURE, SIGNATURE_INPUT};
-use agora_lite::sddp::SessionPolicy;
 use agora_lite::skep::{ClientRecord, SkepMode};
-use agora_lite::Granularity;
 use common::*;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use proptest::prelude::*;
 
-const G: Granularity = Granularity::MINUTE;
 const QUOTES: &[u8] = b"{\"ACME\": 123.45, \"note\": \"your personal quotes\"}";
-
-fn policy(now: Timestamp) -> SessionPolicy {
-    SessionPolicy {
-        now,
-        granularity: G,
-        window_units: 2,
-    }
-}
 
 fn record() -> ClientRecord {
     skep(

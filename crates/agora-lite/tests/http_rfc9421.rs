@@ -11,9 +11,8 @@ mod common;
 
 use agora_core::ports::replay::MemoryReplayCache;
 use agora_lite::http::{self as lite_http, SIGNATURE, SIGNATURE_INPUT};
-use agora_lite::sddp::SessionPolicy;
 use agora_lite::skep::SkepMode;
-use agora_lite::{time_unit, Granularity};
+use agora_lite::time_unit;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use common::*;
@@ -24,17 +23,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const G: Granularity = Granularity::MINUTE;
 const URL: &str = "http://quotes.example:8080/quotes?symbol=ACME&days=5";
-const REQUEST_COVERS: [&str; 7] = [
-    "@method",
-    "@authority",
-    "@path",
-    "@query",
-    "agora-lite-vendor",
-    "agora-lite-unit",
-    "content-digest",
-];
 
 fn require_checker() {
     let probe = Command::new("python3")
@@ -98,12 +87,7 @@ fn vendor_accepts(req: &mut Request<Vec<u8>>) -> agora_core::Result<lite_http::A
         SkepMode::Basic,
     )
     .0;
-    let policy = SessionPolicy {
-        now: NOW,
-        granularity: G,
-        window_units: 2,
-    };
-    lite_http::accept_request(&rec, &quotes(), policy, &MemoryReplayCache::new(), req)
+    lite_http::accept_request(&rec, &quotes(), policy(NOW), &MemoryReplayCache::new(), req)
 }
 
 fn key_b64() -> String {
@@ -118,7 +102,7 @@ fn request_case(req: &Request<Vec<u8>>) -> Value {
         "key": key_b64(),
         "keyid": "alice@example.org",
         "tag": lite_http::REQUEST_TAG,
-        "require": REQUEST_COVERS,
+        "require": lite_http::REQUEST_COVERS,
         "method": req.method().as_str(),
         "url": req.uri().to_string(),
         "headers": headers_json(req.headers()),
@@ -218,7 +202,7 @@ fn our_vendor_accepts_a_request_the_independent_implementation_signed() {
         .to_owned();
     req.headers_mut().remove(SIGNATURE);
     req.headers_mut().remove(SIGNATURE_INPUT);
-    let mut components: Vec<&str> = REQUEST_COVERS.to_vec();
+    let mut components: Vec<&str> = lite_http::REQUEST_COVERS.to_vec();
     components.extend(["content-type", "content-encoding"]);
     let results = check(vec![json!({
         "kind": "sign-request",

@@ -7,21 +7,11 @@ mod common;
 
 use agora_core::ports::replay::MemoryReplayCache;
 use agora_core::{DecodeError, Error};
-use agora_lite::sddp::{self, request_client, SddpReply, SddpRequest, SessionPolicy};
+use agora_lite::sddp::{self, request_client, SddpReply, SddpRequest};
 use agora_lite::session::session_key;
 use agora_lite::skep::{ClientRecord, SkepMode};
-use agora_lite::{time_unit, Granularity};
+use agora_lite::time_unit;
 use common::*;
-
-const G: Granularity = Granularity::MINUTE;
-
-fn policy(now: agora_core::Timestamp) -> SessionPolicy {
-    SessionPolicy {
-        now,
-        granularity: G,
-        window_units: 2,
-    }
-}
 
 fn record() -> ClientRecord {
     skep(

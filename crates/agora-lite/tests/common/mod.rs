@@ -4,13 +4,25 @@
 
 use agora_core::crypto::{SigningKey, X25519Secret};
 use agora_core::Timestamp;
+use agora_lite::sddp::SessionPolicy;
 use agora_lite::skep::{ClientRecord, SkepClient, SkepMode, SkepVendor};
 use agora_lite::wire::{ChainCommitment, Subscription};
-use agora_lite::{ClientId, Janus, JanusParams, VendorId, VendorKey};
+use agora_lite::{ClientId, Granularity, Janus, JanusParams, VendorId, VendorKey};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 pub const NOW: Timestamp = Timestamp(1_700_000_000);
+/// The unit of session keys in these tests.
+pub const G: Granularity = Granularity::MINUTE;
+
+/// The vendor's session-key policy at `now`: units of [`G`], two either side.
+pub fn policy(now: Timestamp) -> SessionPolicy {
+    SessionPolicy {
+        now,
+        granularity: G,
+        window_units: 2,
+    }
+}
 pub const DAY: u64 = 86_400;
 
 pub fn rng(seed: u64) -> ChaCha20Rng {
