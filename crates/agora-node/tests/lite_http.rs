@@ -16,9 +16,8 @@ use agora_lite::skep::{verify_receipt, SignedReceipt, SkepClient, SkepMode, Skep
 use agora_lite::wire::Subscription;
 use agora_lite::{ClientId, Granularity, Janus, JanusParams, VendorId, VendorKey};
 use agora_node::lite::{LiteService, LiteSpec};
-use agora_node::{Node, NodeConfig, Service, STEP_HEADER};
+use agora_node::{Service, STEP_HEADER};
 use std::sync::Arc;
-use std::time::Duration;
 
 const VENDOR: &str = "quotes.agora.test";
 
@@ -46,15 +45,7 @@ fn serve() -> Net {
         })
         .unwrap(),
     );
-    let served = common::Served::start(|url| {
-        Node::new(NodeConfig {
-            public_url: url.to_owned(),
-            housekeeping_every: Duration::from_secs(3600),
-            rate_limit_loopback: false,
-            ..NodeConfig::default()
-        })
-        .with(svc as Arc<dyn Service>)
-    });
+    let served = common::Served::one(svc as Arc<dyn Service>);
     Net {
         url: served.url(),
         _served: served,

@@ -4,6 +4,8 @@
 //! requests, hop-by-hop headers stripped both ways, bodies bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+mod common;
+
 use agora_node::proxy::{self, Credentials, Upstream, MAX_BODY};
 use agora_node::Problem;
 use std::io::{Read, Write};
@@ -42,48 +44,14 @@ impl Upstream for Recorder {
     }
 }
 
-struct Running {
-    port: u16,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn start(upstream: Arc<Recorder>) -> Running {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            proxy::serve(l, upstream, async {
+fn start(upstream: Arc<Recorder>) -> common::Served {
+    common::Served::start_with(|_| {
+        move |listener, stopped: tokio::sync::oneshot::Receiver<()>| {
+            proxy::serve(listener, upstream, async {
                 let _ = stopped.await;
             })
-            .await
-            .unwrap();
-        });
-    });
-    Running {
-        port,
-        stop: Some(stop),
-        thread: Some(thread),
-    }
+        }
+    })
 }
 
 /// One raw HTTP/1.1 exchange with the proxy: the status line and headers,
@@ -122,7 +90,7 @@ fn credentials_reach_the_upstream_and_hop_by_hop_headers_do_not() {
          Content-Length: 2\r\n\r\n{{}}",
         basic("alice@example.org", "one secret: with a colon")
     );
-    let (head, body) = raw(p.port, req.as_bytes());
+    let (head, body) = raw(p.addr.port(), req.as_bytes());
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(body, "from the vendor");
     // The vendor's hop-by-hop headers stay on its side.
@@ -168,7 +136,7 @@ fn without_credentials_the_proxy_asks_for_them() {
         let req = format!(
             "GET http://vendor.example/v1/lite/quotes HTTP/1.1\r\nHost: vendor.example\r\n{auth}Connection: close\r\n\r\n"
         );
-        let (head, body) = raw(p.port, req.as_bytes());
+        let (head, body) = raw(p.addr.port(), req.as_bytes());
         assert!(head.starts_with("HTTP/1.1 407"), "{auth:?}: {head}");
         assert!(
             head.to_ascii_lowercase()
@@ -186,7 +154,7 @@ fn tunnels_origin_form_requests_and_large_bodies_are_refused() {
     let p = start(up.clone());
     let auth = basic("alice@example.org", "s");
     let (head, _) = raw(
-        p.port,
+        p.addr.port(),
         format!(
             "CONNECT vendor.example:443 HTTP/1.1\r\nHost: vendor.example:443\r\nProxy-Authorization: {auth}\r\nConnection: close\r\n\r\n"
         )
@@ -194,7 +162,7 @@ fn tunnels_origin_form_requests_and_large_bodies_are_refused() {
     );
     assert!(head.starts_with("HTTP/1.1 501"), "{head}");
     let (head, _) = raw(
-        p.port,
+        p.addr.port(),
         format!(
             "GET /v1/lite/quotes HTTP/1.1\r\nHost: vendor.example\r\nProxy-Authorization: {auth}\r\nConnection: close\r\n\r\n"
         )
@@ -203,7 +171,7 @@ fn tunnels_origin_form_requests_and_large_bodies_are_refused() {
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     let big = "x".repeat(MAX_BODY + 1);
     let (head, _) = raw(
-        p.port,
+        p.addr.port(),
         format!(
             "POST http://vendor.example/q HTTP/1.1\r\nHost: vendor.example\r\nProxy-Authorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
             big.len()
@@ -217,7 +185,7 @@ fn tunnels_origin_form_requests_and_large_bodies_are_refused() {
     );
     // The upstream's refusal is the browser's answer.
     let (head, body) = raw(
-        p.port,
+        p.addr.port(),
         format!(
             "GET http://vendor.example/q HTTP/1.1\r\nHost: vendor.example\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
             basic("refuse@example.org", "s")

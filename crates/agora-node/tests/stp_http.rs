@@ -11,7 +11,7 @@ mod common;
 use agora_core::crypto::{SigningKey, X25519Secret};
 use agora_core::wire::cose;
 use agora_node::stp::{StpService, StpSpec, TrustSource};
-use agora_node::{Node, NodeConfig, Service};
+use agora_node::Service;
 use agora_pki::IdentityTrust;
 use agora_stp::escrow::open_release;
 use agora_stp::msg::{Claim, Deposit, DepositReceipt};
@@ -20,7 +20,6 @@ use agora_stp::process::{self, Invitation, Open};
 use agora_stp::testkit::{World, DAY};
 use agora_stp::{MemoryCommitLog, MemoryEscrowStore, Tid};
 use std::sync::Arc;
-use std::time::Duration;
 
 struct Fixed(IdentityTrust);
 
@@ -50,15 +49,7 @@ fn serve(w: &mut World) -> Net {
         })
         .unwrap(),
     );
-    let served = common::Served::start(|url| {
-        Node::new(NodeConfig {
-            public_url: url.to_owned(),
-            housekeeping_every: Duration::from_secs(3600),
-            rate_limit_loopback: false,
-            ..NodeConfig::default()
-        })
-        .with(svc as Arc<dyn Service>)
-    });
+    let served = common::Served::one(svc as Arc<dyn Service>);
     Net {
         url: served.url(),
         _served: served,

@@ -348,10 +348,44 @@ pub struct Served {
 impl Served {
     /// Binds a loopback port and serves the node `build` makes for its URL.
     pub fn start(build: impl FnOnce(&str) -> agora_node::Node) -> Served {
+        Served::start_with(|url| {
+            let node = build(url);
+            move |listener, stopped: tokio::sync::oneshot::Receiver<()>| {
+                node.serve(listener, async {
+                    let _ = stopped.await;
+                })
+            }
+        })
+    }
+
+    /// A node with the tests' configuration (no rate limit on loopback,
+    /// housekeeping hourly) hosting `service` alone.
+    pub fn one(service: std::sync::Arc<dyn agora_node::Service>) -> Served {
+        Served::start(|url| {
+            agora_node::Node::new(agora_node::NodeConfig {
+                public_url: url.to_owned(),
+                housekeeping_every: std::time::Duration::from_secs(3600),
+                rate_limit_loopback: false,
+                ..agora_node::NodeConfig::default()
+            })
+            .with(service)
+        })
+    }
+
+    /// Binds a loopback port and runs the server `build` makes for its URL
+    /// (given the listener and the future that says stop) on a runtime of
+    /// its own: a node, or another server (the client proxy).
+    pub fn start_with<R, F>(build: impl FnOnce(&str) -> R) -> Served
+    where
+        R: FnOnce(tokio::net::TcpListener, tokio::sync::oneshot::Receiver<()>) -> F
+            + Send
+            + 'static,
+        F: std::future::Future<Output = std::io::Result<()>> + Send,
+    {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
-        let node = build(&format!("http://{addr}"));
+        let run = build(&format!("http://{addr}"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -361,10 +395,7 @@ impl Served {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                node.serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await
+                run(listener, stopped).await
             })
         });
         Served {
