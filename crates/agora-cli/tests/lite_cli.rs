@@ -202,17 +202,24 @@ fn receipt_files(dir: &Path) -> (SkepVendor, HashChain) {
     (v, chain)
 }
 
-fn dispute(work: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
+/// `agora lite dispute` over the files [`receipt_files`] wrote, with
+/// `extra` arguments (global flags such as `--json` first).
+fn dispute_args<'a>(global: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = global.to_vec();
+    args.extend_from_slice(&[
         "lite",
         "dispute",
         "--receipt",
         "receipt.cose",
         "--vendor-key",
         "vendor.pem",
-    ];
+    ]);
     args.extend_from_slice(extra);
-    agora(work, &args, None, None)
+    args
+}
+
+fn dispute(work: &Path, extra: &[&str]) -> Output {
+    agora(work, &dispute_args(&[], extra), None, None)
 }
 
 #[test]
@@ -234,17 +241,7 @@ fn dispute_a_genuine_w_i_proves_i_deliveries() {
         text.contains("Refund evidence is not built in agora yet"),
         "{text}"
     );
-    let mut args = vec!["--json"];
-    args.extend_from_slice(&[
-        "lite",
-        "dispute",
-        "--receipt",
-        "receipt.cose",
-        "--vendor-key",
-        "vendor.pem",
-        "--vendor-shows",
-        &shown,
-    ]);
+    let args = dispute_args(&["--json"], &["--vendor-shows", &shown]);
     let j: serde_json::Value =
         serde_json::from_str(&ok(agora(dir.path(), &args, None, None))).unwrap();
     assert_eq!(j["vendor_evidence"]["judgement"], "valid");
